@@ -1,0 +1,92 @@
+// redraft/core/backend.hpp: the Backend concept, the contract every backend satisfies.
+//
+// A backend is a cheap, copyable handle to where work runs (the CPU; a CUDA stream plus a
+// scratch allocator). Generic algorithms in draft/, tree/, verify/, kv/ are written once against
+// this contract. A backend may also offer a faster member for a hot path (e.g. build_tree_fused);
+// the public entry point prefers it when present and otherwise runs the generic code.
+//
+// The contract, for a type B and a value `b` of it:
+//
+//  1. Handle. B is std::copyable; copies refer to the same place of execution.
+//  2. Buffers. `typename B::template buffer<T>` is an owning, movable array of T in the backend's
+//     memory space, with `data()` (T*, const T* when const) and `size()` (index_t).
+//     `b.template allocate<T>(n)` returns a buffer of n elements (contents unspecified).
+//  3. Transfers. `b.copy_to_host(src, n, dst)` copies n elements from backend memory to host
+//     memory; `b.copy_from_host(src, n, dst)` the reverse; `b.copy(src, n, dst)` within the
+//     backend. `b.fill(dst, n, value)` sets n elements. Transfers may be asynchronous with respect
+//     to the host except copy_to_host, which returns when the host data is ready.
+//  4. Ordering. `b.synchronize()` waits for all work issued on b. Work issued on one handle runs
+//     in issue order.
+//  5. Parallel loop. `b.for_each_index(n, f)` calls f(i) once for every i in [0, n), in any order
+//     and possibly concurrently; f is a trivially copyable REDRAFT_HOST_DEVICE functor that
+//     touches only backend memory through views.
+//  6. Dense math. `b.matmul(x, w, bias, act, y)`: y[M, N] = act(x[M, K] * w[N, K]^T + bias[N]),
+//     w in PyTorch's [out, in] layout, bias nullable, act one of activation::{none, silu}.
+//     y may not alias x or w.
+//  7. Row primitives, over matrix views [rows, cols] in backend memory:
+//       b.row_max(x, out[rows]), b.row_sum(x, out[rows]),
+//       b.log_softmax(x, y)          y = x - max - log(sum(exp(x - max))), rowwise; y may alias x,
+//       b.row_argmax(x, out[rows])   int32, ties to the lower index,
+//       b.row_top_k(x, k, values[rows, k], indices[rows, k])
+//                                    sorted descending, ties to the lower index,
+//       b.inclusive_scan(in[n], out[n])   int32 prefix sums, out may alias in,
+//       b.gather_rows(x[rows, cols], index[m], y[m, cols])   y[i] = x[index[i]].
+//
+// Violations of clauses 2-7 found at compile time fail the concept check, which the backend
+// headers assert right after each class (`static_assert(redraft::Backend<cpu_backend>)`).
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+
+#include "redraft/core/view.hpp"
+
+namespace redraft {
+
+enum class activation { none, silu };
+
+namespace detail {
+
+template <class B, class T>
+concept backend_buffer_of = requires(B b, typename B::template buffer<T> buf,
+                                     const typename B::template buffer<T> cbuf, index_t n, T* p,
+                                     const T* cp, T value) {
+  { b.template allocate<T>(n) } -> std::same_as<typename B::template buffer<T>>;
+  { buf.data() } -> std::same_as<T*>;
+  { cbuf.data() } -> std::same_as<const T*>;
+  { cbuf.size() } -> std::convertible_to<index_t>;
+  requires std::movable<typename B::template buffer<T>>;
+  b.copy_to_host(cp, n, p);
+  b.copy_from_host(cp, n, p);
+  b.copy(cp, n, p);
+  b.fill(p, n, value);
+};
+
+// A functor type used only to probe clause 5.
+struct probe_functor {
+  REDRAFT_HOST_DEVICE void operator()(index_t) const {}
+};
+
+}  // namespace detail
+
+template <class B>
+concept Backend =
+    std::copyable<B> && detail::backend_buffer_of<B, float> &&
+    detail::backend_buffer_of<B, std::int32_t> && detail::backend_buffer_of<B, std::uint32_t> &&
+    requires(B b, index_t n, matrix_view<const float> x, matrix_view<float> y,
+             vector_view<float> v, vector_view<std::int32_t> iv,
+             vector_view<const std::int32_t> civ, matrix_view<std::int32_t> im, const float* bias,
+             int k) {
+      b.synchronize();
+      b.for_each_index(n, detail::probe_functor{});
+      b.matmul(x, x, bias, activation::silu, y);
+      b.row_max(x, v);
+      b.row_sum(x, v);
+      b.log_softmax(x, y);
+      b.row_argmax(x, iv);
+      b.row_top_k(x, k, y, im);
+      b.inclusive_scan(civ, iv);
+      b.gather_rows(x, civ, y);
+    };
+
+}  // namespace redraft

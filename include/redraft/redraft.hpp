@@ -1,0 +1,12 @@
+// redraft/redraft.hpp: umbrella header for host code (core + algorithms + the CPU backend).
+// CUDA users include redraft/cuda.cuh from .cu files instead.
+#pragma once
+
+#include "redraft/core/backend.hpp"
+#include "redraft/core/error.hpp"
+#include "redraft/core/macros.hpp"
+#include "redraft/core/philox.hpp"
+#include "redraft/core/tree.hpp"
+#include "redraft/core/view.hpp"
+#include "redraft/cpu/cpu_backend.hpp"
+#include "redraft/tree/build_tree.hpp"

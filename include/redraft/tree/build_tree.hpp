@@ -1,0 +1,145 @@
+// redraft/tree/build_tree.hpp: trie dedup of draft beams ("dynamic tree attention").
+//
+// W beams that share prefixes are merged into one token tree so every shared prefix is verified
+// once. Beams are inserted in order 0..W-1 into a trie keyed by (parent node, token); a node is
+// numbered when it is first created, which defines the packed order (DESIGN.md §1).
+//
+//   beams [B, W, L] int32, column 0 the root token (equal across the beams of a request)
+//   -> tree<B> (core/tree.hpp) with beam_to_node [B, W, L]
+//
+// n_b <= 1 + W (L - 1). Complexity O(B W L) expected (an open-addressing hash of (parent, token)).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "redraft/core/backend.hpp"
+#include "redraft/core/error.hpp"
+#include "redraft/core/tree.hpp"
+#include "redraft/core/view.hpp"
+
+namespace redraft {
+
+namespace detail {
+
+// Validates beams on the host: shape, token ids, equal roots within a request.
+inline void check_beams(const char* fn, const std::int32_t* beams, index_t batch, index_t width,
+                        index_t length) {
+  REDRAFT_REQUIRE(width >= 1, fn, ": beam_width ", width, " must be at least 1");
+  REDRAFT_REQUIRE(length >= 2, fn, ": beam_length ", length,
+                  " must be at least 2 (the root plus one drafted token)");
+  REDRAFT_REQUIRE(batch >= 0, fn, ": batch ", batch, " is negative");
+  for (index_t b = 0; b < batch; ++b) {
+    const std::int32_t root = beams[b * width * length];
+    for (index_t w = 0; w < width; ++w) {
+      const std::int32_t* beam = beams + (b * width + w) * length;
+      REDRAFT_REQUIRE(beam[0] == root, fn, ": beams[", b, ", ", w, ", 0] = ", beam[0],
+                      " differs from beams[", b, ", 0, 0] = ", root,
+                      " (all beams of a request start at the same root token)");
+      for (index_t l = 0; l < length; ++l) {
+        REDRAFT_REQUIRE(beam[l] >= 0, fn, ": beams[", b, ", ", w, ", ", l, "] = ", beam[l],
+                        " is not a valid token id (must be >= 0)");
+      }
+    }
+  }
+}
+
+// The sequential trie over host memory. Writes request-local indices.
+//   beams [B, W, L] -> node_offsets [B + 1], token/parent/depth [n_total], beam_to_node [B, W, L]
+inline void build_tree_trie(const std::int32_t* beams, std::int32_t batch, std::int32_t width,
+                            std::int32_t length, std::vector<std::int32_t>& node_offsets,
+                            std::vector<std::int32_t>& token, std::vector<std::int32_t>& parent,
+                            std::vector<std::int32_t>& depth,
+                            std::vector<std::int32_t>& beam_to_node) {
+  const std::int64_t max_nodes = 1 + static_cast<std::int64_t>(width) * (length - 1);
+  // Open addressing, capacity a power of two at least twice the node bound, keys (parent, token).
+  std::size_t capacity = 16;
+  while (capacity < static_cast<std::size_t>(2 * max_nodes)) capacity *= 2;
+  std::vector<std::uint64_t> keys(capacity);
+  std::vector<std::int32_t> values(capacity, -1);
+  std::vector<std::size_t> used;
+  used.reserve(static_cast<std::size_t>(max_nodes));
+
+  node_offsets.assign(static_cast<std::size_t>(batch) + 1, 0);
+  token.clear();
+  parent.clear();
+  depth.clear();
+  token.reserve(static_cast<std::size_t>(batch * max_nodes));
+  parent.reserve(token.capacity());
+  depth.reserve(token.capacity());
+  beam_to_node.assign(static_cast<std::size_t>(batch) * width * length, 0);
+
+  for (std::int32_t b = 0; b < batch; ++b) {
+    const std::int32_t base = static_cast<std::int32_t>(token.size());
+    const std::int32_t* req = beams + static_cast<std::int64_t>(b) * width * length;
+    token.push_back(req[0]);
+    parent.push_back(-1);
+    depth.push_back(0);
+    std::int32_t count = 1;
+    for (std::int32_t w = 0; w < width; ++w) {
+      std::int32_t node = 0;
+      std::int32_t* b2n = beam_to_node.data() + (static_cast<std::int64_t>(b) * width + w) * length;
+      b2n[0] = 0;
+      for (std::int32_t l = 1; l < length; ++l) {
+        const std::int32_t tok = req[static_cast<std::int64_t>(w) * length + l];
+        const std::uint64_t key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(node)) << 32) |
+                                  static_cast<std::uint32_t>(tok);
+        std::size_t slot = static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> 40) & (capacity - 1);
+        while (values[slot] != -1 && keys[slot] != key) slot = (slot + 1) & (capacity - 1);
+        if (values[slot] == -1) {
+          keys[slot] = key;
+          values[slot] = count;
+          used.push_back(slot);
+          token.push_back(tok);
+          parent.push_back(node);
+          depth.push_back(l);
+          ++count;
+        }
+        node = values[slot];
+        b2n[l] = node;
+      }
+    }
+    for (std::size_t slot : used) values[slot] = -1;  // reset only what this request touched
+    used.clear();
+    node_offsets[static_cast<std::size_t>(b) + 1] = base + count;
+  }
+}
+
+template <class B>
+typename B::template buffer<std::int32_t> to_backend(const B& backend,
+                                                     const std::vector<std::int32_t>& host) {
+  auto out = backend.template allocate<std::int32_t>(static_cast<index_t>(host.size()));
+  backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
+  return out;
+}
+
+}  // namespace detail
+
+// build_tree(backend, beams [B, W, L]) -> tree with beam_to_node.
+// Throws redraft::error (before allocating any output) for W < 1, L < 2, negative token ids, or
+// beams of one request with different root tokens.
+template <Backend B>
+tree<B> build_tree(const B& backend, view<const std::int32_t, 3> beams) {
+  const index_t batch = beams.extent(0), width = beams.extent(1), length = beams.extent(2);
+  std::vector<std::int32_t> host_beams(static_cast<std::size_t>(beams.size()));
+  backend.copy_to_host(beams.data(), beams.size(), host_beams.data());
+  detail::check_beams("build_tree", host_beams.data(), batch, width, length);
+
+  std::vector<std::int32_t> offsets, token, parent, depth, beam_to_node;
+  detail::build_tree_trie(host_beams.data(), static_cast<std::int32_t>(batch),
+                          static_cast<std::int32_t>(width), static_cast<std::int32_t>(length),
+                          offsets, token, parent, depth, beam_to_node);
+  tree<B> out;
+  out.batch = static_cast<std::int32_t>(batch);
+  out.beam_width = static_cast<std::int32_t>(width);
+  out.beam_length = static_cast<std::int32_t>(length);
+  out.node_offsets = detail::to_backend(backend, offsets);
+  out.token = detail::to_backend(backend, token);
+  out.parent = detail::to_backend(backend, parent);
+  out.depth = detail::to_backend(backend, depth);
+  out.beam_to_node = detail::to_backend(backend, beam_to_node);
+  out.host_node_offsets = std::move(offsets);
+  return out;
+}
+
+}  // namespace redraft
