@@ -77,3 +77,28 @@ tree_view view_of(const tree<B>& t) {
 }
 
 }  // namespace redraft
+
+namespace redraft {
+
+// The tree's attention masks, in the two formats engines consume (built by tree/masks.hpp).
+//
+// Dense, ragged: request b's ancestor-or-self mask is [n_b, n_b] uint8 row-major at
+//   bits[offsets[b] .. offsets[b] + n_b * n_b); entry (i, j) = 1 iff node j is an ancestor of, or
+//   equal to, node i.
+template <class B>
+struct dense_tree_mask {
+  typename B::template buffer<std::uint8_t> bits;      // [sum_b n_b^2]
+  typename B::template buffer<std::int64_t> offsets;   // [B + 1]
+  std::vector<std::int64_t> host_offsets;              // [B + 1]
+};
+
+// Bit-packed (TensorRT-LLM's spec_decoding_packed_mask): one row per node, rows of consecutive
+// requests back to back, each row `words_per_row` = ceil(n_max / 32) uint32 words; bit (j % 32)
+// of word (j / 32) of a node's row is set iff request-local node j is an ancestor-or-self.
+template <class B>
+struct packed_tree_mask {
+  typename B::template buffer<std::uint32_t> words;  // [n_total, words_per_row]
+  std::int32_t words_per_row = 0;
+};
+
+}  // namespace redraft
