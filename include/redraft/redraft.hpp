@@ -10,3 +10,6 @@
 #include "redraft/core/view.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
 #include "redraft/tree/build_tree.hpp"
+#include "redraft/tree/build_tree_parallel.hpp"
+#include "redraft/tree/masks.hpp"
+#include "redraft/tree/static_tree.hpp"
