@@ -1,0 +1,233 @@
+// Tests of tree/build_tree.hpp (the trie) and tree/build_tree_parallel.hpp (the prefix-owner
+// form): both against the naive prefix-comparison reference of testing/reference_tree.hpp, and
+// against each other, on thousands of random beam sets; invariants; edge cases; bad input.
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "redraft/redraft.hpp"
+#include "redraft/testing/reference_tree.hpp"
+#include "toy_backend.hpp"
+#include "tree_test_util.hpp"
+
+using namespace redraft;
+using redraft_test::host_tree;
+using redraft_test::to_host;
+
+namespace {
+
+enum class form { trie, parallel };
+
+template <class B>
+tree<B> build(form f, const B& backend, view<const std::int32_t, 3> beams) {
+  return f == form::trie ? build_tree(backend, beams) : build_tree_parallel(backend, beams);
+}
+
+template <class B>
+typename B::template buffer<std::int32_t> upload(const B& backend, const std::vector<std::int32_t>& host) {
+  auto out = backend.template allocate<std::int32_t>(static_cast<index_t>(host.size()));
+  backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
+  return out;
+}
+
+// Checks tree h (built from beams [B, W, L]) against the reference and the tree invariants.
+void check_against_reference(const host_tree& h, const std::vector<std::int32_t>& beams, int batch,
+                             int width, int length) {
+  REQUIRE(h.batch == batch);
+  REQUIRE(h.beam_width == width);
+  REQUIRE(h.beam_length == length);
+  REQUIRE(h.node_offsets.size() == static_cast<std::size_t>(batch) + 1);
+  REQUIRE(h.node_offsets[0] == 0);
+  REQUIRE(h.beam_to_node.size() == beams.size());
+  REQUIRE(h.token.size() == static_cast<std::size_t>(h.node_offsets.back()));
+  for (int b = 0; b < batch; ++b) {
+    CAPTURE(b);
+    const std::int32_t* req = beams.data() + static_cast<std::size_t>(b) * width * length;
+    const testing::reference_tree ref = testing::reference_pack(req, width, length);
+    const std::int32_t n = h.num_nodes(b);
+    // n_b <= 1 + W (L - 1)
+    CHECK(n <= 1 + width * (length - 1));
+    CHECK(h.slice(h.token, b) == ref.token);
+    CHECK(h.slice(h.parent, b) == ref.parent);
+    CHECK(h.slice(h.depth, b) == ref.depth);
+    const std::vector<std::int32_t> b2n(
+        h.beam_to_node.begin() + static_cast<std::ptrdiff_t>(b) * width * length,
+        h.beam_to_node.begin() + static_cast<std::ptrdiff_t>(b + 1) * width * length);
+    CHECK(b2n == ref.beam_to_node);
+    // tokens[beam_to_node] == beams
+    const std::vector<std::int32_t> tok = h.slice(h.token, b), par = h.slice(h.parent, b),
+                                    dep = h.slice(h.depth, b);
+    for (int k = 0; k < width * length; ++k) {
+      REQUIRE(b2n[static_cast<std::size_t>(k)] >= 0);
+      REQUIRE(b2n[static_cast<std::size_t>(k)] < n);
+      CHECK(tok[static_cast<std::size_t>(b2n[static_cast<std::size_t>(k)])] == req[k]);
+    }
+    // root, parent precedes child, depth(parent) = depth - 1
+    CHECK(par[0] == -1);
+    CHECK(dep[0] == 0);
+    for (int i = 1; i < n; ++i) {
+      const std::int32_t p = par[static_cast<std::size_t>(i)];
+      REQUIRE(p >= 0);
+      REQUIRE(p < i);
+      CHECK(dep[static_cast<std::size_t>(p)] == dep[static_cast<std::size_t>(i)] - 1);
+    }
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("build_tree and build_tree_parallel equal the naive prefix reference on random beams",
+                   "[tree][build_tree]", cpu_backend, redraft_test::toy_backend) {
+  const TestType backend;
+  const std::uint32_t seed = GENERATE(1u, 2u, 3u, 4u);
+  std::mt19937 rng(seed);
+  for (int round = 0; round < 500; ++round) {  // 4 seeds x 500 = 2000 beam sets per backend
+    const int batch = std::uniform_int_distribution<int>(0, 4)(rng);
+    const int width = std::uniform_int_distribution<int>(1, 12)(rng);
+    const int length = std::uniform_int_distribution<int>(2, 7)(rng);
+    const int alphabet = std::uniform_int_distribution<int>(1, 4)(rng);
+    CAPTURE(seed, round, batch, width, length, alphabet);
+    const std::vector<std::int32_t> beams =
+        redraft_test::random_beams(rng, batch, width, length, alphabet);
+    const auto device_beams = upload(backend, beams);
+    const view<const std::int32_t, 3> v(device_beams.data(), batch, width, length);
+    const host_tree trie = to_host(backend, build_tree(backend, v));
+    const host_tree parallel = to_host(backend, build_tree_parallel(backend, v));
+    check_against_reference(trie, beams, batch, width, length);
+    // The parallel form is identical to the trie, array for array.
+    CHECK(parallel.node_offsets == trie.node_offsets);
+    CHECK(parallel.token == trie.token);
+    CHECK(parallel.parent == trie.parent);
+    CHECK(parallel.depth == trie.depth);
+    CHECK(parallel.beam_to_node == trie.beam_to_node);
+  }
+}
+
+TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", cpu_backend,
+                   redraft_test::toy_backend) {
+  const TestType backend;
+  const form f = GENERATE(form::trie, form::parallel);
+  CAPTURE(f == form::trie ? "trie" : "parallel");
+
+  SECTION("the worked example: 3 beams of length 4") {
+    const std::vector<std::int32_t> beams = {0, 2, 0, 4, 0, 2, 3, 3, 0, 2, 3, 3};
+    const auto d = upload(backend, beams);
+    const host_tree h = to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 3, 4)));
+    CHECK(h.token == std::vector<std::int32_t>{0, 2, 0, 4, 3, 3});
+    CHECK(h.parent == std::vector<std::int32_t>{-1, 0, 1, 2, 1, 4});
+    CHECK(h.depth == std::vector<std::int32_t>{0, 1, 2, 3, 2, 3});
+    CHECK(h.beam_to_node == std::vector<std::int32_t>{0, 1, 2, 3, 0, 1, 4, 5, 0, 1, 4, 5});
+  }
+  SECTION("W = 1 gives a chain") {
+    const int length = GENERATE(2, 5, 9);
+    CAPTURE(length);
+    std::vector<std::int32_t> beams(static_cast<std::size_t>(length), 7);
+    const auto d = upload(backend, beams);
+    const host_tree h = to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 1, length)));
+    REQUIRE(h.num_nodes(0) == length);
+    for (int i = 0; i < length; ++i) {
+      CHECK(h.parent[static_cast<std::size_t>(i)] == i - 1);
+      CHECK(h.depth[static_cast<std::size_t>(i)] == i);
+      CHECK(h.beam_to_node[static_cast<std::size_t>(i)] == i);
+    }
+  }
+  SECTION("L = 2: a star of the distinct first tokens") {
+    const std::vector<std::int32_t> beams = {5, 1, 5, 2, 5, 1, 5, 3};  // [1, 4, 2]
+    const auto d = upload(backend, beams);
+    const host_tree h = to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 4, 2)));
+    CHECK(h.token == std::vector<std::int32_t>{5, 1, 2, 3});
+    CHECK(h.parent == std::vector<std::int32_t>{-1, 0, 0, 0});
+    CHECK(h.beam_to_node == std::vector<std::int32_t>{0, 1, 0, 2, 0, 1, 0, 3});
+  }
+  SECTION("identical beams collapse to one chain") {
+    const int width = GENERATE(2, 8, 33);
+    CAPTURE(width);
+    std::vector<std::int32_t> beams;
+    for (int w = 0; w < width; ++w) beams.insert(beams.end(), {9, 4, 4, 1, 0});
+    const auto d = upload(backend, beams);
+    const host_tree h = to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, width, 5)));
+    CHECK(h.num_nodes(0) == 5);
+    for (int w = 0; w < width; ++w) {
+      for (int l = 0; l < 5; ++l) CHECK(h.beam_to_node[static_cast<std::size_t>(w * 5 + l)] == l);
+    }
+  }
+  SECTION("fully distinct beams keep every node, n_b > 64") {
+    const int width = GENERATE(3, 16, 40);
+    const int length = GENERATE(2, 8);
+    CAPTURE(width, length);
+    std::vector<std::int32_t> beams;
+    for (int w = 0; w < width; ++w) {
+      beams.push_back(1);
+      for (int l = 1; l < length; ++l) beams.push_back(w);  // first drafted token differs
+    }
+    const auto d = upload(backend, beams);
+    const host_tree h =
+        to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, width, length)));
+    CHECK(h.num_nodes(0) == 1 + width * (length - 1));
+    check_against_reference(h, beams, 1, width, length);
+  }
+  SECTION("batch of 0 requests") {
+    const auto d = upload(backend, std::vector<std::int32_t>{});
+    const tree<TestType> t = build(f, backend, view<const std::int32_t, 3>(d.data(), 0, 4, 3));
+    CHECK(t.batch == 0);
+    CHECK(t.total_nodes() == 0);
+    CHECK(t.max_nodes() == 0);
+    const host_tree h = to_host(backend, t);
+    CHECK(h.node_offsets == std::vector<std::int32_t>{0});
+    CHECK(h.token.empty());
+    CHECK(h.beam_to_node.empty());
+  }
+  SECTION("requests of a batch are independent") {
+    // Request 1 repeats request 0's drafted tokens under another root: same shape, own offsets.
+    const std::vector<std::int32_t> beams = {0, 2, 0, 4, 0, 2, 3, 3, 0, 2, 3, 3,
+                                             8, 2, 0, 4, 8, 2, 3, 3, 8, 2, 3, 3};
+    const auto d = upload(backend, beams);
+    const host_tree h = to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 2, 3, 4)));
+    CHECK(h.node_offsets == std::vector<std::int32_t>{0, 6, 12});
+    CHECK(h.slice(h.parent, 1) == h.slice(h.parent, 0));
+    CHECK(h.token[6] == 8);
+  }
+}
+
+TEMPLATE_TEST_CASE("build_tree rejects bad beams with redraft::error and leaves the output alone",
+                   "[tree][build_tree][errors]", cpu_backend, redraft_test::toy_backend) {
+  const TestType backend;
+  const form f = GENERATE(form::trie, form::parallel);
+  const char* name = f == form::trie ? "build_tree: " : "build_tree_parallel: ";
+  CAPTURE(name);
+  const std::vector<std::int32_t> good = {0, 2, 0, 4, 0, 2, 3, 3, 0, 2, 3, 3};
+  const auto good_d = upload(backend, good);
+  tree<TestType> t = build(f, backend, view<const std::int32_t, 3>(good_d.data(), 1, 3, 4));
+  const host_tree before = to_host(backend, t);
+
+  const auto expect_error = [&](const std::vector<std::int32_t>& beams, index_t batch, index_t width,
+                                index_t length, const std::string& message) {
+    const auto d = upload(backend, beams);
+    CHECK_THROWS_AS(t = build(f, backend, view<const std::int32_t, 3>(d.data(), batch, width, length)),
+                    redraft::error);
+    CHECK_THROWS_WITH(build(f, backend, view<const std::int32_t, 3>(d.data(), batch, width, length)),
+                      Catch::StartsWith(name) && Catch::Contains(message));
+    const host_tree after = to_host(backend, t);
+    CHECK(after.token == before.token);
+    CHECK(after.beam_to_node == before.beam_to_node);
+  };
+  SECTION("L < 2") { expect_error({0, 0, 0}, 1, 3, 1, "beam_length 1 must be at least 2"); }
+  SECTION("L = 0") { expect_error({}, 1, 3, 0, "beam_length 0"); }
+  SECTION("W < 1") { expect_error({}, 1, 0, 4, "beam_width 0 must be at least 1"); }
+  SECTION("negative token id") {
+    std::vector<std::int32_t> bad = good;
+    bad[6] = -3;
+    expect_error(bad, 1, 3, 4, "beams[0, 1, 2] = -3 is not a valid token id");
+  }
+  SECTION("negative root token") {
+    std::vector<std::int32_t> bad = good;
+    bad[0] = bad[4] = bad[8] = -1;
+    expect_error(bad, 1, 3, 4, "beams[0, 0, 0] = -1");
+  }
+  SECTION("differing roots within a request") {
+    std::vector<std::int32_t> bad = good;
+    bad[8] = 5;
+    expect_error(bad, 1, 3, 4, "beams[0, 2, 0] = 5 differs from beams[0, 0, 0] = 0");
+  }
+}
