@@ -1,0 +1,306 @@
+// redraft/draft/beam_search.hpp: batched beam search over the draft head (ReDrafter's drafting).
+//
+// For every request b the draft head proposes W beams of L tokens, column 0 the root token:
+//
+//   scores[b] = [0, m, m, ..., m]          m = logit_mask_value (-50000): only beam 0 is alive
+//   tokens[b, w] = root[b];  s = 0
+//   for k = 1 .. L-1:
+//     s         = recurrence(e(tokens), s)                       [B*W, H]
+//     logp      = draft_head.log_probs(h, s)                     [B*W, V]
+//     candidate = scores[b, w] + logp[b*W + w, v]                [B, W*V]
+//     keep the top W candidates of each row, sorted descending, ties to the lower flat index f:
+//       source beam = f / V, token = f % V, scores = the kept candidates
+//     reorder s by source beam; tokens = the kept tokens
+//
+// Each step is one batched matmul chain over all B*W rows (never a loop over beams). Scores are
+// plain sums of log-probs (no length normalisation). Beams are reconstructed at the end from the
+// per-step (token, source beam) pairs, so nothing of size [W, L] is copied inside the loop.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "redraft/core/backend.hpp"
+#include "redraft/core/error.hpp"
+#include "redraft/core/view.hpp"
+#include "redraft/draft/draft_head.hpp"
+
+namespace redraft {
+
+struct beam_search_options {
+  // Also return the draft head's log-distributions [B, W, L-1, V] (needed by
+  // redrafter_compat verification and by lossless sampling against the drafter).
+  bool want_log_probs = false;
+};
+
+// Output of beam_search, in the backend's memory.
+template <Backend B>
+struct beam_search_result {
+  index_t batch = 0, beam_width = 0, beam_length = 0, vocab_size = 0;
+  typename B::template buffer<std::int32_t> beams;  // [B, W, L] column 0 the root, best beam first
+  typename B::template buffer<float> scores;        // [B, W] sum of the chosen log-probs, descending
+  // [B, W, L-1, V] log_probs[b, w, k] is the distribution that produced beams[b, w, k+1]
+  // (after warp and log_softmax); empty unless options.want_log_probs.
+  typename B::template buffer<float> log_probs;
+
+  view<const std::int32_t, 3> beams_view() const {
+    return {beams.data(), batch, beam_width, beam_length};
+  }
+  matrix_view<const float> scores_view() const { return {scores.data(), batch, beam_width}; }
+  view<const float, 4> log_probs_view() const {
+    return {log_probs.data(), log_probs.size() == 0 ? 0 : batch, beam_width, beam_length - 1,
+            vocab_size};
+  }
+};
+
+// Scratch of beam_search; pass the same one to successive calls to allocate only once.
+template <Backend B>
+struct beam_search_workspace {
+  using float_buffer = typename B::template buffer<float>;
+  using int_buffer = typename B::template buffer<std::int32_t>;
+
+  draft_head_workspace<B> head;
+  index_t rows = 0, steps = 0, vocab = 0, hidden = 0;  // sizes the buffers were made for
+  bool with_history = false;
+  float_buffer state;           // [B*W, H]
+  float_buffer gathered_state;  // [B*W, H]
+  float_buffer embedded;        // [B*W, H]
+  float_buffer step_log_probs;  // [L-1, B*W, V] with log-probs wanted, else [1, B*W, V]
+  float_buffer candidates;      // [B, W*V] (only with log-probs wanted; else step_log_probs)
+  float_buffer scores;          // [B, W]
+  float_buffer top_values;      // [B, W]
+  int_buffer top_indices;       // [B, W]
+  int_buffer tokens;            // [B*W]
+  int_buffer source_rows;       // [B*W]
+  int_buffer history;           // [2, L-1, B, W] chosen token, then source beam, per step
+  int_buffer ancestors;         // [B, W, L-1]
+};
+
+namespace detail {
+
+// scores[b, w] = w == 0 ? 0 : dead;  tokens[b*W + w] = root[b]
+struct init_beams {
+  float* scores;
+  std::int32_t* tokens;
+  const std::int32_t* roots;
+  index_t width;
+  float dead;
+  REDRAFT_HOST_DEVICE void operator()(index_t i) const {
+    scores[i] = i % width == 0 ? 0.0f : dead;
+    tokens[i] = roots[i / width];
+  }
+};
+
+// out[f] = log_probs[f] + scores[f / V]: the [B*W, V] log-probs are the [B, W*V] candidates.
+struct add_beam_scores {
+  const float* log_probs;
+  const float* scores;
+  float* out;
+  index_t vocab;
+  REDRAFT_HOST_DEVICE void operator()(index_t f) const { out[f] = log_probs[f] + scores[f / vocab]; }
+};
+
+// For kept candidate (b, j): split its flat index into source beam and token.
+struct select_beams {
+  matrix_view<const float> top_values;          // [B, W]
+  matrix_view<const std::int32_t> top_indices;  // [B, W]
+  float* scores;                                // [B, W]
+  std::int32_t* tokens;                         // [B*W]
+  std::int32_t* source_rows;                    // [B*W]
+  std::int32_t* step_tokens;                    // [B, W] history of this step
+  std::int32_t* step_sources;                   // [B, W]
+  index_t width, vocab;
+  REDRAFT_HOST_DEVICE void operator()(index_t i) const {
+    const index_t b = i / width, j = i % width;
+    const index_t flat = top_indices(b, j);
+    const auto source = static_cast<std::int32_t>(flat / vocab);
+    const auto token = static_cast<std::int32_t>(flat % vocab);
+    scores[i] = top_values(b, j);
+    tokens[i] = token;
+    source_rows[i] = static_cast<std::int32_t>(b * width + source);
+    step_tokens[i] = token;
+    step_sources[i] = source;
+  }
+};
+
+// Walks beam (b, j) back through the steps: its tokens and, per step, the beam whose log-probs
+// row produced it.
+struct assemble_beams {
+  const std::int32_t* history;  // [2, L-1, B, W]
+  const std::int32_t* roots;    // [B]
+  std::int32_t* beams;          // [B, W, L]
+  std::int32_t* ancestors;      // [B, W, L-1]
+  index_t batch, width, length;
+  REDRAFT_HOST_DEVICE void operator()(index_t i) const {
+    const index_t b = i / width;
+    const index_t steps = length - 1, plane = steps * batch * width;
+    index_t a = i % width;
+    for (index_t k = steps; k >= 1; --k) {
+      const index_t at = ((k - 1) * batch + b) * width + a;
+      const std::int32_t source = history[plane + at];
+      beams[i * length + k] = history[at];
+      ancestors[i * steps + (k - 1)] = source;
+      a = source;
+    }
+    beams[i * length] = roots[b];
+  }
+};
+
+// out[b, j, k, v] = step_log_probs[k, b*W + ancestors[b, j, k], v]
+struct gather_log_probs {
+  const float* step_log_probs;     // [L-1, B*W, V]
+  const std::int32_t* ancestors;   // [B, W, L-1]
+  float* out;                      // [B, W, L-1, V]
+  index_t width, steps, vocab, rows;
+  REDRAFT_HOST_DEVICE void operator()(index_t f) const {
+    const index_t v = f % vocab, bjk = f / vocab;
+    const index_t k = bjk % steps, bj = bjk / steps, b = bj / width;
+    const index_t row = b * width + ancestors[bjk];
+    out[f] = step_log_probs[(k * rows + row) * vocab + v];
+  }
+};
+
+}  // namespace detail
+
+// Beam search of the draft head for a batch of requests.
+//   head         the draft head (config V, H, E, N, recurrence, logit_top_k)
+//   hidden       [B, H] the target's hidden state (after its final norm) at each request's last
+//                accepted token
+//   root_tokens  [B] int32 in [0, V): the token the target chose last step
+//   embedding    [V, H] the target's input embedding table
+//   beam_width W in [1, min(logit_top_k, V)], beam_length L >= 2 (including the root)
+// Returns beams [B, W, L] best first, scores [B, W] descending, and log_probs [B, W, L-1, V] when
+// options.want_log_probs. Ties between candidates go to the lower flat index (beam * V + token),
+// so the result is deterministic on a deterministic backend.
+// Complexity: L-1 steps, each O(B W (H^2 + 2H E + N E^2 + E V)) in matmuls plus O(B W V) for the
+// warp, log_softmax and the top-W selection. Reads root_tokens back to the host to validate them.
+template <Backend B>
+beam_search_result<B> beam_search(const draft_head<B>& head, matrix_view<const float> hidden,
+                                  vector_view<const std::int32_t> root_tokens,
+                                  matrix_view<const float> embedding, index_t beam_width,
+                                  index_t beam_length, beam_search_options options = {},
+                                  beam_search_workspace<B>* workspace = nullptr) {
+  const draft_config& config = head.config();
+  const B& backend = head.backend();
+  const index_t batch = hidden.extent(0), width = beam_width, length = beam_length;
+  const index_t h = config.hidden_size, v = config.vocab_size;
+  // ---- Validation (nothing is written before it completes) ----
+  REDRAFT_REQUIRE(width >= 1, "beam_search: beam_width ", width, " must be at least 1");
+  REDRAFT_REQUIRE(width <= config.logit_top_k, "beam_search: beam_width ", width,
+                  " exceeds the draft head's logit_top_k ", config.logit_top_k,
+                  "; beams past the top-k would extend masked tokens (log-prob near ",
+                  config.logit_mask_value, ")");
+  REDRAFT_REQUIRE(width <= v, "beam_search: beam_width ", width, " exceeds vocab_size ", v);
+  REDRAFT_REQUIRE(length >= 2, "beam_search: beam_length ", length,
+                  " must be at least 2 (the root token plus one drafted token)");
+  REDRAFT_REQUIRE(width * v <= index_t{2147483647}, "beam_search: beam_width * vocab_size = ",
+                  width * v, " does not fit the int32 candidate indices");
+  REDRAFT_REQUIRE(hidden.extent(1) == h, "beam_search: hidden has ", hidden.extent(1),
+                  " columns but the draft head's hidden_size is ", h);
+  REDRAFT_REQUIRE(root_tokens.extent(0) == batch, "beam_search: root_tokens has ",
+                  root_tokens.extent(0), " entries but hidden has ", batch, " rows (batch)");
+  REDRAFT_REQUIRE(embedding.extent(0) == v, "beam_search: embedding has ", embedding.extent(0),
+                  " rows but the draft head's vocab_size is ", v);
+  REDRAFT_REQUIRE(embedding.extent(1) == h, "beam_search: embedding has ", embedding.extent(1),
+                  " columns but the draft head's hidden_size is ", h);
+  {
+    std::vector<std::int32_t> roots(static_cast<std::size_t>(batch));
+    backend.copy_to_host(root_tokens.data(), batch, roots.data());
+    for (index_t b = 0; b < batch; ++b) {
+      REDRAFT_REQUIRE(roots[static_cast<std::size_t>(b)] >= 0 && roots[static_cast<std::size_t>(b)] < v,
+                      "beam_search: root_tokens[", b, "] = ", roots[static_cast<std::size_t>(b)],
+                      " is outside [0, ", v, ") (vocab_size)");
+    }
+  }
+
+  beam_search_result<B> result;
+  result.batch = batch;
+  result.beam_width = width;
+  result.beam_length = length;
+  result.vocab_size = v;
+  result.beams = backend.template allocate<std::int32_t>(batch * width * length);
+  result.scores = backend.template allocate<float>(batch * width);
+  result.log_probs =
+      backend.template allocate<float>(options.want_log_probs ? batch * width * (length - 1) * v : 0);
+  if (batch == 0) return result;
+
+  // ---- Workspace ----
+  const index_t rows = batch * width, steps = length - 1;
+  beam_search_workspace<B> local;
+  beam_search_workspace<B>& ws = workspace != nullptr ? *workspace : local;
+  const bool history = options.want_log_probs;
+  if (ws.rows != rows || ws.steps != steps || ws.vocab != v || ws.hidden != h ||
+      ws.with_history != history) {
+    ws.state = backend.template allocate<float>(rows * h);
+    ws.gathered_state = backend.template allocate<float>(rows * h);
+    ws.embedded = backend.template allocate<float>(rows * h);
+    ws.step_log_probs = backend.template allocate<float>((history ? steps : 1) * rows * v);
+    ws.candidates = backend.template allocate<float>(history ? rows * v : 0);
+    ws.scores = backend.template allocate<float>(rows);
+    ws.top_values = backend.template allocate<float>(rows);
+    ws.top_indices = backend.template allocate<std::int32_t>(rows);
+    ws.tokens = backend.template allocate<std::int32_t>(rows);
+    ws.source_rows = backend.template allocate<std::int32_t>(rows);
+    ws.history = backend.template allocate<std::int32_t>(2 * steps * rows);
+    ws.ancestors = backend.template allocate<std::int32_t>(rows * steps);
+    ws.rows = rows;
+    ws.steps = steps;
+    ws.vocab = v;
+    ws.hidden = h;
+    ws.with_history = history;
+  }
+  head.reserve(ws.head, rows);
+
+  // ---- Search ----
+  backend.fill(ws.state.data(), rows * h, 0.0f);  // s_0 = 0
+  backend.for_each_index(rows, detail::init_beams{ws.scores.data(), ws.tokens.data(),
+                                                  root_tokens.data(), width,
+                                                  config.logit_mask_value});
+  matrix_view<float> embedded(ws.embedded.data(), rows, h);  // [B*W, H]
+  matrix_view<const float> top_values(ws.top_values.data(), batch, width);
+  matrix_view<const std::int32_t> top_indices(ws.top_indices.data(), batch, width);
+  for (index_t k = 1; k <= steps; ++k) {
+    matrix_view<float> state(ws.state.data(), rows, h);  // [B*W, H]
+    backend.gather_rows(embedding, vector_view<const std::int32_t>(ws.tokens.data(), rows),
+                        embedded);
+    head.advance_state(embedded, state, state, ws.head);
+    float* step = ws.step_log_probs.data() + (history ? (k - 1) * rows * v : 0);
+    matrix_view<float> log_probs(step, rows, v);  // [B*W, V]
+    head.log_probs(hidden, state, log_probs, ws.head);
+    // NOTE: without history the candidates overwrite the log-probs in place; with it the
+    // log-probs must survive for the output, so the candidates get their own buffer.
+    float* candidates = history ? ws.candidates.data() : step;
+    backend.for_each_index(rows * v,
+                           detail::add_beam_scores{step, ws.scores.data(), candidates, v});
+    backend.row_top_k(matrix_view<const float>(candidates, batch, width * v),
+                      static_cast<int>(width), matrix_view<float>(ws.top_values.data(), batch, width),
+                      matrix_view<std::int32_t>(ws.top_indices.data(), batch, width));
+    std::int32_t* step_tokens = ws.history.data() + (k - 1) * rows;
+    std::int32_t* step_sources = ws.history.data() + (steps + k - 1) * rows;
+    backend.for_each_index(rows, detail::select_beams{top_values, top_indices, ws.scores.data(),
+                                                      ws.tokens.data(), ws.source_rows.data(),
+                                                      step_tokens, step_sources, width, v});
+    if (k < steps) {
+      // Each kept beam continues from its source beam's state.
+      backend.gather_rows(state, vector_view<const std::int32_t>(ws.source_rows.data(), rows),
+                          matrix_view<float>(ws.gathered_state.data(), rows, h));
+      std::swap(ws.state, ws.gathered_state);
+    }
+  }
+
+  // ---- Outputs ----
+  backend.for_each_index(rows, detail::assemble_beams{ws.history.data(), root_tokens.data(),
+                                                      result.beams.data(), ws.ancestors.data(),
+                                                      batch, width, length});
+  backend.copy(ws.scores.data(), rows, result.scores.data());
+  if (history) {
+    backend.for_each_index(rows * steps * v,
+                           detail::gather_log_probs{ws.step_log_probs.data(), ws.ancestors.data(),
+                                                    result.log_probs.data(), width, steps, v,
+                                                    rows});
+  }
+  return result;
+}
+
+}  // namespace redraft

@@ -1,0 +1,347 @@
+// redraft/draft/draft_head.hpp: the recurrent draft head (weights and forward), over any Backend.
+//
+// Equations (config in draft_config.hpp; names of the weights are Apple's PyTorch names, every
+// Linear weight in PyTorch's [out, in] layout):
+//
+//   s_0 = 0                                                            [M, H]
+//   s_k = SiLU(e(x_{k-1}) rnn_w^T + s_{k-1} rnn_u^T + rnn_u.bias)      recurrence::silu (default)
+//   s_k =      e(x_{k-1}) rnn_w^T + s_{k-1} rnn_u^T + rnn_u.bias       recurrence::linear
+//   s_k =      e(x_{k-1}) + s_{k-1}                                    recurrence::running_sum
+//   x   = concat(h, s_k)                                               [M, 2H]
+//   x   = x input_proj.weight^T + input_proj.bias    (only if E != 2H) [M, E]
+//   x   = x + SiLU(x lm_head.{i}.linear.weight^T + lm_head.{i}.linear.bias), i = 0..N-1
+//   z   = x lm_head.{N}.weight^T                     (no bias)         [M, V]
+//   z   = z - rowmax(z)
+//   z   = z < (k-th largest of the row) ? logit_mask_value : z         (k = logit_top_k < V)
+//   log_probs = log_softmax(z)                                         [M, V]
+//
+// The forward is split in the two pieces beam search needs: advance_state (the recurrence) and
+// log_probs (everything after it), each one batched matmul chain over all M rows. All tensors
+// live in the backend's memory; weights are owned by the head in backend buffers.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "redraft/core/backend.hpp"
+#include "redraft/core/error.hpp"
+#include "redraft/core/view.hpp"
+#include "redraft/draft/draft_config.hpp"
+
+namespace redraft {
+
+namespace detail {
+
+// out[i, :] = concat(hidden[i / repeat, :], state[i, :])      out [M, 2H]
+struct concat_hidden_state {
+  matrix_view<const float> hidden;  // [M / repeat, H]
+  matrix_view<const float> state;   // [M, H]
+  matrix_view<float> out;           // [M, 2H]
+  index_t repeat;
+  REDRAFT_HOST_DEVICE void operator()(index_t flat) const {
+    const index_t h = hidden.extent(1);
+    const index_t row = flat / (2 * h), col = flat % (2 * h);
+    out(row, col) = col < h ? hidden(row / repeat, col) : state(row, col - h);
+  }
+};
+
+// x[i] += t[i]
+struct add_in_place {
+  float* x;
+  const float* t;
+  REDRAFT_HOST_DEVICE void operator()(index_t i) const { x[i] += t[i]; }
+};
+
+// out[i] = act(a[i] + b[i]) with act = SiLU or identity.
+struct add_activate {
+  const float* a;
+  const float* b;
+  float* out;
+  bool silu;
+  REDRAFT_HOST_DEVICE void operator()(index_t i) const {
+    const float v = a[i] + b[i];
+    out[i] = silu ? v / (1.0f + expf_host_device(-v)) : v;
+  }
+  REDRAFT_HOST_DEVICE static float expf_host_device(float v) {
+#if defined(__CUDA_ARCH__)
+    return ::expf(v);
+#else
+    return std::exp(v);
+#endif
+  }
+};
+
+// z[r, c] -= row_max[r]
+struct subtract_row_max {
+  matrix_view<float> z;          // [M, V]
+  const float* row_max;          // [M]
+  REDRAFT_HOST_DEVICE void operator()(index_t flat) const {
+    const index_t v = z.extent(1);
+    z[flat] -= row_max[flat / v];
+  }
+};
+
+// z[r, c] = z[r, c] < top_values[r, k-1] ? mask_value : z[r, c]
+struct mask_below_kth {
+  matrix_view<float> z;                  // [M, V]
+  matrix_view<const float> top_values;   // [M, k], sorted descending
+  float mask_value;
+  REDRAFT_HOST_DEVICE void operator()(index_t flat) const {
+    const index_t v = z.extent(1);
+    const index_t row = flat / v;
+    const float kth = top_values(row, top_values.extent(1) - 1);
+    if (z[flat] < kth) z[flat] = mask_value;
+  }
+};
+
+}  // namespace detail
+
+// Scratch buffers of the forward, for up to `rows` rows. Reuse one across calls (beam search
+// keeps one for all its steps) to avoid allocating inside a decoding loop.
+template <Backend B>
+struct draft_head_workspace {
+  using float_buffer = typename B::template buffer<float>;
+  using int_buffer = typename B::template buffer<std::int32_t>;
+
+  index_t rows = 0;       // capacity in rows
+  float_buffer input;     // [rows, 2H]  concat(h, s)
+  float_buffer x;         // [rows, E]   residual stream (unused when E == 2H)
+  float_buffer tmp;       // [rows, max(E, H)]
+  float_buffer tmp2;      // [rows, H]
+  float_buffer row_max;   // [rows]
+  float_buffer top_values;       // [rows, k]
+  int_buffer top_indices;        // [rows, k]
+};
+
+template <Backend B>
+class draft_head {
+ public:
+  using float_buffer = typename B::template buffer<float>;
+
+  // A head of the given shape with all weights zero; fill them with set_parameter or load a
+  // checkpoint (checkpoint.hpp). Throws redraft::error if the config is invalid.
+  draft_head(B backend, draft_config config) : backend_(std::move(backend)), config_(config) {
+    config_.validate("draft_head");
+    const index_t v = config_.vocab_size, h = config_.hidden_size, e = config_.exit_dim;
+    if (config_.has_input_proj()) {
+      input_proj_weight_ = add_parameter("input_proj.weight", {e, 2 * h});
+      input_proj_bias_ = add_parameter("input_proj.bias", {e});
+    }
+    for (index_t i = 0; i < config_.num_draft_layers; ++i) {
+      block_weight_.push_back(add_parameter("lm_head." + std::to_string(i) + ".linear.weight", {e, e}));
+      block_bias_.push_back(add_parameter("lm_head." + std::to_string(i) + ".linear.bias", {e}));
+    }
+    lm_head_ = add_parameter(lm_head_name(), {v, e});
+    if (config_.has_rnn_weights()) {
+      rnn_u_weight_ = add_parameter("rnn_u.weight", {h, h});
+      rnn_u_bias_ = add_parameter("rnn_u.bias", {h});
+      rnn_w_weight_ = add_parameter("rnn_w.weight", {h, h});
+    }
+  }
+
+  const draft_config& config() const { return config_; }
+  const B& backend() const { return backend_; }
+
+  // ---- Parameters by PyTorch name ----
+
+  // Names in a fixed order: input_proj.*, lm_head.{i}.linear.*, lm_head.{N}.weight, rnn_*.
+  std::vector<std::string> parameter_names() const {
+    std::vector<std::string> names;
+    for (const parameter& p : parameters_) names.push_back(p.name);
+    return names;
+  }
+  bool has_parameter(const std::string& name) const { return find(name) != nullptr; }
+  // PyTorch shape of a parameter ([out, in] for weights, [out] for biases).
+  const std::vector<std::int64_t>& parameter_shape(const std::string& name) const {
+    return get("draft_head::parameter_shape", name).shape;
+  }
+  // Copies host values into a parameter; `count` must equal the parameter's element count.
+  void set_parameter(const std::string& name, const float* host_values, index_t count) {
+    parameter& p = get("draft_head::set_parameter", name);
+    REDRAFT_REQUIRE(count == p.values.size(), "draft_head::set_parameter: '", name, "' has ",
+                    p.values.size(), " elements but ", count, " values were given");
+    backend_.copy_from_host(host_values, count, p.values.data());
+  }
+  void set_parameter(const std::string& name, const std::vector<float>& host_values) {
+    set_parameter(name, host_values.data(), static_cast<index_t>(host_values.size()));
+  }
+  // A host copy of a parameter's values (row-major).
+  std::vector<float> get_parameter(const std::string& name) const {
+    const parameter& p = get("draft_head::get_parameter", name);
+    std::vector<float> out(static_cast<std::size_t>(p.values.size()));
+    backend_.copy_to_host(p.values.data(), p.values.size(), out.data());
+    return out;
+  }
+  // A view of a parameter in backend memory, as a matrix [out, in] (biases as [1, out]).
+  matrix_view<const float> parameter_view(const std::string& name) const {
+    const parameter& p = get("draft_head::parameter_view", name);
+    const index_t rows = p.shape.size() == 2 ? p.shape[0] : 1;
+    const index_t cols = p.shape.size() == 2 ? p.shape[1] : p.shape[0];
+    return matrix_view<const float>(p.values.data(), rows, cols);
+  }
+
+  // ---- Forward ----
+
+  // Makes sure `ws` holds buffers for `rows` rows (grows, never shrinks).
+  void reserve(draft_head_workspace<B>& ws, index_t rows) const {
+    if (ws.rows >= rows) return;
+    const index_t h = config_.hidden_size, e = config_.exit_dim;
+    const index_t k = top_k_in_use() ? config_.logit_top_k : 0;
+    ws.input = backend_.template allocate<float>(rows * 2 * h);
+    ws.x = backend_.template allocate<float>(config_.has_input_proj() ? rows * e : 0);
+    ws.tmp = backend_.template allocate<float>(rows * (e > h ? e : h));
+    ws.tmp2 = backend_.template allocate<float>(rows * h);
+    ws.row_max = backend_.template allocate<float>(rows);
+    ws.top_values = backend_.template allocate<float>(rows * k);
+    ws.top_indices = backend_.template allocate<std::int32_t>(rows * k);
+    ws.rows = rows;
+  }
+
+  // The recurrence: next_state = recurrence(embedded, state).
+  //   embedded [M, H]  e(x_{k-1}), the embeddings of the previous tokens
+  //   state [M, H]     s_{k-1} (zeros at the first step)
+  //   next_state [M, H] s_k; may alias `state`
+  // Deterministic. O(M H^2) (two matmuls; O(M H) for running_sum).
+  void advance_state(matrix_view<const float> embedded, matrix_view<const float> state,
+                     matrix_view<float> next_state, draft_head_workspace<B>& ws) const {
+    const index_t m = embedded.extent(0), h = config_.hidden_size;
+    REDRAFT_REQUIRE(embedded.extent(1) == h && state.extent(1) == h && next_state.extent(1) == h,
+                    "draft_head::advance_state: embedded, state and next_state must have ", h,
+                    " columns (hidden_size), they have ", embedded.extent(1), ", ",
+                    state.extent(1), ", ", next_state.extent(1));
+    REDRAFT_REQUIRE(state.extent(0) == m && next_state.extent(0) == m,
+                    "draft_head::advance_state: embedded has ", m, " rows but state has ",
+                    state.extent(0), " and next_state ", next_state.extent(0));
+    reserve(ws, m);
+    if (config_.recurrence == recurrence::running_sum) {
+      // NOTE: e + s in this order, as the reference computes it (float addition commutes, so the
+      // order only matters for documentation).
+      backend_.for_each_index(m * h, detail::add_activate{embedded.data(), state.data(),
+                                                          next_state.data(), false});
+      return;
+    }
+    matrix_view<float> from_embedding(ws.tmp.data(), m, h);  // [M, H]
+    matrix_view<float> from_state(ws.tmp2.data(), m, h);     // [M, H]
+    backend_.matmul(embedded, weight(rnn_w_weight_), nullptr, activation::none, from_embedding);
+    backend_.matmul(state, weight(rnn_u_weight_), bias(rnn_u_bias_), activation::none,
+                    from_state);
+    backend_.for_each_index(
+        m * h, detail::add_activate{from_embedding.data(), from_state.data(), next_state.data(),
+                                    config_.recurrence == recurrence::silu});
+  }
+
+  // Everything after the recurrence: the head's log-distribution of the next token.
+  //   hidden [M_h, H]  the target's hidden state; row i of the output uses hidden row
+  //                    i / (M / M_h), so one row per request serves all its beams (M_h divides M)
+  //   state [M, H]     s_k
+  //   log_probs [M, V] output: log_softmax of the max-subtracted, top-k-warped logits. Masked
+  //                    entries are logit_mask_value - logsumexp(row), i.e. near -50000.
+  // Deterministic on a deterministic backend. O(M (2H E + N E^2 + E V)) in matmuls plus
+  // O(M V) for the row max, top-k, mask and log_softmax.
+  void log_probs(matrix_view<const float> hidden, matrix_view<const float> state,
+                 matrix_view<float> log_probs, draft_head_workspace<B>& ws) const {
+    const index_t m = state.extent(0), h = config_.hidden_size, e = config_.exit_dim,
+                  v = config_.vocab_size;
+    REDRAFT_REQUIRE(hidden.extent(1) == h && state.extent(1) == h,
+                    "draft_head::log_probs: hidden and state must have ", h,
+                    " columns (hidden_size), they have ", hidden.extent(1), " and ",
+                    state.extent(1));
+    REDRAFT_REQUIRE(hidden.extent(0) >= 1 && m % hidden.extent(0) == 0,
+                    "draft_head::log_probs: hidden has ", hidden.extent(0),
+                    " rows, which must divide the ", m, " rows of state");
+    REDRAFT_REQUIRE(log_probs.extent(0) == m && log_probs.extent(1) == v,
+                    "draft_head::log_probs: log_probs is [", log_probs.extent(0), ", ",
+                    log_probs.extent(1), "] but must be [", m, ", ", v, "]");
+    if (m == 0) return;
+    reserve(ws, m);
+    // concat(h, s)                                                      [M, 2H]
+    matrix_view<float> input(ws.input.data(), m, 2 * h);
+    backend_.for_each_index(m * 2 * h, detail::concat_hidden_state{hidden, state, input,
+                                                                    m / hidden.extent(0)});
+    // Optional input projection                                         [M, E]
+    matrix_view<float> x = input;
+    if (config_.has_input_proj()) {
+      x = matrix_view<float>(ws.x.data(), m, e);
+      backend_.matmul(input, weight(input_proj_weight_), bias(input_proj_bias_),
+                      activation::none, x);
+    }
+    // Residual blocks x <- x + SiLU(W x + b)                            [M, E]
+    matrix_view<float> block_out(ws.tmp.data(), m, e);
+    for (index_t i = 0; i < config_.num_draft_layers; ++i) {
+      const std::size_t block = static_cast<std::size_t>(i);
+      backend_.matmul(x, weight(block_weight_[block]), bias(block_bias_[block]), activation::silu,
+                      block_out);
+      backend_.for_each_index(m * e, detail::add_in_place{x.data(), block_out.data()});
+    }
+    // Vocabulary projection, no bias                                    [M, V]
+    backend_.matmul(x, weight(lm_head_), nullptr, activation::none, log_probs);
+    // z - rowmax(z)
+    vector_view<float> row_max(ws.row_max.data(), m);
+    backend_.row_max(log_probs, row_max);
+    backend_.for_each_index(m * v, detail::subtract_row_max{log_probs, row_max.data()});
+    // Top-k warp: strictly below the k-th largest -> mask value (ties with the k-th survive).
+    if (top_k_in_use()) {
+      const int k = static_cast<int>(config_.logit_top_k);
+      matrix_view<float> top_values(ws.top_values.data(), m, k);
+      matrix_view<std::int32_t> top_indices(ws.top_indices.data(), m, k);
+      backend_.row_top_k(log_probs, k, top_values, top_indices);
+      backend_.for_each_index(
+          m * v, detail::mask_below_kth{log_probs, top_values, config_.logit_mask_value});
+    }
+    backend_.log_softmax(log_probs, log_probs);
+  }
+
+  // The name of the vocabulary projection, "lm_head.{N}.weight".
+  std::string lm_head_name() const {
+    return "lm_head." + std::to_string(config_.num_draft_layers) + ".weight";
+  }
+
+ private:
+  struct parameter {
+    std::string name;
+    std::vector<std::int64_t> shape;
+    float_buffer values;
+  };
+
+  bool top_k_in_use() const { return config_.logit_top_k < config_.vocab_size; }
+
+  std::size_t add_parameter(std::string name, std::vector<std::int64_t> shape) {
+    index_t count = 1;
+    for (const std::int64_t d : shape) count *= d;
+    parameter p{std::move(name), std::move(shape), backend_.template allocate<float>(count)};
+    backend_.fill(p.values.data(), count, 0.0f);
+    parameters_.push_back(std::move(p));
+    return parameters_.size() - 1;
+  }
+  const parameter* find(const std::string& name) const {
+    for (const parameter& p : parameters_)
+      if (p.name == name) return &p;
+    return nullptr;
+  }
+  const parameter& get(const char* fn, const std::string& name) const {
+    const parameter* p = find(name);
+    REDRAFT_REQUIRE(p != nullptr, fn, ": the draft head has no parameter '", name, "'");
+    return *p;
+  }
+  parameter& get(const char* fn, const std::string& name) {
+    return const_cast<parameter&>(std::as_const(*this).get(fn, name));
+  }
+  matrix_view<const float> weight(std::size_t index) const {
+    const parameter& p = parameters_[index];
+    return matrix_view<const float>(p.values.data(), p.shape[0], p.shape[1]);
+  }
+  const float* bias(std::size_t index) const { return parameters_[index].values.data(); }
+
+  B backend_;
+  draft_config config_;
+  std::vector<parameter> parameters_;
+  // Indices into parameters_, so the forward never looks names up.
+  std::size_t input_proj_weight_ = 0, input_proj_bias_ = 0, lm_head_ = 0;
+  std::size_t rnn_u_weight_ = 0, rnn_u_bias_ = 0, rnn_w_weight_ = 0;
+  std::vector<std::size_t> block_weight_, block_bias_;
+};
+
+}  // namespace redraft
