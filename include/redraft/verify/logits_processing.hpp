@@ -1,0 +1,415 @@
+// redraft/verify/logits_processing.hpp: turning the target's logits into the distribution a
+// sampling verifier compares against.
+//
+// Two layers:
+//  * row helpers (namespace redraft::row_ops), REDRAFT_HOST_DEVICE functions over one row
+//    `const float* row` of V logits. The verifiers call them inside their per-request functors
+//    so that only the rows on the walked path are ever read, and nothing is materialised.
+//  * composable matrix ops over logits [rows, V] in backend memory, generic over Backend, for
+//    callers who want the processed logits themselves: apply_temperature, apply_top_k,
+//    warp_top_k (ReDrafter's warp), apply_top_p, to_log_probs, to_probs. Each is one
+//    for_each_index over rows with a functor built from the row helpers, so the matrix ops and
+//    the verifiers implement the same semantics.
+//
+// Semantics (HF order: temperature, then top-k, then top-p):
+//   temperature T > 0:  z = x / T
+//   top-k k > 0:        keep x >= the k-th largest x of the row (ties at the k-th value are all
+//                       kept, so more than k tokens may survive); the others get mask_value.
+//                       This is exactly ReDrafter's warp: "logits strictly below the k-th
+//                       largest are set to the mask value" (k = 50, mask -50000 there).
+//   top-p 0 < p <= 1:   over the tokens that survived top-k, with probabilities q = softmax(z),
+//                       keep every token whose strictly-greater mass M(x) = sum_{y > x} q(y) is
+//                       below p (the smallest high-probability set reaching p; tokens tied with
+//                       the last kept one are kept too). p = 1 disables it.
+// Non-finite logits: NaN and +inf are errors; -inf means "probability zero" (engines use it for
+// masked vocabulary entries), but a row needs at least one finite logit.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "redraft/core/backend.hpp"
+#include "redraft/core/error.hpp"
+#include "redraft/core/macros.hpp"
+#include "redraft/core/view.hpp"
+
+namespace redraft {
+
+// The caller's sampling configuration for the target distribution.
+struct sampling_params {
+  float temperature = 1.0f;  // > 0
+  std::int32_t top_k = 0;    // 0 disables; otherwise keep the k largest logits (ties kept)
+  float top_p = 1.0f;        // in (0, 1]; 1 disables
+};
+
+namespace detail {
+
+inline void check_sampling_params(const char* fn, const sampling_params& p) {
+  REDRAFT_REQUIRE(std::isfinite(p.temperature) && p.temperature > 0.0f, fn, ": temperature ",
+                  p.temperature,
+                  " must be finite and > 0 in a sampling mode (use verify_greedy for T = 0)");
+  REDRAFT_REQUIRE(p.top_k >= 0, fn, ": top_k ", p.top_k, " must be >= 0 (0 disables it)");
+  REDRAFT_REQUIRE(p.top_p > 0.0f && p.top_p <= 1.0f, fn, ": top_p ", p.top_p,
+                  " must be in (0, 1] (1 disables it)");
+}
+
+}  // namespace detail
+
+namespace row_ops {
+
+// Order-preserving map of a float to uint32: a < b (as floats, no NaN) iff key(a) < key(b).
+REDRAFT_HOST_DEVICE inline std::uint32_t order_key(float x) {
+  std::uint32_t u = 0;
+  std::memcpy(&u, &x, sizeof(u));
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+REDRAFT_HOST_DEVICE inline float from_order_key(std::uint32_t key) {
+  const std::uint32_t u = (key & 0x80000000u) ? (key & 0x7FFFFFFFu) : ~key;
+  float x = 0.0f;
+  std::memcpy(&x, &u, sizeof(x));
+  return x;
+}
+
+// One pass: the row max, and whether the row is usable (no NaN / +inf, at least one finite).
+struct row_scan {
+  float max = 0.0f;
+  std::int64_t bad_column = -1;  // first NaN or +inf column, -1 if none
+  bool any_finite = false;
+};
+
+REDRAFT_HOST_DEVICE inline row_scan scan_row(const float* row, index_t vocab) {
+  row_scan s;
+  s.max = -std::numeric_limits<float>::infinity();
+  for (index_t i = 0; i < vocab; ++i) {
+    const float x = row[i];
+    if (x != x || x == std::numeric_limits<float>::infinity()) {
+      s.bad_column = i;
+      return s;
+    }
+    if (x > -std::numeric_limits<float>::infinity()) s.any_finite = true;
+    if (x > s.max) s.max = x;
+  }
+  return s;
+}
+
+// Weight functors for radix_select.
+struct unit_weight {
+  REDRAFT_HOST_DEVICE double operator()(float) const { return 1.0; }
+};
+
+// The radix-select core: with weights w(x) >= 0, returns the order key t of a row element with
+//   sum_{key(x) > t} w(x) < target <= sum_{key(x) >= t} w(x).
+// With unit weights and target k this is the k-th largest element; with probability masses and
+// target p * total it is the smallest element kept by top-p. Four passes of 8-bit digits, a
+// 256-bin histogram on the stack. If target exceeds the total weight (float rounding), the
+// smallest element with positive weight is returned. Cost: 4 reads of the row.
+template <class Weight>
+REDRAFT_HOST_DEVICE std::uint32_t radix_select(const float* row, index_t vocab, Weight weight,
+                                               double target) {
+  std::uint32_t prefix = 0;
+  double above = 0.0;  // weight of elements whose key is greater than every key with `prefix`
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    double hist[256];
+    for (int d = 0; d < 256; ++d) hist[d] = 0.0;
+    const std::uint32_t high_mask = shift == 24 ? 0u : (0xFFFFFFFFu << (shift + 8));
+    for (index_t i = 0; i < vocab; ++i) {
+      const std::uint32_t key = order_key(row[i]);
+      if ((key & high_mask) != prefix) continue;
+      hist[(key >> shift) & 255u] += weight(row[i]);
+    }
+    int chosen = -1, lowest_nonzero = -1;
+    for (int d = 255; d >= 0; --d) {
+      if (hist[d] > 0.0) lowest_nonzero = d;
+      if (hist[d] > 0.0 && above + hist[d] >= target) {
+        chosen = d;
+        break;
+      }
+      above += hist[d];
+    }
+    if (chosen < 0) {
+      // NOTE: target above the total weight (only through rounding): take the smallest bucket
+      // with weight, i.e. keep everything that has weight.
+      chosen = lowest_nonzero < 0 ? 0 : lowest_nonzero;
+      above -= hist[chosen];
+    }
+    prefix |= static_cast<std::uint32_t>(chosen) << shift;
+  }
+  return prefix;
+}
+
+// The k-th largest value of the row (k >= 1; k >= vocab gives the minimum).
+// Small k (<= 64) uses one pass with a sorted buffer on the stack; larger k uses radix_select.
+REDRAFT_HOST_DEVICE inline float kth_largest(const float* row, index_t vocab, std::int32_t k) {
+  if (k >= vocab) {
+    float m = row[0];
+    for (index_t i = 1; i < vocab; ++i) m = row[i] < m ? row[i] : m;
+    return m;
+  }
+  constexpr int small_k = 64;
+  if (k <= small_k) {
+    // best[0] is the smallest of the k largest seen so far (ascending order).
+    float best[small_k];
+    for (int j = 0; j < k; ++j) best[j] = row[j];
+    for (int j = 1; j < k; ++j) {  // insertion sort of the first k
+      const float v = best[j];
+      int p = j;
+      while (p > 0 && best[p - 1] > v) {
+        best[p] = best[p - 1];
+        --p;
+      }
+      best[p] = v;
+    }
+    for (index_t i = k; i < vocab; ++i) {
+      const float v = row[i];
+      if (!(v > best[0])) continue;
+      int p = 0;
+      while (p + 1 < k && best[p + 1] < v) {
+        best[p] = best[p + 1];
+        ++p;
+      }
+      best[p] = v;
+    }
+    return best[0];
+  }
+  return from_order_key(radix_select(row, vocab, unit_weight{}, static_cast<double>(k)));
+}
+
+// exp((x - max) / T) for tokens at or above `threshold`, 0 below it.
+struct kept_mass {
+  float max;
+  float inv_temperature;
+  float threshold;
+  REDRAFT_HOST_DEVICE double operator()(float x) const {
+    return x >= threshold ? static_cast<double>(std::exp((x - max) * inv_temperature)) : 0.0;
+  }
+};
+
+// The processed target distribution of one row, without materialising it:
+//   p(x) = weight(x) / norm,  weight(x) = exp((x - max) / T) if x >= threshold else 0.
+struct processed_row {
+  float max = 0.0f;
+  float inv_temperature = 1.0f;
+  float threshold = 0.0f;  // smallest kept logit (top-k and top-p folded into one cut)
+  double norm = 1.0;       // sum of weights over the row (>= 1: the max has weight 1)
+  std::int64_t bad_column = -1;  // NaN / +inf column; -2 if the row has no finite logit
+
+  REDRAFT_HOST_DEVICE bool ok() const { return bad_column == -1; }
+  REDRAFT_HOST_DEVICE double weight(float x) const {
+    return kept_mass{max, inv_temperature, threshold}(x);
+  }
+  REDRAFT_HOST_DEVICE double prob(float x) const { return weight(x) / norm; }
+};
+
+// Processes one row: scan (1 pass), top-k (1 pass for k <= 64, else 4), top-p (5 passes), norm
+// (1 pass). Deterministic: the same row gives the same result on every backend.
+REDRAFT_HOST_DEVICE inline processed_row process_row(const float* row, index_t vocab,
+                                                     const sampling_params& params) {
+  processed_row r;
+  const row_scan s = scan_row(row, vocab);
+  if (s.bad_column >= 0 || !s.any_finite) {
+    r.bad_column = s.bad_column >= 0 ? s.bad_column : -2;
+    return r;
+  }
+  r.max = s.max;
+  r.inv_temperature = 1.0f / params.temperature;
+  r.threshold = -std::numeric_limits<float>::infinity();
+  if (params.top_k > 0 && params.top_k < vocab) r.threshold = kth_largest(row, vocab, params.top_k);
+  if (params.top_p < 1.0f) {
+    const kept_mass mass{r.max, r.inv_temperature, r.threshold};
+    double total = 0.0;
+    for (index_t i = 0; i < vocab; ++i) total += mass(row[i]);
+    const float cut = from_order_key(
+        radix_select(row, vocab, mass, static_cast<double>(params.top_p) * total));
+    r.threshold = cut > r.threshold ? cut : r.threshold;
+  }
+  double norm = 0.0;
+  for (index_t i = 0; i < vocab; ++i) norm += r.weight(row[i]);
+  r.norm = norm;
+  return r;
+}
+
+// Inverse-CDF draw from the processed row with the tokens `excluded[0..m)` (sorted ascending,
+// distinct, in [0, vocab)) removed: returns the smallest index i with
+// cumsum(w)[i] > u * sum(w), where w is the weight with excluded tokens set to 0, and writes the
+// residual weight sum(w) to *residual. Returns -1 when sum(w) == 0. Two passes.
+REDRAFT_HOST_DEVICE inline std::int32_t sample_excluding(const float* row, index_t vocab,
+                                                         const processed_row& r,
+                                                         const std::int32_t* excluded, int m,
+                                                         float u, double* residual) {
+  double total = 0.0;
+  {
+    index_t begin = 0;
+    for (int j = 0; j <= m; ++j) {
+      const index_t end = j < m ? excluded[j] : vocab;
+      for (index_t i = begin; i < end; ++i) total += r.weight(row[i]);
+      begin = end + 1;
+    }
+  }
+  *residual = total;
+  if (!(total > 0.0)) return -1;
+  // NOTE: the second pass adds the same terms in the same order, so its running sum reaches
+  // exactly `total` and `u * total < total` (u < 1) is always crossed: no fall-through.
+  const double target = static_cast<double>(u) * total;
+  double running = 0.0;
+  std::int32_t last_positive = -1;
+  index_t begin = 0;
+  for (int j = 0; j <= m; ++j) {
+    const index_t end = j < m ? excluded[j] : vocab;
+    for (index_t i = begin; i < end; ++i) {
+      const double w = r.weight(row[i]);
+      if (w > 0.0) {
+        running += w;
+        last_positive = static_cast<std::int32_t>(i);
+        if (running > target) return static_cast<std::int32_t>(i);
+      }
+    }
+    begin = end + 1;
+  }
+  return last_positive;
+}
+
+// argmax with ties to the lower index, and the NaN / +inf check of the same pass.
+struct row_argmax_result {
+  std::int32_t index = 0;
+  std::int64_t bad_column = -1;  // NaN / +inf column; -2 if the row has no finite logit
+};
+
+REDRAFT_HOST_DEVICE inline row_argmax_result argmax_checked(const float* row, index_t vocab) {
+  row_argmax_result r;
+  float best = -std::numeric_limits<float>::infinity();
+  bool any_finite = false;
+  for (index_t i = 0; i < vocab; ++i) {
+    const float x = row[i];
+    if (x != x || x == std::numeric_limits<float>::infinity()) {
+      r.bad_column = i;
+      return r;
+    }
+    if (x > best) {
+      best = x;
+      r.index = static_cast<std::int32_t>(i);
+      any_finite = true;
+    }
+  }
+  if (!any_finite) r.bad_column = -2;
+  return r;
+}
+
+}  // namespace row_ops
+
+namespace detail {
+
+struct temperature_functor {
+  matrix_view<float> logits;  // [rows, V]
+  float inv_temperature;
+  REDRAFT_HOST_DEVICE void operator()(index_t r) const {
+    for (index_t i = 0; i < logits.extent(1); ++i) logits(r, i) *= inv_temperature;
+  }
+};
+
+struct mask_below_functor {
+  matrix_view<float> logits;  // [rows, V]
+  std::int32_t k;             // top-k (0: off)
+  float top_p;                // 1: off
+  float mask_value;
+  REDRAFT_HOST_DEVICE void operator()(index_t r) const {
+    float* row = &logits(r, 0);
+    const index_t vocab = logits.extent(1);
+    sampling_params p;
+    p.temperature = 1.0f;
+    p.top_k = k;
+    p.top_p = top_p;
+    const row_ops::processed_row pr = row_ops::process_row(row, vocab, p);
+    if (!pr.ok()) return;  // rows were validated on the host before the launch
+    for (index_t i = 0; i < vocab; ++i) {
+      if (row[i] < pr.threshold) row[i] = mask_value;
+    }
+  }
+};
+
+struct exp_functor {
+  matrix_view<float> values;  // [rows, V]
+  REDRAFT_HOST_DEVICE void operator()(index_t i) const { values[i] = std::exp(values[i]); }
+};
+
+template <class B>
+void check_rows_finite(const B& backend, const char* fn, matrix_view<const float> logits) {
+  // NOTE: a host copy: the matrix ops are convenience ops for callers that materialise
+  // processed logits; the verifiers never call them and check only the rows they read.
+  std::vector<float> host(static_cast<std::size_t>(logits.size()));
+  backend.copy_to_host(logits.data(), logits.size(), host.data());
+  const index_t vocab = logits.extent(1);
+  for (index_t r = 0; r < logits.extent(0); ++r) {
+    const row_ops::row_scan s = row_ops::scan_row(host.data() + r * vocab, vocab);
+    REDRAFT_REQUIRE(s.bad_column < 0, fn, ": logits[", r, ", ", s.bad_column, "] is ",
+                    host[static_cast<std::size_t>(r * vocab + s.bad_column)],
+                    " (NaN and +inf are not valid logits)");
+    REDRAFT_REQUIRE(s.any_finite || vocab == 0, fn, ": logits row ", r,
+                    " has no finite value");
+  }
+}
+
+}  // namespace detail
+
+// apply_temperature(backend, logits [rows, V], T): logits /= T in place. T > 0.
+// Complexity O(rows * V); deterministic.
+template <Backend B>
+void apply_temperature(const B& backend, matrix_view<float> logits, float temperature) {
+  REDRAFT_REQUIRE(std::isfinite(temperature) && temperature > 0.0f,
+                  "apply_temperature: temperature ", temperature, " must be finite and > 0");
+  backend.for_each_index(logits.extent(0), detail::temperature_functor{logits, 1.0f / temperature});
+}
+
+// apply_top_k(backend, logits [rows, V], k, mask_value = -inf): in place, every logit strictly
+// below the row's k-th largest becomes mask_value (ties at the k-th value survive). k >= 1;
+// k >= V is a no-op. Throws on NaN / +inf logits. O(rows * V) for k <= 64, else 4x that.
+template <Backend B>
+void apply_top_k(const B& backend, matrix_view<float> logits, std::int32_t k,
+                 float mask_value = -std::numeric_limits<float>::infinity()) {
+  REDRAFT_REQUIRE(k >= 1, "apply_top_k: k ", k, " must be at least 1");
+  detail::check_rows_finite(backend, "apply_top_k", logits);
+  backend.for_each_index(logits.extent(0), detail::mask_below_functor{logits, k, 1.0f, mask_value});
+}
+
+// warp_top_k(backend, logits [rows, V], k = 50, mask_value = -50000): ReDrafter's warp, used on
+// the draft head's and (in verify_redrafter) the target's logits. Same as apply_top_k.
+template <Backend B>
+void warp_top_k(const B& backend, matrix_view<float> logits, std::int32_t k = 50,
+                float mask_value = -50000.0f) {
+  REDRAFT_REQUIRE(k >= 1, "warp_top_k: k ", k, " must be at least 1");
+  detail::check_rows_finite(backend, "warp_top_k", logits);
+  backend.for_each_index(logits.extent(0), detail::mask_below_functor{logits, k, 1.0f, mask_value});
+}
+
+// apply_top_p(backend, logits [rows, V], p, mask_value = -inf): in place, masks every token
+// outside the smallest set of most probable tokens (under softmax(logits)) whose mass reaches p;
+// apply the temperature first. p in (0, 1]; p = 1 is a no-op. O(rows * V * 6).
+template <Backend B>
+void apply_top_p(const B& backend, matrix_view<float> logits, float p,
+                 float mask_value = -std::numeric_limits<float>::infinity()) {
+  REDRAFT_REQUIRE(p > 0.0f && p <= 1.0f, "apply_top_p: p ", p, " must be in (0, 1]");
+  detail::check_rows_finite(backend, "apply_top_p", logits);
+  if (p == 1.0f) return;
+  backend.for_each_index(logits.extent(0), detail::mask_below_functor{logits, 0, p, mask_value});
+}
+
+// to_log_probs(backend, logits [rows, V], out [rows, V]): rowwise log_softmax (out may alias).
+template <Backend B>
+void to_log_probs(const B& backend, matrix_view<const float> logits, matrix_view<float> out) {
+  REDRAFT_REQUIRE(logits.extent(0) == out.extent(0) && logits.extent(1) == out.extent(1),
+                  "to_log_probs: logits is [", logits.extent(0), ", ", logits.extent(1),
+                  "] but out is [", out.extent(0), ", ", out.extent(1), "]");
+  backend.log_softmax(logits, out);
+}
+
+// to_probs(backend, logits [rows, V], out [rows, V]): rowwise softmax (out may alias).
+template <Backend B>
+void to_probs(const B& backend, matrix_view<const float> logits, matrix_view<float> out) {
+  to_log_probs(backend, logits, out);
+  backend.for_each_index(out.size(), detail::exp_functor{out});
+}
+
+}  // namespace redraft

@@ -1,0 +1,155 @@
+// redraft/verify/lossless.hpp: distribution-preserving verification of a token tree.
+//
+// The deterministic-candidate rule (DESIGN.md §5). At node u let p be the processed target
+// distribution of logits row u (temperature, top-k, top-p: sampling_params) and c_1 .. c_m the
+// children of u in node order, holding tokens t_1 .. t_m (distinct). Each child is a one-hot
+// proposal. Draw one uniform r:
+//   accept c_j for the smallest j with r < p(t_1) + ... + p(t_j), and continue the walk at c_j;
+//   if no child is accepted (r >= p(t_1) + ... + p(t_m)), draw a fresh uniform and sample the
+//   next token from p with t_1 .. t_m removed and renormalised; stop.
+// A leaf (m = 0) is the same rule: the next token is sampled from p itself.
+//
+// Why it is exact: P(emit t_j at u) = p(t_j) (the interval of r), and for a token y that no child
+// holds, P(emit y) = (1 - sum_j p(t_j)) * p(y) / (1 - sum_j p(t_j)) = p(y). So the first token
+// emitted at u has law p whatever the tree and whatever the drafter, and by induction (the walk
+// continues at the accepted child with that child's own target distribution) the whole emitted
+// sequence has the law of sampling the target token by token. The drafter's probabilities are
+// not needed: with deterministic (one-hot) proposals the accept test is just the target mass.
+//
+// Uniform draw layout (philox_uniforms or caller uniforms [B, 2 * L]): at the node of depth d,
+// draw 2d chooses among the children and draw 2d + 1 samples the residual (or the leaf).
+//
+// Corner cases, explicitly:
+//  * p one-hot on token x: a child holding x is accepted with certainty (p(x) = 1 exactly and
+//    r < 1); if no child holds x, r >= 0 = sum p(t_j) rejects every child and the residual is x.
+//  * children covering all of p's support: the residual is empty and, mathematically, some child
+//    is always accepted. In floating point the running sum may end a few ulps below 1 and r may
+//    land in that gap. NOTE: fallback: when the residual weight is exactly 0 the last child with
+//    positive probability is accepted (the gap belongs to the last interval), and the walk goes
+//    on. The residual weight is summed directly over the non-child tokens, never computed as
+//    1 - sum, so "exactly 0" means every non-child token has zero weight in float.
+//  * zero-probability children are never accepted (their intervals are empty).
+//  * duplicate sibling tokens: redraft::error (the tree is malformed: the rule would count the
+//    token's mass twice).
+#pragma once
+
+#include <cstdint>
+
+#include "redraft/core/backend.hpp"
+#include "redraft/core/error.hpp"
+#include "redraft/core/macros.hpp"
+#include "redraft/core/tree.hpp"
+#include "redraft/core/view.hpp"
+#include "redraft/verify/acceptance.hpp"
+#include "redraft/verify/logits_processing.hpp"
+#include "redraft/verify/tree_walk.hpp"
+#include "redraft/verify/uniforms.hpp"
+
+namespace redraft {
+
+namespace detail {
+
+struct lossless_functor {
+  tree_view tree;
+  matrix_view<const float> logits;  // [n_total, V]
+  sampling_params params;
+  uniform_source uniforms;
+  std::int32_t* first_child;   // [n_total] scratch
+  std::int32_t* next_sibling;  // [n_total] scratch
+  std::int32_t* sorted;        // [n_total] scratch: the stopping node's child tokens, ascending
+  acceptance_view out;
+  status_view status;
+
+  REDRAFT_HOST_DEVICE void operator()(index_t i) const {
+    const std::int32_t b = static_cast<std::int32_t>(i);
+    const std::int32_t off = tree.first_node(b);
+    const index_t vocab = logits.extent(1);
+    if (!build_children(tree, b, vocab, first_child, next_sibling, status)) return;
+    std::int32_t* nodes = out.nodes_row(b);
+    std::int32_t u = 0, len = 0;
+    nodes[0] = 0;
+    for (;;) {
+      const float* row = &logits(off + u, 0);
+      const row_ops::processed_row p = row_ops::process_row(row, vocab, params);
+      if (!p.ok()) {
+        status.set_row(b, u, p.bad_column);
+        return;
+      }
+      // Children as one-hot proposals, in node order.
+      const float r = uniforms.draw(b, 2 * static_cast<index_t>(len));
+      double cumulative = 0.0;
+      std::int32_t accepted = -1, last_positive = -1;
+      for (std::int32_t c = first_child[off + u]; c >= 0; c = next_sibling[off + c]) {
+        const double q = p.prob(row[tree.token[off + c]]);
+        if (q > 0.0) last_positive = c;
+        cumulative += q;
+        if (static_cast<double>(r) < cumulative) {
+          accepted = c;
+          break;
+        }
+      }
+      std::int32_t next = -1;
+      if (accepted < 0) {
+        // Residual: p without the children's tokens, renormalised, fresh uniform.
+        std::int32_t m = 0;
+        for (std::int32_t c = first_child[off + u]; c >= 0; c = next_sibling[off + c]) {
+          const std::int32_t tok = tree.token[off + c];
+          std::int32_t at = m++;
+          while (at > 0 && sorted[off + at - 1] > tok) {
+            sorted[off + at] = sorted[off + at - 1];
+            --at;
+          }
+          sorted[off + at] = tok;
+        }
+        double residual = 0.0;
+        next = row_ops::sample_excluding(row, vocab, p, sorted + off, m,
+                                         uniforms.draw(b, 2 * static_cast<index_t>(len) + 1),
+                                         &residual);
+        // NOTE: residual exactly 0 (children cover the support) -> the last positive child.
+        if (next < 0) accepted = last_positive;
+      }
+      if (accepted < 0 || len + 1 >= out.path_length) {
+        out.finish(tree, b, len, next);
+        return;
+      }
+      u = accepted;
+      nodes[++len] = accepted;
+    }
+  }
+};
+
+}  // namespace detail
+
+// verify_lossless(backend, tree, logits [n_total, V], params, uniforms) -> acceptance.
+//   tree: any tree; logits row i = packed node i (raw target logits; params are applied here,
+//   row by row, only to the rows the walk reads).
+//   params: temperature > 0, top_k >= 0 (0 off), top_p in (0, 1] (1 off).
+//   uniforms: philox_uniforms{seed, step} (request b draws from philox_stream{seed, b, step}) or
+//   caller uniforms [B, >= 2L] in [0, 1) with the layout above.
+// Outputs: see acceptance.hpp; best_beam is the lowest beam through the accepted path (-1 if the
+//   tree has no beams).
+// Errors (redraft::error, nothing returned): as verify_greedy, plus bad sampling params and
+//   caller uniforms of the wrong shape or outside [0, 1).
+// Determinism: a pure function of (logits, tree, params, uniforms); the same decisions on every
+//   backend for the same seed.
+// Complexity: per request, for each node on the path, 2 passes over its row (+1 pass for
+//   top-k > 64 ... see process_row) and 2 more at the stopping node; O(n_b) for the tree.
+template <Backend B>
+acceptance<B> verify_lossless(const B& backend, const tree<B>& tree,
+                              matrix_view<const float> logits, const sampling_params& params,
+                              const uniform_source& uniforms) {
+  detail::check_tree_and_logits("verify_lossless", tree, logits);
+  detail::check_sampling_params("verify_lossless", params);
+  const std::int32_t path_length = detail::path_length_of(backend, tree);
+  detail::check_uniforms(backend, "verify_lossless", uniforms, tree.batch, 2 * path_length);
+
+  auto v = detail::allocate_verify_buffers(backend, tree, path_length);
+  backend.for_each_index(
+      tree.batch, detail::lossless_functor{view_of(tree), logits, params, uniforms,
+                                           v.first_child.data(), v.next_sibling.data(),
+                                           v.scratch.data(), v.out(), v.status_out()});
+  detail::throw_on_status(backend, "verify_lossless", v, tree);
+  return std::move(v.result);
+}
+
+}  // namespace redraft

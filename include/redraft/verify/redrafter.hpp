@@ -1,0 +1,249 @@
+// redraft/verify/redrafter.hpp: ReDrafter's stochastic verification (Apple's rule), kept for
+// parity with existing deployments. Reproduces Apple's decisions bit for bit given the same
+// uniforms (pinned by the `redrafter_accept` golden cases).
+//
+// Rule, per request, with beams [W, L] (column 0 the root) and the tree built from them:
+//   p_k   = log_softmax(warp_top_k(logits at beam position k) / T)           [V]
+//           where "logits at beam position k" is row beam_to_node[b, w, k] (the node holding the
+//           beam's k-th token: its logits predict token k+1)
+//   q_k   = draft_log_probs[b, w, k]                                          [V]
+//   token k+1 of beam w (x = beams[w, k+1]) is accepted iff u[b, w, k] < exp(p_k(x) - q_k(x));
+//   the beam's accepted length is its leading run of accepts; best beam = the first beam with
+//   the longest run (n = its run).
+//   next token: if n = L-1, sample p_{L-1} (the row of the beam's last node); otherwise sample
+//   relu(exp(p_n) - exp(q_n)) (the residual at the first rejected position of the best beam).
+//   Sampling is by inverse CDF: the smallest i with cumsum(w)[i] > u * sum(w), clamped to V-1.
+//
+// Why it is NOT distribution-preserving: the accept/residual pair is the Leviathan/Chen rule,
+// which is exact for ONE sampled draft token x ~ q. Here the W beams come from beam search (the
+// drafted tokens are the top-scoring continuations, not samples from q), all W beams are tested
+// independently and the longest run wins, which favours whichever beam happens to pass more
+// tests; and the residual relu(p - q) is taken against q at a position where several distinct
+// tokens were proposed by different beams, not the one token that was rejected. The emitted
+// token's law is therefore a mixture that depends on the drafter and the tree. Example: one
+// position, two beams proposing a and b with q(a) = q(b) = 1/2 and p = q: both are always
+// accepted (ratio 1), best beam = beam 0, so token a is emitted with probability 1 instead of 1/2.
+// Use verify_lossless when the output law must equal the target's.
+//
+// Uniform draw layout (philox_uniforms or caller uniforms [B, W (L-1) + 1]): draw w (L-1) + k is
+// u[b, w, k]; draw W (L-1) is the sampling uniform.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "redraft/core/backend.hpp"
+#include "redraft/core/error.hpp"
+#include "redraft/core/macros.hpp"
+#include "redraft/core/tree.hpp"
+#include "redraft/core/view.hpp"
+#include "redraft/verify/acceptance.hpp"
+#include "redraft/verify/logits_processing.hpp"
+#include "redraft/verify/tree_walk.hpp"
+#include "redraft/verify/uniforms.hpp"
+
+namespace redraft {
+
+struct redrafter_params {
+  float temperature = 1.0f;            // > 0
+  std::int32_t logit_top_k = 50;       // warp: logits strictly below the k-th largest are masked
+                                       // (0 or >= V: no warp)
+  float logit_mask_value = -50000.0f;  // the value masked logits get
+};
+
+namespace detail {
+
+// Per node: the warp threshold and the log-softmax constants of warp(x) / T, so that
+// p(x) = (y - max) - log_sum with y = (x < threshold ? mask : x) / T, as torch computes it.
+struct redrafter_row_functor {
+  matrix_view<const float> logits;  // [n_total, V]
+  redrafter_params params;
+  float* threshold;                 // [n_total]
+  float* max;                       // [n_total]
+  float* log_sum;                   // [n_total]
+  std::int32_t* bad_column;         // [n_total] -1 ok, >= 0 NaN/+inf column, -2 no finite value
+
+  REDRAFT_HOST_DEVICE void operator()(index_t node) const {
+    const float* row = &logits(node, 0);
+    const index_t vocab = logits.extent(1);
+    const row_ops::row_scan s = row_ops::scan_row(row, vocab);
+    if (s.bad_column >= 0 || !s.any_finite) {
+      bad_column[node] = s.bad_column >= 0 ? static_cast<std::int32_t>(s.bad_column) : -2;
+      return;
+    }
+    bad_column[node] = -1;
+    float thr = -std::numeric_limits<float>::infinity();
+    if (params.logit_top_k > 0 && params.logit_top_k < vocab) {
+      thr = row_ops::kth_largest(row, vocab, params.logit_top_k);
+    }
+    float m = -std::numeric_limits<float>::infinity();
+    for (index_t i = 0; i < vocab; ++i) {
+      const float y = (row[i] < thr ? params.logit_mask_value : row[i]) / params.temperature;
+      m = y > m ? y : m;
+    }
+    double sum = 0.0;
+    for (index_t i = 0; i < vocab; ++i) {
+      const float y = (row[i] < thr ? params.logit_mask_value : row[i]) / params.temperature;
+      sum += static_cast<double>(std::exp(y - m));
+    }
+    threshold[node] = thr;
+    max[node] = m;
+    log_sum[node] = std::log(static_cast<float>(sum));
+  }
+};
+
+struct redrafter_functor {
+  tree_view tree;
+  matrix_view<const float> logits;             // [n_total, V]
+  view<const float, 4> draft_log_probs;        // [B, W, L-1, V]
+  redrafter_params params;
+  uniform_source uniforms;
+  const float* threshold;                      // [n_total]
+  const float* max;                            // [n_total]
+  const float* log_sum;                        // [n_total]
+  const std::int32_t* bad_column;              // [n_total]
+  acceptance_view out;
+  status_view status;
+
+  REDRAFT_HOST_DEVICE float log_p(std::int32_t global_node, float x) const {
+    const float y = (x < threshold[global_node] ? params.logit_mask_value : x) / params.temperature;
+    return (y - max[global_node]) - log_sum[global_node];
+  }
+
+  REDRAFT_HOST_DEVICE bool row_ok(std::int32_t b, std::int32_t off, std::int32_t node) const {
+    if (bad_column[off + node] == -1) return true;
+    status.set_row(b, node, bad_column[off + node]);
+    return false;
+  }
+
+  REDRAFT_HOST_DEVICE void operator()(index_t i) const {
+    const std::int32_t b = static_cast<std::int32_t>(i);
+    const std::int32_t off = tree.first_node(b);
+    const std::int32_t width = tree.beam_width, length = tree.beam_length;
+    const index_t vocab = logits.extent(1);
+    const std::int32_t* b2n = tree.beam_to_node + static_cast<index_t>(b) * width * length;
+    for (std::int32_t n = 0; n < tree.num_nodes(b); ++n) {
+      const std::int32_t tok = tree.token[off + n];
+      if (tok < 0 || tok >= vocab) {
+        status.set(b, status_token_out_of_range, n, tok);
+        return;
+      }
+    }
+    std::int32_t best = 0, best_run = -1;
+    for (std::int32_t w = 0; w < width; ++w) {
+      std::int32_t run = 0;
+      for (std::int32_t k = 0; k + 1 < length; ++k) {
+        const std::int32_t node = b2n[w * length + k];
+        if (!row_ok(b, off, node)) return;
+        const std::int32_t x = tree.token[off + b2n[w * length + k + 1]];
+        const float q = draft_log_probs(b, w, k, x);
+        if (q != q || q == std::numeric_limits<float>::infinity()) {
+          status.set(b, status_non_finite_draft, w * length + k + 1, x);
+          return;
+        }
+        const float p = log_p(off + node, logits(off + node, x));
+        const float u = uniforms.draw(b, static_cast<index_t>(w) * (length - 1) + k);
+        if (!(u < std::exp(p - q))) break;
+        ++run;
+      }
+      if (run > best_run) {
+        best_run = run;
+        best = w;
+      }
+    }
+    // Next token by inverse CDF on the best beam.
+    const std::int32_t node = b2n[best * length + best_run];
+    if (!row_ok(b, off, node)) return;
+    const float* row = &logits(off + node, 0);
+    const bool whole_beam = best_run == length - 1;
+    const float* q = whole_beam ? nullptr : &draft_log_probs(b, best, best_run, 0);
+    double total = 0.0;
+    for (index_t t = 0; t < vocab; ++t) total += weight(off + node, row, q, t);
+    const double target =
+        static_cast<double>(uniforms.draw(b, static_cast<index_t>(width) * (length - 1))) * total;
+    std::int32_t next = static_cast<std::int32_t>(vocab - 1);
+    double running = 0.0;
+    for (index_t t = 0; t < vocab; ++t) {
+      running += weight(off + node, row, q, t);
+      if (running > target) {
+        next = static_cast<std::int32_t>(t);
+        break;
+      }
+    }
+    std::int32_t* nodes = out.nodes_row(b);
+    for (std::int32_t k = 0; k <= best_run; ++k) nodes[k] = b2n[best * length + k];
+    out.finish(tree, b, best_run, next);
+    out.best_beam[b] = best;  // Apple's choice: the first beam with the longest run
+  }
+
+  // exp(p) at the last position; relu(exp(p) - exp(q)) at a rejected one.
+  REDRAFT_HOST_DEVICE double weight(std::int32_t global_node, const float* row, const float* q,
+                                    index_t t) const {
+    const float p = std::exp(log_p(global_node, row[t]));
+    if (q == nullptr) return static_cast<double>(p);
+    const float d = p - std::exp(q[t]);
+    return d > 0.0f ? static_cast<double>(d) : 0.0;
+  }
+};
+
+}  // namespace detail
+
+// verify_redrafter(backend, tree, logits [n_total, V], draft_log_probs [B, W, L-1, V], params,
+//                  uniforms) -> acceptance.
+//   tree: built by build_tree from the beams [B, W, L] the draft head produced (beam_to_node is
+//   required); logits: raw target logits per packed node; draft_log_probs: the draft head's
+//   log-distribution that produced beam position k+1 (after its warp and log_softmax).
+//   uniforms: philox_uniforms or caller uniforms [B, >= W (L-1) + 1] (layout above).
+// Outputs: accepted_len, best_beam (Apple's: the first beam with the longest run), accepted
+//   nodes, emitted tokens, next token, hidden row.
+// Errors (redraft::error): a tree without beams, shape mismatches, temperature <= 0,
+//   logit_top_k < 0, uniforms of the wrong shape or outside [0, 1), NaN / +inf logits in any row
+//   (every non-leaf row is read) or in the draft log-probs of a tested token.
+// Determinism: a pure function of its inputs; identical decisions on every backend.
+// Complexity: every node's row is read 3 times (scan+top-k for k <= 64, max, log-sum), per
+//   request O(W L) tests, and 2 passes over one row (+ one q row) for the next token.
+template <Backend B>
+acceptance<B> verify_redrafter(const B& backend, const tree<B>& tree,
+                               matrix_view<const float> logits,
+                               view<const float, 4> draft_log_probs,
+                               const redrafter_params& params, const uniform_source& uniforms) {
+  detail::check_tree_and_logits("verify_redrafter", tree, logits);
+  REDRAFT_REQUIRE(tree.beam_width > 0 && tree.beam_length >= 2,
+                  "verify_redrafter: the tree has beam_width ", tree.beam_width,
+                  " and beam_length ", tree.beam_length,
+                  " (it must be built by build_tree from beams)");
+  const index_t width = tree.beam_width, length = tree.beam_length, vocab = logits.extent(1);
+  REDRAFT_REQUIRE(draft_log_probs.extent(0) == tree.batch && draft_log_probs.extent(1) == width &&
+                      draft_log_probs.extent(2) == length - 1 && draft_log_probs.extent(3) == vocab,
+                  "verify_redrafter: draft_log_probs is [", draft_log_probs.extent(0), ", ",
+                  draft_log_probs.extent(1), ", ", draft_log_probs.extent(2), ", ",
+                  draft_log_probs.extent(3), "] but expected [", tree.batch, ", ", width, ", ",
+                  length - 1, ", ", vocab, "]");
+  REDRAFT_REQUIRE(std::isfinite(params.temperature) && params.temperature > 0.0f,
+                  "verify_redrafter: temperature ", params.temperature,
+                  " must be finite and > 0 (use verify_greedy for T = 0)");
+  REDRAFT_REQUIRE(params.logit_top_k >= 0, "verify_redrafter: logit_top_k ", params.logit_top_k,
+                  " must be >= 0 (0 disables the warp)");
+  REDRAFT_REQUIRE(std::isfinite(params.logit_mask_value), "verify_redrafter: logit_mask_value ",
+                  params.logit_mask_value, " must be finite");
+  detail::check_uniforms(backend, "verify_redrafter", uniforms, tree.batch,
+                         width * (length - 1) + 1);
+
+  auto v = detail::allocate_verify_buffers(backend, tree, tree.beam_length);
+  const index_t nt = tree.total_nodes();
+  auto threshold = backend.template allocate<float>(nt);  // [n_total]
+  auto max = backend.template allocate<float>(nt);        // [n_total]
+  auto log_sum = backend.template allocate<float>(nt);    // [n_total]
+  auto bad = backend.template allocate<std::int32_t>(nt); // [n_total]
+  backend.for_each_index(nt, detail::redrafter_row_functor{logits, params, threshold.data(),
+                                                           max.data(), log_sum.data(), bad.data()});
+  backend.for_each_index(
+      tree.batch,
+      detail::redrafter_functor{view_of(tree), logits, draft_log_probs, params, uniforms,
+                                threshold.data(), max.data(), log_sum.data(), bad.data(), v.out(),
+                                v.status_out()});
+  detail::throw_on_status(backend, "verify_redrafter", v, tree);
+  return std::move(v.result);
+}
+
+}  // namespace redraft
