@@ -1,0 +1,403 @@
+// redraft/loop/speculative_decoder.hpp: the speculative decoding loop over any TargetModel and
+// any Drafter (DESIGN.md §5 "Loop").
+//
+//   prefill -> first token + h
+//   repeat for the requests still running {
+//     draft W beams of L tokens from (h, root)              drafter.draft        [A, W, L]
+//     trie dedup, masks, positions                          build_tree, masks    n_total nodes
+//     one target pass over the packed tree tokens           model.verify         logits [n_total, V]
+//     accept the longest valid path, pick the next token    verify_<rule>        acceptance [A]
+//     keep the KV entries of the root + accepted nodes      model.commit(kv_plan)
+//     next root = next token, h = hidden at the last accepted node
+//   } until each request emits its EOS token or max_new_tokens
+//
+// Greedy (verifier::greedy) output equals plain greedy decoding of the target token for token;
+// verifier::lossless output follows the target's sampling law exactly (tests prove both).
+// The first token comes from the prefill logits, chosen by the same rule as a one-node tree, so
+// it is argmax under greedy and a sample of the processed distribution otherwise.
+//
+// Requests are validated up front (empty prompt, token ids, context length, duplicate slots):
+// a bad request throws redraft::error before the model or the drafter is touched. If the model
+// or drafter throws mid-run, the exception propagates; slots are left as the model left them and
+// must be re-prefilled before reuse.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <set>
+#include <vector>
+
+#include "redraft/core/backend.hpp"
+#include "redraft/core/error.hpp"
+#include "redraft/core/philox.hpp"
+#include "redraft/core/tree.hpp"
+#include "redraft/kv/kv_plan.hpp"
+#include "redraft/loop/drafter.hpp"
+#include "redraft/loop/generation.hpp"
+#include "redraft/loop/target_model.hpp"
+#include "redraft/tree/build_tree.hpp"
+#include "redraft/tree/masks.hpp"
+#include "redraft/verify/acceptance.hpp"
+#include "redraft/verify/greedy.hpp"
+#include "redraft/verify/lossless.hpp"
+#include "redraft/verify/redrafter.hpp"
+#include "redraft/verify/typical.hpp"
+
+namespace redraft {
+
+namespace detail {
+
+using decode_clock = std::chrono::steady_clock;
+
+inline double seconds_since(decode_clock::time_point start) {
+  return std::chrono::duration<double>(decode_clock::now() - start).count();
+}
+
+// Checks every request against the model before anything runs; `extra` is how many positions
+// past prompt + max_new_tokens a step may touch (L - 1 for speculative, 0 for plain decoding).
+template <class M>
+std::vector<std::int32_t> check_requests(const char* fn, const M& model,
+                                         const std::vector<generation_request>& requests,
+                                         std::int32_t extra) {
+  std::vector<std::int32_t> slots;
+  std::set<std::int32_t> seen;
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    const generation_request& q = requests[r];
+    REDRAFT_REQUIRE(!q.prompt.empty(), fn, ": request ", r, " has an empty prompt");
+    REDRAFT_REQUIRE(q.max_new_tokens >= 0, fn, ": request ", r, " has max_new_tokens ", q.max_new_tokens,
+                    " (must be >= 0)");
+    for (std::size_t i = 0; i < q.prompt.size(); ++i) {
+      REDRAFT_REQUIRE(q.prompt[i] >= 0 && q.prompt[i] < model.vocab_size(), fn, ": request ", r, " prompt[", i,
+                      "] = ", q.prompt[i], " is outside the vocabulary [0, ", model.vocab_size(), ")");
+    }
+    const std::int64_t need = static_cast<std::int64_t>(q.prompt.size()) + q.max_new_tokens + extra;
+    REDRAFT_REQUIRE(need <= model.max_context(), fn, ": request ", r, " needs ", need,
+                    " positions (prompt ", q.prompt.size(), " + max_new_tokens ", q.max_new_tokens,
+                    " + ", extra, " for the draft tree) but the model's max_context is ", model.max_context());
+    const std::int32_t slot = q.slot >= 0 ? q.slot : static_cast<std::int32_t>(r);
+    REDRAFT_REQUIRE(seen.insert(slot).second, fn, ": request ", r, " uses slot ", slot,
+                    " which another request of the batch also uses");
+    slots.push_back(slot);
+  }
+  return slots;
+}
+
+// Checks a model output's shape.
+inline void check_model_output(const char* fn, const char* call, const model_output& out, index_t rows,
+                               index_t vocab, index_t hidden) {
+  REDRAFT_REQUIRE(out.logits.extent(0) == rows && out.logits.extent(1) == vocab, fn, ": the target model's ",
+                  call, " returned logits [", out.logits.extent(0), ", ", out.logits.extent(1), "], expected [", rows,
+                  ", ", vocab, "]");
+  REDRAFT_REQUIRE(out.hidden.extent(0) == rows && out.hidden.extent(1) == hidden, fn, ": the target model's ",
+                  call, " returned hidden states [", out.hidden.extent(0), ", ", out.hidden.extent(1),
+                  "], expected [", rows, ", ", hidden, "]");
+}
+
+// Tracks one request's emitted tokens and stop condition.
+struct request_progress {
+  std::int32_t index = 0;   // position in the caller's request list
+  std::int32_t slot = 0;
+  std::int32_t committed = 0;  // KV entries committed (prompt + accepted paths)
+  std::int32_t root = 0;       // the last emitted token: next step's root
+  bool done = false;
+
+  // Emits `token`; returns false once the request must stop.
+  bool emit(std::int32_t token, const generation_request& q, std::vector<std::int32_t>& out, request_stats& stats,
+            const token_callback& on_token) {
+    out.push_back(token);
+    ++stats.emitted;
+    if (on_token) on_token(index, token);
+    if (token == q.eos_token) {
+      stats.stop_reason = "eos";
+      done = true;
+    } else if (static_cast<std::int32_t>(out.size()) >= q.max_new_tokens) {
+      stats.stop_reason = "max_new_tokens";
+      done = true;
+    }
+    return !done;
+  }
+};
+
+}  // namespace detail
+
+template <Backend B, TargetModel M, class D>
+  requires Drafter<D, B> && std::same_as<typename M::backend_type, B>
+class speculative_decoder {
+ public:
+  speculative_decoder(B backend, M& model, D& drafter) : backend_(backend), model_(model), drafter_(drafter) {}
+
+  // Generates continuations of `requests` (R of them, each on its own KV slot). Returns the
+  // emitted tokens, per-request and per-step statistics. See the file comment for semantics.
+  generation_result generate(const std::vector<generation_request>& requests, const decode_options& options,
+                             const token_callback& on_token = {}) {
+    constexpr const char* fn = "speculative_decoder::generate";
+    REDRAFT_REQUIRE(options.beam_width >= 1, fn, ": beam_width ", options.beam_width, " must be at least 1");
+    REDRAFT_REQUIRE(options.beam_length >= 2, fn, ": beam_length ", options.beam_length,
+                    " must be at least 2 (the root plus one drafted token)");
+    if (options.rule == verifier::lossless) detail::check_sampling_params(fn, options.sampling);
+    const std::vector<std::int32_t> slots = detail::check_requests(fn, model_, requests, options.beam_length - 1);
+    const auto run_start = detail::decode_clock::now();
+    const index_t vocab = model_.vocab_size(), hidden_size = model_.hidden_size();
+    const std::int32_t num_requests = static_cast<std::int32_t>(requests.size());
+
+    generation_result result;
+    result.tokens.resize(requests.size());
+    result.requests.resize(requests.size());
+    std::vector<detail::request_progress> progress(requests.size());
+    for (std::int32_t r = 0; r < num_requests; ++r) {
+      progress[static_cast<std::size_t>(r)] = {r, slots[static_cast<std::size_t>(r)],
+                                               static_cast<std::int32_t>(requests[static_cast<std::size_t>(r)].prompt.size()),
+                                               0, requests[static_cast<std::size_t>(r)].max_new_tokens == 0};
+      result.requests[static_cast<std::size_t>(r)].accepted_at_depth.assign(
+          static_cast<std::size_t>(options.beam_length - 1), 0);
+      if (progress[static_cast<std::size_t>(r)].done) result.requests[static_cast<std::size_t>(r)].stop_reason = "max_new_tokens";
+    }
+
+    // h of every request (the target's hidden state at its last committed token): [R, H].
+    auto hidden_state = backend_.template allocate<float>(static_cast<index_t>(num_requests) * hidden_size);
+
+    // --- prefill: the first token of every request with something to generate ---
+    std::vector<std::int32_t> active = running(progress);
+    const auto prefill_start = detail::decode_clock::now();
+    if (!active.empty()) {
+      std::vector<std::int32_t> pslots, offsets{0}, tokens, last_tokens;
+      for (std::int32_t r : active) {
+        const auto& prompt = requests[static_cast<std::size_t>(r)].prompt;
+        pslots.push_back(slots[static_cast<std::size_t>(r)]);
+        tokens.insert(tokens.end(), prompt.begin(), prompt.end());
+        offsets.push_back(static_cast<std::int32_t>(tokens.size()));
+        last_tokens.push_back(prompt.back());
+      }
+      const index_t a = static_cast<index_t>(active.size());
+      const model_output out = model_.prefill(prefill_input{
+          {pslots.data(), a}, {offsets.data(), a + 1}, {tokens.data(), static_cast<index_t>(tokens.size())}});
+      detail::check_model_output(fn, "prefill", out, a, vocab, hidden_size);
+      // The first token: the verification rule applied to one-node trees (nothing drafted).
+      const std::vector<std::int32_t> first = first_tokens(last_tokens, active, out.logits, options);
+      for (index_t i = 0; i < a; ++i) {
+        const std::int32_t r = active[static_cast<std::size_t>(i)];
+        backend_.copy(out.hidden.data() + i * hidden_size, hidden_size, hidden_state.data() + r * hidden_size);
+        auto& p = progress[static_cast<std::size_t>(r)];
+        p.root = first[static_cast<std::size_t>(i)];
+        p.emit(p.root, requests[static_cast<std::size_t>(r)], result.tokens[static_cast<std::size_t>(r)],
+               result.requests[static_cast<std::size_t>(r)], on_token);
+      }
+    }
+    result.prefill_s = detail::seconds_since(prefill_start);
+
+    // --- speculative steps ---
+    const std::int32_t width = options.beam_width, length = options.beam_length;
+    std::uint32_t step = 0;
+    for (active = running(progress); !active.empty(); active = running(progress)) {
+      ++step;
+      step_stats st;
+      const index_t a = static_cast<index_t>(active.size());
+      st.requests = static_cast<std::int32_t>(a);
+      std::vector<std::int32_t> aslots, roots, committed;
+      for (std::int32_t r : active) {
+        const auto& p = progress[static_cast<std::size_t>(r)];
+        aslots.push_back(p.slot);
+        roots.push_back(p.root);
+        committed.push_back(p.committed);
+      }
+
+      // Draft.
+      auto t0 = detail::decode_clock::now();
+      auto rows = backend_.template allocate<std::int32_t>(a);
+      backend_.copy_from_host(active.data(), a, rows.data());
+      auto h = backend_.template allocate<float>(a * hidden_size);  // [A, H]
+      backend_.gather_rows(matrix_view<const float>(hidden_state.data(), num_requests, hidden_size),
+                           vector_view<const std::int32_t>(rows.data(), a), matrix_view<float>(h.data(), a, hidden_size));
+      const bool want_log_probs = options.rule == verifier::redrafter;
+      draft_output<B> drafted = drafter_.draft(draft_input{matrix_view<const float>(h.data(), a, hidden_size),
+                                                           {roots.data(), a}, {aslots.data(), a}, width, length,
+                                                           want_log_probs});
+      REDRAFT_REQUIRE(drafted.beams.size() == a * width * length, fn, ": the drafter returned ", drafted.beams.size(),
+                      " beam tokens, expected ", a * width * length, " ([", a, ", ", width, ", ", length, "])");
+      REDRAFT_REQUIRE(!want_log_probs || drafted.log_probs.size() == a * width * (length - 1) * vocab, fn,
+                      ": the drafter returned ", drafted.log_probs.size(), " log-probs, expected ",
+                      a * width * (length - 1) * vocab);
+      backend_.synchronize();
+      st.draft_s = detail::seconds_since(t0);
+
+      // Tree, masks, positions.
+      t0 = detail::decode_clock::now();
+      const tree<B> t = build_tree(backend_, view<const std::int32_t, 3>(drafted.beams.data(), a, width, length));
+      for (index_t i = 0; i < a; ++i) {
+        std::int32_t root_on_device = 0;
+        backend_.copy_to_host(t.token.data() + t.host_node_offsets[static_cast<std::size_t>(i)], 1, &root_on_device);
+        REDRAFT_REQUIRE(root_on_device == roots[static_cast<std::size_t>(i)], fn, ": the drafter's beams for request ",
+                        active[static_cast<std::size_t>(i)], " start with token ", root_on_device,
+                        " instead of the root ", roots[static_cast<std::size_t>(i)]);
+      }
+      auto base = backend_.template allocate<std::int32_t>(a);
+      backend_.copy_from_host(committed.data(), a, base.data());
+      const auto positions = build_positions(backend_, t, vector_view<const std::int32_t>(base.data(), a));
+      verify_input vin{{aslots.data(), a}, {t.host_node_offsets.data(), a + 1}, view_of(t),
+                       {positions.data(), t.total_nodes()}};
+      dense_tree_mask<B> dense;
+      packed_tree_mask<B> packed;
+      if (options.masks != tree_mask_format::packed) {
+        dense = build_dense_tree_mask(backend_, t);
+        vin.dense_mask = dense.bits.data();
+        vin.dense_offsets = dense.offsets.data();
+      }
+      if (options.masks != tree_mask_format::dense) {
+        packed = build_packed_tree_mask(backend_, t);
+        vin.packed_mask = packed.words.data();
+        vin.packed_words_per_row = packed.words_per_row;
+      }
+      backend_.synchronize();
+      st.tree_s = detail::seconds_since(t0);
+      st.nodes = t.total_nodes();
+
+      // Target.
+      t0 = detail::decode_clock::now();
+      const model_output out = model_.verify(vin);
+      detail::check_model_output(fn, "verify", out, t.total_nodes(), vocab, hidden_size);
+      backend_.synchronize();
+      st.target_s = detail::seconds_since(t0);
+
+      // Verify.
+      t0 = detail::decode_clock::now();
+      const host_acceptance acc = to_host(
+          backend_, run_verifier(t, out.logits, drafted, active, step, options));
+      st.verify_s = detail::seconds_since(t0);
+
+      // Emit, then commit the accepted path of the requests that go on.
+      t0 = detail::decode_clock::now();
+      kv_plan plan;
+      plan.offsets.push_back(0);
+      std::vector<std::int32_t> next_rows, next_requests;
+      for (index_t i = 0; i < a; ++i) {
+        const std::int32_t r = active[static_cast<std::size_t>(i)];
+        auto& p = progress[static_cast<std::size_t>(r)];
+        auto& stats = result.requests[static_cast<std::size_t>(r)];
+        const std::int32_t accepted = acc.accepted_len[static_cast<std::size_t>(i)];
+        ++stats.steps;
+        stats.drafted += length - 1;
+        stats.accepted += accepted;
+        for (std::int32_t d = 0; d < accepted; ++d) ++stats.accepted_at_depth[static_cast<std::size_t>(d)];
+        for (std::int32_t j = 0; j <= accepted; ++j) {
+          ++st.emitted;
+          if (!p.emit(acc.emitted_token(static_cast<std::int32_t>(i), j), requests[static_cast<std::size_t>(r)],
+                      result.tokens[static_cast<std::size_t>(r)], stats, on_token))
+            break;
+        }
+        if (p.done) continue;  // finished: its KV slot is not needed any more
+        p.root = acc.next_token[static_cast<std::size_t>(i)];
+        plan.slot.push_back(p.slot);
+        for (std::int32_t j = 0; j <= accepted; ++j) {
+          plan.source_node.push_back(acc.accepted_node(static_cast<std::int32_t>(i), j));
+          plan.destination.push_back(p.committed + j);
+        }
+        plan.offsets.push_back(static_cast<std::int32_t>(plan.source_node.size()));
+        p.committed += accepted + 1;
+        next_rows.push_back(acc.hidden_row[static_cast<std::size_t>(i)]);
+        next_requests.push_back(r);
+      }
+      if (plan.num_requests() > 0) model_.commit(plan);
+      // h for the next step: the hidden state at each request's last accepted node.
+      for (std::size_t i = 0; i < next_rows.size(); ++i) {
+        backend_.copy(out.hidden.data() + static_cast<index_t>(next_rows[i]) * hidden_size, hidden_size,
+                      hidden_state.data() + static_cast<index_t>(next_requests[i]) * hidden_size);
+      }
+      backend_.synchronize();
+      st.kv_s = detail::seconds_since(t0);
+      result.steps.push_back(st);
+    }
+    result.total_s = detail::seconds_since(run_start);
+    return result;
+  }
+
+ private:
+  static std::vector<std::int32_t> running(const std::vector<detail::request_progress>& progress) {
+    std::vector<std::int32_t> out;
+    for (const auto& p : progress)
+      if (!p.done) out.push_back(p.index);
+    return out;
+  }
+
+  // Uniforms [A, draws] for the requests of a step: request r draws from Philox (seed, r, step),
+  // keyed by its index in the caller's list, so its stream does not depend on which other
+  // requests are still running.
+  typename B::template buffer<float> step_uniforms(const std::vector<std::int32_t>& active, std::uint32_t step,
+                                                   index_t draws, std::uint64_t seed) const {
+    std::vector<float> host(active.size() * static_cast<std::size_t>(draws));
+    for (std::size_t i = 0; i < active.size(); ++i) {
+      const philox_stream s{seed, static_cast<std::uint32_t>(active[i]), step};
+      for (index_t j = 0; j < draws; ++j) host[i * static_cast<std::size_t>(draws) + static_cast<std::size_t>(j)] = s.uniform(static_cast<std::uint64_t>(j));
+    }
+    auto out = backend_.template allocate<float>(static_cast<index_t>(host.size()));
+    backend_.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
+    return out;
+  }
+
+  acceptance<B> run_verifier(const tree<B>& t, matrix_view<const float> logits, const draft_output<B>& drafted,
+                             const std::vector<std::int32_t>& active, std::uint32_t step,
+                             const decode_options& options) const {
+    const index_t a = static_cast<index_t>(active.size());
+    // Enough draws for every rule: lossless uses 2 per depth, redrafter W (L-1) + 1.
+    const index_t draws = std::max<index_t>(2 * std::max(t.beam_length, 1),
+                                            static_cast<index_t>(t.beam_width) * std::max(t.beam_length - 1, 0) + 1);
+    switch (options.rule) {
+      case verifier::greedy:
+        return verify_greedy(backend_, t, logits);
+      case verifier::lossless: {
+        const auto u = step_uniforms(active, step, draws, options.seed);
+        return verify_lossless(backend_, t, logits, options.sampling, matrix_view<const float>(u.data(), a, draws));
+      }
+      case verifier::redrafter: {
+        const auto u = step_uniforms(active, step, draws, options.seed);
+        const index_t vocab = logits.extent(1);
+        return verify_redrafter(backend_, t, logits,
+                                view<const float, 4>(drafted.log_probs.data(), a, t.beam_width, t.beam_length - 1, vocab),
+                                options.redrafter, matrix_view<const float>(u.data(), a, draws));
+      }
+      case verifier::typical: {
+        const auto u = step_uniforms(active, step, draws, options.seed);
+        return verify_typical(backend_, t, logits, options.typical, matrix_view<const float>(u.data(), a, draws));
+      }
+    }
+    throw error("speculative_decoder: unknown verifier");
+  }
+
+  // The first token of each request from its prefill logits [A, V]: the configured rule on a
+  // one-node tree (the prompt's last token, nothing drafted) is exactly "argmax" for greedy and
+  // "sample the processed distribution" for sampling rules. Step 0 of each request's stream.
+  std::vector<std::int32_t> first_tokens(const std::vector<std::int32_t>& last_tokens,
+                                         const std::vector<std::int32_t>& active, matrix_view<const float> logits,
+                                         const decode_options& options) const {
+    const index_t a = static_cast<index_t>(active.size());
+    // One-node trees [A nodes] built directly (a beam needs L >= 2).
+    tree<B> t;
+    t.batch = static_cast<std::int32_t>(a);
+    std::vector<std::int32_t> offsets(static_cast<std::size_t>(a) + 1), parent(static_cast<std::size_t>(a), -1),
+        depth(static_cast<std::size_t>(a), 0);
+    for (index_t i = 0; i <= a; ++i) offsets[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
+    t.node_offsets = detail::to_backend(backend_, offsets);
+    t.token = detail::to_backend(backend_, last_tokens);
+    t.parent = detail::to_backend(backend_, parent);
+    t.depth = detail::to_backend(backend_, depth);
+    t.host_node_offsets = offsets;
+    acceptance<B> acc;
+    if (options.rule == verifier::greedy ||
+        (options.rule == verifier::typical && !options.typical.sample_next_token)) {
+      acc = verify_greedy(backend_, t, logits);
+    } else {
+      const auto u = step_uniforms(active, 0, 2, options.seed);
+      sampling_params p = options.sampling;
+      if (options.rule == verifier::redrafter) p = {options.redrafter.temperature, options.redrafter.logit_top_k, 1.0f};
+      if (options.rule == verifier::typical) p = {options.typical.temperature, 0, 1.0f};
+      acc = verify_lossless(backend_, t, logits, p, matrix_view<const float>(u.data(), a, 2));
+    }
+    return to_host(backend_, acc).next_token;
+  }
+
+  B backend_;
+  M& model_;
+  D& drafter_;
+};
+
+}  // namespace redraft
