@@ -179,6 +179,12 @@ TEMPLATE_TEST_CASE("masks of the worked example", "[tree][masks]", cpu_backend,
   const auto packed = build_packed_tree_mask(backend, t);
   CHECK(download<std::uint32_t>(backend, packed.words) ==
         std::vector<std::uint32_t>{0b1, 0b11, 0b111, 0b1111, 0b10011, 0b110011});
+  // A fixed wider row (an engine sized for 96 tokens): the same bits, then zero words.
+  const auto wide = build_packed_tree_mask(backend, t, 3);
+  CHECK(wide.words_per_row == 3);
+  CHECK(download<std::uint32_t>(backend, wide.words) ==
+        std::vector<std::uint32_t>{0b1, 0, 0, 0b11, 0, 0, 0b111, 0, 0, 0b1111, 0, 0, 0b10011, 0, 0,
+                                   0b110011, 0, 0});
   const std::vector<std::int32_t> padding = {0, 1, 1};  // [1, 3]: one left pad
   const auto padding_d = upload(backend, padding);
   const auto mask = build_attention_mask(backend, t, view<const std::int32_t, 2>(padding_d.data(), 1, 3));
@@ -233,6 +239,9 @@ TEMPLATE_TEST_CASE("mask and position builders reject bad input with redraft::er
   tree<TestType> broken;
   broken.batch = 2;
   broken.host_node_offsets = {0, 6};
+  CHECK_THROWS_WITH(build_packed_tree_mask(backend, t, -1),
+                    "build_packed_tree_mask: words_per_row -1 cannot hold 6 nodes (needs at least 1, "
+                    "or 0 for that minimum)");
   CHECK_THROWS_AS(build_dense_tree_mask(backend, broken), redraft::error);
   CHECK_THROWS_AS(build_packed_tree_mask(backend, broken), redraft::error);
 }

@@ -5,7 +5,7 @@
 // in backend memory by Backend::for_each_index functors, one call per output row:
 //
 //   build_dense_tree_mask     ragged [n_b, n_b] uint8 per request       (dense_tree_mask<B>)
-//   build_packed_tree_mask    [n_total, ceil(n_max / 32)] uint32 rows   (packed_tree_mask<B>)
+//   build_packed_tree_mask    [n_total, ceil(n_max / 32) or wider] uint32 rows (packed_tree_mask<B>)
 //   build_attention_mask      ragged [n_b, P + n_b] uint8 per request   (Apple ReDrafter layout)
 //   build_padded_attention_mask  [B, n_max, P + n_max] uint8            (golden `attention_mask`;
 //                                with P = 0 it is the golden padded `tree_mask`)
@@ -214,23 +214,31 @@ dense_tree_mask<B> build_dense_tree_mask(const B& backend, const tree<B>& t) {
   return out;
 }
 
-// build_packed_tree_mask(backend, tree) -> packed_tree_mask<B>.
+// build_packed_tree_mask(backend, tree, words_per_row = 0) -> packed_tree_mask<B>.
 //
-//   tree    batch B, n_b nodes per request, n_max = max_b n_b
-//   -> words (n_total, words_per_row) uint32 with words_per_row = ceil(n_max / 32) (0 when the
-//      batch is empty): the row of global node r = node_offsets[b] + i has bit (j % 32) of word
-//      (j / 32) set iff request-local node j is an ancestor-or-self of node i, LSB first; words
-//      past n_b are 0. TensorRT-LLM's spec_decoding_packed_mask layout, rows of consecutive
-//      requests back to back. Any n_b (also > 32, > 64).
+//   tree           batch B, n_b nodes per request, n_max = max_b n_b
+//   words_per_row  0 (the default) for ceil(n_max / 32), the least that holds every row (0 when
+//                  the batch is empty); or a larger fixed width, e.g. ceil(max_decoding_tokens /
+//                  32) for an engine whose buffers are sized for the largest tree it accepts
+//   -> words (n_total, words_per_row) uint32: the row of global node r = node_offsets[b] + i has
+//      bit (j % 32) of word (j / 32) set iff request-local node j is an ancestor-or-self of node
+//      i, LSB first; bits past n_b are 0. TensorRT-LLM's spec_decoding_packed_mask layout, rows of
+//      consecutive requests back to back. Any n_b (also > 32, > 64).
 //
 // Deterministic. O(n_total (words_per_row + depth)) work, one for_each_index call per node.
-// Throws redraft::error if the tree's host offsets do not match its batch or a request is empty.
+// Throws redraft::error if the tree's host offsets do not match its batch, a request is empty, or
+// words_per_row is neither 0 nor at least ceil(n_max / 32).
 template <Backend B>
-packed_tree_mask<B> build_packed_tree_mask(const B& backend, const tree<B>& t) {
+packed_tree_mask<B> build_packed_tree_mask(const B& backend, const tree<B>& t,
+                                           std::int32_t words_per_row = 0) {
   detail::check_tree("build_packed_tree_mask", t);
+  const std::int32_t needed = (t.max_nodes() + 31) / 32;
+  REDRAFT_REQUIRE(words_per_row == 0 || words_per_row >= needed,
+                  "build_packed_tree_mask: words_per_row ", words_per_row, " cannot hold ",
+                  t.max_nodes(), " nodes (needs at least ", needed, ", or 0 for that minimum)");
 
   packed_tree_mask<B> out;
-  out.words_per_row = (t.max_nodes() + 31) / 32;
+  out.words_per_row = words_per_row == 0 ? needed : words_per_row;
   out.words = backend.template allocate<std::uint32_t>(
       static_cast<index_t>(t.total_nodes()) * out.words_per_row);  // [n_total, words_per_row]
   backend.for_each_index(t.total_nodes(), detail::packed_mask_row_functor{
