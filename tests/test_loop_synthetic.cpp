@@ -83,3 +83,137 @@ TEST_CASE("speculative greedy equals plain greedy on the synthetic target", "[lo
   CHECK(result.requests[0].stop_reason == "eos");
   CHECK(result.tokens[0].size() == 10);
 }
+
+namespace {
+
+// Law of the first `n` emitted tokens of plain sampling at temperature 1, by exact enumeration:
+// probability of each outcome, outcome index = t0 * V^(n-1) + t1 * V^(n-2) + ...
+std::vector<double> exact_law(const synthetic_target& model, const std::vector<std::int32_t>& prompt, int n) {
+  const std::int32_t vocab = model.vocab_size();
+  std::vector<double> law(1, 1.0);
+  std::vector<std::vector<std::int32_t>> prefixes(1);
+  for (int step = 0; step < n; ++step) {
+    std::vector<double> next_law;
+    std::vector<std::vector<std::int32_t>> next_prefixes;
+    for (std::size_t i = 0; i < law.size(); ++i) {
+      std::vector<std::int32_t> seq = prompt;
+      seq.insert(seq.end(), prefixes[i].begin(), prefixes[i].end());
+      const auto p = model.next_distribution(seq);
+      for (std::int32_t v = 0; v < vocab; ++v) {
+        next_law.push_back(law[i] * p[static_cast<std::size_t>(v)]);
+        next_prefixes.push_back(prefixes[i]);
+        next_prefixes.back().push_back(v);
+      }
+    }
+    law.swap(next_law);
+    prefixes.swap(next_prefixes);
+  }
+  return law;
+}
+
+// Pearson chi-square statistic of `counts` against `law`, pooling cells with expected count < 5.
+// Returns (statistic, degrees of freedom).
+std::pair<double, int> chi_square(const std::vector<std::int64_t>& counts, const std::vector<double>& law,
+                                  std::int64_t total) {
+  double stat = 0, pooled_expected = 0;
+  std::int64_t pooled_observed = 0;
+  int cells = 0;
+  for (std::size_t i = 0; i < law.size(); ++i) {
+    const double e = law[i] * static_cast<double>(total);
+    if (e < 5) {
+      pooled_expected += e;
+      pooled_observed += counts[i];
+      continue;
+    }
+    stat += (static_cast<double>(counts[i]) - e) * (static_cast<double>(counts[i]) - e) / e;
+    ++cells;
+  }
+  if (pooled_expected > 0) {
+    stat += (static_cast<double>(pooled_observed) - pooled_expected) * (static_cast<double>(pooled_observed) - pooled_expected) /
+            pooled_expected;
+    ++cells;
+  }
+  return {stat, cells - 1};
+}
+
+// Upper quantile of chi-square(df) at z standard deviations (Wilson-Hilferty approximation).
+double chi_square_quantile(int df, double z) {
+  const double k = df, a = 2.0 / (9.0 * k);
+  return k * std::pow(1.0 - a + z * std::sqrt(a), 3.0);
+}
+
+template <class Drafter>
+std::vector<std::int64_t> sample_first_tokens(synthetic_target& model, Drafter& drafter, const std::vector<std::int32_t>& prompt,
+                                              std::int32_t runs, int n, const decode_options& options) {
+  std::vector<generation_request> requests(static_cast<std::size_t>(runs));
+  for (auto& q : requests) {
+    q.prompt = prompt;
+    q.max_new_tokens = n;
+  }
+  speculative_decoder<cpu_backend, synthetic_target, Drafter> decoder(cpu_backend{}, model, drafter);
+  const auto result = decoder.generate(requests, options);
+  const std::int32_t vocab = model.vocab_size();
+  std::size_t outcomes = 1;
+  for (int i = 0; i < n; ++i) outcomes *= static_cast<std::size_t>(vocab);
+  std::vector<std::int64_t> counts(outcomes, 0);
+  for (const auto& tokens : result.tokens) {
+    REQUIRE(static_cast<int>(tokens.size()) == n);
+    std::size_t index = 0;
+    for (int i = 0; i < n; ++i) index = index * static_cast<std::size_t>(vocab) + static_cast<std::size_t>(tokens[static_cast<std::size_t>(i)]);
+    ++counts[index];
+  }
+  return counts;
+}
+
+}  // namespace
+
+TEST_CASE("speculative lossless sampling follows the target's law on the first tokens", "[loop][statistics]") {
+  synthetic_target_config config;
+  config.vocab_size = 4;
+  config.window = 2;
+  config.logit_scale = 1.5f;
+  config.num_slots = 6000;
+  synthetic_target model(config);
+  const std::vector<std::int32_t> prompt = {1, 2, 3};
+  const int n = 3;  // 64 outcomes: the first token from prefill, then at least two verification levels
+  const auto law = exact_law(model, prompt, n);
+  decode_options options;
+  options.rule = verifier::lossless;
+  options.beam_width = 3;
+  options.beam_length = 4;
+  options.seed = 2024;
+  // The Monte Carlo threshold: 5.5 standard deviations of the statistic's normal approximation,
+  // i.e. a false alarm rate of about 1e-8 per run with a fixed seed (so it never flakes).
+  SECTION("random drafter") {
+    redraft::testing::random_drafter drafter(config.vocab_size, 11);
+    const auto counts = sample_first_tokens(model, drafter, prompt, 6000, n, options);
+    const auto [stat, df] = chi_square(counts, law, 6000);
+    CAPTURE(stat, df);
+    CHECK(stat < chi_square_quantile(df, 5.5));
+  }
+  SECTION("drafter that agrees with the target's argmax") {
+    synthetic_target shadow(config);
+    redraft::testing::oracle_drafter<synthetic_target> drafter(shadow, config.num_slots, 13);
+    for (std::int32_t r = 0; r < 6000; ++r) drafter.set_context(r, prompt);
+    std::vector<generation_request> requests(6000, generation_request{prompt, n, -1, -1});
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    const auto result = decoder.generate(requests, options, [&](std::int32_t r, std::int32_t t) { drafter.observe(r, t); });
+    std::vector<std::int64_t> counts(law.size(), 0);
+    for (const auto& tokens : result.tokens) ++counts[static_cast<std::size_t>((tokens[0] * 4 + tokens[1]) * 4 + tokens[2])];
+    const auto [stat, df] = chi_square(counts, law, 6000);
+    CAPTURE(stat, df);
+    CHECK(stat < chi_square_quantile(df, 5.5));
+  }
+  SECTION("the same statistic flags typical acceptance, which is lossy") {
+    redraft::testing::random_drafter drafter(config.vocab_size, 11);
+    decode_options typical = options;
+    typical.rule = verifier::typical;
+    typical.typical.sample_next_token = true;
+    typical.typical.epsilon = 0.2f;
+    typical.typical.delta = 0.2f;
+    const auto counts = sample_first_tokens(model, drafter, prompt, 6000, n, typical);
+    const auto [stat, df] = chi_square(counts, law, 6000);
+    CAPTURE(stat, df);
+    CHECK(stat > chi_square_quantile(df, 5.5));
+  }
+}
