@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,6 +17,7 @@
 #include "redraft/loop/target_model.hpp"
 #include "redraft/testing/reference_llama.hpp"
 #include "redraft/testing/tiny_llama.hpp"
+#include "redraft/testing/tiny_llama_io.hpp"
 #include "redraft/tree/build_tree.hpp"
 #include "redraft/tree/masks.hpp"
 
@@ -564,4 +568,105 @@ TEST_CASE("tiny_llama: bad input throws redraft::error and changes no slot", "[t
   tiny_llama_config odd = config;
   odd.head_dim = 7;
   CHECK_THROWS_WITH(testing::random_tiny_llama_weights(odd, 1), Catch::Contains("head_dim 7"));
+}
+
+namespace {
+
+// A fresh directory under the system temp directory, removed at scope exit.
+struct temp_dir {
+  std::filesystem::path path;
+  explicit temp_dir(const std::string& name) {
+    path = std::filesystem::temp_directory_path() /
+           ("redraft_test_tiny_llama_" + name + "_" + std::to_string(std::random_device{}()));
+    std::filesystem::remove_all(path);
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+};
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEST_CASE("tiny_llama: save then load gives identical logits", "[tiny_llama][io]") {
+  const bool tied = GENERATE(true, false);
+  CAPTURE(tied);
+  const tiny_llama_config config = small_config(tied);
+  tiny_llama model = tiny_llama::random(config, 41, 1);
+  temp_dir dir(tied ? "tied" : "untied");
+  testing::save_tiny_llama(dir.path, model);
+  REQUIRE(std::filesystem::exists(dir.path / "config.json"));
+  REQUIRE(std::filesystem::exists(dir.path / "model.safetensors"));
+  const std::string json = read_text(dir.path / "config.json");
+  CHECK_THAT(json, Catch::Contains("\"num_hidden_layers\": 2") && Catch::Contains("\"rms_norm_eps\": 1e-05") &&
+                       Catch::Contains("\"max_position_embeddings\": 160"));
+  const auto tensors = read_safetensors(dir.path / "model.safetensors");
+  CHECK(tensors.count("lm_head.weight") == (tied ? 0u : 1u));
+  CHECK(tensors.at("model.layers.1.mlp.down_proj.weight").shape == std::vector<std::int64_t>{32, 48});
+  CHECK(tensors.at("model.layers.0.self_attn.q_proj.weight").shape == std::vector<std::int64_t>{32, 32});
+
+  tiny_llama loaded = testing::load_tiny_llama(dir.path, 2);
+  CHECK(loaded.num_slots() == 2);
+  CHECK(loaded.config().vocab_size == config.vocab_size);
+  CHECK(loaded.config().max_context == config.max_context);
+  CHECK(loaded.config().rms_norm_eps == config.rms_norm_eps);
+  CHECK(loaded.config().rope_theta == config.rope_theta);
+  CHECK(loaded.config().tie_word_embeddings == tied);
+  const prompt_list prompts{{1, 5, 9, 2, 33}};
+  const std::vector<float> a = copy_rows(prefill(model, {0}, prompts).logits, 0, 1);
+  const std::vector<float> b = copy_rows(prefill(loaded, {1}, prompts).logits, 0, 1);
+  CHECK(a == b);
+  CHECK(decode_one(model, 0, 17) == decode_one(loaded, 1, 17));
+
+  // BF16 storage loads too, with logits close to the float model's.
+  temp_dir half_dir("bf16");
+  testing::save_tiny_llama(half_dir.path, model, safetensors_dtype::bf16);
+  tiny_llama half = testing::load_tiny_llama(half_dir.path, 1);
+  const std::vector<float> c = copy_rows(prefill(half, {0}, prompts).logits, 0, 1);
+  CHECK(max_abs_diff(a, c) < 0.25);
+  CHECK(max_abs_diff(a, c) > 0.0);
+}
+
+TEST_CASE("tiny_llama: loading a bad checkpoint names the problem", "[tiny_llama][io][errors]") {
+  const tiny_llama_config config = small_config(false);
+  const tiny_llama model = tiny_llama::random(config, 43, 1);
+  temp_dir dir("bad");
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("cannot open"));
+  testing::save_tiny_llama(dir.path, model);
+  const auto rewrite_config = [&](const std::string& field, const nlohmann::json& value) {
+    nlohmann::json j = testing::tiny_llama_config_to_json(config);
+    if (value.is_discarded()) j.erase(field); else j[field] = value;
+    std::ofstream(dir.path / "config.json") << j.dump();
+  };
+  rewrite_config("num_key_value_heads", 2);
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("num_key_value_heads 2"));
+  rewrite_config("hidden_size", nlohmann::json::value_t::discarded);
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("no \"hidden_size\""));
+  rewrite_config("vocab_size", "40");
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("\"vocab_size\" is not an integer"));
+  rewrite_config("intermediate_size", 50);
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path),
+                    Catch::Contains("model.layers.0.mlp.gate_proj.weight") && Catch::Contains("[48, 32]") &&
+                        Catch::Contains("[50, 32]"));
+  rewrite_config("tie_word_embeddings", true);
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("lm_head.weight differs"));
+  rewrite_config("num_hidden_layers", 3);
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("no tensor 'model.layers.2.input_layernorm.weight'"));
+  rewrite_config("num_hidden_layers", 1);
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("unexpected tensor 'model.layers.1."));
+  rewrite_config("rope_scaling", nlohmann::json{{"type", "linear"}});
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("rope_scaling"));
+  std::ofstream(dir.path / "config.json") << "{ not json";
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("is not valid JSON"));
+  // A config.json from transformers with defaults left out loads (head_dim, rope_theta, eps).
+  nlohmann::json minimal{{"vocab_size", 40}, {"hidden_size", 32}, {"num_hidden_layers", 2},
+                         {"num_attention_heads", 4}, {"intermediate_size", 48},
+                         {"max_position_embeddings", 160}};
+  std::ofstream(dir.path / "config.json") << minimal.dump();
+  const tiny_llama loaded = testing::load_tiny_llama(dir.path);
+  CHECK(loaded.config().head_dim == 8);
+  CHECK(loaded.config().rms_norm_eps == 1e-6f);
+  CHECK_FALSE(loaded.config().tie_word_embeddings);
 }

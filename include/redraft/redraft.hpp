@@ -21,6 +21,7 @@
 #include "redraft/tree/static_tree.hpp"
 #include "redraft/testing/reference_llama.hpp"
 #include "redraft/testing/tiny_llama.hpp"
+#include "redraft/testing/tiny_llama_io.hpp"
 #include "redraft/testing/tiny_llama_weights.hpp"
 #include "redraft/verify/acceptance.hpp"
 #include "redraft/verify/greedy.hpp"
