@@ -1,0 +1,174 @@
+// Tests of the draft head's forward against the naive double reference (testing/reference_draft.hpp)
+// for every recurrence, with and without the input projection, on every backend.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "draft_test_util.hpp"
+#include "redraft/cpu/cpu_backend.hpp"
+#include "redraft/draft/checkpoint.hpp"
+#include "redraft/draft/draft_head.hpp"
+#include "redraft/testing/reference_draft.hpp"
+#include "toy_backend.hpp"
+
+namespace {
+
+template <class B, class T>
+typename B::template buffer<T> upload(const B& b, const std::vector<T>& host) {
+  auto buf = b.template allocate<T>(static_cast<redraft::index_t>(host.size()));
+  b.copy_from_host(host.data(), static_cast<redraft::index_t>(host.size()), buf.data());
+  return buf;
+}
+
+template <class B, class Buffer>
+std::vector<float> download(const B& b, const Buffer& buf) {
+  std::vector<float> host(static_cast<std::size_t>(buf.size()));
+  b.copy_to_host(buf.data(), buf.size(), host.data());
+  return host;
+}
+
+// |a - e| <= rel * max(1, |e|)
+void check_close(const std::vector<float>& actual, const std::vector<double>& expected, double rel,
+                 const char* what) {
+  REQUIRE(actual.size() == expected.size());
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    CAPTURE(what, i, actual[i], expected[i]);
+    REQUIRE(std::abs(actual[i] - expected[i]) <= rel * std::max(1.0, std::abs(expected[i])));
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("draft_head: forward matches the double reference", "[draft]",
+                   redraft::cpu_backend, redraft_test::toy_backend) {
+  using redraft::index_t;
+  const auto rec = GENERATE(redraft::recurrence::silu, redraft::recurrence::linear,
+                            redraft::recurrence::running_sum);
+  const bool input_proj = GENERATE(true, false);
+  const std::int64_t layers = GENERATE(0, 2);
+  const std::int64_t top_k = GENERATE(7, 50, 1000);  // 1000 > V: no warp
+  const std::uint32_t seed = GENERATE(1u, 2u);
+  const std::int64_t v = 97, h = 6, e = input_proj ? 20 : 2 * h;
+  CAPTURE(redraft::recurrence_name(rec), input_proj, layers, top_k, seed);
+
+  const redraft::draft_config config = redraft_test::make_config(v, h, e, layers, rec, top_k);
+  const auto weights = redraft_test::random_weights(config, seed);
+  TestType backend;
+  const auto head = redraft::make_draft_head(backend, config, weights);
+  REQUIRE(head.config().has_input_proj() == input_proj);
+
+  const index_t rows = 6, hidden_rows = 2;  // every hidden row serves 3 consecutive rows
+  std::mt19937 rng(seed + 100);
+  const auto hidden = redraft_test::random_values(hidden_rows * h, 1.0, rng);
+  auto hidden_buf = upload(backend, hidden);
+  auto state_buf = backend.template allocate<float>(rows * h);
+  backend.fill(state_buf.data(), rows * h, 0.0f);
+  auto embedded_buf = backend.template allocate<float>(rows * h);
+  auto log_probs_buf = backend.template allocate<float>(rows * v);
+  redraft::draft_head_workspace<TestType> ws;
+
+  std::vector<std::vector<double>> ref_state(rows, std::vector<double>(h, 0.0));
+  for (int step = 0; step < 3; ++step) {
+    CAPTURE(step);
+    const auto embedded = redraft_test::random_values(rows * h, 1.0, rng);
+    backend.copy_from_host(embedded.data(), rows * h, embedded_buf.data());
+    redraft::matrix_view<float> state(state_buf.data(), rows, h);
+    head.advance_state(redraft::matrix_view<const float>(embedded_buf.data(), rows, h), state,
+                       state, ws);
+    head.log_probs(redraft::matrix_view<const float>(hidden_buf.data(), hidden_rows, h), state,
+                   redraft::matrix_view<float>(log_probs_buf.data(), rows, v), ws);
+
+    std::vector<double> expected_state, expected_log_probs;
+    for (index_t r = 0; r < rows; ++r) {
+      const std::vector<double> e_row(embedded.begin() + r * h, embedded.begin() + (r + 1) * h);
+      ref_state[r] = redraft::testing::reference_draft_state(config, weights, e_row, ref_state[r]);
+      expected_state.insert(expected_state.end(), ref_state[r].begin(), ref_state[r].end());
+      const index_t hr = r / (rows / hidden_rows);
+      const std::vector<double> h_row(hidden.begin() + hr * h, hidden.begin() + (hr + 1) * h);
+      const auto lp = redraft::testing::reference_draft_log_probs(config, weights, h_row, ref_state[r]);
+      expected_log_probs.insert(expected_log_probs.end(), lp.begin(), lp.end());
+    }
+    check_close(download(backend, state_buf), expected_state, 1e-5, "state");
+    const auto log_probs = download(backend, log_probs_buf);
+    check_close(log_probs, expected_log_probs, 1e-4, "log_probs");
+    // Exactly min(k, V) entries per row survive the warp (random logits have no ties).
+    for (index_t r = 0; r < rows; ++r) {
+      index_t alive = 0;
+      for (index_t c = 0; c < v; ++c) alive += log_probs[r * v + c] > -1000.0f;
+      CHECK(alive == std::min<index_t>(top_k, v));
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("draft_head: the top-k warp keeps ties with the k-th largest", "[draft]",
+                   redraft::cpu_backend, redraft_test::toy_backend) {
+  // V = 6, E = 2H = 2, N = 0, running sum: logits = lm_head * concat(h, s). With lm_head rows
+  // (a, 0) and h = 1 the logits are the first column: 3, 1, 2, 2, 0, 2 -> with k = 3 the third
+  // largest is 2, so the three 2s all survive and 1, 0 are masked.
+  const auto config = redraft_test::make_config(6, 1, 2, 0, redraft::recurrence::running_sum, 3);
+  TestType backend;
+  redraft::draft_head<TestType> head(backend, config);
+  head.set_parameter("lm_head.0.weight", {3, 0, 1, 0, 2, 0, 2, 0, 0, 0, 2, 0});
+  std::vector<float> one = {1.0f}, zero = {0.0f};
+  auto h = upload(backend, one);
+  auto s = upload(backend, zero);
+  auto out = backend.template allocate<float>(6);
+  redraft::draft_head_workspace<TestType> ws;
+  head.log_probs(redraft::matrix_view<const float>(h.data(), 1, 1),
+                 redraft::matrix_view<const float>(s.data(), 1, 1),
+                 redraft::matrix_view<float>(out.data(), 1, 6), ws);
+  const auto lp = download(backend, out);
+  const double lse = std::log(std::exp(0.0) + 3 * std::exp(-1.0));  // after subtracting max 3
+  CHECK(lp[0] == Approx(-lse));
+  CHECK(lp[2] == Approx(-1.0 - lse));
+  CHECK(lp[3] == Approx(-1.0 - lse));
+  CHECK(lp[5] == Approx(-1.0 - lse));
+  CHECK(lp[1] == Approx(-50000.0 - lse));
+  CHECK(lp[4] == Approx(-50000.0 - lse));
+}
+
+TEST_CASE("draft_head: bad configs and parameters throw", "[draft]") {
+  redraft::cpu_backend backend;
+  using redraft::recurrence;
+  CHECK_THROWS_WITH(redraft::draft_head<redraft::cpu_backend>(
+                        backend, redraft_test::make_config(0, 4, 8, 1, recurrence::silu)),
+                    Catch::Contains("vocab_size 0"));
+  CHECK_THROWS_WITH(redraft::draft_head<redraft::cpu_backend>(
+                        backend, redraft_test::make_config(10, 4, 8, -1, recurrence::silu)),
+                    Catch::Contains("num_draft_layers -1"));
+  CHECK_THROWS_WITH(redraft::draft_head<redraft::cpu_backend>(
+                        backend, redraft_test::make_config(10, 4, 8, 1, recurrence::silu, 0)),
+                    Catch::Contains("logit_top_k 0"));
+  auto bad_mask = redraft_test::make_config(10, 4, 8, 1, recurrence::silu);
+  bad_mask.logit_mask_value = 1.0f;
+  CHECK_THROWS_WITH(redraft::draft_head<redraft::cpu_backend>(backend, bad_mask),
+                    Catch::Contains("logit_mask_value"));
+
+  redraft::draft_head<redraft::cpu_backend> head(
+      backend, redraft_test::make_config(10, 4, 8, 1, recurrence::running_sum));
+  CHECK_FALSE(head.has_parameter("rnn_u.weight"));
+  CHECK_FALSE(head.has_parameter("input_proj.weight"));  // E == 2H
+  CHECK(head.parameter_names() ==
+        std::vector<std::string>{"lm_head.0.linear.weight", "lm_head.0.linear.bias", "lm_head.1.weight"});
+  CHECK_THROWS_WITH(head.set_parameter("lm_head.0.linear.bias", std::vector<float>(7)),
+                    Catch::Contains("'lm_head.0.linear.bias' has 8 elements but 7 values"));
+  CHECK_THROWS_WITH(head.get_parameter("rnn_u.weight"),
+                    Catch::Contains("no parameter 'rnn_u.weight'"));
+
+  // Forward shape checks.
+  redraft::draft_head_workspace<redraft::cpu_backend> ws;
+  std::vector<float> x(64), y(64);
+  CHECK_THROWS_WITH(head.log_probs(redraft::matrix_view<const float>(x.data(), 2, 4),
+                                   redraft::matrix_view<const float>(x.data(), 3, 4),
+                                   redraft::matrix_view<float>(y.data(), 3, 10), ws),
+                    Catch::Contains("hidden has 2 rows, which must divide the 3 rows"));
+  CHECK_THROWS_WITH(head.log_probs(redraft::matrix_view<const float>(x.data(), 1, 4),
+                                   redraft::matrix_view<const float>(x.data(), 2, 4),
+                                   redraft::matrix_view<float>(y.data(), 2, 9), ws),
+                    Catch::Contains("must be [2, 10]"));
+  CHECK_THROWS_WITH(head.advance_state(redraft::matrix_view<const float>(x.data(), 2, 3),
+                                       redraft::matrix_view<const float>(x.data(), 2, 4),
+                                       redraft::matrix_view<float>(y.data(), 2, 4), ws),
+                    Catch::Contains("4 columns (hidden_size)"));
+}
