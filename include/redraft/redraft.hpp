@@ -19,6 +19,7 @@
 #include "redraft/tree/build_tree_parallel.hpp"
 #include "redraft/tree/masks.hpp"
 #include "redraft/tree/static_tree.hpp"
+#include "redraft/loop/plain_decoder.hpp"
 #include "redraft/testing/reference_llama.hpp"
 #include "redraft/testing/tiny_llama.hpp"
 #include "redraft/testing/tiny_llama_io.hpp"
