@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <limits>
 #include <utility>
+#include <type_traits>
 #include <vector>
 
 #include "redraft/core/backend.hpp"
@@ -66,6 +67,7 @@ struct beam_owner_functor {
     }
   }
 };
+static_assert(std::is_trivially_copyable_v<beam_owner_functor>);
 
 // Pass 2b, one call per request and one more: node_offsets[b] = b + (nodes created before
 // request b), i.e. one root per request plus the drafted nodes.
@@ -79,6 +81,7 @@ struct beam_node_offsets_functor {
     node_offsets[b] = static_cast<std::int32_t>(b) + before;
   }
 };
+static_assert(std::is_trivially_copyable_v<beam_node_offsets_functor>);
 
 // Pass 3, one call per (request, beam, position): beam_to_node, and for the positions that
 // create a node, its token, parent and depth. Request-local node index of a created position =
@@ -126,6 +129,7 @@ struct beam_scatter_functor {
     depth[first + node] = l;
   }
 };
+static_assert(std::is_trivially_copyable_v<beam_scatter_functor>);
 
 }  // namespace detail
 

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "redraft/core/backend.hpp"
@@ -94,6 +95,7 @@ struct dense_mask_row_functor {
     for (std::int32_t j = i; j >= 0; j = t.parent[first + j]) tree_row[j] = 1;
   }
 };
+static_assert(std::is_trivially_copyable_v<dense_mask_row_functor>);
 
 // One call per (request, padded row): the [P + n_max] row of the padded mask.
 struct padded_mask_row_functor {
@@ -117,6 +119,7 @@ struct padded_mask_row_functor {
     for (std::int32_t j = i; j >= 0; j = t.parent[first + j]) row[context_length + j] = 1;
   }
 };
+static_assert(std::is_trivially_copyable_v<padded_mask_row_functor>);
 
 // One call per global node: its packed row, bit (j % 32) of word (j / 32) for ancestor-or-self j.
 struct packed_mask_row_functor {
@@ -135,6 +138,7 @@ struct packed_mask_row_functor {
     }
   }
 };
+static_assert(std::is_trivially_copyable_v<packed_mask_row_functor>);
 
 struct positions_functor {
   tree_view t;
@@ -146,6 +150,7 @@ struct positions_functor {
     positions[node] = base_positions[b] + t.depth[node];
   }
 };
+static_assert(std::is_trivially_copyable_v<positions_functor>);
 
 template <class B>
 void check_tree(const char* fn, const tree<B>& t) {

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <utility>
+#include <type_traits>
 #include <vector>
 
 #include "redraft/core/backend.hpp"
@@ -64,6 +65,7 @@ struct choice_fill_functor {
                          : candidates[(b * max_depth + (shape_depth[i] - 1)) * top_k + shape_rank[i]];
   }
 };
+static_assert(std::is_trivially_copyable_v<choice_fill_functor>);
 
 // One call per request of a parent-array tree: depth[i] = depth[parent[i]] + 1, in node order
 // (valid because a parent precedes its children).
@@ -78,6 +80,7 @@ struct parent_depth_functor {
     for (std::int32_t i = first + 1; i < last; ++i) depth[i] = depth[first + parent[i]] + 1;
   }
 };
+static_assert(std::is_trivially_copyable_v<parent_depth_functor>);
 
 template <class B>
 typename B::template buffer<std::int32_t> upload_ints(const B& backend,
