@@ -191,6 +191,7 @@ tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams)
                                    out.node_offsets.data(), out.beam_to_node.data(),
                                    out.token.data(), out.parent.data(), out.depth.data(), w32,
                                    l32});
+  backend.synchronize();  // the scratch buffers die at return
   return out;
 }
 
