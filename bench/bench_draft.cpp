@@ -1,0 +1,152 @@
+// bench_draft: beam search of the draft head on the CPU backend at a production-like shape
+// (H = 1024, E = 2048 = 2H so no input projection, N = 2, V = 32000, L = 5) for W in
+// {1, 4, 8, 16} and batch B in {1, 8}, random weights.
+//
+// Counters:
+//   beams_per_s          B * W beams completed per second
+//   gemm_share           time of a matmul-only run of the same shapes (the L-1 steps' chains:
+//                        rnn_w, rnn_u, N residual blocks, the vocabulary projection), measured in
+//                        the same iterations, divided by the beam search time
+//   non_gemm_share       1 - gemm_share: the warp, log_softmax, top-W selection, gathers, ...
+//
+// Run: build-*/bench/bench_draft   (about a minute on one free core)
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "redraft/cpu/cpu_backend.hpp"
+#include "redraft/draft/beam_search.hpp"
+#include "redraft/draft/checkpoint.hpp"
+
+namespace {
+
+using redraft::index_t;
+
+constexpr index_t vocab = 32000, hidden = 1024, exit_dim = 2048, layers = 2, length = 5;
+
+struct fixture {
+  redraft::draft_config config;
+  redraft::draft_head<redraft::cpu_backend> head;
+  std::vector<float> embedding;
+
+  static redraft::draft_config make_config() {
+    redraft::draft_config c;
+    c.vocab_size = vocab;
+    c.hidden_size = hidden;
+    c.exit_dim = exit_dim;
+    c.num_draft_layers = layers;
+    c.recurrence = redraft::recurrence::silu;
+    return c;
+  }
+
+  fixture() : config(make_config()), head(redraft::cpu_backend{}, config) {
+    std::mt19937 rng(1);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (const auto& name : head.parameter_names()) {
+      const auto& shape = head.parameter_shape(name);
+      std::size_t count = 1;
+      for (auto d : shape) count *= static_cast<std::size_t>(d);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(shape.back()));
+      std::vector<float> values(count);
+      for (float& v : values) v = normal(rng) * scale;
+      head.set_parameter(name, values);
+    }
+    embedding.resize(static_cast<std::size_t>(vocab * hidden));
+    for (float& v : embedding) v = normal(rng) * 0.05f;
+  }
+};
+
+fixture& shared_fixture() {
+  static fixture f;  // built once: 400 MB of weights
+  return f;
+}
+
+// The matmuls of beam search alone, on buffers of the same shapes.
+struct matmul_only {
+  index_t rows;
+  std::vector<float> state, embedded, tmp, tmp2, x, block, logits;
+  explicit matmul_only(index_t r)
+      : rows(r),
+        state(static_cast<std::size_t>(r * hidden), 0.1f),
+        embedded(static_cast<std::size_t>(r * hidden), 0.1f),
+        tmp(static_cast<std::size_t>(r * hidden)),
+        tmp2(static_cast<std::size_t>(r * hidden)),
+        x(static_cast<std::size_t>(r * exit_dim), 0.1f),
+        block(static_cast<std::size_t>(r * exit_dim)),
+        logits(static_cast<std::size_t>(r * vocab)) {}
+
+  void run(const redraft::draft_head<redraft::cpu_backend>& head) {
+    const redraft::cpu_backend b;
+    using cm = redraft::matrix_view<const float>;
+    using mm = redraft::matrix_view<float>;
+    for (index_t step = 1; step < length; ++step) {
+      b.matmul(cm(embedded.data(), rows, hidden), head.parameter_view("rnn_w.weight"), nullptr,
+               redraft::activation::none, mm(tmp.data(), rows, hidden));
+      b.matmul(cm(state.data(), rows, hidden), head.parameter_view("rnn_u.weight"),
+               head.parameter_view("rnn_u.bias").data(), redraft::activation::none,
+               mm(tmp2.data(), rows, hidden));
+      for (index_t i = 0; i < layers; ++i) {
+        const std::string p = "lm_head." + std::to_string(i) + ".linear.";
+        b.matmul(cm(x.data(), rows, exit_dim), head.parameter_view(p + "weight"),
+                 head.parameter_view(p + "bias").data(), redraft::activation::silu,
+                 mm(block.data(), rows, exit_dim));
+      }
+      b.matmul(cm(x.data(), rows, exit_dim), head.parameter_view(head.lm_head_name()), nullptr,
+               redraft::activation::none, mm(logits.data(), rows, vocab));
+    }
+  }
+};
+
+void bm_beam_search(benchmark::State& state) {
+  const index_t batch = state.range(0), width = state.range(1);
+  fixture& f = shared_fixture();
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> h(static_cast<std::size_t>(batch * hidden));
+  for (float& v : h) v = normal(rng);
+  std::vector<std::int32_t> roots(static_cast<std::size_t>(batch));
+  for (auto& r : roots) r = static_cast<std::int32_t>(rng() % vocab);
+  redraft::beam_search_workspace<redraft::cpu_backend> ws;
+  matmul_only gemm(batch * width);
+  double search_seconds = 0.0, gemm_seconds = 0.0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto result = redraft::beam_search(
+        f.head, redraft::matrix_view<const float>(h.data(), batch, hidden),
+        redraft::vector_view<const std::int32_t>(roots.data(), batch),
+        redraft::matrix_view<const float>(f.embedding.data(), vocab, hidden), width, length, {},
+        &ws);
+    benchmark::DoNotOptimize(result.beams.data());
+    const auto t1 = std::chrono::steady_clock::now();
+    state.PauseTiming();
+    const auto g0 = std::chrono::steady_clock::now();
+    gemm.run(f.head);
+    benchmark::DoNotOptimize(gemm.logits.data());
+    const auto g1 = std::chrono::steady_clock::now();
+    state.ResumeTiming();
+    search_seconds += std::chrono::duration<double>(t1 - t0).count();
+    gemm_seconds += std::chrono::duration<double>(g1 - g0).count();
+  }
+  state.counters["beams_per_s"] =
+      benchmark::Counter(static_cast<double>(batch * width), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["gemm_share"] = gemm_seconds / search_seconds;
+  state.counters["non_gemm_share"] = 1.0 - gemm_seconds / search_seconds;
+}
+
+// NOTE: iteration counts are fixed and small (2 shared cores): one B=8, W=16 search is ~67 GFLOP.
+BENCHMARK(bm_beam_search)
+    ->ArgNames({"B", "W"})
+    ->Args({1, 1})->Args({1, 4})->Args({1, 8})->Args({1, 16})
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(bm_beam_search)
+    ->ArgNames({"B", "W"})
+    ->Args({8, 1})->Args({8, 4})->Args({8, 8})->Args({8, 16})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
