@@ -9,7 +9,8 @@
 //
 //  1. Handle. B is std::copyable; copies refer to the same place of execution.
 //  2. Buffers. `typename B::template buffer<T>` is an owning, movable array of T in the backend's
-//     memory space, with `data()` (T*, const T* when const) and `size()` (index_t).
+//     memory space, for at least T in {float, int32_t, uint32_t, uint8_t (masks), int64_t (mask
+//     offsets)}, with `data()` (T*, const T* when const) and `size()` (index_t).
 //     `b.template allocate<T>(n)` returns a buffer of n elements (contents unspecified).
 //  3. Transfers. `b.copy_to_host(src, n, dst)` copies n elements from backend memory to host
 //     memory; `b.copy_from_host(src, n, dst)` the reverse; `b.copy(src, n, dst)` within the
@@ -73,6 +74,7 @@ template <class B>
 concept Backend =
     std::copyable<B> && detail::backend_buffer_of<B, float> &&
     detail::backend_buffer_of<B, std::int32_t> && detail::backend_buffer_of<B, std::uint32_t> &&
+    detail::backend_buffer_of<B, std::uint8_t> && detail::backend_buffer_of<B, std::int64_t> &&
     requires(B b, index_t n, matrix_view<const float> x, matrix_view<float> y,
              vector_view<float> v, vector_view<std::int32_t> iv,
              vector_view<const std::int32_t> civ, matrix_view<std::int32_t> im, const float* bias,
