@@ -1,4 +1,4 @@
-// redraft-demo: dynamic tree attention on sample beams, step by step.
+// tree-example: dynamic tree attention on sample beams, step by step.
 //
 // Three draft beams of length 4 (the root token plus 3 drafted tokens) share prefixes; build_tree
 // merges them into one token tree, and the masks and positions an attention kernel needs to verify
