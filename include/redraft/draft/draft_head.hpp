@@ -84,16 +84,55 @@ struct subtract_row_max {
   }
 };
 
-// z[r, c] = z[r, c] < top_values[r, k-1] ? mask_value : z[r, c]
-struct mask_below_kth {
-  matrix_view<float> z;                  // [M, V]
-  matrix_view<const float> top_values;   // [M, k], sorted descending
+inline REDRAFT_HOST_DEVICE double exp_host_device(double v) {
+#if defined(__CUDA_ARCH__)
+  return ::exp(v);
+#else
+  return std::exp(v);
+#endif
+}
+
+inline REDRAFT_HOST_DEVICE double log_host_device(double v) {
+#if defined(__CUDA_ARCH__)
+  return ::log(v);
+#else
+  return std::log(v);
+#endif
+}
+
+// Per row r: log_sum[r] = log(sum over the entries that survive the warp of exp(z - top0)),
+// top0 = top_values[r, 0] the row max. Survivors are the entries >= the k-th largest.
+// NOTE: masked entries would add exp(mask_value - top0) = exp(-50000) = 0 even in double, so
+// summing only the survivors gives the same value as a log_softmax of the masked row, while
+// computing about k exponentials per row instead of V.
+struct warp_log_sum {
+  matrix_view<const float> z;           // [M, V], max already subtracted
+  matrix_view<const float> top_values;  // [M, k], sorted descending
+  float* log_sum;                       // [M]
+  REDRAFT_HOST_DEVICE void operator()(index_t row) const {
+    const float kth = top_values(row, top_values.extent(1) - 1);
+    const float top = top_values(row, 0);
+    double sum = 0.0;
+    for (index_t c = 0; c < z.extent(1); ++c) {
+      const float x = z(row, c);
+      if (!(x < kth)) sum += exp_host_device(static_cast<double>(x - top));
+    }
+    log_sum[row] = static_cast<float>(log_host_device(sum));
+  }
+};
+
+// z[r, c] = ((z[r, c] < kth ? mask_value : z[r, c]) - top0) - log_sum[r]: the top-k warp and
+// log_softmax in one pass (the same arithmetic as Backend::log_softmax of the masked row).
+struct warp_log_softmax {
+  matrix_view<float> z;                 // [M, V]
+  matrix_view<const float> top_values;  // [M, k]
+  const float* log_sum;                 // [M]
   float mask_value;
   REDRAFT_HOST_DEVICE void operator()(index_t flat) const {
-    const index_t v = z.extent(1);
-    const index_t row = flat / v;
+    const index_t row = flat / z.extent(1);
     const float kth = top_values(row, top_values.extent(1) - 1);
-    if (z[flat] < kth) z[flat] = mask_value;
+    const float x = z[flat] < kth ? mask_value : z[flat];
+    z[flat] = (x - top_values(row, 0)) - log_sum[row];
   }
 };
 
@@ -111,7 +150,7 @@ struct draft_head_workspace {
   float_buffer x;         // [rows, E]   residual stream (unused when E == 2H)
   float_buffer tmp;       // [rows, max(E, H)]
   float_buffer tmp2;      // [rows, H]
-  float_buffer row_max;   // [rows]
+  float_buffer row_max;   // [rows] row max, then the log-normaliser of the warped row
   float_buffer top_values;       // [rows, k]
   int_buffer top_indices;        // [rows, k]
 };
@@ -282,16 +321,20 @@ class draft_head {
     vector_view<float> row_max(ws.row_max.data(), m);
     backend_.row_max(log_probs, row_max);
     backend_.for_each_index(m * v, detail::subtract_row_max{log_probs, row_max.data()});
-    // Top-k warp: strictly below the k-th largest -> mask value (ties with the k-th survive).
+    // Top-k warp: strictly below the k-th largest -> mask value (ties with the k-th survive),
+    // then log_softmax.
     if (top_k_in_use()) {
       const int k = static_cast<int>(config_.logit_top_k);
       matrix_view<float> top_values(ws.top_values.data(), m, k);
       matrix_view<std::int32_t> top_indices(ws.top_indices.data(), m, k);
       backend_.row_top_k(log_probs, k, top_values, top_indices);
-      backend_.for_each_index(
-          m * v, detail::mask_below_kth{log_probs, top_values, config_.logit_mask_value});
+      // NOTE: the warp and log_softmax are fused: the normaliser needs only the ~k survivors.
+      backend_.for_each_index(m, detail::warp_log_sum{log_probs, top_values, row_max.data()});
+      backend_.for_each_index(m * v, detail::warp_log_softmax{log_probs, top_values, row_max.data(),
+                                                              config_.logit_mask_value});
+    } else {
+      backend_.log_softmax(log_probs, log_probs);
     }
-    backend_.log_softmax(log_probs, log_probs);
   }
 
   // The name of the vocabulary projection, "lm_head.{N}.weight".
