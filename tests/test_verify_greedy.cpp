@@ -161,6 +161,12 @@ TEMPLATE_TEST_CASE("verify_greedy rejects bad input with a clear error", "[verif
     CHECK_THROWS_WITH(verify_greedy(backend, t, matrix_view<const float>(dev.data(), 4, vocab)),
                       Catch::Contains("logits[1, 4]") && Catch::Contains("NaN or +inf"));
   }
+  SECTION("NaN with the sign bit set") {
+    logits[3] = -std::numeric_limits<float>::quiet_NaN();
+    dev = upload(backend, logits);
+    CHECK_THROWS_WITH(verify_greedy(backend, t, matrix_view<const float>(dev.data(), 4, vocab)),
+                      Catch::Contains("logits[0, 3]"));
+  }
   SECTION("+inf at the root") {
     logits[2] = std::numeric_limits<float>::infinity();
     dev = upload(backend, logits);

@@ -81,18 +81,35 @@ struct row_scan {
   bool any_finite = false;
 };
 
+// NOTE: a max/min over the integer order keys instead of the floats: integer max/min reductions
+// vectorize without fast-math flags (a float "x > max" reduction does not), and the keys also
+// catch NaN: a NaN with the sign bit clear has a key above key(+inf), one with the sign bit set
+// a key below key(-inf).
 REDRAFT_HOST_DEVICE inline row_scan scan_row(const float* row, index_t vocab) {
-  row_scan s;
-  s.max = -std::numeric_limits<float>::infinity();
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  std::uint32_t key_max = 0u, key_min = 0xFFFFFFFFu;
   for (index_t i = 0; i < vocab; ++i) {
-    const float x = row[i];
-    if (x != x || x == std::numeric_limits<float>::infinity()) {
-      s.bad_column = i;
-      return s;
-    }
-    if (x > -std::numeric_limits<float>::infinity()) s.any_finite = true;
-    if (x > s.max) s.max = x;
+    std::uint32_t u = 0;
+    std::memcpy(&u, row + i, sizeof(u));
+    const std::uint32_t sign = static_cast<std::uint32_t>(static_cast<std::int32_t>(u) >> 31);
+    const std::uint32_t key = u ^ (sign | 0x80000000u);  // == order_key(row[i])
+    key_max = key > key_max ? key : key_max;
+    key_min = key < key_min ? key : key_min;
   }
+  row_scan s;
+  s.max = -inf;
+  if (vocab == 0) return s;
+  if (key_max >= order_key(inf) || key_min < order_key(-inf)) {
+    for (index_t k = 0; k < vocab; ++k) {
+      if (row[k] != row[k] || row[k] == inf) {
+        s.bad_column = k;
+        break;
+      }
+    }
+    return s;
+  }
+  s.max = from_order_key(key_max);
+  s.any_finite = s.max > -inf;
   return s;
 }
 
@@ -278,23 +295,21 @@ struct row_argmax_result {
   std::int64_t bad_column = -1;  // NaN / +inf column; -2 if the row has no finite logit
 };
 
+// Two passes: the vectorized scan for the max (and the checks), then the first index holding it
+// (stops early).
 REDRAFT_HOST_DEVICE inline row_argmax_result argmax_checked(const float* row, index_t vocab) {
   row_argmax_result r;
-  float best = -std::numeric_limits<float>::infinity();
-  bool any_finite = false;
+  const row_scan s = scan_row(row, vocab);
+  if (s.bad_column >= 0 || !s.any_finite) {
+    r.bad_column = s.bad_column >= 0 ? s.bad_column : -2;
+    return r;
+  }
   for (index_t i = 0; i < vocab; ++i) {
-    const float x = row[i];
-    if (x != x || x == std::numeric_limits<float>::infinity()) {
-      r.bad_column = i;
-      return r;
-    }
-    if (x > best) {
-      best = x;
+    if (row[i] == s.max) {
       r.index = static_cast<std::int32_t>(i);
-      any_finite = true;
+      break;
     }
   }
-  if (!any_finite) r.bad_column = -2;
   return r;
 }
 
