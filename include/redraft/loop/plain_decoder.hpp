@@ -34,7 +34,7 @@
 #include "redraft/core/view.hpp"
 #include "redraft/kv/kv_plan.hpp"
 #include "redraft/loop/generation.hpp"
-#include "redraft/loop/speculative_decoder.hpp"
+#include "redraft/loop/decode_common.hpp"
 #include "redraft/loop/target_model.hpp"
 #include "redraft/verify/logits_processing.hpp"
 
