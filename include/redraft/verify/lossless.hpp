@@ -132,8 +132,9 @@ struct lossless_functor {
 //   caller uniforms of the wrong shape or outside [0, 1).
 // Determinism: a pure function of (logits, tree, params, uniforms); the same decisions on every
 //   backend for the same seed.
-// Complexity: per request, for each node on the path, 2 passes over its row (+1 pass for
-//   top-k > 64 ... see process_row) and 2 more at the stopping node; O(n_b) for the tree.
+// Complexity: per request, for each node on the path, 2 passes over its row (scan, normaliser;
+//   top-k adds 1 pass for k <= 64 and 4 above, top-p 5: see row_ops::process_row), and 2 more at
+//   the stopping node (residual total, inverse CDF); O(n_b + sum of squared fan-outs) for the tree.
 template <Backend B>
 acceptance<B> verify_lossless(const B& backend, const tree<B>& tree,
                               matrix_view<const float> logits, const sampling_params& params,

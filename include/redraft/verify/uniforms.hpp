@@ -31,6 +31,8 @@ class uniform_source {
   // uniforms [B, max_draws] in backend memory, values in [0, 1).
   uniform_source(matrix_view<const float> uniforms)  // NOLINT: implicit
       : caller_(uniforms.data()), rows_(uniforms.extent(0)), columns_(uniforms.extent(1)) {}
+  uniform_source(matrix_view<float> uniforms)  // NOLINT: implicit
+      : uniform_source(matrix_view<const float>(uniforms)) {}
 
   REDRAFT_HOST_DEVICE bool from_caller() const { return caller_ != nullptr; }
   REDRAFT_HOST_DEVICE index_t rows() const { return rows_; }
