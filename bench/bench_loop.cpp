@@ -1,0 +1,144 @@
+// Benchmarks of loop/: the library's own cost per speculative step, and end-to-end tokens/s of
+// speculative versus plain decoding of the same model, measured in the same benchmark.
+//
+// BM_step_overhead/B/W/L: the speculative decoder over the synthetic target with a fixed target
+//   cost per verify call (the cost of the reference model's tree pass at W = 8, L = 5, measured
+//   at start-up) and a random drafter. Counters: `library_us` per step = tree + masks +
+//   positions + verification + KV plan + bookkeeping (everything but the target and the
+//   drafter); `library_share` = library / (library + target).
+// BM_step_overhead_reference/W/L: the same split with the reference tiny Llama as the target.
+// BM_end_to_end/W/L: greedy decoding of 64 tokens on the reference tiny Llama (the demo's
+//   built-in configuration) with the untrained draft head; counters `spec_tok_s`, `plain_tok_s`
+//   and `speedup` from both runs of each iteration.
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "redraft/draft/draft_init.hpp"
+#include "redraft/loop/draft_head_drafter.hpp"
+#include "redraft/loop/plain_decoder.hpp"
+#include "redraft/loop/speculative_decoder.hpp"
+#include "redraft/testing/drafters.hpp"
+#include "redraft/testing/synthetic_target.hpp"
+#include "redraft/testing/tiny_llama.hpp"
+
+namespace {
+
+using namespace redraft;
+using redraft::testing::tiny_llama;
+
+redraft::testing::tiny_llama_config reference_config() {
+  redraft::testing::tiny_llama_config c;
+  c.vocab_size = 256;
+  c.hidden_size = 256;
+  c.num_layers = 4;
+  c.num_heads = 4;
+  c.head_dim = 64;
+  c.intermediate_size = 768;
+  c.max_context = 512;
+  c.tie_word_embeddings = false;
+  return c;
+}
+
+std::vector<generation_request> requests_for(std::int32_t batch, std::int32_t vocab, std::int32_t max_new) {
+  std::vector<generation_request> out;
+  for (std::int32_t r = 0; r < batch; ++r) {
+    generation_request q;
+    for (std::int32_t i = 0; i < 24; ++i) q.prompt.push_back((r * 31 + i * 7) % vocab);
+    q.max_new_tokens = max_new;
+    out.push_back(q);
+  }
+  return out;
+}
+
+// Mean seconds of one reference-model tree pass over W = 8, L = 5 random beams.
+double reference_tree_pass_seconds() {
+  tiny_llama model = tiny_llama::random(reference_config(), 1, 1);
+  redraft::testing::random_drafter drafter(model.vocab_size(), 3);
+  speculative_decoder<cpu_backend, tiny_llama, redraft::testing::random_drafter> decoder(cpu_backend{}, model,
+                                                                                        drafter);
+  decode_options options;
+  options.beam_width = 8;
+  options.beam_length = 5;
+  const auto result = decoder.generate(requests_for(1, model.vocab_size(), 48), options);
+  double target = 0;
+  for (const auto& s : result.steps) target += s.target_s;
+  return target / static_cast<double>(result.steps.size());
+}
+
+template <class Model, class Drafter>
+void report_split(benchmark::State& state, Model& model, Drafter& drafter, std::int32_t batch) {
+  decode_options options;
+  options.beam_width = static_cast<std::int32_t>(state.range(1));
+  options.beam_length = static_cast<std::int32_t>(state.range(2));
+  speculative_decoder<cpu_backend, Model, Drafter> decoder(cpu_backend{}, model, drafter);
+  double library = 0, target = 0;
+  std::int64_t steps = 0;
+  for (auto _ : state) {
+    const auto result = decoder.generate(requests_for(batch, model.vocab_size(), 32), options);
+    for (const auto& s : result.steps) {
+      library += s.tree_s + s.verify_s + s.kv_s;
+      target += s.target_s;
+    }
+    steps += static_cast<std::int64_t>(result.steps.size());
+  }
+  state.counters["library_us"] = 1e6 * library / static_cast<double>(steps);
+  state.counters["target_us"] = 1e6 * target / static_cast<double>(steps);
+  state.counters["library_share"] = library / (library + target);
+}
+
+void BM_step_overhead(benchmark::State& state) {
+  static const double tree_pass = reference_tree_pass_seconds();
+  redraft::testing::synthetic_target_config config;
+  config.vocab_size = 256;
+  config.hidden_size = 256;
+  config.num_slots = 64;
+  config.verify_cost = std::chrono::nanoseconds(static_cast<std::int64_t>(tree_pass * 1e9));
+  redraft::testing::synthetic_target model(config);
+  redraft::testing::random_drafter drafter(config.vocab_size, 5);
+  report_split(state, model, drafter, static_cast<std::int32_t>(state.range(0)));
+}
+BENCHMARK(BM_step_overhead)->Args({1, 8, 5})->Args({8, 8, 5})->Args({1, 16, 8})->Unit(benchmark::kMillisecond)->Iterations(3);
+
+void BM_step_overhead_reference(benchmark::State& state) {
+  tiny_llama model = tiny_llama::random(reference_config(), 1, 8);
+  redraft::testing::random_drafter drafter(model.vocab_size(), 5);
+  report_split(state, model, drafter, static_cast<std::int32_t>(state.range(0)));
+}
+BENCHMARK(BM_step_overhead_reference)->Args({1, 8, 5})->Args({8, 8, 5})->Unit(benchmark::kMillisecond)->Iterations(3);
+
+void BM_end_to_end(benchmark::State& state) {
+  const cpu_backend cpu;
+  tiny_llama model = tiny_llama::random(reference_config(), 1, 1);
+  draft_config dc;
+  dc.vocab_size = model.vocab_size();
+  dc.hidden_size = model.hidden_size();
+  dc.exit_dim = 2 * model.hidden_size();
+  dc.num_draft_layers = 2;
+  draft_head<cpu_backend> head(cpu, dc);
+  init_draft_head(head, 7);
+  draft_head_drafter<cpu_backend> drafter(head, model.embedding());
+  speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>> spec(cpu, model, drafter);
+  plain_decoder<cpu_backend, tiny_llama> plain(cpu, model);
+  decode_options options;
+  options.beam_width = static_cast<std::int32_t>(state.range(0));
+  options.beam_length = static_cast<std::int32_t>(state.range(1));
+  const auto requests = requests_for(1, model.vocab_size(), 64);
+  double spec_s = 0, plain_s = 0;
+  std::int64_t tokens = 0;
+  for (auto _ : state) {
+    const auto a = spec.generate(requests, options);
+    const auto b = plain.generate(requests, options);
+    spec_s += a.total_s;
+    plain_s += b.total_s;
+    tokens += a.total_emitted();
+  }
+  state.counters["spec_tok_s"] = static_cast<double>(tokens) / spec_s;
+  state.counters["plain_tok_s"] = static_cast<double>(tokens) / plain_s;
+  state.counters["speedup"] = plain_s / spec_s;
+}
+BENCHMARK(BM_end_to_end)->Args({1, 2})->Args({4, 5})->Args({8, 5})->Unit(benchmark::kMillisecond)->Iterations(2);
+
+}  // namespace
