@@ -34,6 +34,7 @@ class toy_buffer {
 struct toy_backend {
   template <class T>
   using buffer = toy_buffer<T>;
+  static constexpr bool memory_is_host_accessible = true;
 
   template <class T>
   buffer<T> allocate(index_t n) const { return buffer<T>(n); }

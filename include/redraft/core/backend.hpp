@@ -32,6 +32,13 @@
 //                                    sorted descending, ties to the lower index,
 //       b.inclusive_scan(in[n], out[n])   int32 prefix sums, out may alias in,
 //       b.gather_rows(x[rows, cols], index[m], y[m, cols])   y[i] = x[index[i]].
+//  8. Optional: memory visibility. `B::memory_is_host_accessible` (a static constexpr bool) says
+//     whether host code may dereference backend pointers directly (true for the CPU and Thrust's
+//     host systems, false for CUDA). When absent it is taken as false. Generic code never relies
+//     on it for correctness (host reads always go through copy_to_host); entry points use it only
+//     to pick a host-side fast path, e.g. build_tree runs the sequential trie on host-accessible
+//     memory and the data-parallel build_tree_parallel elsewhere. Read it through
+//     redraft::backend_memory_is_host_accessible_v<B>.
 //
 // Violations of clauses 2-7 found at compile time fail the concept check, which the backend
 // headers assert right after each class (`static_assert(redraft::Backend<cpu_backend>)`).
@@ -90,5 +97,15 @@ concept Backend =
       b.inclusive_scan(civ, iv);
       b.gather_rows(x, civ, y);
     };
+
+// Clause 8: true iff B declares `static constexpr bool memory_is_host_accessible = true`.
+template <class B>
+inline constexpr bool backend_memory_is_host_accessible_v = [] {
+  if constexpr (requires { B::memory_is_host_accessible; }) {
+    return static_cast<bool>(B::memory_is_host_accessible);
+  } else {
+    return false;
+  }
+}();
 
 }  // namespace redraft

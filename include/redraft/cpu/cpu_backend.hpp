@@ -51,6 +51,9 @@ class cpu_backend {
   template <class T>
   using buffer = host_buffer<T>;
 
+  // Clause 8: backend memory is host memory.
+  static constexpr bool memory_is_host_accessible = true;
+
   // Clause 2: buffers. Contents are value-initialised (zero) on the CPU.
   template <class T>
   buffer<T> allocate(index_t n) const {

@@ -119,7 +119,16 @@ typename B::template buffer<std::int32_t> to_backend(const B& backend,
 // Throws redraft::error (before allocating any output) for W < 1, L < 2, negative token ids, or
 // beams of one request with different root tokens.
 template <Backend B>
+tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams);
+
+// Where backend memory is not host-accessible (Backend clause 8, e.g. CUDA) build_tree returns
+// build_tree_parallel(backend, beams), which is identical element for element and keeps the
+// work on the device; the trie below runs only on host-accessible memory.
+template <Backend B>
 tree<B> build_tree(const B& backend, view<const std::int32_t, 3> beams) {
+  if constexpr (!backend_memory_is_host_accessible_v<B>) {
+    return build_tree_parallel(backend, beams);
+  }
   const index_t batch = beams.extent(0), width = beams.extent(1), length = beams.extent(2);
   std::vector<std::int32_t> host_beams(static_cast<std::size_t>(beams.size()));
   backend.copy_to_host(beams.data(), beams.size(), host_beams.data());
@@ -143,3 +152,6 @@ tree<B> build_tree(const B& backend, view<const std::int32_t, 3> beams) {
 }
 
 }  // namespace redraft
+
+// build_tree dispatches to the parallel form on device memory: make it visible to every includer.
+#include "redraft/tree/build_tree_parallel.hpp"

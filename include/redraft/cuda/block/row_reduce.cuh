@@ -1,0 +1,132 @@
+// redraft/cuda/block/row_reduce.cuh: block-wide reductions over one row, written as per-thread
+// partials plus an associative combine, so the same logic runs in a CUDA block (partials in
+// registers, the combine through cub::BlockReduce) and in its host-run twin (the partials of a
+// simulated block computed one thread after another, then folded in thread order).
+//
+// Thread t of a block of T threads owns columns t, t + T, t + 2T, ... (coalesced on a GPU).
+// For max and argmax the combine is exact and order-free, so the twin and the kernel agree bit
+// for bit; float/double sums agree up to the summation order.
+//
+// No CUDA headers: compiles with any C++20 compiler (REDRAFT_HOST_DEVICE is empty outside nvcc).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "redraft/core/macros.hpp"
+#include "redraft/core/view.hpp"
+
+namespace redraft::block {
+
+// An (value, column) candidate of an argmax: the greater value wins, equal values go to the
+// lower column (ties to the lower index, as std::max_element).
+struct best_entry {
+  float value;
+  std::int32_t index;
+};
+
+REDRAFT_HOST_DEVICE inline bool beats(float a_value, std::int32_t a_index, float b_value,
+                                      std::int32_t b_index) {
+  return a_value > b_value || (a_value == b_value && a_index < b_index);
+}
+
+struct best_of {
+  REDRAFT_HOST_DEVICE best_entry operator()(const best_entry& a, const best_entry& b) const {
+    return beats(a.value, a.index, b.value, b.index) ? a : b;
+  }
+};
+
+// The identity of best_of: loses to every entry of a row, even to -inf at any column.
+REDRAFT_HOST_DEVICE inline best_entry no_entry() {
+  return best_entry{-std::numeric_limits<float>::infinity(), std::numeric_limits<std::int32_t>::max()};
+}
+
+REDRAFT_HOST_DEVICE inline best_entry thread_best(const float* row, index_t cols, int tid,
+                                                  int threads) {
+  best_entry best = no_entry();
+  for (index_t c = tid; c < cols; c += threads) {
+    best = best_of{}(best, best_entry{row[c], static_cast<std::int32_t>(c)});
+  }
+  return best;
+}
+
+struct max_of {
+  REDRAFT_HOST_DEVICE float operator()(float a, float b) const { return b > a ? b : a; }
+};
+
+REDRAFT_HOST_DEVICE inline float thread_max(const float* row, index_t cols, int tid, int threads) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (index_t c = tid; c < cols; c += threads) m = max_of{}(m, row[c]);
+  return m;
+}
+
+template <class T>
+struct sum_of {
+  REDRAFT_HOST_DEVICE T operator()(T a, T b) const { return a + b; }
+};
+
+REDRAFT_HOST_DEVICE inline float thread_sum(const float* row, index_t cols, int tid, int threads) {
+  float s = 0.0f;
+  for (index_t c = tid; c < cols; c += threads) s += row[c];
+  return s;
+}
+
+// exp in double on either side of the compiler (device code calls the CUDA math library).
+REDRAFT_HOST_DEVICE inline double exp_double(double v) {
+#if defined(__CUDA_ARCH__)
+  return ::exp(v);
+#else
+  return std::exp(v);
+#endif
+}
+
+// sum of exp(x - max) in double, the log_softmax normaliser (the CPU backend's arithmetic).
+REDRAFT_HOST_DEVICE inline double thread_exp_sum(const float* row, index_t cols, float max,
+                                                 int tid, int threads) {
+  double s = 0.0;
+  for (index_t c = tid; c < cols; c += threads) s += exp_double(static_cast<double>(row[c] - max));
+  return s;
+}
+
+// The checked argmax of a logits row (verify/logits_processing.hpp, row_ops::argmax_checked):
+// the best entry, the first NaN / +inf column, and whether any value is finite.
+struct checked_best {
+  best_entry best;
+  std::int64_t bad_column;  // lowest NaN/+inf column; max() when none
+  bool any_finite;
+};
+
+struct checked_best_of {
+  REDRAFT_HOST_DEVICE checked_best operator()(const checked_best& a, const checked_best& b) const {
+    return checked_best{best_of{}(a.best, b.best),
+                        a.bad_column < b.bad_column ? a.bad_column : b.bad_column,
+                        a.any_finite || b.any_finite};
+  }
+};
+
+REDRAFT_HOST_DEVICE inline checked_best thread_checked_best(const float* row, index_t cols,
+                                                            int tid, int threads) {
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  checked_best r{no_entry(), std::numeric_limits<std::int64_t>::max(), false};
+  for (index_t c = tid; c < cols; c += threads) {
+    const float x = row[c];
+    if (x != x || x == inf) {
+      if (c < r.bad_column) r.bad_column = c;
+      continue;
+    }
+    r.any_finite = r.any_finite || x > -inf;
+    r.best = best_of{}(r.best, best_entry{x, static_cast<std::int32_t>(c)});
+  }
+  return r;
+}
+
+// Host-run twin of a block reduction: the partials of threads 0 .. T-1, folded in thread order.
+template <class Partial, class Combine>
+auto host_block_reduce(int threads, Partial partial, Combine combine) {
+  auto acc = partial(0);
+  for (int t = 1; t < threads; ++t) acc = combine(acc, partial(t));
+  return acc;
+}
+
+}  // namespace redraft::block

@@ -1,0 +1,19 @@
+// tests/backends.hpp: the backends every typed test runs on.
+//
+//   TEMPLATE_TEST_CASE("...", "[tags]", REDRAFT_TEST_BACKENDS) { ... TestType ... }
+//
+// Always the CPU (Eigen) backend and the from-scratch toy backend; plus the Thrust backend on
+// Thrust's host (CPP) system when the build found the CCCL headers (tests/CMakeLists.txt defines
+// REDRAFT_TEST_THRUST_HOST): the CI instantiation of the CUDA backend's code (DESIGN.md §7).
+#pragma once
+
+#include "redraft/cpu/cpu_backend.hpp"
+#include "toy_backend.hpp"
+
+#if defined(REDRAFT_TEST_THRUST_HOST)
+#include "redraft/cuda/thrust_backend.cuh"
+#define REDRAFT_TEST_BACKENDS \
+  redraft::cpu_backend, redraft_test::toy_backend, redraft::thrust_host_backend
+#else
+#define REDRAFT_TEST_BACKENDS redraft::cpu_backend, redraft_test::toy_backend
+#endif
