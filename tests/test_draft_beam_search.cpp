@@ -155,7 +155,7 @@ TEST_CASE("beam_search: a workspace serves calls of different shapes", "[draft][
   }
 }
 
-TEST_CASE("beam_search: the first step expands beam 0 only; W = 1 is greedy", "[draft][beam_search]") {
+TEST_CASE("beam_search: the first step expands beam 0 only, and W = 1 is greedy", "[draft][beam_search]") {
   const auto config = redraft_test::make_config(30, 4, 8, 0, redraft::recurrence::silu, 30);
   const auto weights = redraft_test::random_weights(config, 9);
   redraft::cpu_backend backend;
