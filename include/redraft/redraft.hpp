@@ -1,29 +1,33 @@
-// redraft/redraft.hpp: umbrella header for host code (core + algorithms + the CPU backend).
-// CUDA users include redraft/cuda.cuh from .cu files instead.
+// redraft/redraft.hpp: umbrella header for host code: core, every algorithm, the decoding loop
+// and the CPU backend. CUDA users include redraft/cuda.cuh from .cu files instead.
+// The reference models and naive references of redraft/testing/ are not included: include them
+// by name (they are meant for tests and examples).
 #pragma once
 
+// core: vocabulary types
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/core/philox.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
+// the CPU backend
 #include "redraft/cpu/cpu_backend.hpp"
+// draft head, beam search, checkpoints
 #include "redraft/draft/beam_search.hpp"
 #include "redraft/draft/checkpoint.hpp"
 #include "redraft/draft/draft_config.hpp"
 #include "redraft/draft/draft_head.hpp"
+#include "redraft/draft/draft_init.hpp"
 #include "redraft/draft/safetensors.hpp"
-#include "redraft/kv/compaction.hpp"
+// trees, masks, positions
 #include "redraft/tree/build_tree.hpp"
 #include "redraft/tree/build_tree_parallel.hpp"
 #include "redraft/tree/masks.hpp"
 #include "redraft/tree/static_tree.hpp"
-#include "redraft/loop/plain_decoder.hpp"
-#include "redraft/testing/reference_llama.hpp"
-#include "redraft/testing/tiny_llama.hpp"
-#include "redraft/testing/tiny_llama_io.hpp"
-#include "redraft/testing/tiny_llama_weights.hpp"
+// verification and KV compaction
+#include "redraft/kv/compaction.hpp"
+#include "redraft/kv/kv_plan.hpp"
 #include "redraft/verify/acceptance.hpp"
 #include "redraft/verify/greedy.hpp"
 #include "redraft/verify/logits_processing.hpp"
@@ -31,3 +35,12 @@
 #include "redraft/verify/redrafter.hpp"
 #include "redraft/verify/typical.hpp"
 #include "redraft/verify/uniforms.hpp"
+// the decoding loop
+#include "redraft/loop/draft_head_drafter.hpp"
+#include "redraft/loop/drafter.hpp"
+#include "redraft/loop/generation.hpp"
+#include "redraft/loop/plain_decoder.hpp"
+#include "redraft/loop/speculative_decoder.hpp"
+#include "redraft/loop/target_model.hpp"
+// training
+#include "redraft/train/drafter_loss.hpp"
