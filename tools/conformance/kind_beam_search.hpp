@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "backend_io.hpp"
 #include "golden_format.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
 #include "redraft/draft/beam_search.hpp"
@@ -16,7 +17,8 @@
 
 namespace redraft::conformance {
 
-inline case_result run_beam_search(const json& c) {
+template <class B>
+case_result run_beam_search(const json& c) {
   const json& in = c.at("inputs");
   const json& ex = c.at("expected");
   REDRAFT_REQUIRE(in.contains("config") && in.contains("weights") && in.at("weights").is_object(),
@@ -35,17 +37,20 @@ inline case_result run_beam_search(const json& c) {
   REDRAFT_REQUIRE(embedding.shape.size() == 2 && hidden.shape.size() == 2 && roots.shape.size() == 1,
                   "beam_search: embedding and prompt_state must be matrices, init_token a vector");
 
-  cpu_backend backend;
-  const draft_head<cpu_backend> head = make_draft_head(backend, config, weights, "inputs.weights");
+  B backend;
+  const draft_head<B> head = make_draft_head(backend, config, weights, "inputs.weights");
+  const auto hidden_buffer = upload(backend, hidden.data);
+  const auto root_buffer = upload(backend, roots.data);
+  const auto embedding_buffer = upload(backend, embedding.data);
   const auto result = beam_search(
-      head, matrix_view<const float>(hidden.data.data(), hidden.dim(0), hidden.dim(1)),
-      vector_view<const std::int32_t>(roots.data.data(), roots.dim(0)),
-      matrix_view<const float>(embedding.data.data(), embedding.dim(0), embedding.dim(1)), width,
+      head, matrix_view<const float>(hidden_buffer.data(), hidden.dim(0), hidden.dim(1)),
+      vector_view<const std::int32_t>(root_buffer.data(), roots.dim(0)),
+      matrix_view<const float>(embedding_buffer.data(), embedding.dim(0), embedding.dim(1)), width,
       length, beam_search_options{.want_log_probs = true});
 
-  const std::vector<std::int32_t> beams(result.beams.begin(), result.beams.end());
-  const std::vector<float> scores(result.scores.begin(), result.scores.end());
-  const std::vector<float> log_probs(result.log_probs.begin(), result.log_probs.end());
+  const std::vector<std::int32_t> beams = download(backend, result.beams);
+  const std::vector<float> scores = download(backend, result.scores);
+  const std::vector<float> log_probs = download(backend, result.log_probs);
   if (auto m = compare_exact("beams", read_tensor<std::int32_t>(ex, "beams"), beams)) {
     return case_result::fail(*m);
   }

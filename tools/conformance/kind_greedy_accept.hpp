@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend_io.hpp"
 #include "golden_format.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
 #include "redraft/tree/build_tree.hpp"
@@ -17,7 +18,8 @@
 namespace redraft::conformance {
 
 // Packs node_logits [B, n_max, V] into [n_total, V] using the tree's node counts.
-inline std::vector<float> pack_node_logits(const tree<cpu_backend>& t,
+template <class B>
+std::vector<float> pack_node_logits(const tree<B>& t,
                                            const tensor<float>& node_logits) {
   const std::int64_t n_max = node_logits.dim(1), vocab = node_logits.dim(2);
   REDRAFT_REQUIRE(node_logits.dim(0) == t.batch, "node_logits has ", node_logits.dim(0),
@@ -33,17 +35,19 @@ inline std::vector<float> pack_node_logits(const tree<cpu_backend>& t,
   return packed;
 }
 
-inline case_result run_greedy_accept(const json& c) {
+template <class B>
+case_result run_greedy_accept(const json& c) {
   const json& in = c.at("inputs");
   const json& ex = c.at("expected");
   const tensor<std::int32_t> beams = read_tensor<std::int32_t>(in, "beams");
   const tensor<float> node_logits = read_tensor<float>(in, "node_logits");
   REDRAFT_REQUIRE(beams.shape.size() == 3 && node_logits.shape.size() == 3,
                   "beams and node_logits must be rank 3");
-  const cpu_backend cpu;
-  const auto t = build_tree(cpu, view<const std::int32_t, 3>(beams.data.data(), beams.dim(0),
+  const B cpu;
+  const auto beam_buffer = upload(cpu, beams.data);
+  const auto t = build_tree(cpu, view<const std::int32_t, 3>(beam_buffer.data(), beams.dim(0),
                                                              beams.dim(1), beams.dim(2)));
-  const std::vector<float> packed = pack_node_logits(t, node_logits);
+  const auto packed = upload(cpu, pack_node_logits(t, node_logits));
   const auto result = to_host(
       cpu, verify_greedy(cpu, t, matrix_view<const float>(packed.data(), t.total_nodes(),
                                                           node_logits.dim(2))));

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "backend_io.hpp"
 #include "golden_format.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
 #include "redraft/tree/build_tree.hpp"
@@ -21,14 +22,17 @@ namespace redraft::conformance {
 namespace detail_pack {
 
 // Checks every `pack` output of tree t against the expected fields; returns the first mismatch.
-inline std::optional<std::string> check_pack_outputs(const cpu_backend& backend,
-                                                     const tree<cpu_backend>& t,
+template <class B>
+std::optional<std::string> check_pack_outputs(const B& backend, const tree<B>& t,
                                                      const tensor<std::int32_t>& padding_mask,
                                                      const json& expected,
                                                      const std::string& form) {
   const std::int32_t batch = t.batch;
   const std::int32_t n_max = t.max_nodes();
-  const auto at = [](const auto& buffer, std::int64_t i) { return buffer.data()[i]; };
+  const std::vector<std::int32_t> t_token = download(backend, t.token);    // [n_total]
+  const std::vector<std::int32_t> t_parent = download(backend, t.parent);  // [n_total]
+  const std::vector<std::int32_t> t_depth = download(backend, t.depth);    // [n_total]
+  const auto at = [](const auto& host, std::int64_t i) { return host[static_cast<std::size_t>(i)]; };
 
   std::vector<std::int32_t> num_nodes(static_cast<std::size_t>(batch));                 // [B]
   std::vector<std::int32_t> tokens(static_cast<std::size_t>(batch) * n_max, -1);        // [B, n_max]
@@ -39,31 +43,35 @@ inline std::optional<std::string> check_pack_outputs(const cpu_backend& backend,
     for (std::int32_t i = 0; i < t.num_nodes(b); ++i) {
       const std::int64_t node = t.host_node_offsets[static_cast<std::size_t>(b)] + i;
       const std::size_t out = static_cast<std::size_t>(b) * n_max + i;
-      tokens[out] = at(t.token, node);
-      parent[out] = at(t.parent, node);
-      depth[out] = at(t.depth, node);
+      tokens[out] = at(t_token, node);
+      parent[out] = at(t_parent, node);
+      depth[out] = at(t_depth, node);
     }
   }
-  const std::vector<std::int32_t> unpacker(t.beam_to_node.begin(), t.beam_to_node.end());  // [B, W, L]
+  const std::vector<std::int32_t> unpacker = download(backend, t.beam_to_node);  // [B, W, L]
 
-  const view<const std::int32_t, 2> pad_view(padding_mask.data.data(), padding_mask.dim(0),
+  const auto pad_buffer = upload(backend, padding_mask.data);
+  const view<const std::int32_t, 2> pad_view(pad_buffer.data(), padding_mask.dim(0),
                                              padding_mask.dim(1));  // [B, P]
-  const view<const std::int32_t, 2> no_context(padding_mask.data.data(), padding_mask.dim(0),
+  const view<const std::int32_t, 2> no_context(pad_buffer.data(), padding_mask.dim(0),
                                                0);  // [B, 0]
   const auto tree_mask_u8 = build_padded_attention_mask(backend, t, no_context);  // [B, n_max, n_max]
   const auto attention_u8 = build_padded_attention_mask(backend, t, pad_view);    // [B, n_max, P + n_max]
-  const std::vector<std::int32_t> tree_mask(tree_mask_u8.bits.begin(), tree_mask_u8.bits.end());
-  const std::vector<std::int32_t> attention(attention_u8.bits.begin(), attention_u8.bits.end());
+  const std::vector<std::uint8_t> tree_mask_host = download(backend, tree_mask_u8.bits);
+  const std::vector<std::uint8_t> attention_host = download(backend, attention_u8.bits);
+  const std::vector<std::int32_t> tree_mask(tree_mask_host.begin(), tree_mask_host.end());
+  const std::vector<std::int32_t> attention(attention_host.begin(), attention_host.end());
 
   const auto packed = build_packed_tree_mask(backend, t);  // [n_total, words]
   const std::int32_t words = packed.words_per_row;
+  const std::vector<std::uint32_t> packed_host = download(backend, packed.words);  // [n_total, words]
   std::vector<std::uint32_t> packed_padded(static_cast<std::size_t>(batch) * n_max * words, 0u);  // [B, n_max, words]
   for (std::int32_t b = 0; b < batch; ++b) {
     for (std::int32_t i = 0; i < t.num_nodes(b); ++i) {
       const std::int64_t node = t.host_node_offsets[static_cast<std::size_t>(b)] + i;
       for (std::int32_t k = 0; k < words; ++k) {
         packed_padded[(static_cast<std::size_t>(b) * n_max + i) * words + k] =
-            at(packed.words, node * words + k);
+            at(packed_host, node * words + k);
       }
     }
   }
@@ -93,7 +101,8 @@ inline std::optional<std::string> check_pack_outputs(const cpu_backend& backend,
 
 }  // namespace detail_pack
 
-inline case_result run_pack(const json& c) {
+template <class B>
+case_result run_pack(const json& c) {
   const json& inputs = c.at("inputs");
   const json& expected = c.at("expected");
   const tensor<std::int32_t> beams = read_tensor<std::int32_t>(inputs, "beams");  // [B, W, L]
@@ -102,14 +111,15 @@ inline case_result run_pack(const json& c) {
   REDRAFT_REQUIRE(padding_mask.shape.size() == 2 && padding_mask.dim(0) == beams.dim(0),
                   "padding_mask must be [B, P] with the batch of beams");
 
-  const cpu_backend backend;
-  const view<const std::int32_t, 3> beam_view(beams.data.data(), beams.dim(0), beams.dim(1),
+  const B backend;
+  const auto beam_buffer = upload(backend, beams.data);
+  const view<const std::int32_t, 3> beam_view(beam_buffer.data(), beams.dim(0), beams.dim(1),
                                               beams.dim(2));
-  const tree<cpu_backend> trie = build_tree(backend, beam_view);
+  const tree<B> trie = build_tree(backend, beam_view);
   if (auto m = detail_pack::check_pack_outputs(backend, trie, padding_mask, expected, "build_tree:")) {
     return case_result::fail(*m);
   }
-  const tree<cpu_backend> parallel = build_tree_parallel(backend, beam_view);
+  const tree<B> parallel = build_tree_parallel(backend, beam_view);
   if (auto m = detail_pack::check_pack_outputs(backend, parallel, padding_mask, expected,
                                                "build_tree_parallel:")) {
     return case_result::fail(*m);

@@ -18,7 +18,8 @@
 
 namespace redraft::conformance {
 
-inline case_result run_redrafter_accept(const json& c) {
+template <class B>
+case_result run_redrafter_accept(const json& c) {
   const json& in = c.at("inputs");
   const json& ex = c.at("expected");
   const tensor<std::int32_t> beams = read_tensor<std::int32_t>(in, "beams");
@@ -38,9 +39,11 @@ inline case_result run_redrafter_accept(const json& c) {
   params.logit_top_k = read_scalar<std::int32_t>(in, "logit_top_k");
   params.logit_mask_value = read_scalar<float>(in, "logit_mask_value");
 
-  const cpu_backend cpu;
-  const auto t = build_tree(cpu, view<const std::int32_t, 3>(beams.data.data(), batch, width, length));
-  const std::vector<float> packed = pack_node_logits(t, node_logits);
+  const B cpu;
+  const auto beam_buffer = upload(cpu, beams.data);
+  const auto t = build_tree(cpu, view<const std::int32_t, 3>(beam_buffer.data(), batch, width, length));
+  const auto packed = upload(cpu, pack_node_logits(t, node_logits));
+  const auto draft_buffer = upload(cpu, draft.data);
   const std::int64_t draws = width * (length - 1) + 1;
   std::vector<float> uniforms(static_cast<std::size_t>(batch * draws));
   for (std::int64_t b = 0; b < batch; ++b) {
@@ -50,12 +53,13 @@ inline case_result run_redrafter_accept(const json& c) {
     }
     uniforms[static_cast<std::size_t>(b * draws + draws - 1)] = u_sample.data[static_cast<std::size_t>(b)];
   }
+  const auto uniform_buffer = upload(cpu, uniforms);
   const auto result = to_host(
       cpu, verify_redrafter(
                cpu, t, matrix_view<const float>(packed.data(), t.total_nodes(), node_logits.dim(2)),
-               view<const float, 4>(draft.data.data(), draft.dim(0), draft.dim(1), draft.dim(2),
+               view<const float, 4>(draft_buffer.data(), draft.dim(0), draft.dim(1), draft.dim(2),
                                     draft.dim(3)),
-               params, matrix_view<const float>(uniforms.data(), batch, draws)));
+               params, matrix_view<const float>(uniform_buffer.data(), batch, draws)));
   for (const auto& mismatch :
        {compare_exact("accepted_len", read_tensor<std::int32_t>(ex, "accepted_len"), result.accepted_len),
         compare_exact("best_beam", read_tensor<std::int32_t>(ex, "best_beam"), result.best_beam),

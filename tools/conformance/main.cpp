@@ -1,5 +1,6 @@
-// redraft-conformance DIR: runs every *.json case of DIR (golden format, see
-// tests/data/golden/README.md) through the library and compares with the expected outputs.
+// redraft-conformance [--backend cpu|thrust_host] DIR: runs every *.json case of DIR (golden
+// format, see tests/data/golden/README.md) through the library on the chosen backend (default
+// cpu; thrust_host when built with the CCCL headers) and compares with the expected outputs.
 // Prints one line per case, then "N passed, M failed" (and skipped kinds); exits non-zero if a
 // case failed or could not be read.
 #include <algorithm>
@@ -18,27 +19,62 @@
 #include "kind_greedy_accept.hpp"
 #include "kind_pack.hpp"
 #include "kind_redrafter_accept.hpp"
+#include "redraft/cpu/cpu_backend.hpp"
+#if defined(REDRAFT_CONFORMANCE_THRUST_HOST)
+#include "redraft/cuda/thrust_backend.cuh"
+#endif
 
 namespace fs = std::filesystem;
 using namespace redraft::conformance;
 
-int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: redraft-conformance DIR\n");
-    return 2;
-  }
-  const fs::path dir = argv[1];
-  if (!fs::is_directory(dir)) {
-    std::fprintf(stderr, "redraft-conformance: %s is not a directory\n", argv[1]);
-    return 2;
-  }
-  const std::map<std::string, std::function<case_result(const json&)>> kinds = {
-      {"pack", run_pack},
-      {"beam_search", run_beam_search},
-      {"greedy_accept", run_greedy_accept},
-      {"redrafter_accept", run_redrafter_accept},
+namespace {
+
+using kind_table = std::map<std::string, std::function<case_result(const json&)>>;
+
+template <class B>
+kind_table kinds_on() {
+  return {
+      {"pack", run_pack<B>},
+      {"beam_search", run_beam_search<B>},
+      {"greedy_accept", run_greedy_accept<B>},
+      {"redrafter_accept", run_redrafter_accept<B>},
       {"drafter_loss", run_drafter_loss},
   };
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string backend = "cpu";
+  if (argc == 4 && std::string(argv[1]) == "--backend") backend = argv[2];
+  if (argc != 2 && !(argc == 4 && std::string(argv[1]) == "--backend")) {
+    std::fprintf(stderr, "usage: redraft-conformance [--backend cpu|thrust_host] DIR\n");
+    return 2;
+  }
+  const fs::path dir = argv[argc - 1];
+  if (!fs::is_directory(dir)) {
+    std::fprintf(stderr, "redraft-conformance: %s is not a directory\n", argv[argc - 1]);
+    return 2;
+  }
+  kind_table kinds;
+  if (backend == "cpu") {
+    kinds = kinds_on<redraft::cpu_backend>();
+#if defined(REDRAFT_CONFORMANCE_THRUST_HOST)
+  } else if (backend == "thrust_host") {
+    kinds = kinds_on<redraft::thrust_host_backend>();
+#endif
+  } else {
+    std::fprintf(stderr, "redraft-conformance: unknown or unavailable backend '%s' (built with: cpu%s)\n",
+                 backend.c_str(),
+#if defined(REDRAFT_CONFORMANCE_THRUST_HOST)
+                 ", thrust_host"
+#else
+                 ""
+#endif
+    );
+    return 2;
+  }
+  std::printf("backend: %s\n", backend.c_str());
 
   std::vector<fs::path> files;
   for (const auto& entry : fs::directory_iterator(dir)) {
