@@ -18,6 +18,7 @@
 #include "redraft/loop/draft_head_drafter.hpp"
 #include "redraft/loop/plain_decoder.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
+#include "redraft/testing/demo_models.hpp"
 #include "redraft/testing/tiny_llama.hpp"
 #include "redraft/testing/tiny_llama_io.hpp"
 
@@ -102,21 +103,6 @@ verifier parse_verifier(const demo_flags& f) {
   detail::throw_error("redraft-demo: unknown verifier '", n, "' (greedy, lossless, redrafter, typical)");
 }
 
-// The built-in target: a byte-level Llama sized so one decoding step streams its ~15 MB of
-// weights from memory (on a CPU the step is then bandwidth-bound, as on a GPU).
-redraft::testing::tiny_llama_config default_target_config() {
-  redraft::testing::tiny_llama_config c;
-  c.vocab_size = 256;
-  c.hidden_size = 256;
-  c.num_layers = 4;
-  c.num_heads = 4;
-  c.head_dim = 64;
-  c.intermediate_size = 768;
-  c.max_context = 512;
-  c.tie_word_embeddings = false;
-  return c;
-}
-
 const char* const prompts[] = {
     "In the beginning was the word, ",
     "Speculative decoding drafts several tokens ",
@@ -141,15 +127,12 @@ std::string as_text(const std::vector<std::int32_t>& tokens, std::int32_t vocab)
 
 int run(const demo_flags& f) {
   const cpu_backend cpu;
-  tiny_llama target = f.target_dir.empty() ? tiny_llama::random(default_target_config(), 1, f.batch)
+  tiny_llama target = f.target_dir.empty() ? tiny_llama::random(redraft::testing::demo_target_config(),
+                                                                                redraft::testing::demo_target_seed, f.batch)
                                            : redraft::testing::load_tiny_llama(f.target_dir, f.batch);
-  draft_config dc;
-  dc.vocab_size = target.vocab_size();
-  dc.hidden_size = target.hidden_size();
-  dc.exit_dim = 2 * target.hidden_size();
-  dc.num_draft_layers = 2;
+  const draft_config dc = redraft::testing::demo_draft_config(target.vocab_size(), target.hidden_size());
   draft_head<cpu_backend> head = f.draft_dir.empty() ? draft_head<cpu_backend>(cpu, dc) : load_draft_head(cpu, f.draft_dir);
-  if (f.draft_dir.empty()) init_draft_head(head, 7);
+  if (f.draft_dir.empty()) init_draft_head(head, redraft::testing::demo_draft_seed);
 
   std::vector<generation_request> requests;
   for (std::int32_t r = 0; r < f.batch; ++r) {
