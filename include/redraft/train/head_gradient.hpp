@@ -1,0 +1,245 @@
+// redraft/train/head_gradient.hpp: the draft head's training forward (teacher forcing over
+// next_n steps) and its backward pass, written by hand with Eigen on the host.
+//
+// A batch holds M training positions. Position m is a sequence position t of the target's data:
+// the head sees h_t (the target's post-final-norm hidden state at t) and runs next_n recurrence
+// steps fed with the TRUE tokens (teacher forcing, as Apple trains): step i consumes x_{t+1+i}
+// and predicts x_{t+2+i}, exactly as at inference step i+1 consumes the token drafted (or, for
+// the first step, the root token x_{t+1}) before it:
+//
+//   s_0 = 0
+//   a_i = e(x_{t+1+i}) rnn_w^T + s_i rnn_u^T + b_u                        [M, H]
+//   s_{i+1} = SiLU(a_i) | a_i | e(x_{t+1+i}) + s_i  (silu | linear | running_sum)
+//   u_i = concat(h_t, s_{i+1})                                             [M, 2H]
+//   x^0_i = u_i W_p^T + b_p   (only when E != 2H; else u_i)                 [M, E]
+//   x^{j+1}_i = x^j_i + SiLU(x^j_i W_j^T + b_j),  j < N                     [M, E]
+//   z_i = x^N_i L^T                                                        [M, V]
+//   loss = multi_step_loss(z, labels, p)                    (train/distill_loss.hpp)
+//
+// All next_n steps after the recurrence are stacked into one [next_n M, .] matmul chain.
+// Backward (reverse of the above, with dz from the loss):
+//   dL = dz^T x^N;  dx^N = dz L
+//   per block j (reverse): dpre = dx^{j+1} * SiLU'(pre_j); dW_j = dpre^T x^j; db_j = sum dpre;
+//                          dx^j = dx^{j+1} + dpre W_j
+//   dW_p = dx^0^T u; db_p = sum dx^0; du = dx^0 W_p;  ds_{i+1} (from the head) = du[:, H:2H]
+//   through time, i = next_n-1 .. 0, carrying g = d loss / d s_{i+1}:
+//     silu/linear: da_i = g * act'(a_i); dW += da_i^T e_i; dU += da_i^T s_i; db_u += sum da_i;
+//                  g_{i} = ds_i(head) + da_i U
+//     running_sum: g_i = ds_i(head) + g_{i+1}   (no parameters)
+// h_t and the embedding table are frozen (no gradient). Checked against central finite
+// differences in double for every tensor and variant (tests/test_train_gradient.cpp).
+//
+// Host code (CPU training); T = float to train, double to check gradients.
+#pragma once
+
+#include <Eigen/Core>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "redraft/core/error.hpp"
+#include "redraft/core/view.hpp"
+#include "redraft/train/distill_loss.hpp"
+#include "redraft/train/head_parameters.hpp"
+
+namespace redraft {
+
+// One batch of training positions, host memory.
+struct distill_batch {
+  index_t rows = 0;                       // M positions
+  index_t next_n = 0;                     // steps per position
+  std::vector<float> hidden;              // [M, H]   h_t
+  std::vector<std::int32_t> inputs;       // [M, next_n] token step i consumes (x_{t+1+i}); a valid
+                                          //          token id even where the label is ignored
+  std::vector<std::int32_t> labels;       // [M, next_n] token step i predicts (x_{t+2+i}) or ignore_index
+  std::vector<float> target_log_probs;    // [M, next_n, V] log p of that token (kl), or empty
+};
+
+// Seconds spent per phase (accumulated by draft_head_loss when given).
+struct head_gradient_timing {
+  double forward_s = 0.0, loss_s = 0.0, backward_s = 0.0;
+};
+
+// Activations kept between forward and backward; reuse one across calls (no allocation once grown).
+template <class T>
+struct head_workspace {
+  train_matrix<T> embedded;            // [next_n M, H]  e(x_{t+1+i})
+  train_matrix<T> hidden;              // [M, H]
+  train_matrix<T> pre_state;           // [next_n M, H]  a_i (silu / linear)
+  train_matrix<T> state;               // [next_n M, H]  s_{i+1}
+  train_matrix<T> input;               // [next_n M, 2H] u_i
+  std::vector<train_matrix<T>> x;      // N + 1 of [next_n M, E]  x^j
+  std::vector<train_matrix<T>> pre;    // N of [next_n M, E]      x^j W_j^T + b_j
+  train_matrix<T> logits;              // [next_n M, V]
+  train_matrix<T> grad_logits;         // [next_n M, V]
+  train_matrix<T> dx, dpre, dinput;    // backward scratch
+  train_matrix<T> dstate, carry, dpre_state;
+};
+
+namespace detail {
+
+template <class T>
+T sigmoid(T v) {
+  return T(1) / (T(1) + std::exp(-v));
+}
+
+}  // namespace detail
+
+// The training forward (and, when `gradient` is not null, the backward) of a batch.
+//   params     the head's parameters (config: V, H, E, N, recurrence, top-k)
+//   embedding  [V, H] the target's input embedding table (frozen)
+//   batch      M positions x next_n steps (see distill_batch)
+//   gradient   null, or parameters of the same config: receives d loss / d params (overwritten)
+// Returns the loss statistics of multi_step_loss. Throws redraft::error (before computing) when
+// the embedding, batch or gradient shapes disagree with the config or a token is out of range.
+// Deterministic (single-threaded Eigen). Cost O(next_n M (2 H^2 + 2 H E + N E^2 + E V)) forward,
+// about twice that backward.
+template <class T>
+distill_loss_stats draft_head_loss(const head_parameters<T>& params, matrix_view<const float> embedding,
+                                   const distill_batch& batch, const distill_loss_options& options,
+                                   head_parameters<T>* gradient, head_workspace<T>& ws,
+                                   head_gradient_timing* timing = nullptr) {
+  constexpr const char* fn = "draft_head_loss";
+  const draft_config& c = params.config();
+  const index_t m = batch.rows, n = batch.next_n, h = c.hidden_size, e = c.exit_dim, v = c.vocab_size,
+                layers = c.num_draft_layers, rows = m * n;
+  REDRAFT_REQUIRE(embedding.extent(0) == v && embedding.extent(1) == h, fn, ": embedding is [",
+                  embedding.extent(0), ", ", embedding.extent(1), "] but the head needs [", v, ", ", h, "]");
+  REDRAFT_REQUIRE(m >= 1 && n >= 1, fn, ": the batch has ", m, " rows and next_n ", n, " (both must be >= 1)");
+  REDRAFT_REQUIRE(static_cast<index_t>(batch.hidden.size()) == m * h, fn, ": batch.hidden has ",
+                  batch.hidden.size(), " values, expected rows * hidden_size = ", m * h);
+  REDRAFT_REQUIRE(static_cast<index_t>(batch.inputs.size()) == rows && static_cast<index_t>(batch.labels.size()) == rows,
+                  fn, ": batch.inputs / labels have ", batch.inputs.size(), " / ", batch.labels.size(),
+                  " entries, expected rows * next_n = ", rows);
+  REDRAFT_REQUIRE(batch.target_log_probs.empty() || static_cast<index_t>(batch.target_log_probs.size()) == rows * v,
+                  fn, ": batch.target_log_probs has ", batch.target_log_probs.size(), " values, expected ",
+                  rows * v);
+  REDRAFT_REQUIRE(gradient == nullptr || gradient->config() == c, fn,
+                  ": the gradient's config differs from the parameters' config");
+  for (index_t i = 0; i < rows; ++i) {
+    REDRAFT_REQUIRE(batch.inputs[static_cast<std::size_t>(i)] >= 0 && batch.inputs[static_cast<std::size_t>(i)] < v,
+                    fn, ": batch.inputs[", i / n, ", ", i % n, "] = ", batch.inputs[static_cast<std::size_t>(i)],
+                    " is outside [0, ", v, ")");
+  }
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  const bool recurrent = c.recurrence != recurrence::running_sum;
+  const bool silu_state = c.recurrence == recurrence::silu;
+
+  // ---- forward: the recurrence, step by step ----
+  ws.embedded.resize(rows, h);  // [n M, H], row i M + r
+  for (index_t i = 0; i < n; ++i)
+    for (index_t r = 0; r < m; ++r) {
+      const float* src = embedding.data() + static_cast<index_t>(batch.inputs[static_cast<std::size_t>(r * n + i)]) * h;
+      T* dst = ws.embedded.data() + (i * m + r) * h;
+      for (index_t k = 0; k < h; ++k) dst[k] = static_cast<T>(src[k]);
+    }
+  ws.hidden.resize(m, h);
+  for (index_t k = 0; k < m * h; ++k) ws.hidden.data()[k] = static_cast<T>(batch.hidden[static_cast<std::size_t>(k)]);
+  ws.state.resize(rows, h);
+  if (recurrent) {
+    ws.pre_state.resize(rows, h);
+    // All steps' input terms at once: e W^T + b                           [n M, H]
+    ws.pre_state.noalias() = ws.embedded * params.rnn_w().transpose();
+    ws.pre_state.rowwise() += params.rnn_u_bias().transpose();
+    for (index_t i = 0; i < n; ++i) {
+      auto a = ws.pre_state.middleRows(i * m, m);  // [M, H]
+      if (i > 0) a.noalias() += ws.state.middleRows((i - 1) * m, m) * params.rnn_u().transpose();
+      auto s = ws.state.middleRows(i * m, m);
+      if (silu_state)
+        s = a.unaryExpr([](T x) { return x * detail::sigmoid(x); });
+      else
+        s = a;
+    }
+  } else {
+    for (index_t i = 0; i < n; ++i) {
+      ws.state.middleRows(i * m, m) = ws.embedded.middleRows(i * m, m);
+      if (i > 0) ws.state.middleRows(i * m, m) += ws.state.middleRows((i - 1) * m, m);
+    }
+  }
+  // ---- forward: the head over all steps at once ----
+  ws.input.resize(rows, 2 * h);  // [n M, 2H]
+  for (index_t i = 0; i < n; ++i) ws.input.block(i * m, 0, m, h) = ws.hidden;
+  ws.input.rightCols(h) = ws.state;
+  ws.x.resize(static_cast<std::size_t>(layers + 1));
+  ws.pre.resize(static_cast<std::size_t>(layers));
+  if (c.has_input_proj()) {
+    ws.x[0].resize(rows, e);
+    ws.x[0].noalias() = ws.input * params.input_proj_weight().transpose();
+    ws.x[0].rowwise() += params.input_proj_bias().transpose();
+  } else {
+    ws.x[0] = ws.input;
+  }
+  for (index_t j = 0; j < layers; ++j) {
+    const std::size_t js = static_cast<std::size_t>(j);
+    ws.pre[js].resize(rows, e);
+    ws.pre[js].noalias() = ws.x[js] * params.block_weight(j).transpose();
+    ws.pre[js].rowwise() += params.block_bias(j).transpose();
+    ws.x[js + 1] = ws.x[js] + ws.pre[js].unaryExpr([](T x) { return x * detail::sigmoid(x); });
+  }
+  ws.logits.resize(rows, v);
+  ws.logits.noalias() = ws.x[static_cast<std::size_t>(layers)] * params.lm_head().transpose();
+  auto t1 = clock::now();
+
+  // ---- loss ----
+  if (gradient != nullptr) ws.grad_logits.resize(rows, v);
+  const distill_loss_stats stats =
+      multi_step_loss<T>(ws.logits.data(), m, n, batch.labels.data(),
+                         batch.target_log_probs.empty() ? nullptr : batch.target_log_probs.data(), c, options,
+                         gradient != nullptr ? ws.grad_logits.data() : nullptr);
+  auto t2 = clock::now();
+  if (timing != nullptr) {
+    timing->forward_s += std::chrono::duration<double>(t1 - t0).count();
+    timing->loss_s += std::chrono::duration<double>(t2 - t1).count();
+  }
+  if (gradient == nullptr) return stats;
+
+  // ---- backward ----
+  head_parameters<T>& g = *gradient;
+  g.set_zero();
+  const auto silu_grad = [](T x) {
+    const T s = detail::sigmoid(x);
+    return s * (T(1) + x * (T(1) - s));
+  };
+  g.lm_head().noalias() = ws.grad_logits.transpose() * ws.x[static_cast<std::size_t>(layers)];  // [V, E]
+  ws.dx.resize(rows, e);
+  ws.dx.noalias() = ws.grad_logits * params.lm_head();  // [n M, E]
+  for (index_t j = layers - 1; j >= 0; --j) {
+    const std::size_t js = static_cast<std::size_t>(j);
+    ws.dpre = ws.dx.cwiseProduct(ws.pre[js].unaryExpr(silu_grad));              // [n M, E]
+    g.block_weight(j).noalias() = ws.dpre.transpose() * ws.x[js];              // [E, E]
+    g.block_bias(j) = ws.dpre.colwise().sum().transpose();                     // [E]
+    ws.dx.noalias() += ws.dpre * params.block_weight(j);                       // dx^j
+  }
+  const train_matrix<T>* dinput = &ws.dx;
+  if (c.has_input_proj()) {
+    g.input_proj_weight().noalias() = ws.dx.transpose() * ws.input;  // [E, 2H]
+    g.input_proj_bias() = ws.dx.colwise().sum().transpose();         // [E]
+    ws.dinput.resize(rows, 2 * h);
+    ws.dinput.noalias() = ws.dx * params.input_proj_weight();        // [n M, 2H]
+    dinput = &ws.dinput;
+  }
+  // Back through time: dstate row block i holds d loss / d s_{i+1} once the later steps are in.
+  ws.dstate = dinput->rightCols(h);  // [n M, H] from the head only
+  if (recurrent) {
+    ws.dpre_state.resize(rows, h);
+    for (index_t i = n - 1; i >= 0; --i) {
+      auto da = ws.dpre_state.middleRows(i * m, m);  // [M, H]
+      if (silu_state)
+        da = ws.dstate.middleRows(i * m, m).cwiseProduct(ws.pre_state.middleRows(i * m, m).unaryExpr(silu_grad));
+      else
+        da = ws.dstate.middleRows(i * m, m);
+      if (i > 0) ws.dstate.middleRows((i - 1) * m, m).noalias() += da * params.rnn_u();
+    }
+    g.rnn_w().noalias() = ws.dpre_state.transpose() * ws.embedded;  // [H, H]
+    if (n > 1)
+      g.rnn_u().noalias() = ws.dpre_state.bottomRows((n - 1) * m).transpose() * ws.state.topRows((n - 1) * m);
+    g.rnn_u_bias() = ws.dpre_state.colwise().sum().transpose();
+  }
+  // running_sum: no recurrent parameters, nothing more to do (e and h are frozen).
+  if (timing != nullptr) timing->backward_s += std::chrono::duration<double>(clock::now() - t2).count();
+  return stats;
+}
+
+}  // namespace redraft
