@@ -21,6 +21,8 @@
 //                       keep every token whose strictly-greater mass M(x) = sum_{y > x} q(y) is
 //                       below p (the smallest high-probability set reaching p; tokens tied with
 //                       the last kept one are kept too). p = 1 disables it.
+// Device code: every helper is REDRAFT_HOST_DEVICE and uses HUGE_VALF (not
+// std::numeric_limits, a host constexpr function under nvcc) for infinity.
 // Non-finite logits: NaN and +inf are errors; -inf means "probability zero" (engines use it for
 // masked vocabulary entries), but a row needs at least one finite logit.
 #pragma once
@@ -86,7 +88,7 @@ struct row_scan {
 // catch NaN: a NaN with the sign bit clear has a key above key(+inf), one with the sign bit set
 // a key below key(-inf).
 REDRAFT_HOST_DEVICE inline row_scan scan_row(const float* row, index_t vocab) {
-  constexpr float inf = std::numeric_limits<float>::infinity();
+  constexpr float inf = HUGE_VALF;
   std::uint32_t key_max = 0u, key_min = 0xFFFFFFFFu;
   for (index_t i = 0; i < vocab; ++i) {
     std::uint32_t u = 0;
@@ -233,7 +235,7 @@ REDRAFT_HOST_DEVICE inline processed_row process_row(const float* row, index_t v
   }
   r.max = s.max;
   r.inv_temperature = 1.0f / params.temperature;
-  r.threshold = -std::numeric_limits<float>::infinity();
+  r.threshold = -HUGE_VALF;
   if (params.top_k > 0 && params.top_k < vocab) r.threshold = kth_largest(row, vocab, params.top_k);
   if (params.top_p < 1.0f) {
     const kept_mass mass{r.max, r.inv_temperature, r.threshold};
@@ -383,7 +385,7 @@ void apply_temperature(const B& backend, matrix_view<float> logits, float temper
 // k >= V is a no-op. Throws on NaN / +inf logits. O(rows * V) for k <= 64, else 4x that.
 template <Backend B>
 void apply_top_k(const B& backend, matrix_view<float> logits, std::int32_t k,
-                 float mask_value = -std::numeric_limits<float>::infinity()) {
+                 float mask_value = -HUGE_VALF) {
   REDRAFT_REQUIRE(k >= 1, "apply_top_k: k ", k, " must be at least 1");
   detail::check_rows_finite(backend, "apply_top_k", logits);
   backend.for_each_index(logits.extent(0), detail::mask_below_functor{logits, k, 1.0f, mask_value});
@@ -404,7 +406,7 @@ void warp_top_k(const B& backend, matrix_view<float> logits, std::int32_t k = 50
 // apply the temperature first. p in (0, 1]; p = 1 is a no-op. O(rows * V * 6).
 template <Backend B>
 void apply_top_p(const B& backend, matrix_view<float> logits, float p,
-                 float mask_value = -std::numeric_limits<float>::infinity()) {
+                 float mask_value = -HUGE_VALF) {
   REDRAFT_REQUIRE(p > 0.0f && p <= 1.0f, "apply_top_p: p ", p, " must be in (0, 1]");
   detail::check_rows_finite(backend, "apply_top_p", logits);
   if (p == 1.0f) return;

@@ -72,11 +72,11 @@ struct redrafter_row_functor {
       return;
     }
     bad_column[node] = -1;
-    float thr = -std::numeric_limits<float>::infinity();
+    float thr = -HUGE_VALF;
     if (params.logit_top_k > 0 && params.logit_top_k < vocab) {
       thr = row_ops::kth_largest(row, vocab, params.logit_top_k);
     }
-    float m = -std::numeric_limits<float>::infinity();
+    float m = -HUGE_VALF;
     for (index_t i = 0; i < vocab; ++i) {
       const float y = (row[i] < thr ? params.logit_mask_value : row[i]) / params.temperature;
       m = y > m ? y : m;
@@ -137,7 +137,7 @@ struct redrafter_functor {
         if (!row_ok(b, off, node)) return;
         const std::int32_t x = tree.token[off + b2n[w * length + k + 1]];
         const float q = draft_log_probs(b, w, k, x);
-        if (q != q || q == std::numeric_limits<float>::infinity()) {
+        if (q != q || q == HUGE_VALF) {
           status.set(b, status_non_finite_draft, w * length + k + 1, x);
           return;
         }
