@@ -49,8 +49,10 @@
 #include "redraft/core/error.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/core/view.hpp"
+#include "redraft/cuda/block/greedy_walk.cuh"
 #include "redraft/cuda/block/row_reduce.cuh"
 #include "redraft/cuda/block/top_k.cuh"
+#include "redraft/cuda/block/tree_mask.cuh"
 #include "redraft/cuda/tuning.cuh"
 
 namespace redraft {
@@ -187,6 +189,21 @@ struct twin_row_top_k {
   }
 };
 
+struct twin_verify_greedy {
+  detail::greedy_functor walk;
+  int threads;
+  void operator()(index_t b) const {
+    block::host_greedy_request(walk, static_cast<std::int32_t>(b), threads);
+  }
+};
+
+struct twin_packed_mask {
+  detail::packed_mask_row_functor rows;
+  void operator()(index_t b) const {
+    block::host_packed_mask_request(rows, static_cast<std::int32_t>(b));
+  }
+};
+
 // Row-major order of the (row, column) pairs of a matrix by (row ascending, value descending,
 // column ascending): the fallback top-k for k beyond the block kernel's shared memory.
 struct top_k_sort_order {
@@ -314,6 +331,13 @@ struct thrust_system_ops {
                  twin_row_top_k{x, values, indices, scratch_values.data(), scratch_indices.data(),
                                 k, kernel_tuning::row_threads});
   }
+  static void verify_greedy(const context& c, const detail::greedy_functor& walk) {
+    for_each_row(c, walk.tree.batch, twin_verify_greedy{walk, kernel_tuning::verify_threads});
+  }
+  static void packed_tree_mask(const context& c, const detail::packed_mask_row_functor& rows,
+                               std::int32_t /*max_nodes*/) {
+    for_each_row(c, rows.t.batch, twin_packed_mask{rows});
+  }
 };
 
 }  // namespace detail
@@ -436,6 +460,20 @@ class thrust_backend {
                                                         indices.data(), cols, k});
     synchronize();  // `order` dies at return
   }
+  // ---- Fused members, picked up by the generic entry points ----
+
+  // verify_greedy's walk with one block per request and a block-wide argmax per node on the path
+  // (cuda/kernels/verify_greedy.cuh; host systems run its host-run twin). Same output.
+  void verify_greedy_fused(const detail::greedy_functor& walk) const {
+    if (walk.tree.batch > 0) ops::verify_greedy(context_, walk);
+  }
+  // build_packed_tree_mask's rows with one block per request, parents staged in shared memory
+  // (cuda/kernels/tree_mask.cuh; host systems run its host-run twin). Same bits.
+  void build_packed_tree_mask_fused(const detail::packed_mask_row_functor& rows,
+                                    std::int32_t max_nodes) const {
+    if (rows.t.batch > 0) ops::packed_tree_mask(context_, rows, max_nodes);
+  }
+
   void inclusive_scan(vector_view<const std::int32_t> in, vector_view<std::int32_t> out) const {
     REDRAFT_REQUIRE(in.extent(0) == out.extent(0), "inclusive_scan: input has ", in.extent(0),
                     " elements but output has ", out.extent(0));

@@ -246,8 +246,14 @@ packed_tree_mask<B> build_packed_tree_mask(const B& backend, const tree<B>& t,
   out.words_per_row = words_per_row == 0 ? needed : words_per_row;
   out.words = backend.template allocate<std::uint32_t>(
       static_cast<index_t>(t.total_nodes()) * out.words_per_row);  // [n_total, words_per_row]
-  backend.for_each_index(t.total_nodes(), detail::packed_mask_row_functor{
-                                              view_of(t), out.words.data(), out.words_per_row});
+  const detail::packed_mask_row_functor rows{view_of(t), out.words.data(), out.words_per_row};
+  // A backend may build the rows fused (e.g. CUDA: one block per request, parents in shared
+  // memory); same bits.
+  if constexpr (requires { backend.build_packed_tree_mask_fused(rows, t.max_nodes()); }) {
+    backend.build_packed_tree_mask_fused(rows, t.max_nodes());
+  } else {
+    backend.for_each_index(t.total_nodes(), rows);
+  }
   return out;
 }
 

@@ -79,9 +79,14 @@ acceptance<B> verify_greedy(const B& backend, const tree<B>& tree,
   const std::int32_t path_length = detail::path_length_of(backend, tree);
 
   auto v = detail::allocate_verify_buffers(backend, tree, path_length);
-  backend.for_each_index(tree.batch,
-                         detail::greedy_functor{view_of(tree), logits, v.first_child.data(),
-                                                v.next_sibling.data(), v.out(), v.status_out()});
+  const detail::greedy_functor walk{view_of(tree), logits, v.first_child.data(),
+                                    v.next_sibling.data(), v.out(), v.status_out()};
+  // A backend may run the same walk fused (e.g. CUDA: one block per request, block-wide argmax).
+  if constexpr (requires { backend.verify_greedy_fused(walk); }) {
+    backend.verify_greedy_fused(walk);
+  } else {
+    backend.for_each_index(tree.batch, walk);
+  }
   detail::throw_on_status(backend, "verify_greedy", v, tree);
   return std::move(v.result);
 }

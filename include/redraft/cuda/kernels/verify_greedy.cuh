@@ -1,0 +1,41 @@
+// redraft/cuda/kernels/verify_greedy.cuh: greedy verification, one block per request.
+//
+// Grid: B blocks of kernel_tuning::verify_threads threads. Thread 0 builds the request's children
+// lists (O(n_b), global scratch) and makes each step's decision; all threads compute the
+// block-wide checked argmax of the current node's logits row (coalesced strided reads, one CUB
+// reduction). Only the rows on the accepted path are read: (accepted_len + 1) * V floats per
+// request. Block logic: cuda/block/greedy_walk.cuh (its host-run twin is what the Thrust host
+// backend runs). nvcc only.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "redraft/cuda/block/greedy_walk.cuh"
+#include "redraft/cuda/kernels/block_collectives.cuh"
+#include "redraft/cuda/tuning.cuh"
+
+namespace redraft::kernels {
+
+template <int Threads>
+__global__ void __launch_bounds__(Threads) verify_greedy_kernel(detail::greedy_functor walk) {
+  const std::int32_t b = static_cast<std::int32_t>(blockIdx.x);
+  __shared__ block::greedy_state state;
+  if (threadIdx.x == 0) block::greedy_begin(walk, b, state);
+  const index_t vocab = walk.logits.extent(1);
+  for (;;) {
+    __syncthreads();
+    if (state.done) return;  // uniform: every thread reads the same shared flag
+    const float* row = &walk.logits(walk.tree.first_node(b) + state.node, 0);
+    const block::checked_best best = block_all_reduce<Threads>(
+        block::thread_checked_best(row, vocab, threadIdx.x, Threads), block::checked_best_of{});
+    if (threadIdx.x == 0) block::greedy_step(walk, b, best, state);
+  }
+}
+
+inline cudaError_t launch_verify_greedy(const detail::greedy_functor& walk, cudaStream_t stream) {
+  constexpr int t = kernel_tuning::verify_threads;
+  verify_greedy_kernel<t><<<static_cast<unsigned>(walk.tree.batch), t, 0, stream>>>(walk);
+  return cudaGetLastError();
+}
+
+}  // namespace redraft::kernels
