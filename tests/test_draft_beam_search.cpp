@@ -14,6 +14,7 @@
 #include "redraft/draft/beam_search.hpp"
 #include "redraft/draft/checkpoint.hpp"
 #include "redraft/testing/reference_draft.hpp"
+#include "backends.hpp"
 #include "toy_backend.hpp"
 
 namespace {
@@ -75,7 +76,7 @@ void check_close(const std::vector<float>& actual, const std::vector<double>& ex
 }  // namespace
 
 TEMPLATE_TEST_CASE("beam_search: matches the naive reference", "[draft][beam_search]",
-                   redraft::cpu_backend, redraft_test::toy_backend) {
+                   REDRAFT_TEST_BACKENDS) {
   const auto rec = GENERATE(redraft::recurrence::silu, redraft::recurrence::linear,
                             redraft::recurrence::running_sum);
   const bool input_proj = GENERATE(true, false);
