@@ -10,6 +10,7 @@
 #include "redraft/cpu/cpu_backend.hpp"
 #include "redraft/draft/beam_search.hpp"
 #include "redraft/draft/checkpoint.hpp"
+#include "backends.hpp"
 #include "toy_backend.hpp"
 
 namespace fs = std::filesystem;
@@ -51,7 +52,7 @@ void write_text(const fs::path& path, const std::string& text) {
 }  // namespace
 
 TEMPLATE_TEST_CASE("checkpoint: save -> load gives an identical forward", "[draft][checkpoint]",
-                   redraft::cpu_backend, redraft_test::toy_backend) {
+                   REDRAFT_TEST_BACKENDS) {
   const auto rec = GENERATE(redraft::recurrence::silu, redraft::recurrence::linear,
                             redraft::recurrence::running_sum);
   const bool input_proj = GENERATE(true, false);
