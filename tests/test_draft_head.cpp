@@ -10,6 +10,7 @@
 #include "redraft/draft/checkpoint.hpp"
 #include "redraft/draft/draft_head.hpp"
 #include "redraft/testing/reference_draft.hpp"
+#include "backends.hpp"
 #include "toy_backend.hpp"
 
 namespace {
@@ -41,7 +42,7 @@ void check_close(const std::vector<float>& actual, const std::vector<double>& ex
 }  // namespace
 
 TEMPLATE_TEST_CASE("draft_head: forward matches the double reference", "[draft]",
-                   redraft::cpu_backend, redraft_test::toy_backend) {
+                   REDRAFT_TEST_BACKENDS) {
   using redraft::index_t;
   const auto rec = GENERATE(redraft::recurrence::silu, redraft::recurrence::linear,
                             redraft::recurrence::running_sum);
@@ -102,7 +103,7 @@ TEMPLATE_TEST_CASE("draft_head: forward matches the double reference", "[draft]"
 }
 
 TEMPLATE_TEST_CASE("draft_head: the top-k warp keeps ties with the k-th largest", "[draft]",
-                   redraft::cpu_backend, redraft_test::toy_backend) {
+                   REDRAFT_TEST_BACKENDS) {
   // V = 6, E = 2H = 2, N = 0, running sum: logits = lm_head * concat(h, s). With lm_head rows
   // (a, 0) and h = 1 the logits are the first column: 3, 1, 2, 2, 0, 2 -> with k = 3 the third
   // largest is 2, so the three 2s all survive and 1, 0 are masked.
