@@ -6,6 +6,7 @@
 #include <random>
 
 #include "redraft/redraft.hpp"
+#include "backends.hpp"
 #include "toy_backend.hpp"
 #include "verify_test_util.hpp"
 
@@ -75,8 +76,7 @@ TEST_CASE("make_kv_plan keeps the root and the accepted nodes after the committe
                     Catch::Contains("in packed order"));
 }
 
-TEMPLATE_TEST_CASE("apply_kv_plan moves in place, overlapping ranges included", "[kv]", cpu_backend,
-                   redraft_test::toy_backend) {
+TEMPLATE_TEST_CASE("apply_kv_plan moves in place, overlapping ranges included", "[kv]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::int64_t slots = 3, layers = 2, heads = 2, max_len = 16, head_dim = 3;
   const std::int64_t n = slots * layers * 2 * heads * max_len * head_dim;
@@ -92,8 +92,7 @@ TEMPLATE_TEST_CASE("apply_kv_plan moves in place, overlapping ranges included", 
   CHECK(got == reference_apply(host, plan, layers, heads, max_len, head_dim));
 }
 
-TEMPLATE_TEST_CASE("apply_kv_plan after real verification on random ragged batches", "[kv]", cpu_backend,
-                   redraft_test::toy_backend) {
+TEMPLATE_TEST_CASE("apply_kv_plan after real verification on random ragged batches", "[kv]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   std::mt19937_64 rng(GENERATE(1u, 2u, 3u));
   for (int trial = 0; trial < 40; ++trial) {
