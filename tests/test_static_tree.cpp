@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "redraft/redraft.hpp"
+#include "backends.hpp"
 #include "toy_backend.hpp"
 #include "tree_test_util.hpp"
 
@@ -26,7 +27,7 @@ using choice_list = std::vector<std::vector<std::int32_t>>;
 }  // namespace
 
 TEMPLATE_TEST_CASE("build_tree_from_choices fills a Medusa choice tree from top-k tables",
-                   "[tree][static]", cpu_backend, redraft_test::toy_backend) {
+                   "[tree][static]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const choice_list choices = {{0}, {1}, {0, 0}, {0, 1}, {1, 0}, {0, 0, 2}};
   // Two requests, D = 3 depths, K = 3 ranks: candidates[b, d, r] = 100 b + 10 d + r.
@@ -64,8 +65,7 @@ TEMPLATE_TEST_CASE("build_tree_from_choices fills a Medusa choice tree from top-
   }
 }
 
-TEMPLATE_TEST_CASE("build_tree_from_choices edge cases", "[tree][static]", cpu_backend,
-                   redraft_test::toy_backend) {
+TEMPLATE_TEST_CASE("build_tree_from_choices edge cases", "[tree][static]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::vector<std::int32_t> roots = {4, 5, 6};
   const auto roots_d = upload(backend, roots);
@@ -88,7 +88,7 @@ TEMPLATE_TEST_CASE("build_tree_from_choices edge cases", "[tree][static]", cpu_b
 }
 
 TEMPLATE_TEST_CASE("build_tree_from_choices rejects bad choice lists with redraft::error",
-                   "[tree][static][errors]", cpu_backend, redraft_test::toy_backend) {
+                   "[tree][static][errors]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::vector<std::int32_t> roots = {4};
   const std::vector<std::int32_t> candidates = {1, 2, 3, 4};  // [1, 2, 2]
@@ -127,7 +127,7 @@ TEMPLATE_TEST_CASE("build_tree_from_choices rejects bad choice lists with redraf
 }
 
 TEMPLATE_TEST_CASE("build_tree_from_parents copies the tree and derives depths", "[tree][static]",
-                   cpu_backend, redraft_test::toy_backend) {
+                   REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::uint32_t seed = GENERATE(31u, 32u, 33u);
   std::mt19937 rng(seed);
@@ -171,7 +171,7 @@ TEMPLATE_TEST_CASE("build_tree_from_parents copies the tree and derives depths",
 }
 
 TEMPLATE_TEST_CASE("build_tree_from_parents rejects malformed trees with redraft::error",
-                   "[tree][static][errors]", cpu_backend, redraft_test::toy_backend) {
+                   "[tree][static][errors]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const auto build = [&](const std::vector<std::int32_t>& offsets, const std::vector<std::int32_t>& parent,
                          const std::vector<std::int32_t>& token) {
