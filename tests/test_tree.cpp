@@ -8,6 +8,7 @@
 
 #include "redraft/redraft.hpp"
 #include "redraft/testing/reference_tree.hpp"
+#include "backends.hpp"
 #include "toy_backend.hpp"
 #include "tree_test_util.hpp"
 
@@ -78,7 +79,7 @@ void check_against_reference(const host_tree& h, const std::vector<std::int32_t>
 }  // namespace
 
 TEMPLATE_TEST_CASE("build_tree and build_tree_parallel equal the naive prefix reference on random beams",
-                   "[tree][build_tree]", cpu_backend, redraft_test::toy_backend) {
+                   "[tree][build_tree]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::uint32_t seed = GENERATE(1u, 2u, 3u, 4u);
   std::mt19937 rng(seed);
@@ -104,8 +105,7 @@ TEMPLATE_TEST_CASE("build_tree and build_tree_parallel equal the naive prefix re
   }
 }
 
-TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", cpu_backend,
-                   redraft_test::toy_backend) {
+TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const form f = GENERATE(form::trie, form::parallel);
   CAPTURE(f == form::trie ? "trie" : "parallel");
@@ -191,7 +191,7 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", cpu_backend,
 }
 
 TEMPLATE_TEST_CASE("build_tree rejects bad beams with redraft::error and leaves the output alone",
-                   "[tree][build_tree][errors]", cpu_backend, redraft_test::toy_backend) {
+                   "[tree][build_tree][errors]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const form f = GENERATE(form::trie, form::parallel);
   const char* name = f == form::trie ? "build_tree: " : "build_tree_parallel: ";
