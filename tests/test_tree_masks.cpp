@@ -8,6 +8,7 @@
 
 #include "redraft/redraft.hpp"
 #include "redraft/testing/reference_tree.hpp"
+#include "backends.hpp"
 #include "toy_backend.hpp"
 #include "tree_test_util.hpp"
 
@@ -125,7 +126,7 @@ void check_masks(const B& backend, const tree<B>& t, std::mt19937& rng) {
 }  // namespace
 
 TEMPLATE_TEST_CASE("masks and positions of random beam trees match the ancestor walk",
-                   "[tree][masks]", cpu_backend, redraft_test::toy_backend) {
+                   "[tree][masks]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::uint32_t seed = GENERATE(11u, 12u, 13u);
   std::mt19937 rng(seed);
@@ -143,7 +144,7 @@ TEMPLATE_TEST_CASE("masks and positions of random beam trees match the ancestor 
 }
 
 TEMPLATE_TEST_CASE("masks of large parent-array trees (n > 32, > 64, > 128) match the ancestor walk",
-                   "[tree][masks]", cpu_backend, redraft_test::toy_backend) {
+                   "[tree][masks]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::uint32_t seed = GENERATE(21u, 22u);
   const int locality = GENERATE(1, 3, 1000);  // chains, bushy, random recursive trees
@@ -170,8 +171,7 @@ TEMPLATE_TEST_CASE("masks of large parent-array trees (n > 32, > 64, > 128) matc
   }
 }
 
-TEMPLATE_TEST_CASE("masks of the worked example", "[tree][masks]", cpu_backend,
-                   redraft_test::toy_backend) {
+TEMPLATE_TEST_CASE("masks of the worked example", "[tree][masks]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::vector<std::int32_t> beams = {0, 2, 0, 4, 0, 2, 3, 3, 0, 2, 3, 3};  // [1, 3, 4]
   const auto d = upload(backend, beams);
@@ -199,7 +199,7 @@ TEMPLATE_TEST_CASE("masks of the worked example", "[tree][masks]", cpu_backend,
         std::vector<std::int32_t>{2, 3, 4, 5, 4, 5});
 }
 
-TEMPLATE_TEST_CASE("masks of an empty batch", "[tree][masks]", cpu_backend, redraft_test::toy_backend) {
+TEMPLATE_TEST_CASE("masks of an empty batch", "[tree][masks]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const auto d = upload(backend, std::vector<std::int32_t>{});
   const tree<TestType> t = build_tree(backend, view<const std::int32_t, 3>(d.data(), 0, 2, 3));
@@ -213,7 +213,7 @@ TEMPLATE_TEST_CASE("masks of an empty batch", "[tree][masks]", cpu_backend, redr
 }
 
 TEMPLATE_TEST_CASE("mask and position builders reject bad input with redraft::error",
-                   "[tree][masks][errors]", cpu_backend, redraft_test::toy_backend) {
+                   "[tree][masks][errors]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::vector<std::int32_t> beams = {0, 2, 0, 4, 0, 2, 3, 3, 0, 2, 3, 3,
                                            1, 2, 0, 4, 1, 2, 3, 3, 1, 2, 3, 3};  // [2, 3, 4]
