@@ -7,6 +7,7 @@
 #include <random>
 
 #include "redraft/redraft.hpp"
+#include "backends.hpp"
 #include "toy_backend.hpp"
 #include "verify_test_util.hpp"
 
@@ -50,7 +51,7 @@ apple_greedy naive_greedy(const std::int32_t* beams, const std::int32_t* b2n, co
 }  // namespace
 
 TEMPLATE_TEST_CASE("verify_greedy equals the per-beam longest-match rule on random beams",
-                   "[verify][greedy]", cpu_backend, redraft_test::toy_backend) {
+                   "[verify][greedy]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::uint64_t seed = GENERATE(1u, 2u, 3u, 4u);
   CAPTURE(seed);
@@ -96,7 +97,7 @@ TEMPLATE_TEST_CASE("verify_greedy equals the per-beam longest-match rule on rand
 }
 
 TEMPLATE_TEST_CASE("verify_greedy walks arbitrary trees (no beams): best_beam is -1",
-                   "[verify][greedy]", cpu_backend, redraft_test::toy_backend) {
+                   "[verify][greedy]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   std::mt19937_64 rng(77);
   for (int trial = 0; trial < 300; ++trial) {
@@ -141,7 +142,7 @@ TEMPLATE_TEST_CASE("verify_greedy walks arbitrary trees (no beams): best_beam is
 }
 
 TEMPLATE_TEST_CASE("verify_greedy rejects bad input with a clear error", "[verify][greedy][errors]",
-                   cpu_backend, redraft_test::toy_backend) {
+                   REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   // Root 5 with children 1 and 2; node 1 has child 3.
   const std::vector<redraft_test::host_tree> trees{{{-1, 0, 0, 1}, {5, 1, 2, 3}}};
