@@ -14,6 +14,7 @@
 #include <random>
 
 #include "redraft/redraft.hpp"
+#include "backends.hpp"
 #include "toy_backend.hpp"
 #include "verify_test_util.hpp"
 
@@ -272,7 +273,7 @@ TEST_CASE("lossless rule, exact enumeration: the first two tokens across two lev
 }
 
 TEMPLATE_TEST_CASE("verify_lossless (float) makes the enumerator's decisions for given uniforms",
-                   "[verify][lossless][exact]", cpu_backend, redraft_test::toy_backend) {
+                   "[verify][lossless][exact]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::uint64_t seed = GENERATE(31u, 32u);
   const sampling_params sp = GENERATE(sampling_params{1.0f, 0, 1.0f}, sampling_params{0.7f, 0, 1.0f},
@@ -452,8 +453,7 @@ TEST_CASE("the same G-test flags verify_redrafter as biased", "[verify][redrafte
   CHECK(g_lossless < threshold);
 }
 
-TEMPLATE_TEST_CASE("verify_lossless corner cases", "[verify][lossless]", cpu_backend,
-                   redraft_test::toy_backend) {
+TEMPLATE_TEST_CASE("verify_lossless corner cases", "[verify][lossless]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const float ninf = -std::numeric_limits<float>::infinity();
   const std::int32_t vocab = 4;
