@@ -7,6 +7,7 @@
 #include <random>
 
 #include "redraft/redraft.hpp"
+#include "backends.hpp"
 #include "toy_backend.hpp"
 #include "verify_test_util.hpp"
 
@@ -43,8 +44,7 @@ TEST_CASE("row_ops::kth_largest equals sorting, both the small-k and the radix p
   }
 }
 
-TEMPLATE_TEST_CASE("logits processing ops match naive references", "[verify][logits]", cpu_backend,
-                   redraft_test::toy_backend) {
+TEMPLATE_TEST_CASE("logits processing ops match naive references", "[verify][logits]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   std::mt19937_64 rng(4);
   const std::int64_t rows = 7, vocab = 90;
@@ -200,7 +200,7 @@ apple_result naive_redrafter(const std::int32_t* beams, const std::int32_t* b2n,
 }  // namespace
 
 TEMPLATE_TEST_CASE("verify_redrafter equals Apple's rule computed naively in double",
-                   "[verify][redrafter]", cpu_backend, redraft_test::toy_backend) {
+                   "[verify][redrafter]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const float temperature = GENERATE(1.0f, 0.7f, 1.5f);
   const std::int32_t top_k = GENERATE(0, 5, 50);
@@ -270,8 +270,7 @@ TEMPLATE_TEST_CASE("verify_redrafter equals Apple's rule computed naively in dou
   CHECK(skipped * 10 < compared);
 }
 
-TEMPLATE_TEST_CASE("verify_redrafter rejects bad input", "[verify][redrafter][errors]", cpu_backend,
-                   redraft_test::toy_backend) {
+TEMPLATE_TEST_CASE("verify_redrafter rejects bad input", "[verify][redrafter][errors]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::vector<std::int32_t> beams{0, 1, 2, 0, 1, 3};  // [1, 2, 3]
   const auto bd = upload(backend, beams);
@@ -363,8 +362,7 @@ std::vector<std::int32_t> naive_typical(const redraft_test::host_tree& t, const 
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("verify_typical equals Medusa's rule computed naively", "[verify][typical]", cpu_backend,
-                   redraft_test::toy_backend) {
+TEMPLATE_TEST_CASE("verify_typical equals Medusa's rule computed naively", "[verify][typical]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   std::mt19937_64 rng(9);
   const typical_params tp = GENERATE(typical_params{1.0f, 0.09f, 0.3f, false}, typical_params{0.7f, 0.2f, 0.5f, false});
