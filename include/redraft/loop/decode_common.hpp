@@ -87,6 +87,52 @@ struct request_progress {
   }
 };
 
+// The indices of the requests still running, in the caller's order.
+inline std::vector<std::int32_t> running(const std::vector<request_progress>& progress) {
+  std::vector<std::int32_t> out;
+  for (const auto& p : progress)
+    if (!p.done) out.push_back(p.index);
+  return out;
+}
+
+// The progress of every request before decoding, and the result sized for them; a request with
+// max_new_tokens 0 is done from the start.
+inline std::vector<request_progress> start_progress(const std::vector<generation_request>& requests,
+                                                    const std::vector<std::int32_t>& slots,
+                                                    generation_result& result, std::int32_t beam_length) {
+  result.tokens.resize(requests.size());
+  result.requests.resize(requests.size());
+  std::vector<request_progress> progress(requests.size());
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    const generation_request& q = requests[r];
+    progress[r] = {static_cast<std::int32_t>(r), slots[r], static_cast<std::int32_t>(q.prompt.size()), 0,
+                   q.max_new_tokens == 0};
+    result.requests[r].accepted_at_depth.assign(static_cast<std::size_t>(beam_length > 1 ? beam_length - 1 : 0), 0);
+    if (q.max_new_tokens == 0) result.requests[r].stop_reason = "max_new_tokens";
+  }
+  return progress;
+}
+
+// One prefill over the prompts of the `active` requests; returns the model's rows (row i for
+// active[i]), shape-checked.
+template <class M>
+model_output prefill_requests(const char* fn, M& model, const std::vector<generation_request>& requests,
+                              const std::vector<request_progress>& progress,
+                              const std::vector<std::int32_t>& active) {
+  std::vector<std::int32_t> slots, offsets{0}, tokens;
+  for (const std::int32_t r : active) {
+    const auto& prompt = requests[static_cast<std::size_t>(r)].prompt;
+    slots.push_back(progress[static_cast<std::size_t>(r)].slot);
+    tokens.insert(tokens.end(), prompt.begin(), prompt.end());
+    offsets.push_back(static_cast<std::int32_t>(tokens.size()));
+  }
+  const index_t a = static_cast<index_t>(active.size());
+  const model_output out = model.prefill(
+      prefill_input{{slots.data(), a}, {offsets.data(), a + 1}, {tokens.data(), static_cast<index_t>(tokens.size())}});
+  check_model_output(fn, "prefill", out, a, model.vocab_size(), model.hidden_size());
+  return out;
+}
+
 }  // namespace detail
 
 }  // namespace redraft

@@ -78,18 +78,9 @@ class plain_decoder {
     const std::vector<std::int32_t> slots = detail::check_requests(fn, model_, requests, 0);
     const auto run_start = detail::decode_clock::now();
     const index_t vocab = model_.vocab_size(), hidden_size = model_.hidden_size();
-    const std::int32_t num_requests = static_cast<std::int32_t>(requests.size());
 
     generation_result result;
-    result.tokens.resize(requests.size());
-    result.requests.resize(requests.size());
-    std::vector<detail::request_progress> progress(requests.size());
-    for (std::int32_t r = 0; r < num_requests; ++r) {
-      const auto& q = requests[static_cast<std::size_t>(r)];
-      progress[static_cast<std::size_t>(r)] = {r, slots[static_cast<std::size_t>(r)],
-                                               static_cast<std::int32_t>(q.prompt.size()), 0, q.max_new_tokens == 0};
-      if (q.max_new_tokens == 0) result.requests[static_cast<std::size_t>(r)].stop_reason = "max_new_tokens";
-    }
+    std::vector<detail::request_progress> progress = detail::start_progress(requests, slots, result, 0);
 
     std::vector<float> logits;  // [A, V] host copy of the model's logits
     const auto choose = [&](std::int32_t r, std::size_t row, std::uint32_t step) {
@@ -99,20 +90,11 @@ class plain_decoder {
     };
 
     // --- prefill: the first token (step 0) ---
-    std::vector<std::int32_t> active = running(progress);
+    std::vector<std::int32_t> active = detail::running(progress);
     const auto prefill_start = detail::decode_clock::now();
     if (!active.empty()) {
-      std::vector<std::int32_t> pslots, offsets{0}, tokens;
-      for (const std::int32_t r : active) {
-        const auto& prompt = requests[static_cast<std::size_t>(r)].prompt;
-        pslots.push_back(slots[static_cast<std::size_t>(r)]);
-        tokens.insert(tokens.end(), prompt.begin(), prompt.end());
-        offsets.push_back(static_cast<std::int32_t>(tokens.size()));
-      }
       const index_t a = static_cast<index_t>(active.size());
-      const model_output out = model_.prefill(prefill_input{
-          {pslots.data(), a}, {offsets.data(), a + 1}, {tokens.data(), static_cast<index_t>(tokens.size())}});
-      detail::check_model_output(fn, "prefill", out, a, vocab, hidden_size);
+      const model_output out = detail::prefill_requests(fn, model_, requests, progress, active);
       logits.resize(static_cast<std::size_t>(a * vocab));
       backend_.copy_to_host(out.logits.data(), a * vocab, logits.data());
       for (index_t i = 0; i < a; ++i) {
@@ -127,7 +109,7 @@ class plain_decoder {
 
     // --- one token per step ---
     std::uint32_t step = 0;
-    for (active = running(progress); !active.empty(); active = running(progress)) {
+    for (active = detail::running(progress); !active.empty(); active = detail::running(progress)) {
       ++step;
       step_stats st;
       const index_t a = static_cast<index_t>(active.size());
@@ -206,12 +188,6 @@ class plain_decoder {
   }
 
  private:
-  static std::vector<std::int32_t> running(const std::vector<detail::request_progress>& progress) {
-    std::vector<std::int32_t> out;
-    for (const auto& p : progress)
-      if (!p.done) out.push_back(p.index);
-    return out;
-  }
 
   template <class T>
   typename B::template buffer<T> upload(const std::vector<T>& host) const {

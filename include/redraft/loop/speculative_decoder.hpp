@@ -69,37 +69,20 @@ class speculative_decoder {
     const std::int32_t num_requests = static_cast<std::int32_t>(requests.size());
 
     generation_result result;
-    result.tokens.resize(requests.size());
-    result.requests.resize(requests.size());
-    std::vector<detail::request_progress> progress(requests.size());
-    for (std::int32_t r = 0; r < num_requests; ++r) {
-      progress[static_cast<std::size_t>(r)] = {r, slots[static_cast<std::size_t>(r)],
-                                               static_cast<std::int32_t>(requests[static_cast<std::size_t>(r)].prompt.size()),
-                                               0, requests[static_cast<std::size_t>(r)].max_new_tokens == 0};
-      result.requests[static_cast<std::size_t>(r)].accepted_at_depth.assign(
-          static_cast<std::size_t>(options.beam_length - 1), 0);
-      if (progress[static_cast<std::size_t>(r)].done) result.requests[static_cast<std::size_t>(r)].stop_reason = "max_new_tokens";
-    }
+    std::vector<detail::request_progress> progress =
+        detail::start_progress(requests, slots, result, options.beam_length);
 
     // h of every request (the target's hidden state at its last committed token): [R, H].
     auto hidden_state = backend_.template allocate<float>(static_cast<index_t>(num_requests) * hidden_size);
 
     // --- prefill: the first token of every request with something to generate ---
-    std::vector<std::int32_t> active = running(progress);
+    std::vector<std::int32_t> active = detail::running(progress);
     const auto prefill_start = detail::decode_clock::now();
     if (!active.empty()) {
-      std::vector<std::int32_t> pslots, offsets{0}, tokens, last_tokens;
-      for (std::int32_t r : active) {
-        const auto& prompt = requests[static_cast<std::size_t>(r)].prompt;
-        pslots.push_back(slots[static_cast<std::size_t>(r)]);
-        tokens.insert(tokens.end(), prompt.begin(), prompt.end());
-        offsets.push_back(static_cast<std::int32_t>(tokens.size()));
-        last_tokens.push_back(prompt.back());
-      }
+      std::vector<std::int32_t> last_tokens;
+      for (std::int32_t r : active) last_tokens.push_back(requests[static_cast<std::size_t>(r)].prompt.back());
       const index_t a = static_cast<index_t>(active.size());
-      const model_output out = model_.prefill(prefill_input{
-          {pslots.data(), a}, {offsets.data(), a + 1}, {tokens.data(), static_cast<index_t>(tokens.size())}});
-      detail::check_model_output(fn, "prefill", out, a, vocab, hidden_size);
+      const model_output out = detail::prefill_requests(fn, model_, requests, progress, active);
       // The first token: the verification rule applied to one-node trees (nothing drafted).
       const std::vector<std::int32_t> first = first_tokens(last_tokens, active, out.logits, options);
       for (index_t i = 0; i < a; ++i) {
@@ -116,7 +99,7 @@ class speculative_decoder {
     // --- speculative steps ---
     const std::int32_t width = options.beam_width, length = options.beam_length;
     std::uint32_t step = 0;
-    for (active = running(progress); !active.empty(); active = running(progress)) {
+    for (active = detail::running(progress); !active.empty(); active = detail::running(progress)) {
       ++step;
       step_stats st;
       const index_t a = static_cast<index_t>(active.size());
@@ -239,13 +222,6 @@ class speculative_decoder {
   }
 
  private:
-  static std::vector<std::int32_t> running(const std::vector<detail::request_progress>& progress) {
-    std::vector<std::int32_t> out;
-    for (const auto& p : progress)
-      if (!p.done) out.push_back(p.index);
-    return out;
-  }
-
   // Uniforms [A, draws] for the requests of a step: request r draws from Philox (seed, r, step),
   // keyed by its index in the caller's list, so its stream does not depend on which other
   // requests are still running.
