@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,7 @@ struct demo_flags {
   std::uint64_t seed = 1;
   std::string verifier_name;  // default: greedy at T = 0, lossless otherwise
   std::string target_dir, draft_dir;
-  bool quiet = false;
+  bool quiet = false, untrained = false;
 };
 
 void usage() {
@@ -49,8 +50,10 @@ void usage() {
       "                     (default: greedy at T = 0, lossless otherwise)\n"
       "  --target DIR       target checkpoint (config.json + model.safetensors, Llama layout);\n"
       "                     default: the built-in reference model with deterministic weights\n"
-      "  --draft DIR        draft head checkpoint (ReDrafter layout); default: a deterministic\n"
-      "                     untrained head\n"
+      "  --draft DIR        draft head checkpoint (ReDrafter layout); default for the built-in\n"
+      "                     target: the distilled head in data/draft_heads/demo when present,\n"
+      "                     else a deterministic untrained head\n"
+      "  --untrained        use the deterministic untrained head (for comparisons)\n"
       "  --quiet            print only the summary\n");
 }
 
@@ -83,6 +86,8 @@ demo_flags parse(int argc, char** argv) {
       f.target_dir = value();
     } else if (a == "--draft") {
       f.draft_dir = value();
+    } else if (a == "--untrained") {
+      f.untrained = true;
     } else if (a == "--quiet") {
       f.quiet = true;
     } else {
@@ -91,6 +96,15 @@ demo_flags parse(int argc, char** argv) {
   }
   REDRAFT_REQUIRE(f.batch >= 1, "redraft-demo: --batch ", f.batch, " must be at least 1");
   REDRAFT_REQUIRE(f.temperature >= 0.0f, "redraft-demo: --temperature ", f.temperature, " must be >= 0");
+#ifdef REDRAFT_DEMO_DRAFT_DIR
+  // The distilled head shipped for the built-in target (redraft-distill; docs/distill.md).
+  if (f.draft_dir.empty() && f.target_dir.empty() && !f.untrained) {
+    if (std::filesystem::exists(std::filesystem::path(REDRAFT_DEMO_DRAFT_DIR) / "config.json"))
+      f.draft_dir = REDRAFT_DEMO_DRAFT_DIR;
+    else
+      std::printf("note: no distilled head at %s, using the untrained head\n", REDRAFT_DEMO_DRAFT_DIR);
+  }
+#endif
   return f;
 }
 

@@ -43,4 +43,11 @@
 #include "redraft/loop/speculative_decoder.hpp"
 #include "redraft/loop/target_model.hpp"
 // training
+#include "redraft/train/adamw.hpp"
+#include "redraft/train/distill_batch.hpp"
+#include "redraft/train/distill_data.hpp"
+#include "redraft/train/distill_loss.hpp"
+#include "redraft/train/distill_trainer.hpp"
 #include "redraft/train/drafter_loss.hpp"
+#include "redraft/train/head_gradient.hpp"
+#include "redraft/train/head_parameters.hpp"
