@@ -256,7 +256,7 @@ class distill_trainer {
     std::vector<std::int64_t> which(static_cast<std::size_t>(options_.batch));
     distill_loss_stats window;
     double window_grad = 0.0, window_lr = 0.0;
-    std::int64_t window_steps = 0, last_saved = -1;
+    std::int64_t window_steps = 0;
     auto window_start = clock::now();
     while (state_.step < stop) {
       const std::int64_t k = state_.step;
@@ -292,7 +292,6 @@ class distill_trainer {
                                state_.step == total)) {
         t0 = clock::now();
         save_checkpoint(out_dir);
-        last_saved = state_.step;
         timing_.checkpoint_s += std::chrono::duration<double>(clock::now() - t0).count();
       }
       if (progress && ((options_.log_every > 0 && state_.step % options_.log_every == 0) || last)) {
@@ -320,7 +319,6 @@ class distill_trainer {
         window_start = clock::now();
       }
     }
-    (void)last_saved;
     timing_.total_s += std::chrono::duration<double>(clock::now() - run_start).count();
   }
 
