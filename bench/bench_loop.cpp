@@ -7,19 +7,22 @@
 //   positions + verification + KV plan + bookkeeping (everything but the target and the
 //   drafter); `library_share` = library / (library + target).
 // BM_step_overhead_reference/W/L: the same split with the reference tiny Llama as the target.
-// BM_end_to_end/W/L: greedy decoding of 64 tokens on the reference tiny Llama (the demo's
-//   built-in configuration) with the untrained draft head; counters `spec_tok_s`, `plain_tok_s`
-//   and `speedup` from both runs of each iteration.
+// BM_end_to_end/W/L/distilled: greedy decoding of 64 tokens on the reference tiny Llama (the
+//   demo's built-in target) with the untrained draft head (distilled 0) or the distilled head
+//   shipped in data/draft_heads/demo (distilled 1); counters `spec_tok_s`, `plain_tok_s` and
+//   `speedup` from both runs of each iteration.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cstdint>
 #include <vector>
 
+#include "redraft/draft/checkpoint.hpp"
 #include "redraft/draft/draft_init.hpp"
 #include "redraft/loop/draft_head_drafter.hpp"
 #include "redraft/loop/plain_decoder.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
+#include "redraft/testing/demo_models.hpp"
 #include "redraft/testing/drafters.hpp"
 #include "redraft/testing/synthetic_target.hpp"
 #include "redraft/testing/tiny_llama.hpp"
@@ -28,19 +31,6 @@ namespace {
 
 using namespace redraft;
 using redraft::testing::tiny_llama;
-
-redraft::testing::tiny_llama_config reference_config() {
-  redraft::testing::tiny_llama_config c;
-  c.vocab_size = 256;
-  c.hidden_size = 256;
-  c.num_layers = 4;
-  c.num_heads = 4;
-  c.head_dim = 64;
-  c.intermediate_size = 768;
-  c.max_context = 512;
-  c.tie_word_embeddings = false;
-  return c;
-}
 
 std::vector<generation_request> requests_for(std::int32_t batch, std::int32_t vocab, std::int32_t max_new) {
   std::vector<generation_request> out;
@@ -55,7 +45,7 @@ std::vector<generation_request> requests_for(std::int32_t batch, std::int32_t vo
 
 // Mean seconds of one reference-model tree pass over W = 8, L = 5 random beams.
 double reference_tree_pass_seconds() {
-  tiny_llama model = tiny_llama::random(reference_config(), 1, 1);
+  tiny_llama model = tiny_llama::random(redraft::testing::demo_target_config(), redraft::testing::demo_target_seed, 1);
   redraft::testing::random_drafter drafter(model.vocab_size(), 3);
   speculative_decoder<cpu_backend, tiny_llama, redraft::testing::random_drafter> decoder(cpu_backend{}, model,
                                                                                         drafter);
@@ -103,7 +93,7 @@ void BM_step_overhead(benchmark::State& state) {
 BENCHMARK(BM_step_overhead)->Args({1, 8, 5})->Args({8, 8, 5})->Args({1, 16, 8})->Unit(benchmark::kMillisecond)->Iterations(3);
 
 void BM_step_overhead_reference(benchmark::State& state) {
-  tiny_llama model = tiny_llama::random(reference_config(), 1, 8);
+  tiny_llama model = tiny_llama::random(redraft::testing::demo_target_config(), redraft::testing::demo_target_seed, 8);
   redraft::testing::random_drafter drafter(model.vocab_size(), 5);
   report_split(state, model, drafter, static_cast<std::int32_t>(state.range(0)));
 }
@@ -111,14 +101,14 @@ BENCHMARK(BM_step_overhead_reference)->Args({1, 8, 5})->Args({8, 8, 5})->Unit(be
 
 void BM_end_to_end(benchmark::State& state) {
   const cpu_backend cpu;
-  tiny_llama model = tiny_llama::random(reference_config(), 1, 1);
-  draft_config dc;
-  dc.vocab_size = model.vocab_size();
-  dc.hidden_size = model.hidden_size();
-  dc.exit_dim = 2 * model.hidden_size();
-  dc.num_draft_layers = 2;
-  draft_head<cpu_backend> head(cpu, dc);
-  init_draft_head(head, 7);
+  tiny_llama model = tiny_llama::random(redraft::testing::demo_target_config(), redraft::testing::demo_target_seed, 1);
+  const bool distilled = state.range(2) != 0;
+  draft_head<cpu_backend> head(cpu, redraft::testing::demo_draft_config(model.vocab_size(), model.hidden_size()));
+  if (distilled) {
+    head = load_draft_head(cpu, REDRAFT_DEMO_DRAFT_DIR);
+  } else {
+    init_draft_head(head, redraft::testing::demo_draft_seed);
+  }
   draft_head_drafter<cpu_backend> drafter(head, model.embedding());
   speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>> spec(cpu, model, drafter);
   plain_decoder<cpu_backend, tiny_llama> plain(cpu, model);
@@ -139,6 +129,16 @@ void BM_end_to_end(benchmark::State& state) {
   state.counters["plain_tok_s"] = static_cast<double>(tokens) / plain_s;
   state.counters["speedup"] = plain_s / spec_s;
 }
-BENCHMARK(BM_end_to_end)->Args({1, 2})->Args({4, 5})->Args({8, 5})->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK(BM_end_to_end)
+    ->ArgNames({"W", "L", "distilled"})
+    ->Args({1, 2, 0})
+    ->Args({4, 5, 0})
+    ->Args({1, 2, 1})
+    ->Args({1, 4, 1})
+    ->Args({4, 4, 1})
+    ->Args({4, 5, 1})
+    ->Args({8, 5, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(2);
 
 }  // namespace
