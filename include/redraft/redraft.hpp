@@ -1,7 +1,8 @@
 // redraft/redraft.hpp: umbrella header for host code: core, every algorithm, the decoding loop
 // and the CPU backend. CUDA users include redraft/cuda.cuh from .cu files instead.
 // The reference models and naive references of redraft/testing/ are not included: include them
-// by name (they are meant for tests and examples).
+// by name (they are meant for tests and examples). Distillation (train/) has its own umbrella,
+// redraft/train.hpp: it is heavy to compile and only trainers need it.
 #pragma once
 
 // core: vocabulary types
@@ -42,12 +43,5 @@
 #include "redraft/loop/plain_decoder.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
 #include "redraft/loop/target_model.hpp"
-// training
-#include "redraft/train/adamw.hpp"
-#include "redraft/train/distill_batch.hpp"
-#include "redraft/train/distill_data.hpp"
-#include "redraft/train/distill_loss.hpp"
-#include "redraft/train/distill_trainer.hpp"
+// the drafter loss (the rest of training: redraft/train.hpp)
 #include "redraft/train/drafter_loss.hpp"
-#include "redraft/train/head_gradient.hpp"
-#include "redraft/train/head_parameters.hpp"
