@@ -5,10 +5,12 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "redraft/core/error.hpp"
@@ -30,6 +32,29 @@ constexpr const char* dtype_name() {
   if constexpr (std::is_same_v<T, float>) return "f32";
   if constexpr (std::is_same_v<T, std::int32_t>) return "i32";
   return "u32";
+}
+
+// Converts a JSON number to T, refusing (redraft::error) what T cannot hold: a float or an
+// out-of-range integer read as an integer type (converting those would be undefined behaviour
+// or wrap silently). Floats read as float may be any number (too large ones become +-inf).
+template <class T>
+T number_as(const json& v, const std::string& what) {
+  REDRAFT_REQUIRE(v.is_number(), what, ": ", v.dump(), " is not a number");
+  if constexpr (std::is_floating_point_v<T>) {
+    return v.get<T>();
+  } else {
+    bool fits = false;
+    if (v.is_number_unsigned()) {
+      fits = v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<T>::max());
+    } else if (v.is_number_integer()) {
+      const std::int64_t x = v.get<std::int64_t>();
+      fits = x >= static_cast<std::int64_t>(std::numeric_limits<T>::min()) &&
+             x <= static_cast<std::int64_t>(std::numeric_limits<T>::max());
+    }
+    REDRAFT_REQUIRE(fits, what, ": ", v.dump(), " is not an integer in [",
+                    +std::numeric_limits<T>::min(), ", ", +std::numeric_limits<T>::max(), "]");
+    return static_cast<T>(v.get<std::int64_t>());
+  }
 }
 
 // Reads tensor `name` from object `parent` ("inputs" or "expected"); throws redraft::error
@@ -62,10 +87,7 @@ tensor<T> read_tensor(const json& parent, const std::string& name) {
                   name, "': data has ", data.is_array() ? data.size() : 0,
                   " elements but the shape holds ", count);
   out.data.reserve(static_cast<std::size_t>(count));
-  for (const json& v : data) {
-    REDRAFT_REQUIRE(v.is_number(), "tensor '", name, "': element ", v.dump(), " is not a number");
-    out.data.push_back(v.get<T>());
-  }
+  for (const json& v : data) out.data.push_back(number_as<T>(v, "tensor '" + name + "': element"));
   return out;
 }
 
@@ -75,10 +97,9 @@ T read_scalar(const json& parent, const std::string& name) {
   const json& v = parent.at(name);
   if constexpr (std::is_same_v<T, bool>) {
     REDRAFT_REQUIRE(v.is_boolean() || v.is_number_integer(), "'", name, "' is not a bool");
-    return v.is_boolean() ? v.get<bool>() : v.get<int>() != 0;
+    return v.is_boolean() ? v.get<bool>() : v.get<std::int64_t>() != 0;
   } else {
-    REDRAFT_REQUIRE(v.is_number(), "'", name, "' is not a number");
-    return v.get<T>();
+    return number_as<T>(v, "'" + name + "'");
   }
 }
 

@@ -24,6 +24,8 @@
 // head in any backend's memory.
 #pragma once
 
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -62,12 +64,17 @@ inline draft_config draft_config_from_json(const nlohmann::json& j,
       return fallback;
     }
     const nlohmann::json& v = j.at(field);
-    REDRAFT_REQUIRE(v.is_number_integer() ||
-                        (v.is_number_float() && v.get<double>() == static_cast<double>(
-                                                                       v.get<std::int64_t>())),
-                    "load_draft_head: ", source, ": field '", field, "' = ", v.dump(),
-                    " is not an integer");
-    return v.get<std::int64_t>();
+    // NOTE: a float is accepted when it holds an integer; its range is checked before the
+    // conversion (a double outside int64 converted to int64 is undefined behaviour), and an
+    // unsigned value above INT64_MAX is refused rather than wrapped.
+    const bool float_integer = v.is_number_float() && std::abs(v.get<double>()) < 0x1p62 &&
+                               v.get<double>() == std::trunc(v.get<double>());
+    const bool in_range = v.is_number_unsigned()
+                              ? v.get<std::uint64_t>() <= std::uint64_t{1} << 62
+                              : v.is_number_integer() || float_integer;
+    REDRAFT_REQUIRE(in_range, "load_draft_head: ", source, ": field '", field, "' = ", v.dump(),
+                    " is not an integer (or is beyond 2^62)");
+    return float_integer ? static_cast<std::int64_t>(v.get<double>()) : v.get<std::int64_t>();
   };
   draft_config config;
   config.vocab_size = integer("vocab_size", true, 0);

@@ -72,8 +72,18 @@ struct draft_config {
                     " does not fit int32 token ids");
     REDRAFT_REQUIRE(hidden_size >= 1, where, ": hidden_size ", hidden_size, " must be at least 1");
     REDRAFT_REQUIRE(exit_dim >= 1, where, ": exit_dim ", exit_dim, " must be at least 1");
+    // NOTE: upper bounds so that no size computed from a (possibly hostile) config overflows:
+    // 2 * hidden_size, vocab_size * exit_dim and exit_dim^2 all stay far below 2^63, and the
+    // tensor list has at most 2 * num_draft_layers + 6 entries.
+    constexpr std::int64_t max_width = std::int64_t{1} << 24;
+    REDRAFT_REQUIRE(hidden_size <= max_width, where, ": hidden_size ", hidden_size,
+                    " exceeds the limit ", max_width);
+    REDRAFT_REQUIRE(exit_dim <= max_width, where, ": exit_dim ", exit_dim, " exceeds the limit ",
+                    max_width);
     REDRAFT_REQUIRE(num_draft_layers >= 0, where, ": num_draft_layers ", num_draft_layers,
                     " is negative");
+    REDRAFT_REQUIRE(num_draft_layers <= 4096, where, ": num_draft_layers ", num_draft_layers,
+                    " exceeds the limit 4096");
     REDRAFT_REQUIRE(logit_top_k >= 1, where, ": logit_top_k ", logit_top_k, " must be at least 1");
     REDRAFT_REQUIRE(logit_mask_value == logit_mask_value && logit_mask_value < 0.0f &&
                         logit_mask_value > -1e30f,

@@ -17,7 +17,9 @@
 // backend that runs for_each_index backwards or in parallel gets the same bits.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -333,8 +335,9 @@ padded_attention_mask<B> build_padded_attention_mask(const B& backend, const tre
 //      depth[i], the RoPE position of each packed node.
 //
 // Deterministic. O(n_total log B) work, one for_each_index call per node.
-// Throws redraft::error if base_positions does not have B entries, one is negative, or the tree is
-// malformed as in build_dense_tree_mask.
+// Throws redraft::error if base_positions does not have B entries, one is negative, base + depth
+// of a node exceeds INT32_MAX (positions never wrap), or the tree is malformed as in
+// build_dense_tree_mask.
 template <Backend B>
 typename B::template buffer<std::int32_t> build_positions(
     const B& backend, const tree<B>& t, view<const std::int32_t, 1> base_positions) {
@@ -347,6 +350,21 @@ typename B::template buffer<std::int32_t> build_positions(
     REDRAFT_REQUIRE(host_base[static_cast<std::size_t>(b)] >= 0,
                     "build_positions: base_positions[", b, "] = ",
                     host_base[static_cast<std::size_t>(b)], " is negative");
+  }
+  // NOTE: base + depth must not wrap int32. depth < n_b, so the cheap bound base + n_b - 1 clears
+  // every realistic request; only a base within n_b of INT32_MAX pays for a host copy of that
+  // request's depths to decide exactly.
+  for (std::int32_t b = 0; b < t.batch; ++b) {
+    const std::int64_t base = host_base[static_cast<std::size_t>(b)];
+    constexpr std::int64_t limit = std::numeric_limits<std::int32_t>::max();
+    if (base + t.num_nodes(b) - 1 <= limit) continue;
+    std::vector<std::int32_t> depth(static_cast<std::size_t>(t.num_nodes(b)));  // [n_b]
+    backend.copy_to_host(t.depth.data() + t.host_node_offsets[static_cast<std::size_t>(b)],
+                         t.num_nodes(b), depth.data());
+    const std::int64_t max_depth = *std::max_element(depth.begin(), depth.end());
+    REDRAFT_REQUIRE(base + max_depth <= limit, "build_positions: base_positions[", b, "] = ", base,
+                    " plus the tree depth ", max_depth, " exceeds the largest int32 position ",
+                    limit);
   }
 
   auto positions = backend.template allocate<std::int32_t>(t.total_nodes());  // [n_total]

@@ -49,10 +49,17 @@ struct sampling_params {
 
 namespace detail {
 
+// A temperature every sampling path can divide by: finite, > 0, and 1 / T finite.
+// NOTE: T below ~2.9e-39 (a float subnormal) makes 1 / T overflow to +inf, and then
+// (max - max) * (1 / T) = 0 * inf = NaN poisons the whole row; such T are refused, not clamped.
+inline bool temperature_is_usable(float temperature) {
+  return std::isfinite(temperature) && temperature > 0.0f && std::isfinite(1.0f / temperature);
+}
+
 inline void check_sampling_params(const char* fn, const sampling_params& p) {
-  REDRAFT_REQUIRE(std::isfinite(p.temperature) && p.temperature > 0.0f, fn, ": temperature ",
-                  p.temperature,
-                  " must be finite and > 0 in a sampling mode (use verify_greedy for T = 0)");
+  REDRAFT_REQUIRE(temperature_is_usable(p.temperature), fn, ": temperature ", p.temperature,
+                  " must be finite and > 0 with a finite 1 / T in a sampling mode (use "
+                  "verify_greedy for T = 0)");
   REDRAFT_REQUIRE(p.top_k >= 0, fn, ": top_k ", p.top_k, " must be >= 0 (0 disables it)");
   REDRAFT_REQUIRE(p.top_p > 0.0f && p.top_p <= 1.0f, fn, ": top_p ", p.top_p,
                   " must be in (0, 1] (1 disables it)");
@@ -375,8 +382,8 @@ void check_rows_finite(const B& backend, const char* fn, matrix_view<const float
 // Complexity O(rows * V); deterministic.
 template <Backend B>
 void apply_temperature(const B& backend, matrix_view<float> logits, float temperature) {
-  REDRAFT_REQUIRE(std::isfinite(temperature) && temperature > 0.0f,
-                  "apply_temperature: temperature ", temperature, " must be finite and > 0");
+  REDRAFT_REQUIRE(detail::temperature_is_usable(temperature), "apply_temperature: temperature ",
+                  temperature, " must be finite and > 0 with a finite 1 / T");
   backend.for_each_index(logits.extent(0), detail::temperature_functor{logits, 1.0f / temperature});
 }
 

@@ -61,7 +61,8 @@ struct redrafter_row_functor {
   float* threshold;                 // [n_total]
   float* max;                       // [n_total]
   float* log_sum;                   // [n_total]
-  std::int32_t* bad_column;         // [n_total] -1 ok, >= 0 NaN/+inf column, -2 no finite value
+  std::int32_t* bad_column;         // [n_total] -1 ok, >= 0 NaN/+inf column, -2 no finite value,
+                                    // -3 a logit / temperature overflows float
 
   REDRAFT_HOST_DEVICE void operator()(index_t node) const {
     const float* row = &logits(node, 0);
@@ -80,6 +81,12 @@ struct redrafter_row_functor {
     for (index_t i = 0; i < vocab; ++i) {
       const float y = (row[i] < thr ? params.logit_mask_value : row[i]) / params.temperature;
       m = y > m ? y : m;
+    }
+    // NOTE: x / T overflows to +inf for |x| > FLT_MAX * T (huge logits at T < 1), and then
+    // y - max = inf - inf = NaN: the row is refused (-3) instead of producing NaN probabilities.
+    if (m == HUGE_VALF) {
+      bad_column[node] = -3;
+      return;
     }
     double sum = 0.0;
     for (index_t i = 0; i < vocab; ++i) {
@@ -112,6 +119,10 @@ struct redrafter_functor {
 
   REDRAFT_HOST_DEVICE bool row_ok(std::int32_t b, std::int32_t off, std::int32_t node) const {
     if (bad_column[off + node] == -1) return true;
+    if (bad_column[off + node] == -3) {
+      status.set(b, status_scaled_logit_overflow, node, 0);
+      return false;
+    }
     status.set_row(b, node, bad_column[off + node]);
     return false;
   }
@@ -197,7 +208,7 @@ struct redrafter_functor {
 // Outputs: accepted_len, best_beam (Apple's: the first beam with the longest run), accepted
 //   nodes, emitted tokens, next token, hidden row.
 // Errors (redraft::error): a tree without beams, shape mismatches, temperature <= 0,
-//   logit_top_k < 0, uniforms of the wrong shape or outside [0, 1), NaN / +inf logits in any row
+//   logit_top_k < 0, uniforms of the wrong shape or outside [0, 1), NaN / +inf logits (or a logit / T overflowing float) in any row
 //   (every non-leaf row is read) or in the draft log-probs of a tested token.
 // Determinism: a pure function of its inputs; identical decisions on every backend.
 // Complexity: every node's row is read 3 times (scan+top-k for k <= 64, max, log-sum), per
@@ -219,9 +230,9 @@ acceptance<B> verify_redrafter(const B& backend, const tree<B>& tree,
                   draft_log_probs.extent(1), ", ", draft_log_probs.extent(2), ", ",
                   draft_log_probs.extent(3), "] but expected [", tree.batch, ", ", width, ", ",
                   length - 1, ", ", vocab, "]");
-  REDRAFT_REQUIRE(std::isfinite(params.temperature) && params.temperature > 0.0f,
+  REDRAFT_REQUIRE(detail::temperature_is_usable(params.temperature),
                   "verify_redrafter: temperature ", params.temperature,
-                  " must be finite and > 0 (use verify_greedy for T = 0)");
+                  " must be finite and > 0 with a finite 1 / T (use verify_greedy for T = 0)");
   REDRAFT_REQUIRE(params.logit_top_k >= 0, "verify_redrafter: logit_top_k ", params.logit_top_k,
                   " must be >= 0 (0 disables the warp)");
   REDRAFT_REQUIRE(std::isfinite(params.logit_mask_value), "verify_redrafter: logit_mask_value ",

@@ -33,6 +33,7 @@ enum verify_status_code : std::int32_t {
   status_duplicate_sibling = 5,  // node, parent
   status_non_finite_draft = 6,   // beam * L + position, token (verify_redrafter's q)
   status_bad_depth = 7,          // node, depth
+  status_scaled_logit_overflow = 8,  // node: a logit / temperature overflows float (redrafter)
 };
 
 // Per-request status, [B, 3] int32 in backend memory.
@@ -251,6 +252,9 @@ void throw_on_status(const B& backend, const char* fn, const verify_buffers<B>& 
       case status_bad_depth:
         throw_error(fn, ": tree depth ", detail, " of request ", b, ", node ", node,
                     " is not its parent's depth + 1 (0 at the root)");
+      case status_scaled_logit_overflow:
+        throw_error(fn, ": logits row ", row, " (request ", b, ", node ", node,
+                    ") divided by the temperature overflows float (|logit| > FLT_MAX * T)");
       case status_non_finite_draft:
         throw_error(fn, ": draft_log_probs is NaN or +inf at request ", b, ", beam position ", node,
                     ", token ", detail);

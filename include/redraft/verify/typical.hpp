@@ -129,8 +129,8 @@ acceptance<B> verify_typical(const B& backend, const tree<B>& tree,
                              matrix_view<const float> logits, const typical_params& params,
                              const uniform_source& uniforms = philox_uniforms{}) {
   detail::check_tree_and_logits("verify_typical", tree, logits);
-  REDRAFT_REQUIRE(std::isfinite(params.temperature) && params.temperature > 0.0f,
-                  "verify_typical: temperature ", params.temperature, " must be finite and > 0");
+  REDRAFT_REQUIRE(detail::temperature_is_usable(params.temperature), "verify_typical: temperature ",
+                  params.temperature, " must be finite and > 0 with a finite 1 / T");
   REDRAFT_REQUIRE(std::isfinite(params.epsilon) && params.epsilon >= 0.0f, "verify_typical: epsilon ",
                   params.epsilon, " must be finite and >= 0");
   REDRAFT_REQUIRE(std::isfinite(params.delta) && params.delta >= 0.0f, "verify_typical: delta ",
