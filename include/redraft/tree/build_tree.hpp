@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "redraft/core/backend.hpp"
@@ -116,8 +117,8 @@ typename B::template buffer<std::int32_t> to_backend(const B& backend,
 }  // namespace detail
 
 // build_tree(backend, beams [B, W, L]) -> tree with beam_to_node.
-// Throws redraft::error (before allocating any output) for W < 1, L < 2, negative token ids, or
-// beams of one request with different root tokens.
+// Throws redraft::error (before allocating any output) for W < 1, L < 2, B W L >= 2^31 (int32
+// node indices), negative token ids, or beams of one request with different root tokens.
 template <Backend B>
 tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams);
 
@@ -130,6 +131,13 @@ tree<B> build_tree(const B& backend, view<const std::int32_t, 3> beams) {
     return build_tree_parallel(backend, beams);
   }
   const index_t batch = beams.extent(0), width = beams.extent(1), length = beams.extent(2);
+  // NOTE: node indices and node_offsets are int32 and n_total <= B W L, so B W L < 2^31 keeps
+  // every index (and the trie's int32 counters) in range; checked before the beams are copied.
+  REDRAFT_REQUIRE(batch >= 0 && width >= 0 && length >= 0 &&
+                      (width == 0 || length == 0 ||
+                       batch <= std::numeric_limits<std::int32_t>::max() / width / length),
+                  "build_tree: beams [", batch, ", ", width, ", ", length,
+                  "] hold 2^31 or more tokens (node indices are int32)");
   std::vector<std::int32_t> host_beams(static_cast<std::size_t>(beams.size()));
   backend.copy_to_host(beams.data(), beams.size(), host_beams.data());
   detail::check_beams("build_tree", host_beams.data(), batch, width, length);
