@@ -1,0 +1,1 @@
+// tests/pch_anchor.cpp: the translation unit that builds the tests' precompiled header.
