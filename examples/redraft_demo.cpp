@@ -1,8 +1,10 @@
 // redraft-demo: speculative decoding end to end, against plain decoding of the same model.
 //
-// With no arguments it builds the reference tiny Llama target (deterministic random weights, a
-// byte-level vocabulary) and a draft head, decodes a few prompts with plain decoding and with
-// speculative decoding in the same run, and prints the text, tokens per step, acceptance by
+// With no arguments it runs the shipped KJV pair when present (data/models/kjv-target, a
+// byte-level Llama trained on the King James Bible, and its distilled draft head
+// data/draft_heads/kjv; docs/results.md), else the reference tiny Llama target (deterministic
+// random weights, a byte-level vocabulary) and its draft head; decodes a few prompts with plain
+// decoding and with speculative decoding in the same run, and prints the text, tokens per step, acceptance by
 // depth, where the time goes, and the measured speedup. Flags pick the beam shape, batch,
 // sampling, verifier, and checkpoints for the target and the draft head (--help).
 #include <chrono>
@@ -34,7 +36,8 @@ struct demo_flags {
   std::uint64_t seed = 1;
   std::string verifier_name;  // default: greedy at T = 0, lossless otherwise
   std::string target_dir, draft_dir;
-  bool quiet = false, untrained = false;
+  std::vector<std::string> prompts;  // --prompt; default: built-in prompts (KJV ones for the KJV pair)
+  bool quiet = false, untrained = false, builtin = false, kjv = false;
 };
 
 void usage() {
@@ -49,12 +52,26 @@ void usage() {
       "  --verifier NAME    greedy | lossless | redrafter | typical\n"
       "                     (default: greedy at T = 0, lossless otherwise)\n"
       "  --target DIR       target checkpoint (config.json + model.safetensors, Llama layout);\n"
-      "                     default: the built-in reference model with deterministic weights\n"
+      "                     default: the shipped KJV target data/models/kjv-target with its\n"
+      "                     draft head data/draft_heads/kjv when both are present, else the\n"
+      "                     built-in reference model with deterministic weights\n"
+      "  --builtin          use the built-in reference model even when the KJV pair is present\n"
       "  --draft DIR        draft head checkpoint (ReDrafter layout); default for the built-in\n"
       "                     target: the distilled head in data/draft_heads/demo when present,\n"
       "                     else a deterministic untrained head\n"
       "  --untrained        use the deterministic untrained head (for comparisons)\n"
+      "  --prompt TEXT      a prompt (repeat for several; requests cycle through them)\n"
       "  --quiet            print only the summary\n");
+}
+
+// The repository's data/ directory: REDRAFT_DEMO_DATA_DIR when the build defines it, else found
+// from this source file's path (<repo>/examples/redraft_demo.cpp).
+std::filesystem::path demo_data_dir() {
+#ifdef REDRAFT_DEMO_DATA_DIR
+  return std::filesystem::path(REDRAFT_DEMO_DATA_DIR);
+#else
+  return std::filesystem::path(__FILE__).parent_path().parent_path() / "data";
+#endif
 }
 
 demo_flags parse(int argc, char** argv) {
@@ -88,6 +105,10 @@ demo_flags parse(int argc, char** argv) {
       f.draft_dir = value();
     } else if (a == "--untrained") {
       f.untrained = true;
+    } else if (a == "--builtin") {
+      f.builtin = true;
+    } else if (a == "--prompt") {
+      f.prompts.push_back(value());
     } else if (a == "--quiet") {
       f.quiet = true;
     } else {
@@ -96,6 +117,16 @@ demo_flags parse(int argc, char** argv) {
   }
   REDRAFT_REQUIRE(f.batch >= 1, "redraft-demo: --batch ", f.batch, " must be at least 1");
   REDRAFT_REQUIRE(f.temperature >= 0.0f, "redraft-demo: --temperature ", f.temperature, " must be >= 0");
+  // The shipped KJV pair (tools/train_target.py + redraft-distill; docs/results.md).
+  if (f.target_dir.empty() && f.draft_dir.empty() && !f.untrained && !f.builtin) {
+    const std::filesystem::path data = demo_data_dir();
+    if (std::filesystem::exists(data / "models" / "kjv-target" / "config.json") &&
+        std::filesystem::exists(data / "draft_heads" / "kjv" / "config.json")) {
+      f.target_dir = (data / "models" / "kjv-target").string();
+      f.draft_dir = (data / "draft_heads" / "kjv").string();
+      f.kjv = true;
+    }
+  }
 #ifdef REDRAFT_DEMO_DRAFT_DIR
   // The distilled head shipped for the built-in target (redraft-distill; docs/distill.md).
   if (f.draft_dir.empty() && f.target_dir.empty() && !f.untrained) {
@@ -122,6 +153,14 @@ const char* const prompts[] = {
     "Speculative decoding drafts several tokens ",
     "The quick brown fox jumps over ",
     "To be, or not to be, that is ",
+};
+
+// Prompts for the KJV target: openings of verses in the style it was trained on.
+const char* const kjv_prompts[] = {
+    "And God said unto Moses, ",
+    "Blessed are the poor in spirit: ",
+    "The LORD is my shepherd; ",
+    "And it came to pass, when the king ",
 };
 
 // Bytes as text: printable ASCII as is, everything else as \xNN.
@@ -151,7 +190,10 @@ int run(const demo_flags& f) {
   std::vector<generation_request> requests;
   for (std::int32_t r = 0; r < f.batch; ++r) {
     generation_request q;
-    for (const char* c = prompts[r % 4]; *c; ++c) q.prompt.push_back(static_cast<unsigned char>(*c) % target.vocab_size());
+    const std::string text = !f.prompts.empty() ? f.prompts[static_cast<std::size_t>(r) % f.prompts.size()]
+                             : f.kjv           ? kjv_prompts[r % 4]
+                                               : prompts[r % 4];
+    for (const char c : text) q.prompt.push_back(static_cast<unsigned char>(c) % target.vocab_size());
     q.max_new_tokens = f.max_tokens;
     requests.push_back(q);
   }

@@ -1,0 +1,103 @@
+// What one speculative step costs on the shipped KJV pair (data/models/kjv-target +
+// data/draft_heads/kjv), in units of one plain decoding step: the target's verify() of n packed
+// nodes (n = 1 is a plain decoding step) and the draft head's beam search of W beams of L tokens.
+// docs/results.md reads the speedup table with these numbers. Falls back to the demo's built-in
+// target (random weights) and an untrained head when the shipped files are missing.
+//
+// Compare BM_verify/n with BM_verify/1. NOTE: on a machine shared with other work, read the CPU
+// column (this thread's time), not the wall-clock Time column.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "redraft/draft/beam_search.hpp"
+#include "redraft/draft/checkpoint.hpp"
+#include "redraft/draft/draft_init.hpp"
+#include "redraft/testing/demo_models.hpp"
+#include "redraft/testing/tiny_llama.hpp"
+#include "redraft/testing/tiny_llama_io.hpp"
+
+using namespace redraft;
+using redraft::testing::tiny_llama;
+
+namespace {
+
+// NOTE: __FILE__ is the absolute path of this file in CMake builds: <repo>/bench/...
+const std::filesystem::path data_dir = std::filesystem::path(__FILE__).parent_path() / ".." / "data";
+
+tiny_llama& shared_target() {
+  static std::unique_ptr<tiny_llama> model = [] {
+    const auto dir = data_dir / "models" / "kjv-target";
+    if (std::filesystem::exists(dir / "config.json"))
+      return std::make_unique<tiny_llama>(redraft::testing::load_tiny_llama(dir, 1));
+    return std::make_unique<tiny_llama>(
+        tiny_llama::random(redraft::testing::demo_target_config(), redraft::testing::demo_target_seed, 1));
+  }();
+  return *model;
+}
+
+const draft_head<cpu_backend>& shared_head() {
+  static std::unique_ptr<draft_head<cpu_backend>> head = [] {
+    const cpu_backend cpu;
+    const auto dir = data_dir / "draft_heads" / "kjv";
+    if (std::filesystem::exists(dir / "config.json"))
+      return std::make_unique<draft_head<cpu_backend>>(load_draft_head(cpu, dir.string()));
+    auto h = std::make_unique<draft_head<cpu_backend>>(
+        cpu, redraft::testing::demo_draft_config(shared_target().vocab_size(), shared_target().hidden_size()));
+    init_draft_head(*h, redraft::testing::demo_draft_seed);
+    return h;
+  }();
+  return *head;
+}
+
+// verify() of a chain of n nodes after a 128-token committed prefix (no commit: every iteration
+// replaces the pending tree). The cost of a tree depends on its node count, not its shape.
+void BM_verify(benchmark::State& state) {
+  const auto n = static_cast<std::int32_t>(state.range(0));
+  tiny_llama& model = shared_target();
+  std::vector<std::int32_t> prompt(128), slots{0}, offsets{0, 128};
+  for (std::int32_t i = 0; i < 128; ++i) prompt[static_cast<std::size_t>(i)] = 32 + (i * 37) % 90;
+  model.prefill(prefill_input{{slots.data(), 1}, {offsets.data(), 2}, {prompt.data(), 128}});
+  std::vector<std::int32_t> tokens(static_cast<std::size_t>(n), 'e'), parent(static_cast<std::size_t>(n)),
+      depth(static_cast<std::size_t>(n)), positions(static_cast<std::size_t>(n)), node_offsets{0, n};
+  for (std::int32_t i = 0; i < n; ++i) {
+    parent[static_cast<std::size_t>(i)] = i - 1;
+    depth[static_cast<std::size_t>(i)] = i;
+    positions[static_cast<std::size_t>(i)] = 128 + i;
+  }
+  tree_view t;
+  t.batch = 1;
+  t.node_offsets = node_offsets.data();
+  t.token = tokens.data();
+  t.parent = parent.data();
+  t.depth = depth.data();
+  const verify_input in{{slots.data(), 1}, {node_offsets.data(), 2}, t, {positions.data(), n}};
+  for (auto _ : state) benchmark::DoNotOptimize(model.verify(in).logits.data());
+  state.counters["nodes"] = n;
+}
+BENCHMARK(BM_verify)->DenseRange(1, 8)->Arg(12)->Arg(16)->Arg(21)->Arg(32)->Unit(benchmark::kMicrosecond);
+
+// One beam search of the draft head (B = 1): L - 1 recurrent steps over W beams.
+void BM_draft(benchmark::State& state) {
+  const index_t width = state.range(0), length = state.range(1);
+  const draft_head<cpu_backend>& head = shared_head();
+  const tiny_llama& model = shared_target();
+  std::vector<float> hidden(static_cast<std::size_t>(model.hidden_size()), 0.5f);
+  const std::vector<std::int32_t> root{'A'};
+  beam_search_workspace<cpu_backend> ws;
+  for (auto _ : state) {
+    auto result = beam_search(head, matrix_view<const float>(hidden.data(), 1, model.hidden_size()),
+                              vector_view<const std::int32_t>(root.data(), 1), model.embedding(), width, length,
+                              {}, &ws);
+    benchmark::DoNotOptimize(result.beams.data());
+  }
+}
+BENCHMARK(BM_draft)
+    ->ArgNames({"W", "L"})
+    ->Args({1, 4})->Args({1, 6})->Args({2, 4})->Args({2, 6})->Args({4, 4})->Args({4, 6})->Args({16, 4})
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
