@@ -7,7 +7,7 @@
 #
 # usage: tools/speedup_table.sh [BUILD_DIR]      (default: build; redraft-demo must be built)
 # environment: TOKENS (per run, default 160), REPEATS (runs per cell, default 3), OUT (default
-# docs), WIDTHS, LENGTHS (space-separated lists), TARGET, DRAFT (checkpoint directories).
+# docs), WIDTHS, LENGTHS (space-separated lists), TARGET, DRAFT (checkpoint directories), PROMPT.
 #
 # Each cell runs redraft-demo REPEATS times (sampling: seeds 1..REPEATS); the CSV holds the mean
 # tokens per step and acceptance, and the median of the per-run speedups (each run times plain and
@@ -24,6 +24,7 @@ widths="${WIDTHS:-1 2 4 8 16}"
 lengths="${LENGTHS:-2 3 4 5 6}"
 target="${TARGET:-$root/data/models/kjv-target}"
 draft="${DRAFT:-$root/data/draft_heads/kjv}"
+prompt="${PROMPT:-And it came to pass, when the king }"
 
 [[ -x "$demo" ]] || { echo "speedup_table.sh: $demo not found (cmake --build $build --target redraft-demo)" >&2; exit 1; }
 if ! command -v gnuplot > /dev/null; then
@@ -38,7 +39,7 @@ for mode in greedy sampling; do
     for l in $lengths; do
       runs=""
       for ((r = 1; r <= repeats; ++r)); do
-        args=(--target "$target" --draft "$draft" --width "$w" --length "$l" --max-tokens "$tokens" --quiet)
+        args=(--target "$target" --draft "$draft" --width "$w" --length "$l" --max-tokens "$tokens" --prompt "$prompt" --quiet)
         [[ $mode == sampling ]] && args+=(--temperature 1 --verifier lossless --seed "$r")
         text="$("$demo" "${args[@]}")"
         # One line per run: tokens_per_step speedup plain_rate spec_rate draft% target%
