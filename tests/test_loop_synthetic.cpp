@@ -217,3 +217,28 @@ TEST_CASE("speculative lossless sampling follows the target's law on the first t
     CHECK(stat > chi_square_quantile(df, 5.5));
   }
 }
+
+namespace {
+
+// A drafter whose beams do not start at the root it was given.
+struct wrong_root_drafter {
+  redraft::testing::random_drafter inner;
+  draft_output<cpu_backend> draft(const draft_input& in) {
+    draft_output<cpu_backend> out = inner.draft(in);
+    out.beams[0] = (out.beams[0] + 1) % 24;  // request 0, beam 0, position 0
+    for (index_t w = 1; w < in.beam_width; ++w) out.beams[w * in.beam_length] = out.beams[0];
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the decoder reports a drafter whose beams do not start at the root", "[loop][errors]") {
+  synthetic_target_config config;
+  config.vocab_size = 24;
+  synthetic_target model(config);
+  wrong_root_drafter drafter{redraft::testing::random_drafter(config.vocab_size, 1)};
+  speculative_decoder<cpu_backend, synthetic_target, wrong_root_drafter> decoder(cpu_backend{}, model, drafter);
+  CHECK_THROWS_WITH(decoder.generate({generation_request{{1, 2}, 8, -1, 0}}, decode_options{}),
+                    Catch::Contains("the drafter's beams for request 0 start with token"));
+}

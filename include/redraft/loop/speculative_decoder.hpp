@@ -134,12 +134,17 @@ class speculative_decoder {
       // Tree, masks, positions.
       t0 = detail::decode_clock::now();
       const tree<B> t = build_tree(backend_, view<const std::int32_t, 3>(drafted.beams.data(), a, width, length));
-      for (index_t i = 0; i < a; ++i) {
-        std::int32_t root_on_device = 0;
-        backend_.copy_to_host(t.token.data() + t.host_node_offsets[static_cast<std::size_t>(i)], 1, &root_on_device);
-        REDRAFT_REQUIRE(root_on_device == roots[static_cast<std::size_t>(i)], fn, ": the drafter's beams for request ",
-                        active[static_cast<std::size_t>(i)], " start with token ", root_on_device,
-                        " instead of the root ", roots[static_cast<std::size_t>(i)]);
+      {
+        // One transfer of the tree's tokens (n_total ints) checks every request's root; build_tree
+        // already checked that the beams of a request share it.
+        std::vector<std::int32_t> tokens(static_cast<std::size_t>(t.total_nodes()));
+        backend_.copy_to_host(t.token.data(), t.total_nodes(), tokens.data());
+        for (index_t i = 0; i < a; ++i) {
+          const std::int32_t root = tokens[static_cast<std::size_t>(t.host_node_offsets[static_cast<std::size_t>(i)])];
+          REDRAFT_REQUIRE(root == roots[static_cast<std::size_t>(i)], fn, ": the drafter's beams for request ",
+                          active[static_cast<std::size_t>(i)], " start with token ", root, " instead of the root ",
+                          roots[static_cast<std::size_t>(i)]);
+        }
       }
       auto base = backend_.template allocate<std::int32_t>(a);
       backend_.copy_from_host(committed.data(), a, base.data());
