@@ -5,7 +5,7 @@
 // buffers. Dense products go through Eigen's GEMM.
 #pragma once
 
-#include <Eigen/Core>
+#include "redraft/cpu/eigen.hpp"
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

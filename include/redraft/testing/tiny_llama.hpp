@@ -26,7 +26,7 @@
 // attention per request and head); no allocation once the scratch buffers have grown. One core.
 #pragma once
 
-#include <Eigen/Core>
+#include "redraft/cpu/eigen.hpp"
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

@@ -32,7 +32,7 @@
 // Host code (CPU training); T = float to train, double to check gradients.
 #pragma once
 
-#include <Eigen/Core>
+#include "redraft/cpu/eigen.hpp"
 #include <chrono>
 #include <cmath>
 #include <cstdint>

@@ -11,7 +11,7 @@
 // so trained weights load into any backend's head. Host code only (CPU training).
 #pragma once
 
-#include <Eigen/Core>
+#include "redraft/cpu/eigen.hpp"
 #include <cstdint>
 #include <string>
 #include <utility>
