@@ -15,9 +15,14 @@
 # CSV holds the mean tokens per step and the median speedup), OUT (default docs), WIDTHS, LENGTHS,
 # PLOT_ONLY=1 (redraw the plot from the CSVs already in OUT, measuring nothing).
 #
-# Every timed run takes the exclusive lock /tmp/redraft-cpu.lock (one run at a time), so builds on
-# a shared machine do not run beside it. About 3-5 minutes on 2 cores.
+# The measurements run under the exclusive lock /tmp/redraft-cpu.lock (taken once, for all of
+# them), so builds on a shared machine do not run beside them. About 2-4 minutes on 2 cores.
 set -euo pipefail
+
+lock=/tmp/redraft-cpu.lock
+if [[ "${PLOT_ONLY:-0}" != 1 && -z "${COST_PLOT_LOCKED:-}" ]]; then
+  exec env COST_PLOT_LOCKED=1 flock -x "$lock" bash "${BASH_SOURCE[0]}" "$@"
+fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build}"
@@ -31,7 +36,6 @@ lengths="${LENGTHS:-2 3 4 5 6}"
 target="$root/data/models/kjv-target"
 draft="$root/data/draft_heads/kjv"
 prompt="And it came to pass, when the king "
-lock=/tmp/redraft-cpu.lock
 
 for exe in "$demo" "$bench"; do
   [[ -x "$exe" ]] || { echo "cost_plot.sh: $exe not found (cmake --build $build --target redraft-demo bench_target_cost)" >&2; exit 1; }
@@ -46,7 +50,7 @@ verify_csv="$out/cost_tree_pass.csv"
 shapes_csv="$out/cost_shapes.csv"
 if [[ "${PLOT_ONLY:-0}" != 1 ]]; then
 # 1. Tree-pass cost: median CPU time of 3 repetitions per node count, over the n = 1 time.
-flock -x "$lock" "$bench" --benchmark_filter='BM_verify/' --benchmark_repetitions=3 \
+"$bench" --benchmark_filter='BM_verify/' --benchmark_repetitions=3 \
   --benchmark_report_aggregates_only=true --benchmark_format=csv 2> /dev/null |
   awk -F, '/_median"?,/ { split($1, a, "/"); n = a[2] + 0; t[n] = $4; order[++k] = n }
     END { print "nodes,cpu_us,plain_steps"
@@ -62,7 +66,7 @@ for mode in greedy sampling; do
       for ((r = 1; r <= repeats; ++r)); do
         args=(--target "$target" --draft "$draft" --width "$w" --length "$l" --max-tokens "$tokens" --prompt "$prompt" --quiet)
         [[ $mode == sampling ]] && args+=(--temperature 1 --verifier lossless --seed "$r")
-        text="$(flock -x "$lock" "$demo" "${args[@]}")"
+        text="$("$demo" "${args[@]}")"
         runs+="$(awk '
           /^tokens per step:/ { tps = $4 }
           /^tree nodes per step:/ { nodes = $5 }
