@@ -85,25 +85,25 @@ fi
 
 # 3. The plot: one panel per mode.
 gnuplot <<EOF
-set terminal svg size 1200,520 dynamic font "DejaVu Sans,12" background "white"
+set terminal svg size 1200,600 dynamic font "DejaVu Sans,12" background "white"
 set output "$out/cost.svg"
 set datafile separator ","
 set multiplot layout 1,2 title "Which tree shapes pay: KJV target (3.5M params) + distilled head, $(nproc) CPU cores ($(lscpu | sed -n 's/^Model name: *//p'))"
 set grid
-set key top left box opaque
+set key below maxrows 2
 set xlabel "tree nodes verified per step (n)"
 set ylabel "plain steps (cost) / tokens per step"
 set logscale x 2
 set xrange [0.9:100]
 set yrange [0:*]
 do for [m in "greedy sampling"] {
-  set title sprintf("%s: a shape pays where its dot is above its square", m)
+  set title sprintf("%s (labels: W x L): a shape pays where its dot is above its square", m)
   plot "$verify_csv" skip 1 using 1:3 with linespoints lw 2 pt 7 ps 0.5 lc "black" title "tree-pass cost (bench\\\\_target\\\\_cost)", \
        "$shapes_csv" skip 1 using (strcol(1) eq m ? \$4 : 1/0):7:(0):(\$5 - \$7) with vectors nohead dt 3 lc "gray" notitle, \
        "$shapes_csv" skip 1 using (strcol(1) eq m ? \$4 : 1/0):7 with points pt 4 ps 1.1 lc "#555555" title "whole step cost = tokens per step / speedup", \
        "$shapes_csv" skip 1 using (strcol(1) eq m && \$6 >= 1 ? \$4 : 1/0):5 with points pt 7 ps 1.1 lc "#1a7f37" title "tokens per step, speedup >= 1", \
        "$shapes_csv" skip 1 using (strcol(1) eq m && \$6 < 1 ? \$4 : 1/0):5 with points pt 7 ps 1.1 lc "#c00000" title "tokens per step, speedup < 1", \
-       "$shapes_csv" skip 1 using (strcol(1) eq m && \$2 == 1 ? \$4 : 1/0):5:(sprintf("%dx%d", \$2, \$3)) with labels offset 0,0.8 font ",9" notitle
+       "$shapes_csv" skip 1 using (strcol(1) eq m ? \$4 : 1/0):5:(sprintf("%dx%d", \$2, \$3)) with labels left offset 0.7,0.3 font ",8" tc "#333333" notitle
 }
 unset multiplot
 EOF
