@@ -78,7 +78,7 @@ void BM_verify(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(model.verify(in).logits.data());
   state.counters["nodes"] = n;
 }
-BENCHMARK(BM_verify)->DenseRange(1, 8)->Arg(12)->Arg(16)->Arg(21)->Arg(32)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_verify)->DenseRange(1, 8)->Arg(12)->Arg(16)->Arg(21)->Arg(32)->Arg(48)->Arg(64)->Arg(81)->Unit(benchmark::kMicrosecond);
 
 // One beam search of the draft head (B = 1): L - 1 recurrent steps over W beams.
 void BM_draft(benchmark::State& state) {

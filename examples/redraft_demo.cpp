@@ -249,6 +249,11 @@ int run(const demo_flags& f) {
   for (std::size_t d = 0; d < at_depth.size(); ++d)
     std::printf(" %zu:%.2f", d + 1, steps ? static_cast<double>(at_depth[d]) / static_cast<double>(steps) : 0.0);
   std::printf("\n");
+  // Rows of the target's verify pass per step (every request's tree): the n of docs/results.md's cost plot.
+  std::int64_t nodes = 0;
+  for (const auto& s : got.steps) nodes += s.nodes;
+  std::printf("tree nodes per step: %.2f (rows of one target pass, batch %d)\n",
+              got.steps.empty() ? 0.0 : static_cast<double>(nodes) / static_cast<double>(got.steps.size()), f.batch);
   step_stats total;
   for (const auto& s : got.steps) {
     total.draft_s += s.draft_s;
