@@ -43,8 +43,9 @@ struct demo_flags {
   std::vector<std::string> prompts;  // --prompt; default: built-in prompts (KJV ones for the KJV pair)
   bool quiet = false, untrained = false, builtin = false, kjv = false;
   std::string drafter = "head";  // head | lookup | suffix | hybrid | hybrid-suffix
-  std::int32_t lookup_beams = 2, max_nodes = 0, ngram = 3;
+  std::int32_t lookup_beams = 2, max_nodes = 0, ngram = 3, head_length = 0;
   bool lookup_first = false;
+  float min_acceptance = 0.0f;
 };
 
 void usage() {
@@ -76,6 +77,10 @@ void usage() {
       "                     the tree has W + K beams\n"
       "  --lookup-first     hybrid: the model-free candidates come first in the tree\n"
       "  --max-nodes N      hybrid: node cap per request tree, root included (default 0: none)\n"
+      "  --min-acceptance A hybrid: cut the lookup candidates after the depths whose observed\n"
+      "                     acceptance rate is below A (default 0: off; docs/lookup.md)\n"
+      "  --head-length N    hybrid: the head drafts beams of N tokens, root included (default L);\n"
+      "                     the lookup candidates still run to L\n"
       "  --ngram N          lookup: longest suffix matched (default 3)\n");
 }
 
@@ -132,6 +137,10 @@ demo_flags parse(int argc, char** argv) {
       f.lookup_beams = std::stoi(value());
     } else if (a == "--lookup-first") {
       f.lookup_first = true;
+    } else if (a == "--min-acceptance") {
+      f.min_acceptance = std::stof(value());
+    } else if (a == "--head-length") {
+      f.head_length = std::stoi(value());
     } else if (a == "--max-nodes") {
       f.max_nodes = std::stoi(value());
     } else if (a == "--ngram") {
@@ -262,7 +271,8 @@ int run(const demo_flags& f) {
   draft_head_drafter<cpu_backend> head_drafter(head, target.embedding());
   lookup_drafter<cpu_backend> lookup(cpu, lookup_options{f.ngram, 1, 32});
   suffix_drafter<cpu_backend> suffix(cpu);
-  const hybrid_options split{f.width, f.lookup_beams, f.max_nodes, f.lookup_first};
+  hybrid_options split{f.width, f.lookup_beams, f.max_nodes, f.lookup_first, f.head_length, 0};
+  split.second_min_acceptance = f.min_acceptance;
   generation_result got;
   if (f.drafter == "head") {
     got = decode(head_drafter);

@@ -265,7 +265,9 @@ TEST_CASE("speculative greedy equals plain greedy with lookup, suffix and hybrid
   decode_options options;
   options.beam_width = width;
   options.beam_length = length;
-  const hybrid_options split{width - width / 2, width / 2, kind == 3 ? 1 + width * (length - 1) / 2 : 0, kind == 3};
+  // kind 2: the model source drafts at most 3 tokens (root included), the lookup runs to L.
+  const hybrid_options split{width - width / 2, width / 2, kind == 3 ? 1 + width * (length - 1) / 2 : 0, kind == 3,
+                             kind == 2 ? std::min(length, 3) : 0, 0};
   generation_result got;
   if (kind == 0) {
     lookup_drafter<cpu_backend> drafter(cpu_backend{});

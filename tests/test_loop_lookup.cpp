@@ -278,7 +278,7 @@ TEST_CASE("hybrid_drafter merges two sources into one trie under a node cap", "[
   one_request q({9, 1, 2, 7, 9}, 3, 4);
   SECTION("head first") {
     hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, head, lookup,
-                                                                                   hybrid_options{2, 1, 0, false});
+                                                                                   hybrid_options{2, 1, 0, false, 0, 0});
     const auto out = hybrid.draft(q.in);
     CHECK(unpack(out, 3, 4) == candidates{{1, 2, 3}, {1, 2, 4}, {1, 2, 7}});
     // The trie shares "1 2": 1 + 3 + 1 + 1 = 6 nodes.
@@ -288,27 +288,73 @@ TEST_CASE("hybrid_drafter merges two sources into one trie under a node cap", "[
   }
   SECTION("lookup first, node cap 5") {
     hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, head, lookup,
-                                                                                   hybrid_options{2, 1, 5, true});
+                                                                                   hybrid_options{2, 1, 5, true, 0, 0});
     CHECK(unpack(hybrid.draft(q.in), 3, 4) == candidates{{1, 2, 7}, {1, 2, 3}});
+  }
+  SECTION("per-source lengths: the head drafts 2 tokens, the lookup 3") {
+    fixed_drafter short_head{{1, 2, 1, 5}, 2};  // [W, 2] for beam_length 3
+    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, short_head, lookup,
+                                                                                   hybrid_options{2, 1, 0, false, 3, 0});
+    CHECK(unpack(hybrid.draft(q.in), 3, 4) == candidates{{1, 2}, {1, 5}, {1, 2, 7}});
+    using H = hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>>;
+    CHECK_THROWS_WITH(H(cpu_backend{}, short_head, lookup, hybrid_options{2, 1, 0, false, 1, 0}),
+                      Catch::Contains("first_length 1 and second_length 0"));
+    H too_long(cpu_backend{}, short_head, lookup, hybrid_options{2, 1, 0, false, 5, 0});
+    CHECK_THROWS_WITH(too_long.draft(q.in), Catch::Contains("a source's beam length 5 exceeds the step's beam_length 4"));
+  }
+  SECTION("acceptance budget: a source is cut after the depths it has been right at") {
+    fixed_drafter one{{1, 2, 3}, 1};
+    hybrid_options budget{1, 1, 0, false, 0, 0};
+    budget.first_min_acceptance = 0.9f;
+    budget.second_min_acceptance = 0.9f;
+    budget.acceptance_decay = 0.5f;
+    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, one, lookup, budget);
+    one_request first({9, 1, 2, 7, 9}, 2, 4);
+    CHECK(unpack(hybrid.draft(first.in), 2, 4) == candidates{{1, 2, 3}, {1, 2, 7}});  // estimates start at 1
+    // The target emitted 1 2 7 5: the head matched 2 tokens (depth 3 now 0.5 < 0.9: cut), the
+    // lookup all 3. The lookup has no match for the new root 5.
+    one_request second({9, 1, 2, 7, 9, 1, 2, 7, 5}, 2, 4, false);
+    CHECK(unpack(hybrid.draft(second.in), 2, 4) == candidates{{1, 2}});
+    // The target emitted 4: the head missed at depth 1 (0.5 < 0.9): it adds nothing now, but it
+    // is still asked and measured.
+    one_request third({9, 1, 2, 7, 9, 1, 2, 7, 5, 4}, 2, 4, false);
+    CHECK(unpack(hybrid.draft(third.in), 2, 4).empty());
+    // Emitted 1: the head's depth 1 climbs back to 0.75, still cut; the lookup (untouched so far)
+    // proposes 2 7 5 in full.
+    one_request fourth({9, 1, 2, 7, 9, 1, 2, 7, 5, 4, 1}, 2, 4, false);
+    CHECK(unpack(hybrid.draft(fourth.in), 2, 4) == candidates{{2, 7, 5}});
+    // Emitted 1: head 0.875, still cut; the lookup missed at depth 1 (0.5): cut to nothing.
+    one_request fifth({9, 1, 2, 7, 9, 1, 2, 7, 5, 4, 1, 1}, 2, 4, false);
+    CHECK(unpack(hybrid.draft(fifth.in), 2, 4).empty());
+    // Emitted 1: head 0.9375 >= 0.9 at depth 1 (0.5 at depth 2): one token again.
+    one_request sixth({9, 1, 2, 7, 9, 1, 2, 7, 5, 4, 1, 1, 1}, 2, 4, false);
+    CHECK(unpack(hybrid.draft(sixth.in), 2, 4) == candidates{{1}});
+    // A fresh request on the slot starts from full trust again.
+    one_request fresh({9, 1, 2, 7, 9}, 2, 4, true);
+    CHECK(unpack(hybrid.draft(fresh.in), 2, 4) == candidates{{1, 2, 3}, {1, 2, 7}});
+    hybrid_options bad = budget;
+    bad.acceptance_decay = 1.0f;
+    using H = hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>>;
+    CHECK_THROWS_WITH(H(cpu_backend{}, one, lookup, bad), Catch::Contains("acceptance_decay 1 in [0, 1)"));
   }
   SECTION("the caller's cap wins when smaller") {
     hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, head, lookup,
-                                                                                   hybrid_options{2, 1, 5, false});
+                                                                                   hybrid_options{2, 1, 5, false, 0, 0});
     q.in.max_nodes = 3;
     CHECK(unpack(hybrid.draft(q.in), 3, 4) == candidates{{1, 2}});
   }
   SECTION("bad input") {
     hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, head, lookup,
-                                                                                   hybrid_options{2, 1, 0, false});
+                                                                                   hybrid_options{2, 1, 0, false, 0, 0});
     q.in.beam_width = 4;
     CHECK_THROWS_WITH(hybrid.draft(q.in), Catch::Contains("beam_width 4 must equal first_beams 2 + second_beams 1"));
     q.in.beam_width = 3;
     q.in.want_log_probs = true;
     CHECK_THROWS_WITH(hybrid.draft(q.in), Catch::Contains("hybrid_drafter: verifier::redrafter"));
     using H = hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>>;
-    CHECK_THROWS_WITH(H(cpu_backend{}, head, lookup, hybrid_options{0, 0, 0, false}),
+    CHECK_THROWS_WITH(H(cpu_backend{}, head, lookup, hybrid_options{0, 0, 0, false, 0, 0}),
                       Catch::Contains("at least one beam"));
-    CHECK_THROWS_WITH(H(cpu_backend{}, head, lookup, hybrid_options{1, 1, -1, false}), Catch::Contains("max_nodes -1"));
+    CHECK_THROWS_WITH(H(cpu_backend{}, head, lookup, hybrid_options{1, 1, -1, false, 0, 0}), Catch::Contains("max_nodes -1"));
   }
 }
 

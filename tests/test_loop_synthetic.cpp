@@ -238,7 +238,9 @@ TEST_CASE("speculative greedy equals plain greedy on the synthetic target with l
   decode_options options;
   options.beam_width = width;
   options.beam_length = length;
-  const hybrid_options split{width - width / 2, width / 2, kind == 3 ? 1 + width * (length - 1) / 2 : 0, kind == 3};
+  // kind 2: the model source drafts at most 3 tokens (root included), the lookup runs to L.
+  const hybrid_options split{width - width / 2, width / 2, kind == 3 ? 1 + width * (length - 1) / 2 : 0, kind == 3,
+                             kind == 2 ? std::min(length, 3) : 0, 0};
   generation_result result;
   if (kind == 0) {
     lookup_drafter<cpu_backend> drafter(cpu_backend{}, lookup_options{2, 1, 8});
@@ -300,11 +302,30 @@ TEST_CASE("speculative lossless sampling with lookup and hybrid drafters follows
     CAPTURE(stat, df);
     CHECK(stat < chi_square_quantile(df, 5.5));
   }
+  SECTION("hybrid with the acceptance budget: oracle beams + lookup candidates") {
+    synthetic_target shadow(config);
+    redraft::testing::oracle_drafter<synthetic_target> oracle(shadow, config.num_slots, 13);
+    for (std::int32_t r = 0; r < 6000; ++r) oracle.set_context(r, prompt);
+    lookup_drafter<cpu_backend> lookup(cpu_backend{});
+    hybrid_options budget{2, 1, 0, false, 0, 0};
+    budget.first_min_acceptance = 0.5f;
+    budget.second_min_acceptance = 0.5f;
+    hybrid_drafter<cpu_backend, decltype(oracle), decltype(lookup)> drafter(cpu_backend{}, oracle, lookup, budget);
+    std::vector<generation_request> requests(6000, generation_request{prompt, n + 2, -1, -1});
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    const auto result =
+        decoder.generate(requests, options, [&](std::int32_t r, std::int32_t t) { oracle.observe(r, t); });
+    std::vector<std::int64_t> counts(law.size(), 0);
+    for (const auto& tokens : result.tokens) ++counts[static_cast<std::size_t>((tokens[0] * 4 + tokens[1]) * 4 + tokens[2])];
+    const auto [stat, df] = chi_square(counts, law, 6000);
+    CAPTURE(stat, df);
+    CHECK(stat < chi_square_quantile(df, 5.5));
+  }
   SECTION("hybrid: random beams + suffix candidates, suffix first, node cap 6") {
     redraft::testing::random_drafter random(config.vocab_size, 11);
     suffix_drafter<cpu_backend> suffix(cpu_backend{}, suffix_options{6, 0.0f});
     using hybrid = hybrid_drafter<cpu_backend, decltype(random), decltype(suffix)>;
-    hybrid drafter(cpu_backend{}, random, suffix, hybrid_options{1, 2, 6, true});
+    hybrid drafter(cpu_backend{}, random, suffix, hybrid_options{1, 2, 6, true, 0, 0});
     const auto counts = sample_first_tokens(model, drafter, prompt, 6000, n, options);
     const auto [stat, df] = chi_square(counts, law, 6000);
     CAPTURE(stat, df);
