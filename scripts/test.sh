@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Quick start, command 2: installs missing dependencies, builds everything, runs the whole test
 # suite (unit tests, conformance over tests/data/golden, consumer-project tests).
+#   REDRAFT_WERROR=ON: warnings in the project's own targets are errors (.ci/run sets it; a user's
+#     build never fails because a compiler warns)
+#   REDRAFT_ARCH_CHECK=1: also compile the binaries for x86-64-v4 (AVX-512) and x86-64-v3 (AVX2)
+#     with warnings as errors (scripts/check_arch.sh; .ci/run sets it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 build=${REDRAFT_BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DREDRAFT_WERROR="${REDRAFT_WERROR:-OFF}"
 cmake --build "$build" -j "$(nproc)"
 ctest --test-dir "$build" --output-on-failure -j "$(nproc)"
+
+if [ "${REDRAFT_ARCH_CHECK:-0}" = 1 ]; then
+  bash scripts/deps.sh clang
+  bash scripts/check_arch.sh
+fi
 
 # Phase 2 (docs/reliability.md): the tests again under AddressSanitizer + UndefinedBehaviorSanitizer
 # (CMakePresets.json `asan`, clang), then every libFuzzer target for a bounded time (fuzz/run.sh).

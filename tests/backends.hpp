@@ -4,7 +4,7 @@
 //
 // Always the CPU (Eigen) backend and the from-scratch toy backend; plus the Thrust backend on
 // Thrust's host (CPP) system when the build found the CCCL headers (tests/CMakeLists.txt defines
-// REDRAFT_TEST_THRUST_HOST): the CI instantiation of the CUDA backend's code (DESIGN.md §7).
+// REDRAFT_TEST_THRUST_HOST): the CI instantiation of the CUDA backend's code (docs/cuda.md).
 #pragma once
 
 #include "redraft/cpu/cpu_backend.hpp"

@@ -1,4 +1,4 @@
-// Random decisions are bit-identical across backends for the same seeds (DESIGN.md §3): the
+// Random decisions are bit-identical across backends for the same seeds (core/philox.hpp): the
 // sampling verifiers (lossless, ReDrafter-compatible, typical with a sampled next token) draw
 // their uniforms from Philox keyed by (seed, request, step), and every backend in
 // tests/backends.hpp (CPU, toy, and the Thrust host system when built) must make exactly the same

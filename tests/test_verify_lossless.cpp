@@ -50,7 +50,7 @@ dist random_dist(std::mt19937_64& rng, std::int32_t vocab) {
   return p;
 }
 
-// The rule's law, enumerated in double from its mechanics (DESIGN.md §5): at node u with
+// The rule's law, enumerated in double from its mechanics (docs/verify.md): at node u with
 // distribution p[u] and children c_1..c_m, r ~ U[0,1) accepts c_j on [S_{j-1}, S_j) (clipped to
 // [0, 1)); the rest of [0, 1) goes to the residual p without the children's tokens, renormalised
 // (or, if that residual is empty, to the last child with positive probability).

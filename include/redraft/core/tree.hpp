@@ -1,6 +1,6 @@
 // redraft/core/tree.hpp: the token tree that every drafter produces and every verifier consumes.
 //
-// A batch of B requests, each with its own tree, stored as CSR (DESIGN.md §4):
+// A batch of B requests, each with its own tree, stored as CSR:
 //   node_offsets [B + 1]   nodes of request b are the rows [node_offsets[b], node_offsets[b+1])
 //   token        [n_total] token id of each node
 //   parent       [n_total] request-local index of the parent node, -1 at the root (node 0)

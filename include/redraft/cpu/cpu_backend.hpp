@@ -14,13 +14,15 @@
 #include <numeric>
 #include <vector>
 
+#include "redraft/core/aligned_allocator.hpp"
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
 #include "redraft/core/view.hpp"
 
 namespace redraft {
 
-// An owning host array. Unlike std::vector it is not copyable by accident (copies of large
+// An owning host array, 64-byte aligned (core/aligned_allocator.hpp: results must not depend on
+// where a buffer landed). Unlike std::vector it is not copyable by accident (copies of large
 // logits buffers should be explicit), and it exposes the backend buffer interface.
 template <class T>
 class host_buffer {
@@ -43,7 +45,7 @@ class host_buffer {
   const T* end() const { return data() + size(); }
 
  private:
-  std::vector<T> storage_;
+  aligned_vector<T> storage_;
 };
 
 class cpu_backend {

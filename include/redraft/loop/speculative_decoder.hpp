@@ -1,5 +1,5 @@
 // redraft/loop/speculative_decoder.hpp: the speculative decoding loop over any TargetModel and
-// any Drafter (DESIGN.md §5 "Loop").
+// any Drafter.
 //
 //   prefill -> first token + h
 //   repeat for the requests still running {

@@ -1,5 +1,5 @@
 // redraft/loop/target_model.hpp: the TargetModel concept, the contract between the speculative
-// decoding loop and any inference engine's model (DESIGN.md §6).
+// decoding loop and any inference engine's model.
 //
 // The loop never owns the model nor its KV cache. It refers to sequences by `slot`: an engine
 // index of a KV-cache sequence, chosen by the caller. Per step the loop asks the model to run one

@@ -24,7 +24,7 @@ struct reference_tree {
 
 // reference_pack(beams, W, L): one request's beams [W, L] (row-major) -> its packed tree.
 // Position (w, l) creates a node iff no beam w' < w has the same first l + 1 tokens; nodes are
-// numbered in the order (w, l) is visited, w outer, l inner (the packed order of DESIGN.md §1).
+// numbered in the order (w, l) is visited, w outer, l inner (the packed order: docs/glossary.md).
 inline reference_tree reference_pack(const std::int32_t* beams, int width, int length) {
   const auto same_prefix = [&](int a, int b, int l) {
     for (int k = 0; k <= l; ++k) {

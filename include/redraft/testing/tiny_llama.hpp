@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "redraft/core/aligned_allocator.hpp"
 #include "redraft/core/error.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
@@ -61,12 +62,12 @@ class tiny_llama {
     const std::size_t i = static_cast<std::size_t>(config_.intermediate_size);
     // Fused copies: one product for q, k, v and one for gate, up.
     for (const auto& lw : weights_.layers) {
-      std::vector<float> qkv(3 * d * h);  // [3D, H]
+      aligned_vector<float> qkv(3 * d * h);  // [3D, H]
       std::copy(lw.q_proj.begin(), lw.q_proj.end(), qkv.begin());
       std::copy(lw.k_proj.begin(), lw.k_proj.end(), qkv.begin() + static_cast<std::ptrdiff_t>(d * h));
       std::copy(lw.v_proj.begin(), lw.v_proj.end(), qkv.begin() + static_cast<std::ptrdiff_t>(2 * d * h));
       qkv_proj_.push_back(std::move(qkv));
-      std::vector<float> gate_up(2 * i * h);  // [2I, H]
+      aligned_vector<float> gate_up(2 * i * h);  // [2I, H]
       std::copy(lw.gate_proj.begin(), lw.gate_proj.end(), gate_up.begin());
       std::copy(lw.up_proj.begin(), lw.up_proj.end(), gate_up.begin() + static_cast<std::ptrdiff_t>(i * h));
       gate_up_proj_.push_back(std::move(gate_up));
@@ -600,11 +601,11 @@ class tiny_llama {
 
   tiny_llama_config config_;
   tiny_llama_weights weights_;
-  std::vector<std::vector<float>> qkv_proj_;      // [layers][3D, H]
-  std::vector<std::vector<float>> gate_up_proj_;  // [layers][2I, H]
+  std::vector<aligned_vector<float>> qkv_proj_;      // [layers][3D, H]
+  std::vector<aligned_vector<float>> gate_up_proj_;  // [layers][2I, H]
   std::vector<float> rope_cos_, rope_sin_;        // [max_context, head_dim / 2]
   std::size_t slot_stride_ = 0;                   // floats per slot cache
-  std::vector<float> cache_;                      // [slots, layers, 2, heads, max_context, hd]
+  aligned_vector<float> cache_;                   // [slots, layers, 2, heads, max_context, hd]
   std::vector<std::int32_t> committed_;           // [slots]
   std::vector<std::int32_t> pending_;             // [slots]
 
@@ -612,8 +613,9 @@ class tiny_llama {
   std::vector<segment> segments_;
   std::vector<std::uint8_t> seen_, mask_scratch_;
   std::vector<std::int32_t> positions_, last_rows_, all_rows_;
-  std::vector<float> x_, normed_, qkv_, attn_, gate_up_, act_, scores_, gathered_, gather_;
-  std::vector<float> hidden_, logits_;
+  // 64-byte aligned (core/aligned_allocator.hpp), so results do not depend on where they landed.
+  aligned_vector<float> x_, normed_, qkv_, attn_, gate_up_, act_, scores_, gathered_, gather_;
+  aligned_vector<float> hidden_, logits_;
 };
 
 static_assert(TargetModel<tiny_llama>, "tiny_llama must model redraft::TargetModel");

@@ -2,7 +2,7 @@
 //
 // W beams that share prefixes are merged into one token tree so every shared prefix is verified
 // once. Beams are inserted in order 0..W-1 into a trie keyed by (parent node, token); a node is
-// numbered when it is first created, which defines the packed order (DESIGN.md §1).
+// numbered when it is first created, which defines the packed order (docs/glossary.md).
 //
 //   beams [B, W, L] int32, column 0 the root token (equal across the beams of a request)
 //   beam_lengths [B, W] int32 in [1, L], optional: beam w of request b holds only its first

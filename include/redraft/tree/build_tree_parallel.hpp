@@ -1,7 +1,7 @@
 // redraft/tree/build_tree_parallel.hpp: trie dedup of draft beams as data-parallel passes.
 //
 // The same result as build_tree (tree/build_tree.hpp), bit for bit, computed without a trie so
-// that it runs on any backend, a GPU included (DESIGN.md §5, "the parallel form"):
+// that it runs on any backend, a GPU included (docs/tree.md, "the parallel form"):
 //
 //   1. owner:  for every (request b, beam w, position l >= 1) within beam w's length, the lowest
 //              beam w' that is longer than l and whose first l + 1 tokens equal beam w's. The

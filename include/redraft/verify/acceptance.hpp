@@ -1,4 +1,4 @@
-// redraft/verify/acceptance.hpp: what every verifier returns (DESIGN.md §4).
+// redraft/verify/acceptance.hpp: what every verifier returns.
 //
 // Per request b of a batch of B, with path_length L = beam_length for trees built from beams and
 // max depth + 1 otherwise:

@@ -1,6 +1,6 @@
 // redraft/verify/lossless.hpp: distribution-preserving verification of a token tree.
 //
-// The deterministic-candidate rule (DESIGN.md §5). At node u let p be the processed target
+// The deterministic-candidate rule (docs/verify.md). At node u let p be the processed target
 // distribution of logits row u (temperature, top-k, top-p: sampling_params) and c_1 .. c_m the
 // children of u in node order, holding tokens t_1 .. t_m (distinct). Each child is a one-hot
 // proposal. Draw one uniform r:

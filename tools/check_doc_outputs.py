@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Keeps the example outputs shown in docs/ equal to what the example binaries print.
+
+A page marks a block with an HTML comment on the line before its fence:
+
+    <!-- example-output: tree-example -->
+    ```text
+    ...the program's stdout, verbatim...
+    ```
+
+  check_doc_outputs.py BIN_DIR DOC...            exit 1 and print a diff when a block differs
+  check_doc_outputs.py --update BIN_DIR DOC...   rewrite the blocks from the programs' output
+
+BIN_DIR holds the example executables (build/examples). CTest runs the check (doc_example_outputs),
+so a worked example on a page cannot drift from its program.
+"""
+import difflib
+import pathlib
+import re
+import subprocess
+import sys
+
+MARK = re.compile(r"^<!-- example-output: ([A-Za-z0-9_.-]+)((?: [^ ]+)*) -->$")
+
+
+def run(bin_dir, name, args):
+    exe = pathlib.Path(bin_dir) / name
+    if not exe.exists():
+        sys.exit(f"check_doc_outputs: {exe} does not exist (build the examples first)")
+    return subprocess.run([str(exe), *args], check=True, capture_output=True, text=True).stdout
+
+
+def process(bin_dir, doc, update):
+    lines = pathlib.Path(doc).read_text().split("\n")
+    out, i, ok, found = [], 0, True, 0
+    while i < len(lines):
+        out.append(lines[i])
+        m = MARK.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        found += 1
+        name, args = m.group(1), m.group(2).split()
+        if i + 1 >= len(lines) or not lines[i + 1].startswith("```"):
+            sys.exit(f"{doc}:{i + 1}: marker for {name} is not followed by a ``` fence")
+        end = i + 2
+        while end < len(lines) and lines[end] != "```":
+            end += 1
+        if end == len(lines):
+            sys.exit(f"{doc}:{i + 2}: unterminated fence after the marker for {name}")
+        shown = lines[i + 2 : end]
+        actual = run(bin_dir, name, args).rstrip("\n").split("\n")
+        if shown != actual:
+            ok = False
+            if not update:
+                print(f"{doc}: the output shown for `{name} {' '.join(args)}` differs from the program's:")
+                sys.stdout.writelines(
+                    l + "\n" for l in difflib.unified_diff(shown, actual, "shown", "actual", lineterm=""))
+        out.append(lines[i + 1])
+        out.extend(actual if update else shown)
+        out.append("```")
+        i = end + 1
+    if found == 0:
+        sys.exit(f"check_doc_outputs: {doc} has no example-output marker")
+    if update:
+        pathlib.Path(doc).write_text("\n".join(out))
+    return ok
+
+
+def main(argv):
+    update = "--update" in argv
+    argv = [a for a in argv if a != "--update"]
+    if len(argv) < 2:
+        sys.exit(__doc__)
+    bin_dir, docs = argv[0], argv[1:]
+    results = [process(bin_dir, doc, update) for doc in docs]
+    if update:
+        print(f"check_doc_outputs: updated {len(docs)} page(s)")
+        return 0
+    if all(results):
+        print(f"check_doc_outputs: {len(docs)} page(s) match their programs")
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
