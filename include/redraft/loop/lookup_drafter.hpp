@@ -143,7 +143,7 @@ class lookup_drafter {
   const lookup_options& options() const { return options_; }
 
   // The candidates of every request of `in`, best first (at most W of at most L - 1 tokens, within
-  // in.max_nodes), after bringing each slot's index up to date. The hybrid drafter calls this.
+  // in.max_nodes), after bringing each slot's index up to date. draft() packs them into beams.
   std::vector<std::vector<draft_candidate>> candidates(const draft_input& in) {
     constexpr const char* fn = "lookup_drafter";
     detail::check_history_input(fn, in);

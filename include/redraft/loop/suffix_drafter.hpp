@@ -237,7 +237,7 @@ class suffix_drafter {
   }
 
   // The candidates of every request of `in` (at most W of at most L - 1 tokens, within
-  // in.max_nodes), after bringing each slot's trie up to date. The hybrid drafter calls this.
+  // in.max_nodes), after bringing each slot's trie up to date. draft() packs them into beams.
   std::vector<std::vector<draft_candidate>> candidates(const draft_input& in) {
     constexpr const char* fn = "suffix_drafter";
     detail::check_history_input(fn, in);
