@@ -49,8 +49,9 @@ struct draft_input {
   std::int32_t beam_width = 1;            // W
   std::int32_t beam_length = 2;           // L, root included
   bool want_log_probs = false;
-  vector_view<const std::span<const std::int32_t>> history;  // [R] host or empty: prompt + emitted tokens
-  vector_view<const std::uint8_t> history_fresh;             // [R] host or empty: 1 = first draft of the request
+  // Optional, default-initialised: `draft_input{hidden, roots, slots, W, L, want_log_probs}` still compiles cleanly.
+  vector_view<const std::span<const std::int32_t>> history{};  // [R] host or empty: prompt + emitted tokens
+  vector_view<const std::uint8_t> history_fresh{};             // [R] host or empty: 1 = first draft of the request
   std::int32_t max_nodes = 0;  // node cap per request tree, root included; 0: none (1 + W (L - 1) at most)
 };
 
@@ -58,7 +59,7 @@ template <class B>
 struct draft_output {
   typename B::template buffer<std::int32_t> beams;         // [R, W, L]
   typename B::template buffer<float> log_probs;            // [R, W, L-1, V] or empty
-  typename B::template buffer<std::int32_t> beam_lengths;  // [R, W] in [1, L], or empty: all L
+  typename B::template buffer<std::int32_t> beam_lengths{};  // [R, W] in [1, L], or empty: all L
 };
 
 template <class D, class B>
