@@ -20,10 +20,10 @@
 //     empty beam_lengths means every beam has all L tokens (what beam-search drafters return).
 //     Duplicate beams, or beams that are prefixes of earlier ones, are allowed: the trie merges
 //     them and they cost no node.
-//  4. Node cap: when in.max_nodes > 0 the drafter keeps each request's tree (the trie of its
-//     beams, root included) within in.max_nodes nodes, by shortening or dropping candidates.
-//     Drafters whose trees cannot exceed 1 + W (L - 1) nodes may ignore a larger cap; a cap below
-//     that bound is honoured by the model-free and hybrid drafters, and the decoder checks it.
+//  4. Node cap: when in.max_nodes > 0 the model-free and hybrid drafters keep each request's tree
+//     (the trie of its beams, root included) within in.max_nodes nodes, by shortening or dropping
+//     candidates. Beam-search drafters ignore it (their trees have at most 1 + W (L - 1) nodes).
+//     The speculative decoder passes 0 (no cap); a caller with a node budget sets it.
 //
 // The history (optional, host memory): in.history[r] spans request r's tokens so far, prompt then
 // emitted tokens; its last token is in.roots[r]. in.history_fresh[r] is 1 on the first draft of a
