@@ -310,26 +310,26 @@ TEST_CASE("hybrid_drafter merges two sources into one trie under a node cap", "[
     budget.acceptance_decay = 0.5f;
     hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, one, lookup, budget);
     one_request first({9, 1, 2, 7, 9}, 2, 4);
-    CHECK(unpack(hybrid.draft(first.in), 2, 4) == candidates{{1, 2, 3}, {1, 2, 7}});  // estimates start at 1
-    // The target emitted 1 2 7 5: the head matched 2 tokens (depth 3 now 0.5 < 0.9: cut), the
+    CHECK(unpack(hybrid.draft(first.in), 2, 4) == candidates{{1, 2, 3}, {1, 2, 7}});  // estimates start at the threshold
+    // The target emitted 1 2 7 5: the head matched 2 tokens (depth 3 now 0.45 < 0.9: cut), the
     // lookup all 3. The lookup has no match for the new root 5.
     one_request second({9, 1, 2, 7, 9, 1, 2, 7, 5}, 2, 4, false);
     CHECK(unpack(hybrid.draft(second.in), 2, 4) == candidates{{1, 2}});
-    // The target emitted 4: the head missed at depth 1 (0.5 < 0.9): it adds nothing now, but it
+    // The target emitted 4: the head missed at depth 1 (0.475 < 0.9): it adds nothing now, but it
     // is still asked and measured.
     one_request third({9, 1, 2, 7, 9, 1, 2, 7, 5, 4}, 2, 4, false);
     CHECK(unpack(hybrid.draft(third.in), 2, 4).empty());
-    // Emitted 1: the head's depth 1 climbs back to 0.75, still cut; the lookup (untouched so far)
+    // Emitted 1: the head's depth 1 climbs back to 0.74, still cut; the lookup (untouched so far)
     // proposes 2 7 5 in full.
     one_request fourth({9, 1, 2, 7, 9, 1, 2, 7, 5, 4, 1}, 2, 4, false);
     CHECK(unpack(hybrid.draft(fourth.in), 2, 4) == candidates{{2, 7, 5}});
-    // Emitted 1: head 0.875, still cut; the lookup missed at depth 1 (0.5): cut to nothing.
+    // Emitted 1: head 0.87, still cut; the lookup missed at depth 1 (0.475): cut to nothing.
     one_request fifth({9, 1, 2, 7, 9, 1, 2, 7, 5, 4, 1, 1}, 2, 4, false);
     CHECK(unpack(hybrid.draft(fifth.in), 2, 4).empty());
-    // Emitted 1: head 0.9375 >= 0.9 at depth 1 (0.5 at depth 2): one token again.
+    // Emitted 1: head 0.93 >= 0.9 at depth 1 (0.475 at depth 2): one token again.
     one_request sixth({9, 1, 2, 7, 9, 1, 2, 7, 5, 4, 1, 1, 1}, 2, 4, false);
     CHECK(unpack(hybrid.draft(sixth.in), 2, 4) == candidates{{1}});
-    // A fresh request on the slot starts from full trust again.
+    // A fresh request on the slot starts from the threshold again: full candidates.
     one_request fresh({9, 1, 2, 7, 9}, 2, 4, true);
     CHECK(unpack(hybrid.draft(fresh.in), 2, 4) == candidates{{1, 2, 3}, {1, 2, 7}});
     hybrid_options bad = budget;

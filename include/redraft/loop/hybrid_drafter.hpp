@@ -23,7 +23,8 @@
 // depths were not observed and keep their estimate). Candidates are then cut after the deepest
 // depth d with a_s[1..d] >= the source's threshold, possibly d = 0: the source is still asked
 // and measured (the first emitted token always shows whether its depth 1 was right), so it comes
-// back when the text starts to repeat. Estimates start at 1: a new request drafts in full. This
+// back when the text starts to repeat. Estimates start at the threshold: a new request drafts
+// in full until the source first misses. This
 // spends the node budget where a source has been right: prompt lookup on text that repeats, and
 // not on sampled text that does not. It looks only at earlier steps.
 //
@@ -186,6 +187,7 @@ class hybrid_drafter {
                     ": the acceptance budget needs draft_input::history and history_fresh (", rows, " rows); got ",
                     in.history.extent(0), " and ", in.history_fresh.extent(0));
     const float keep = options_.acceptance_decay, take = 1.0f - keep;
+    const float threshold[2] = {options_.first_min_acceptance, options_.second_min_acceptance};
     for (index_t r = 0; r < rows; ++r) {
       REDRAFT_REQUIRE(in.slots[r] >= 0, fn, ": slot ", in.slots[r], " of request ", r, " is negative");
       if (static_cast<std::size_t>(in.slots[r]) >= slots_.size()) slots_.resize(static_cast<std::size_t>(in.slots[r]) + 1);
@@ -194,7 +196,9 @@ class hybrid_drafter {
       if (in.history_fresh[r] != 0) st = slot_state{};
       for (int s = 0; s < 2; ++s) {
         auto& rate = st.rate[s];
-        if (rate.size() < static_cast<std::size_t>(in.beam_length - 1)) rate.resize(static_cast<std::size_t>(in.beam_length - 1), 1.0f);
+        // Start at the threshold: trusted (drafted in full) until the source's first miss.
+        if (rate.size() < static_cast<std::size_t>(in.beam_length - 1))
+          rate.resize(static_cast<std::size_t>(in.beam_length - 1), threshold[s]);
         if (st.seen < 0 || st.previous[s].empty() || static_cast<std::int64_t>(h.size()) <= st.seen) continue;
         const std::span<const std::int32_t> emitted = h.subspan(static_cast<std::size_t>(st.seen));
         std::size_t match = 0;
@@ -208,7 +212,6 @@ class hybrid_drafter {
       }
       st.seen = static_cast<std::int64_t>(h.size());
       std::vector<std::vector<draft_candidate>>* lists[2] = {&a, &b};
-      const float threshold[2] = {options_.first_min_acceptance, options_.second_min_acceptance};
       for (int s = 0; s < 2; ++s) {
         if (lists[s]->empty()) {
           st.previous[s].clear();
