@@ -98,7 +98,7 @@ struct bigram_drafter {
   draft_output<cpu_backend> draft(const draft_input& in) {
     const index_t r_count = in.roots.extent(0);
     const std::int32_t w_count = in.beam_width, l_count = in.beam_length;
-    draft_output<cpu_backend> out{host_buffer<std::int32_t>(r_count * w_count * l_count), {}};
+    draft_output<cpu_backend> out{host_buffer<std::int32_t>(r_count * w_count * l_count), {}, {}};
     for (index_t r = 0; r < r_count; ++r)
       for (std::int32_t w = 0; w < w_count; ++w) {
         std::int32_t* beam = out.beams.data() + (r * w_count + w) * l_count;

@@ -14,13 +14,17 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "redraft/draft/checkpoint.hpp"
 #include "redraft/draft/draft_init.hpp"
 #include "redraft/loop/draft_head_drafter.hpp"
+#include "redraft/loop/hybrid_drafter.hpp"
+#include "redraft/loop/lookup_drafter.hpp"
 #include "redraft/loop/plain_decoder.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
+#include "redraft/loop/suffix_drafter.hpp"
 #include "redraft/testing/demo_models.hpp"
 #include "redraft/testing/tiny_llama.hpp"
 #include "redraft/testing/tiny_llama_io.hpp"
@@ -38,6 +42,10 @@ struct demo_flags {
   std::string target_dir, draft_dir;
   std::vector<std::string> prompts;  // --prompt; default: built-in prompts (KJV ones for the KJV pair)
   bool quiet = false, untrained = false, builtin = false, kjv = false;
+  std::string drafter = "head";  // head | lookup | suffix | hybrid | hybrid-suffix
+  std::int32_t lookup_beams = 2, max_nodes = 0, ngram = 3, head_length = 0;
+  bool lookup_first = false;
+  float min_acceptance = 0.0f;
 };
 
 void usage() {
@@ -61,7 +69,19 @@ void usage() {
       "                     else a deterministic untrained head\n"
       "  --untrained        use the deterministic untrained head (for comparisons)\n"
       "  --prompt TEXT      a prompt (repeat for several; requests cycle through them)\n"
-      "  --quiet            print only the summary\n");
+      "  --quiet            print only the summary\n"
+      "  --drafter NAME     head (default) | lookup (prompt lookup / n-gram) | suffix (suffix trie)\n"
+      "                     | hybrid (head + lookup in one tree) | hybrid-suffix (head + suffix);\n"
+      "                     lookup and suffix propose W candidates (docs/lookup.md)\n"
+      "  --lookup-beams K   hybrid: candidates from the model-free source per step (default 2);\n"
+      "                     the tree has W + K beams\n"
+      "  --lookup-first     hybrid: the model-free candidates come first in the tree\n"
+      "  --max-nodes N      hybrid: node cap per request tree, root included (default 0: none)\n"
+      "  --min-acceptance A hybrid: cut the lookup candidates after the depths whose observed\n"
+      "                     acceptance rate is below A (default 0: off; docs/lookup.md)\n"
+      "  --head-length N    hybrid: the head drafts beams of N tokens, root included (default L);\n"
+      "                     the lookup candidates still run to L\n"
+      "  --ngram N          lookup: longest suffix matched (default 3)\n");
 }
 
 // The repository's data/ directory: REDRAFT_DEMO_DATA_DIR when the build defines it, else found
@@ -111,12 +131,30 @@ demo_flags parse(int argc, char** argv) {
       f.prompts.push_back(value());
     } else if (a == "--quiet") {
       f.quiet = true;
+    } else if (a == "--drafter") {
+      f.drafter = value();
+    } else if (a == "--lookup-beams") {
+      f.lookup_beams = std::stoi(value());
+    } else if (a == "--lookup-first") {
+      f.lookup_first = true;
+    } else if (a == "--min-acceptance") {
+      f.min_acceptance = std::stof(value());
+    } else if (a == "--head-length") {
+      f.head_length = std::stoi(value());
+    } else if (a == "--max-nodes") {
+      f.max_nodes = std::stoi(value());
+    } else if (a == "--ngram") {
+      f.ngram = std::stoi(value());
     } else {
       detail::throw_error("redraft-demo: unknown option '", a, "' (see --help)");
     }
   }
   REDRAFT_REQUIRE(f.batch >= 1, "redraft-demo: --batch ", f.batch, " must be at least 1");
   REDRAFT_REQUIRE(f.temperature >= 0.0f, "redraft-demo: --temperature ", f.temperature, " must be >= 0");
+  REDRAFT_REQUIRE(f.drafter == "head" || f.drafter == "lookup" || f.drafter == "suffix" || f.drafter == "hybrid" ||
+                      f.drafter == "hybrid-suffix",
+                  "redraft-demo: unknown drafter '", f.drafter, "' (head, lookup, suffix, hybrid, hybrid-suffix)");
+  REDRAFT_REQUIRE(f.lookup_beams >= 0, "redraft-demo: --lookup-beams ", f.lookup_beams, " must be >= 0");
   // The shipped KJV pair (tools/train_target.py + redraft-distill; docs/results.md).
   if (f.target_dir.empty() && f.draft_dir.empty() && !f.untrained && !f.builtin) {
     const std::filesystem::path data = demo_data_dir();
@@ -197,8 +235,9 @@ int run(const demo_flags& f) {
     q.max_new_tokens = f.max_tokens;
     requests.push_back(q);
   }
+  const bool hybrid = f.drafter == "hybrid" || f.drafter == "hybrid-suffix";
   decode_options options;
-  options.beam_width = f.width;
+  options.beam_width = hybrid ? f.width + f.lookup_beams : f.width;
   options.beam_length = f.length;
   options.rule = parse_verifier(f);
   options.seed = f.seed;
@@ -211,8 +250,12 @@ int run(const demo_flags& f) {
               target.vocab_size(), target.hidden_size(),
               f.draft_dir.empty() ? "untrained (deterministic random init)" : f.draft_dir.c_str(),
               static_cast<int>(head.config().exit_dim), static_cast<int>(head.config().num_draft_layers));
-  std::printf("W %d, L %d, batch %d, %d tokens per request, verifier %s, temperature %g\n\n", f.width, f.length,
-              f.batch, f.max_tokens, f.verifier_name.empty() ? (f.temperature > 0 ? "lossless" : "greedy") : f.verifier_name.c_str(),
+  std::printf("drafter %s, W %d, L %d, batch %d, %d tokens per request, verifier %s, temperature %g\n\n",
+              hybrid ? (f.drafter + " (" + std::to_string(f.width) + " head + " + std::to_string(f.lookup_beams) +
+                        " lookup beams" + (f.max_nodes > 0 ? ", node cap " + std::to_string(f.max_nodes) : "") + ")")
+                           .c_str()
+                     : f.drafter.c_str(),
+              options.beam_width, f.length, f.batch, f.max_tokens, f.verifier_name.empty() ? (f.temperature > 0 ? "lossless" : "greedy") : f.verifier_name.c_str(),
               static_cast<double>(f.temperature));
 
   // Plain decoding, the baseline (greedy when the speculative rule is greedy, else sampling).
@@ -221,9 +264,31 @@ int run(const demo_flags& f) {
   if (options.rule != verifier::greedy) plain_options.rule = verifier::lossless;
   const generation_result base = plain.generate(requests, plain_options);
 
-  draft_head_drafter<cpu_backend> drafter(head, target.embedding());
-  speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>> spec(cpu, target, drafter);
-  const generation_result got = spec.generate(requests, options);
+  const auto decode = [&](auto& drafter) {
+    speculative_decoder<cpu_backend, tiny_llama, std::remove_reference_t<decltype(drafter)>> spec(cpu, target, drafter);
+    return spec.generate(requests, options);
+  };
+  draft_head_drafter<cpu_backend> head_drafter(head, target.embedding());
+  lookup_drafter<cpu_backend> lookup(cpu, lookup_options{f.ngram, 1, 32});
+  suffix_drafter<cpu_backend> suffix(cpu);
+  hybrid_options split{f.width, f.lookup_beams, f.max_nodes, f.lookup_first, f.head_length, 0};
+  split.second_min_acceptance = f.min_acceptance;
+  generation_result got;
+  if (f.drafter == "head") {
+    got = decode(head_drafter);
+  } else if (f.drafter == "lookup") {
+    got = decode(lookup);
+  } else if (f.drafter == "suffix") {
+    got = decode(suffix);
+  } else if (f.drafter == "hybrid") {
+    hybrid_drafter<cpu_backend, draft_head_drafter<cpu_backend>, lookup_drafter<cpu_backend>> h(cpu, head_drafter,
+                                                                                                 lookup, split);
+    got = decode(h);
+  } else {
+    hybrid_drafter<cpu_backend, draft_head_drafter<cpu_backend>, suffix_drafter<cpu_backend>> h(cpu, head_drafter,
+                                                                                                 suffix, split);
+    got = decode(h);
+  }
 
   if (!f.quiet) {
     for (std::int32_t r = 0; r < f.batch; ++r) {
@@ -245,6 +310,13 @@ int run(const demo_flags& f) {
   std::printf("tokens per step: %.2f (%lld tokens in %lld request-steps)\n",
               steps ? static_cast<double>(emitted) / static_cast<double>(steps) : 0.0, static_cast<long long>(emitted),
               static_cast<long long>(steps));
+  std::int64_t nodes = 0, request_steps = 0;
+  for (const auto& s : got.steps) {
+    nodes += s.nodes;
+    request_steps += s.requests;
+  }
+  std::printf("nodes per step: %.2f (tree nodes verified per request-step, root included)\n",
+              request_steps ? static_cast<double>(nodes) / static_cast<double>(request_steps) : 0.0);
   std::printf("acceptance by depth:");
   for (std::size_t d = 0; d < at_depth.size(); ++d)
     std::printf(" %zu:%.2f", d + 1, steps ? static_cast<double>(at_depth[d]) / static_cast<double>(steps) : 0.0);

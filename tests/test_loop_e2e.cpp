@@ -7,6 +7,9 @@
 
 #include "redraft/draft/draft_init.hpp"
 #include "redraft/loop/draft_head_drafter.hpp"
+#include "redraft/loop/hybrid_drafter.hpp"
+#include "redraft/loop/lookup_drafter.hpp"
+#include "redraft/loop/suffix_drafter.hpp"
 #include "redraft/loop/plain_decoder.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
 #include "redraft/testing/drafters.hpp"
@@ -238,4 +241,66 @@ TEST_CASE("the drafter receives the target's hidden state at the last accepted t
   CHECK(drafter.checked >= 6);
   CHECK(drafter.worst < 1e-4);
   if (oracle_like && length > 2) CHECK(result.requests[0].accepted > 0);
+}
+
+// The same exactness with the model-free drafters and the hybrid (beams shorter than L, missing
+// candidates, merged sources, a node cap), on prompts that repeat themselves so lookups hit.
+TEST_CASE("speculative greedy equals plain greedy with lookup, suffix and hybrid drafters", "[loop][e2e][lookup]") {
+  const std::int32_t batch = GENERATE(1, 4);
+  const std::int32_t width = GENERATE(2, 5);
+  const std::int32_t length = GENERATE(2, 4, 7);
+  const int kind = GENERATE(0, 1, 2, 3);  // lookup, suffix, hybrid head + lookup, hybrid oracle + suffix (capped)
+  CAPTURE(batch, width, length, kind);
+  const auto config = small_config();
+  tiny_llama target = tiny_llama::random(config, 5, batch);
+  tiny_llama baseline = tiny_llama::random(config, 5, batch);
+  auto requests = mixed_requests(batch, config.vocab_size, 24);
+  for (auto& q : requests) {  // prompt, prompt, prompt
+    const auto once = q.prompt;
+    for (int i = 0; i < 2; ++i) q.prompt.insert(q.prompt.end(), once.begin(), once.end());
+  }
+  plain_decoder<cpu_backend, tiny_llama> plain(cpu_backend{}, baseline);
+  const generation_result expected = plain.generate(requests);
+
+  decode_options options;
+  options.beam_width = width;
+  options.beam_length = length;
+  // kind 2: the model source drafts at most 3 tokens (root included), the lookup runs to L.
+  const hybrid_options split{width - width / 2, width / 2, kind == 3 ? 1 + width * (length - 1) / 2 : 0, kind == 3,
+                             kind == 2 ? std::min(length, 3) : 0, 0};
+  generation_result got;
+  if (kind == 0) {
+    lookup_drafter<cpu_backend> drafter(cpu_backend{});
+    speculative_decoder<cpu_backend, tiny_llama, decltype(drafter)> decoder(cpu_backend{}, target, drafter);
+    got = decoder.generate(requests, options);
+  } else if (kind == 1) {
+    suffix_drafter<cpu_backend> drafter(cpu_backend{}, suffix_options{12, 0.0f});
+    speculative_decoder<cpu_backend, tiny_llama, decltype(drafter)> decoder(cpu_backend{}, target, drafter);
+    got = decoder.generate(requests, options);
+  } else if (kind == 2) {
+    draft_head<cpu_backend> head(cpu_backend{}, head_config(config));
+    init_draft_head(head, 3);
+    draft_head_drafter<cpu_backend> model(head, target.embedding());
+    lookup_drafter<cpu_backend> lookup(cpu_backend{});
+    hybrid_drafter<cpu_backend, decltype(model), decltype(lookup)> drafter(cpu_backend{}, model, lookup, split);
+    speculative_decoder<cpu_backend, tiny_llama, decltype(drafter)> decoder(cpu_backend{}, target, drafter);
+    got = decoder.generate(requests, options);
+  } else {
+    tiny_llama shadow = tiny_llama::random(config, 5, 1);
+    redraft::testing::oracle_drafter<tiny_llama> oracle(shadow, batch, 9);
+    for (std::int32_t r = 0; r < batch; ++r) oracle.set_context(r, requests[static_cast<std::size_t>(r)].prompt);
+    suffix_drafter<cpu_backend> suffix(cpu_backend{}, suffix_options{12, 0.0f});
+    hybrid_drafter<cpu_backend, decltype(oracle), decltype(suffix)> drafter(cpu_backend{}, oracle, suffix, split);
+    speculative_decoder<cpu_backend, tiny_llama, decltype(drafter)> decoder(cpu_backend{}, target, drafter);
+    got = decoder.generate(requests, options, [&](std::int32_t r, std::int32_t t) { oracle.observe(r, t); });
+    for (const auto& st : got.steps) CHECK(st.nodes <= st.requests * split.max_nodes);
+  }
+  std::int64_t accepted = 0;
+  for (std::int32_t r = 0; r < batch; ++r) {
+    CAPTURE(r);
+    CHECK(got.tokens[static_cast<std::size_t>(r)] == expected.tokens[static_cast<std::size_t>(r)]);
+    CHECK(got.requests[static_cast<std::size_t>(r)].stop_reason == expected.requests[static_cast<std::size_t>(r)].stop_reason);
+    accepted += got.requests[static_cast<std::size_t>(r)].accepted;
+  }
+  if (kind == 3 && length > 2) CHECK(accepted > 0);  // the oracle's beams are accepted
 }

@@ -2,7 +2,10 @@
 // drafters at both ends of acceptance, stop conditions in mid-step, statistics, bad input.
 #include <catch2/catch.hpp>
 
+#include "redraft/loop/hybrid_drafter.hpp"
+#include "redraft/loop/lookup_drafter.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
+#include "redraft/loop/suffix_drafter.hpp"
 #include "redraft/testing/drafters.hpp"
 #include "redraft/testing/synthetic_target.hpp"
 
@@ -215,6 +218,118 @@ TEST_CASE("speculative lossless sampling follows the target's law on the first t
     const auto [stat, df] = chi_square(counts, law, 6000);
     CAPTURE(stat, df);
     CHECK(stat > chi_square_quantile(df, 5.5));
+  }
+}
+
+TEST_CASE("speculative greedy equals plain greedy on the synthetic target with lookup, suffix and hybrid drafters",
+          "[loop][lookup]") {
+  const std::int32_t batch = GENERATE(1, 3, 8);
+  const std::int32_t width = GENERATE(1, 4);
+  const std::int32_t length = GENERATE(2, 5, 8);
+  const int kind = GENERATE(0, 1, 2, 3);  // lookup, suffix, hybrid random + lookup, hybrid oracle + suffix (capped)
+  CAPTURE(batch, width, length, kind);
+  synthetic_target_config config;
+  config.vocab_size = 24;
+  config.num_slots = 8;
+  synthetic_target model(config), shadow(config);
+  auto requests = make_requests(batch, config.vocab_size, 7, 30);
+  const auto plain0 = greedy_reference(model, requests[0].prompt, 30, -1);
+  requests[0].eos_token = plain0[15];
+  decode_options options;
+  options.beam_width = width;
+  options.beam_length = length;
+  // kind 2: the model source drafts at most 3 tokens (root included), the lookup runs to L.
+  const hybrid_options split{width - width / 2, width / 2, kind == 3 ? 1 + width * (length - 1) / 2 : 0, kind == 3,
+                             kind == 2 ? std::min(length, 3) : 0, 0};
+  generation_result result;
+  if (kind == 0) {
+    lookup_drafter<cpu_backend> drafter(cpu_backend{}, lookup_options{2, 1, 8});
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    result = decoder.generate(requests, options);
+  } else if (kind == 1) {
+    suffix_drafter<cpu_backend> drafter(cpu_backend{}, suffix_options{6, 0.0f});
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    result = decoder.generate(requests, options);
+  } else if (kind == 2) {
+    redraft::testing::random_drafter random(config.vocab_size, 5);
+    lookup_drafter<cpu_backend> lookup(cpu_backend{});
+    hybrid_drafter<cpu_backend, decltype(random), decltype(lookup)> drafter(cpu_backend{}, random, lookup, split);
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    result = decoder.generate(requests, options);
+  } else {
+    redraft::testing::oracle_drafter<synthetic_target> oracle(shadow, config.num_slots, 3);
+    for (std::int32_t r = 0; r < batch; ++r) oracle.set_context(r, requests[static_cast<std::size_t>(r)].prompt);
+    suffix_drafter<cpu_backend> suffix(cpu_backend{}, suffix_options{6, 0.0f});
+    hybrid_drafter<cpu_backend, decltype(oracle), decltype(suffix)> drafter(cpu_backend{}, oracle, suffix, split);
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    result = decoder.generate(requests, options, [&](std::int32_t r, std::int32_t tok) { oracle.observe(r, tok); });
+    for (const auto& st : result.steps) CHECK(st.nodes <= st.requests * split.max_nodes);
+  }
+  std::int64_t accepted = 0;
+  for (std::int32_t r = 0; r < batch; ++r) {
+    CAPTURE(r);
+    const auto& q = requests[static_cast<std::size_t>(r)];
+    CHECK(result.tokens[static_cast<std::size_t>(r)] == greedy_reference(model, q.prompt, q.max_new_tokens, q.eos_token));
+    accepted += result.requests[static_cast<std::size_t>(r)].accepted;
+  }
+  CHECK(result.requests[0].stop_reason == "eos");
+  // Over 30+ tokens the synthetic target's greedy text repeats itself, so lookups hit (request 0
+  // alone stops at EOS too early for that); the oracle's beams are always accepted.
+  if (length > 2 && (kind == 3 || (batch > 1 && kind != 2))) CHECK(accepted > 0);
+}
+
+TEST_CASE("speculative lossless sampling with lookup and hybrid drafters follows the target's law",
+          "[loop][statistics][lookup]") {
+  synthetic_target_config config;
+  config.vocab_size = 4;
+  config.window = 2;
+  config.logit_scale = 1.5f;
+  config.num_slots = 6000;
+  synthetic_target model(config);
+  // A prompt that repeats, so lookups propose candidates from the first step on.
+  const std::vector<std::int32_t> prompt = {1, 2, 3, 1, 2, 0, 1, 2};
+  const int n = 3;
+  const auto law = exact_law(model, prompt, n);
+  decode_options options;
+  options.rule = verifier::lossless;
+  options.beam_width = 3;
+  options.beam_length = 4;
+  options.seed = 77;
+  SECTION("lookup drafter") {
+    lookup_drafter<cpu_backend> drafter(cpu_backend{});
+    const auto counts = sample_first_tokens(model, drafter, prompt, 6000, n, options);
+    const auto [stat, df] = chi_square(counts, law, 6000);
+    CAPTURE(stat, df);
+    CHECK(stat < chi_square_quantile(df, 5.5));
+  }
+  SECTION("hybrid with the acceptance budget: oracle beams + lookup candidates") {
+    synthetic_target shadow(config);
+    redraft::testing::oracle_drafter<synthetic_target> oracle(shadow, config.num_slots, 13);
+    for (std::int32_t r = 0; r < 6000; ++r) oracle.set_context(r, prompt);
+    lookup_drafter<cpu_backend> lookup(cpu_backend{});
+    hybrid_options budget{2, 1, 0, false, 0, 0};
+    budget.first_min_acceptance = 0.5f;
+    budget.second_min_acceptance = 0.5f;
+    hybrid_drafter<cpu_backend, decltype(oracle), decltype(lookup)> drafter(cpu_backend{}, oracle, lookup, budget);
+    std::vector<generation_request> requests(6000, generation_request{prompt, n + 2, -1, -1});
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    const auto result =
+        decoder.generate(requests, options, [&](std::int32_t r, std::int32_t t) { oracle.observe(r, t); });
+    std::vector<std::int64_t> counts(law.size(), 0);
+    for (const auto& tokens : result.tokens) ++counts[static_cast<std::size_t>((tokens[0] * 4 + tokens[1]) * 4 + tokens[2])];
+    const auto [stat, df] = chi_square(counts, law, 6000);
+    CAPTURE(stat, df);
+    CHECK(stat < chi_square_quantile(df, 5.5));
+  }
+  SECTION("hybrid: random beams + suffix candidates, suffix first, node cap 6") {
+    redraft::testing::random_drafter random(config.vocab_size, 11);
+    suffix_drafter<cpu_backend> suffix(cpu_backend{}, suffix_options{6, 0.0f});
+    using hybrid = hybrid_drafter<cpu_backend, decltype(random), decltype(suffix)>;
+    hybrid drafter(cpu_backend{}, random, suffix, hybrid_options{1, 2, 6, true, 0, 0});
+    const auto counts = sample_first_tokens(model, drafter, prompt, 6000, n, options);
+    const auto [stat, df] = chi_square(counts, law, 6000);
+    CAPTURE(stat, df);
+    CHECK(stat < chi_square_quantile(df, 5.5));
   }
 }
 

@@ -3,6 +3,7 @@
 // against each other, on thousands of random beam sets; invariants; edge cases; bad input.
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -230,4 +231,99 @@ TEMPLATE_TEST_CASE("build_tree rejects bad beams with redraft::error and leaves 
     bad[8] = 5;
     expect_error(bad, 1, 3, 4, "beams[0, 2, 0] = 5 differs from beams[0, 0, 0] = 0");
   }
+}
+
+// Beams shorter than L (beam_lengths [B, W]): both forms equal a naive reference that inserts
+// each beam's first beam_lengths[b, w] tokens into a map from prefix to node, in order.
+TEMPLATE_TEST_CASE("build_tree with beam_lengths: both forms equal the prefix reference", "[tree][build_tree]",
+                   REDRAFT_TEST_BACKENDS) {
+  const TestType backend;
+  std::mt19937 rng(17);
+  for (int round = 0; round < 400; ++round) {
+    const int batch = std::uniform_int_distribution<int>(0, 3)(rng);
+    const int width = std::uniform_int_distribution<int>(1, 8)(rng);
+    const int length = std::uniform_int_distribution<int>(2, 6)(rng);
+    const int alphabet = std::uniform_int_distribution<int>(1, 3)(rng);
+    CAPTURE(round, batch, width, length, alphabet);
+    std::vector<std::int32_t> beams = redraft_test::random_beams(rng, batch, width, length, alphabet);
+    std::vector<std::int32_t> lengths(static_cast<std::size_t>(batch * width));
+    for (auto& n : lengths) n = std::uniform_int_distribution<int>(1, length)(rng);
+    // Garbage past each length (even negative ids) must be ignored.
+    for (int bw = 0; bw < batch * width; ++bw)
+      for (int l = lengths[static_cast<std::size_t>(bw)]; l < length; ++l)
+        beams[static_cast<std::size_t>(bw * length + l)] = -1 - l;
+    const auto device_beams = upload(backend, beams);
+    const auto device_lengths = upload(backend, lengths);
+    const view<const std::int32_t, 3> v(device_beams.data(), batch, width, length);
+    const matrix_view<const std::int32_t> lv(device_lengths.data(), batch, width);
+    const tree<TestType> built = build_tree(backend, v, lv);
+    CHECK(built.short_beams == (batch > 0));
+    const host_tree trie = to_host(backend, built);
+    const host_tree parallel = to_host(backend, build_tree_parallel(backend, v, lv));
+    CHECK(parallel.node_offsets == trie.node_offsets);
+    CHECK(parallel.token == trie.token);
+    CHECK(parallel.parent == trie.parent);
+    CHECK(parallel.depth == trie.depth);
+    CHECK(parallel.beam_to_node == trie.beam_to_node);
+    for (int b = 0; b < batch; ++b) {
+      std::map<std::vector<std::int32_t>, std::int32_t> node_of{{{}, 0}};
+      std::vector<std::int32_t> token{beams[static_cast<std::size_t>(b * width * length)]}, parent{-1}, depth{0},
+          b2n;
+      for (int w = 0; w < width; ++w) {
+        const std::int32_t* beam = beams.data() + (b * width + w) * length;
+        std::vector<std::int32_t> prefix;
+        b2n.push_back(0);
+        for (int l = 1; l < length; ++l) {
+          if (l >= lengths[static_cast<std::size_t>(b * width + w)]) {
+            b2n.push_back(-1);
+            continue;
+          }
+          const std::int32_t up = node_of.at(prefix);
+          prefix.push_back(beam[l]);
+          auto [it, fresh] = node_of.try_emplace(prefix, static_cast<std::int32_t>(token.size()));
+          if (fresh) {
+            token.push_back(beam[l]);
+            parent.push_back(up);
+            depth.push_back(l);
+          }
+          b2n.push_back(it->second);
+        }
+      }
+      CAPTURE(b);
+      CHECK(trie.slice(trie.token, b) == token);
+      CHECK(trie.slice(trie.parent, b) == parent);
+      CHECK(trie.slice(trie.depth, b) == depth);
+      CHECK(std::vector<std::int32_t>(trie.beam_to_node.begin() + b * width * length,
+                                      trie.beam_to_node.begin() + (b + 1) * width * length) == b2n);
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("build_tree rejects bad beam_lengths", "[tree][build_tree][errors]", REDRAFT_TEST_BACKENDS) {
+  const TestType backend;
+  const form f = GENERATE(form::trie, form::parallel);
+  const std::vector<std::int32_t> beams = {5, 1, 2, 5, 3, 4};  // [1, 2, 3]
+  const auto device_beams = upload(backend, beams);
+  const view<const std::int32_t, 3> v(device_beams.data(), 1, 2, 3);
+  const auto run = [&](const std::vector<std::int32_t>& lengths, index_t rows, index_t cols) {
+    const auto d = upload(backend, lengths);
+    const matrix_view<const std::int32_t> lv(d.data(), rows, cols);
+    return f == form::trie ? build_tree(backend, v, lv) : build_tree_parallel(backend, v, lv);
+  };
+  CHECK_THROWS_WITH(run({0, 3}, 1, 2), Catch::Contains("beam_lengths[0, 0] = 0 is outside [1, 3]"));
+  CHECK_THROWS_WITH(run({3, 4}, 1, 2), Catch::Contains("beam_lengths[0, 1] = 4 is outside [1, 3]"));
+  CHECK_THROWS_WITH(run({3, 3, 3}, 1, 3), Catch::Contains("beam_lengths is [1, 3], expected [1, 2]"));
+  // A negative token inside a beam's length is still an error; past it, ignored.
+  const std::vector<std::int32_t> bad = {5, -2, 2, 5, 3, -7};
+  const auto device_bad = upload(backend, bad);
+  const auto d = upload(backend, std::vector<std::int32_t>{3, 2});
+  const matrix_view<const std::int32_t> lv(d.data(), 1, 2);
+  const view<const std::int32_t, 3> vb(device_bad.data(), 1, 2, 3);
+  CHECK_THROWS_WITH(f == form::trie ? build_tree(backend, vb, lv) : build_tree_parallel(backend, vb, lv),
+                    Catch::Contains("beams[0, 0, 1] = -2"));
+  const auto d2 = upload(backend, std::vector<std::int32_t>{1, 2});
+  const matrix_view<const std::int32_t> lv2(d2.data(), 1, 2);
+  const host_tree h = to_host(backend, f == form::trie ? build_tree(backend, vb, lv2) : build_tree_parallel(backend, vb, lv2));
+  CHECK(h.token == std::vector<std::int32_t>{5, 3});
+  CHECK(h.beam_to_node == std::vector<std::int32_t>{0, -1, -1, 0, 1, -1});
 }

@@ -13,6 +13,7 @@
 #include <map>
 #include <random>
 
+#include "redraft/loop/draft_candidates.hpp"
 #include "redraft/redraft.hpp"
 #include "backends.hpp"
 #include "toy_backend.hpp"
@@ -561,4 +562,79 @@ TEST_CASE("verify_lossless: identical decisions on cpu_backend and toy_backend f
     REQUIRE(a.emitted_tokens == b.emitted_tokens);
     REQUIRE(a.best_beam == b.best_beam);
   }
+}
+
+// Trees as the model-free and hybrid drafters make them: up to W candidates of random lengths
+// (some missing, some duplicated or prefixes of others, capped at a node budget), packed into
+// beams with beam_lengths and merged by build_tree. The enumerated law of the first token is the
+// target's, and verify_lossless on the built tree makes the enumerator's decisions.
+TEMPLATE_TEST_CASE("lossless rule on candidate trees with short and duplicate beams: exact law and decisions",
+                   "[verify][lossless][exact][lookup]", REDRAFT_TEST_BACKENDS) {
+  const TestType backend;
+  std::mt19937_64 rng(41);
+  std::uniform_real_distribution<float> unif(0.0f, 1.0f);
+  int compared = 0;
+  for (int trial = 0; trial < 600; ++trial) {
+    const std::int32_t vocab = 1 + static_cast<std::int32_t>(rng() % 5);
+    const std::int32_t width = 1 + static_cast<std::int32_t>(rng() % 5), length = 2 + static_cast<std::int32_t>(rng() % 4);
+    std::vector<draft_candidate> cands;
+    const std::int32_t count = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(width + 1));
+    for (std::int32_t c = 0; c < count; ++c) {
+      if (c > 0 && rng() % 3 == 0) {  // a duplicate or a prefix of an earlier candidate
+        draft_candidate d = cands[rng() % cands.size()];
+        d.resize(1 + rng() % d.size());
+        cands.push_back(d);
+        continue;
+      }
+      draft_candidate d(1 + rng() % static_cast<std::uint64_t>(length - 1));
+      for (auto& t : d) t = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(vocab));
+      cands.push_back(d);
+    }
+    const std::int32_t cap = rng() % 2 == 0 ? 0 : 2 + static_cast<std::int32_t>(rng() % 6);
+    detail::cap_candidates(cands, cap);
+    const std::int32_t root = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(vocab)), slot = 0;
+    draft_input in;
+    in.roots = {&root, 1};
+    in.slots = {&slot, 1};
+    in.beam_width = width;
+    in.beam_length = length;
+    const draft_output<TestType> out = detail::pack_candidates(backend, in, {cands});
+    const tree<TestType> t = build_tree(backend, view<const std::int32_t, 3>(out.beams.data(), 1, width, length),
+                                        matrix_view<const std::int32_t>(out.beam_lengths.data(), 1, width));
+    CAPTURE(trial, vocab, width, length, cap, t.total_nodes());
+    if (cap > 0) REQUIRE(t.total_nodes() <= cap);
+    host_tree h;
+    h.parent.resize(static_cast<std::size_t>(t.total_nodes()));
+    h.token.resize(h.parent.size());
+    backend.copy_to_host(t.parent.data(), t.total_nodes(), h.parent.data());
+    backend.copy_to_host(t.token.data(), t.total_nodes(), h.token.data());
+    std::vector<dist> p, used;  // used: the distributions the float path works with
+    std::vector<float> logits;
+    for (std::int32_t u = 0; u < h.size(); ++u) {
+      p.push_back(random_dist(rng, vocab));
+      const auto x = logits_of(p.back());
+      logits.insert(logits.end(), x.begin(), x.end());
+      used.push_back(processed(x, sampling_params{1.0f, 0, 1.0f}));
+    }
+    sequence_law law;
+    enumerate(h, p, 0, 1.0, {}, law);
+    dist first(static_cast<std::size_t>(vocab), 0.0);
+    for (const auto& [seq, m] : law) first[static_cast<std::size_t>(seq[0])] += m;
+    for (std::int32_t y = 0; y < vocab; ++y)
+      REQUIRE(std::abs(first[static_cast<std::size_t>(y)] - p[0][static_cast<std::size_t>(y)]) < 1e-9);
+    const std::int32_t draws = 2 * length;
+    std::vector<float> u(static_cast<std::size_t>(draws));
+    for (float& v : u) v = unif(rng);
+    const auto ld = upload(backend, logits);
+    const auto ud = upload(backend, u);
+    const auto r = to_host(backend, verify_lossless(backend, t, matrix_view<const float>(ld.data(), t.total_nodes(), vocab),
+                                                    sampling_params{1.0f, 0, 1.0f},
+                                                    matrix_view<const float>(ud.data(), 1, draws)));
+    double margin = 0.0;
+    const auto expected = decide(h, used, u, margin);
+    if (margin < 1e-5) continue;
+    ++compared;
+    REQUIRE(r.emitted(0) == expected);
+  }
+  CHECK(compared > 300);
 }

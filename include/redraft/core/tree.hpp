@@ -7,7 +7,8 @@
 //   depth        [n_total] distance from the root; the node's position id is base + depth
 //   beam_to_node [B, W, L] request-local node of beam w's token at position l (only for trees
 //                          built from beams: W = L = 0 otherwise). Apple's `unpacker`,
-//                          TensorRT-LLM's `draft_indices`.
+//                          TensorRT-LLM's `draft_indices`. -1 past the length of a beam shorter
+//                          than L (build_tree's beam_lengths; short_beams is then true).
 // Nodes are in packed order: a parent always precedes its children, and for beam trees nodes are
 // numbered in creation order while inserting beams 0..W-1 into a trie.
 #pragma once
@@ -34,6 +35,7 @@ struct tree {
   int_buffer parent;        // [n_total]
   int_buffer depth;         // [n_total]
   int_buffer beam_to_node;  // [B, W, L]
+  bool short_beams = false;  // built with beam_lengths: beams may end before L (beam_to_node -1)
 
   // NOTE: a host copy of node_offsets. Every consumer sizes its outputs (masks, logits rows) from
   // the node counts, so the tree keeps them on the host instead of making each caller copy.

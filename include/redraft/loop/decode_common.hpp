@@ -69,11 +69,16 @@ struct request_progress {
   std::int32_t committed = 0;  // KV entries committed (prompt + accepted paths)
   std::int32_t root = 0;       // the last emitted token: next step's root
   bool done = false;
+  // Prompt + emitted tokens, kept only when keep_history (the speculative decoder's drafters read
+  // it through draft_input::history); emit() appends, so keeping it costs O(1) per token.
+  bool keep_history = false;
+  std::vector<std::int32_t> history;
 
   // Emits `token`; returns false once the request must stop.
   bool emit(std::int32_t token, const generation_request& q, std::vector<std::int32_t>& out, request_stats& stats,
             const token_callback& on_token) {
     out.push_back(token);
+    if (keep_history) history.push_back(token);
     ++stats.emitted;
     if (on_token) on_token(index, token);
     if (token == q.eos_token) {
@@ -106,7 +111,7 @@ inline std::vector<request_progress> start_progress(const std::vector<generation
   for (std::size_t r = 0; r < requests.size(); ++r) {
     const generation_request& q = requests[r];
     progress[r] = {static_cast<std::int32_t>(r), slots[r], static_cast<std::int32_t>(q.prompt.size()), 0,
-                   q.max_new_tokens == 0};
+                   q.max_new_tokens == 0, false, {}};
     result.requests[r].accepted_at_depth.assign(static_cast<std::size_t>(beam_length > 1 ? beam_length - 1 : 0), 0);
     if (q.max_new_tokens == 0) result.requests[r].stop_reason = "max_new_tokens";
   }

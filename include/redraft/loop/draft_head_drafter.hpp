@@ -34,7 +34,7 @@ class draft_head_drafter {
     beam_search_result<B> r = beam_search(head_, in.hidden, vector_view<const std::int32_t>(roots.data(), rows),
                                           embedding_, in.beam_width, in.beam_length,
                                           beam_search_options{in.want_log_probs}, &workspace_);
-    return draft_output<B>{std::move(r.beams), std::move(r.log_probs)};
+    return draft_output<B>{std::move(r.beams), std::move(r.log_probs), {}};
   }
 
   const draft_head<B>& head() const { return head_; }

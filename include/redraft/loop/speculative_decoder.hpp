@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdint>
 #include <set>
+#include <span>
 #include <vector>
 
 #include "redraft/core/backend.hpp"
@@ -71,6 +72,12 @@ class speculative_decoder {
     generation_result result;
     std::vector<detail::request_progress> progress =
         detail::start_progress(requests, slots, result, options.beam_length);
+    for (std::size_t r = 0; r < requests.size(); ++r) {  // the drafters' draft_input::history
+      const generation_request& q = requests[r];
+      progress[r].keep_history = true;
+      progress[r].history.reserve(q.prompt.size() + static_cast<std::size_t>(q.max_new_tokens));
+      progress[r].history.assign(q.prompt.begin(), q.prompt.end());
+    }
 
     // h of every request (the target's hidden state at its last committed token): [R, H].
     auto hidden_state = backend_.template allocate<float>(static_cast<index_t>(num_requests) * hidden_size);
@@ -105,11 +112,15 @@ class speculative_decoder {
       const index_t a = static_cast<index_t>(active.size());
       st.requests = static_cast<std::int32_t>(a);
       std::vector<std::int32_t> aslots, roots, committed;
+      std::vector<std::span<const std::int32_t>> history;  // [A] prompt + emitted tokens
+      std::vector<std::uint8_t> fresh;                     // [A] 1 on a request's first draft
       for (std::int32_t r : active) {
         const auto& p = progress[static_cast<std::size_t>(r)];
         aslots.push_back(p.slot);
         roots.push_back(p.root);
         committed.push_back(p.committed);
+        history.emplace_back(p.history);
+        fresh.push_back(result.requests[static_cast<std::size_t>(r)].steps == 0 ? 1 : 0);
       }
 
       // Draft.
@@ -122,18 +133,29 @@ class speculative_decoder {
       const bool want_log_probs = options.rule == verifier::redrafter;
       draft_output<B> drafted = drafter_.draft(draft_input{matrix_view<const float>(h.data(), a, hidden_size),
                                                            {roots.data(), a}, {aslots.data(), a}, width, length,
-                                                           want_log_probs});
+                                                           want_log_probs, {history.data(), a}, {fresh.data(), a},
+                                                           0});
       REDRAFT_REQUIRE(drafted.beams.size() == a * width * length, fn, ": the drafter returned ", drafted.beams.size(),
                       " beam tokens, expected ", a * width * length, " ([", a, ", ", width, ", ", length, "])");
       REDRAFT_REQUIRE(!want_log_probs || drafted.log_probs.size() == a * width * (length - 1) * vocab, fn,
                       ": the drafter returned ", drafted.log_probs.size(), " log-probs, expected ",
                       a * width * (length - 1) * vocab);
+      const bool short_beams = drafted.beam_lengths.size() > 0;
+      REDRAFT_REQUIRE(!short_beams || drafted.beam_lengths.size() == a * width, fn, ": the drafter returned ",
+                      drafted.beam_lengths.size(), " beam lengths, expected ", a * width, " ([", a, ", ", width,
+                      "]) or none");
+      REDRAFT_REQUIRE(!(short_beams && options.rule == verifier::redrafter), fn,
+                      ": verifier::redrafter reads every beam position's draft log-probs, but the drafter returned "
+                      "beams shorter than L (beam_lengths); use verifier::greedy or verifier::lossless");
       backend_.synchronize();
       st.draft_s = detail::seconds_since(t0);
 
       // Tree, masks, positions.
       t0 = detail::decode_clock::now();
-      const tree<B> t = build_tree(backend_, view<const std::int32_t, 3>(drafted.beams.data(), a, width, length));
+      const tree<B> t = build_tree(
+          backend_, view<const std::int32_t, 3>(drafted.beams.data(), a, width, length),
+          short_beams ? matrix_view<const std::int32_t>(drafted.beam_lengths.data(), a, width)
+                      : matrix_view<const std::int32_t>());
       {
         // One transfer of the tree's tokens (n_total ints) checks every request's root; build_tree
         // already checked that the beams of a request share it.

@@ -5,7 +5,10 @@
 // numbered when it is first created, which defines the packed order (docs/glossary.md).
 //
 //   beams [B, W, L] int32, column 0 the root token (equal across the beams of a request)
-//   -> tree<B> (core/tree.hpp) with beam_to_node [B, W, L]
+//   beam_lengths [B, W] int32 in [1, L], optional: beam w of request b holds only its first
+//                beam_lengths[b, w] tokens (root included); later positions are ignored. Model-free
+//                drafters use it for candidates shorter than L, and length 1 for no candidate.
+//   -> tree<B> (core/tree.hpp) with beam_to_node [B, W, L] (-1 past a beam's length)
 //
 // n_b <= 1 + W (L - 1). Complexity O(B W L) expected (an open-addressing hash of (parent, token)).
 #pragma once
@@ -23,9 +26,10 @@ namespace redraft {
 
 namespace detail {
 
-// Validates beams on the host: shape, token ids, equal roots within a request.
-inline void check_beams(const char* fn, const std::int32_t* beams, index_t batch, index_t width,
-                        index_t length) {
+// Validates beams on the host: shape, token ids, equal roots within a request, and the optional
+// beam lengths [B, W] (nullptr: every beam has all L tokens).
+inline void check_beams(const char* fn, const std::int32_t* beams, const std::int32_t* lengths, index_t batch,
+                        index_t width, index_t length) {
   REDRAFT_REQUIRE(width >= 1, fn, ": beam_width ", width, " must be at least 1");
   REDRAFT_REQUIRE(length >= 2, fn, ": beam_length ", length,
                   " must be at least 2 (the root plus one drafted token)");
@@ -37,7 +41,10 @@ inline void check_beams(const char* fn, const std::int32_t* beams, index_t batch
       REDRAFT_REQUIRE(beam[0] == root, fn, ": beams[", b, ", ", w, ", 0] = ", beam[0],
                       " differs from beams[", b, ", 0, 0] = ", root,
                       " (all beams of a request start at the same root token)");
-      for (index_t l = 0; l < length; ++l) {
+      const index_t valid = lengths == nullptr ? length : lengths[b * width + w];
+      REDRAFT_REQUIRE(valid >= 1 && valid <= length, fn, ": beam_lengths[", b, ", ", w, "] = ", valid,
+                      " is outside [1, ", length, "] (the root counts; 1 = no drafted token)");
+      for (index_t l = 0; l < valid; ++l) {
         REDRAFT_REQUIRE(beam[l] >= 0, fn, ": beams[", b, ", ", w, ", ", l, "] = ", beam[l],
                         " is not a valid token id (must be >= 0)");
       }
@@ -46,8 +53,9 @@ inline void check_beams(const char* fn, const std::int32_t* beams, index_t batch
 }
 
 // The sequential trie over host memory. Writes request-local indices.
-//   beams [B, W, L] -> node_offsets [B + 1], token/parent/depth [n_total], beam_to_node [B, W, L]
-inline void build_tree_trie(const std::int32_t* beams, std::int32_t batch, std::int32_t width,
+//   beams [B, W, L], lengths [B, W] or nullptr
+//   -> node_offsets [B + 1], token/parent/depth [n_total], beam_to_node [B, W, L] (-1 past a length)
+inline void build_tree_trie(const std::int32_t* beams, const std::int32_t* lengths, std::int32_t batch, std::int32_t width,
                             std::int32_t length, std::vector<std::int32_t>& node_offsets,
                             std::vector<std::int32_t>& token, std::vector<std::int32_t>& parent,
                             std::vector<std::int32_t>& depth,
@@ -81,7 +89,9 @@ inline void build_tree_trie(const std::int32_t* beams, std::int32_t batch, std::
       std::int32_t node = 0;
       std::int32_t* b2n = beam_to_node.data() + (static_cast<std::int64_t>(b) * width + w) * length;
       b2n[0] = 0;
-      for (std::int32_t l = 1; l < length; ++l) {
+      const std::int32_t valid = lengths == nullptr ? length : lengths[static_cast<std::int64_t>(b) * width + w];
+      for (std::int32_t l = valid; l < length; ++l) b2n[l] = -1;
+      for (std::int32_t l = 1; l < valid; ++l) {
         const std::int32_t tok = req[static_cast<std::int64_t>(w) * length + l];
         const std::uint64_t key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(node)) << 32) |
                                   static_cast<std::uint32_t>(tok);
@@ -106,6 +116,19 @@ inline void build_tree_trie(const std::int32_t* beams, std::int32_t batch, std::
   }
 }
 
+// A host copy of the optional beam lengths [B, W] (empty view: empty vector), shape-checked.
+template <class B>
+std::vector<std::int32_t> host_beam_lengths(const B& backend, const char* fn, matrix_view<const std::int32_t> lengths,
+                                            index_t batch, index_t width) {
+  if (lengths.empty() && lengths.data() == nullptr) return {};
+  REDRAFT_REQUIRE(lengths.extent(0) == batch && lengths.extent(1) == width, fn, ": beam_lengths is [",
+                  lengths.extent(0), ", ", lengths.extent(1), "], expected [", batch, ", ", width,
+                  "] (one length per beam) or empty");
+  std::vector<std::int32_t> host(static_cast<std::size_t>(lengths.size()));
+  if (!host.empty()) backend.copy_to_host(lengths.data(), lengths.size(), host.data());
+  return host;
+}
+
 template <class B>
 typename B::template buffer<std::int32_t> to_backend(const B& backend,
                                                      const std::vector<std::int32_t>& host) {
@@ -116,19 +139,22 @@ typename B::template buffer<std::int32_t> to_backend(const B& backend,
 
 }  // namespace detail
 
-// build_tree(backend, beams [B, W, L]) -> tree with beam_to_node.
+// build_tree(backend, beams [B, W, L], beam_lengths [B, W] or empty) -> tree with beam_to_node.
 // Throws redraft::error (before allocating any output) for W < 1, L < 2, B W L >= 2^31 (int32
-// node indices), negative token ids, or beams of one request with different root tokens.
+// node indices), negative token ids (within a beam's length), beams of one request with
+// different root tokens, beam_lengths of the wrong shape or outside [1, L].
 template <Backend B>
-tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams);
+tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
+                            matrix_view<const std::int32_t> beam_lengths = {});
 
 // Where backend memory is not host-accessible (Backend clause 8, e.g. CUDA) build_tree returns
 // build_tree_parallel(backend, beams), which is identical element for element and keeps the
 // work on the device; the trie below runs only on host-accessible memory.
 template <Backend B>
-tree<B> build_tree(const B& backend, view<const std::int32_t, 3> beams) {
+tree<B> build_tree(const B& backend, view<const std::int32_t, 3> beams,
+                   matrix_view<const std::int32_t> beam_lengths = {}) {
   if constexpr (!backend_memory_is_host_accessible_v<B>) {
-    return build_tree_parallel(backend, beams);
+    return build_tree_parallel(backend, beams, beam_lengths);
   }
   const index_t batch = beams.extent(0), width = beams.extent(1), length = beams.extent(2);
   // NOTE: node indices and node_offsets are int32 and n_total <= B W L, so B W L < 2^31 keeps
@@ -140,10 +166,13 @@ tree<B> build_tree(const B& backend, view<const std::int32_t, 3> beams) {
                   "] hold 2^31 or more tokens (node indices are int32)");
   std::vector<std::int32_t> host_beams(static_cast<std::size_t>(beams.size()));
   backend.copy_to_host(beams.data(), beams.size(), host_beams.data());
-  detail::check_beams("build_tree", host_beams.data(), batch, width, length);
+  const std::vector<std::int32_t> host_lengths =
+      detail::host_beam_lengths(backend, "build_tree", beam_lengths, batch, width);
+  const std::int32_t* lengths = host_lengths.empty() ? nullptr : host_lengths.data();
+  detail::check_beams("build_tree", host_beams.data(), lengths, batch, width, length);
 
   std::vector<std::int32_t> offsets, token, parent, depth, beam_to_node;
-  detail::build_tree_trie(host_beams.data(), static_cast<std::int32_t>(batch),
+  detail::build_tree_trie(host_beams.data(), lengths, static_cast<std::int32_t>(batch),
                           static_cast<std::int32_t>(width), static_cast<std::int32_t>(length),
                           offsets, token, parent, depth, beam_to_node);
   tree<B> out;
@@ -156,6 +185,7 @@ tree<B> build_tree(const B& backend, view<const std::int32_t, 3> beams) {
   out.depth = detail::to_backend(backend, depth);
   out.beam_to_node = detail::to_backend(backend, beam_to_node);
   out.host_node_offsets = std::move(offsets);
+  out.short_beams = lengths != nullptr;
   return out;
 }
 

@@ -207,7 +207,7 @@ struct redrafter_functor {
 //   uniforms: philox_uniforms or caller uniforms [B, >= W (L-1) + 1] (layout above).
 // Outputs: accepted_len, best_beam (Apple's: the first beam with the longest run), accepted
 //   nodes, emitted tokens, next token, hidden row.
-// Errors (redraft::error): a tree without beams, shape mismatches, temperature <= 0,
+// Errors (redraft::error): a tree without beams or with short beams (beam_lengths), shape mismatches, temperature <= 0,
 //   logit_top_k < 0, uniforms of the wrong shape or outside [0, 1), NaN / +inf logits (or a logit / T overflowing float) in any row
 //   (every non-leaf row is read) or in the draft log-probs of a tested token.
 // Determinism: a pure function of its inputs; identical decisions on every backend.
@@ -223,6 +223,9 @@ acceptance<B> verify_redrafter(const B& backend, const tree<B>& tree,
                   "verify_redrafter: the tree has beam_width ", tree.beam_width,
                   " and beam_length ", tree.beam_length,
                   " (it must be built by build_tree from beams)");
+  REDRAFT_REQUIRE(!tree.short_beams,
+                  "verify_redrafter: the tree was built with beam_lengths (beams shorter than L, e.g. from a "
+                  "model-free drafter); Apple's rule needs every beam position and its draft log-probs");
   const index_t width = tree.beam_width, length = tree.beam_length, vocab = logits.extent(1);
   REDRAFT_REQUIRE(draft_log_probs.extent(0) == tree.batch && draft_log_probs.extent(1) == width &&
                       draft_log_probs.extent(2) == length - 1 && draft_log_probs.extent(3) == vocab,
