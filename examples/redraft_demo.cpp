@@ -5,19 +5,25 @@
 // data/draft_heads/kjv; docs/results.md), else the reference tiny Llama target (deterministic
 // random weights, a byte-level vocabulary) and its draft head; decodes a few prompts with plain
 // decoding and with speculative decoding in the same run, and prints the text, tokens per step, acceptance by
-// depth, where the time goes, and the measured speedup. Flags pick the beam shape, batch,
-// sampling, verifier, and checkpoints for the target and the draft head (--help).
+// depth, where the time goes, the draft shapes used, and the measured speedup. By default the
+// adaptive speculation policy picks each step's shape (W, L) or a plain step from measured costs
+// and acceptance; --width / --length fix the shape instead. Flags pick the policy, beam shape,
+// batch, sampling, verifier, and checkpoints for the target and the draft head (--help).
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "redraft/draft/checkpoint.hpp"
 #include "redraft/draft/draft_init.hpp"
+#include "redraft/loop/adaptive_policy.hpp"
 #include "redraft/loop/draft_head_drafter.hpp"
 #include "redraft/loop/plain_decoder.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
@@ -38,13 +44,20 @@ struct demo_flags {
   std::string target_dir, draft_dir;
   std::vector<std::string> prompts;  // --prompt; default: built-in prompts (KJV ones for the KJV pair)
   bool quiet = false, untrained = false, builtin = false, kjv = false;
+  bool adaptive = true;           // --policy; --width / --length select fixed
+  adaptive_policy_config policy;  // --widths, --lengths: the adaptive policy's candidates
 };
 
 void usage() {
   std::printf(
       "usage: redraft-demo [options]\n"
-      "  --width W          beams per step (default 4)\n"
-      "  --length L         tokens per beam including the root (default 5)\n"
+      "  --policy NAME      adaptive (default): each step's shape (W, L), or a plain step, is the\n"
+      "                     one with the most expected tokens per second from measured costs and\n"
+      "                     acceptance; fixed: every step uses --width x --length\n"
+      "  --width W          beams per step of the fixed policy (default 4; implies --policy fixed)\n"
+      "  --length L         tokens per beam including the root (default 5; implies --policy fixed)\n"
+      "  --widths LIST      the adaptive policy's candidate W, comma-separated (default 1,2,4,8,16)\n"
+      "  --lengths LIST     the adaptive policy's candidate L (default 2,3,4,5,6)\n"
       "  --batch B          requests decoded together (default 1)\n"
       "  --max-tokens N     tokens to generate per request (default 64)\n"
       "  --temperature T    0 = greedy (default); > 0 samples\n"
@@ -74,8 +87,22 @@ std::filesystem::path demo_data_dir() {
 #endif
 }
 
+std::vector<std::int32_t> parse_list(const std::string& flag, const std::string& text) {
+  std::vector<std::int32_t> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    REDRAFT_REQUIRE(!item.empty() && item.find_first_not_of("0123456789") == std::string::npos, "redraft-demo: ",
+                    flag, " '", text, "' is not a comma-separated list of positive integers");
+    out.push_back(std::stoi(item));
+  }
+  return out;
+}
+
 demo_flags parse(int argc, char** argv) {
   demo_flags f;
+  std::string policy;
+  bool shape_given = false, candidates_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto value = [&]() -> std::string {
@@ -85,10 +112,20 @@ demo_flags parse(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       usage();
       std::exit(0);
+    } else if (a == "--policy") {
+      policy = value();
     } else if (a == "--width") {
       f.width = std::stoi(value());
+      shape_given = true;
     } else if (a == "--length") {
       f.length = std::stoi(value());
+      shape_given = true;
+    } else if (a == "--widths") {
+      f.policy.widths = parse_list(a, value());
+      candidates_given = true;
+    } else if (a == "--lengths") {
+      f.policy.lengths = parse_list(a, value());
+      candidates_given = true;
     } else if (a == "--batch") {
       f.batch = std::stoi(value());
     } else if (a == "--max-tokens") {
@@ -115,6 +152,13 @@ demo_flags parse(int argc, char** argv) {
       detail::throw_error("redraft-demo: unknown option '", a, "' (see --help)");
     }
   }
+  REDRAFT_REQUIRE(policy.empty() || policy == "adaptive" || policy == "fixed", "redraft-demo: unknown --policy '",
+                  policy, "' (adaptive, fixed)");
+  REDRAFT_REQUIRE(!(policy == "adaptive" && shape_given), "redraft-demo: --width / --length fix the draft shape; "
+                  "they do not combine with --policy adaptive (use --widths / --lengths for its candidates)");
+  f.adaptive = policy.empty() ? !shape_given : policy == "adaptive";
+  REDRAFT_REQUIRE(f.adaptive || !candidates_given, "redraft-demo: --widths / --lengths are the adaptive policy's "
+                  "candidates; with a fixed shape use --width / --length");
   REDRAFT_REQUIRE(f.batch >= 1, "redraft-demo: --batch ", f.batch, " must be at least 1");
   REDRAFT_REQUIRE(f.temperature >= 0.0f, "redraft-demo: --temperature ", f.temperature, " must be >= 0");
   // The shipped KJV pair (tools/train_target.py + redraft-distill; docs/results.md).
@@ -211,8 +255,21 @@ int run(const demo_flags& f) {
               target.vocab_size(), target.hidden_size(),
               f.draft_dir.empty() ? "untrained (deterministic random init)" : f.draft_dir.c_str(),
               static_cast<int>(head.config().exit_dim), static_cast<int>(head.config().num_draft_layers));
-  std::printf("W %d, L %d, batch %d, %d tokens per request, verifier %s, temperature %g\n\n", f.width, f.length,
-              f.batch, f.max_tokens, f.verifier_name.empty() ? (f.temperature > 0 ? "lossless" : "greedy") : f.verifier_name.c_str(),
+  const auto list = [](const std::vector<std::int32_t>& v) {
+    std::string out;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      out.append(std::to_string(v[i]));
+    }
+    return out;
+  };
+  if (f.adaptive) {
+    std::printf("policy adaptive (W in {%s} x L in {%s}, or plain steps)", list(f.policy.widths).c_str(),
+                list(f.policy.lengths).c_str());
+  } else {
+    std::printf("policy fixed, W %d, L %d", f.width, f.length);
+  }
+  std::printf(", batch %d, %d tokens per request, verifier %s, temperature %g\n\n", f.batch, f.max_tokens, f.verifier_name.empty() ? (f.temperature > 0 ? "lossless" : "greedy") : f.verifier_name.c_str(),
               static_cast<double>(f.temperature));
 
   // Plain decoding, the baseline (greedy when the speculative rule is greedy, else sampling).
@@ -222,8 +279,15 @@ int run(const demo_flags& f) {
   const generation_result base = plain.generate(requests, plain_options);
 
   draft_head_drafter<cpu_backend> drafter(head, target.embedding());
-  speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>> spec(cpu, target, drafter);
-  const generation_result got = spec.generate(requests, options);
+  generation_result got;
+  if (f.adaptive) {
+    speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>, adaptive_policy> spec(
+        cpu, target, drafter, adaptive_policy(f.policy));
+    got = spec.generate(requests, options);
+  } else {
+    speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>> spec(cpu, target, drafter);
+    got = spec.generate(requests, options);
+  }
 
   if (!f.quiet) {
     for (std::int32_t r = 0; r < f.batch; ++r) {
@@ -236,7 +300,7 @@ int run(const demo_flags& f) {
   for (std::int32_t r = 0; r < f.batch; ++r) identical &= got.tokens[static_cast<std::size_t>(r)] == base.tokens[static_cast<std::size_t>(r)];
 
   std::int64_t steps = 0, emitted = 0;
-  std::vector<std::int64_t> at_depth(static_cast<std::size_t>(f.length - 1), 0);
+  std::vector<std::int64_t> at_depth(got.requests.empty() ? 0 : got.requests[0].accepted_at_depth.size(), 0);
   for (const auto& s : got.requests) {
     steps += s.steps;
     emitted += s.emitted - 1;  // the prefill's token is not a step's
@@ -248,6 +312,17 @@ int run(const demo_flags& f) {
   std::printf("acceptance by depth:");
   for (std::size_t d = 0; d < at_depth.size(); ++d)
     std::printf(" %zu:%.2f", d + 1, steps ? static_cast<double>(at_depth[d]) / static_cast<double>(steps) : 0.0);
+  std::printf("\n");
+  // The draft shapes the steps used, most used first ("plain": a plain step).
+  std::map<std::string, int> shape_steps;
+  for (const auto& s : got.steps)
+    ++shape_steps[s.beam_length == 1 ? std::string("plain")
+                                     : std::to_string(s.beam_width) + "x" + std::to_string(s.beam_length)];
+  std::vector<std::pair<int, std::string>> by_use;
+  for (const auto& [shape, n] : shape_steps) by_use.emplace_back(-n, shape);
+  std::sort(by_use.begin(), by_use.end());
+  std::printf("shapes (W x L: steps):");
+  for (const auto& [n, shape] : by_use) std::printf(" %s:%d", shape.c_str(), -n);
   std::printf("\n");
   step_stats total;
   for (const auto& s : got.steps) {

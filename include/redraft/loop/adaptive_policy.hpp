@@ -55,9 +55,10 @@ struct adaptive_policy_config {
   std::vector<std::int32_t> widths{1, 2, 4, 8, 16};  // candidate W, ascending, >= 1
   std::vector<std::int32_t> lengths{2, 3, 4, 5, 6};  // candidate L, ascending, >= 2 (root included)
   bool allow_plain = true;        // plain steps (L = 1) are candidates
-  double decay = 0.9;             // weight an observation keeps per later step, in (0, 1]
+  double decay = 0.98;            // weight an observation keeps per later step, in (0, 1]
   double explore_fraction = 0.03; // probes may lose at most this fraction of the decoding time
   double confidence = 1.0;        // optimistic acceptance = mean + confidence standard deviations
+  double cost_confidence = 0.3;   // optimistic verify cost = mean (1 - cost_confidence / sqrt(1 + weight))
 };
 
 // The estimate for one candidate shape (see the file comment).
@@ -68,9 +69,13 @@ struct shape_estimate {
   double draft_s = 0;     // expected drafting time
   double verify_s = 0;    // expected time of everything else
   double optimistic_tokens = 0;  // tokens with the optimistic acceptance
+  double optimistic_verify_s = 0;  // verify_s lowered where few measurements back it
   double time_s() const { return draft_s + verify_s; }
   double rate() const { return time_s() > 0 ? tokens / time_s() : 0.0; }
-  double optimistic_rate() const { return time_s() > 0 ? optimistic_tokens / time_s() : 0.0; }
+  double optimistic_rate() const {
+    const double t = draft_s + optimistic_verify_s;
+    return t > 0 ? optimistic_tokens / t : 0.0;
+  }
 };
 
 // Why a shape was chosen.
@@ -94,9 +99,12 @@ class adaptive_policy {
     REDRAFT_REQUIRE(config_.explore_fraction >= 0.0 && config_.explore_fraction < 1.0, fn, ": explore_fraction ",
                     config_.explore_fraction, " must be in [0, 1)");
     REDRAFT_REQUIRE(config_.confidence >= 0.0, fn, ": confidence ", config_.confidence, " must be >= 0");
+    REDRAFT_REQUIRE(config_.cost_confidence >= 0.0 && config_.cost_confidence < 1.0, fn, ": cost_confidence ",
+                    config_.cost_confidence, " must be in [0, 1)");
     const std::size_t cells = config_.widths.size() * static_cast<std::size_t>(max_depth());
     hits_.assign(cells, 0.0);
     seen_.assign(cells, 0.0);
+    fresh_.assign(cells, 0.0);
     node_sum_.assign(config_.widths.size() * config_.lengths.size(), 0.0);
     node_weight_.assign(node_sum_.size(), 0.0);
   }
@@ -108,8 +116,14 @@ class adaptive_policy {
   bool needs_reports() const { return true; }
 
   draft_shape choose(const step_context& ctx) {
-    if (config_.allow_plain && cost_.empty()) return record(draft_shape::plain(), policy_choice::calibrate, 0);
-    if (seen_[0] == 0.0) return record({config_.widths.front(), config_.lengths.back()}, policy_choice::calibrate, 0);
+    // Calibration, once per policy: plain, narrowest-longest, and both again (the first sample
+    // of a cost pays for first-touch allocations and cold caches: the second replaces it).
+    if (calibration_steps_ < 4) {
+      const bool plain = config_.allow_plain && calibration_steps_ % 2 == 0;
+      ++calibration_steps_;
+      return record(plain ? draft_shape::plain() : draft_shape{config_.widths.front(), config_.lengths.back()},
+                    policy_choice::calibrate, 0);
+    }
     const std::vector<shape_estimate> all = estimates(ctx.remaining);
     const shape_estimate* best = &all.front();
     for (const auto& e : all)
@@ -119,8 +133,11 @@ class adaptive_policy {
     const shape_estimate* probe = nullptr;
     const double budget = config_.explore_fraction * elapsed_s_ - probe_loss_s_;
     for (const auto& e : all) {
-      if (e.shape == best->shape || e.optimistic_rate() <= best_rate) continue;
-      if (expected_loss(e, best_rate) > budget) continue;
+      // Only a shape that might beat the best even when the best is as good as it might be:
+      // a neighbour that shares the best's cells and uncertainty is no probe.
+      if (e.shape == best->shape || e.optimistic_rate() <= best->optimistic_rate()) continue;
+      const double loss = expected_loss(e, best_rate);
+      if (loss > budget) continue;
       if (probe == nullptr || e.optimistic_rate() > probe->optimistic_rate()) probe = &e;
     }
     if (probe != nullptr) return record(probe->shape, policy_choice::probe, best_rate);
@@ -131,7 +148,9 @@ class adaptive_policy {
     decay_all();
     elapsed_s_ += report.total_s();
     if (last_choice_ == policy_choice::probe && last_best_rate_ > 0)
-      probe_loss_s_ += std::max(0.0, report.total_s() - report.emitted / last_best_rate_);
+      // Signed: a probe that beat the estimate refunds the budget (clamping at 0 would charge
+      // every near-best probe for its noise).
+      probe_loss_s_ += report.total_s() - report.emitted / last_best_rate_;
     add_cost(report.nodes, report.verify_cost_s());
     if (report.shape.is_plain()) return;
     const std::int32_t w_count = report.shape.beam_width, l_count = report.shape.beam_length;
@@ -140,6 +159,17 @@ class adaptive_policy {
     const std::int32_t depth_count = max_depth();
     for (std::size_t j = 0; j < config_.widths.size() && config_.widths[j] <= w_count; ++j) {
       const std::int32_t width = config_.widths[j];
+      // The cells this step observes forget their older observations (cells it cannot observe
+      // keep theirs, and only their confidence decays).
+      for (std::int32_t d = 1; d <= std::min(l_count - 1, depth_count); ++d) {
+        hits_[cell(j, d)] *= config_.decay;
+        seen_[cell(j, d)] *= config_.decay;
+        fresh_[cell(j, d)] += report.requests;
+      }
+      for (std::size_t k = 0; k < config_.lengths.size() && config_.lengths[k] <= l_count; ++k) {
+        node_sum_[node_cell(j, k)] *= config_.decay;
+        node_weight_[node_cell(j, k)] *= config_.decay;
+      }
       for (std::int32_t i = 0; i < report.requests; ++i) {
         // Accepted tokens had the step used only beams 0..width-1.
         std::int32_t accepted = 0;
@@ -175,6 +205,7 @@ class adaptive_policy {
       e.tokens = e.optimistic_tokens = a;
       e.nodes = a;
       e.verify_s = verify_cost(a);
+      e.optimistic_verify_s = e.verify_s * cost_optimism(a);
       out.push_back(e);
     }
     for (std::size_t j = 0; j < config_.widths.size(); ++j) {
@@ -193,6 +224,7 @@ class adaptive_policy {
         e.nodes = a * nodes_per_request(j, k);
         e.draft_s = draft_cost(e.shape, a);
         e.verify_s = verify_cost(e.nodes);
+        e.optimistic_verify_s = e.verify_s * cost_optimism(e.nodes);
         out.push_back(e);
       }
     }
@@ -233,6 +265,17 @@ class adaptive_policy {
     return q.second + slope * (n - q.first);
   }
 
+  // The weight of the measurements behind verify(n): the bins whose node counts lie within a
+  // factor 1.5 of n (a neighbourhood, so shapes of similar size share their certainty).
+  double verify_cost_weight(double n) const {
+    double w = 0;
+    for (const auto& b : cost_) {
+      const double x = b.n / b.weight;
+      if (x <= 1.5 * n && n <= 1.5 * x) w += b.weight;
+    }
+    return w;
+  }
+
   // draft(W, L, A): seconds of drafting a shape for A requests; 0 for plain steps and before any
   // measurement.
   double draft_cost(draft_shape shape, std::int32_t requests) const {
@@ -256,6 +299,7 @@ class adaptive_policy {
   struct cost_bin {
     std::int32_t key = 0;
     double weight = 0, n = 0, seconds = 0;  // weighted sums
+    std::int32_t samples = 0;
   };
   struct acceptance_table {
     std::vector<double> mean, optimistic;  // [widths, L_max - 1]
@@ -276,16 +320,19 @@ class adaptive_policy {
     return shape;
   }
 
+  // The factor that makes a verify cost optimistic: well measured costs are trusted, a cost
+  // measured once long ago (its weight decayed) or never is tried again when it might pay.
+  double cost_optimism(double n) const {
+    return 1.0 - config_.cost_confidence / std::sqrt(1.0 + verify_cost_weight(n));
+  }
+
   static double expected_loss(const shape_estimate& e, double best_rate) {
     return best_rate > 0 ? std::max(0.0, e.time_s() - e.tokens / best_rate) : 0.0;
   }
 
   void decay_all() {
     const double k = config_.decay;
-    for (double& x : hits_) x *= k;
-    for (double& x : seen_) x *= k;
-    for (double& x : node_sum_) x *= k;
-    for (double& x : node_weight_) x *= k;
+    for (double& x : fresh_) x *= k;
     for (auto& b : cost_) {
       b.weight *= k;
       b.n *= k;
@@ -308,7 +355,14 @@ class adaptive_policy {
     const std::int32_t key = cost_key(nodes);
     auto it = std::lower_bound(cost_.begin(), cost_.end(), key,
                                [](const cost_bin& b, std::int32_t k) { return b.key < k; });
-    if (it == cost_.end() || it->key != key) it = cost_.insert(it, cost_bin{key, 0, 0, 0});
+    if (it == cost_.end() || it->key != key) it = cost_.insert(it, cost_bin{key, 0, 0, 0, 0});
+    // NOTE: a bin's first sample paid for first-touch allocations and cold caches; the second
+    // replaces it.
+    if (it->samples == 1) *it = cost_bin{key, 0, 0, 0, 1};
+    ++it->samples;
+    // NOTE: one step slowed by something else on the machine (a page fault, another process)
+    // would otherwise move a bin for many steps: a sample counts at most 2x the bin's mean.
+    if (it->weight >= 1.0) seconds = std::min(seconds, 2.0 * it->seconds / it->weight);
     it->weight += 1.0;
     it->n += nodes;
     it->seconds += seconds;
@@ -316,6 +370,7 @@ class adaptive_policy {
 
   void add_draft(draft_shape shape, std::int32_t requests, double seconds) {
     const double x1 = shape.beam_length - 1, x2 = x1 * shape.beam_width * requests;
+    if (draft_samples_++ == 1) draft_ = regression{};  // the first drafting paid for allocations
     draft_.w += 1.0;
     draft_.s11 += x1 * x1;
     draft_.s12 += x1 * x2;
@@ -363,7 +418,7 @@ class adaptive_policy {
         const double prior = std::max(narrower, trend);
         double p = (hits_[c] + prior_weight * prior) / (seen_[c] + prior_weight);
         p = std::min(std::max(p, narrower), prev);
-        const double sd = std::sqrt(p * (1.0 - p) / (seen_[c] + prior_weight));
+        const double sd = std::sqrt(p * (1.0 - p) / (std::min(seen_[c], fresh_[c]) + prior_weight));
         const double opt = std::min(prev_opt, std::max(narrower_opt, p + config_.confidence * sd));
         t.mean[c] = p;
         t.optimistic[c] = std::max(opt, p);
@@ -376,10 +431,13 @@ class adaptive_policy {
   }
 
   adaptive_policy_config config_;
-  std::vector<double> hits_, seen_;             // [widths, L_max - 1] decayed counts
-  std::vector<double> node_sum_, node_weight_;  // [widths, lengths] decayed sums
+  // [widths, L_max - 1]: hits and observations, decayed at each step that observes the cell;
+  // fresh: observations decayed at every step (how recent the cell's data is).
+  std::vector<double> hits_, seen_, fresh_;
+  std::vector<double> node_sum_, node_weight_;  // [widths, lengths] sums, decayed like hits_
   std::vector<cost_bin> cost_;                  // ascending key
   regression draft_;
+  std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
   double elapsed_s_ = 0, probe_loss_s_ = 0;
   policy_choice last_choice_ = policy_choice::calibrate;
   double last_best_rate_ = 0;
