@@ -11,28 +11,35 @@
 // and a plain step has tokens = A, time = verify(A). The parts:
 //  - verify(n): the step's time outside drafting (tree, target pass, verification, KV commit) as
 //    a function of the batch's total node count n: a decayed mean per node count (geometric bins
-//    above 64), interpolated piecewise linearly, extrapolated with the steepest of the last
-//    segment's slope and the weighted least-squares slope.
+//    above 64; a sample counts at most twice its bin's mean), interpolated piecewise linearly,
+//    extrapolated with the steepest of the last segment's slope and the least-squares slope.
 //  - draft(W, L, A) = (L - 1) (c0 + c1 W A): beam search runs L - 1 head steps over W A rows;
 //    c0, c1 >= 0 by decayed least squares (c0 = 0 while W A has not varied).
 //  - q(W, d): a step of shape (W, L) tells, per request, how many tokens every narrower and
 //    shorter shape would have accepted on the same beams (step_report's accepted_rank), so one
-//    step updates every cell (W' <= W, d <= L - 1). Each cell is a decayed Beta estimate, shrunk
-//    towards its neighbours (q(W', d) >= q(W' narrower, d), q(W', d) <= q(W', d - 1)) when data
-//    is thin.
+//    step updates every cell (W' <= W, d <= L - 1). Each cell is a Beta estimate with a prior of
+//    weight 1 at its neighbours' value (q(W', d) >= q(W' narrower, d), q(W', d) <= q(W', d - 1)),
+//    so a cell never observed borrows from the narrower width or the depth trend.
 //  - nodes(W, L): the same counterfactual from step_report's shared_prefix; 1 + W (L - 1) before
 //    any data.
-// Every observation's weight is multiplied by `decay` at each later step, so all of these follow
-// drift (a change of text, of batch size, of machine load).
+// Forgetting: a cell's (and a node count's) older observations lose weight by `decay` at each
+// step that observes it again, so a cell the policy stopped trying keeps its last value rather
+// than sliding to the prior; cost bins and the draft fit lose weight by `decay` at every step.
+// A second, per-step decayed count ("freshness") says how recent a cell's data is; it sets the
+// cell's confidence interval, so stale cells grow uncertain and get tried again.
 //
-// Exploration. The first step of a fresh policy is plain (it measures verify(A)), the second the
-// narrowest, longest candidate (it measures acceptance at every depth). Then each step exploits the
-// best mean estimate, except when a probe may pay: a shape whose optimistic rate (acceptance at
-// the upper end of its confidence interval, or 1 where nothing is known) beats the best mean
-// rate, and whose expected loss (its time minus the time the best shape would take for the same
-// tokens) fits in the probe budget: explore_fraction of the decoding time so far. So probes cost
-// at most a few percent, a shape whose tree is expensive is tried rarely, and a shape whose
-// acceptance went stale is tried again.
+// Exploration. The first four steps of a fresh policy calibrate: plain, the narrowest and
+// longest candidate, and both again (a cost's first sample pays for first-touch allocations and
+// cold caches; the second replaces it). Then each step exploits the best mean estimate, unless a
+// probe may pay: a shape whose optimistic rate beats the best's optimistic rate (so a neighbour
+// that only shares the best's uncertainty is no probe), whose expected loss (its time minus the
+// time the best shape would need for its tokens) fits in the probe budget: explore_fraction of
+// the decoding time so far minus what earlier probes lost (signed: a lucky probe refunds).
+// Optimistic rate: acceptance at mean + `confidence` standard deviations (freshness-weighted),
+// and verify cost lowered by cost_confidence / sqrt(1 + weight of the bins near n), so a node
+// count measured long ago, or never, is measured again when it might pay. Probes therefore cost
+// at most about explore_fraction of the time, an expensive tree is tried rarely, and a shape
+// whose acceptance went stale is tried again.
 //
 // Determinism: a pure function of the step reports it observed; with a simulated clock
 // (DecodeClock) the choices of a run are reproducible. It never sees a step's random draws.
