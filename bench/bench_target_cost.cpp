@@ -25,8 +25,8 @@ using redraft::testing::tiny_llama;
 
 namespace {
 
-// NOTE: __FILE__ is the absolute path of this file in CMake builds: <repo>/bench/...
-const std::filesystem::path data_dir = std::filesystem::path(__FILE__).parent_path() / ".." / "data";
+// REDRAFT_DEMO_DATA_DIR is <repo>/data, set by bench/CMakeLists.txt.
+const std::filesystem::path data_dir = REDRAFT_DEMO_DATA_DIR;
 
 tiny_llama& shared_target() {
   static std::unique_ptr<tiny_llama> model = [] {

@@ -97,14 +97,9 @@ void usage() {
       "  --ngram N          lookup: longest suffix matched (default 3)\n");
 }
 
-// The repository's data/ directory: REDRAFT_DEMO_DATA_DIR when the build defines it, else found
-// from this source file's path (<repo>/examples/redraft_demo.cpp).
+// The repository's data/ directory.
 std::filesystem::path demo_data_dir() {
-#ifdef REDRAFT_DEMO_DATA_DIR
-  return std::filesystem::path(REDRAFT_DEMO_DATA_DIR);
-#else
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "data";
-#endif
+  return std::filesystem::path(REDRAFT_DEMO_DATA_DIR);  // <repo>/data (examples/CMakeLists.txt)
 }
 
 std::vector<std::int32_t> parse_list(const std::string& flag, const std::string& text) {
@@ -190,7 +185,12 @@ demo_flags parse(int argc, char** argv) {
                   policy, "' (adaptive, fixed)");
   REDRAFT_REQUIRE(!(policy == "adaptive" && shape_given), "redraft-demo: --width / --length fix the draft shape; "
                   "they do not combine with --policy adaptive (use --widths / --lengths for its candidates)");
-  f.adaptive = policy.empty() ? !shape_given : policy == "adaptive";
+  // The hybrid drafters split a fixed W between their sources (hybrid_options), so they run with the
+  // fixed policy unless told otherwise; every other drafter defaults to the adaptive policy.
+  const bool hybrid_drafter_chosen = f.drafter == "hybrid" || f.drafter == "hybrid-suffix";
+  REDRAFT_REQUIRE(!(policy == "adaptive" && hybrid_drafter_chosen), "redraft-demo: --drafter ", f.drafter,
+                  " splits a fixed W between its sources; it runs with --policy fixed");
+  f.adaptive = policy.empty() ? !shape_given && !hybrid_drafter_chosen : policy == "adaptive";
   REDRAFT_REQUIRE(f.adaptive || !candidates_given, "redraft-demo: --widths / --lengths are the adaptive policy's "
                   "candidates; with a fixed shape use --width / --length");
   REDRAFT_REQUIRE(f.batch >= 1, "redraft-demo: --batch ", f.batch, " must be at least 1");
