@@ -4,8 +4,10 @@
 // nanobind's default mapping.
 #include <nanobind/nanobind.h>
 
+#include <cstdint>
 #include <exception>
 
+#include "arrays.hpp"
 #include "bindings.hpp"
 #include "redraft/core/error.hpp"
 
@@ -20,6 +22,11 @@ NB_MODULE(_redraft, m) {
       PyErr_SetString(PyExc_ValueError, e.what());
     }
   });
+  // For tests of the zero-copy claim: the address the C++ side reads for an input array.
+  m.def(
+      "_data_address",
+      [](const redraft::python::in_array& a) { return reinterpret_cast<std::uintptr_t>(a.data()); },
+      nb::arg("array"), "The address of an input array's first element as the C++ side sees it.");
   redraft::python::bind_tree(m);
   redraft::python::bind_verify(m);
   redraft::python::bind_draft(m);
