@@ -5,6 +5,9 @@ import pathlib
 
 import pytest
 
+# One BLAS thread: the suite shares a small machine (OpenBLAS reads this when torch loads it).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 KJV_TARGET = ROOT / "data" / "models" / "kjv-target"
 KJV_HEAD = ROOT / "data" / "draft_heads" / "kjv"
