@@ -29,7 +29,8 @@
 // NOTE: draft_head holds move-only buffers in a std::vector, so std::is_copy_constructible is
 // true but the copy does not compile; nanobind must move it instead.
 template <>
-struct nanobind::detail::is_copy_constructible<redraft::draft_head<redraft::cpu_backend>> : std::false_type {};
+struct nanobind::detail::is_copy_constructible<redraft::draft_head<redraft::cpu_backend>>
+    : std::false_type {};
 
 namespace redraft::python {
 
@@ -49,13 +50,26 @@ using ro_array = nb::ndarray<nb::numpy, const T>;
 inline std::string dtype_name(nb::dlpack::dtype d) {
   const char* kind = "?";
   switch (static_cast<nb::dlpack::dtype_code>(d.code)) {
-    case nb::dlpack::dtype_code::Int: kind = "int"; break;
-    case nb::dlpack::dtype_code::UInt: kind = "uint"; break;
-    case nb::dlpack::dtype_code::Float: kind = "float"; break;
-    case nb::dlpack::dtype_code::Bfloat: kind = "bfloat"; break;
-    case nb::dlpack::dtype_code::Complex: kind = "complex"; break;
-    case nb::dlpack::dtype_code::Bool: kind = "bool"; break;
-    default: break;  // the float8 / float6 / float4 codes: named by their bit width only
+    case nb::dlpack::dtype_code::Int:
+      kind = "int";
+      break;
+    case nb::dlpack::dtype_code::UInt:
+      kind = "uint";
+      break;
+    case nb::dlpack::dtype_code::Float:
+      kind = "float";
+      break;
+    case nb::dlpack::dtype_code::Bfloat:
+      kind = "bfloat";
+      break;
+    case nb::dlpack::dtype_code::Complex:
+      kind = "complex";
+      break;
+    case nb::dlpack::dtype_code::Bool:
+      kind = "bool";
+      break;
+    default:
+      break;  // the float8 / float6 / float4 codes: named by their bit width only
   }
   return std::string(kind) + std::to_string(d.bits);
 }
@@ -87,20 +101,22 @@ view<T, Rank> checked_view(const A& a, const char* fn, const char* name, const c
   for (int d = Rank - 1; d >= 0; --d) {
     const index_t e = static_cast<index_t>(a.shape(static_cast<std::size_t>(d)));
     if (!any_extent) {
-      REDRAFT_REQUIRE(extents[static_cast<std::size_t>(d)] < 0 ||
-                          e == extents[static_cast<std::size_t>(d)],
-                      fn, ": ", name, " has shape ", shape_text(a), " but must be ", dims,
-                      " with dimension ", d, " = ", extents[static_cast<std::size_t>(d)]);
+      REDRAFT_REQUIRE(
+          extents[static_cast<std::size_t>(d)] < 0 || e == extents[static_cast<std::size_t>(d)], fn,
+          ": ", name, " has shape ", shape_text(a), " but must be ", dims, " with dimension ", d,
+          " = ", extents[static_cast<std::size_t>(d)]);
     }
     // NOTE: strides of extent-1 dimensions are irrelevant (PyTorch may report anything).
     REDRAFT_REQUIRE(e <= 1 || a.stride(static_cast<std::size_t>(d)) == expected_stride, fn, ": ",
-                    name, " ", shape_text(a), " is not C-contiguous (row-major); pass "
+                    name, " ", shape_text(a),
+                    " is not C-contiguous (row-major); pass "
                     "np.ascontiguousarray(x) or x.contiguous()");
     expected_stride *= e;
   }
   view<T, Rank> v;
   std::array<index_t, Rank> ext{};
-  for (int d = 0; d < Rank; ++d) ext[static_cast<std::size_t>(d)] = static_cast<index_t>(a.shape(static_cast<std::size_t>(d)));
+  for (int d = 0; d < Rank; ++d)
+    ext[static_cast<std::size_t>(d)] = static_cast<index_t>(a.shape(static_cast<std::size_t>(d)));
   v.reset(static_cast<T*>(const_cast<void*>(static_cast<const void*>(a.data()))), ext.data());
   return v;
 }
