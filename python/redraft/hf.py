@@ -182,15 +182,14 @@ class HFTarget:
         allowed = torch.zeros((b, 1, n_max, kv_len), dtype=torch.bool)
         tokens = torch.from_numpy(batch.tokens.astype(np.int64))
         positions = torch.from_numpy(batch.positions.astype(np.int64))
-        dense = torch.from_numpy(batch.dense_mask).bool()
-        dense_offsets = batch.dense_offsets
+        tree_masks = _tree_masks(batch, counts)
         for i in range(b):
             n, c, first = int(counts[i]), int(committed[i]), int(offsets[i])
             input_ids[i, :n] = tokens[first : first + n]
             position_ids[i, :n] = positions[first : first + n]
             position_ids[i, n:] = positions[first + n - 1]
             allowed[i, 0, :n, :c] = True
-            allowed[i, 0, :n, c : c + n] = dense[dense_offsets[i] : dense_offsets[i + 1]].view(n, n)
+            allowed[i, 0, :n, c : c + n] = tree_masks[i]
             allowed[i, 0, n:, 0] = True  # padding rows see one entry, so their softmax stays finite
         mask = torch.zeros(allowed.shape, dtype=self._dtype).masked_fill_(~allowed, self._min())
         cols = torch.from_numpy(committed)[:, None] + torch.arange(n_max)[None]  # [B, n_max]
@@ -216,6 +215,22 @@ class HFTarget:
         self.cache.move(torch.from_numpy(slot_of_entry.astype(np.int64)), source, destination)
         for r, slot in enumerate(plan.slot):
             self.committed[int(slot)] = int(plan.destination[offsets[r + 1] - 1]) + 1
+
+
+def _tree_masks(batch, counts) -> List[torch.Tensor]:
+    """Each request's ancestor-or-self mask [n_b, n_b] bool, from the dense mask when the decoder
+    built it (DecodeOptions(masks='dense' or 'both')), else unpacked from the packed rows."""
+    masks = []
+    for i, n in enumerate(int(c) for c in counts):
+        if batch.dense_mask is not None:
+            block = batch.dense_mask[batch.dense_offsets[i] : batch.dense_offsets[i + 1]].reshape(n, n)
+        else:
+            first = int(batch.node_offsets[i])
+            words = batch.packed_mask[first : first + n]  # [n, words_per_row] uint32
+            j = np.arange(n)
+            block = (words[:, j // 32] >> (j % 32).astype(np.uint32)) & 1
+        masks.append(torch.from_numpy(np.ascontiguousarray(block, dtype=np.uint8)).bool())
+    return masks
 
 
 def patch_transformers_for_old_torch() -> None:

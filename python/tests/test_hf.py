@@ -61,6 +61,17 @@ def test_greedy_batch_of_different_lengths_equals_hf_generate(kjv_model, kjv_hea
     assert result.tokens_per_step > 2.0
 
 
+def test_greedy_with_packed_masks_only(kjv_model, kjv_head, hf_reference):
+    from redraft.hf import HFTarget
+
+    decoder = redraft.SpeculativeDecoder(
+        HFTarget(kjv_model), kjv_head, redraft.DecodeOptions(beam_width=2, beam_length=6, masks="packed")
+    )
+    result = decoder.generate([encode(p) for p in PROMPTS[:3]], max_new_tokens=60)
+    for tokens, reference in zip(result.tokens, hf_reference):
+        assert tokens == reference[:60]
+
+
 def test_hidden_state_is_the_post_norm_last_layer(kjv_model, torch):
     from redraft.hf import HFTarget
     import numpy as np
