@@ -15,6 +15,12 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DREDRAFT_WERROR="${REDRAFT_WE
 cmake --build "$build" -j "$(nproc)"
 ctest --test-dir "$build" --output-on-failure -j "$(nproc)"
 
+# The Python package (python/, docs/python.md) and its pytest suite, on Debian's PyTorch
+# (scripts/python_tests.sh installs what it needs). REDRAFT_PYTHON=off skips it.
+if [ "${REDRAFT_PYTHON:-on}" != off ]; then
+  bash scripts/python_tests.sh
+fi
+
 if [ "${REDRAFT_ARCH_CHECK:-0}" = 1 ]; then
   bash scripts/deps.sh clang
   bash scripts/check_arch.sh
