@@ -8,6 +8,7 @@
 // core: vocabulary types
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
+#include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/core/philox.hpp"
 #include "redraft/core/tree.hpp"
