@@ -31,6 +31,7 @@
 #include "redraft/kv/compaction.hpp"
 #include "redraft/kv/kv_plan.hpp"
 #include "redraft/verify/acceptance.hpp"
+#include "redraft/verify/deferred.hpp"
 #include "redraft/verify/greedy.hpp"
 #include "redraft/verify/logits_processing.hpp"
 #include "redraft/verify/lossless.hpp"

@@ -216,6 +216,10 @@ struct thrust_system_ops<thrust::system::cuda::tag> {
   static void verify_redrafter(const context& c, const detail::redrafter_functor<T>& walk) {
     REDRAFT_CUDA_CHECK(kernels::launch_verify_redrafter(walk, c->stream()));
   }
+  template <class T>
+  static void redrafter_rows(const context& c, const detail::redrafter_row_functor<T>& rows) {
+    REDRAFT_CUDA_CHECK(kernels::launch_redrafter_rows(rows, rows.logits.extent(0), c->stream()));
+  }
   static void packed_tree_mask(const context& c, const detail::packed_mask_row_functor& rows,
                                std::int32_t max_nodes) {
     if (max_nodes <= kernel_tuning::mask_max_nodes) {

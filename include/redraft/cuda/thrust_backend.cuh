@@ -212,6 +212,12 @@ struct twin_verify_typical {
 };
 
 template <class T>
+struct twin_redrafter_rows {
+  detail::redrafter_row_functor<T> rows;
+  void operator()(index_t node) const { block::host_redrafter_row(rows, node); }
+};
+
+template <class T>
 struct twin_verify_redrafter {
   detail::redrafter_functor<T> walk;
   void operator()(index_t b) const {
@@ -369,6 +375,10 @@ struct thrust_system_ops {
   static void verify_redrafter(const context& c, const detail::redrafter_functor<T>& walk) {
     for_each_row(c, walk.tree.batch, twin_verify_redrafter<T>{walk});
   }
+  template <class T>
+  static void redrafter_rows(const context& c, const detail::redrafter_row_functor<T>& rows) {
+    for_each_row(c, rows.logits.extent(0), twin_redrafter_rows<T>{rows});
+  }
   static void packed_tree_mask(const context& c, const detail::packed_mask_row_functor& rows,
                                std::int32_t /*max_nodes*/) {
     for_each_row(c, rows.t.batch, twin_packed_mask{rows});
@@ -518,6 +528,11 @@ class thrust_backend {
   template <class T>
   void verify_redrafter_fused(const detail::redrafter_functor<T>& walk) const {
     if (walk.tree.batch > 0) ops::verify_redrafter(context_, walk);
+  }
+  // verify_redrafter's per-node row statistics with one block per node (logits rows = nodes).
+  template <class T>
+  void redrafter_rows_fused(const detail::redrafter_row_functor<T>& rows) const {
+    if (rows.logits.extent(0) > 0) ops::redrafter_rows(context_, rows);
   }
   // build_packed_tree_mask's rows with one block per request, parents staged in shared memory
   // (cuda/kernels/tree_mask.cuh; host systems run its host-run twin). Same bits.

@@ -387,11 +387,13 @@ struct residual_weight {
 };
 
 // Steps of process_row, shared with the block kernels: after the scan, the cut (top-k, then
-// top-p) and the constants; the norm is the blocked sum of row_weight.
+// top-p) and the constants; the norm is the blocked sum of row_weight. kth: the row's top_k-th
+// largest value when the caller has it (a block computes it with a parallel radix select), else
+// null.
 template <logit_element T>
 REDRAFT_HOST_DEVICE processed_row process_row_cut(const T* row, index_t vocab,
-                                                  const sampling_params& params,
-                                                  const row_scan& s) {
+                                                  const sampling_params& params, const row_scan& s,
+                                                  const float* kth = nullptr) {
   processed_row r;
   if (s.bad_column >= 0 || !s.any_finite) {
     r.bad_column = s.bad_column >= 0 ? s.bad_column : -2;
@@ -400,7 +402,9 @@ REDRAFT_HOST_DEVICE processed_row process_row_cut(const T* row, index_t vocab,
   r.max = s.max;
   r.inv_temperature = 1.0f / params.temperature;
   r.threshold = -HUGE_VALF;
-  if (params.top_k > 0 && params.top_k < vocab) r.threshold = kth_largest(row, vocab, params.top_k);
+  if (params.top_k > 0 && params.top_k < vocab) {
+    r.threshold = kth != nullptr ? *kth : kth_largest(row, vocab, params.top_k);
+  }
   if (params.top_p < 1.0f) {
     const kept_mass mass{r.max, r.inv_temperature, r.threshold};
     const double total = blocked_sum(row_kept_mass<T>{row, mass}, vocab);

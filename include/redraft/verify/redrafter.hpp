@@ -113,34 +113,48 @@ struct redrafter_row_functor {
   std::int32_t* bad_column;         // [n_total] -1 ok, >= 0 NaN/+inf column, -2 no finite value,
                                     // -3 a logit / temperature overflows float
 
+  // The row as steps, shared with the block-per-node kernel (cuda/block/sampling_walk.cuh):
+  // after the scan, whether the row is usable (else its bad_column is recorded).
+  REDRAFT_HOST_DEVICE bool accept_scan(index_t node, const row_ops::row_scan& s) const {
+    if (s.bad_column >= 0 || !s.any_finite) {
+      bad_column[node] = s.bad_column >= 0 ? static_cast<std::int32_t>(s.bad_column) : -2;
+      return false;
+    }
+    bad_column[node] = -1;
+    return true;
+  }
+  REDRAFT_HOST_DEVICE bool needs_kth(index_t vocab) const {
+    return params.logit_top_k > 0 && params.logit_top_k < vocab;
+  }
+  // After the max m of warp(x) / T: false (and -3 recorded) when it overflowed.
+  // NOTE: x / T overflows to +inf for |x| > FLT_MAX * T (huge logits at T < 1), and then
+  // y - max = inf - inf = NaN: the row is refused (-3) instead of producing NaN probabilities.
+  REDRAFT_HOST_DEVICE bool accept_max(index_t node, float m) const {
+    if (m == HUGE_VALF) {
+      bad_column[node] = -3;
+      return false;
+    }
+    return true;
+  }
+  REDRAFT_HOST_DEVICE void record(index_t node, float thr, float m, double sum) const {
+    threshold[node] = thr;
+    max[node] = m;
+    log_sum[node] = std::log(static_cast<float>(sum));
+  }
+
   REDRAFT_HOST_DEVICE void operator()(index_t node) const {
     const T* row = &logits(node, 0);
     const index_t vocab = logits.extent(1);
-    const row_ops::row_scan s = row_ops::scan_row(row, vocab);
-    if (s.bad_column >= 0 || !s.any_finite) {
-      bad_column[node] = s.bad_column >= 0 ? static_cast<std::int32_t>(s.bad_column) : -2;
-      return;
-    }
-    bad_column[node] = -1;
-    float thr = -HUGE_VALF;
-    if (params.logit_top_k > 0 && params.logit_top_k < vocab) {
-      thr = row_ops::kth_largest(row, vocab, params.logit_top_k);
-    }
+    if (!accept_scan(node, row_ops::scan_row(row, vocab))) return;
+    const float thr =
+        needs_kth(vocab) ? row_ops::kth_largest(row, vocab, params.logit_top_k) : -HUGE_VALF;
     float m = -HUGE_VALF;
     for (index_t i = 0; i < vocab; ++i) {
       const float y = warped(to_float(row[i]), thr, params);
       m = y > m ? y : m;
     }
-    // NOTE: x / T overflows to +inf for |x| > FLT_MAX * T (huge logits at T < 1), and then
-    // y - max = inf - inf = NaN: the row is refused (-3) instead of producing NaN probabilities.
-    if (m == HUGE_VALF) {
-      bad_column[node] = -3;
-      return;
-    }
-    const double sum = row_ops::blocked_sum(redrafter_exp_term<T>{row, params, thr, m}, vocab);
-    threshold[node] = thr;
-    max[node] = m;
-    log_sum[node] = std::log(static_cast<float>(sum));
+    if (!accept_max(node, m)) return;
+    record(node, thr, m, row_ops::blocked_sum(redrafter_exp_term<T>{row, params, thr, m}, vocab));
   }
 };
 
@@ -311,9 +325,14 @@ requires logit_element<std::remove_const_t<T>> acceptance<B> verify_redrafter(
   auto max = backend.template allocate<float>(nt);        // [n_total]
   auto log_sum = backend.template allocate<float>(nt);    // [n_total]
   auto bad = backend.template allocate<std::int32_t>(nt); // [n_total]
-  backend.for_each_index(
-      nt, detail::redrafter_row_functor<E>{logits, params, threshold.data(), max.data(),
-                                           log_sum.data(), bad.data()});
+  const detail::redrafter_row_functor<E> rows{logits,     params,         threshold.data(),
+                                              max.data(), log_sum.data(), bad.data()};
+  // A backend may compute the row statistics with one block per node.
+  if constexpr (requires { backend.redrafter_rows_fused(rows); }) {
+    backend.redrafter_rows_fused(rows);
+  } else {
+    backend.for_each_index(nt, rows);
+  }
   const detail::redrafter_functor<E> walk{
       view_of(tree), logits,         draft_log_probs, params,  uniforms,      threshold.data(),
       max.data(),    log_sum.data(), bad.data(),      v.out(), v.status_out()};

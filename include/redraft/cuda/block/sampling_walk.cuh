@@ -15,9 +15,12 @@
 //     chunk (row_ops::blocked_inverse_cdf): V / 256 reads instead of V;
 //   * the decisions (accept tests, descending, writing the outputs): one thread, the functor's
 //   code.
-// NOTE: the top-k and top-p cuts of verify_lossless (and ReDrafter's warp threshold) are still
-// computed by one thread (row_ops::process_row_cut, sequential as on the CPU); temperature-only
-// sampling, the common engine setting, is fully block-parallel.
+//   * the top-k cut: a block radix select (block/top_k.cuh: 4 passes of 8-bit digits, integer
+//     histograms, so the count is order-free) gives the k-th largest value, the value
+//     row_ops::kth_largest returns.
+// NOTE: the top-p cut (a radix select weighted by probability mass, whose double histogram sums
+// depend on the order) and ReDrafter's per-node warp statistics are still computed by one thread
+// with the sequential row helpers; temperature and top-k sampling are block-parallel.
 //
 // host_*_request are the host-run twins (a simulated block, thread after thread); the kernels are
 // cuda/kernels/verify_sampling.cuh. No CUDA headers: compiles with any C++20 compiler.
@@ -29,6 +32,7 @@
 #include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/cuda/block/row_reduce.cuh"
+#include "redraft/cuda/block/top_k.cuh"
 #include "redraft/verify/logits_processing.hpp"
 #include "redraft/verify/lossless.hpp"
 #include "redraft/verify/redrafter.hpp"
@@ -100,11 +104,37 @@ row_ops::row_scan host_scan(const T* row, index_t vocab) {
       vocab);
 }
 
+// Whether the row's cut needs the k-th largest value (top-k on, k < V).
+REDRAFT_HOST_DEVICE inline bool needs_kth(const sampling_params& sp, index_t vocab) {
+  return sp.top_k > 0 && sp.top_k < vocab;
+}
+
+// The k-th largest value (1 <= k <= V) by the block radix select: integer counts, exact.
+template <logit_element T>
+float host_kth_largest(const T* row, index_t vocab, std::int32_t k) {
+  std::uint32_t prefix = 0;
+  index_t remaining = k;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    std::uint32_t histogram[256] = {};
+    for (int t = 0; t < sampling_threads; ++t) {
+      thread_digit_histogram(row, vocab, t, sampling_threads, prefix, shift,
+                             [&](std::uint32_t bin) { ++histogram[bin]; });
+    }
+    select_digit(histogram, shift, prefix, remaining);
+  }
+  return row_ops::from_order_key(prefix);
+}
+
 // The processed row (cut, then the normaliser from chunk sums).
 template <logit_element T>
 row_ops::processed_row host_process_row(const T* row, index_t vocab, const sampling_params& sp,
                                         double* sums) {
-  row_ops::processed_row p = row_ops::process_row_cut(row, vocab, sp, host_scan(row, vocab));
+  const row_ops::row_scan scan = host_scan(row, vocab);
+  float kth = 0.0f;
+  const bool use_kth = scan.bad_column < 0 && scan.any_finite && needs_kth(sp, vocab);
+  if (use_kth) kth = host_kth_largest(row, vocab, sp.top_k);
+  row_ops::processed_row p =
+      row_ops::process_row_cut(row, vocab, sp, scan, use_kth ? &kth : nullptr);
   if (p.ok()) {
     host_chunk_sums(row_ops::row_weight<T>{row, p}, vocab, sums);
     p.norm = row_ops::fold_chunks(sums);
@@ -165,6 +195,35 @@ void host_typical_request(const detail::typical_functor<T>& f, std::int32_t b) {
     }
     f.finish(b, best.best.index, s);
   }
+}
+
+// Column max of warp(x) / T over the thread's chunk (ReDrafter's row max; combine: max_of).
+template <logit_element T>
+REDRAFT_HOST_DEVICE float thread_warped_max(const T* row, index_t vocab, int chunk, float thr,
+                                            const redrafter_params& params) {
+  float m = -HUGE_VALF;
+  const index_t end = row_ops::chunk_end(vocab, chunk);
+  for (index_t i = row_ops::chunk_begin(vocab, chunk); i < end; ++i) {
+    m = max_of{}(m, detail::warped(to_float(row[i]), thr, params));
+  }
+  return m;
+}
+
+// ReDrafter's statistics of one node's row by a simulated block (one row per block).
+template <logit_element T>
+void host_redrafter_row(const detail::redrafter_row_functor<T>& f, index_t node) {
+  const T* row = &f.logits(node, 0);
+  const index_t vocab = f.logits.extent(1);
+  if (!f.accept_scan(node, host_scan(row, vocab))) return;
+  const float thr =
+      f.needs_kth(vocab) ? host_kth_largest(row, vocab, f.params.logit_top_k) : -HUGE_VALF;
+  const float m = host_block_reduce(
+      sampling_threads, [&](int t) { return thread_warped_max(row, vocab, t, thr, f.params); },
+      max_of{});
+  if (!f.accept_max(node, m)) return;
+  double sums[sampling_threads];
+  host_chunk_sums(detail::redrafter_exp_term<T>{row, f.params, thr, m}, vocab, sums);
+  f.record(node, thr, m, row_ops::fold_chunks(sums));
 }
 
 template <logit_element T>

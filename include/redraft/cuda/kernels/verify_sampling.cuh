@@ -7,7 +7,8 @@
 // threads compute the row scans (exact combine through CUB), and the chunk sums of the
 // normaliser, the entropy and the residual (written to shared memory and folded by thread 0 in
 // chunk order: the blocked order the functors use, so the decisions are the CPU's bit for bit).
-// Only the rows on the walked path are read. Block logic and host-run twins:
+// Only the rows on the walked path are read. ReDrafter's per-node row statistics (warp threshold,
+// max, log-sum) get one block per node (redrafter_rows_kernel). Block logic and host-run twins:
 // cuda/block/sampling_walk.cuh. nvcc only.
 #pragma once
 
@@ -39,11 +40,48 @@ __device__ row_ops::row_scan block_scan(const T* row, index_t vocab) {
 
 // The processed row of `row` into shared `p` (scan by the block, cut and fold by thread 0, chunk
 // sums by the block into `sums`). Ends with a barrier: every thread may read p.
+// The k-th largest value of the row by a block radix select (block/top_k.cuh; every thread gets
+// it). Integer histograms with shared atomics: the counts, hence the result, are order-free.
+template <class T>
+__device__ float block_kth_largest(const T* row, index_t vocab, std::int32_t k) {
+  constexpr int threads = block::sampling_threads;
+  __shared__ std::uint32_t histogram[256];
+  __shared__ std::uint32_t prefix;
+  __shared__ index_t remaining;
+  const int tid = static_cast<int>(threadIdx.x);
+  if (tid == 0) {
+    prefix = 0;
+    remaining = k;
+  }
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int d = tid; d < 256; d += threads) histogram[d] = 0;
+    __syncthreads();
+    block::thread_digit_histogram(row, vocab, tid, threads, prefix, shift,
+                                  [](std::uint32_t bin) { atomicAdd(&histogram[bin], 1u); });
+    __syncthreads();
+    if (tid == 0) {
+      std::uint32_t pr = prefix;
+      index_t rem = remaining;
+      block::select_digit(histogram, shift, pr, rem);
+      prefix = pr;
+      remaining = rem;
+    }
+    __syncthreads();
+  }
+  const float kth = row_ops::from_order_key(prefix);
+  __syncthreads();  // prefix may be reset by the next call
+  return kth;
+}
+
 template <class T>
 __device__ void block_process_row(const T* row, index_t vocab, const sampling_params& sp,
                                   row_ops::processed_row& p, double* sums) {
   const row_ops::row_scan scan = block_scan(row, vocab);
-  if (threadIdx.x == 0) p = row_ops::process_row_cut(row, vocab, sp, scan);
+  // Uniform across the block: the scan result and the parameters are the same in every thread.
+  const bool use_kth = scan.bad_column < 0 && scan.any_finite && block::needs_kth(sp, vocab);
+  const float kth = use_kth ? block_kth_largest(row, vocab, sp.top_k) : 0.0f;
+  if (threadIdx.x == 0)
+    p = row_ops::process_row_cut(row, vocab, sp, scan, use_kth ? &kth : nullptr);
   __syncthreads();
   const row_ops::processed_row local = p;
   if (local.ok())
@@ -165,6 +203,41 @@ __global__ void __launch_bounds__(block::sampling_threads)
                      detail::redrafter_next_token(w, vocab, sums, row_ops::fold_chunks(sums),
                                                   f.next_token_uniform(b)));
   }
+}
+
+// ReDrafter's per-node row statistics, one block per node (grid = n_total).
+template <class T>
+__global__ void __launch_bounds__(block::sampling_threads)
+    redrafter_rows_kernel(detail::redrafter_row_functor<T> f) {
+  constexpr int threads = block::sampling_threads;
+  const index_t node = blockIdx.x;
+  const T* row = &f.logits(node, 0);
+  const index_t vocab = f.logits.extent(1);
+  __shared__ double sums[threads];
+  const row_ops::row_scan scan = block_scan(row, vocab);
+  if (threadIdx.x == 0) f.accept_scan(node, scan);
+  if (scan.bad_column >= 0 || !scan.any_finite) return;  // uniform
+  const float thr =
+      f.needs_kth(vocab) ? block_kth_largest(row, vocab, f.params.logit_top_k) : -HUGE_VALF;
+  const float m = block_all_reduce<threads>(
+      block::thread_warped_max(row, vocab, static_cast<int>(threadIdx.x), thr, f.params),
+      block::max_of{});
+  if (m == HUGE_VALF) {  // uniform
+    if (threadIdx.x == 0) f.accept_max(node, m);
+    return;
+  }
+  sums[threadIdx.x] = row_ops::chunk_sum(detail::redrafter_exp_term<T>{row, f.params, thr, m},
+                                         vocab, static_cast<int>(threadIdx.x));
+  __syncthreads();
+  if (threadIdx.x == 0) f.record(node, thr, m, row_ops::fold_chunks(sums));
+}
+
+template <class T>
+cudaError_t launch_redrafter_rows(const detail::redrafter_row_functor<T>& f, index_t rows,
+                                  cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  redrafter_rows_kernel<T><<<static_cast<unsigned>(rows), block::sampling_threads, 0, stream>>>(f);
+  return cudaGetLastError();
 }
 
 template <class T>
