@@ -243,13 +243,18 @@ REDRAFT_HOST_DEVICE inline index_t chunk_end(index_t vocab, int chunk) {
   return chunk_begin(vocab, chunk + 1);  // chunk 255 ends at V: 256 * ceil(V / 256) >= V
 }
 
-// Sequential double sum of term(i) over chunk `chunk`'s columns.
+// Sequential double sum of term(i) over chunk `chunk`'s columns. A term may provide
+// sum_range(begin, end) computing the same sum faster (e.g. stepping over columns whose term is 0).
 template <class Term>
-REDRAFT_HOST_DEVICE double chunk_sum(Term term, index_t vocab, int chunk) {
-  double s = 0.0;
-  const index_t end = chunk_end(vocab, chunk);
-  for (index_t i = chunk_begin(vocab, chunk); i < end; ++i) s += term(i);
-  return s;
+REDRAFT_HOST_DEVICE double chunk_sum(const Term& term, index_t vocab, int chunk) {
+  const index_t begin = chunk_begin(vocab, chunk), end = chunk_end(vocab, chunk);
+  if constexpr (requires { term.sum_range(begin, end); }) {
+    return term.sum_range(begin, end);
+  } else {
+    double s = 0.0;
+    for (index_t i = begin; i < end; ++i) s += term(i);
+    return s;
+  }
 }
 
 // The fold of precomputed chunk sums [sum_chunks], in chunk order.
@@ -371,7 +376,8 @@ struct residual_weight {
   processed_row r;
   const std::int32_t* excluded;
   int m;
-  REDRAFT_HOST_DEVICE double operator()(index_t i) const {
+  // The first excluded entry >= i.
+  REDRAFT_HOST_DEVICE int first_excluded_from(index_t i) const {
     int lo = 0, hi = m;
     while (lo < hi) {
       const int mid = (lo + hi) / 2;
@@ -381,8 +387,26 @@ struct residual_weight {
         hi = mid;
       }
     }
-    if (lo < m && excluded[lo] == i) return 0.0;
+    return lo;
+  }
+  REDRAFT_HOST_DEVICE double operator()(index_t i) const {
+    const int at = first_excluded_from(i);
+    if (at < m && excluded[at] == i) return 0.0;
     return r.weight(to_float(row[i]));
+  }
+  // The sum over [begin, end) in column order, skipping the excluded columns (which would add 0):
+  // the same double as adding operator()(i) for every column.
+  REDRAFT_HOST_DEVICE double sum_range(index_t begin, index_t end) const {
+    double s = 0.0;
+    int at = first_excluded_from(begin);
+    for (index_t i = begin; i < end; ++i) {
+      if (at < m && excluded[at] == i) {
+        ++at;
+        continue;
+      }
+      s += r.weight(to_float(row[i]));
+    }
+    return s;
   }
 };
 
