@@ -5,9 +5,15 @@
 // i uses set i % copies, so a set is never hot in L2 from the previous iteration.
 //
 //   BM_cuda_tree_masks/B/W      build_tree (the parallel form) + packed mask + positions, L = 5
-//   BM_cuda_beam_search/B/W/V   beam_search of a random draft head, H = 1024, L = 5, 1 layer
+//   BM_cuda_beam_search/B/W/V/N beam_search of a random draft head, H = 1024, E = 2H, L = 5,
+//                               N residual blocks
+//   BM_cuda_beam_search_gemm_floor/B/W/V/N  only the beam search's GEMMs (cuBLAS through
+//                               cuda_backend::matmul) at the same shapes: the floor a beam
+//                               search step cannot go under
 //   BM_cuda_verify_greedy/B/W/V verify_greedy (fused: one block per request) on a beam tree
 //   BM_cuda_verify_lossless/B/W/V  verify_lossless (T = 1, Philox) on the same trees
+//   BM_cuda_verify_lossless_bf16/B/W/V  the same on bfloat16 logits
+//   BM_cuda_verify_typical/B/W/V   verify_typical (T = 1, argmax next token) on the same trees
 //   BM_cuda_row_top_k/R/C/K     the block top-k kernel alone ([R, C], k)
 //
 // Without a CUDA device the program prints "SKIPPED: <reason>" and exits 0.
@@ -108,7 +114,7 @@ void BM_cuda_beam_search(benchmark::State& state) {
   config.vocab_size = vocab;
   config.hidden_size = hidden;
   config.exit_dim = 2 * hidden;
-  config.num_draft_layers = 1;
+  config.num_draft_layers = state.range(3);
   draft_head<cuda_backend> head(gpu, config);
   init_draft_head(head, 3);
   std::mt19937 rng(2);
@@ -136,6 +142,51 @@ void BM_cuda_beam_search(benchmark::State& state) {
                                       {roots[k].data(), batch}, {embedding.data(), vocab, hidden},
                                       width, beam_length, {}, &ws);
       benchmark::DoNotOptimize(result.beams.data());
+    }));
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+
+// The GEMMs of beam_search's L - 1 steps alone (draft_head.hpp: the recurrence's two H x H
+// products, N blocks of E x E, the lm_head E x V; E = 2H, so no input projection), on
+// B W rows (the first step on B rows), with cuda_backend::matmul (cublasSgemm + bias pass).
+void BM_cuda_beam_search_gemm_floor(benchmark::State& state) {
+  const index_t batch = state.range(0), width = state.range(1), vocab = state.range(2),
+                layers = state.range(3), hidden = 1024, exit_dim = 2 * hidden;
+  const cuda_backend gpu;
+  std::mt19937 rng(6);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  const auto random = [&](index_t n) {
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (float& x : v) x = normal(rng);
+    return upload(gpu, v);
+  };
+  const auto rnn_w = random(hidden * hidden), rnn_u = random(hidden * hidden);  // [H, H]
+  std::vector<cuda_backend::buffer<float>> blocks;                               // N x [E, E]
+  for (index_t n = 0; n < layers; ++n) blocks.push_back(random(exit_dim * exit_dim));
+  const auto bias = random(exit_dim);             // [E]
+  const auto lm_head = random(vocab * exit_dim);  // [V, E]
+  const index_t rows = batch * width;
+  const auto h_in = random(rows * hidden);        // [BW, H]
+  auto h_out = gpu.allocate<float>(rows * hidden);
+  const auto x_in = random(rows * exit_dim);      // [BW, E]
+  auto x_out = gpu.allocate<float>(rows * exit_dim);
+  auto logits = gpu.allocate<float>(rows * vocab);  // [BW, V]
+  for (auto _ : state) {
+    state.SetIterationTime(time_on_stream(gpu, [&] {
+      for (int step = 0; step + 1 < beam_length; ++step) {
+        const index_t m = step == 0 ? batch : rows;
+        gpu.matmul({h_in.data(), m, hidden}, {rnn_w.data(), hidden, hidden}, nullptr,
+                   activation::none, {h_out.data(), m, hidden});
+        gpu.matmul({h_in.data(), m, hidden}, {rnn_u.data(), hidden, hidden}, nullptr,
+                   activation::none, {h_out.data(), m, hidden});
+        for (const auto& w : blocks) {
+          gpu.matmul({x_in.data(), m, exit_dim}, {w.data(), exit_dim, exit_dim}, bias.data(),
+                     activation::silu, {x_out.data(), m, exit_dim});
+        }
+        gpu.matmul({x_in.data(), m, exit_dim}, {lm_head.data(), vocab, exit_dim}, nullptr,
+                   activation::none, {logits.data(), m, vocab});
+      }
     }));
   }
   state.SetItemsProcessed(state.iterations() * batch);
@@ -213,6 +264,54 @@ void BM_cuda_verify_lossless(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * batch);
 }
 
+// verify_lossless on the same trees with the logits in bfloat16 (read in place, no conversion).
+void BM_cuda_verify_lossless_bf16(benchmark::State& state) {
+  const int batch = static_cast<int>(state.range(0)), width = static_cast<int>(state.range(1)),
+            vocab = static_cast<int>(state.range(2));
+  const cuda_backend gpu;
+  const auto sets = verify_sets(gpu, batch, width, vocab);
+  std::vector<cuda_backend::buffer<bfloat16>> bf16;
+  for (const verify_set& s : sets) {
+    const index_t n = static_cast<index_t>(s.t.total_nodes()) * vocab;
+    std::vector<float> f(static_cast<std::size_t>(n));
+    gpu.copy_to_host(s.logits.data(), n, f.data());
+    std::vector<bfloat16> h;
+    h.reserve(f.size());
+    for (const float v : f) h.push_back(from_float<bfloat16>(v));
+    bf16.push_back(upload(gpu, h));
+  }
+  std::size_t i = 0;
+  for (auto _ : state) {
+    const std::size_t k = i % sets.size();
+    const philox_uniforms u{7, static_cast<std::uint32_t>(i++)};
+    state.SetIterationTime(time_on_stream(gpu, [&] {
+      const auto a = verify_lossless(
+          gpu, sets[k].t,
+          matrix_view<const bfloat16>(bf16[k].data(), sets[k].t.total_nodes(), vocab),
+          sampling_params{}, u);
+      benchmark::DoNotOptimize(a.accepted_len.data());
+    }));
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+
+void BM_cuda_verify_typical(benchmark::State& state) {
+  const int batch = static_cast<int>(state.range(0)), width = static_cast<int>(state.range(1)),
+            vocab = static_cast<int>(state.range(2));
+  const cuda_backend gpu;
+  const auto sets = verify_sets(gpu, batch, width, vocab);
+  std::size_t i = 0;
+  for (auto _ : state) {
+    const verify_set& s = sets[i++ % sets.size()];
+    state.SetIterationTime(time_on_stream(gpu, [&] {
+      const auto a = verify_typical(gpu, s.t, {s.logits.data(), s.t.total_nodes(), vocab},
+                                    typical_params{});
+      benchmark::DoNotOptimize(a.accepted_len.data());
+    }));
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+
 void BM_cuda_row_top_k(benchmark::State& state) {
   const index_t rows = state.range(0), cols = state.range(1);
   const int k = static_cast<int>(state.range(2));
@@ -240,9 +339,12 @@ void BM_cuda_row_top_k(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_cuda_tree_masks)->ArgsProduct({{1, 8, 64}, {4, 16}})->UseManualTime();
-BENCHMARK(BM_cuda_beam_search)->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}})->UseManualTime();
+BENCHMARK(BM_cuda_beam_search)->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}, {1, 2}})->UseManualTime();
+BENCHMARK(BM_cuda_beam_search_gemm_floor)->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}, {1, 2}})->UseManualTime();
 BENCHMARK(BM_cuda_verify_greedy)->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}})->UseManualTime();
 BENCHMARK(BM_cuda_verify_lossless)->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}})->UseManualTime();
+BENCHMARK(BM_cuda_verify_lossless_bf16)->ArgsProduct({{1, 64}, {16}, {32000, 128256}})->UseManualTime();
+BENCHMARK(BM_cuda_verify_typical)->ArgsProduct({{1, 64}, {16}, {32000, 128256}})->UseManualTime();
 BENCHMARK(BM_cuda_row_top_k)->Args({64, 4 * 32000, 4})->Args({256, 128256, 50})->Args({64, 16 * 128256, 16})->UseManualTime();
 
 int main(int argc, char** argv) {

@@ -1,7 +1,8 @@
 // Benchmarks of verify/: verify_greedy, verify_lossless, verify_redrafter, verify_typical on the
 // CPU backend. Arguments: B (batch) in {1, 8, 64}, W (beam_width) in {4, 16}, V in {32000,
 // 128256}; L (beam_length) = 5. Reported: requests/s (items_per_second), `nodes` (mean n_b) and
-// `accepted_len_0` (request 0's accepted length: 4 = the whole first beam).
+// `accepted_len_0` (request 0's accepted length: 4 = the whole first beam). The *_bf16 variants
+// read the same logits rounded to bfloat16, in place.
 //
 // Beams as beam search produces them: each beam shares a random-length prefix with an earlier
 // beam; fixed seed. Logits: a cheap deterministic pattern in [0, 4), plus +20 on the token of each
@@ -29,6 +30,7 @@ struct inputs {
   tree<cpu_backend> t;
   std::vector<float> logits;  // [n_total, V]
   std::vector<float> draft;   // [B, W, L-1, V], only for ReDrafter
+  std::vector<bfloat16> logits_bf16;  // [n_total, V] the logits rounded to bfloat16, on demand
 };
 
 std::vector<std::int32_t> sample_beams(int batch, int width, int vocab) {
@@ -54,7 +56,7 @@ std::vector<std::int32_t> sample_beams(int batch, int width, int vocab) {
 }
 
 // One set of inputs at a time (the largest logits matrix is 2 GB); rebuilt when the shape changes.
-const inputs& get_inputs(int batch, int width, int vocab, bool with_draft) {
+inputs& get_inputs(int batch, int width, int vocab, bool with_draft) {
   static std::unique_ptr<inputs> cached;
   if (!cached || cached->batch != batch || cached->width != width || cached->vocab != vocab ||
       (with_draft && cached->draft.empty())) {
@@ -111,6 +113,38 @@ void run_bench(benchmark::State& state, bool with_draft, Run run) {
   state.counters["accepted_len_0"] = static_cast<double>(accepted) / static_cast<double>(state.iterations());
 }
 
+// run_bench on the logits rounded to bfloat16 (read in place by the verifier: half the bytes).
+template <class Run>
+void run_bench_bf16(benchmark::State& state, Run run) {
+  const int batch = static_cast<int>(state.range(0)), width = static_cast<int>(state.range(1));
+  const int vocab = static_cast<int>(state.range(2));
+  inputs& in = get_inputs(batch, width, vocab, false);
+  if (in.logits_bf16.empty()) {
+    in.logits_bf16.reserve(in.logits.size());
+    for (const float v : in.logits) in.logits_bf16.push_back(from_float<bfloat16>(v));
+  }
+  const cpu_backend cpu;
+  const matrix_view<const bfloat16> logits(in.logits_bf16.data(), in.t.total_nodes(), vocab);
+  std::uint32_t step = 0;
+  for (auto _ : state) {
+    const auto a = run(cpu, in, logits, step++);
+    benchmark::DoNotOptimize(a.next_token.data());
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+
+void bm_verify_greedy_bf16(benchmark::State& state) {
+  run_bench_bf16(state, [](const cpu_backend& cpu, const inputs& in, matrix_view<const bfloat16> l,
+                           std::uint32_t) { return verify_greedy(cpu, in.t, l); });
+}
+
+void bm_verify_lossless_bf16(benchmark::State& state) {
+  run_bench_bf16(state, [](const cpu_backend& cpu, const inputs& in, matrix_view<const bfloat16> l,
+                           std::uint32_t step) {
+    return verify_lossless(cpu, in.t, l, sampling_params{}, philox_uniforms{7, step});
+  });
+}
+
 void bm_verify_greedy(benchmark::State& state) {
   run_bench(state, false, [](const cpu_backend& cpu, const inputs& in, matrix_view<const float> l, std::uint32_t) {
     return verify_greedy(cpu, in.t, l);
@@ -149,11 +183,14 @@ const bool registered = [] {
   for (int vocab : {32000, 128256})
     for (int width : {4, 16})
       for (int batch : {1, 8, 64})
-        for (const auto& [name, fn] : {std::pair{"verify_greedy", &bm_verify_greedy},
-                                       std::pair{"verify_lossless", &bm_verify_lossless},
-                                       std::pair{"verify_lossless_top_k_top_p", &bm_verify_lossless_top_k_top_p},
-                                       std::pair{"verify_typical", &bm_verify_typical},
-                                       std::pair{"verify_redrafter", &bm_verify_redrafter}}) {
+        for (const auto& [name, fn] :
+             {std::pair{"verify_greedy", &bm_verify_greedy},
+              std::pair{"verify_lossless", &bm_verify_lossless},
+              std::pair{"verify_lossless_top_k_top_p", &bm_verify_lossless_top_k_top_p},
+              std::pair{"verify_typical", &bm_verify_typical},
+              std::pair{"verify_redrafter", &bm_verify_redrafter},
+              std::pair{"verify_greedy_bf16", &bm_verify_greedy_bf16},
+              std::pair{"verify_lossless_bf16", &bm_verify_lossless_bf16}}) {
           benchmark::RegisterBenchmark(name, fn)
               ->Args({batch, width, vocab})
               ->ArgNames({"B", "W", "V"})

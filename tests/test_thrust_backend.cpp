@@ -213,4 +213,122 @@ TEST_CASE("block helpers: the host twins of the block argmax and top-k", "[cuda]
   }
 }
 
+TEST_CASE("block helpers: the blocked row scan and sums equal the sequential row ops",
+          "[cuda][block]") {
+  std::mt19937_64 rng(11);
+  const index_t cols = GENERATE(1, 255, 256, 257, 4099);
+  CAPTURE(cols);
+  std::vector<float> row = random_matrix(rng, 1, cols, 0);
+  const row_ops::row_scan ref = row_ops::scan_row(row.data(), cols);
+  const row_ops::row_scan got = block::host_scan(row.data(), cols);
+  CHECK(got.max == ref.max);
+  CHECK(got.bad_column == ref.bad_column);
+  // A NaN and a +inf: the lowest of them is reported, as scan_row does.
+  if (cols > 3) {
+    row[static_cast<std::size_t>(cols - 1)] = std::numeric_limits<float>::quiet_NaN();
+    row[static_cast<std::size_t>(cols / 2)] = std::numeric_limits<float>::infinity();
+    CHECK(block::host_scan(row.data(), cols).bad_column ==
+          row_ops::scan_row(row.data(), cols).bad_column);
+  }
+  // Chunks cover [0, V) exactly once, in order.
+  index_t next = 0;
+  for (int j = 0; j < row_ops::sum_chunks; ++j) {
+    CHECK(row_ops::chunk_begin(cols, j) == next);
+    next = row_ops::chunk_end(cols, j);
+  }
+  CHECK(next == cols);
+}
+
+namespace {
+
+// Every sampling verifier's decisions on backend B over a large vocabulary (continuous logits,
+// so the row sums depend on the summation order).
+template <class B, class T>
+std::vector<host_acceptance> sampling_decisions(const std::vector<std::int32_t>& beams_host,
+                                                std::int32_t batch, std::int32_t width,
+                                                std::int32_t length, std::int32_t vocab,
+                                                const std::vector<float>& logits_host,
+                                                const std::vector<float>& draft_host,
+                                                std::uint64_t seed) {
+  const B backend;
+  const auto beams = upload(backend, beams_host);
+  const tree<B> t =
+      build_tree(backend, view<const std::int32_t, 3>(beams.data(), batch, width, length));
+  const std::int32_t n = t.total_nodes();
+  std::vector<T> lt;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(n) * static_cast<std::size_t>(vocab); ++i) {
+    lt.push_back(from_float<T>(logits_host[i]));
+  }
+  const auto logits = upload(backend, lt);
+  const auto draft = upload(backend, draft_host);
+  const matrix_view<const T> lv(logits.data(), n, vocab);
+  std::vector<host_acceptance> out;
+  for (std::uint32_t step = 0; step < 6; ++step) {
+    const philox_uniforms u{seed, step};
+    sampling_params sp;
+    sp.temperature = 1.5f;
+    out.push_back(to_host(backend, verify_lossless(backend, t, lv, sp, u)));
+    sp.top_k = 40;
+    sp.top_p = 0.9f;
+    out.push_back(to_host(backend, verify_lossless(backend, t, lv, sp, u)));
+    typical_params tp;
+    tp.temperature = 1.5f;
+    tp.epsilon = 0.01f;
+    tp.delta = 0.1f;
+    tp.sample_next_token = true;
+    out.push_back(to_host(backend, verify_typical(backend, t, lv, tp, u)));
+    redrafter_params rp;
+    rp.temperature = 1.5f;
+    rp.logit_top_k = 0;
+    out.push_back(to_host(
+        backend, verify_redrafter(
+                     backend, t, lv,
+                     view<const float, 4>(draft.data(), batch, width, length - 1, vocab), rp, u)));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sampling verifiers: the block-per-request twins decide as the CPU functors",
+          "[cuda][block][verify]") {
+  const std::int32_t vocab = GENERATE(300, 32000);
+  const std::uint64_t seed = GENERATE(1, 2, 3);
+  CAPTURE(vocab, seed);
+  std::mt19937_64 rng(seed);
+  const std::int32_t batch = 3, width = 4, length = 4;
+  const auto beams = redraft_test::random_beams(rng, batch, width, length, 2);
+  // Flat logits (high entropy: long accepted runs and residual draws deep in the row).
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  std::vector<float> logits(static_cast<std::size_t>(batch * (1 + width * (length - 1)) * vocab));
+  for (float& v : logits) v = normal(rng);
+  // Tokens 0 and 1 (the drafted ones) carry a good part of the mass, so paths get accepted.
+  for (std::size_t r = 0; r < logits.size() / static_cast<std::size_t>(vocab); ++r) {
+    logits[r * static_cast<std::size_t>(vocab)] = 14.0f + normal(rng);
+    logits[r * static_cast<std::size_t>(vocab) + 1] = 14.0f + normal(rng);
+  }
+  std::vector<float> draft(static_cast<std::size_t>(batch * width * (length - 1) * vocab));
+  for (float& v : draft) v = std::log(1.0f / static_cast<float>(vocab)) + 0.1f * normal(rng);
+  const auto cpu = sampling_decisions<cpu_backend, float>(beams, batch, width, length, vocab,
+                                                          logits, draft, seed);
+  const auto twin = sampling_decisions<thrust_host_backend, float>(beams, batch, width, length,
+                                                                   vocab, logits, draft, seed);
+  const auto cpu16 = sampling_decisions<cpu_backend, bfloat16>(beams, batch, width, length, vocab,
+                                                               logits, draft, seed);
+  const auto twin16 = sampling_decisions<thrust_host_backend, bfloat16>(beams, batch, width, length,
+                                                                        vocab, logits, draft, seed);
+  REQUIRE(cpu.size() == twin.size());
+  std::int32_t accepted = 0;
+  for (std::size_t i = 0; i < cpu.size(); ++i) {
+    CAPTURE(i);
+    CHECK(twin[i].emitted_tokens == cpu[i].emitted_tokens);
+    CHECK(twin[i].accepted_nodes == cpu[i].accepted_nodes);
+    CHECK(twin[i].best_beam == cpu[i].best_beam);
+    CHECK(twin16[i].emitted_tokens == cpu16[i].emitted_tokens);
+    CHECK(twin16[i].accepted_nodes == cpu16[i].accepted_nodes);
+    for (const std::int32_t a : cpu[i].accepted_len) accepted += a;
+  }
+  CHECK(accepted > 0);  // the walks went below the root, not only residual draws at the root
+}
+
 #endif  // REDRAFT_TEST_THRUST_HOST

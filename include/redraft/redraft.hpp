@@ -8,6 +8,7 @@
 // core: vocabulary types
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
+#include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/core/philox.hpp"
 #include "redraft/core/tree.hpp"
@@ -30,6 +31,7 @@
 #include "redraft/kv/compaction.hpp"
 #include "redraft/kv/kv_plan.hpp"
 #include "redraft/verify/acceptance.hpp"
+#include "redraft/verify/deferred.hpp"
 #include "redraft/verify/greedy.hpp"
 #include "redraft/verify/logits_processing.hpp"
 #include "redraft/verify/lossless.hpp"

@@ -9,6 +9,7 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -176,6 +177,80 @@ TEST_CASE("cuda_backend trees, masks, positions and verification equal the CPU's
     same(to_host(gpu, verify_typical(gpu, tg, vg, tp, u)),
          to_host(cpu, verify_typical(cpu, tc, vc, tp, u)));
   }
+}
+
+// The block-per-request sampling kernels and the greedy kernel on float, half and bfloat16 logits
+// at engine vocabularies: every decision equals the CPU's for the same Philox uniforms (the
+// blocked summation order makes the row sums identical, not merely close).
+TEST_CASE("cuda_backend verifiers on float / half / bfloat16 logits at large V equal the CPU's",
+          "[cuda][half]") {
+  const cpu_backend cpu;
+  const cuda_backend gpu;
+  const std::int32_t vocab = GENERATE(1000, 32000, 128256);
+  std::mt19937_64 rng(static_cast<std::uint64_t>(vocab));
+  const std::int32_t batch = 4, width = 8, length = 5;
+  CAPTURE(vocab);
+  const auto beams = redraft_test::random_beams(rng, batch, width, length, 2);
+  auto bc = upload(cpu, beams);
+  auto bg = upload(gpu, beams);
+  const auto tc = build_tree(cpu, view<const std::int32_t, 3>(bc.data(), batch, width, length));
+  const auto tg = build_tree(gpu, view<const std::int32_t, 3>(bg.data(), batch, width, length));
+  const std::int32_t n = tc.total_nodes();
+  // Multiples of 1/8 below 32 (exact in all three types); tokens 0 and 1 favoured so paths are
+  // accepted and residual draws happen deep in the tree.
+  std::vector<float> logits(static_cast<std::size_t>(n) * static_cast<std::size_t>(vocab));
+  for (std::size_t i = 0; i < logits.size(); ++i) {
+    logits[i] = static_cast<float>(static_cast<int>(rng() % 33) - 16) / 8.0f;
+    if (i % static_cast<std::size_t>(vocab) < 2) logits[i] = 16.0f + static_cast<float>(rng() % 8);
+  }
+  std::vector<float> draft(static_cast<std::size_t>(batch * width * (length - 1)) *
+                           static_cast<std::size_t>(vocab));
+  for (float& v : draft) v = -std::log(static_cast<float>(vocab));
+  auto dc = upload(cpu, draft);
+  auto dg = upload(gpu, draft);
+  const auto same = [](const host_acceptance& a, const host_acceptance& b) {
+    CHECK(a.accepted_len == b.accepted_len);
+    CHECK(a.best_beam == b.best_beam);
+    CHECK(a.accepted_nodes == b.accepted_nodes);
+    CHECK(a.emitted_tokens == b.emitted_tokens);
+    CHECK(a.next_token == b.next_token);
+  };
+  const auto run = [&](auto element) {
+    using T = decltype(element);
+    std::vector<T> converted;
+    for (const float v : logits) converted.push_back(from_float<T>(v));
+    auto lc = upload(cpu, converted);
+    auto lg = upload(gpu, converted);
+    const matrix_view<const T> vc(lc.data(), n, vocab), vg(lg.data(), n, vocab);
+    same(to_host(gpu, verify_greedy(gpu, tg, vg)), to_host(cpu, verify_greedy(cpu, tc, vc)));
+    for (std::uint32_t step = 0; step < 4; ++step) {
+      const philox_uniforms u{99, step};
+      sampling_params sp;
+      sp.temperature = 1.3f;
+      same(to_host(gpu, verify_lossless(gpu, tg, vg, sp, u)),
+           to_host(cpu, verify_lossless(cpu, tc, vc, sp, u)));
+      sp.top_k = 50;
+      sp.top_p = 0.95f;
+      same(to_host(gpu, verify_lossless(gpu, tg, vg, sp, u)),
+           to_host(cpu, verify_lossless(cpu, tc, vc, sp, u)));
+      typical_params tp;
+      tp.temperature = 1.3f;
+      tp.sample_next_token = step % 2 == 0;
+      same(to_host(gpu, verify_typical(gpu, tg, vg, tp, u)),
+           to_host(cpu, verify_typical(cpu, tc, vc, tp, u)));
+      redrafter_params rp;
+      rp.temperature = 1.3f;
+      same(to_host(gpu, verify_redrafter(gpu, tg, vg,
+                                         view<const float, 4>(dg.data(), batch, width, length - 1, vocab),
+                                         rp, u)),
+           to_host(cpu, verify_redrafter(cpu, tc, vc,
+                                         view<const float, 4>(dc.data(), batch, width, length - 1, vocab),
+                                         rp, u)));
+    }
+  };
+  run(0.0f);
+  run(redraft::half{});
+  run(redraft::bfloat16{});
 }
 
 TEST_CASE("cuda_backend beam search equals the CPU's", "[cuda]") {

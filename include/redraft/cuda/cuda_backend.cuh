@@ -12,9 +12,10 @@
 //    cudaMalloc, no device-wide synchronisation inside a decoding loop;
 //  * matmul is cublasSgemm (FP32, default math mode) with the row-major trick, followed by one
 //    element-wise pass for bias and activation;
-//  * row primitives are the kernels of cuda/kernels/row_ops.cuh; verify_greedy and the packed
-//    tree mask have fused kernels (kernels/verify_greedy.cuh, kernels/tree_mask.cuh) that the
-//    generic entry points pick up; build_tree runs build_tree_parallel (clause 8: device memory).
+//  * row primitives are the kernels of cuda/kernels/row_ops.cuh; verify_greedy, the three
+//    sampling verifiers and the packed tree mask have fused block-per-request kernels
+//    (kernels/verify_greedy.cuh, kernels/verify_sampling.cuh, kernels/tree_mask.cuh) that the
+//    generic entry points pick up; logits may be float, half or bfloat16 (half_interop.cuh); build_tree runs build_tree_parallel (clause 8: device memory).
 // Errors of CUDA calls throw redraft::error naming the call, file and line (cuda_check.cuh).
 #pragma once
 
@@ -34,7 +35,9 @@
 #include "redraft/cuda/cuda_check.cuh"
 #include "redraft/cuda/kernels/row_ops.cuh"
 #include "redraft/cuda/kernels/tree_mask.cuh"
+#include "redraft/cuda/half_interop.cuh"
 #include "redraft/cuda/kernels/verify_greedy.cuh"
+#include "redraft/cuda/kernels/verify_sampling.cuh"
 #include "redraft/cuda/thrust_backend.cuh"
 
 namespace redraft {
@@ -197,8 +200,25 @@ struct thrust_system_ops<thrust::system::cuda::tag> {
     REDRAFT_CUDA_CHECK(kernels::launch_row_top_k(x.data(), x.extent(0), x.extent(1), k,
                                                  values.data(), indices.data(), c->stream()));
   }
-  static void verify_greedy(const context& c, const detail::greedy_functor& walk) {
+  template <class T>
+  static void verify_greedy(const context& c, const detail::greedy_functor<T>& walk) {
     REDRAFT_CUDA_CHECK(kernels::launch_verify_greedy(walk, c->stream()));
+  }
+  template <class T>
+  static void verify_lossless(const context& c, const detail::lossless_functor<T>& walk) {
+    REDRAFT_CUDA_CHECK(kernels::launch_verify_lossless(walk, c->stream()));
+  }
+  template <class T>
+  static void verify_typical(const context& c, const detail::typical_functor<T>& walk) {
+    REDRAFT_CUDA_CHECK(kernels::launch_verify_typical(walk, c->stream()));
+  }
+  template <class T>
+  static void verify_redrafter(const context& c, const detail::redrafter_functor<T>& walk) {
+    REDRAFT_CUDA_CHECK(kernels::launch_verify_redrafter(walk, c->stream()));
+  }
+  template <class T>
+  static void redrafter_rows(const context& c, const detail::redrafter_row_functor<T>& rows) {
+    REDRAFT_CUDA_CHECK(kernels::launch_redrafter_rows(rows, rows.logits.extent(0), c->stream()));
   }
   static void packed_tree_mask(const context& c, const detail::packed_mask_row_functor& rows,
                                std::int32_t max_nodes) {

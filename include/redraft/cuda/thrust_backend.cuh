@@ -51,6 +51,7 @@
 #include "redraft/core/view.hpp"
 #include "redraft/cuda/block/greedy_walk.cuh"
 #include "redraft/cuda/block/row_reduce.cuh"
+#include "redraft/cuda/block/sampling_walk.cuh"
 #include "redraft/cuda/block/top_k.cuh"
 #include "redraft/cuda/block/tree_mask.cuh"
 #include "redraft/cuda/tuning.cuh"
@@ -189,11 +190,38 @@ struct twin_row_top_k {
   }
 };
 
+template <class T>
 struct twin_verify_greedy {
-  detail::greedy_functor walk;
+  detail::greedy_functor<T> walk;
   int threads;
   void operator()(index_t b) const {
     block::host_greedy_request(walk, static_cast<std::int32_t>(b), threads);
+  }
+};
+
+template <class T>
+struct twin_verify_lossless {
+  detail::lossless_functor<T> walk;
+  void operator()(index_t b) const { block::host_lossless_request(walk, static_cast<std::int32_t>(b)); }
+};
+
+template <class T>
+struct twin_verify_typical {
+  detail::typical_functor<T> walk;
+  void operator()(index_t b) const { block::host_typical_request(walk, static_cast<std::int32_t>(b)); }
+};
+
+template <class T>
+struct twin_redrafter_rows {
+  detail::redrafter_row_functor<T> rows;
+  void operator()(index_t node) const { block::host_redrafter_row(rows, node); }
+};
+
+template <class T>
+struct twin_verify_redrafter {
+  detail::redrafter_functor<T> walk;
+  void operator()(index_t b) const {
+    block::host_redrafter_request(walk, static_cast<std::int32_t>(b));
   }
 };
 
@@ -331,8 +359,25 @@ struct thrust_system_ops {
                  twin_row_top_k{x, values, indices, scratch_values.data(), scratch_indices.data(),
                                 k, kernel_tuning::row_threads});
   }
-  static void verify_greedy(const context& c, const detail::greedy_functor& walk) {
-    for_each_row(c, walk.tree.batch, twin_verify_greedy{walk, kernel_tuning::verify_threads});
+  template <class T>
+  static void verify_greedy(const context& c, const detail::greedy_functor<T>& walk) {
+    for_each_row(c, walk.tree.batch, twin_verify_greedy<T>{walk, kernel_tuning::verify_threads});
+  }
+  template <class T>
+  static void verify_lossless(const context& c, const detail::lossless_functor<T>& walk) {
+    for_each_row(c, walk.tree.batch, twin_verify_lossless<T>{walk});
+  }
+  template <class T>
+  static void verify_typical(const context& c, const detail::typical_functor<T>& walk) {
+    for_each_row(c, walk.tree.batch, twin_verify_typical<T>{walk});
+  }
+  template <class T>
+  static void verify_redrafter(const context& c, const detail::redrafter_functor<T>& walk) {
+    for_each_row(c, walk.tree.batch, twin_verify_redrafter<T>{walk});
+  }
+  template <class T>
+  static void redrafter_rows(const context& c, const detail::redrafter_row_functor<T>& rows) {
+    for_each_row(c, rows.logits.extent(0), twin_redrafter_rows<T>{rows});
   }
   static void packed_tree_mask(const context& c, const detail::packed_mask_row_functor& rows,
                                std::int32_t /*max_nodes*/) {
@@ -464,8 +509,30 @@ class thrust_backend {
 
   // verify_greedy's walk with one block per request and a block-wide argmax per node on the path
   // (cuda/kernels/verify_greedy.cuh; host systems run its host-run twin). Same output.
-  void verify_greedy_fused(const detail::greedy_functor& walk) const {
+  template <class T>
+  void verify_greedy_fused(const detail::greedy_functor<T>& walk) const {
     if (walk.tree.batch > 0) ops::verify_greedy(context_, walk);
+  }
+  // The sampling verifiers' walks with one block per request: row scans, normalisers and the
+  // inverse CDF as block collectives in the blocked summation order
+  // (cuda/kernels/verify_sampling.cuh, block logic in cuda/block/sampling_walk.cuh; host systems
+  // run its host-run twins). The same decisions as the generic functors.
+  template <class T>
+  void verify_lossless_fused(const detail::lossless_functor<T>& walk) const {
+    if (walk.tree.batch > 0) ops::verify_lossless(context_, walk);
+  }
+  template <class T>
+  void verify_typical_fused(const detail::typical_functor<T>& walk) const {
+    if (walk.tree.batch > 0) ops::verify_typical(context_, walk);
+  }
+  template <class T>
+  void verify_redrafter_fused(const detail::redrafter_functor<T>& walk) const {
+    if (walk.tree.batch > 0) ops::verify_redrafter(context_, walk);
+  }
+  // verify_redrafter's per-node row statistics with one block per node (logits rows = nodes).
+  template <class T>
+  void redrafter_rows_fused(const detail::redrafter_row_functor<T>& rows) const {
+    if (rows.logits.extent(0) > 0) ops::redrafter_rows(context_, rows);
   }
   // build_packed_tree_mask's rows with one block per request, parents staged in shared memory
   // (cuda/kernels/tree_mask.cuh; host systems run its host-run twin). Same bits.

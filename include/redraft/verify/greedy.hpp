@@ -10,9 +10,11 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
+#include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
@@ -25,10 +27,13 @@ namespace redraft {
 namespace detail {
 
 // One invocation per request: children lists, then the argmax walk. Reads only the logits rows
-// of the walked path (at most L rows of V floats); everything else is O(n_b).
+// of the walked path (at most L rows of V elements); everything else is O(n_b).
+// T: the logits' element type (float, half, bfloat16).
+template <logit_element T>
 struct greedy_functor {
+  using element_type = T;
   tree_view tree;
-  matrix_view<const float> logits;  // [n_total, V]
+  matrix_view<const T> logits;      // [n_total, V]
   std::int32_t* first_child;        // [n_total] scratch
   std::int32_t* next_sibling;       // [n_total] scratch
   acceptance_view out;
@@ -63,7 +68,8 @@ struct greedy_functor {
 
 // verify_greedy(backend, tree, logits [n_total, V]) -> acceptance (see acceptance.hpp).
 //   tree: any tree (from build_tree or not); logits row i belongs to packed node i (global
-//   index, node_offsets[b] + local) and predicts the token after that node.
+//   index, node_offsets[b] + local) and predicts the token after that node. Elements: float,
+//   half or bfloat16 (core/half.hpp), read in place; the same decisions for the same values.
 // Outputs: accepted_len, best_beam (-1 if the tree has no beams), accepted_nodes, emitted_tokens,
 //   next_token, hidden_row per request.
 // Errors (redraft::error, nothing returned): logits rows != tree nodes, empty vocabulary, a
@@ -72,15 +78,17 @@ struct greedy_functor {
 // Determinism: no randomness; identical on every backend.
 // Complexity: per request O(depth * V) reads of logits (only the rows on the accepted path)
 //   plus O(n_b + sum of squared fan-outs) for the children lists; one functor call per request.
-template <Backend B>
-acceptance<B> verify_greedy(const B& backend, const tree<B>& tree,
-                            matrix_view<const float> logits) {
+template <Backend B, class T = const float>  // the default serves braced {data, rows, V}
+requires logit_element<std::remove_const_t<T>> acceptance<B> verify_greedy(
+    const B& backend, const tree<B>& tree, matrix_view<T> logits_in) {
+  using E = std::remove_const_t<T>;
+  const matrix_view<const E> logits(logits_in);
   detail::check_tree_and_logits("verify_greedy", tree, logits);
   const std::int32_t path_length = detail::path_length_of(backend, tree);
 
   auto v = detail::allocate_verify_buffers(backend, tree, path_length);
-  const detail::greedy_functor walk{view_of(tree), logits, v.first_child.data(),
-                                    v.next_sibling.data(), v.out(), v.status_out()};
+  const detail::greedy_functor<E> walk{view_of(tree),         logits,  v.first_child.data(),
+                                       v.next_sibling.data(), v.out(), v.status_out()};
   // A backend may run the same walk fused (e.g. CUDA: one block per request, block-wide argmax).
   if constexpr (requires { backend.verify_greedy_fused(walk); }) {
     backend.verify_greedy_fused(walk);

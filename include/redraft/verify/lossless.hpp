@@ -34,9 +34,11 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
+#include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
@@ -49,9 +51,23 @@ namespace redraft {
 
 namespace detail {
 
+// The walk of one request, kept by the deciding thread (in shared memory on a GPU).
+struct lossless_state {
+  std::int32_t node;           // current node u (request-local)
+  std::int32_t len;            // accepted drafted tokens so far
+  std::int32_t excluded;       // children tokens written to `sorted` for the residual draw
+  std::int32_t last_positive;  // the last child of u with positive probability, -1 if none
+  bool done;
+};
+
+// The rule as steps over a state, shared by the one-thread-per-request functor (operator()) and
+// the block-per-request kernels (cuda/block/sampling_walk.cuh), which compute the row sums of
+// each step with the whole block in the same blocked order (row_ops::blocked_sum).
+template <logit_element T>
 struct lossless_functor {
+  using element_type = T;
   tree_view tree;
-  matrix_view<const float> logits;  // [n_total, V]
+  matrix_view<const T> logits;  // [n_total, V]
   sampling_params params;
   uniform_source uniforms;
   std::int32_t* first_child;   // [n_total] scratch
@@ -60,60 +76,102 @@ struct lossless_functor {
   acceptance_view out;
   status_view status;
 
+  // Children lists and the root; false (status set, done) if the tree is malformed.
+  REDRAFT_HOST_DEVICE bool begin(std::int32_t b, lossless_state& s) const {
+    s = lossless_state{0, 0, 0, -1, false};
+    if (!build_children(tree, b, logits.extent(1), first_child, next_sibling, status)) {
+      s.done = true;
+      return false;
+    }
+    out.nodes_row(b)[0] = 0;
+    return true;
+  }
+
+  REDRAFT_HOST_DEVICE const T* row(std::int32_t b, const lossless_state& s) const {
+    return &logits(tree.first_node(b) + s.node, 0);
+  }
+
+  // After the row's processing (p with its norm): records a bad row, or draws among the
+  // children. Returns true if the residual draw is needed (then `sorted` holds the children's
+  // tokens, s.excluded of them); otherwise the walk has descended or finished.
+  REDRAFT_HOST_DEVICE bool choose_child(std::int32_t b, const row_ops::processed_row& p,
+                                        lossless_state& s) const {
+    if (!p.ok()) {
+      status.set_row(b, s.node, p.bad_column);
+      s.done = true;
+      return false;
+    }
+    const std::int32_t off = tree.first_node(b);
+    const T* r = row(b, s);
+    // Children as one-hot proposals, in node order.
+    const float u = uniforms.draw(b, 2 * static_cast<index_t>(s.len));
+    double cumulative = 0.0;
+    s.last_positive = -1;
+    for (std::int32_t c = first_child[off + s.node]; c >= 0; c = next_sibling[off + c]) {
+      const double q = p.prob(to_float(r[tree.token[off + c]]));
+      if (q > 0.0) s.last_positive = c;
+      cumulative += q;
+      if (static_cast<double>(u) < cumulative) {
+        descend_or_finish(b, c, -1, s);
+        return false;
+      }
+    }
+    // Residual: p without the children's tokens, renormalised, fresh uniform.
+    std::int32_t m = 0;
+    for (std::int32_t c = first_child[off + s.node]; c >= 0; c = next_sibling[off + c]) {
+      const std::int32_t tok = tree.token[off + c];
+      std::int32_t at = m++;
+      while (at > 0 && sorted[off + at - 1] > tok) {
+        sorted[off + at] = sorted[off + at - 1];
+        --at;
+      }
+      sorted[off + at] = tok;
+    }
+    s.excluded = m;
+    return true;
+  }
+
+  // The residual's weights (children's tokens excluded) and uniform.
+  REDRAFT_HOST_DEVICE row_ops::residual_weight<T> residual(std::int32_t b,
+                                                           const row_ops::processed_row& p,
+                                                           const lossless_state& s) const {
+    return row_ops::residual_weight<T>{row(b, s), p, sorted + tree.first_node(b), s.excluded};
+  }
+  REDRAFT_HOST_DEVICE float residual_uniform(std::int32_t b, const lossless_state& s) const {
+    return uniforms.draw(b, 2 * static_cast<index_t>(s.len) + 1);
+  }
+
+  // After the residual draw (next = -1: the residual weight is exactly 0).
+  REDRAFT_HOST_DEVICE void after_residual(std::int32_t b, std::int32_t next,
+                                          lossless_state& s) const {
+    // NOTE: residual exactly 0 (children cover the support) -> the last positive child.
+    descend_or_finish(b, next < 0 ? s.last_positive : -1, next, s);
+  }
+
+  REDRAFT_HOST_DEVICE void descend_or_finish(std::int32_t b, std::int32_t accepted,
+                                             std::int32_t next, lossless_state& s) const {
+    if (accepted < 0 || s.len + 1 >= out.path_length) {
+      out.finish(tree, b, s.len, next);
+      s.done = true;
+      return;
+    }
+    s.node = accepted;
+    out.nodes_row(b)[++s.len] = accepted;
+  }
+
   REDRAFT_HOST_DEVICE void operator()(index_t i) const {
     const std::int32_t b = static_cast<std::int32_t>(i);
-    const std::int32_t off = tree.first_node(b);
     const index_t vocab = logits.extent(1);
-    if (!build_children(tree, b, vocab, first_child, next_sibling, status)) return;
-    std::int32_t* nodes = out.nodes_row(b);
-    std::int32_t u = 0, len = 0;
-    nodes[0] = 0;
-    for (;;) {
-      const float* row = &logits(off + u, 0);
-      const row_ops::processed_row p = row_ops::process_row(row, vocab, params);
-      if (!p.ok()) {
-        status.set_row(b, u, p.bad_column);
-        return;
-      }
-      // Children as one-hot proposals, in node order.
-      const float r = uniforms.draw(b, 2 * static_cast<index_t>(len));
-      double cumulative = 0.0;
-      std::int32_t accepted = -1, last_positive = -1;
-      for (std::int32_t c = first_child[off + u]; c >= 0; c = next_sibling[off + c]) {
-        const double q = p.prob(row[tree.token[off + c]]);
-        if (q > 0.0) last_positive = c;
-        cumulative += q;
-        if (static_cast<double>(r) < cumulative) {
-          accepted = c;
-          break;
-        }
-      }
-      std::int32_t next = -1;
-      if (accepted < 0) {
-        // Residual: p without the children's tokens, renormalised, fresh uniform.
-        std::int32_t m = 0;
-        for (std::int32_t c = first_child[off + u]; c >= 0; c = next_sibling[off + c]) {
-          const std::int32_t tok = tree.token[off + c];
-          std::int32_t at = m++;
-          while (at > 0 && sorted[off + at - 1] > tok) {
-            sorted[off + at] = sorted[off + at - 1];
-            --at;
-          }
-          sorted[off + at] = tok;
-        }
-        double residual = 0.0;
-        next = row_ops::sample_excluding(row, vocab, p, sorted + off, m,
-                                         uniforms.draw(b, 2 * static_cast<index_t>(len) + 1),
-                                         &residual);
-        // NOTE: residual exactly 0 (children cover the support) -> the last positive child.
-        if (next < 0) accepted = last_positive;
-      }
-      if (accepted < 0 || len + 1 >= out.path_length) {
-        out.finish(tree, b, len, next);
-        return;
-      }
-      u = accepted;
-      nodes[++len] = accepted;
+    lossless_state s{};
+    if (!begin(b, s)) return;
+    while (!s.done) {
+      const row_ops::processed_row p = row_ops::process_row(row(b, s), vocab, params);
+      if (!choose_child(b, p, s)) continue;
+      double residual_weight = 0.0;
+      const std::int32_t next =
+          row_ops::sample_excluding(row(b, s), vocab, p, sorted + tree.first_node(b), s.excluded,
+                                    residual_uniform(b, s), &residual_weight);
+      after_residual(b, next, s);
     }
   }
 };
@@ -121,8 +179,8 @@ struct lossless_functor {
 }  // namespace detail
 
 // verify_lossless(backend, tree, logits [n_total, V], params, uniforms) -> acceptance.
-//   tree: any tree; logits row i = packed node i (raw target logits; params are applied here,
-//   row by row, only to the rows the walk reads).
+//   tree: any tree; logits row i = packed node i (raw target logits of float, half or bfloat16;
+//   params are applied here, row by row, only to the rows the walk reads).
 //   params: temperature > 0, top_k >= 0 (0 off), top_p in (0, 1] (1 off).
 //   uniforms: philox_uniforms{seed, step} (request b draws from philox_stream{seed, b, step}) or
 //   caller uniforms [B, >= 2L] in [0, 1) with the layout above.
@@ -135,20 +193,27 @@ struct lossless_functor {
 // Complexity: per request, for each node on the path, 2 passes over its row (scan, normaliser;
 //   top-k adds 1 pass for k <= 64 and 4 above, top-p 5: see row_ops::process_row), and 2 more at
 //   the stopping node (residual total, inverse CDF); O(n_b + sum of squared fan-outs) for the tree.
-template <Backend B>
-acceptance<B> verify_lossless(const B& backend, const tree<B>& tree,
-                              matrix_view<const float> logits, const sampling_params& params,
-                              const uniform_source& uniforms) {
+template <Backend B, class T = const float>  // the default serves braced {data, rows, V}
+requires logit_element<std::remove_const_t<T>> acceptance<B> verify_lossless(
+    const B& backend, const tree<B>& tree, matrix_view<T> logits_in, const sampling_params& params,
+    const uniform_source& uniforms) {
+  using E = std::remove_const_t<T>;
+  const matrix_view<const E> logits(logits_in);
   detail::check_tree_and_logits("verify_lossless", tree, logits);
   detail::check_sampling_params("verify_lossless", params);
   const std::int32_t path_length = detail::path_length_of(backend, tree);
   detail::check_uniforms(backend, "verify_lossless", uniforms, tree.batch, 2 * path_length);
 
   auto v = detail::allocate_verify_buffers(backend, tree, path_length);
-  backend.for_each_index(
-      tree.batch, detail::lossless_functor{view_of(tree), logits, params, uniforms,
-                                           v.first_child.data(), v.next_sibling.data(),
-                                           v.scratch.data(), v.out(), v.status_out()});
+  const detail::lossless_functor<E> walk{
+      view_of(tree),         logits,           params,  uniforms,      v.first_child.data(),
+      v.next_sibling.data(), v.scratch.data(), v.out(), v.status_out()};
+  // A backend may run the same walk with one block per request (cuda/block/sampling_walk.cuh).
+  if constexpr (requires { backend.verify_lossless_fused(walk); }) {
+    backend.verify_lossless_fused(walk);
+  } else {
+    backend.for_each_index(tree.batch, walk);
+  }
   detail::throw_on_status(backend, "verify_lossless", v, tree);
   return std::move(v.result);
 }

@@ -31,9 +31,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
+#include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
@@ -53,10 +55,57 @@ struct redrafter_params {
 
 namespace detail {
 
+// warp(x) / T: the masked-or-kept logit over the temperature.
+REDRAFT_HOST_DEVICE inline float warped(float x, float threshold, const redrafter_params& params) {
+  return (x < threshold ? params.logit_mask_value : x) / params.temperature;
+}
+
+// Column i's exp(warp(x) / T - max), the log-sum's term (blocked order).
+template <logit_element T>
+struct redrafter_exp_term {
+  const T* row;
+  redrafter_params params;
+  float threshold;
+  float max;
+  REDRAFT_HOST_DEVICE double operator()(index_t i) const {
+    return static_cast<double>(std::exp(warped(to_float(row[i]), threshold, params) - max));
+  }
+};
+
+// The next token's weight of column t: exp(p(t)) when q is null (the whole beam was accepted),
+// else relu(exp(p(t)) - exp(q(t))) (the residual at the first rejected position).
+template <logit_element T>
+struct redrafter_weight {
+  const T* row;    // [V] the target logits of the node
+  const float* q;  // [V] draft log-probs, or null
+  redrafter_params params;
+  float threshold;
+  float max;
+  float log_sum;
+  REDRAFT_HOST_DEVICE double operator()(index_t t) const {
+    const float p = std::exp((warped(to_float(row[t]), threshold, params) - max) - log_sum);
+    if (q == nullptr) return static_cast<double>(p);
+    const float d = p - std::exp(q[t]);
+    return d > 0.0f ? static_cast<double>(d) : 0.0;
+  }
+};
+
+// Inverse CDF on the chunk sums: the first column whose running sum exceeds u * total, V - 1 when
+// every weight is 0 (Apple's clamp).
+template <class Weight>
+REDRAFT_HOST_DEVICE std::int32_t redrafter_next_token(const Weight& w, index_t vocab,
+                                                      const double* chunk_sums, double total,
+                                                      float u) {
+  const std::int32_t t =
+      row_ops::blocked_inverse_cdf(w, vocab, chunk_sums, static_cast<double>(u) * total);
+  return t < 0 ? static_cast<std::int32_t>(vocab - 1) : t;
+}
+
 // Per node: the warp threshold and the log-softmax constants of warp(x) / T, so that
 // p(x) = (y - max) - log_sum with y = (x < threshold ? mask : x) / T, as torch computes it.
+template <logit_element T>
 struct redrafter_row_functor {
-  matrix_view<const float> logits;  // [n_total, V]
+  matrix_view<const T> logits;  // [n_total, V]
   redrafter_params params;
   float* threshold;                 // [n_total]
   float* max;                       // [n_total]
@@ -64,44 +113,56 @@ struct redrafter_row_functor {
   std::int32_t* bad_column;         // [n_total] -1 ok, >= 0 NaN/+inf column, -2 no finite value,
                                     // -3 a logit / temperature overflows float
 
-  REDRAFT_HOST_DEVICE void operator()(index_t node) const {
-    const float* row = &logits(node, 0);
-    const index_t vocab = logits.extent(1);
-    const row_ops::row_scan s = row_ops::scan_row(row, vocab);
+  // The row as steps, shared with the block-per-node kernel (cuda/block/sampling_walk.cuh):
+  // after the scan, whether the row is usable (else its bad_column is recorded).
+  REDRAFT_HOST_DEVICE bool accept_scan(index_t node, const row_ops::row_scan& s) const {
     if (s.bad_column >= 0 || !s.any_finite) {
       bad_column[node] = s.bad_column >= 0 ? static_cast<std::int32_t>(s.bad_column) : -2;
-      return;
+      return false;
     }
     bad_column[node] = -1;
-    float thr = -HUGE_VALF;
-    if (params.logit_top_k > 0 && params.logit_top_k < vocab) {
-      thr = row_ops::kth_largest(row, vocab, params.logit_top_k);
-    }
-    float m = -HUGE_VALF;
-    for (index_t i = 0; i < vocab; ++i) {
-      const float y = (row[i] < thr ? params.logit_mask_value : row[i]) / params.temperature;
-      m = y > m ? y : m;
-    }
-    // NOTE: x / T overflows to +inf for |x| > FLT_MAX * T (huge logits at T < 1), and then
-    // y - max = inf - inf = NaN: the row is refused (-3) instead of producing NaN probabilities.
+    return true;
+  }
+  REDRAFT_HOST_DEVICE bool needs_kth(index_t vocab) const {
+    return params.logit_top_k > 0 && params.logit_top_k < vocab;
+  }
+  // After the max m of warp(x) / T: false (and -3 recorded) when it overflowed.
+  // NOTE: x / T overflows to +inf for |x| > FLT_MAX * T (huge logits at T < 1), and then
+  // y - max = inf - inf = NaN: the row is refused (-3) instead of producing NaN probabilities.
+  REDRAFT_HOST_DEVICE bool accept_max(index_t node, float m) const {
     if (m == HUGE_VALF) {
       bad_column[node] = -3;
-      return;
+      return false;
     }
-    double sum = 0.0;
-    for (index_t i = 0; i < vocab; ++i) {
-      const float y = (row[i] < thr ? params.logit_mask_value : row[i]) / params.temperature;
-      sum += static_cast<double>(std::exp(y - m));
-    }
+    return true;
+  }
+  REDRAFT_HOST_DEVICE void record(index_t node, float thr, float m, double sum) const {
     threshold[node] = thr;
     max[node] = m;
     log_sum[node] = std::log(static_cast<float>(sum));
   }
+
+  REDRAFT_HOST_DEVICE void operator()(index_t node) const {
+    const T* row = &logits(node, 0);
+    const index_t vocab = logits.extent(1);
+    if (!accept_scan(node, row_ops::scan_row(row, vocab))) return;
+    const float thr =
+        needs_kth(vocab) ? row_ops::kth_largest(row, vocab, params.logit_top_k) : -HUGE_VALF;
+    float m = -HUGE_VALF;
+    for (index_t i = 0; i < vocab; ++i) {
+      const float y = warped(to_float(row[i]), thr, params);
+      m = y > m ? y : m;
+    }
+    if (!accept_max(node, m)) return;
+    record(node, thr, m, row_ops::blocked_sum(redrafter_exp_term<T>{row, params, thr, m}, vocab));
+  }
 };
 
+template <logit_element T>
 struct redrafter_functor {
+  using element_type = T;
   tree_view tree;
-  matrix_view<const float> logits;             // [n_total, V]
+  matrix_view<const T> logits;                 // [n_total, V]
   view<const float, 4> draft_log_probs;        // [B, W, L-1, V]
   redrafter_params params;
   uniform_source uniforms;
@@ -129,6 +190,25 @@ struct redrafter_functor {
 
   REDRAFT_HOST_DEVICE void operator()(index_t i) const {
     const std::int32_t b = static_cast<std::int32_t>(i);
+    std::int32_t best = 0, best_run = -1;
+    if (!choose_beam(b, best, best_run)) return;
+    const redrafter_weight<T> w = next_token_weight(b, best, best_run);
+    double chunk_sums[row_ops::sum_chunks];
+    const index_t vocab = logits.extent(1);
+    for (int j = 0; j < row_ops::sum_chunks; ++j) chunk_sums[j] = row_ops::chunk_sum(w, vocab, j);
+    finish_request(b, best, best_run,
+                   redrafter_next_token(w, vocab, chunk_sums, row_ops::fold_chunks(chunk_sums),
+                                        next_token_uniform(b)));
+  }
+
+  REDRAFT_HOST_DEVICE float next_token_uniform(std::int32_t b) const {
+    return uniforms.draw(b, static_cast<index_t>(tree.beam_width) * (tree.beam_length - 1));
+  }
+
+  // The accept tests of every beam: the best beam and its run; false (status set) on a bad row
+  // or draft value, including the row the next token is sampled from.
+  REDRAFT_HOST_DEVICE bool choose_beam(std::int32_t b, std::int32_t& best,
+                                       std::int32_t& best_run) const {
     const std::int32_t off = tree.first_node(b);
     const std::int32_t width = tree.beam_width, length = tree.beam_length;
     const index_t vocab = logits.extent(1);
@@ -137,22 +217,23 @@ struct redrafter_functor {
       const std::int32_t tok = tree.token[off + n];
       if (tok < 0 || tok >= vocab) {
         status.set(b, status_token_out_of_range, n, tok);
-        return;
+        return false;
       }
     }
-    std::int32_t best = 0, best_run = -1;
+    best = 0;
+    best_run = -1;
     for (std::int32_t w = 0; w < width; ++w) {
       std::int32_t run = 0;
       for (std::int32_t k = 0; k + 1 < length; ++k) {
         const std::int32_t node = b2n[w * length + k];
-        if (!row_ok(b, off, node)) return;
+        if (!row_ok(b, off, node)) return false;
         const std::int32_t x = tree.token[off + b2n[w * length + k + 1]];
         const float q = draft_log_probs(b, w, k, x);
         if (q != q || q == HUGE_VALF) {
           status.set(b, status_non_finite_draft, w * length + k + 1, x);
-          return;
+          return false;
         }
-        const float p = log_p(off + node, logits(off + node, x));
+        const float p = log_p(off + node, to_float(logits(off + node, x)));
         const float u = uniforms.draw(b, static_cast<index_t>(w) * (length - 1) + k);
         if (!(u < std::exp(p - q))) break;
         ++run;
@@ -162,38 +243,34 @@ struct redrafter_functor {
         best = w;
       }
     }
-    // Next token by inverse CDF on the best beam.
-    const std::int32_t node = b2n[best * length + best_run];
-    if (!row_ok(b, off, node)) return;
-    const float* row = &logits(off + node, 0);
+    // The next token is sampled by inverse CDF from the best beam's node at best_run.
+    return row_ok(b, off, b2n[best * length + best_run]);
+  }
+
+  // The next token's weights: exp(p) at the last position, relu(exp(p) - exp(q)) at the first
+  // rejected one, of the best beam.
+  REDRAFT_HOST_DEVICE redrafter_weight<T> next_token_weight(std::int32_t b, std::int32_t best,
+                                                            std::int32_t best_run) const {
+    const std::int32_t off = tree.first_node(b), length = tree.beam_length;
+    const std::int32_t* b2n =
+        tree.beam_to_node + static_cast<index_t>(b) * tree.beam_width * length;
+    const std::int32_t node = off + b2n[best * length + best_run];
     const bool whole_beam = best_run == length - 1;
-    const float* q = whole_beam ? nullptr : &draft_log_probs(b, best, best_run, 0);
-    double total = 0.0;
-    for (index_t t = 0; t < vocab; ++t) total += weight(off + node, row, q, t);
-    const double target =
-        static_cast<double>(uniforms.draw(b, static_cast<index_t>(width) * (length - 1))) * total;
-    std::int32_t next = static_cast<std::int32_t>(vocab - 1);
-    double running = 0.0;
-    for (index_t t = 0; t < vocab; ++t) {
-      running += weight(off + node, row, q, t);
-      if (running > target) {
-        next = static_cast<std::int32_t>(t);
-        break;
-      }
-    }
+    return redrafter_weight<T>{
+        &logits(node, 0), whole_beam ? nullptr : &draft_log_probs(b, best, best_run, 0),
+        params,           threshold[node],
+        max[node],        log_sum[node]};
+  }
+
+  REDRAFT_HOST_DEVICE void finish_request(std::int32_t b, std::int32_t best, std::int32_t best_run,
+                                          std::int32_t next) const {
+    const std::int32_t length = tree.beam_length;
+    const std::int32_t* b2n =
+        tree.beam_to_node + static_cast<index_t>(b) * tree.beam_width * length;
     std::int32_t* nodes = out.nodes_row(b);
     for (std::int32_t k = 0; k <= best_run; ++k) nodes[k] = b2n[best * length + k];
     out.finish(tree, b, best_run, next);
     out.best_beam[b] = best;  // Apple's choice: the first beam with the longest run
-  }
-
-  // exp(p) at the last position; relu(exp(p) - exp(q)) at a rejected one.
-  REDRAFT_HOST_DEVICE double weight(std::int32_t global_node, const float* row, const float* q,
-                                    index_t t) const {
-    const float p = std::exp(log_p(global_node, row[t]));
-    if (q == nullptr) return static_cast<double>(p);
-    const float d = p - std::exp(q[t]);
-    return d > 0.0f ? static_cast<double>(d) : 0.0;
   }
 };
 
@@ -213,11 +290,13 @@ struct redrafter_functor {
 // Determinism: a pure function of its inputs; identical decisions on every backend.
 // Complexity: every node's row is read 3 times (scan+top-k for k <= 64, max, log-sum), per
 //   request O(W L) tests, and 2 passes over one row (+ one q row) for the next token.
-template <Backend B>
-acceptance<B> verify_redrafter(const B& backend, const tree<B>& tree,
-                               matrix_view<const float> logits,
-                               view<const float, 4> draft_log_probs,
-                               const redrafter_params& params, const uniform_source& uniforms) {
+template <Backend B, class T = const float>  // the default serves braced {data, rows, V}
+requires logit_element<std::remove_const_t<T>> acceptance<B> verify_redrafter(
+    const B& backend, const tree<B>& tree, matrix_view<T> logits_in,
+    view<const float, 4> draft_log_probs, const redrafter_params& params,
+    const uniform_source& uniforms) {
+  using E = std::remove_const_t<T>;
+  const matrix_view<const E> logits(logits_in);
   detail::check_tree_and_logits("verify_redrafter", tree, logits);
   REDRAFT_REQUIRE(tree.beam_width > 0 && tree.beam_length >= 2,
                   "verify_redrafter: the tree has beam_width ", tree.beam_width,
@@ -249,13 +328,23 @@ acceptance<B> verify_redrafter(const B& backend, const tree<B>& tree,
   auto max = backend.template allocate<float>(nt);        // [n_total]
   auto log_sum = backend.template allocate<float>(nt);    // [n_total]
   auto bad = backend.template allocate<std::int32_t>(nt); // [n_total]
-  backend.for_each_index(nt, detail::redrafter_row_functor{logits, params, threshold.data(),
-                                                           max.data(), log_sum.data(), bad.data()});
-  backend.for_each_index(
-      tree.batch,
-      detail::redrafter_functor{view_of(tree), logits, draft_log_probs, params, uniforms,
-                                threshold.data(), max.data(), log_sum.data(), bad.data(), v.out(),
-                                v.status_out()});
+  const detail::redrafter_row_functor<E> rows{logits,     params,         threshold.data(),
+                                              max.data(), log_sum.data(), bad.data()};
+  // A backend may compute the row statistics with one block per node.
+  if constexpr (requires { backend.redrafter_rows_fused(rows); }) {
+    backend.redrafter_rows_fused(rows);
+  } else {
+    backend.for_each_index(nt, rows);
+  }
+  const detail::redrafter_functor<E> walk{
+      view_of(tree), logits,         draft_log_probs, params,  uniforms,      threshold.data(),
+      max.data(),    log_sum.data(), bad.data(),      v.out(), v.status_out()};
+  // A backend may run the same walk with one block per request (cuda/block/sampling_walk.cuh).
+  if constexpr (requires { backend.verify_redrafter_fused(walk); }) {
+    backend.verify_redrafter_fused(walk);
+  } else {
+    backend.for_each_index(tree.batch, walk);
+  }
   detail::throw_on_status(backend, "verify_redrafter", v, tree);
   return std::move(v.result);
 }

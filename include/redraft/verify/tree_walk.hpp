@@ -185,8 +185,8 @@ std::int32_t path_length_of(const B& backend, const tree<B>& t) {
 }
 
 // The shared argument checks: the tree's shape and the logits matrix.
-template <class B>
-void check_tree_and_logits(const char* fn, const tree<B>& t, matrix_view<const float> logits) {
+template <class B, class T>
+void check_tree_and_logits(const char* fn, const tree<B>& t, matrix_view<const T> logits) {
   REDRAFT_REQUIRE(t.batch >= 0 && t.host_node_offsets.size() == static_cast<std::size_t>(t.batch) + 1,
                   fn, ": tree has batch ", t.batch, " but ", t.host_node_offsets.size(),
                   " node offsets (expected batch + 1)");

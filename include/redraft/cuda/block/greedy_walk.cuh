@@ -29,7 +29,8 @@ struct greedy_state {
 };
 
 // Step 2: given the block's checked argmax of row u, records an error, finishes, or descends.
-REDRAFT_HOST_DEVICE inline void greedy_step(const detail::greedy_functor& f, std::int32_t b,
+template <class T>
+REDRAFT_HOST_DEVICE inline void greedy_step(const detail::greedy_functor<T>& f, std::int32_t b,
                                             const checked_best& best, greedy_state& s) {
   if (best.bad_column != std::numeric_limits<std::int64_t>::max() || !best.any_finite) {
     f.status.set_row(b, s.node,
@@ -51,7 +52,8 @@ REDRAFT_HOST_DEVICE inline void greedy_step(const detail::greedy_functor& f, std
 }
 
 // Step 0 (one thread): children lists and the root; false if the tree is malformed.
-REDRAFT_HOST_DEVICE inline bool greedy_begin(const detail::greedy_functor& f, std::int32_t b,
+template <class T>
+REDRAFT_HOST_DEVICE inline bool greedy_begin(const detail::greedy_functor<T>& f, std::int32_t b,
                                              greedy_state& s) {
   s = greedy_state{0, 0, false};
   if (!detail::build_children(f.tree, b, f.logits.extent(1), f.first_child, f.next_sibling,
@@ -64,12 +66,13 @@ REDRAFT_HOST_DEVICE inline bool greedy_begin(const detail::greedy_functor& f, st
 }
 
 // The host-run twin of the kernel for request b.
-inline void host_greedy_request(const detail::greedy_functor& f, std::int32_t b, int threads) {
+template <class T>
+void host_greedy_request(const detail::greedy_functor<T>& f, std::int32_t b, int threads) {
   greedy_state s{};
   if (!greedy_begin(f, b, s)) return;
   const index_t vocab = f.logits.extent(1);
   while (!s.done) {
-    const float* row = &f.logits(f.tree.first_node(b) + s.node, 0);
+    const T* row = &f.logits(f.tree.first_node(b) + s.node, 0);
     const checked_best best = host_block_reduce(
         threads, [&](int t) { return thread_checked_best(row, vocab, t, threads); },
         checked_best_of{});

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/core/view.hpp"
 
@@ -105,12 +106,14 @@ struct checked_best_of {
   }
 };
 
-REDRAFT_HOST_DEVICE inline checked_best thread_checked_best(const float* row, index_t cols,
-                                                            int tid, int threads) {
+// T: float, half or bfloat16 (read through the exact to_float).
+template <logit_element T>
+REDRAFT_HOST_DEVICE inline checked_best thread_checked_best(const T* row, index_t cols, int tid,
+                                                            int threads) {
   constexpr float inf = std::numeric_limits<float>::infinity();
   checked_best r{no_entry(), std::numeric_limits<std::int64_t>::max(), false};
   for (index_t c = tid; c < cols; c += threads) {
-    const float x = row[c];
+    const float x = to_float(row[c]);
     if (x != x || x == inf) {
       if (c < r.bad_column) r.bad_column = c;
       continue;

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/cuda/block/row_reduce.cuh"
@@ -38,13 +39,13 @@ REDRAFT_HOST_DEVICE inline std::uint32_t top_k_key(float x) {
 // Phase 1, per thread: adds to the shared 256-bin histogram the digit (key >> shift) & 255 of
 // every owned entry whose key agrees with `prefix` on the digits above `shift`. `add(bin)` is an
 // atomic increment on a GPU and a plain one on the host.
-template <class Add>
-REDRAFT_HOST_DEVICE void thread_digit_histogram(const float* row, index_t cols, int tid,
-                                                int threads, std::uint32_t prefix, int shift,
-                                                Add add) {
+// T: float, half or bfloat16 (read through the exact to_float).
+template <class T, class Add>
+REDRAFT_HOST_DEVICE void thread_digit_histogram(const T* row, index_t cols, int tid, int threads,
+                                                std::uint32_t prefix, int shift, Add add) {
   const std::uint32_t high_mask = shift == 24 ? 0u : (0xFFFFFFFFu << (shift + 8));
   for (index_t c = tid; c < cols; c += threads) {
-    const std::uint32_t key = top_k_key(row[c]);
+    const std::uint32_t key = top_k_key(to_float(row[c]));
     if ((key & high_mask) == prefix) add((key >> shift) & 255u);
   }
 }

@@ -16,8 +16,8 @@
 
 namespace redraft::kernels {
 
-template <int Threads>
-__global__ void __launch_bounds__(Threads) verify_greedy_kernel(detail::greedy_functor walk) {
+template <int Threads, class T>
+__global__ void __launch_bounds__(Threads) verify_greedy_kernel(detail::greedy_functor<T> walk) {
   const std::int32_t b = static_cast<std::int32_t>(blockIdx.x);
   __shared__ block::greedy_state state;
   if (threadIdx.x == 0) block::greedy_begin(walk, b, state);
@@ -25,16 +25,17 @@ __global__ void __launch_bounds__(Threads) verify_greedy_kernel(detail::greedy_f
   for (;;) {
     __syncthreads();
     if (state.done) return;  // uniform: every thread reads the same shared flag
-    const float* row = &walk.logits(walk.tree.first_node(b) + state.node, 0);
+    const T* row = &walk.logits(walk.tree.first_node(b) + state.node, 0);
     const block::checked_best best = block_all_reduce<Threads>(
         block::thread_checked_best(row, vocab, threadIdx.x, Threads), block::checked_best_of{});
     if (threadIdx.x == 0) block::greedy_step(walk, b, best, state);
   }
 }
 
-inline cudaError_t launch_verify_greedy(const detail::greedy_functor& walk, cudaStream_t stream) {
+template <class T>
+cudaError_t launch_verify_greedy(const detail::greedy_functor<T>& walk, cudaStream_t stream) {
   constexpr int t = kernel_tuning::verify_threads;
-  verify_greedy_kernel<t><<<static_cast<unsigned>(walk.tree.batch), t, 0, stream>>>(walk);
+  verify_greedy_kernel<t, T><<<static_cast<unsigned>(walk.tree.batch), t, 0, stream>>>(walk);
   return cudaGetLastError();
 }
 
