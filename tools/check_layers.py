@@ -28,6 +28,7 @@ ALLOWED = {
 KNOWN = {
     ("cuda/block/greedy_walk.cuh", "verify"): "fused greedy walk reuses verify/greedy.hpp's step",
     ("cuda/block/tree_mask.cuh", "tree"): "fused mask kernel reuses tree/masks.hpp's row functor",
+    ("cuda/block/sampling_walk.cuh", "verify"): "block sampling verifiers run verify/'s step states",
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"redraft/([a-z_]+)/')
 
