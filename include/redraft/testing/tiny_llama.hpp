@@ -38,6 +38,7 @@
 #include "redraft/core/error.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
+#include "redraft/cpu/small_matmul.hpp"
 #include "redraft/kv/kv_plan.hpp"
 #include "redraft/loop/target_model.hpp"
 #include "redraft/testing/tiny_llama_weights.hpp"
@@ -458,32 +459,15 @@ class tiny_llama {
     }
   }
 
-  // y[n, out] = x[n, in] w[out, in]^T (or += when accumulate).
-  static void linear(const float* x, std::int32_t n, std::int32_t in, const float* w, std::int32_t out,
+  // y[n, out] = x[n, in] w[out, in]^T (or += when accumulate), through the CPU backend's
+  // small_matmul for every n: each weight row is read once per 64 rows, and a row's result does
+  // not depend on how many rows share the call (a tree pass gives each node the logits a
+  // one-token step would).
+  template <weight_element W>
+  static void linear(const float* x, std::int32_t n, std::int32_t in, const W* w, std::int32_t out,
                      float* y, bool accumulate) {
-    if (n == 0) return;
-    // NOTE: up to 16 rows (a decoding step, a small draft tree) each weight row is read once and
-    // dotted with every input row while it is in L1. Eigen's matrix-matrix path repacks the
-    // weight blocks on every call, which for a few rows costs more than the arithmetic (measured
-    // on this CPU: a 2-row product cost 3.8x a 1-row one through GEMM). Each output is one
-    // vectorised dot product, so a row's result does not depend on how many rows share the call.
-    if (n <= 16) {
-      for (std::int32_t o = 0; o < out; ++o) {
-        const Eigen::Map<const Eigen::VectorXf> wr(w + static_cast<std::size_t>(o) * in, in);  // [in]
-        for (std::int32_t r = 0; r < n; ++r) {
-          const Eigen::Map<const Eigen::VectorXf> xr(x + static_cast<std::size_t>(r) * in, in);  // [in]
-          float& dst = y[static_cast<std::size_t>(r) * out + o];
-          dst = (accumulate ? dst : 0.0f) + wr.dot(xr);
-        }
-      }
-      return;
-    }
-    mutable_map ym(y, n, out);
-    if (accumulate) {
-      ym.noalias() += const_map(x, n, in) * const_map(w, out, in).transpose();
-    } else {
-      ym.noalias() = const_map(x, n, in) * const_map(w, out, in).transpose();
-    }
+    small_matmul(matrix_view<const float>(x, n, in), matrix_view<const W>(w, out, in),
+                 matrix_view<float>(y, n, out), accumulate);
   }
 
   // Rotates the first and second halves of a head vector v[head_dim] at position p (HF Llama's
