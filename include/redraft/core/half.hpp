@@ -113,6 +113,14 @@ inline float to_float(float f) { return f; }
 inline float16 to_float16(float f) { return float16{detail::float_to_f16(f)}; }
 inline bfloat16 to_bfloat16(float f) { return bfloat16{detail::float_to_bf16(f)}; }
 
+// How a model keeps its weight matrices in memory: float, float16 or bfloat16 (the element
+// types of checkpoints). Products always accumulate in float.
+enum class weight_format { f32, f16, bf16 };
+
+inline const char* weight_format_name(weight_format f) {
+  return f == weight_format::f32 ? "F32" : f == weight_format::f16 ? "F16" : "BF16";
+}
+
 // The weight storage types the CPU product reads: float, float16, bfloat16.
 template <class T>
 concept weight_element = std::same_as<T, float> || std::same_as<T, float16> || std::same_as<T, bfloat16>;

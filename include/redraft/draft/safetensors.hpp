@@ -60,6 +60,18 @@ struct tensor_data {
 // Storage types the writer offers.
 enum class safetensors_dtype { f32, f16, bf16 };
 
+// The weight format a model's tensors store its weight matrices (the 2-D tensors) in: F16 or BF16 when every
+// matrix has that dtype, else F32 (a mix, F32 or F64 tensors).
+inline weight_format stored_weight_format(const std::map<std::string, tensor_data>& tensors) {
+  std::string common;
+  for (const auto& [name, t] : tensors) {
+    if (t.shape.size() != 2) continue;
+    if (common.empty()) common = t.stored_dtype;
+    if (common != t.stored_dtype) return weight_format::f32;
+  }
+  return common == "F16" ? weight_format::f16 : common == "BF16" ? weight_format::bf16 : weight_format::f32;
+}
+
 // A whole file: its tensors by name and the optional "__metadata__" string map.
 struct safetensors_file {
   std::map<std::string, tensor_data> tensors;

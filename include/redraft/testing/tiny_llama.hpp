@@ -51,26 +51,22 @@ class tiny_llama {
 
   // tiny_llama(config, weights, num_slots): a model serving num_slots sequences (slots 0 ..
   // num_slots - 1). Allocates num_slots caches of layers * 2 * heads * max_context * head_dim
-  // floats up front. Throws redraft::error when the weights do not match the configuration or
-  // num_slots < 1.
-  tiny_llama(tiny_llama_config config, tiny_llama_weights weights, std::int32_t num_slots = 1)
-      : config_(config), weights_(std::move(weights)) {
+  // floats up front. `format`: how the projection matrices (q, k, v, o, gate, up, down, lm_head)
+  // are kept for the forward: F32, or F16 / BF16 (half the bytes per step, F32 accumulation);
+  // every weight matrix is rounded to it (to nearest, ties to even; exact for a checkpoint stored
+  // in that format), and weights() returns the rounded values. Norm weights stay float.
+  // Throws redraft::error when the weights do not match the configuration or num_slots < 1.
+  tiny_llama(tiny_llama_config config, tiny_llama_weights weights, std::int32_t num_slots = 1,
+             weight_format format = weight_format::f32)
+      : config_(config), weights_(std::move(weights)), format_(format) {
     check_weights("tiny_llama", config_, weights_);
     REDRAFT_REQUIRE(num_slots >= 1, "tiny_llama: num_slots ", num_slots, " must be at least 1");
-    const std::size_t h = static_cast<std::size_t>(config_.hidden_size);
-    const std::size_t d = static_cast<std::size_t>(config_.attention_width());
-    const std::size_t i = static_cast<std::size_t>(config_.intermediate_size);
-    // Fused copies: one product for q, k, v and one for gate, up.
-    for (const auto& lw : weights_.layers) {
-      std::vector<float> qkv(3 * d * h);  // [3D, H]
-      std::copy(lw.q_proj.begin(), lw.q_proj.end(), qkv.begin());
-      std::copy(lw.k_proj.begin(), lw.k_proj.end(), qkv.begin() + static_cast<std::ptrdiff_t>(d * h));
-      std::copy(lw.v_proj.begin(), lw.v_proj.end(), qkv.begin() + static_cast<std::ptrdiff_t>(2 * d * h));
-      qkv_proj_.push_back(std::move(qkv));
-      std::vector<float> gate_up(2 * i * h);  // [2I, H]
-      std::copy(lw.gate_proj.begin(), lw.gate_proj.end(), gate_up.begin());
-      std::copy(lw.up_proj.begin(), lw.up_proj.end(), gate_up.begin() + static_cast<std::ptrdiff_t>(i * h));
-      gate_up_proj_.push_back(std::move(gate_up));
+    if (format_ == weight_format::f32) {
+      build_projections(f32_, [](float v) { return v; });
+    } else if (format_ == weight_format::f16) {
+      build_projections(f16_, [](float v) { return to_float16(v); });
+    } else {
+      build_projections(bf16_, [](float v) { return to_bfloat16(v); });
     }
     // RoPE table: cos/sin of position p and frequency j at [p * head_dim / 2 + j].
     // NOTE: angles are computed in double and rounded once, so the table is exact to float
@@ -99,8 +95,8 @@ class tiny_llama {
 
   // A model with random_tiny_llama_weights(config, seed).
   static tiny_llama random(const tiny_llama_config& config, std::uint64_t seed,
-                           std::int32_t num_slots = 1) {
-    return tiny_llama(config, random_tiny_llama_weights(config, seed), num_slots);
+                           std::int32_t num_slots = 1, weight_format format = weight_format::f32) {
+    return tiny_llama(config, random_tiny_llama_weights(config, seed), num_slots, format);
   }
 
   // ---- TargetModel clause 2 -------------------------------------------------------------------
@@ -394,6 +390,7 @@ class tiny_llama {
   }
 
   const tiny_llama_config& config() const { return config_; }
+  weight_format format() const { return format_; }
   const tiny_llama_weights& weights() const { return weights_; }
 
  private:
@@ -470,6 +467,43 @@ class tiny_llama {
                  matrix_view<float>(y, n, out), accumulate);
   }
 
+  // The forward's copies of the projection matrices in one storage type W; q, k, v fused into
+  // one matrix and gate, up into another, so each is one product.
+  template <class W>
+  struct projections {
+    std::vector<std::vector<W>> qkv;      // [layers][3D, H]
+    std::vector<std::vector<W>> o;        // [layers][H, D]
+    std::vector<std::vector<W>> gate_up;  // [layers][2I, H]
+    std::vector<std::vector<W>> down;     // [layers][H, I]
+    std::vector<W> lm_head;               // [V, H]
+  };
+
+  // Rounds every weight matrix of weights_ to the format (convert) and fills `out`.
+  template <class W, class Convert>
+  void build_projections(projections<W>& out, Convert convert) {
+    const auto round = [&](std::vector<float>& m) {
+      for (float& v : m) v = to_float(convert(v));
+    };
+    const auto stored = [&](std::initializer_list<const std::vector<float>*> parts) {
+      std::vector<W> joined;
+      for (const std::vector<float>* part : parts)
+        for (float v : *part) joined.push_back(convert(v));
+      return joined;
+    };
+    round(weights_.embed_tokens);
+    round(weights_.lm_head);
+    for (auto& lw : weights_.layers) {
+      for (std::vector<float>* m : {&lw.q_proj, &lw.k_proj, &lw.v_proj, &lw.o_proj, &lw.gate_proj,
+                                    &lw.up_proj, &lw.down_proj})
+        round(*m);
+      out.qkv.push_back(stored({&lw.q_proj, &lw.k_proj, &lw.v_proj}));
+      out.o.push_back(stored({&lw.o_proj}));
+      out.gate_up.push_back(stored({&lw.gate_proj, &lw.up_proj}));
+      out.down.push_back(stored({&lw.down_proj}));
+    }
+    out.lm_head = stored({config_.tie_word_embeddings ? &weights_.embed_tokens : &weights_.lm_head});
+  }
+
   // Rotates the first and second halves of a head vector v[head_dim] at position p (HF Llama's
   // rotate_half): v'[j] = v[j] cos - v[j + d/2] sin, v'[j + d/2] = v[j + d/2] cos + v[j] sin.
   void rope(float* v, std::int32_t position) const {
@@ -486,6 +520,14 @@ class tiny_llama {
   // Runs the decoder stack over n_rows tokens grouped by segments_, writing their KV entries into
   // the slots' caches and the final-normed hidden states into normed_ [n_rows, H].
   void forward(const std::int32_t* tokens, const std::int32_t* positions, std::int32_t n_rows) {
+    if (format_ == weight_format::f32) return forward_with(f32_, tokens, positions, n_rows);
+    if (format_ == weight_format::f16) return forward_with(f16_, tokens, positions, n_rows);
+    forward_with(bf16_, tokens, positions, n_rows);
+  }
+
+  template <class W>
+  void forward_with(const projections<W>& p, const std::int32_t* tokens, const std::int32_t* positions,
+                    std::int32_t n_rows) {
     const std::int32_t hs = config_.hidden_size, d = config_.attention_width();
     const std::int32_t hd = config_.head_dim, heads = config_.num_heads;
     const std::int32_t inter = config_.intermediate_size;
@@ -506,7 +548,7 @@ class tiny_llama {
     for (std::int32_t l = 0; l < config_.num_layers; ++l) {
       const auto& lw = weights_.layers[static_cast<std::size_t>(l)];
       rms_norm(x_.data(), n_rows, lw.input_layernorm, normed_.data());
-      linear(normed_.data(), n_rows, hs, qkv_proj_[static_cast<std::size_t>(l)].data(), 3 * d, qkv_.data(), false);
+      linear(normed_.data(), n_rows, hs, p.qkv[static_cast<std::size_t>(l)].data(), 3 * d, qkv_.data(), false);
       for (std::int32_t r = 0; r < n_rows; ++r) {
         float* row = qkv_.data() + static_cast<std::size_t>(r) * 3 * d;
         for (std::int32_t h = 0; h < heads; ++h) {
@@ -550,9 +592,9 @@ class tiny_llama {
           o.noalias() = s * v;
         }
       }
-      linear(attn_.data(), n_rows, d, lw.o_proj.data(), hs, x_.data(), true);
+      linear(attn_.data(), n_rows, d, p.o[static_cast<std::size_t>(l)].data(), hs, x_.data(), true);
       rms_norm(x_.data(), n_rows, lw.post_attention_layernorm, normed_.data());
-      linear(normed_.data(), n_rows, hs, gate_up_proj_[static_cast<std::size_t>(l)].data(), 2 * inter,
+      linear(normed_.data(), n_rows, hs, p.gate_up[static_cast<std::size_t>(l)].data(), 2 * inter,
              gate_up_.data(), false);
       for (std::int32_t r = 0; r < n_rows; ++r) {
         const Eigen::Map<const Eigen::ArrayXf> g(gate_up_.data() + static_cast<std::size_t>(r) * 2 * inter, inter);
@@ -561,7 +603,7 @@ class tiny_llama {
         Eigen::Map<Eigen::ArrayXf>(act_.data() + static_cast<std::size_t>(r) * inter, inter) =
             g / (1.0f + (-g).exp()) * u;
       }
-      linear(act_.data(), n_rows, inter, lw.down_proj.data(), hs, x_.data(), true);
+      linear(act_.data(), n_rows, inter, p.down[static_cast<std::size_t>(l)].data(), hs, x_.data(), true);
     }
   }
 
@@ -576,16 +618,23 @@ class tiny_llama {
     hidden_.resize(static_cast<std::size_t>(m) * hs);
     logits_.resize(static_cast<std::size_t>(m) * vocab);
     rms_norm(gathered_.data(), m, weights_.norm, hidden_.data());
-    const float* lm_head = config_.tie_word_embeddings ? weights_.embed_tokens.data() : weights_.lm_head.data();
-    linear(hidden_.data(), m, hs, lm_head, vocab, logits_.data(), false);
+    if (format_ == weight_format::f32) {
+      linear(hidden_.data(), m, hs, f32_.lm_head.data(), vocab, logits_.data(), false);
+    } else if (format_ == weight_format::f16) {
+      linear(hidden_.data(), m, hs, f16_.lm_head.data(), vocab, logits_.data(), false);
+    } else {
+      linear(hidden_.data(), m, hs, bf16_.lm_head.data(), vocab, logits_.data(), false);
+    }
     return model_output{matrix_view<const float>(logits_.data(), m, vocab),
                         matrix_view<const float>(hidden_.data(), m, hs)};
   }
 
   tiny_llama_config config_;
   tiny_llama_weights weights_;
-  std::vector<std::vector<float>> qkv_proj_;      // [layers][3D, H]
-  std::vector<std::vector<float>> gate_up_proj_;  // [layers][2I, H]
+  weight_format format_ = weight_format::f32;
+  projections<float> f32_;      // filled when format_ is F32
+  projections<float16> f16_;    // ... F16
+  projections<bfloat16> bf16_;  // ... BF16
   std::vector<float> rope_cos_, rope_sin_;        // [max_context, head_dim / 2]
   std::size_t slot_stride_ = 0;                   // floats per slot cache
   std::vector<float> cache_;                      // [slots, layers, 2, heads, max_context, hd]
