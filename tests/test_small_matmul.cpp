@@ -213,3 +213,23 @@ TEST_CASE("half conversions are exact on the way in", "[small_matmul][half]") {
   REQUIRE(redraft::to_float(redraft::bfloat16{0x3f80}) == 1.0f);
   REQUIRE(redraft::to_bfloat16(1.0f).bits == 0x3f80);
 }
+
+TEST_CASE("simd_isa::sum4 gives sum's bits for each of four vectors", "[small_matmul]") {
+  using isa = redraft::detail::simd_isa;
+  CAPTURE(isa::name);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (int trial = 0; trial < 1000; ++trial) {
+    float lanes[4][isa::width];
+    for (auto& row : lanes)
+      for (float& v : row) v = uniform(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 40) - 20);
+    isa::vec v[4];
+    for (int j = 0; j < 4; ++j) v[j] = isa::load(lanes[j]);
+    float sums[4];
+    isa::sum4(v, sums);
+    for (int j = 0; j < 4; ++j) {
+      CAPTURE(trial, j);
+      REQUIRE(sums[j] == isa::sum(v[j]));
+    }
+  }
+}

@@ -57,6 +57,22 @@ struct simd_isa {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  // out[j] = sum(v[j]) for four vectors at once, with the same additions as sum (IEEE addition
+  // is commutative, so pairing lanes through shuffles of two vectors gives the same bits), in
+  // about a third of the shuffles.
+  static void sum4(const vec* v, float* out) {
+    // Lanes i + 8: [a0 + a2, a1 + a3, b0 + b2, b1 + b3] in 128-bit blocks, likewise c, d.
+    const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x44), _mm512_shuffle_f32x4(v[0], v[1], 0xee));
+    const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], 0x44), _mm512_shuffle_f32x4(v[2], v[3], 0xee));
+    // Lanes i + 4: one 128-bit block per vector, [a, b, c, d].
+    __m512 t = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));
+    // Lanes i + 2, then i + 1, within each block: the sums land in lanes 0, 4, 8, 12.
+    t = _mm512_add_ps(t, _mm512_permute_ps(t, 0x4e));
+    t = _mm512_add_ps(t, _mm512_permute_ps(t, 0xb1));
+    const __m128 sums = _mm512_castps512_ps128(
+        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), t));
+    _mm_storeu_ps(out, sums);
+  }
 };
 
 #elif defined(__AVX2__) && defined(__FMA__)
@@ -88,6 +104,9 @@ struct simd_isa {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+  }
+  static void sum4(const vec* v, float* out) {
+    for (int j = 0; j < 4; ++j) out[j] = sum(v[j]);
   }
 };
 
@@ -121,6 +140,9 @@ struct simd_isa {
     for (int i = 0; i < 4; ++i) v.lane[i] += v.lane[i + 4];
     for (int i = 0; i < 2; ++i) v.lane[i] += v.lane[i + 2];
     return v.lane[0] + v.lane[1];
+  }
+  static void sum4(const vec* v, float* out) {
+    for (int j = 0; j < 4; ++j) out[j] = sum(v[j]);
   }
 };
 

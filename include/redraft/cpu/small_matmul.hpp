@@ -17,7 +17,7 @@
 //
 // NOTE: every output y[m, n] is one dot product with the same sequence of operations whatever
 // the tile, the panel or M: vector fma over the K / width full steps in order, one more over the
-// zero-padded remainder, then simd_isa::sum. So a row's result does not depend on the other rows
+// zero-padded remainder, then simd_isa::sum (or sum4, the same additions for four outputs). So a row's result does not depend on the other rows
 // of the call (a tree pass of n nodes gives each node the logits of a one-row step), and does not
 // depend on buffer alignment.
 //
@@ -82,10 +82,13 @@ void small_matmul_tile(const float* x, index_t ldx, const W* w, index_t k, float
     }
   }
   for (int i = 0; i < MB; ++i) {
-    for (int j = 0; j < NB; ++j) {
-      const float s = isa::sum(acc[i][j]);
+    float sums[NB];
+    int j = 0;
+    for (; j + 4 <= NB; j += 4) isa::sum4(&acc[i][j], sums + j);
+    for (; j < NB; ++j) sums[j] = isa::sum(acc[i][j]);
+    for (j = 0; j < NB; ++j) {
       float& out = y[i * ldy + j];
-      out = accumulate ? out + s : s;
+      out = accumulate ? out + sums[j] : sums[j];
     }
   }
 }
