@@ -14,6 +14,15 @@
 #include "redraft/cpu/simd.hpp"
 #include "redraft/cpu/small_matmul.hpp"
 
+#include "toy_backend.hpp"
+
+// Backend clause 9 is optional: the CPU backend offers half-precision weights, the from-scratch
+// toy backend (float only) does not.
+static_assert(redraft::backend_has_half_matmul_v<redraft::cpu_backend, redraft::float16>);
+static_assert(redraft::backend_has_half_matmul_v<redraft::cpu_backend, redraft::bfloat16>);
+static_assert(!redraft::backend_has_half_matmul_v<redraft_test::toy_backend, redraft::float16>);
+static_assert(!redraft::backend_has_half_matmul_v<redraft::cpu_backend, float>);
+
 namespace {
 
 using redraft::index_t;

@@ -247,5 +247,8 @@ class cpu_backend {
 };
 
 static_assert(Backend<cpu_backend>, "cpu_backend must model redraft::Backend");
+static_assert(backend_has_half_matmul_v<cpu_backend, float16> &&
+                  backend_has_half_matmul_v<cpu_backend, bfloat16>,
+              "cpu_backend offers Backend clause 9 (half-precision weights)");
 
 }  // namespace redraft

@@ -22,8 +22,10 @@
 // Every entry point validates all its inputs before it changes any state, so a request that fails
 // does not disturb the other requests of its batch.
 //
-// Performance: matrix products go through Eigen (projections batched over all rows of a call,
-// attention per request and head); no allocation once the scratch buffers have grown. One core.
+// Performance: the projections go through the CPU backend's small_matmul (cpu/small_matmul.hpp:
+// each weight read once per call, every row's result independent of the others), with weights in
+// F32, F16 or BF16 (weight_format); attention products go through Eigen, per request and head. No
+// allocation once the scratch buffers have grown. One core.
 #pragma once
 
 #include "redraft/cpu/eigen.hpp"
