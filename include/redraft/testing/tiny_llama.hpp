@@ -155,10 +155,8 @@ class tiny_llama {
       pending_[static_cast<std::size_t>(in.slots[r])] = 0;
     }
     // Output rows: each prompt's last token.
-    last_rows_.resize(static_cast<std::size_t>(requests));
-    for (std::int32_t r = 0; r < requests; ++r) {
-      last_rows_[static_cast<std::size_t>(r)] = in.token_offsets[r + 1] - 1;
-    }
+    last_rows_.clear();
+    for (std::int32_t r = 0; r < requests; ++r) last_rows_.push_back(in.token_offsets[r + 1] - 1);
     return head(last_rows_.data(), requests);
   }
 
@@ -396,11 +394,6 @@ class tiny_llama {
   const tiny_llama_weights& weights() const { return weights_; }
 
  private:
-  using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using const_map = Eigen::Map<const row_matrix>;
-  using mutable_map = Eigen::Map<row_matrix>;
-  using strided_map = Eigen::Map<row_matrix, 0, Eigen::OuterStride<>>;
-  using const_strided_map = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
 
   // Rows [row_begin, row_begin + n) of a call belong to slot `slot`; their KV entries go to
   // positions base + j; row i attends to [0, base) and to rows j with mask[i * n + j] != 0
@@ -570,28 +563,40 @@ class tiny_llama {
             std::memcpy(v_cache + static_cast<std::size_t>(seg.base + j) * hd, row + 2 * d + h * hd,
                         static_cast<std::size_t>(hd) * sizeof(float));
           }
-          const const_strided_map q(qkv_.data() + static_cast<std::size_t>(seg.row_begin) * 3 * d + h * hd,
-                                    seg.n, hd, Eigen::OuterStride<>(3 * d));  // [n, hd]
-          const const_map k(k_cache, total, hd);                                // [C + n, hd]
-          const const_map v(v_cache, total, hd);                                // [C + n, hd]
+          // NOTE: scores and outputs go through small_matmul and a plain loop rather than Eigen
+          // products: for n >= 2 rows Eigen's GEMM packs the [C + n, hd] keys and values of every
+          // head on every call, which for a small tree costs as much as the projections.
+          q_head_.resize(static_cast<std::size_t>(seg.n) * static_cast<std::size_t>(hd));
+          for (std::int32_t i = 0; i < seg.n; ++i) {
+            std::memcpy(q_head_.data() + static_cast<std::size_t>(i) * hd,
+                        qkv_.data() + static_cast<std::size_t>(seg.row_begin + i) * 3 * d + h * hd,
+                        static_cast<std::size_t>(hd) * sizeof(float));
+          }
           scores_.resize(static_cast<std::size_t>(seg.n) * static_cast<std::size_t>(total));
-          mutable_map s(scores_.data(), seg.n, total);  // [n, C + n]
-          s.noalias() = q * k.transpose();
-          s *= scale;
+          small_matmul(matrix_view<const float>(q_head_.data(), seg.n, hd),     // [n, hd]
+                       matrix_view<const float>(k_cache, total, hd),            // [C + n, hd]
+                       matrix_view<float>(scores_.data(), seg.n, total));       // [n, C + n]
           for (std::int32_t i = 0; i < seg.n; ++i) {
             float* srow = scores_.data() + static_cast<std::size_t>(i) * total;
+            Eigen::Map<Eigen::ArrayXf> a(srow, total);
+            a *= scale;
             for (std::int32_t j = 0; j < seg.n; ++j) {
               const bool allowed = seg.mask == nullptr ? j <= i : seg.mask[i * seg.n + j] != 0;
               if (!allowed) srow[seg.base + j] = -std::numeric_limits<float>::infinity();
             }
             // NOTE: every row sees at least the committed prefix or itself, so its max is finite.
-            Eigen::Map<Eigen::ArrayXf> a(srow, total);
             a = (a - a.maxCoeff()).exp();
             a /= a.sum();
+            // o[i] = sum_j p[i, j] v[j]: masked entries have p = 0 exactly and are skipped.
+            float* o = attn_.data() + static_cast<std::size_t>(seg.row_begin + i) * d + h * hd;  // [hd]
+            std::fill(o, o + hd, 0.0f);
+            for (std::int32_t j = 0; j < total; ++j) {
+              const float pj = srow[j];
+              if (pj == 0.0f) continue;
+              const float* vj = v_cache + static_cast<std::size_t>(j) * hd;  // [hd]
+              for (std::int32_t c = 0; c < hd; ++c) o[c] += pj * vj[c];
+            }
           }
-          strided_map o(attn_.data() + static_cast<std::size_t>(seg.row_begin) * d + h * hd, seg.n, hd,
-                        Eigen::OuterStride<>(d));  // [n, hd]
-          o.noalias() = s * v;
         }
       }
       linear(attn_.data(), n_rows, d, p.o[static_cast<std::size_t>(l)].data(), hs, x_.data(), true);
@@ -647,7 +652,7 @@ class tiny_llama {
   std::vector<segment> segments_;
   std::vector<std::uint8_t> seen_, mask_scratch_;
   std::vector<std::int32_t> positions_, last_rows_, all_rows_;
-  std::vector<float> x_, normed_, qkv_, attn_, gate_up_, act_, scores_, gathered_, gather_;
+  std::vector<float> x_, normed_, qkv_, q_head_, attn_, gate_up_, act_, scores_, gathered_, gather_;
   std::vector<float> hidden_, logits_;
 };
 
