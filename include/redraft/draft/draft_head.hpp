@@ -267,10 +267,16 @@ class draft_head {
       for (std::size_t i = 0; i < out.size(); ++i) out[i] = to_float(stored[i]);
     };
     if constexpr (backend_has_half_matmul_v<B, float16>) {
-      if (p.matrix && stored_ == weight_format::f16) return download(p.f16), out;
+      if (p.matrix && stored_ == weight_format::f16) {
+        download(p.f16);
+        return out;
+      }
     }
     if constexpr (backend_has_half_matmul_v<B, bfloat16>) {
-      if (p.matrix && stored_ == weight_format::bf16) return download(p.bf16), out;
+      if (p.matrix && stored_ == weight_format::bf16) {
+        download(p.bf16);
+        return out;
+      }
     }
     backend_.copy_to_host(p.values.data(), p.count, out.data());
     return out;
