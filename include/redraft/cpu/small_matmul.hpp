@@ -45,12 +45,16 @@ namespace detail {
 
 template <class W>
 using small_matmul_tile_fn = void (*)(const float* x, index_t ldx, const W* w, index_t k, float* y,
-                                      index_t ldy, bool accumulate);
+                                      index_t ldy, bool accumulate, const W* next, int next_rows);
 
-// y[MB, NB] (=, or += when accumulate) x[MB, K] w[NB, K]^T; rows ldx / k / ldy apart.
+// y[MB, NB] (=, or += when accumulate) x[MB, K] w[NB, K]^T; rows ldx / k / ldy apart. When
+// `next` is not null, the first next_rows rows of the next weight block (k apart) are prefetched
+// along the way.
+// NOTE: the prefetch matters for single-row products: their weight rows are short (0.5-8 KB), too
+// short for the hardware prefetchers to ramp up on each, and nothing else hides the latency.
 template <int MB, int NB, class W>
 void small_matmul_tile(const float* x, index_t ldx, const W* w, index_t k, float* y, index_t ldy,
-                       bool accumulate) {
+                       bool accumulate, const W* next, int next_rows) {
   using isa = simd_isa;
   using vec = typename isa::vec;
   constexpr int width = isa::width;
@@ -59,6 +63,10 @@ void small_matmul_tile(const float* x, index_t ldx, const W* w, index_t k, float
     for (int j = 0; j < NB; ++j) acc[i][j] = isa::zero();
   index_t c = 0;
   for (; c + width <= k; c += width) {
+#if defined(__GNUC__)
+    if (next != nullptr)
+      for (int j = 0; j < next_rows; ++j) __builtin_prefetch(next + j * k + c);
+#endif
     vec wv[NB];
     for (int j = 0; j < NB; ++j) wv[j] = isa::load(w + j * k + c);
     for (int i = 0; i < MB; ++i) {
@@ -114,10 +122,14 @@ void small_matmul_panel(const float* x, index_t m, const W* w, index_t n, index_
   const int tile_cols = m == 1 ? 8 : 4;
   for (index_t col = 0; col < n; col += tile_cols) {
     const int nb = static_cast<int>(std::min<index_t>(tile_cols, n - col));
+    // The first tile of each column block prefetches the next block's weight rows.
+    const int next_rows = static_cast<int>(std::min<index_t>(tile_cols, n - col - nb));
+    const W* next = next_rows > 0 ? w + (col + nb) * k : nullptr;
     for (index_t row = 0; row < m; row += tile_rows) {
       const int mb = static_cast<int>(std::min<index_t>(tile_rows, m - row));
       small_matmul_tiles<W>[static_cast<std::size_t>(mb - 1)][static_cast<std::size_t>(nb - 1)](
-          x + row * k, k, w + col * k, k, y + row * n + col, n, accumulate);
+          x + row * k, k, w + col * k, k, y + row * n + col, n, accumulate, row == 0 ? next : nullptr,
+          next_rows);
     }
   }
 }
