@@ -1,38 +1,38 @@
 // bench_draft: beam search of the draft head on the CPU backend at a production-like shape
 // (H = 1024, E = 2048 = 2H so no input projection, N = 2, V = 32000, L = 5) for W in
-// {1, 4, 8, 16} and batch B in {1, 8}, random weights.
+// {1, 4, 8, 16} and batch B in {1, 8}, random weights, weight matrices in F32 (F = 0) or F16
+// (F = 1).
 //
 // Counters:
 //   beams_per_s          B * W beams completed per second of CPU time
-//   gemm_share           time of a matmul-only run of the same shapes (the L-1 steps' chains:
-//                        rnn_w, rnn_u, N residual blocks, the vocabulary projection), measured in
-//                        the same iterations, divided by the beam search time
+//   floor_ratio          beam search time / the time to stream its weight bytes once per step
+//                        (L - 1 reads of every weight matrix, stream_read.hpp), both measured in
+//                        the same iterations: 1.0 would be a search at the memory floor
+//   gemm_share           (F32 only) time of a matmul-only run of the same shapes (the L-1 steps'
+//                        chains: rnn_w, rnn_u, N residual blocks, the vocabulary projection),
+//                        measured in the same iterations, divided by the beam search time
 //   non_gemm_share       1 - gemm_share: the warp, log_softmax, top-W selection, gathers, ...
+// BM_stream_read: this core's streaming-read rate (bytes_per_second), the floor's unit.
 //
-// Run: build-*/bench/bench_draft   (about a minute on one free core)
+// Run: build-*/bench/bench_draft   (about two minutes on one free core)
 #include <benchmark/benchmark.h>
 
 #include <cmath>
 #include <ctime>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <vector>
 
 #include "redraft/cpu/cpu_backend.hpp"
 #include "redraft/draft/beam_search.hpp"
 #include "redraft/draft/checkpoint.hpp"
+#include "stream_read.hpp"
 
 namespace {
 
 using redraft::index_t;
-
-// NOTE: the shares are ratios of this thread's CPU time, not wall time: the benchmark machines
-// are shared, and wall time then mostly measures the other processes.
-double thread_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
+using redraft_bench::thread_seconds;
 
 constexpr index_t vocab = 32000, hidden = 1024, exit_dim = 2048, layers = 2, length = 5;
 
@@ -40,6 +40,7 @@ struct fixture {
   redraft::draft_config config;
   redraft::draft_head<redraft::cpu_backend> head;
   std::vector<float> embedding;
+  std::size_t weight_bytes = 0;  // bytes of the weight matrices, as stored
 
   static redraft::draft_config make_config() {
     redraft::draft_config c;
@@ -51,7 +52,8 @@ struct fixture {
     return c;
   }
 
-  fixture() : config(make_config()), head(redraft::cpu_backend{}, config) {
+  explicit fixture(redraft::weight_format format)
+      : config(make_config()), head(redraft::cpu_backend{}, config, format) {
     std::mt19937 rng(1);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     for (const auto& name : head.parameter_names()) {
@@ -62,15 +64,19 @@ struct fixture {
       std::vector<float> values(count);
       for (float& v : values) v = normal(rng) * scale;
       head.set_parameter(name, values);
+      if (shape.size() == 2) weight_bytes += count * (format == redraft::weight_format::f32 ? 4 : 2);
     }
     embedding.resize(static_cast<std::size_t>(vocab * hidden));
     for (float& v : embedding) v = normal(rng) * 0.05f;
   }
 };
 
-fixture& shared_fixture() {
-  static fixture f;  // built once: 400 MB of weights
-  return f;
+// Built once per format: 300 MB of F32 weights, 150 MB of F16.
+fixture& shared_fixture(redraft::weight_format format) {
+  static std::unique_ptr<fixture> f32, f16;
+  std::unique_ptr<fixture>& f = format == redraft::weight_format::f32 ? f32 : f16;
+  if (!f) f = std::make_unique<fixture>(format);
+  return *f;
 }
 
 // The matmuls of beam search alone, on buffers of the same shapes.
@@ -111,7 +117,9 @@ struct matmul_only {
 
 void bm_beam_search(benchmark::State& state) {
   const index_t batch = state.range(0), width = state.range(1);
-  fixture& f = shared_fixture();
+  const auto format = state.range(2) == 0 ? redraft::weight_format::f32 : redraft::weight_format::f16;
+  fixture& f = shared_fixture(format);
+  const std::vector<std::uint64_t> stream = redraft_bench::stream_buffer(f.weight_bytes);
   std::mt19937 rng(2);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> h(static_cast<std::size_t>(batch * hidden));
@@ -120,7 +128,7 @@ void bm_beam_search(benchmark::State& state) {
   for (auto& r : roots) r = static_cast<std::int32_t>(rng() % vocab);
   redraft::beam_search_workspace<redraft::cpu_backend> ws;
   matmul_only gemm(batch * width);
-  double search_seconds = 0.0, gemm_seconds = 0.0;
+  double search_seconds = 0.0, gemm_seconds = 0.0, floor_seconds = 0.0;
   for (auto _ : state) {
     const double t0 = thread_seconds();
     auto result = redraft::beam_search(
@@ -132,28 +140,38 @@ void bm_beam_search(benchmark::State& state) {
     const double t1 = thread_seconds();
     state.PauseTiming();
     const double g0 = thread_seconds();
-    gemm.run(f.head);
+    if (format == redraft::weight_format::f32) gemm.run(f.head);
     benchmark::DoNotOptimize(gemm.logits.data());
     const double g1 = thread_seconds();
+    for (index_t step = 1; step < length; ++step)
+      benchmark::DoNotOptimize(redraft_bench::stream_read(stream.data(), f.weight_bytes));
+    const double g2 = thread_seconds();
     state.ResumeTiming();
     search_seconds += t1 - t0;
     gemm_seconds += g1 - g0;
+    floor_seconds += g2 - g1;
   }
+  state.counters["floor_ratio"] = search_seconds / floor_seconds;
   state.counters["beams_per_s"] =
       benchmark::Counter(static_cast<double>(batch * width), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["gemm_share"] = gemm_seconds / search_seconds;
-  state.counters["non_gemm_share"] = 1.0 - gemm_seconds / search_seconds;
+  if (format == redraft::weight_format::f32) {
+    state.counters["gemm_share"] = gemm_seconds / search_seconds;
+    state.counters["non_gemm_share"] = 1.0 - gemm_seconds / search_seconds;
+  }
 }
+
+BENCHMARK(redraft_bench::BM_stream_read)->Iterations(5)->Unit(benchmark::kMillisecond);
 
 // NOTE: iteration counts are fixed and small (2 shared cores): one B=8, W=16 search is ~67 GFLOP.
 BENCHMARK(bm_beam_search)
-    ->ArgNames({"B", "W"})
-    ->Args({1, 1})->Args({1, 4})->Args({1, 8})->Args({1, 16})
+    ->ArgNames({"B", "W", "F"})
+    ->Args({1, 1, 0})->Args({1, 4, 0})->Args({1, 8, 0})->Args({1, 16, 0})
+    ->Args({1, 1, 1})->Args({1, 8, 1})
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(bm_beam_search)
-    ->ArgNames({"B", "W"})
-    ->Args({8, 1})->Args({8, 4})->Args({8, 8})->Args({8, 16})
+    ->ArgNames({"B", "W", "F"})
+    ->Args({8, 1, 0})->Args({8, 4, 0})->Args({8, 8, 0})->Args({8, 16, 0})
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 

@@ -2,15 +2,25 @@
 // decoder over it: prefill throughput, one-token decode steps (verify + commit) at several batch
 // sizes, one tree verification of W beams of L tokens, and end-to-end plain greedy decoding.
 // items_per_second = tokens processed (prefill, tree nodes) or emitted (decode) per second.
+//
+// BM_tree_pass_vs_step/n/F: the shipped KJV target (data/models/kjv-target; the demo's built-in
+// target when missing) in F32 (F = 0) or F16 (F = 1): a verify() of an n-node tree, and a plain
+// decoding step (a 1-node verify) at the same context, timed in the same iterations; the counter
+// vs_step is their ratio, the cost of a speculative step's target pass in plain steps.
+// BM_stream_read: this core's streaming-read rate (bytes_per_second).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <vector>
 
 #include "redraft/loop/plain_decoder.hpp"
+#include "redraft/testing/demo_models.hpp"
 #include "redraft/testing/tiny_llama.hpp"
+#include "redraft/testing/tiny_llama_io.hpp"
 #include "redraft/tree/build_tree.hpp"
 #include "redraft/tree/masks.hpp"
+#include "stream_read.hpp"
 
 using namespace redraft;
 using redraft::testing::tiny_llama;
@@ -138,5 +148,68 @@ void BM_plain_decode_greedy(benchmark::State& state) {
   state.SetItemsProcessed(emitted);
 }
 BENCHMARK(BM_plain_decode_greedy)->Arg(1)->Arg(8);
+
+// A verify() of n nodes at positions base + depth in slot 0: node i's parent is (i - 1) / 2 (a
+// binary tree), tokens (5 i + 3) mod V. The mask is derived from the parents.
+model_output verify_nodes(tiny_llama& model, std::int32_t n, std::int32_t base,
+                          std::vector<std::int32_t>& storage) {
+  storage.assign(static_cast<std::size_t>(4 * n + 4), 0);
+  std::int32_t* token = storage.data();
+  std::int32_t* parent = token + n;
+  std::int32_t* depth = parent + n;
+  std::int32_t* positions = depth + n;
+  std::int32_t* offsets = positions + n;  // [2]
+  std::int32_t* slots = offsets + 2;      // [1]
+  for (std::int32_t i = 0; i < n; ++i) {
+    token[i] = (5 * i + 3) % model.vocab_size();
+    parent[i] = i == 0 ? -1 : (i - 1) / 2;
+    depth[i] = i == 0 ? 0 : depth[parent[i]] + 1;
+    positions[i] = base + depth[i];
+  }
+  offsets[0] = 0;
+  offsets[1] = n;
+  slots[0] = 0;
+  tree_view t;
+  t.batch = 1;
+  t.node_offsets = offsets;
+  t.token = token;
+  t.parent = parent;
+  t.depth = depth;
+  return model.verify(verify_input{{slots, 1}, {offsets, 2}, t, {positions, n}});
+}
+
+void BM_tree_pass_vs_step(benchmark::State& state) {
+  const auto n = static_cast<std::int32_t>(state.range(0));
+  const weight_format format = state.range(1) == 0 ? weight_format::f32 : weight_format::f16;
+  // NOTE: __FILE__ is the absolute path of this file in CMake builds: <repo>/bench/...
+  const auto dir = std::filesystem::path(__FILE__).parent_path() / ".." / "data" / "models" / "kjv-target";
+  tiny_llama model = std::filesystem::exists(dir / "config.json")
+                         ? redraft::testing::load_tiny_llama(dir, 1, format)
+                         : tiny_llama::random(redraft::testing::demo_target_config(),
+                                              redraft::testing::demo_target_seed, 1, format);
+  const std::int32_t context = 128;
+  prefill_all(model, 1, context);
+  std::vector<std::int32_t> storage;
+  double tree_seconds = 0.0, step_seconds = 0.0;
+  for (auto _ : state) {
+    const double t0 = redraft_bench::thread_seconds();
+    benchmark::DoNotOptimize(verify_nodes(model, n, context, storage).logits.data());
+    const double t1 = redraft_bench::thread_seconds();
+    benchmark::DoNotOptimize(verify_nodes(model, 1, context, storage).logits.data());
+    const double t2 = redraft_bench::thread_seconds();
+    tree_seconds += t1 - t0;
+    step_seconds += t2 - t1;
+  }
+  state.counters["vs_step"] = tree_seconds / step_seconds;
+  state.counters["step_us"] = 1e6 * step_seconds / static_cast<double>(state.iterations());
+  state.counters["tree_us"] = 1e6 * tree_seconds / static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_tree_pass_vs_step)
+    ->ArgNames({"n", "F"})
+    ->Args({2, 0})->Args({4, 0})->Args({8, 0})->Args({16, 0})->Args({32, 0})
+    ->Args({2, 1})->Args({4, 1})->Args({8, 1})->Args({16, 1})->Args({32, 1})
+    ->MinTime(0.3);
+
+BENCHMARK(redraft_bench::BM_stream_read)->Iterations(5)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -1,8 +1,11 @@
 // Benchmarks of verify/: verify_greedy, verify_lossless, verify_redrafter, verify_typical on the
 // CPU backend. Arguments: B (batch) in {1, 8, 64}, W (beam_width) in {4, 16}, V in {32000,
 // 128256}; L (beam_length) = 5. Reported: requests/s (items_per_second), `nodes` (mean n_b) and
-// `accepted_len_0` (request 0's accepted length: 4 = the whole first beam). The *_bf16 variants
-// read the same logits rounded to bfloat16, in place.
+// `accepted_len_0` (request 0's accepted length: 4 = the whole first beam), and `floor_ratio`:
+// the verifier's CPU time over the time to stream the logits rows of every request's accepted
+// path once (stream_read.hpp; the same rows, read in the same iterations), so 1.0 is the
+// bandwidth floor of a verifier that reads only the path. BM_stream_read: this core's rate. The
+// *_bf16 variants read the same logits rounded to bfloat16, in place.
 //
 // Beams as beam search produces them: each beam shares a random-length prefix with an earlier
 // beam; fixed seed. Logits: a cheap deterministic pattern in [0, 4), plus +20 on the token of each
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "redraft/redraft.hpp"
+#include "stream_read.hpp"
 
 namespace {
 
@@ -101,13 +105,36 @@ void run_bench(benchmark::State& state, bool with_draft, Run run) {
   const inputs& in = get_inputs(batch, width, vocab, with_draft);
   const cpu_backend cpu;
   const matrix_view<const float> logits(in.logits.data(), in.t.total_nodes(), vocab);
+  // The rows of each request's accepted path: the root, then first children (the +20 entries).
+  std::vector<const float*> path_rows;
+  for (int b = 0; b < batch; ++b) {
+    const std::int32_t off = in.t.host_node_offsets[static_cast<std::size_t>(b)];
+    std::int32_t u = 0;
+    for (;;) {
+      path_rows.push_back(in.logits.data() + static_cast<std::size_t>(off + u) * vocab);
+      std::int32_t child = -1;
+      for (std::int32_t i = u + 1; i < in.t.num_nodes(b) && child < 0; ++i)
+        if (in.t.parent[off + i] == u) child = i;
+      if (child < 0) break;
+      u = child;
+    }
+  }
   std::int64_t accepted = 0;
   std::uint32_t step = 0;
+  double verify_seconds = 0.0, floor_seconds = 0.0;
   for (auto _ : state) {
+    const double t0 = redraft_bench::thread_seconds();
     const auto a = run(cpu, in, logits, step++);
     benchmark::DoNotOptimize(a.next_token.data());
+    const double t1 = redraft_bench::thread_seconds();
+    for (const float* row : path_rows)
+      benchmark::DoNotOptimize(redraft_bench::stream_read(row, static_cast<std::size_t>(vocab) * 4));
+    const double t2 = redraft_bench::thread_seconds();
+    verify_seconds += t1 - t0;
+    floor_seconds += t2 - t1;
     accepted += a.accepted_len[0];
   }
+  state.counters["floor_ratio"] = verify_seconds / floor_seconds;
   state.SetItemsProcessed(state.iterations() * batch);
   state.counters["nodes"] = static_cast<double>(in.t.total_nodes()) / batch;
   state.counters["accepted_len_0"] = static_cast<double>(accepted) / static_cast<double>(state.iterations());
@@ -196,6 +223,9 @@ const bool registered = [] {
               ->ArgNames({"B", "W", "V"})
               ->Unit(benchmark::kMicrosecond);
         }
+  benchmark::RegisterBenchmark("BM_stream_read", redraft_bench::BM_stream_read)
+      ->Iterations(5)
+      ->Unit(benchmark::kMillisecond);
   return true;
 }();
 

@@ -2,6 +2,7 @@
 // for every recurrence, with and without the input projection, on every backend.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
 #include <random>
 #include <vector>
 
@@ -172,4 +173,102 @@ TEST_CASE("draft_head: bad configs and parameters throw", "[draft]") {
                                        redraft::matrix_view<const float>(x.data(), 2, 4),
                                        redraft::matrix_view<float>(y.data(), 2, 4), ws),
                     Catch::Contains("4 columns (hidden_size)"));
+}
+
+TEMPLATE_TEST_CASE("draft_head: F16 and BF16 weights give the F32 head's output on the same values",
+                   "[draft][half]", REDRAFT_TEST_BACKENDS) {
+  // A head in format F has weight matrices of F values. Stored 16-bit (CPU) or as floats (a
+  // backend without half products), the products see the same values and accumulate in float,
+  // so the output equals an F32 head loaded with the rounded values: bit for bit on the CPU,
+  // where both go through small_matmul; within float rounding elsewhere. The double reference on
+  // the rounded values bounds both.
+  using redraft::index_t;
+  const redraft::weight_format format = GENERATE(redraft::weight_format::f16, redraft::weight_format::bf16);
+  CAPTURE(redraft::weight_format_name(format));
+  const index_t v = 131, h = 12, e = 40, rows = 5;
+  const auto config = redraft_test::make_config(v, h, e, 1, redraft::recurrence::silu, 20);
+  auto weights = redraft_test::random_weights(config, 9);
+  for (auto& [name, t] : weights) {
+    if (t.shape.size() != 2) continue;
+    for (float& x : t.values)
+      x = format == redraft::weight_format::f16 ? redraft::to_float(redraft::to_float16(x))
+                                                : redraft::to_float(redraft::to_bfloat16(x));
+  }
+  TestType backend;
+  const auto half_head = redraft::make_draft_head(backend, config, weights, "tensors", format);
+  const auto float_head = redraft::make_draft_head(backend, config, weights, "tensors",
+                                                   redraft::weight_format::f32);
+  REQUIRE(half_head.format() == format);
+  if constexpr (redraft::backend_has_half_matmul_v<TestType, redraft::float16>) {
+    REQUIRE(half_head.stored_format() == format);
+    REQUIRE_THROWS_WITH(half_head.parameter_view("lm_head.1.weight"), Catch::Contains("is stored as"));
+  } else {
+    REQUIRE(half_head.stored_format() == redraft::weight_format::f32);
+  }
+  // get_parameter returns the stored values exactly.
+  for (const auto& [name, t] : weights) {
+    CAPTURE(name);
+    REQUIRE(half_head.get_parameter(name) == t.values);
+  }
+
+  std::mt19937 rng(3);
+  const auto hidden = redraft_test::random_values(rows * h, 1.0, rng);
+  const auto embedded = redraft_test::random_values(rows * h, 1.0, rng);
+  const auto run = [&](const redraft::draft_head<TestType>& head) {
+    auto hidden_buf = upload(backend, hidden);
+    auto embedded_buf = upload(backend, embedded);
+    auto state_buf = backend.template allocate<float>(rows * h);
+    backend.fill(state_buf.data(), rows * h, 0.0f);
+    auto log_probs_buf = backend.template allocate<float>(rows * v);
+    redraft::draft_head_workspace<TestType> ws;
+    redraft::matrix_view<float> state(state_buf.data(), rows, h);
+    head.advance_state(redraft::matrix_view<const float>(embedded_buf.data(), rows, h), state, state, ws);
+    head.log_probs(redraft::matrix_view<const float>(hidden_buf.data(), rows, h), state,
+                   redraft::matrix_view<float>(log_probs_buf.data(), rows, v), ws);
+    return download(backend, log_probs_buf);
+  };
+  const auto half_out = run(half_head);
+  const auto float_out = run(float_head);
+  if constexpr (std::is_same_v<TestType, redraft::cpu_backend>) {
+    REQUIRE(half_out == float_out);
+  }
+  std::vector<double> expected;
+  for (index_t r = 0; r < rows; ++r) {
+    const std::vector<double> e_row(embedded.begin() + r * h, embedded.begin() + (r + 1) * h);
+    const std::vector<double> h_row(hidden.begin() + r * h, hidden.begin() + (r + 1) * h);
+    const auto s = redraft::testing::reference_draft_state(config, weights, e_row,
+                                                           std::vector<double>(static_cast<std::size_t>(h), 0.0));
+    const auto lp = redraft::testing::reference_draft_log_probs(config, weights, h_row, s);
+    expected.insert(expected.end(), lp.begin(), lp.end());
+  }
+  check_close(half_out, expected, 1e-4, "log_probs (half)");
+  check_close(float_out, expected, 1e-4, "log_probs (float)");
+
+  SECTION("set_parameter rounds to the format") {
+    auto head = redraft::make_draft_head(backend, config, weights, "tensors", format);
+    std::vector<float> values(static_cast<std::size_t>(h * h), 1.0f + 1.0f / 4096.0f);  // not a half value
+    head.set_parameter("rnn_u.weight", values);
+    const float rounded = format == redraft::weight_format::f16 ? redraft::to_float(redraft::to_float16(values[0]))
+                                                                : redraft::to_float(redraft::to_bfloat16(values[0]));
+    REQUIRE(rounded != values[0]);
+    for (float x : head.get_parameter("rnn_u.weight")) REQUIRE(x == rounded);
+  }
+}
+
+TEST_CASE("load_draft_head keeps the checkpoint's stored format", "[draft][half][io]") {
+  const auto config = redraft_test::make_config(50, 8, 16, 1, redraft::recurrence::silu, 10);
+  const auto head = redraft::make_draft_head(redraft::cpu_backend{}, config, redraft_test::random_weights(config, 2));
+  REQUIRE(head.format() == redraft::weight_format::f32);  // F32 tensors
+  const auto dir = std::filesystem::temp_directory_path() / "redraft_test_draft_head_f16";
+  for (const auto dtype : {redraft::safetensors_dtype::f16, redraft::safetensors_dtype::bf16}) {
+    redraft::save_draft_head(head, dir, dtype);
+    const auto loaded = redraft::load_draft_head(redraft::cpu_backend{}, dir);
+    const auto expected = dtype == redraft::safetensors_dtype::f16 ? redraft::weight_format::f16
+                                                                   : redraft::weight_format::bf16;
+    REQUIRE(loaded.format() == expected);
+    REQUIRE(loaded.stored_format() == expected);
+    REQUIRE(redraft::load_draft_head(redraft::cpu_backend{}, dir, redraft::weight_format::f32).format() ==
+            redraft::weight_format::f32);
+  }
+  std::filesystem::remove_all(dir);
 }

@@ -670,3 +670,45 @@ TEST_CASE("tiny_llama: loading a bad checkpoint names the problem", "[tiny_llama
   CHECK(loaded.config().rms_norm_eps == 1e-6f);
   CHECK_FALSE(loaded.config().tie_word_embeddings);
 }
+
+TEST_CASE("tiny_llama: F16 and BF16 projections give the F32 model's logits on the same values",
+          "[tiny_llama][half]") {
+  // A model in format F rounds its weight matrices to F and keeps the projections 16-bit; an F32
+  // model built from those rounded weights computes the same products (exact conversion, the same
+  // small_matmul arithmetic), so prefill and tree logits are identical bit for bit.
+  const weight_format format = GENERATE(weight_format::f16, weight_format::bf16);
+  const bool tied = GENERATE(true, false);
+  CAPTURE(weight_format_name(format), tied);
+  const tiny_llama_config config = small_config(tied);
+  // Norm weights rounded too, so a checkpoint saved in the format holds exactly this model.
+  testing::tiny_llama_weights weights = testing::random_tiny_llama_weights(config, 43);
+  const auto round = [&](std::vector<float>& values) {
+    for (float& v : values) v = format == weight_format::f16 ? to_float(to_float16(v)) : to_float(to_bfloat16(v));
+  };
+  round(weights.norm);
+  for (auto& lw : weights.layers) {
+    round(lw.input_layernorm);
+    round(lw.post_attention_layernorm);
+  }
+  tiny_llama half(config, weights, 1, format);
+  REQUIRE(half.format() == format);
+  tiny_llama single(config, half.weights(), 1, weight_format::f32);
+  for (const float v : half.weights().layers[0].q_proj) {
+    const float rounded = format == weight_format::f16 ? to_float(to_float16(v)) : to_float(to_bfloat16(v));
+    REQUIRE(v == rounded);
+  }
+  const prompt_list prompts{{1, 5, 9, 2, 33, 7}};
+  CHECK(copy_rows(prefill(half, {0}, prompts).logits, 0, 1) ==
+        copy_rows(prefill(single, {0}, prompts).logits, 0, 1));
+  CHECK(decode_one(half, 0, 17) == decode_one(single, 0, 17));
+
+  SECTION("a checkpoint stored in the format loads in it, with its exact values") {
+    temp_dir dir(format == weight_format::f16 ? "f16" : "bf16");
+    testing::save_tiny_llama(dir.path, half, format == weight_format::f16 ? safetensors_dtype::f16 : safetensors_dtype::bf16);
+    tiny_llama loaded = testing::load_tiny_llama(dir.path, 1);
+    CHECK(loaded.format() == format);
+    CHECK(copy_rows(prefill(loaded, {0}, prompts).logits, 0, 1) ==
+          copy_rows(prefill(half, {0}, prompts).logits, 0, 1));
+    CHECK(testing::load_tiny_llama(dir.path, 1, weight_format::f32).format() == weight_format::f32);
+  }
+}

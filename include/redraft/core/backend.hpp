@@ -39,6 +39,14 @@
 //     to pick a host-side fast path, e.g. build_tree runs the sequential trie on host-accessible
 //     memory and the data-parallel build_tree_parallel elsewhere. Read it through
 //     redraft::backend_memory_is_host_accessible_v<B>.
+//  9. Optional: half-precision weights. For W in {float16, bfloat16} (core/half.hpp), a backend
+//     may offer `b.matmul(x, w, bias, act, y)` with w a matrix_view<const W>, the same product
+//     as clause 6 with each weight converted exactly to float as it is read and float
+//     accumulation, together with `typename B::template buffer<W>` (clause 2's interface). Users
+//     such as the draft head then keep W weights in backend memory (half the bytes to stream per
+//     product); on a backend without it they keep the same values in float buffers. Detect it
+//     through redraft::backend_has_half_matmul_v<B, W>. The CPU backend offers it; the Thrust
+//     and CUDA backends do not (yet).
 //
 // Violations of clauses 2-7 found at compile time fail the concept check, which the backend
 // headers assert right after each class (`static_assert(redraft::Backend<cpu_backend>)`).
@@ -47,6 +55,7 @@
 #include <concepts>
 #include <cstdint>
 
+#include "redraft/core/half.hpp"
 #include "redraft/core/view.hpp"
 
 namespace redraft {
@@ -107,5 +116,15 @@ inline constexpr bool backend_memory_is_host_accessible_v = [] {
     return false;
   }
 }();
+
+// Clause 9: true iff B offers matmul with matrix_view<const W> weights and buffers of W.
+template <class B, class W>
+inline constexpr bool backend_has_half_matmul_v =
+    (std::same_as<W, float16> || std::same_as<W, bfloat16>) &&
+    requires(B b, matrix_view<const float> x, matrix_view<const W> w, matrix_view<float> y,
+             const float* bias) {
+      b.matmul(x, w, bias, activation::none, y);
+      requires detail::backend_buffer_of<B, W>;
+    };
 
 }  // namespace redraft

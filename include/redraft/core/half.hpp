@@ -13,6 +13,8 @@
 //
 // from_float rounds to nearest, ties to even (NaN stays NaN, overflow becomes infinity), the
 // rounding of __float2half_rn / __float2bfloat16_rn.
+// The same types hold F16 / BF16 weights (the draft head's and the reference target's products
+// read them directly and accumulate in float): see the weights section at the end.
 // NOTE: CUDA's headers (also pulled in by the CCCL headers of the Thrust backends) declare a
 // global `half`; code that sees both writes redraft::half.
 #pragma once
@@ -157,5 +159,33 @@ constexpr const char* element_name() {
     return "bfloat16";
   }
 }
+
+// ---- weights: the draft head's and the reference target's storage types ----
+// Checkpoints (safetensors) name IEEE half "F16"; weight code calls it float16.
+using float16 = half;
+
+// Rounding conversions from float (to nearest, ties to even), by name.
+inline half to_float16(float f) { return from_float<half>(f); }
+inline bfloat16 to_bfloat16(float f) { return from_float<bfloat16>(f); }
+
+namespace detail {
+// The same conversions on raw 16-bit patterns (the safetensors reader and writer).
+inline float f16_to_float(std::uint16_t bits) { return to_float(half::from_bits(bits)); }
+inline float bf16_to_float(std::uint16_t bits) { return to_float(bfloat16::from_bits(bits)); }
+inline std::uint16_t float_to_f16(float value) { return from_float<half>(value).bits; }
+inline std::uint16_t float_to_bf16(float value) { return from_float<bfloat16>(value).bits; }
+}  // namespace detail
+
+// How a model keeps its weight matrices in memory: float, float16 or bfloat16 (the element
+// types of checkpoints). Products always accumulate in float.
+enum class weight_format { f32, f16, bf16 };
+
+inline const char* weight_format_name(weight_format f) {
+  return f == weight_format::f32 ? "F32" : f == weight_format::f16 ? "F16" : "BF16";
+}
+
+// The weight storage types the CPU product reads: float, float16, bfloat16 (the logit types).
+template <class T>
+concept weight_element = logit_element<T>;
 
 }  // namespace redraft

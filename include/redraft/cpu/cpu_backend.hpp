@@ -2,7 +2,8 @@
 //
 // Memory is ordinary host memory; for_each_index is a plain loop on the calling thread, so a
 // cpu_backend value may be used from several threads at once as long as each works on its own
-// buffers. Dense products go through Eigen's GEMM.
+// buffers. Dense products of up to 64 rows go through small_matmul (cpu/small_matmul.hpp), larger
+// ones through Eigen's GEMM.
 #pragma once
 
 #include "redraft/cpu/eigen.hpp"
@@ -12,12 +13,15 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "redraft/core/aligned_allocator.hpp"
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
+#include "redraft/core/half.hpp"
 #include "redraft/core/view.hpp"
+#include "redraft/cpu/small_matmul.hpp"
 
 namespace redraft {
 
@@ -90,29 +94,25 @@ class cpu_backend {
     for (index_t i = 0; i < n; ++i) f(i);
   }
 
-  // Clause 6: y[M, N] = act(x[M, K] * w[N, K]^T + bias[N]).
+  // Clause 6: y[M, N] = act(x[M, K] * w[N, K]^T + bias[N]). Up to small_matmul_max_rows rows
+  // through small_matmul (weights read once, each output independent of M), above through
+  // Eigen's GEMM.
   void matmul(matrix_view<const float> x, matrix_view<const float> w, const float* bias,
               activation act, matrix_view<float> y) const {
-    const index_t m = x.extent(0), k = x.extent(1), n = w.extent(0);
-    REDRAFT_REQUIRE(w.extent(1) == k, "matmul: x has ", k, " columns but w has ", w.extent(1));
-    REDRAFT_REQUIRE(y.extent(0) == m && y.extent(1) == n, "matmul: y is [", y.extent(0), ", ",
-                    y.extent(1), "] but x * w^T is [", m, ", ", n, "]");
-    if (m == 0 || n == 0) return;
-    const const_map xm(x.data(), m, k);
-    const const_map wm(w.data(), n, k);
-    mutable_map ym(y.data(), m, n);
-    if (k == 0) {
-      ym.setZero();
-    } else {
-      ym.noalias() = xm * wm.transpose();
-    }
-    if (bias != nullptr) {
-      ym.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, n);
-    }
-    if (act == activation::silu) {
-      ym = ym.array() / (1.0f + (-ym.array()).exp());
-    }
+    matmul_impl(x, w, bias, act, y);
   }
+
+  // Clause 9: the same product with weights stored as float16 or bfloat16, converted to float
+  // as they are read (F32 accumulation). Any M goes through small_matmul.
+  template <class W>
+    requires(std::same_as<W, float16> || std::same_as<W, bfloat16>)
+  void matmul(matrix_view<const float> x, matrix_view<const W> w, const float* bias,
+              activation act, matrix_view<float> y) const {
+    matmul_impl(x, w, bias, act, y);
+  }
+
+  // Rows up to which matmul uses small_matmul (measured crossover with Eigen's GEMM: docs/draft.md).
+  static constexpr index_t small_matmul_max_rows = 64;
 
   // Clause 7: row primitives.
   void row_max(matrix_view<const float> x, vector_view<float> out) const {
@@ -215,6 +215,33 @@ class cpu_backend {
   using mutable_map =
       Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 
+  template <class W>
+  static void matmul_impl(matrix_view<const float> x, matrix_view<const W> w, const float* bias,
+                          activation act, matrix_view<float> y) {
+    const index_t m = x.extent(0), k = x.extent(1), n = w.extent(0);
+    REDRAFT_REQUIRE(w.extent(1) == k, "matmul: x has ", k, " columns but w has ", w.extent(1));
+    REDRAFT_REQUIRE(y.extent(0) == m && y.extent(1) == n, "matmul: y is [", y.extent(0), ", ",
+                    y.extent(1), "] but x * w^T is [", m, ", ", n, "]");
+    if (m == 0 || n == 0) return;
+    if constexpr (std::is_same_v<W, float>) {
+      if (m > small_matmul_max_rows && k > 0) {
+        mutable_map(y.data(), m, n).noalias() =
+            const_map(x.data(), m, k) * const_map(w.data(), n, k).transpose();
+      } else {
+        small_matmul(x, w, y);
+      }
+    } else {
+      small_matmul(x, w, y);
+    }
+    mutable_map ym(y.data(), m, n);
+    if (bias != nullptr) {
+      ym.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, n);
+    }
+    if (act == activation::silu) {
+      ym = ym.array() / (1.0f + (-ym.array()).exp());
+    }
+  }
+
   static void check_rows(const char* what, matrix_view<const float> x, index_t out_rows) {
     REDRAFT_REQUIRE(x.extent(0) == out_rows, what, ": input has ", x.extent(0),
                     " rows but output has ", out_rows);
@@ -222,5 +249,8 @@ class cpu_backend {
 };
 
 static_assert(Backend<cpu_backend>, "cpu_backend must model redraft::Backend");
+static_assert(backend_has_half_matmul_v<cpu_backend, float16> &&
+                  backend_has_half_matmul_v<cpu_backend, bfloat16>,
+              "cpu_backend offers Backend clause 9 (half-precision weights)");
 
 }  // namespace redraft

@@ -29,6 +29,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -150,11 +151,14 @@ inline std::string shape_text(const std::vector<std::int64_t>& shape) {
 
 // Builds a head from named host tensors (as read from model.safetensors or a golden case).
 // Validates before it allocates: every expected name present with its exact shape, no extra
-// names, dtypes F32/F16/BF16. `source` names the origin in errors.
+// names, dtypes F32/F16/BF16. `source` names the origin in errors. `format`: the head's weight
+// format (draft_head.hpp); by default the one the tensors store (stored_weight_format), so an
+// F16 checkpoint stays F16 in memory and its values are kept exactly.
 template <Backend B>
 draft_head<B> make_draft_head(B backend, const draft_config& config,
                               const std::map<std::string, tensor_data>& tensors,
-                              const std::string& source = "tensors") {
+                              const std::string& source = "tensors",
+                              std::optional<weight_format> format = std::nullopt) {
   config.validate("make_draft_head");
   const auto expected = draft_head_tensor_shapes(config);
   for (const auto& [name, shape] : expected) {
@@ -197,7 +201,7 @@ draft_head<B> make_draft_head(B backend, const draft_config& config,
     detail::throw_error("load_draft_head: ", source, ": unexpected tensor '", name, "' ",
                         detail::shape_text(t.shape), hint);
   }
-  draft_head<B> head(std::move(backend), config);
+  draft_head<B> head(std::move(backend), config, format.value_or(stored_weight_format(tensors)));
   for (const auto& [name, shape] : expected) head.set_parameter(name, tensors.at(name).values);
   return head;
 }
@@ -212,9 +216,11 @@ std::map<std::string, tensor_data> draft_head_tensors(const draft_head<B>& head)
   return out;
 }
 
-// Loads a checkpoint directory (config.json + model.safetensors) into backend memory.
+// Loads a checkpoint directory (config.json + model.safetensors) into backend memory, weight
+// matrices in `format` (default: as the checkpoint stores them; see make_draft_head).
 template <Backend B>
-draft_head<B> load_draft_head(B backend, const std::filesystem::path& directory) {
+draft_head<B> load_draft_head(B backend, const std::filesystem::path& directory,
+                              std::optional<weight_format> format = std::nullopt) {
   const std::filesystem::path config_path = directory / "config.json";
   const std::filesystem::path weights_path = directory / "model.safetensors";
   std::ifstream in(config_path);
@@ -228,7 +234,7 @@ draft_head<B> load_draft_head(B backend, const std::filesystem::path& directory)
   }
   const draft_config config = draft_config_from_json(j, config_path.string());
   return make_draft_head(std::move(backend), config, read_safetensors(weights_path),
-                         weights_path.string());
+                         weights_path.string(), format);
 }
 
 // Saves a head as a checkpoint directory (created if missing), weights stored as `dtype`.

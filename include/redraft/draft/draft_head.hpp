@@ -18,6 +18,13 @@
 // The forward is split in the two pieces beam search needs: advance_state (the recurrence) and
 // log_probs (everything after it), each one batched matmul chain over all M rows. All tensors
 // live in the backend's memory; weights are owned by the head in backend buffers.
+//
+// Weight format. The weight matrices (input_proj, the blocks, the vocabulary projection, rnn_u,
+// rnn_w) hold values of the head's weight_format: F32, or F16 / BF16 as checkpoints store them.
+// On a backend with half-precision products (Backend clause 9, e.g. the CPU) F16 / BF16 matrices
+// stay 16-bit in memory, halving the bytes each product streams; elsewhere the same values are
+// kept in float buffers. Either way every product accumulates in float, and the results are the
+// same. Biases are always float.
 #pragma once
 
 #include <cmath>
@@ -28,6 +35,7 @@
 
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
+#include "redraft/core/half.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/draft/draft_config.hpp"
 
@@ -136,6 +144,18 @@ struct warp_log_softmax {
   }
 };
 
+// The backend buffer of W weights when the backend multiplies W weights (clause 9), else empty.
+template <class B, class W, bool = backend_has_half_matmul_v<B, W>>
+struct half_weight_buffer {
+  struct type {
+    index_t size() const { return 0; }
+  };
+};
+template <class B, class W>
+struct half_weight_buffer<B, W, true> {
+  using type = typename B::template buffer<W>;
+};
+
 }  // namespace detail
 
 // Scratch buffers of the forward, for up to `rows` rows. Reuse one across calls (beam search
@@ -161,9 +181,15 @@ class draft_head {
   using float_buffer = typename B::template buffer<float>;
 
   // A head of the given shape with all weights zero; fill them with set_parameter or load a
-  // checkpoint (checkpoint.hpp). Throws redraft::error if the config is invalid.
-  draft_head(B backend, draft_config config) : backend_(std::move(backend)), config_(config) {
+  // checkpoint (checkpoint.hpp). `format` is the weight matrices' format (see the top of the
+  // file). Throws redraft::error if the config is invalid.
+  draft_head(B backend, draft_config config, weight_format format = weight_format::f32)
+      : backend_(std::move(backend)), config_(config), format_(format) {
     config_.validate("draft_head");
+    if ((format_ == weight_format::f16 && backend_has_half_matmul_v<B, float16>) ||
+        (format_ == weight_format::bf16 && backend_has_half_matmul_v<B, bfloat16>)) {
+      stored_ = format_;
+    }
     const index_t v = config_.vocab_size, h = config_.hidden_size, e = config_.exit_dim;
     if (config_.has_input_proj()) {
       input_proj_weight_ = add_parameter("input_proj.weight", {e, 2 * h});
@@ -182,6 +208,10 @@ class draft_head {
   }
 
   const draft_config& config() const { return config_; }
+  // The format of the weight matrices' values, and the one they are stored in: equal on a
+  // backend with half-precision products, f32 storage of half values elsewhere.
+  weight_format format() const { return format_; }
+  weight_format stored_format() const { return stored_; }
   const B& backend() const { return backend_; }
 
   // ---- Parameters by PyTorch name ----
@@ -198,25 +228,67 @@ class draft_head {
     return get("draft_head::parameter_shape", name).shape;
   }
   // Copies host values into a parameter; `count` must equal the parameter's element count.
+  // Weight matrices of an F16 / BF16 head round each value to that format (to nearest, ties to
+  // even); values a checkpoint stored in the format are kept exactly.
   void set_parameter(const std::string& name, const float* host_values, index_t count) {
     parameter& p = get("draft_head::set_parameter", name);
-    REDRAFT_REQUIRE(count == p.values.size(), "draft_head::set_parameter: '", name, "' has ",
-                    p.values.size(), " elements but ", count, " values were given");
-    backend_.copy_from_host(host_values, count, p.values.data());
+    REDRAFT_REQUIRE(count == p.count, "draft_head::set_parameter: '", name, "' has ", p.count,
+                    " elements but ", count, " values were given");
+    if (!p.matrix || format_ == weight_format::f32) {
+      backend_.copy_from_host(host_values, count, p.values.data());
+      return;
+    }
+    const auto upload = [&](auto& buffer, auto convert) {
+      std::vector<decltype(convert(0.0f))> rounded(static_cast<std::size_t>(count));
+      for (index_t i = 0; i < count; ++i) rounded[static_cast<std::size_t>(i)] = convert(host_values[i]);
+      backend_.copy_from_host(rounded.data(), count, buffer.data());
+    };
+    const auto round_f16 = [](float v) { return to_float(to_float16(v)); };
+    const auto round_bf16 = [](float v) { return to_float(to_bfloat16(v)); };
+    if constexpr (backend_has_half_matmul_v<B, float16>) {
+      if (stored_ == weight_format::f16) return upload(p.f16, [](float v) { return to_float16(v); });
+    }
+    if constexpr (backend_has_half_matmul_v<B, bfloat16>) {
+      if (stored_ == weight_format::bf16) return upload(p.bf16, [](float v) { return to_bfloat16(v); });
+    }
+    if (format_ == weight_format::f16) return upload(p.values, round_f16);
+    upload(p.values, round_bf16);
   }
   void set_parameter(const std::string& name, const std::vector<float>& host_values) {
     set_parameter(name, host_values.data(), static_cast<index_t>(host_values.size()));
   }
-  // A host copy of a parameter's values (row-major).
+  // A host copy of a parameter's values (row-major), as floats.
   std::vector<float> get_parameter(const std::string& name) const {
     const parameter& p = get("draft_head::get_parameter", name);
-    std::vector<float> out(static_cast<std::size_t>(p.values.size()));
-    backend_.copy_to_host(p.values.data(), p.values.size(), out.data());
+    std::vector<float> out(static_cast<std::size_t>(p.count));
+    const auto download = [&](const auto& buffer) {
+      std::vector<std::decay_t<decltype(*buffer.data())>> stored(static_cast<std::size_t>(p.count));
+      backend_.copy_to_host(buffer.data(), p.count, stored.data());
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = to_float(stored[i]);
+    };
+    if constexpr (backend_has_half_matmul_v<B, float16>) {
+      if (p.matrix && stored_ == weight_format::f16) {
+        download(p.f16);
+        return out;
+      }
+    }
+    if constexpr (backend_has_half_matmul_v<B, bfloat16>) {
+      if (p.matrix && stored_ == weight_format::bf16) {
+        download(p.bf16);
+        return out;
+      }
+    }
+    backend_.copy_to_host(p.values.data(), p.count, out.data());
     return out;
   }
-  // A view of a parameter in backend memory, as a matrix [out, in] (biases as [1, out]).
+  // A view of a float-stored parameter in backend memory, as a matrix [out, in] (biases as
+  // [1, out]). Throws redraft::error for a weight matrix stored as F16 / BF16 (get_parameter
+  // reads those).
   matrix_view<const float> parameter_view(const std::string& name) const {
     const parameter& p = get("draft_head::parameter_view", name);
+    REDRAFT_REQUIRE(!p.matrix || stored_ == weight_format::f32, "draft_head::parameter_view: '",
+                    name, "' is stored as ", weight_format_name(stored_),
+                    ", not float (use get_parameter)");
     const index_t rows = p.shape.size() == 2 ? p.shape[0] : 1;
     const index_t cols = p.shape.size() == 2 ? p.shape[1] : p.shape[0];
     return matrix_view<const float>(p.values.data(), rows, cols);
@@ -264,9 +336,8 @@ class draft_head {
     }
     matrix_view<float> from_embedding(ws.tmp.data(), m, h);  // [M, H]
     matrix_view<float> from_state(ws.tmp2.data(), m, h);     // [M, H]
-    backend_.matmul(embedded, weight(rnn_w_weight_), nullptr, activation::none, from_embedding);
-    backend_.matmul(state, weight(rnn_u_weight_), bias(rnn_u_bias_), activation::none,
-                    from_state);
+    product(embedded, rnn_w_weight_, nullptr, activation::none, from_embedding);
+    product(state, rnn_u_weight_, bias(rnn_u_bias_), activation::none, from_state);
     backend_.for_each_index(
         m * h, detail::add_activate{from_embedding.data(), from_state.data(), next_state.data(),
                                     config_.recurrence == recurrence::silu});
@@ -304,19 +375,17 @@ class draft_head {
     matrix_view<float> x = input;
     if (config_.has_input_proj()) {
       x = matrix_view<float>(ws.x.data(), m, e);
-      backend_.matmul(input, weight(input_proj_weight_), bias(input_proj_bias_),
-                      activation::none, x);
+      product(input, input_proj_weight_, bias(input_proj_bias_), activation::none, x);
     }
     // Residual blocks x <- x + SiLU(W x + b)                            [M, E]
     matrix_view<float> block_out(ws.tmp.data(), m, e);
     for (index_t i = 0; i < config_.num_draft_layers; ++i) {
       const std::size_t block = static_cast<std::size_t>(i);
-      backend_.matmul(x, weight(block_weight_[block]), bias(block_bias_[block]), activation::silu,
-                      block_out);
+      product(x, block_weight_[block], bias(block_bias_[block]), activation::silu, block_out);
       backend_.for_each_index(m * e, detail::add_in_place{x.data(), block_out.data()});
     }
     // Vocabulary projection, no bias                                    [M, V]
-    backend_.matmul(x, weight(lm_head_), nullptr, activation::none, log_probs);
+    product(x, lm_head_, nullptr, activation::none, log_probs);
     // z - rowmax(z)
     vector_view<float> row_max(ws.row_max.data(), m);
     backend_.row_max(log_probs, row_max);
@@ -346,7 +415,11 @@ class draft_head {
   struct parameter {
     std::string name;
     std::vector<std::int64_t> shape;
-    float_buffer values;
+    index_t count = 0;    // elements
+    bool matrix = false;  // a weight matrix [out, in] (takes the head's format), else a bias
+    float_buffer values;  // [count] unless the matrix is stored as F16 / BF16
+    typename detail::half_weight_buffer<B, float16>::type f16;    // [count] when stored F16
+    typename detail::half_weight_buffer<B, bfloat16>::type bf16;  // [count] when stored BF16
   };
 
   bool top_k_in_use() const { return config_.logit_top_k < config_.vocab_size; }
@@ -354,8 +427,23 @@ class draft_head {
   std::size_t add_parameter(std::string name, std::vector<std::int64_t> shape) {
     index_t count = 1;
     for (const std::int64_t d : shape) count *= d;
-    parameter p{std::move(name), std::move(shape), backend_.template allocate<float>(count)};
-    backend_.fill(p.values.data(), count, 0.0f);
+    parameter p;
+    p.name = std::move(name);
+    p.matrix = shape.size() == 2;
+    p.shape = std::move(shape);
+    p.count = count;
+    const auto zeros = [&](auto& buffer, auto zero) {
+      buffer = backend_.template allocate<decltype(zero)>(count);
+      backend_.fill(buffer.data(), count, zero);
+    };
+    bool half = false;
+    if constexpr (backend_has_half_matmul_v<B, float16>) {
+      if (p.matrix && stored_ == weight_format::f16) zeros(p.f16, float16{}), half = true;
+    }
+    if constexpr (backend_has_half_matmul_v<B, bfloat16>) {
+      if (p.matrix && stored_ == weight_format::bf16) zeros(p.bf16, bfloat16{}), half = true;
+    }
+    if (!half) zeros(p.values, 0.0f);
     parameters_.push_back(std::move(p));
     return parameters_.size() - 1;
   }
@@ -372,14 +460,33 @@ class draft_head {
   parameter& get(const char* fn, const std::string& name) {
     return const_cast<parameter&>(std::as_const(*this).get(fn, name));
   }
-  matrix_view<const float> weight(std::size_t index) const {
+  // y = act(x w^T + bias) for the weight matrix parameters_[index], in its stored format.
+  void product(matrix_view<const float> x, std::size_t index, const float* bias_values,
+               activation act, matrix_view<float> y) const {
     const parameter& p = parameters_[index];
-    return matrix_view<const float>(p.values.data(), p.shape[0], p.shape[1]);
+    if constexpr (backend_has_half_matmul_v<B, float16>) {
+      if (stored_ == weight_format::f16) {
+        backend_.matmul(x, matrix_view<const float16>(p.f16.data(), p.shape[0], p.shape[1]),
+                        bias_values, act, y);
+        return;
+      }
+    }
+    if constexpr (backend_has_half_matmul_v<B, bfloat16>) {
+      if (stored_ == weight_format::bf16) {
+        backend_.matmul(x, matrix_view<const bfloat16>(p.bf16.data(), p.shape[0], p.shape[1]),
+                        bias_values, act, y);
+        return;
+      }
+    }
+    backend_.matmul(x, matrix_view<const float>(p.values.data(), p.shape[0], p.shape[1]),
+                    bias_values, act, y);
   }
   const float* bias(std::size_t index) const { return parameters_[index].values.data(); }
 
   B backend_;
   draft_config config_;
+  weight_format format_ = weight_format::f32;
+  weight_format stored_ = weight_format::f32;
   std::vector<parameter> parameters_;
   // Indices into parameters_, so the forward never looks names up.
   std::size_t input_proj_weight_ = 0, input_proj_bias_ = 0, lm_head_ = 0;

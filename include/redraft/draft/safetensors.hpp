@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "redraft/core/error.hpp"
+#include "redraft/core/half.hpp"
 
 namespace redraft {
 
@@ -59,6 +60,18 @@ struct tensor_data {
 // Storage types the writer offers.
 enum class safetensors_dtype { f32, f16, bf16 };
 
+// The weight format a model's tensors store its weight matrices (the 2-D tensors) in: F16 or BF16 when every
+// matrix has that dtype, else F32 (a mix, F32 or F64 tensors).
+inline weight_format stored_weight_format(const std::map<std::string, tensor_data>& tensors) {
+  std::string common;
+  for (const auto& [name, t] : tensors) {
+    if (t.shape.size() != 2) continue;
+    if (common.empty()) common = t.stored_dtype;
+    if (common != t.stored_dtype) return weight_format::f32;
+  }
+  return common == "F16" ? weight_format::f16 : common == "BF16" ? weight_format::bf16 : weight_format::f32;
+}
+
 // A whole file: its tensors by name and the optional "__metadata__" string map.
 struct safetensors_file {
   std::map<std::string, tensor_data> tensors;
@@ -66,83 +79,6 @@ struct safetensors_file {
 };
 
 namespace detail {
-
-// ---- Half-precision conversions (exact on the way in, round-to-nearest-even on the way out) ----
-
-// IEEE binary16 -> float: exact for every value, subnormals, infinities and NaN included.
-inline float f16_to_float(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t exponent = (h >> 10) & 0x1fu;
-  const std::uint32_t mantissa = h & 0x3ffu;
-  std::uint32_t bits;
-  if (exponent == 0) {
-    if (mantissa == 0) {
-      bits = sign;  // +-0
-    } else {
-      // NOTE: a subnormal half is mantissa * 2^-24, exactly representable as a float.
-      const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
-      return sign ? -magnitude : magnitude;
-    }
-  } else if (exponent == 0x1f) {
-    bits = sign | 0x7f800000u | (mantissa << 13);  // inf or NaN (payload kept)
-  } else {
-    bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
-  }
-  return std::bit_cast<float>(bits);
-}
-
-// float -> IEEE binary16, round to nearest, ties to even; overflow gives infinity, NaN stays NaN.
-inline std::uint16_t float_to_f16(float value) {
-  const std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
-  const std::uint16_t sign = static_cast<std::uint16_t>((bits >> 16) & 0x8000u);
-  const std::uint32_t abs_bits = bits & 0x7fffffffu;
-  if (abs_bits >= 0x7f800000u) {  // inf or NaN
-    return static_cast<std::uint16_t>(sign | 0x7c00u | (abs_bits > 0x7f800000u ? 0x200u : 0u));
-  }
-  const int exponent = static_cast<int>(abs_bits >> 23) - 127;
-  if (exponent > 15) return static_cast<std::uint16_t>(sign | 0x7c00u);  // overflow
-  std::uint32_t mantissa = (abs_bits & 0x7fffffu) | 0x800000u;  // with the implicit bit
-  int shift;                                                    // bits dropped from 24
-  std::uint32_t half_exponent;
-  if (exponent >= -14) {
-    shift = 13;
-    half_exponent = static_cast<std::uint32_t>(exponent + 15);
-  } else {
-    shift = 13 + (-14 - exponent);  // subnormal half
-    half_exponent = 0;
-    if (shift > 24) return sign;  // rounds to zero (below half the smallest subnormal)
-    if (abs_bits == 0) return sign;
-  }
-  const std::uint32_t kept = mantissa >> shift;
-  const std::uint32_t rest = mantissa & ((1u << shift) - 1u);
-  const std::uint32_t halfway = 1u << (shift - 1);
-  std::uint32_t rounded = kept;
-  if (rest > halfway || (rest == halfway && (kept & 1u))) ++rounded;
-  std::uint32_t result;
-  if (half_exponent == 0) {
-    result = rounded;  // may carry into the exponent field: the smallest normal, correctly
-  } else {
-    // kept includes the implicit bit at position 10; a carry to bit 11 bumps the exponent.
-    result = (half_exponent << 10) + (rounded - 0x400u);
-  }
-  if (result >= 0x7c00u) result = 0x7c00u;  // rounded up to infinity
-  return static_cast<std::uint16_t>(sign | result);
-}
-
-// bfloat16 -> float: exact (bfloat16 is the top half of a float).
-inline float bf16_to_float(std::uint16_t h) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16);
-}
-
-// float -> bfloat16, round to nearest, ties to even; NaN stays a quiet NaN.
-inline std::uint16_t float_to_bf16(float value) {
-  const std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) {
-    return static_cast<std::uint16_t>((bits >> 16) | 0x40u);
-  }
-  const std::uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<std::uint16_t>((bits + rounding) >> 16);
-}
 
 inline std::uint64_t read_u64_le(const unsigned char* p) {
   std::uint64_t v = 0;

@@ -22,8 +22,10 @@
 // Every entry point validates all its inputs before it changes any state, so a request that fails
 // does not disturb the other requests of its batch.
 //
-// Performance: matrix products go through Eigen (projections batched over all rows of a call,
-// attention per request and head); no allocation once the scratch buffers have grown. One core.
+// Performance: the projections go through the CPU backend's small_matmul (cpu/small_matmul.hpp:
+// each weight read once per call, every row's result independent of the others), with weights in
+// F32, F16 or BF16 (weight_format); attention products go through Eigen, per request and head. No
+// allocation once the scratch buffers have grown. One core.
 #pragma once
 
 #include "redraft/cpu/eigen.hpp"
@@ -39,6 +41,7 @@
 #include "redraft/core/error.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
+#include "redraft/cpu/small_matmul.hpp"
 #include "redraft/kv/kv_plan.hpp"
 #include "redraft/loop/target_model.hpp"
 #include "redraft/testing/tiny_llama_weights.hpp"
@@ -51,26 +54,22 @@ class tiny_llama {
 
   // tiny_llama(config, weights, num_slots): a model serving num_slots sequences (slots 0 ..
   // num_slots - 1). Allocates num_slots caches of layers * 2 * heads * max_context * head_dim
-  // floats up front. Throws redraft::error when the weights do not match the configuration or
-  // num_slots < 1.
-  tiny_llama(tiny_llama_config config, tiny_llama_weights weights, std::int32_t num_slots = 1)
-      : config_(config), weights_(std::move(weights)) {
+  // floats up front. `format`: how the projection matrices (q, k, v, o, gate, up, down, lm_head)
+  // are kept for the forward: F32, or F16 / BF16 (half the bytes per step, F32 accumulation);
+  // every weight matrix is rounded to it (to nearest, ties to even; exact for a checkpoint stored
+  // in that format), and weights() returns the rounded values. Norm weights stay float.
+  // Throws redraft::error when the weights do not match the configuration or num_slots < 1.
+  tiny_llama(tiny_llama_config config, tiny_llama_weights weights, std::int32_t num_slots = 1,
+             weight_format format = weight_format::f32)
+      : config_(config), weights_(std::move(weights)), format_(format) {
     check_weights("tiny_llama", config_, weights_);
     REDRAFT_REQUIRE(num_slots >= 1, "tiny_llama: num_slots ", num_slots, " must be at least 1");
-    const std::size_t h = static_cast<std::size_t>(config_.hidden_size);
-    const std::size_t d = static_cast<std::size_t>(config_.attention_width());
-    const std::size_t i = static_cast<std::size_t>(config_.intermediate_size);
-    // Fused copies: one product for q, k, v and one for gate, up.
-    for (const auto& lw : weights_.layers) {
-      aligned_vector<float> qkv(3 * d * h);  // [3D, H]
-      std::copy(lw.q_proj.begin(), lw.q_proj.end(), qkv.begin());
-      std::copy(lw.k_proj.begin(), lw.k_proj.end(), qkv.begin() + static_cast<std::ptrdiff_t>(d * h));
-      std::copy(lw.v_proj.begin(), lw.v_proj.end(), qkv.begin() + static_cast<std::ptrdiff_t>(2 * d * h));
-      qkv_proj_.push_back(std::move(qkv));
-      aligned_vector<float> gate_up(2 * i * h);  // [2I, H]
-      std::copy(lw.gate_proj.begin(), lw.gate_proj.end(), gate_up.begin());
-      std::copy(lw.up_proj.begin(), lw.up_proj.end(), gate_up.begin() + static_cast<std::ptrdiff_t>(i * h));
-      gate_up_proj_.push_back(std::move(gate_up));
+    if (format_ == weight_format::f32) {
+      build_projections(f32_, [](float v) { return v; });
+    } else if (format_ == weight_format::f16) {
+      build_projections(f16_, [](float v) { return to_float16(v); });
+    } else {
+      build_projections(bf16_, [](float v) { return to_bfloat16(v); });
     }
     // RoPE table: cos/sin of position p and frequency j at [p * head_dim / 2 + j].
     // NOTE: angles are computed in double and rounded once, so the table is exact to float
@@ -99,8 +98,8 @@ class tiny_llama {
 
   // A model with random_tiny_llama_weights(config, seed).
   static tiny_llama random(const tiny_llama_config& config, std::uint64_t seed,
-                           std::int32_t num_slots = 1) {
-    return tiny_llama(config, random_tiny_llama_weights(config, seed), num_slots);
+                           std::int32_t num_slots = 1, weight_format format = weight_format::f32) {
+    return tiny_llama(config, random_tiny_llama_weights(config, seed), num_slots, format);
   }
 
   // ---- TargetModel clause 2 -------------------------------------------------------------------
@@ -157,10 +156,8 @@ class tiny_llama {
       pending_[static_cast<std::size_t>(in.slots[r])] = 0;
     }
     // Output rows: each prompt's last token.
-    last_rows_.resize(static_cast<std::size_t>(requests));
-    for (std::int32_t r = 0; r < requests; ++r) {
-      last_rows_[static_cast<std::size_t>(r)] = in.token_offsets[r + 1] - 1;
-    }
+    last_rows_.clear();
+    for (std::int32_t r = 0; r < requests; ++r) last_rows_.push_back(in.token_offsets[r + 1] - 1);
     return head(last_rows_.data(), requests);
   }
 
@@ -394,14 +391,10 @@ class tiny_llama {
   }
 
   const tiny_llama_config& config() const { return config_; }
+  weight_format format() const { return format_; }
   const tiny_llama_weights& weights() const { return weights_; }
 
  private:
-  using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using const_map = Eigen::Map<const row_matrix>;
-  using mutable_map = Eigen::Map<row_matrix>;
-  using strided_map = Eigen::Map<row_matrix, 0, Eigen::OuterStride<>>;
-  using const_strided_map = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
 
   // Rows [row_begin, row_begin + n) of a call belong to slot `slot`; their KV entries go to
   // positions base + j; row i attends to [0, base) and to rows j with mask[i * n + j] != 0
@@ -459,32 +452,52 @@ class tiny_llama {
     }
   }
 
-  // y[n, out] = x[n, in] w[out, in]^T (or += when accumulate).
-  static void linear(const float* x, std::int32_t n, std::int32_t in, const float* w, std::int32_t out,
+  // y[n, out] = x[n, in] w[out, in]^T (or += when accumulate), through the CPU backend's
+  // small_matmul for every n: each weight row is read once per 64 rows, and a row's result does
+  // not depend on how many rows share the call (a tree pass gives each node the logits a
+  // one-token step would).
+  template <weight_element W>
+  static void linear(const float* x, std::int32_t n, std::int32_t in, const W* w, std::int32_t out,
                      float* y, bool accumulate) {
-    if (n == 0) return;
-    // NOTE: up to 16 rows (a decoding step, a small draft tree) each weight row is read once and
-    // dotted with every input row while it is in L1. Eigen's matrix-matrix path repacks the
-    // weight blocks on every call, which for a few rows costs more than the arithmetic (measured
-    // on this CPU: a 2-row product cost 3.8x a 1-row one through GEMM). Each output is one
-    // vectorised dot product, so a row's result does not depend on how many rows share the call.
-    if (n <= 16) {
-      for (std::int32_t o = 0; o < out; ++o) {
-        const Eigen::Map<const Eigen::VectorXf> wr(w + static_cast<std::size_t>(o) * in, in);  // [in]
-        for (std::int32_t r = 0; r < n; ++r) {
-          const Eigen::Map<const Eigen::VectorXf> xr(x + static_cast<std::size_t>(r) * in, in);  // [in]
-          float& dst = y[static_cast<std::size_t>(r) * out + o];
-          dst = (accumulate ? dst : 0.0f) + wr.dot(xr);
-        }
-      }
-      return;
+    small_matmul(matrix_view<const float>(x, n, in), matrix_view<const W>(w, out, in),
+                 matrix_view<float>(y, n, out), accumulate);
+  }
+
+  // The forward's copies of the projection matrices in one storage type W; q, k, v fused into
+  // one matrix and gate, up into another, so each is one product.
+  template <class W>
+  struct projections {
+    std::vector<aligned_vector<W>> qkv;      // [layers][3D, H]
+    std::vector<aligned_vector<W>> o;        // [layers][H, D]
+    std::vector<aligned_vector<W>> gate_up;  // [layers][2I, H]
+    std::vector<aligned_vector<W>> down;     // [layers][H, I]
+    aligned_vector<W> lm_head;               // [V, H]
+  };
+
+  // Rounds every weight matrix of weights_ to the format (convert) and fills `out`.
+  template <class W, class Convert>
+  void build_projections(projections<W>& out, Convert convert) {
+    const auto round = [&](std::vector<float>& m) {
+      for (float& v : m) v = to_float(convert(v));
+    };
+    const auto stored = [&](std::initializer_list<const std::vector<float>*> parts) {
+      aligned_vector<W> joined;
+      for (const std::vector<float>* part : parts)
+        for (float v : *part) joined.push_back(convert(v));
+      return joined;
+    };
+    round(weights_.embed_tokens);
+    round(weights_.lm_head);
+    for (auto& lw : weights_.layers) {
+      for (std::vector<float>* m : {&lw.q_proj, &lw.k_proj, &lw.v_proj, &lw.o_proj, &lw.gate_proj,
+                                    &lw.up_proj, &lw.down_proj})
+        round(*m);
+      out.qkv.push_back(stored({&lw.q_proj, &lw.k_proj, &lw.v_proj}));
+      out.o.push_back(stored({&lw.o_proj}));
+      out.gate_up.push_back(stored({&lw.gate_proj, &lw.up_proj}));
+      out.down.push_back(stored({&lw.down_proj}));
     }
-    mutable_map ym(y, n, out);
-    if (accumulate) {
-      ym.noalias() += const_map(x, n, in) * const_map(w, out, in).transpose();
-    } else {
-      ym.noalias() = const_map(x, n, in) * const_map(w, out, in).transpose();
-    }
+    out.lm_head = stored({config_.tie_word_embeddings ? &weights_.embed_tokens : &weights_.lm_head});
   }
 
   // Rotates the first and second halves of a head vector v[head_dim] at position p (HF Llama's
@@ -503,6 +516,14 @@ class tiny_llama {
   // Runs the decoder stack over n_rows tokens grouped by segments_, writing their KV entries into
   // the slots' caches and the final-normed hidden states into normed_ [n_rows, H].
   void forward(const std::int32_t* tokens, const std::int32_t* positions, std::int32_t n_rows) {
+    if (format_ == weight_format::f32) return forward_with(f32_, tokens, positions, n_rows);
+    if (format_ == weight_format::f16) return forward_with(f16_, tokens, positions, n_rows);
+    forward_with(bf16_, tokens, positions, n_rows);
+  }
+
+  template <class W>
+  void forward_with(const projections<W>& p, const std::int32_t* tokens, const std::int32_t* positions,
+                    std::int32_t n_rows) {
     const std::int32_t hs = config_.hidden_size, d = config_.attention_width();
     const std::int32_t hd = config_.head_dim, heads = config_.num_heads;
     const std::int32_t inter = config_.intermediate_size;
@@ -523,7 +544,7 @@ class tiny_llama {
     for (std::int32_t l = 0; l < config_.num_layers; ++l) {
       const auto& lw = weights_.layers[static_cast<std::size_t>(l)];
       rms_norm(x_.data(), n_rows, lw.input_layernorm, normed_.data());
-      linear(normed_.data(), n_rows, hs, qkv_proj_[static_cast<std::size_t>(l)].data(), 3 * d, qkv_.data(), false);
+      linear(normed_.data(), n_rows, hs, p.qkv[static_cast<std::size_t>(l)].data(), 3 * d, qkv_.data(), false);
       for (std::int32_t r = 0; r < n_rows; ++r) {
         float* row = qkv_.data() + static_cast<std::size_t>(r) * 3 * d;
         for (std::int32_t h = 0; h < heads; ++h) {
@@ -543,33 +564,45 @@ class tiny_llama {
             std::memcpy(v_cache + static_cast<std::size_t>(seg.base + j) * hd, row + 2 * d + h * hd,
                         static_cast<std::size_t>(hd) * sizeof(float));
           }
-          const const_strided_map q(qkv_.data() + static_cast<std::size_t>(seg.row_begin) * 3 * d + h * hd,
-                                    seg.n, hd, Eigen::OuterStride<>(3 * d));  // [n, hd]
-          const const_map k(k_cache, total, hd);                                // [C + n, hd]
-          const const_map v(v_cache, total, hd);                                // [C + n, hd]
+          // NOTE: scores and outputs go through small_matmul and a plain loop rather than Eigen
+          // products: for n >= 2 rows Eigen's GEMM packs the [C + n, hd] keys and values of every
+          // head on every call, which for a small tree costs as much as the projections.
+          q_head_.resize(static_cast<std::size_t>(seg.n) * static_cast<std::size_t>(hd));
+          for (std::int32_t i = 0; i < seg.n; ++i) {
+            std::memcpy(q_head_.data() + static_cast<std::size_t>(i) * hd,
+                        qkv_.data() + static_cast<std::size_t>(seg.row_begin + i) * 3 * d + h * hd,
+                        static_cast<std::size_t>(hd) * sizeof(float));
+          }
           scores_.resize(static_cast<std::size_t>(seg.n) * static_cast<std::size_t>(total));
-          mutable_map s(scores_.data(), seg.n, total);  // [n, C + n]
-          s.noalias() = q * k.transpose();
-          s *= scale;
+          small_matmul(matrix_view<const float>(q_head_.data(), seg.n, hd),     // [n, hd]
+                       matrix_view<const float>(k_cache, total, hd),            // [C + n, hd]
+                       matrix_view<float>(scores_.data(), seg.n, total));       // [n, C + n]
           for (std::int32_t i = 0; i < seg.n; ++i) {
             float* srow = scores_.data() + static_cast<std::size_t>(i) * total;
+            Eigen::Map<Eigen::ArrayXf> a(srow, total);
+            a *= scale;
             for (std::int32_t j = 0; j < seg.n; ++j) {
               const bool allowed = seg.mask == nullptr ? j <= i : seg.mask[i * seg.n + j] != 0;
               if (!allowed) srow[seg.base + j] = -std::numeric_limits<float>::infinity();
             }
             // NOTE: every row sees at least the committed prefix or itself, so its max is finite.
-            Eigen::Map<Eigen::ArrayXf> a(srow, total);
             a = (a - a.maxCoeff()).exp();
             a /= a.sum();
+            // o[i] = sum_j p[i, j] v[j]: masked entries have p = 0 exactly and are skipped.
+            float* o = attn_.data() + static_cast<std::size_t>(seg.row_begin + i) * d + h * hd;  // [hd]
+            std::fill(o, o + hd, 0.0f);
+            for (std::int32_t j = 0; j < total; ++j) {
+              const float pj = srow[j];
+              if (pj == 0.0f) continue;
+              const float* vj = v_cache + static_cast<std::size_t>(j) * hd;  // [hd]
+              for (std::int32_t c = 0; c < hd; ++c) o[c] += pj * vj[c];
+            }
           }
-          strided_map o(attn_.data() + static_cast<std::size_t>(seg.row_begin) * d + h * hd, seg.n, hd,
-                        Eigen::OuterStride<>(d));  // [n, hd]
-          o.noalias() = s * v;
         }
       }
-      linear(attn_.data(), n_rows, d, lw.o_proj.data(), hs, x_.data(), true);
+      linear(attn_.data(), n_rows, d, p.o[static_cast<std::size_t>(l)].data(), hs, x_.data(), true);
       rms_norm(x_.data(), n_rows, lw.post_attention_layernorm, normed_.data());
-      linear(normed_.data(), n_rows, hs, gate_up_proj_[static_cast<std::size_t>(l)].data(), 2 * inter,
+      linear(normed_.data(), n_rows, hs, p.gate_up[static_cast<std::size_t>(l)].data(), 2 * inter,
              gate_up_.data(), false);
       for (std::int32_t r = 0; r < n_rows; ++r) {
         const Eigen::Map<const Eigen::ArrayXf> g(gate_up_.data() + static_cast<std::size_t>(r) * 2 * inter, inter);
@@ -578,7 +611,7 @@ class tiny_llama {
         Eigen::Map<Eigen::ArrayXf>(act_.data() + static_cast<std::size_t>(r) * inter, inter) =
             g / (1.0f + (-g).exp()) * u;
       }
-      linear(act_.data(), n_rows, inter, lw.down_proj.data(), hs, x_.data(), true);
+      linear(act_.data(), n_rows, inter, p.down[static_cast<std::size_t>(l)].data(), hs, x_.data(), true);
     }
   }
 
@@ -593,16 +626,23 @@ class tiny_llama {
     hidden_.resize(static_cast<std::size_t>(m) * hs);
     logits_.resize(static_cast<std::size_t>(m) * vocab);
     rms_norm(gathered_.data(), m, weights_.norm, hidden_.data());
-    const float* lm_head = config_.tie_word_embeddings ? weights_.embed_tokens.data() : weights_.lm_head.data();
-    linear(hidden_.data(), m, hs, lm_head, vocab, logits_.data(), false);
+    if (format_ == weight_format::f32) {
+      linear(hidden_.data(), m, hs, f32_.lm_head.data(), vocab, logits_.data(), false);
+    } else if (format_ == weight_format::f16) {
+      linear(hidden_.data(), m, hs, f16_.lm_head.data(), vocab, logits_.data(), false);
+    } else {
+      linear(hidden_.data(), m, hs, bf16_.lm_head.data(), vocab, logits_.data(), false);
+    }
     return model_output{matrix_view<const float>(logits_.data(), m, vocab),
                         matrix_view<const float>(hidden_.data(), m, hs)};
   }
 
   tiny_llama_config config_;
   tiny_llama_weights weights_;
-  std::vector<aligned_vector<float>> qkv_proj_;      // [layers][3D, H]
-  std::vector<aligned_vector<float>> gate_up_proj_;  // [layers][2I, H]
+  weight_format format_ = weight_format::f32;
+  projections<float> f32_;      // filled when format_ is F32
+  projections<float16> f16_;    // ... F16
+  projections<bfloat16> bf16_;  // ... BF16
   std::vector<float> rope_cos_, rope_sin_;        // [max_context, head_dim / 2]
   std::size_t slot_stride_ = 0;                   // floats per slot cache
   aligned_vector<float> cache_;                   // [slots, layers, 2, heads, max_context, hd]
@@ -614,7 +654,7 @@ class tiny_llama {
   std::vector<std::uint8_t> seen_, mask_scratch_;
   std::vector<std::int32_t> positions_, last_rows_, all_rows_;
   // 64-byte aligned (core/aligned_allocator.hpp), so results do not depend on where they landed.
-  aligned_vector<float> x_, normed_, qkv_, attn_, gate_up_, act_, scores_, gathered_, gather_;
+  aligned_vector<float> x_, normed_, qkv_, q_head_, attn_, gate_up_, act_, scores_, gathered_, gather_;
   aligned_vector<float> hidden_, logits_;
 };
 

@@ -26,6 +26,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -262,15 +263,19 @@ inline tiny_llama_config load_tiny_llama_config(const std::filesystem::path& dir
   return tiny_llama_config_from_json(j, path.string());
 }
 
-// load_tiny_llama(directory, num_slots): the model of a checkpoint directory (config.json +
-// model.safetensors; F32, F16, BF16 or F64 tensors, converted to float). Throws redraft::error
-// naming the file and field or tensor for anything missing, malformed or unsupported.
-inline tiny_llama load_tiny_llama(const std::filesystem::path& directory, std::int32_t num_slots = 1) {
+// load_tiny_llama(directory, num_slots, format): the model of a checkpoint directory
+// (config.json + model.safetensors; F32, F16, BF16 or F64 tensors). `format`: the projection
+// matrices' format (tiny_llama's constructor); by default the one the checkpoint stores
+// (stored_weight_format), so an F16 checkpoint is kept in F16 with its exact values. Throws
+// redraft::error naming the file and field or tensor for anything missing, malformed or
+// unsupported.
+inline tiny_llama load_tiny_llama(const std::filesystem::path& directory, std::int32_t num_slots = 1,
+                                  std::optional<weight_format> format = std::nullopt) {
   const tiny_llama_config config = load_tiny_llama_config(directory);
   const std::filesystem::path weights_path = directory / "model.safetensors";
-  tiny_llama_weights weights =
-      tiny_llama_weights_from_tensors(config, read_safetensors(weights_path), weights_path.string());
-  return tiny_llama(config, std::move(weights), num_slots);
+  const auto tensors = read_safetensors(weights_path);
+  tiny_llama_weights weights = tiny_llama_weights_from_tensors(config, tensors, weights_path.string());
+  return tiny_llama(config, std::move(weights), num_slots, format.value_or(stored_weight_format(tensors)));
 }
 
 }  // namespace redraft::testing

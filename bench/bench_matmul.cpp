@@ -1,0 +1,113 @@
+// bench_matmul: the CPU backend's product y[M, N] = x[M, K] w[N, K]^T at decoding shapes, by
+// implementation, against the memory floor (stream_read.hpp) measured in the same iterations.
+//
+// Arguments: M (rows), K, N, I (implementation):
+//   I = 0  small_matmul, F32 weights          (cpu/small_matmul.hpp)
+//   I = 1  small_matmul, F16 weights
+//   I = 2  small_matmul, BF16 weights
+//   I = 3  Eigen GEMM, F32                    (cpu_backend::matmul above 64 rows)
+//   I = 4  Eigen dot product per output, F32  (what tiny_llama used up to 16 rows before)
+// Counters: floor_ratio = product time / time to stream the weight bytes once (1.0 = at the
+// floor); weight_GBps = weight bytes / product time; GFLOPs = 2 M N K / product time.
+// BM_stream_read: this core's streaming-read rate.
+//
+// Run: build/bench/bench_matmul   (about a minute)
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "redraft/core/half.hpp"
+#include "redraft/cpu/eigen.hpp"
+#include "redraft/cpu/small_matmul.hpp"
+#include "stream_read.hpp"
+
+namespace {
+
+using redraft::index_t;
+using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+template <class W>
+std::vector<W> random_weights(index_t count, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(-0.05f, 0.05f);
+  std::vector<W> w(static_cast<std::size_t>(count));
+  for (W& v : w) {
+    const float f = uniform(rng);
+    if constexpr (std::is_same_v<W, redraft::float16>) {
+      v = redraft::to_float16(f);
+    } else if constexpr (std::is_same_v<W, redraft::bfloat16>) {
+      v = redraft::to_bfloat16(f);
+    } else {
+      v = f;
+    }
+  }
+  return w;
+}
+
+void bm_matmul(benchmark::State& state) {
+  const index_t m = state.range(0), k = state.range(1), n = state.range(2);
+  const int impl = static_cast<int>(state.range(3));
+  std::vector<float> x(static_cast<std::size_t>(m * k), 0.01f), y(static_cast<std::size_t>(m * n));
+  std::vector<float> w32;
+  std::vector<redraft::float16> w16;
+  std::vector<redraft::bfloat16> wbf;
+  std::size_t weight_bytes = static_cast<std::size_t>(n * k) * (impl == 1 || impl == 2 ? 2 : 4);
+  if (impl == 1) {
+    w16 = random_weights<redraft::float16>(n * k, 1);
+  } else if (impl == 2) {
+    wbf = random_weights<redraft::bfloat16>(n * k, 1);
+  } else {
+    w32 = random_weights<float>(n * k, 1);
+  }
+  const std::vector<std::uint64_t> stream = redraft_bench::stream_buffer(weight_bytes);
+  const redraft::matrix_view<const float> xv(x.data(), m, k);
+  const redraft::matrix_view<float> yv(y.data(), m, n);
+  double product_seconds = 0.0, floor_seconds = 0.0;
+  for (auto _ : state) {
+    const double t0 = redraft_bench::thread_seconds();
+    switch (impl) {
+      case 0: redraft::small_matmul(xv, redraft::matrix_view<const float>(w32.data(), n, k), yv); break;
+      case 1: redraft::small_matmul(xv, redraft::matrix_view<const redraft::float16>(w16.data(), n, k), yv); break;
+      case 2: redraft::small_matmul(xv, redraft::matrix_view<const redraft::bfloat16>(wbf.data(), n, k), yv); break;
+      case 3:
+        Eigen::Map<row_matrix>(y.data(), m, n).noalias() =
+            Eigen::Map<const row_matrix>(x.data(), m, k) * Eigen::Map<const row_matrix>(w32.data(), n, k).transpose();
+        break;
+      default:
+        for (index_t o = 0; o < n; ++o) {
+          const Eigen::Map<const Eigen::VectorXf> wr(w32.data() + o * k, k);
+          for (index_t r = 0; r < m; ++r)
+            y[static_cast<std::size_t>(r * n + o)] = wr.dot(Eigen::Map<const Eigen::VectorXf>(x.data() + r * k, k));
+        }
+    }
+    benchmark::DoNotOptimize(y.data());
+    const double t1 = redraft_bench::thread_seconds();
+    benchmark::DoNotOptimize(redraft_bench::stream_read(stream.data(), weight_bytes));
+    const double t2 = redraft_bench::thread_seconds();
+    product_seconds += t1 - t0;
+    floor_seconds += t2 - t1;
+  }
+  const double iterations = static_cast<double>(state.iterations());
+  state.counters["floor_ratio"] = product_seconds / floor_seconds;
+  state.counters["weight_GBps"] = 1e-9 * static_cast<double>(weight_bytes) * iterations / product_seconds;
+  state.counters["GFLOPs"] = 2e-9 * static_cast<double>(m * n * k) * iterations / product_seconds;
+}
+
+// The vocabulary projection of the beam-search benchmark (K 2048, N 32000, 262 MB of F32) at
+// M = B x W rows, and the KJV target's MLP up-projection (K 256, N 1536, in cache).
+BENCHMARK(bm_matmul)
+    ->ArgNames({"M", "K", "N", "I"})
+    ->ArgsProduct({{1, 8, 64, 128}, {2048}, {32000}, {0, 1, 3}})
+    ->ArgsProduct({{1, 8}, {2048}, {32000}, {4}})
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(bm_matmul)
+    ->ArgNames({"M", "K", "N", "I"})
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32}, {256}, {1536}, {0, 1, 2, 3, 4}})
+    ->MinTime(0.05)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(redraft_bench::BM_stream_read)->Iterations(5)->Unit(benchmark::kMillisecond);
+
+}  // namespace

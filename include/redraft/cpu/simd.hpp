@@ -1,0 +1,151 @@
+// redraft/cpu/simd.hpp: the few vector operations the CPU product kernel needs, for the
+// instruction set the translation unit is compiled for.
+//
+// One struct, simd_isa, chosen at compile time from the compiler's target macros:
+//   AVX-512F          16 floats per vector (__m512), F16 through vcvtph2ps
+//   AVX2 + FMA        8 floats per vector (__m256), F16 through F16C when present
+//   anything else     8 floats in a plain array: a portable path for any compiler and CPU
+//                     (SSE2-only x86-64, ARM, ...), which the compiler vectorises as it can
+// Every operation has a fixed order of arithmetic, so a product computed through simd_isa gives
+// the same bits every time in one binary, whatever the alignment of its operands (unlike Eigen's
+// reductions, whose peeling depends on alignment). Different instruction sets round differently
+// (FMA versus a separate multiply and add), so bits can differ between builds.
+//
+// NOTE: chosen at compile time, not by runtime dispatch: the benchmarks, examples and the demo
+// are built with -march=native (REDRAFT_NATIVE_ARCH), which selects the widest path; a portable
+// build (tests, a distribution package) gets a correct path for its baseline.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "redraft/core/half.hpp"
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include "redraft/cpu/eigen.hpp"  // <immintrin.h>, included once behind the warning boundary
+#endif
+
+namespace redraft::detail {
+
+#if defined(__AVX512F__)
+
+struct simd_isa {
+  static constexpr const char* name = "avx512";
+  static constexpr int width = 16;
+  using vec = __m512;
+
+  static vec zero() { return _mm512_setzero_ps(); }
+  static vec load(const float* p) { return _mm512_loadu_ps(p); }
+  static vec load(const float16* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  // bfloat16 -> float is a 16-bit left shift of the pattern.
+  static vec load(const bfloat16* p) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+  }
+  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  // Halving tree: lanes i + 8, then i + 4, i + 2, i + 1.
+  static float sum(vec v) {
+    const __m256 lo = _mm512_castps512_ps256(v);
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    return sum8(_mm256_add_ps(lo, hi));
+  }
+  static float sum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  // out[j] = sum(v[j]) for four vectors at once, with the same additions as sum (IEEE addition
+  // is commutative, so pairing lanes through shuffles of two vectors gives the same bits), in
+  // about a third of the shuffles.
+  static void sum4(const vec* v, float* out) {
+    // Lanes i + 8: [a0 + a2, a1 + a3, b0 + b2, b1 + b3] in 128-bit blocks, likewise c, d.
+    const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x44), _mm512_shuffle_f32x4(v[0], v[1], 0xee));
+    const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], 0x44), _mm512_shuffle_f32x4(v[2], v[3], 0xee));
+    // Lanes i + 4: one 128-bit block per vector, [a, b, c, d].
+    __m512 t = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));
+    // Lanes i + 2, then i + 1, within each block: the sums land in lanes 0, 4, 8, 12.
+    t = _mm512_add_ps(t, _mm512_permute_ps(t, 0x4e));
+    t = _mm512_add_ps(t, _mm512_permute_ps(t, 0xb1));
+    const __m128 sums = _mm512_castps512_ps128(
+        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), t));
+    _mm_storeu_ps(out, sums);
+  }
+};
+
+#elif defined(__AVX2__) && defined(__FMA__)
+
+struct simd_isa {
+  static constexpr const char* name = "avx2";
+  static constexpr int width = 8;
+  using vec = __m256;
+
+  static vec zero() { return _mm256_setzero_ps(); }
+  static vec load(const float* p) { return _mm256_loadu_ps(p); }
+  static vec load(const float16* p) {
+#if defined(__F16C__)
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+#else
+    alignas(32) float lanes[8];
+    for (int i = 0; i < 8; ++i) lanes[i] = to_float(p[i]);
+    return _mm256_load_ps(lanes);
+#endif
+  }
+  static vec load(const bfloat16* p) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
+  static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+  // Halving tree: lanes i + 4, then i + 2, i + 1.
+  static float sum(vec v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static void sum4(const vec* v, float* out) {
+    for (int j = 0; j < 4; ++j) out[j] = sum(v[j]);
+  }
+};
+
+#else
+
+struct simd_isa {
+  static constexpr const char* name = "portable";
+  static constexpr int width = 8;
+  struct vec {
+    float lane[8];
+  };
+
+  static vec zero() { return vec{}; }
+  static vec load(const float* p) {
+    vec v;
+    std::memcpy(v.lane, p, sizeof(v.lane));
+    return v;
+  }
+  template <class W>
+  static vec load(const W* p) {
+    vec v;
+    for (int i = 0; i < 8; ++i) v.lane[i] = to_float(p[i]);
+    return v;
+  }
+  static vec fma(vec a, vec b, vec c) {
+    for (int i = 0; i < 8; ++i) c.lane[i] += a.lane[i] * b.lane[i];
+    return c;
+  }
+  // Halving tree: lanes i + 4, then i + 2, i + 1 (as on AVX2).
+  static float sum(vec v) {
+    for (int i = 0; i < 4; ++i) v.lane[i] += v.lane[i + 4];
+    for (int i = 0; i < 2; ++i) v.lane[i] += v.lane[i + 2];
+    return v.lane[0] + v.lane[1];
+  }
+  static void sum4(const vec* v, float* out) {
+    for (int j = 0; j < 4; ++j) out[j] = sum(v[j]);
+  }
+};
+
+#endif
+
+}  // namespace redraft::detail

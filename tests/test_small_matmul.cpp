@@ -1,0 +1,244 @@
+// Tests of the CPU product kernel (cpu/small_matmul.hpp) and cpu_backend::matmul against a
+// double-precision reference, for float, float16 and bfloat16 weights, at edge sizes: M = 1, M
+// around the tile height (4) and the panel / small-M threshold (64), odd N (column tails of the
+// 4- and 8-wide tiles), K below, at and off multiples of the vector width (8 or 16).
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "redraft/core/error.hpp"
+#include "redraft/core/half.hpp"
+#include "redraft/cpu/cpu_backend.hpp"
+#include "redraft/cpu/simd.hpp"
+#include "redraft/cpu/small_matmul.hpp"
+
+#include "toy_backend.hpp"
+
+// Backend clause 9 is optional: the CPU backend offers half-precision weights, the from-scratch
+// toy backend (float only) does not.
+static_assert(redraft::backend_has_half_matmul_v<redraft::cpu_backend, redraft::float16>);
+static_assert(redraft::backend_has_half_matmul_v<redraft::cpu_backend, redraft::bfloat16>);
+static_assert(!redraft::backend_has_half_matmul_v<redraft_test::toy_backend, redraft::float16>);
+static_assert(!redraft::backend_has_half_matmul_v<redraft::cpu_backend, float>);
+
+namespace {
+
+using redraft::index_t;
+
+template <class W>
+W from_float(float v) {
+  if constexpr (std::is_same_v<W, redraft::float16>) {
+    return redraft::to_float16(v);
+  } else if constexpr (std::is_same_v<W, redraft::bfloat16>) {
+    return redraft::to_bfloat16(v);
+  } else {
+    return v;
+  }
+}
+
+struct problem {
+  std::vector<float> x;  // [M, K]
+  std::vector<float> w;  // [N, K], already representable in the weight type
+};
+
+template <class W>
+problem make_problem(index_t m, index_t n, index_t k, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  problem p;
+  p.x.resize(static_cast<std::size_t>(m * k));
+  p.w.resize(static_cast<std::size_t>(n * k));
+  for (float& v : p.x) v = uniform(rng);
+  for (float& v : p.w) v = redraft::to_float(from_float<W>(uniform(rng)));
+  return p;
+}
+
+template <class W>
+std::vector<W> to_weights(const std::vector<float>& w) {
+  std::vector<W> out(w.size());
+  for (std::size_t i = 0; i < w.size(); ++i) out[i] = from_float<W>(w[i]);
+  return out;
+}
+
+// Checks y[M, N] against the double product; the bound is the worst case of any float summation
+// order, gamma_K * sum |x w| (gamma_K = K u / (1 - K u), u = 2^-24), plus the bias and SiLU
+// roundings when present.
+void check_against_double(const problem& p, const std::vector<float>& bias, bool silu,
+                          const std::vector<float>& y, index_t m, index_t n, index_t k) {
+  const double u = std::ldexp(1.0, -24);
+  const double gamma = static_cast<double>(k + 2) * u / (1.0 - static_cast<double>(k + 2) * u);
+  for (index_t r = 0; r < m; ++r) {
+    for (index_t c = 0; c < n; ++c) {
+      double exact = bias.empty() ? 0.0 : bias[static_cast<std::size_t>(c)];
+      double magnitude = bias.empty() ? 0.0 : std::abs(exact);
+      for (index_t i = 0; i < k; ++i) {
+        const double t = static_cast<double>(p.x[static_cast<std::size_t>(r * k + i)]) *
+                         p.w[static_cast<std::size_t>(c * k + i)];
+        exact += t;
+        magnitude += std::abs(t);
+      }
+      double bound = gamma * magnitude + 1e-30;
+      if (silu) {
+        // SiLU is 1.1-Lipschitz; its own float evaluation adds a few ulps of the result.
+        exact = exact / (1.0 + std::exp(-exact));
+        bound = 1.1 * bound + 8.0 * u * std::abs(exact) + 1e-30;
+      }
+      const float got = y[static_cast<std::size_t>(r * n + c)];
+      CAPTURE(r, c, got, exact, bound);
+      REQUIRE(std::abs(got - exact) <= bound);
+    }
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("small_matmul matches the double product at edge sizes", "[small_matmul]", float,
+                   redraft::float16, redraft::bfloat16) {
+  const index_t m = GENERATE(1, 2, 3, 4, 5, 8, 63, 64, 65, 130);
+  const index_t n = GENERATE(1, 3, 7, 9, 33);
+  const index_t k = GENERATE(1, 7, 8, 15, 16, 17, 33, 100);
+  CAPTURE(m, n, k, redraft::detail::simd_isa::name);
+  const problem p = make_problem<TestType>(m, n, k, static_cast<std::uint32_t>(m * 10007 + n * 101 + k));
+  const std::vector<TestType> w = to_weights<TestType>(p.w);
+  std::vector<float> y(static_cast<std::size_t>(m * n), 123.0f);
+  redraft::small_matmul(redraft::matrix_view<const float>(p.x.data(), m, k),
+                        redraft::matrix_view<const TestType>(w.data(), n, k),
+                        redraft::matrix_view<float>(y.data(), m, n));
+  check_against_double(p, {}, false, y, m, n, k);
+
+  SECTION("accumulate adds to y") {
+    std::vector<float> acc(static_cast<std::size_t>(m * n), 0.0f);
+    redraft::small_matmul(redraft::matrix_view<const float>(p.x.data(), m, k),
+                          redraft::matrix_view<const TestType>(w.data(), n, k),
+                          redraft::matrix_view<float>(acc.data(), m, n), true);
+    redraft::small_matmul(redraft::matrix_view<const float>(p.x.data(), m, k),
+                          redraft::matrix_view<const TestType>(w.data(), n, k),
+                          redraft::matrix_view<float>(acc.data(), m, n), true);
+    for (std::size_t i = 0; i < acc.size(); ++i) {
+      CAPTURE(i);
+      REQUIRE(acc[i] == 2.0f * y[i]);  // 0 + s, then s + s: exact
+    }
+  }
+
+  SECTION("each row equals the row computed alone, bit for bit") {
+    std::vector<float> alone(static_cast<std::size_t>(n));
+    for (index_t r = 0; r < m; ++r) {
+      redraft::small_matmul(redraft::matrix_view<const float>(p.x.data() + r * k, 1, k),
+                            redraft::matrix_view<const TestType>(w.data(), n, k),
+                            redraft::matrix_view<float>(alone.data(), 1, n));
+      for (index_t c = 0; c < n; ++c) {
+        CAPTURE(r, c);
+        REQUIRE(alone[static_cast<std::size_t>(c)] == y[static_cast<std::size_t>(r * n + c)]);
+      }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("cpu_backend::matmul with bias and SiLU matches the double product",
+                   "[small_matmul][cpu_backend]", float, redraft::float16, redraft::bfloat16) {
+  // 64 is the last row count of small_matmul in cpu_backend (float), 65 the first of Eigen's GEMM.
+  const index_t m = GENERATE(1, 4, 63, 64, 65, 100);
+  const index_t n = GENERATE(5, 40);
+  const index_t k = GENERATE(9, 48);
+  const bool silu = GENERATE(false, true);
+  CAPTURE(m, n, k, silu);
+  const problem p = make_problem<TestType>(m, n, k, static_cast<std::uint32_t>(m + 7 * n + 13 * k));
+  const std::vector<TestType> w = to_weights<TestType>(p.w);
+  std::vector<float> bias(static_cast<std::size_t>(n));
+  for (index_t c = 0; c < n; ++c) bias[static_cast<std::size_t>(c)] = 0.25f * static_cast<float>(c % 5) - 0.5f;
+  std::vector<float> y(static_cast<std::size_t>(m * n));
+  const redraft::cpu_backend b;
+  b.matmul(redraft::matrix_view<const float>(p.x.data(), m, k),
+           redraft::matrix_view<const TestType>(w.data(), n, k), bias.data(),
+           silu ? redraft::activation::silu : redraft::activation::none,
+           redraft::matrix_view<float>(y.data(), m, n));
+  check_against_double(p, bias, silu, y, m, n, k);
+}
+
+TEST_CASE("half weights stay within their rounding of the float product", "[small_matmul]") {
+  // The same float weights, stored as float16 and bfloat16: each weight moves by at most half an
+  // ulp of its type (2^-11 and 2^-8 relative), so y moves by at most that times sum |x w|, plus
+  // the float summation error of both products.
+  const index_t m = 8, n = 37, k = 1000;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(n * k));
+  for (float& v : x) v = uniform(rng);
+  for (float& v : w) v = uniform(rng);
+  const auto run = [&](const auto& weights) {
+    using W = typename std::decay_t<decltype(weights)>::value_type;
+    std::vector<float> y(static_cast<std::size_t>(m * n));
+    redraft::small_matmul(redraft::matrix_view<const float>(x.data(), m, k),
+                          redraft::matrix_view<const W>(weights.data(), n, k),
+                          redraft::matrix_view<float>(y.data(), m, n));
+    return y;
+  };
+  const std::vector<float> y32 = run(w);
+  const std::vector<float> y16 = run(to_weights<redraft::float16>(w));
+  const std::vector<float> ybf = run(to_weights<redraft::bfloat16>(w));
+  const double u = std::ldexp(1.0, -24);
+  const double gamma = 2.0 * static_cast<double>(k) * u;
+  for (index_t r = 0; r < m; ++r) {
+    for (index_t c = 0; c < n; ++c) {
+      double magnitude = 0.0;
+      for (index_t i = 0; i < k; ++i)
+        magnitude += std::abs(static_cast<double>(x[static_cast<std::size_t>(r * k + i)]) *
+                              w[static_cast<std::size_t>(c * k + i)]);
+      const std::size_t at = static_cast<std::size_t>(r * n + c);
+      CAPTURE(r, c, y32[at], y16[at], ybf[at], magnitude);
+      REQUIRE(std::abs(y16[at] - y32[at]) <= (std::ldexp(1.0, -11) + gamma) * magnitude);
+      REQUIRE(std::abs(ybf[at] - y32[at]) <= (std::ldexp(1.0, -8) + gamma) * magnitude);
+    }
+  }
+}
+
+TEST_CASE("small_matmul refuses shapes that disagree, writing nothing", "[small_matmul]") {
+  std::vector<float> x(6, 1.0f), w(12, 1.0f), y(8, -1.0f);
+  using cm = redraft::matrix_view<const float>;
+  using mm = redraft::matrix_view<float>;
+  REQUIRE_THROWS_AS(redraft::small_matmul(cm(x.data(), 2, 3), cm(w.data(), 3, 4), mm(y.data(), 2, 3)),
+                    redraft::error);
+  REQUIRE_THROWS_WITH(redraft::small_matmul(cm(x.data(), 2, 3), cm(w.data(), 4, 3), mm(y.data(), 2, 3)),
+                      Catch::Contains("y is [2, 3] but x * w^T is [2, 4]"));
+  const redraft::cpu_backend b;
+  const std::vector<redraft::float16> h(12);
+  REQUIRE_THROWS_AS(b.matmul(cm(x.data(), 2, 3), redraft::matrix_view<const redraft::float16>(h.data(), 3, 4),
+                             nullptr, redraft::activation::none, mm(y.data(), 2, 3)),
+                    redraft::error);
+  for (float v : y) REQUIRE(v == -1.0f);
+}
+
+TEST_CASE("half conversions are exact on the way in", "[small_matmul][half]") {
+  // Every float16 pattern that is a finite number converts to a float that rounds back to it.
+  for (std::uint32_t bits = 0; bits < 0x10000u; ++bits) {
+    const redraft::float16 h = redraft::float16::from_bits(static_cast<std::uint16_t>(bits));
+    const float f = redraft::to_float(h);
+    if (!std::isfinite(f)) continue;
+    CAPTURE(bits, f);
+    REQUIRE(redraft::to_float16(f).bits == h.bits);
+  }
+  REQUIRE(redraft::to_float(redraft::bfloat16::from_bits(0x3f80)) == 1.0f);
+  REQUIRE(redraft::to_bfloat16(1.0f).bits == 0x3f80);
+}
+
+TEST_CASE("simd_isa::sum4 gives sum's bits for each of four vectors", "[small_matmul]") {
+  using isa = redraft::detail::simd_isa;
+  CAPTURE(isa::name);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (int trial = 0; trial < 1000; ++trial) {
+    float lanes[4][isa::width];
+    for (auto& row : lanes)
+      for (float& v : row) v = uniform(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 40) - 20);
+    isa::vec v[4];
+    for (int j = 0; j < 4; ++j) v[j] = isa::load(lanes[j]);
+    float sums[4];
+    isa::sum4(v, sums);
+    for (int j = 0; j < 4; ++j) {
+      CAPTURE(trial, j);
+      REQUIRE(sums[j] == isa::sum(v[j]));
+    }
+  }
+}
