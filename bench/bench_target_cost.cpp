@@ -25,8 +25,8 @@ using redraft::testing::tiny_llama;
 
 namespace {
 
-// NOTE: __FILE__ is the absolute path of this file in CMake builds: <repo>/bench/...
-const std::filesystem::path data_dir = std::filesystem::path(__FILE__).parent_path() / ".." / "data";
+// REDRAFT_DEMO_DATA_DIR is <repo>/data, set by bench/CMakeLists.txt.
+const std::filesystem::path data_dir = REDRAFT_DEMO_DATA_DIR;
 
 tiny_llama& shared_target() {
   static std::unique_ptr<tiny_llama> model = [] {
@@ -78,7 +78,7 @@ void BM_verify(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(model.verify(in).logits.data());
   state.counters["nodes"] = n;
 }
-BENCHMARK(BM_verify)->DenseRange(1, 8)->Arg(12)->Arg(16)->Arg(21)->Arg(32)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_verify)->DenseRange(1, 8)->Arg(12)->Arg(16)->Arg(21)->Arg(32)->Arg(48)->Arg(64)->Arg(81)->Unit(benchmark::kMicrosecond);
 
 // One beam search of the draft head (B = 1): L - 1 recurrent steps over W beams.
 void BM_draft(benchmark::State& state) {

@@ -5,20 +5,26 @@
 // data/draft_heads/kjv; docs/results.md), else the reference tiny Llama target (deterministic
 // random weights, a byte-level vocabulary) and its draft head; decodes a few prompts with plain
 // decoding and with speculative decoding in the same run, and prints the text, tokens per step, acceptance by
-// depth, where the time goes, and the measured speedup. Flags pick the beam shape, batch,
-// sampling, verifier, and checkpoints for the target and the draft head (--help).
+// depth, where the time goes, the draft shapes used, and the measured speedup. By default the
+// adaptive speculation policy picks each step's shape (W, L) or a plain step from measured costs
+// and acceptance; --width / --length fix the shape instead. Flags pick the policy, beam shape,
+// batch, sampling, verifier, and checkpoints for the target and the draft head (--help).
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <sstream>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "redraft/draft/checkpoint.hpp"
 #include "redraft/draft/draft_init.hpp"
+#include "redraft/loop/adaptive_policy.hpp"
 #include "redraft/loop/draft_head_drafter.hpp"
 #include "redraft/loop/hybrid_drafter.hpp"
 #include "redraft/loop/lookup_drafter.hpp"
@@ -46,13 +52,20 @@ struct demo_flags {
   std::int32_t lookup_beams = 2, max_nodes = 0, ngram = 3, head_length = 0;
   bool lookup_first = false;
   float min_acceptance = 0.0f;
+  bool adaptive = true;           // --policy; --width / --length select fixed
+  adaptive_policy_config policy;  // --widths, --lengths: the adaptive policy's candidates
 };
 
 void usage() {
   std::printf(
       "usage: redraft-demo [options]\n"
-      "  --width W          beams per step (default 4)\n"
-      "  --length L         tokens per beam including the root (default 5)\n"
+      "  --policy NAME      adaptive (default): each step's shape (W, L), or a plain step, is the\n"
+      "                     one with the most expected tokens per second from measured costs and\n"
+      "                     acceptance; fixed: every step uses --width x --length\n"
+      "  --width W          beams per step of the fixed policy (default 4; implies --policy fixed)\n"
+      "  --length L         tokens per beam including the root (default 5; implies --policy fixed)\n"
+      "  --widths LIST      the adaptive policy's candidate W, comma-separated (default 1,2,4,8,16)\n"
+      "  --lengths LIST     the adaptive policy's candidate L (default 2,3,4,5,6)\n"
       "  --batch B          requests decoded together (default 1)\n"
       "  --max-tokens N     tokens to generate per request (default 64)\n"
       "  --temperature T    0 = greedy (default); > 0 samples\n"
@@ -84,18 +97,27 @@ void usage() {
       "  --ngram N          lookup: longest suffix matched (default 3)\n");
 }
 
-// The repository's data/ directory: REDRAFT_DEMO_DATA_DIR when the build defines it, else found
-// from this source file's path (<repo>/examples/redraft_demo.cpp).
+// The repository's data/ directory.
 std::filesystem::path demo_data_dir() {
-#ifdef REDRAFT_DEMO_DATA_DIR
-  return std::filesystem::path(REDRAFT_DEMO_DATA_DIR);
-#else
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "data";
-#endif
+  return std::filesystem::path(REDRAFT_DEMO_DATA_DIR);  // <repo>/data (examples/CMakeLists.txt)
+}
+
+std::vector<std::int32_t> parse_list(const std::string& flag, const std::string& text) {
+  std::vector<std::int32_t> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    REDRAFT_REQUIRE(!item.empty() && item.find_first_not_of("0123456789") == std::string::npos, "redraft-demo: ",
+                    flag, " '", text, "' is not a comma-separated list of positive integers");
+    out.push_back(std::stoi(item));
+  }
+  return out;
 }
 
 demo_flags parse(int argc, char** argv) {
   demo_flags f;
+  std::string policy;
+  bool shape_given = false, candidates_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto value = [&]() -> std::string {
@@ -105,10 +127,20 @@ demo_flags parse(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       usage();
       std::exit(0);
+    } else if (a == "--policy") {
+      policy = value();
     } else if (a == "--width") {
       f.width = std::stoi(value());
+      shape_given = true;
     } else if (a == "--length") {
       f.length = std::stoi(value());
+      shape_given = true;
+    } else if (a == "--widths") {
+      f.policy.widths = parse_list(a, value());
+      candidates_given = true;
+    } else if (a == "--lengths") {
+      f.policy.lengths = parse_list(a, value());
+      candidates_given = true;
     } else if (a == "--batch") {
       f.batch = std::stoi(value());
     } else if (a == "--max-tokens") {
@@ -149,6 +181,18 @@ demo_flags parse(int argc, char** argv) {
       detail::throw_error("redraft-demo: unknown option '", a, "' (see --help)");
     }
   }
+  REDRAFT_REQUIRE(policy.empty() || policy == "adaptive" || policy == "fixed", "redraft-demo: unknown --policy '",
+                  policy, "' (adaptive, fixed)");
+  REDRAFT_REQUIRE(!(policy == "adaptive" && shape_given), "redraft-demo: --width / --length fix the draft shape; "
+                  "they do not combine with --policy adaptive (use --widths / --lengths for its candidates)");
+  // The hybrid drafters split a fixed W between their sources (hybrid_options), so they run with the
+  // fixed policy unless told otherwise; every other drafter defaults to the adaptive policy.
+  const bool hybrid_drafter_chosen = f.drafter == "hybrid" || f.drafter == "hybrid-suffix";
+  REDRAFT_REQUIRE(!(policy == "adaptive" && hybrid_drafter_chosen), "redraft-demo: --drafter ", f.drafter,
+                  " splits a fixed W between its sources; it runs with --policy fixed");
+  f.adaptive = policy.empty() ? !shape_given && !hybrid_drafter_chosen : policy == "adaptive";
+  REDRAFT_REQUIRE(f.adaptive || !candidates_given, "redraft-demo: --widths / --lengths are the adaptive policy's "
+                  "candidates; with a fixed shape use --width / --length");
   REDRAFT_REQUIRE(f.batch >= 1, "redraft-demo: --batch ", f.batch, " must be at least 1");
   REDRAFT_REQUIRE(f.temperature >= 0.0f, "redraft-demo: --temperature ", f.temperature, " must be >= 0");
   REDRAFT_REQUIRE(f.drafter == "head" || f.drafter == "lookup" || f.drafter == "suffix" || f.drafter == "hybrid" ||
@@ -250,12 +294,26 @@ int run(const demo_flags& f) {
               target.vocab_size(), target.hidden_size(),
               f.draft_dir.empty() ? "untrained (deterministic random init)" : f.draft_dir.c_str(),
               static_cast<int>(head.config().exit_dim), static_cast<int>(head.config().num_draft_layers));
-  std::printf("drafter %s, W %d, L %d, batch %d, %d tokens per request, verifier %s, temperature %g\n\n",
-              hybrid ? (f.drafter + " (" + std::to_string(f.width) + " head + " + std::to_string(f.lookup_beams) +
-                        " lookup beams" + (f.max_nodes > 0 ? ", node cap " + std::to_string(f.max_nodes) : "") + ")")
-                           .c_str()
-                     : f.drafter.c_str(),
-              options.beam_width, f.length, f.batch, f.max_tokens, f.verifier_name.empty() ? (f.temperature > 0 ? "lossless" : "greedy") : f.verifier_name.c_str(),
+  const auto list = [](const std::vector<std::int32_t>& v) {
+    std::string out;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      out.append(std::to_string(v[i]));
+    }
+    return out;
+  };
+  std::printf("drafter %s, ", hybrid ? (f.drafter + " (" + std::to_string(f.width) + " head + " +
+                                        std::to_string(f.lookup_beams) + " lookup beams" +
+                                        (f.max_nodes > 0 ? ", node cap " + std::to_string(f.max_nodes) : "") + ")")
+                                           .c_str()
+                                     : f.drafter.c_str());
+  if (f.adaptive) {
+    std::printf("policy adaptive (W in {%s} x L in {%s}, or plain steps)", list(f.policy.widths).c_str(),
+                list(f.policy.lengths).c_str());
+  } else {
+    std::printf("policy fixed, W %d, L %d", f.width, f.length);
+  }
+  std::printf(", batch %d, %d tokens per request, verifier %s, temperature %g\n\n", f.batch, f.max_tokens, f.verifier_name.empty() ? (f.temperature > 0 ? "lossless" : "greedy") : f.verifier_name.c_str(),
               static_cast<double>(f.temperature));
 
   // Plain decoding, the baseline (greedy when the speculative rule is greedy, else sampling).
@@ -265,7 +323,13 @@ int run(const demo_flags& f) {
   const generation_result base = plain.generate(requests, plain_options);
 
   const auto decode = [&](auto& drafter) {
-    speculative_decoder<cpu_backend, tiny_llama, std::remove_reference_t<decltype(drafter)>> spec(cpu, target, drafter);
+    using drafter_type = std::remove_reference_t<decltype(drafter)>;
+    if (f.adaptive) {
+      speculative_decoder<cpu_backend, tiny_llama, drafter_type, adaptive_policy> spec(cpu, target, drafter,
+                                                                                      adaptive_policy(f.policy));
+      return spec.generate(requests, options);
+    }
+    speculative_decoder<cpu_backend, tiny_llama, drafter_type> spec(cpu, target, drafter);
     return spec.generate(requests, options);
   };
   draft_head_drafter<cpu_backend> head_drafter(head, target.embedding());
@@ -301,7 +365,7 @@ int run(const demo_flags& f) {
   for (std::int32_t r = 0; r < f.batch; ++r) identical &= got.tokens[static_cast<std::size_t>(r)] == base.tokens[static_cast<std::size_t>(r)];
 
   std::int64_t steps = 0, emitted = 0;
-  std::vector<std::int64_t> at_depth(static_cast<std::size_t>(f.length - 1), 0);
+  std::vector<std::int64_t> at_depth(got.requests.empty() ? 0 : got.requests[0].accepted_at_depth.size(), 0);
   for (const auto& s : got.requests) {
     steps += s.steps;
     emitted += s.emitted - 1;  // the prefill's token is not a step's
@@ -320,6 +384,20 @@ int run(const demo_flags& f) {
   std::printf("acceptance by depth:");
   for (std::size_t d = 0; d < at_depth.size(); ++d)
     std::printf(" %zu:%.2f", d + 1, steps ? static_cast<double>(at_depth[d]) / static_cast<double>(steps) : 0.0);
+  std::printf("\n");
+  // Rows of the target's verify pass per step (every request's tree): the n of docs/results.md's cost plot.
+  std::printf("tree nodes per step: %.2f (rows of one target pass, batch %d)\n",
+              got.steps.empty() ? 0.0 : static_cast<double>(nodes) / static_cast<double>(got.steps.size()), f.batch);
+  // The draft shapes the steps used, most used first ("plain": a plain step).
+  std::map<std::string, int> shape_steps;
+  for (const auto& s : got.steps)
+    ++shape_steps[s.beam_length == 1 ? std::string("plain")
+                                     : std::to_string(s.beam_width) + "x" + std::to_string(s.beam_length)];
+  std::vector<std::pair<int, std::string>> by_use;
+  for (const auto& [shape, n] : shape_steps) by_use.emplace_back(-n, shape);
+  std::sort(by_use.begin(), by_use.end());
+  std::printf("shapes (W x L: steps):");
+  for (const auto& [n, shape] : by_use) std::printf(" %s:%d", shape.c_str(), -n);
   std::printf("\n");
   step_stats total;
   for (const auto& s : got.steps) {

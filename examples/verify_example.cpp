@@ -5,6 +5,7 @@
 // Vocabulary: 0 "the", 1 "cat", 2 "sat", 3 "on", 4 "mat", 5 "dog". Root token "the".
 // Beams (W = 3, L = 3):  the cat sat / the cat on / the dog sat
 // Tree (packed order):   0 the, 1 cat (0), 2 sat (1), 3 on (1), 4 dog (0), 5 sat (4)
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -28,6 +29,21 @@ std::vector<float> log_row(std::initializer_list<std::pair<int, float>> probs) {
   std::vector<float> row(vocab, -INFINITY);
   for (const auto& [token, p] : probs) row[static_cast<std::size_t>(token)] = std::log(p);
   return row;
+}
+
+// "{cat 0.4, dog 0.4, mat 0.2}": the tokens of a log-probability row with p > 0, most probable first.
+std::string distribution(const float* log_p) {
+  std::vector<int> tokens;
+  for (int v = 0; v < vocab; ++v)
+    if (std::isfinite(log_p[v])) tokens.push_back(v);
+  std::stable_sort(tokens.begin(), tokens.end(), [&](int a, int b) { return log_p[a] > log_p[b]; });
+  std::string s = "{";
+  for (int v : tokens) {
+    char p[16];
+    std::snprintf(p, sizeof p, "%.1f", static_cast<double>(std::exp(log_p[v])));
+    s += std::string(s.size() > 1 ? ", " : "") + words[v] + " " + p;
+  }
+  return s + "}";
 }
 
 void print(const char* title, const redraft::host_acceptance& a) {
@@ -88,6 +104,11 @@ int main() {
   // beam 0: cat p/q = 0.5/0.4 > 0.3 accept; sat 0.6/0.8 = 0.75 <= 0.9 reject -> run 1
   // beam 1: cat accept (0.3); on 0.3/0.2 = 1.5 > 0.2 accept -> run 2 (whole beam)
   // beam 2: dog 0.3/0.4 = 0.75 <= 0.8 reject -> run 0.   Best beam 1; sample p at "on" -> the.
+  std::printf("\ndraft distributions q of verify_redrafter (the draft head's, per beam and depth):\n");
+  for (int w = 0; w < 3; ++w)
+    for (int k = 0; k < 2; ++k)
+      std::printf("  beam %d, depth %d: %s\n", w, k + 1,
+                  distribution(q.data() + static_cast<std::size_t>((w * 2 + k) * vocab)).c_str());
   const std::vector<float> ur{0.3f, 0.9f, 0.3f, 0.2f, 0.8f, 0.5f, 0.5f};
   print("\nverify_redrafter, T = 1, u = [[0.3 0.9] [0.3 0.2] [0.8 0.5]], sample 0.5",
         to_host(cpu, verify_redrafter(cpu, t, lv, view<const float, 4>(q.data(), 1, 3, 2, vocab),

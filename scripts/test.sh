@@ -9,9 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 build=${REDRAFT_BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DREDRAFT_WERROR="${REDRAFT_WERROR:-OFF}"
+launcher=()  # ccache, when installed, makes rebuilds after a pull cheap
+command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DREDRAFT_WERROR="${REDRAFT_WERROR:-OFF}" "${launcher[@]}"
 cmake --build "$build" -j "$(nproc)"
 ctest --test-dir "$build" --output-on-failure -j "$(nproc)"
+
+# The Python package (python/, docs/python.md) and its pytest suite, on Debian's PyTorch
+# (scripts/python_tests.sh installs what it needs). REDRAFT_PYTHON=off skips it.
+if [ "${REDRAFT_PYTHON:-on}" != off ]; then
+  bash scripts/python_tests.sh
+fi
 
 if [ "${REDRAFT_ARCH_CHECK:-0}" = 1 ]; then
   bash scripts/deps.sh clang

@@ -11,8 +11,14 @@ A page marks a block with an HTML comment on the line before its fence:
   check_doc_outputs.py BIN_DIR DOC...            exit 1 and print a diff when a block differs
   check_doc_outputs.py --update BIN_DIR DOC...   rewrite the blocks from the programs' output
 
+A generated file (a picture: docs/*.svg) names its program on its first line instead, and the
+whole file is the program's output:
+
+    <!-- generated-by: step-picture step -->
+    <svg ...
+
 BIN_DIR holds the example executables (build/examples). CTest runs the check (doc_example_outputs),
-so a worked example on a page cannot drift from its program.
+so a worked example on a page, or a picture, cannot drift from its program.
 """
 import difflib
 import pathlib
@@ -21,6 +27,7 @@ import subprocess
 import sys
 
 MARK = re.compile(r"^<!-- example-output: ([A-Za-z0-9_.-]+)((?: [^ ]+)*) -->$")
+GENERATED = re.compile(r"^<!-- generated-by: ([A-Za-z0-9_.-]+)((?: [^ ]+)*) -->$")
 
 
 def run(bin_dir, name, args):
@@ -30,8 +37,31 @@ def run(bin_dir, name, args):
     return subprocess.run([str(exe), *args], check=True, capture_output=True, text=True).stdout
 
 
+def process_generated(bin_dir, doc, update):
+    """A file whose first line is a generated-by marker: the whole file is the program's stdout."""
+    text = pathlib.Path(doc).read_text()
+    m = GENERATED.match(text.split("\n", 1)[0])
+    name, args = m.group(1), m.group(2).split()
+    actual = run(bin_dir, name, args)
+    if not actual.startswith(text.split("\n", 1)[0] + "\n"):
+        sys.exit(f"check_doc_outputs: `{name} {' '.join(args)}` does not print {doc}'s first line")
+    if text == actual:
+        return True
+    if update:
+        pathlib.Path(doc).write_text(actual)
+    else:
+        print(f"{doc} differs from the output of `{name} {' '.join(args)}`:")
+        sys.stdout.writelines(
+            l + "\n" for l in difflib.unified_diff(text.split("\n"), actual.split("\n"), "committed", "actual",
+                                                   lineterm=""))
+    return False
+
+
 def process(bin_dir, doc, update):
-    lines = pathlib.Path(doc).read_text().split("\n")
+    text = pathlib.Path(doc).read_text()
+    if GENERATED.match(text.split("\n", 1)[0]):
+        return process_generated(bin_dir, doc, update)
+    lines = text.split("\n")
     out, i, ok, found = [], 0, True, 0
     while i < len(lines):
         out.append(lines[i])
@@ -61,7 +91,7 @@ def process(bin_dir, doc, update):
         out.append("```")
         i = end + 1
     if found == 0:
-        sys.exit(f"check_doc_outputs: {doc} has no example-output marker")
+        sys.exit(f"check_doc_outputs: {doc} has no example-output or generated-by marker")
     if update:
         pathlib.Path(doc).write_text("\n".join(out))
     return ok

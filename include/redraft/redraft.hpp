@@ -37,10 +37,12 @@
 #include "redraft/verify/typical.hpp"
 #include "redraft/verify/uniforms.hpp"
 // the decoding loop
+#include "redraft/loop/adaptive_policy.hpp"
 #include "redraft/loop/draft_head_drafter.hpp"
 #include "redraft/loop/drafter.hpp"
 #include "redraft/loop/generation.hpp"
 #include "redraft/loop/plain_decoder.hpp"
+#include "redraft/loop/speculation_policy.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
 #include "redraft/loop/target_model.hpp"
 // the drafter loss (the rest of training: redraft/train.hpp)

@@ -1,15 +1,25 @@
 // redraft/loop/speculative_decoder.hpp: the speculative decoding loop over any TargetModel and
-// any Drafter.
+// any Drafter (DESIGN.md §5 "Loop").
 //
 //   prefill -> first token + h
 //   repeat for the requests still running {
+//     (W, L) = policy.choose(earlier steps)                 speculation policy (L = 1: plain step)
 //     draft W beams of L tokens from (h, root)              drafter.draft        [A, W, L]
 //     trie dedup, masks, positions                          build_tree, masks    n_total nodes
 //     one target pass over the packed tree tokens           model.verify         logits [n_total, V]
 //     accept the longest valid path, pick the next token    verify_<rule>        acceptance [A]
 //     keep the KV entries of the root + accepted nodes      model.commit(kv_plan)
 //     next root = next token, h = hidden at the last accepted node
+//     policy.observe(shape, nodes, phase times, acceptance by depth and beam rank)
 //   } until each request emits its EOS token or max_new_tokens
+//
+// The speculation policy (loop/speculation_policy.hpp) picks each step's shape: fixed_policy, the
+// default, always uses decode_options' beam_width and beam_length; adaptive_policy
+// (loop/adaptive_policy.hpp) picks the shape that maximises the expected tokens per second. A
+// plain step (L = 1) skips the drafter and verifies a one-node tree per request: it emits the
+// token plain decoding would (greedy) or a sample of the same distribution (sampling rules).
+// The decoder times its phases with an injected clock (DecodeClock; std::chrono::steady_clock by
+// default), which tests replace with a simulated one.
 //
 // Greedy (verifier::greedy) output equals plain greedy decoding of the target token for token;
 // verifier::lossless output follows the target's sampling law exactly (tests prove both).
@@ -23,10 +33,10 @@
 #pragma once
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <set>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "redraft/core/backend.hpp"
@@ -37,6 +47,7 @@
 #include "redraft/loop/decode_common.hpp"
 #include "redraft/loop/drafter.hpp"
 #include "redraft/loop/generation.hpp"
+#include "redraft/loop/speculation_policy.hpp"
 #include "redraft/loop/target_model.hpp"
 #include "redraft/tree/build_tree.hpp"
 #include "redraft/tree/masks.hpp"
@@ -48,30 +59,35 @@
 
 namespace redraft {
 
-
-template <Backend B, TargetModel M, class D>
+template <Backend B, TargetModel M, class D, SpeculationPolicy P = fixed_policy, DecodeClock C = steady_seconds>
   requires Drafter<D, B> && std::same_as<typename M::backend_type, B>
 class speculative_decoder {
  public:
-  speculative_decoder(B backend, M& model, D& drafter) : backend_(backend), model_(model), drafter_(drafter) {}
+  speculative_decoder(B backend, M& model, D& drafter, P policy = P{}, C clock = C{})
+      : backend_(backend), model_(model), drafter_(drafter), policy_(std::move(policy)), clock_(std::move(clock)) {}
+
+  // The policy, with what it has learned (it persists across generate() calls).
+  P& policy() { return policy_; }
+  const P& policy() const { return policy_; }
 
   // Generates continuations of `requests` (R of them, each on its own KV slot). Returns the
   // emitted tokens, per-request and per-step statistics. See the file comment for semantics.
   generation_result generate(const std::vector<generation_request>& requests, const decode_options& options,
                              const token_callback& on_token = {}) {
     constexpr const char* fn = "speculative_decoder::generate";
-    REDRAFT_REQUIRE(options.beam_width >= 1, fn, ": beam_width ", options.beam_width, " must be at least 1");
-    REDRAFT_REQUIRE(options.beam_length >= 2, fn, ": beam_length ", options.beam_length,
-                    " must be at least 2 (the root plus one drafted token)");
+    const std::int32_t max_length = static_cast<std::int32_t>(policy_.start(options));
+    REDRAFT_REQUIRE(max_length >= 1, fn, ": the speculation policy's start() returned beam_length ", max_length,
+                    " (must be at least 1)");
     if (options.rule == verifier::lossless) detail::check_sampling_params(fn, options.sampling);
-    const std::vector<std::int32_t> slots = detail::check_requests(fn, model_, requests, options.beam_length - 1);
-    const auto run_start = detail::decode_clock::now();
+    const std::vector<std::int32_t> slots = detail::check_requests(fn, model_, requests, max_length - 1);
+    const bool reports = policy_.needs_reports();
+    const bool timed = options.phase_timing || reports;
+    const double run_start = clock_.now();
     const index_t vocab = model_.vocab_size(), hidden_size = model_.hidden_size();
     const std::int32_t num_requests = static_cast<std::int32_t>(requests.size());
 
     generation_result result;
-    std::vector<detail::request_progress> progress =
-        detail::start_progress(requests, slots, result, options.beam_length);
+    std::vector<detail::request_progress> progress = detail::start_progress(requests, slots, result, max_length);
     for (std::size_t r = 0; r < requests.size(); ++r) {  // the drafters' draft_input::history
       const generation_request& q = requests[r];
       progress[r].keep_history = true;
@@ -84,14 +100,15 @@ class speculative_decoder {
 
     // --- prefill: the first token of every request with something to generate ---
     std::vector<std::int32_t> active = detail::running(progress);
-    const auto prefill_start = detail::decode_clock::now();
+    const double prefill_start = clock_.now();
     if (!active.empty()) {
       std::vector<std::int32_t> last_tokens;
       for (std::int32_t r : active) last_tokens.push_back(requests[static_cast<std::size_t>(r)].prompt.back());
       const index_t a = static_cast<index_t>(active.size());
       const model_output out = detail::prefill_requests(fn, model_, requests, progress, active);
       // The first token: the verification rule applied to one-node trees (nothing drafted).
-      const std::vector<std::int32_t> first = first_tokens(last_tokens, active, out.logits, options);
+      const tree<B> t = one_node_trees(last_tokens);
+      const std::vector<std::int32_t> first = to_host(backend_, one_node_acceptance(t, out.logits, active, 0, options)).next_token;
       for (index_t i = 0; i < a; ++i) {
         const std::int32_t r = active[static_cast<std::size_t>(i)];
         backend_.copy(out.hidden.data() + i * hidden_size, hidden_size, hidden_state.data() + r * hidden_size);
@@ -101,17 +118,25 @@ class speculative_decoder {
                result.requests[static_cast<std::size_t>(r)], on_token);
       }
     }
-    result.prefill_s = detail::seconds_since(prefill_start);
+    backend_.synchronize();
+    result.prefill_s = clock_.now() - prefill_start;
 
-    // --- speculative steps ---
-    const std::int32_t width = options.beam_width, length = options.beam_length;
+    // Phase timing: synchronise, then read the clock (skipped when nobody needs the times).
+    const auto mark = [&]() -> double {
+      if (!timed) return 0.0;
+      backend_.synchronize();
+      return clock_.now();
+    };
+
+    // --- steps ---
     std::uint32_t step = 0;
+    std::vector<std::int32_t> accepted_rank, shared_prefix;  // the report's detail, [A, L-1] and [A, W]
     for (active = detail::running(progress); !active.empty(); active = detail::running(progress)) {
       ++step;
       step_stats st;
       const index_t a = static_cast<index_t>(active.size());
       st.requests = static_cast<std::int32_t>(a);
-      std::vector<std::int32_t> aslots, roots, committed;
+      std::vector<std::int32_t> aslots, roots, committed, remaining;
       std::vector<std::span<const std::int32_t>> history;  // [A] prompt + emitted tokens
       std::vector<std::uint8_t> fresh;                     // [A] 1 on a request's first draft
       for (std::int32_t r : active) {
@@ -121,52 +146,37 @@ class speculative_decoder {
         committed.push_back(p.committed);
         history.emplace_back(p.history);
         fresh.push_back(result.requests[static_cast<std::size_t>(r)].steps == 0 ? 1 : 0);
+        remaining.push_back(requests[static_cast<std::size_t>(r)].max_new_tokens -
+                            static_cast<std::int32_t>(result.tokens[static_cast<std::size_t>(r)].size()));
       }
 
-      // Draft.
-      auto t0 = detail::decode_clock::now();
-      auto rows = backend_.template allocate<std::int32_t>(a);
-      backend_.copy_from_host(active.data(), a, rows.data());
-      auto h = backend_.template allocate<float>(a * hidden_size);  // [A, H]
-      backend_.gather_rows(matrix_view<const float>(hidden_state.data(), num_requests, hidden_size),
-                           vector_view<const std::int32_t>(rows.data(), a), matrix_view<float>(h.data(), a, hidden_size));
-      const bool want_log_probs = options.rule == verifier::redrafter;
-      draft_output<B> drafted = drafter_.draft(draft_input{matrix_view<const float>(h.data(), a, hidden_size),
-                                                           {roots.data(), a}, {aslots.data(), a}, width, length,
-                                                           want_log_probs, {history.data(), a}, {fresh.data(), a},
-                                                           0});
-      REDRAFT_REQUIRE(drafted.beams.size() == a * width * length, fn, ": the drafter returned ", drafted.beams.size(),
-                      " beam tokens, expected ", a * width * length, " ([", a, ", ", width, ", ", length, "])");
-      REDRAFT_REQUIRE(!want_log_probs || drafted.log_probs.size() == a * width * (length - 1) * vocab, fn,
-                      ": the drafter returned ", drafted.log_probs.size(), " log-probs, expected ",
-                      a * width * (length - 1) * vocab);
-      const bool short_beams = drafted.beam_lengths.size() > 0;
-      REDRAFT_REQUIRE(!short_beams || drafted.beam_lengths.size() == a * width, fn, ": the drafter returned ",
-                      drafted.beam_lengths.size(), " beam lengths, expected ", a * width, " ([", a, ", ", width,
-                      "]) or none");
-      REDRAFT_REQUIRE(!(short_beams && options.rule == verifier::redrafter), fn,
-                      ": verifier::redrafter reads every beam position's draft log-probs, but the drafter returned "
-                      "beams shorter than L (beam_lengths); use verifier::greedy or verifier::lossless");
-      backend_.synchronize();
-      st.draft_s = detail::seconds_since(t0);
+      // The shape, from earlier steps only (nothing of this step is drawn yet).
+      const draft_shape shape = policy_.choose(step_context{step, &options, {remaining.data(), a}});
+      REDRAFT_REQUIRE(shape.beam_width >= 1 && shape.beam_length >= 1 && shape.beam_length <= max_length &&
+                          (shape.beam_length > 1 || shape.beam_width == 1),
+                      fn, ": the speculation policy chose beam_width ", shape.beam_width, ", beam_length ",
+                      shape.beam_length, " for step ", step, " (needs W >= 1 and 1 <= L <= ", max_length,
+                      ", and W = 1 when L = 1)");
+      const std::int32_t width = shape.beam_width, length = shape.beam_length;
+      st.beam_width = width;
+      st.beam_length = length;
 
-      // Tree, masks, positions.
-      t0 = detail::decode_clock::now();
-      const tree<B> t = build_tree(
-          backend_, view<const std::int32_t, 3>(drafted.beams.data(), a, width, length),
-          short_beams ? matrix_view<const std::int32_t>(drafted.beam_lengths.data(), a, width)
-                      : matrix_view<const std::int32_t>());
-      {
-        // One transfer of the tree's tokens (n_total ints) checks every request's root; build_tree
-        // already checked that the beams of a request share it.
-        std::vector<std::int32_t> tokens(static_cast<std::size_t>(t.total_nodes()));
-        backend_.copy_to_host(t.token.data(), t.total_nodes(), tokens.data());
-        for (index_t i = 0; i < a; ++i) {
-          const std::int32_t root = tokens[static_cast<std::size_t>(t.host_node_offsets[static_cast<std::size_t>(i)])];
-          REDRAFT_REQUIRE(root == roots[static_cast<std::size_t>(i)], fn, ": the drafter's beams for request ",
-                          active[static_cast<std::size_t>(i)], " start with token ", root, " instead of the root ",
-                          roots[static_cast<std::size_t>(i)]);
-        }
+      // Draft (speculative steps), then the tree, masks and positions.
+      double t0 = mark();
+      draft_output<B> drafted;
+      tree<B> t;
+      if (shape.is_plain()) {
+        t = one_node_trees(roots);
+      } else {
+        drafted = draft(active, roots, aslots, history, fresh, hidden_state, num_requests, shape, options);
+        const double drafted_at = mark();
+        st.draft_s = drafted_at - t0;
+        t0 = drafted_at;
+        const bool short_beams = drafted.beam_lengths.size() > 0;
+        t = build_tree(backend_, view<const std::int32_t, 3>(drafted.beams.data(), a, width, length),
+                       short_beams ? matrix_view<const std::int32_t>(drafted.beam_lengths.data(), a, width)
+                                   : matrix_view<const std::int32_t>());
+        check_roots(t, active, roots);
       }
       auto base = backend_.template allocate<std::int32_t>(a);
       backend_.copy_from_host(committed.data(), a, base.data());
@@ -185,25 +195,23 @@ class speculative_decoder {
         vin.packed_mask = packed.words.data();
         vin.packed_words_per_row = packed.words_per_row;
       }
-      backend_.synchronize();
-      st.tree_s = detail::seconds_since(t0);
+      double t1 = mark();
+      st.tree_s = t1 - t0;
       st.nodes = t.total_nodes();
 
       // Target.
-      t0 = detail::decode_clock::now();
       const model_output out = model_.verify(vin);
       detail::check_model_output(fn, "verify", out, t.total_nodes(), vocab, hidden_size);
-      backend_.synchronize();
-      st.target_s = detail::seconds_since(t0);
+      t0 = mark();
+      st.target_s = t0 - t1;
 
       // Verify.
-      t0 = detail::decode_clock::now();
-      const host_acceptance acc = to_host(
-          backend_, run_verifier(t, out.logits, drafted, active, step, options));
-      st.verify_s = detail::seconds_since(t0);
+      const host_acceptance acc = to_host(backend_, shape.is_plain() ? one_node_acceptance(t, out.logits, active, step, options)
+                                                                     : run_verifier(t, out.logits, drafted, active, step, options));
+      t1 = mark();
+      st.verify_s = t1 - t0;
 
       // Emit, then commit the accepted path of the requests that go on.
-      t0 = detail::decode_clock::now();
       kv_plan plan;
       plan.offsets.push_back(0);
       std::vector<std::int32_t> next_rows, next_requests;
@@ -240,11 +248,31 @@ class speculative_decoder {
         backend_.copy(out.hidden.data() + static_cast<index_t>(next_rows[i]) * hidden_size, hidden_size,
                       hidden_state.data() + static_cast<index_t>(next_requests[i]) * hidden_size);
       }
-      backend_.synchronize();
-      st.kv_s = detail::seconds_since(t0);
+      st.kv_s = mark() - t1;
       result.steps.push_back(st);
+
+      // Tell the policy.
+      step_report report;
+      report.step = step;
+      report.shape = shape;
+      report.requests = st.requests;
+      report.nodes = st.nodes;
+      report.emitted = st.emitted;
+      report.draft_s = st.draft_s;
+      report.tree_s = st.tree_s;
+      report.target_s = st.target_s;
+      report.verify_s = st.verify_s;
+      report.kv_s = st.kv_s;
+      if (reports && !shape.is_plain()) {
+        acceptance_detail(t, acc, accepted_rank, shared_prefix);
+        report.accepted_len = {acc.accepted_len.data(), a};
+        report.accepted_rank = {accepted_rank.data(), a, length - 1};
+        report.shared_prefix = {shared_prefix.data(), a, width};
+      }
+      policy_.observe(report);
     }
-    result.total_s = detail::seconds_since(run_start);
+    backend_.synchronize();
+    result.total_s = clock_.now() - run_start;
     return result;
   }
 
@@ -293,41 +321,120 @@ class speculative_decoder {
     throw error("speculative_decoder: unknown verifier");
   }
 
-  // The first token of each request from its prefill logits [A, V]: the configured rule on a
-  // one-node tree (the prompt's last token, nothing drafted) is exactly "argmax" for greedy and
-  // "sample the processed distribution" for sampling rules. Step 0 of each request's stream.
-  std::vector<std::int32_t> first_tokens(const std::vector<std::int32_t>& last_tokens,
-                                         const std::vector<std::int32_t>& active, matrix_view<const float> logits,
-                                         const decode_options& options) const {
-    const index_t a = static_cast<index_t>(active.size());
-    // One-node trees [A nodes] built directly (a beam needs L >= 2).
+  // Drafts W beams of L tokens for the `active` requests from their hidden states [R, H] and
+  // roots [A]; checks the drafter's output shapes.
+  draft_output<B> draft(const std::vector<std::int32_t>& active, const std::vector<std::int32_t>& roots,
+                        const std::vector<std::int32_t>& aslots,
+                        const std::vector<std::span<const std::int32_t>>& history, const std::vector<std::uint8_t>& fresh,
+                        const typename B::template buffer<float>& hidden_state,
+                        std::int32_t num_requests, draft_shape shape, const decode_options& options) {
+    constexpr const char* fn = "speculative_decoder::generate";
+    const index_t a = static_cast<index_t>(active.size()), hidden_size = model_.hidden_size(), vocab = model_.vocab_size();
+    const std::int32_t width = shape.beam_width, length = shape.beam_length;
+    auto rows = backend_.template allocate<std::int32_t>(a);
+    backend_.copy_from_host(active.data(), a, rows.data());
+    auto h = backend_.template allocate<float>(a * hidden_size);  // [A, H]
+    backend_.gather_rows(matrix_view<const float>(hidden_state.data(), num_requests, hidden_size),
+                         vector_view<const std::int32_t>(rows.data(), a), matrix_view<float>(h.data(), a, hidden_size));
+    const bool want_log_probs = options.rule == verifier::redrafter;
+    draft_output<B> drafted = drafter_.draft(draft_input{matrix_view<const float>(h.data(), a, hidden_size),
+                                                         {roots.data(), a}, {aslots.data(), a}, width, length,
+                                                         want_log_probs, {history.data(), a}, {fresh.data(), a},
+                                                         0});
+    REDRAFT_REQUIRE(drafted.beams.size() == a * width * length, fn, ": the drafter returned ", drafted.beams.size(),
+                    " beam tokens, expected ", a * width * length, " ([", a, ", ", width, ", ", length, "])");
+    REDRAFT_REQUIRE(!want_log_probs || drafted.log_probs.size() == a * width * (length - 1) * vocab, fn,
+                    ": the drafter returned ", drafted.log_probs.size(), " log-probs, expected ",
+                    a * width * (length - 1) * vocab);
+    const bool short_beams = drafted.beam_lengths.size() > 0;
+    REDRAFT_REQUIRE(!short_beams || drafted.beam_lengths.size() == a * width, fn, ": the drafter returned ",
+                    drafted.beam_lengths.size(), " beam lengths, expected ", a * width, " ([", a, ", ", width,
+                    "]) or none");
+    REDRAFT_REQUIRE(!(short_beams && options.rule == verifier::redrafter), fn,
+                    ": verifier::redrafter reads every beam position's draft log-probs, but the drafter returned "
+                    "beams shorter than L (beam_lengths); use verifier::greedy or verifier::lossless");
+    return drafted;
+  }
+
+  // One transfer of the tree's tokens (n_total ints) checks every request's root; build_tree
+  // already checked that the beams of a request share it.
+  void check_roots(const tree<B>& t, const std::vector<std::int32_t>& active, const std::vector<std::int32_t>& roots) const {
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(t.total_nodes()));
+    backend_.copy_to_host(t.token.data(), t.total_nodes(), tokens.data());
+    for (std::size_t i = 0; i < active.size(); ++i) {
+      const std::int32_t root = tokens[static_cast<std::size_t>(t.host_node_offsets[i])];
+      REDRAFT_REQUIRE(root == roots[i], "speculative_decoder::generate: the drafter's beams for request ", active[i],
+                      " start with token ", root, " instead of the root ", roots[i]);
+    }
+  }
+
+  // One-node trees [A nodes]: node i is request i's root token (a plain step, or the prefill's
+  // last prompt token), built directly (a beam needs L >= 2).
+  tree<B> one_node_trees(const std::vector<std::int32_t>& tokens) const {
+    const std::size_t a = tokens.size();
     tree<B> t;
     t.batch = static_cast<std::int32_t>(a);
-    std::vector<std::int32_t> offsets(static_cast<std::size_t>(a) + 1), parent(static_cast<std::size_t>(a), -1),
-        depth(static_cast<std::size_t>(a), 0);
-    for (index_t i = 0; i <= a; ++i) offsets[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
+    std::vector<std::int32_t> offsets(a + 1), parent(a, -1), depth(a, 0);
+    for (std::size_t i = 0; i <= a; ++i) offsets[i] = static_cast<std::int32_t>(i);
     t.node_offsets = detail::to_backend(backend_, offsets);
-    t.token = detail::to_backend(backend_, last_tokens);
+    t.token = detail::to_backend(backend_, tokens);
     t.parent = detail::to_backend(backend_, parent);
     t.depth = detail::to_backend(backend_, depth);
     t.host_node_offsets = offsets;
-    acceptance<B> acc;
-    if (options.rule == verifier::greedy ||
-        (options.rule == verifier::typical && !options.typical.sample_next_token)) {
-      acc = verify_greedy(backend_, t, logits);
-    } else {
-      const auto u = step_uniforms(active, 0, 2, options.seed);
-      sampling_params p = options.sampling;
-      if (options.rule == verifier::redrafter) p = {options.redrafter.temperature, options.redrafter.logit_top_k, 1.0f};
-      if (options.rule == verifier::typical) p = {options.typical.temperature, 0, 1.0f};
-      acc = verify_lossless(backend_, t, logits, p, matrix_view<const float>(u.data(), a, 2));
+    return t;
+  }
+
+  // The token of each request from the logits [A, V] of one-node trees: the configured rule on a
+  // tree with nothing drafted is exactly "argmax" for greedy and "sample the processed
+  // distribution" for sampling rules. Used for the prefill's first token (step 0) and plain steps.
+  acceptance<B> one_node_acceptance(const tree<B>& t, matrix_view<const float> logits,
+                                    const std::vector<std::int32_t>& active, std::uint32_t step,
+                                    const decode_options& options) const {
+    const index_t a = static_cast<index_t>(active.size());
+    if (options.rule == verifier::greedy || (options.rule == verifier::typical && !options.typical.sample_next_token))
+      return verify_greedy(backend_, t, logits);
+    const auto u = step_uniforms(active, step, 2, options.seed);
+    sampling_params p = options.sampling;
+    if (options.rule == verifier::redrafter) p = {options.redrafter.temperature, options.redrafter.logit_top_k, 1.0f};
+    if (options.rule == verifier::typical) p = {options.typical.temperature, 0, 1.0f};
+    return verify_lossless(backend_, t, logits, p, matrix_view<const float>(u.data(), a, 2));
+  }
+
+  // The step report's acceptance detail (step_report): accepted_rank [A, L-1] and shared_prefix
+  // [A, W], from the tree's beam_to_node [A, W, L] and the accepted nodes. O(A W L) host work.
+  void acceptance_detail(const tree<B>& t, const host_acceptance& acc, std::vector<std::int32_t>& accepted_rank,
+                         std::vector<std::int32_t>& shared_prefix) const {
+    const std::int32_t a = t.batch, width = t.beam_width, length = t.beam_length;
+    std::vector<std::int32_t> beam_to_node(static_cast<std::size_t>(a) * width * length);
+    backend_.copy_to_host(t.beam_to_node.data(), static_cast<index_t>(beam_to_node.size()), beam_to_node.data());
+    accepted_rank.assign(static_cast<std::size_t>(a) * (length - 1), -1);
+    shared_prefix.assign(static_cast<std::size_t>(a) * width, 0);
+    std::vector<std::int32_t> owner;  // [n_r] lowest beam holding each node
+    for (std::int32_t i = 0; i < a; ++i) {
+      owner.assign(static_cast<std::size_t>(t.num_nodes(i)), -1);
+      std::int32_t last_node = 0;  // the highest node created by beams 0..w-1
+      for (std::int32_t w = 0; w < width; ++w) {
+        const std::int32_t* beam = beam_to_node.data() + (static_cast<std::size_t>(i) * width + w) * length;
+        std::int32_t shared = 0;
+        // beam_to_node is -1 past the end of a beam shorter than L (a drafter's beam_lengths).
+        while (shared + 1 < length && beam[shared + 1] >= 0 && beam[shared + 1] <= last_node && w > 0) ++shared;
+        shared_prefix[static_cast<std::size_t>(i) * width + w] = shared;
+        for (std::int32_t l = 0; l < length && beam[l] >= 0; ++l) {
+          if (owner[static_cast<std::size_t>(beam[l])] < 0) owner[static_cast<std::size_t>(beam[l])] = w;
+          last_node = std::max(last_node, beam[l]);
+        }
+      }
+      for (std::int32_t d = 1; d <= acc.accepted_len[static_cast<std::size_t>(i)]; ++d)
+        accepted_rank[static_cast<std::size_t>(i) * (length - 1) + d - 1] =
+            owner[static_cast<std::size_t>(acc.accepted_node(i, d))];
     }
-    return to_host(backend_, acc).next_token;
   }
 
   B backend_;
   M& model_;
   D& drafter_;
+  P policy_;
+  C clock_;
 };
 
 }  // namespace redraft

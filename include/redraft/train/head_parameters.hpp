@@ -4,13 +4,14 @@
 // Training needs the weights, their gradients and the optimizer's moments in one identical
 // layout so the optimizer is a loop over a flat array. head_parameters<T> keeps every tensor of
 // a draft head (draft_head.hpp names, PyTorch [out, in] layouts, draft_head's parameter order)
-// back to back in one std::vector<T>, and hands out Eigen maps of each. T is float for training
+// back to back in one 64-byte aligned vector, and hands out Eigen maps of each. T is float for training
 // and double for the finite-difference gradient checks.
 //
 // Conversions to and from draft_head<B> go through get_parameter / set_parameter (host copies),
 // so trained weights load into any backend's head. Host code only (CPU training).
 #pragma once
 
+#include "redraft/core/aligned_allocator.hpp"
 #include "redraft/cpu/eigen.hpp"
 #include <cstdint>
 #include <string>
@@ -81,8 +82,8 @@ class head_parameters {
   const draft_config& config() const { return config_; }
   const std::vector<head_tensor>& tensors() const { return tensors_; }
   // The flat array [size()] (tensors back to back in tensors() order).
-  std::vector<T>& values() { return values_; }
-  const std::vector<T>& values() const { return values_; }
+  aligned_vector<T>& values() { return values_; }
+  const aligned_vector<T>& values() const { return values_; }
   std::int64_t size() const { return static_cast<std::int64_t>(values_.size()); }
   void set_zero() { std::fill(values_.begin(), values_.end(), T(0)); }
 
@@ -133,7 +134,7 @@ class head_parameters {
 
   draft_config config_;
   std::vector<head_tensor> tensors_;
-  std::vector<T> values_;
+  aligned_vector<T> values_;  // 64-byte aligned: results do not depend on where it landed
   std::size_t input_proj_weight_ = 0, input_proj_bias_ = 0, lm_head_ = 0, rnn_w_ = 0, rnn_u_ = 0,
               rnn_u_bias_ = 0;
   std::vector<std::size_t> block_weight_, block_bias_;

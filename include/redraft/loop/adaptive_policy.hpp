@@ -1,0 +1,455 @@
+// redraft/loop/adaptive_policy.hpp: a SpeculationPolicy (loop/speculation_policy.hpp) that picks,
+// before every step, the draft shape with the most expected emitted tokens per second, from
+// costs and acceptance measured online. It steps back to plain decoding when speculation does
+// not pay. docs/loop.md explains the estimator with a worked example.
+//
+// For a candidate shape s = (W, L) and the A requests of the step (request i may still emit
+// rem_i tokens), the estimate is
+//   tokens(s) = sum_i (1 + sum_{d=1}^{min(L-1, rem_i-1)} q(W, d))   q(W, d) = P(accepted >= d | W)
+//   time(s)   = draft(W, L, A) + verify(n),  n = A * nodes(W, L)    nodes: mean tree size per request
+//   rate(s)   = tokens(s) / time(s)
+// and a plain step has tokens = A, time = verify(A). The parts:
+//  - verify(n): the step's time outside drafting (tree, target pass, verification, KV commit) as
+//    a function of the batch's total node count n: a decayed mean per node count (geometric bins
+//    above 64; a sample counts at most twice its bin's mean), interpolated piecewise linearly,
+//    extrapolated with the steepest of the last segment's slope and the least-squares slope.
+//  - draft(W, L, A) = (L - 1) (c0 + c1 W A): beam search runs L - 1 head steps over W A rows;
+//    c0, c1 >= 0 by decayed least squares (c0 = 0 while W A has not varied).
+//  - q(W, d): a step of shape (W, L) tells, per request, how many tokens every narrower and
+//    shorter shape would have accepted on the same beams (step_report's accepted_rank), so one
+//    step updates every cell (W' <= W, d <= L - 1). Each cell is a Beta estimate with a prior of
+//    weight 1 at its neighbours' value (q(W', d) >= q(W' narrower, d), q(W', d) <= q(W', d - 1)),
+//    so a cell never observed borrows from the narrower width or the depth trend.
+//  - nodes(W, L): the same counterfactual from step_report's shared_prefix; 1 + W (L - 1) before
+//    any data.
+// Forgetting: a cell's (and a node count's) older observations lose weight by `decay` at each
+// step that observes it again, so a cell the policy stopped trying keeps its last value rather
+// than sliding to the prior; cost bins and the draft fit lose weight by `decay` at every step.
+// A second, per-step decayed count ("freshness") says how recent a cell's data is; it sets the
+// cell's confidence interval, so stale cells grow uncertain and get tried again.
+//
+// Exploration. The first four steps of a fresh policy calibrate: plain, the narrowest and
+// longest candidate, and both again (a cost's first sample pays for first-touch allocations and
+// cold caches; the second replaces it). Then each step exploits the best mean estimate, unless a
+// probe may pay: a shape whose optimistic rate beats the best's optimistic rate (so a neighbour
+// that only shares the best's uncertainty is no probe), whose expected loss (its time minus the
+// time the best shape would need for its tokens) fits in the probe budget: explore_fraction of
+// the decoding time so far minus what earlier probes lost (signed: a lucky probe refunds).
+// Optimistic rate: acceptance at mean + `confidence` standard deviations (freshness-weighted),
+// and verify cost lowered by cost_confidence / sqrt(1 + weight of the bins near n), so a node
+// count measured long ago, or never, is measured again when it might pay. Probes therefore cost
+// at most about explore_fraction of the time, an expensive tree is tried rarely, and a shape
+// whose acceptance went stale is tried again.
+//
+// Determinism: a pure function of the step reports it observed; with a simulated clock
+// (DecodeClock) the choices of a run are reproducible. It never sees a step's random draws.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "redraft/core/error.hpp"
+#include "redraft/core/view.hpp"
+#include "redraft/loop/generation.hpp"
+#include "redraft/loop/speculation_policy.hpp"
+
+namespace redraft {
+
+struct adaptive_policy_config {
+  std::vector<std::int32_t> widths{1, 2, 4, 8, 16};  // candidate W, ascending, >= 1
+  std::vector<std::int32_t> lengths{2, 3, 4, 5, 6};  // candidate L, ascending, >= 2 (root included)
+  bool allow_plain = true;        // plain steps (L = 1) are candidates
+  double decay = 0.98;            // weight an observation keeps per later step, in (0, 1]
+  double explore_fraction = 0.03; // probes may lose at most this fraction of the decoding time
+  double confidence = 1.0;        // optimistic acceptance = mean + confidence standard deviations
+  double cost_confidence = 0.3;   // optimistic verify cost = mean (1 - cost_confidence / sqrt(1 + weight))
+};
+
+// The estimate for one candidate shape (see the file comment).
+struct shape_estimate {
+  draft_shape shape;
+  double tokens = 0;      // expected emitted tokens, all requests
+  double nodes = 0;       // expected tree nodes, all requests
+  double draft_s = 0;     // expected drafting time
+  double verify_s = 0;    // expected time of everything else
+  double optimistic_tokens = 0;  // tokens with the optimistic acceptance
+  double optimistic_verify_s = 0;  // verify_s lowered where few measurements back it
+  double time_s() const { return draft_s + verify_s; }
+  double rate() const { return time_s() > 0 ? tokens / time_s() : 0.0; }
+  double optimistic_rate() const {
+    const double t = draft_s + optimistic_verify_s;
+    return t > 0 ? optimistic_tokens / t : 0.0;
+  }
+};
+
+// Why a shape was chosen.
+enum class policy_choice { calibrate, exploit, probe };
+
+class adaptive_policy {
+ public:
+  explicit adaptive_policy(adaptive_policy_config config = {}) : config_(std::move(config)) {
+    constexpr const char* fn = "adaptive_policy";
+    REDRAFT_REQUIRE(!config_.widths.empty() && !config_.lengths.empty(), fn,
+                    ": widths and lengths need at least one candidate each (got ", config_.widths.size(), " widths, ",
+                    config_.lengths.size(), " lengths)");
+    for (std::size_t i = 0; i < config_.widths.size(); ++i)
+      REDRAFT_REQUIRE(config_.widths[i] >= 1 && (i == 0 || config_.widths[i] > config_.widths[i - 1]), fn,
+                      ": widths must be ascending and >= 1 (widths[", i, "] = ", config_.widths[i], ")");
+    for (std::size_t i = 0; i < config_.lengths.size(); ++i)
+      REDRAFT_REQUIRE(config_.lengths[i] >= 2 && (i == 0 || config_.lengths[i] > config_.lengths[i - 1]), fn,
+                      ": lengths must be ascending and >= 2 (lengths[", i, "] = ", config_.lengths[i], ")");
+    REDRAFT_REQUIRE(config_.decay > 0.0 && config_.decay <= 1.0, fn, ": decay ", config_.decay,
+                    " must be in (0, 1]");
+    REDRAFT_REQUIRE(config_.explore_fraction >= 0.0 && config_.explore_fraction < 1.0, fn, ": explore_fraction ",
+                    config_.explore_fraction, " must be in [0, 1)");
+    REDRAFT_REQUIRE(config_.confidence >= 0.0, fn, ": confidence ", config_.confidence, " must be >= 0");
+    REDRAFT_REQUIRE(config_.cost_confidence >= 0.0 && config_.cost_confidence < 1.0, fn, ": cost_confidence ",
+                    config_.cost_confidence, " must be in [0, 1)");
+    const std::size_t cells = config_.widths.size() * static_cast<std::size_t>(max_depth());
+    hits_.assign(cells, 0.0);
+    seen_.assign(cells, 0.0);
+    fresh_.assign(cells, 0.0);
+    node_sum_.assign(config_.widths.size() * config_.lengths.size(), 0.0);
+    node_weight_.assign(node_sum_.size(), 0.0);
+  }
+
+  const adaptive_policy_config& config() const { return config_; }
+
+  // --- SpeculationPolicy ---
+  std::int32_t start(const decode_options&) const { return config_.lengths.back(); }
+  bool needs_reports() const { return true; }
+
+  draft_shape choose(const step_context& ctx) {
+    // Calibration, once per policy: plain, narrowest-longest, and both again (the first sample
+    // of a cost pays for first-touch allocations and cold caches: the second replaces it).
+    if (calibration_steps_ < 4) {
+      const bool plain = config_.allow_plain && calibration_steps_ % 2 == 0;
+      ++calibration_steps_;
+      return record(plain ? draft_shape::plain() : draft_shape{config_.widths.front(), config_.lengths.back()},
+                    policy_choice::calibrate, 0);
+    }
+    const std::vector<shape_estimate> all = estimates(ctx.remaining);
+    const shape_estimate* best = &all.front();
+    for (const auto& e : all)
+      if (e.rate() > best->rate()) best = &e;
+    const double best_rate = best->rate();
+    // The probe: the most promising shape among those the budget affords.
+    const shape_estimate* probe = nullptr;
+    const double budget = config_.explore_fraction * elapsed_s_ - probe_loss_s_;
+    for (const auto& e : all) {
+      // Only a shape that might beat the best even when the best is as good as it might be:
+      // a neighbour that shares the best's cells and uncertainty is no probe.
+      if (e.shape == best->shape || e.optimistic_rate() <= best->optimistic_rate()) continue;
+      const double loss = expected_loss(e, best_rate);
+      if (loss > budget) continue;
+      if (probe == nullptr || e.optimistic_rate() > probe->optimistic_rate()) probe = &e;
+    }
+    if (probe != nullptr) return record(probe->shape, policy_choice::probe, best_rate);
+    return record(best->shape, policy_choice::exploit, best_rate);
+  }
+
+  void observe(const step_report& report) {
+    decay_all();
+    elapsed_s_ += report.total_s();
+    if (last_choice_ == policy_choice::probe && last_best_rate_ > 0)
+      // Signed: a probe that beat the estimate refunds the budget (clamping at 0 would charge
+      // every near-best probe for its noise).
+      probe_loss_s_ += report.total_s() - report.emitted / last_best_rate_;
+    add_cost(report.nodes, report.verify_cost_s());
+    if (report.shape.is_plain()) return;
+    const std::int32_t w_count = report.shape.beam_width, l_count = report.shape.beam_length;
+    add_draft(report.shape, report.requests, report.draft_s);
+    if (report.accepted_len.extent(0) != report.requests) return;  // no acceptance detail
+    const std::int32_t depth_count = max_depth();
+    for (std::size_t j = 0; j < config_.widths.size() && config_.widths[j] <= w_count; ++j) {
+      const std::int32_t width = config_.widths[j];
+      // The cells this step observes forget their older observations (cells it cannot observe
+      // keep theirs, and only their confidence decays).
+      for (std::int32_t d = 1; d <= std::min(l_count - 1, depth_count); ++d) {
+        hits_[cell(j, d)] *= config_.decay;
+        seen_[cell(j, d)] *= config_.decay;
+        fresh_[cell(j, d)] += report.requests;
+      }
+      for (std::size_t k = 0; k < config_.lengths.size() && config_.lengths[k] <= l_count; ++k) {
+        node_sum_[node_cell(j, k)] *= config_.decay;
+        node_weight_[node_cell(j, k)] *= config_.decay;
+      }
+      for (std::int32_t i = 0; i < report.requests; ++i) {
+        // Accepted tokens had the step used only beams 0..width-1.
+        std::int32_t accepted = 0;
+        for (std::int32_t d = 0; d < report.accepted_len[i]; ++d)
+          if (report.accepted_rank(i, d) < width) ++accepted;
+        for (std::int32_t d = 1; d <= std::min(l_count - 1, depth_count); ++d) {
+          seen_[cell(j, d)] += 1.0;
+          if (accepted >= d) hits_[cell(j, d)] += 1.0;
+        }
+        // Nodes of every shorter candidate over the same beams.
+        for (std::size_t k = 0; k < config_.lengths.size() && config_.lengths[k] <= l_count; ++k) {
+          const std::int32_t drafted = config_.lengths[k] - 1;
+          std::int32_t nodes = 1;
+          for (std::int32_t w = 0; w < width; ++w) nodes += drafted - std::min(report.shared_prefix(i, w), drafted);
+          node_sum_[node_cell(j, k)] += nodes;
+          node_weight_[node_cell(j, k)] += 1.0;
+        }
+      }
+    }
+  }
+
+  // --- the estimator, for inspection (docs/loop.md's worked example, tests) ---
+
+  // Estimates of every candidate (plain first when allowed) for requests that may still emit
+  // `remaining` [A] tokens each.
+  std::vector<shape_estimate> estimates(vector_view<const std::int32_t> remaining) const {
+    const std::int32_t a = static_cast<std::int32_t>(remaining.extent(0));
+    const acceptance_table q = acceptance_estimates();
+    std::vector<shape_estimate> out;
+    if (config_.allow_plain) {
+      shape_estimate e;
+      e.shape = draft_shape::plain();
+      e.tokens = e.optimistic_tokens = a;
+      e.nodes = a;
+      e.verify_s = verify_cost(a);
+      e.optimistic_verify_s = e.verify_s * cost_optimism(a);
+      out.push_back(e);
+    }
+    for (std::size_t j = 0; j < config_.widths.size(); ++j) {
+      for (std::size_t k = 0; k < config_.lengths.size(); ++k) {
+        shape_estimate e;
+        e.shape = {config_.widths[j], config_.lengths[k]};
+        for (std::int32_t i = 0; i < a; ++i) {
+          e.tokens += 1.0;
+          e.optimistic_tokens += 1.0;
+          const std::int32_t depths = std::min(e.shape.beam_length - 1, remaining[i] - 1);
+          for (std::int32_t d = 1; d <= depths; ++d) {
+            e.tokens += q.mean[cell(j, d)];
+            e.optimistic_tokens += q.optimistic[cell(j, d)];
+          }
+        }
+        e.nodes = a * nodes_per_request(j, k);
+        e.draft_s = draft_cost(e.shape, a);
+        e.verify_s = verify_cost(e.nodes);
+        e.optimistic_verify_s = e.verify_s * cost_optimism(e.nodes);
+        out.push_back(e);
+      }
+    }
+    return out;
+  }
+
+  // verify(n): seconds of a step outside drafting for n nodes in all; 0 before any measurement.
+  double verify_cost(double n) const {
+    if (cost_.empty()) return 0.0;
+    std::vector<std::pair<double, double>> pts;  // (n, seconds), ascending n
+    for (const auto& b : cost_) pts.emplace_back(b.n / b.weight, b.seconds / b.weight);
+    if (pts.size() == 1) return pts[0].second * n / pts[0].first;
+    if (n <= pts.front().first) {
+      const double slope = std::max(0.0, (pts[1].second - pts[0].second) / (pts[1].first - pts[0].first));
+      return std::max(0.0, pts[0].second - slope * (pts[0].first - n));
+    }
+    for (std::size_t i = 1; i < pts.size(); ++i) {
+      if (n <= pts[i].first) {
+        const double f = (n - pts[i - 1].first) / (pts[i].first - pts[i - 1].first);
+        return pts[i - 1].second + f * (pts[i].second - pts[i - 1].second);
+      }
+    }
+    // Beyond the largest measured n: the steeper of the last segment and the least-squares line.
+    const auto& p = pts[pts.size() - 2];
+    const auto& q = pts.back();
+    double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (const auto& b : cost_) {
+      const double x = b.n / b.weight, y = b.seconds / b.weight;
+      sw += b.weight;
+      sx += b.weight * x;
+      sy += b.weight * y;
+      sxx += b.weight * x * x;
+      sxy += b.weight * x * y;
+    }
+    const double var = sxx - sx * sx / sw;
+    const double fit_slope = var > 0 ? (sxy - sx * sy / sw) / var : 0.0;
+    const double slope = std::max({0.0, (q.second - p.second) / (q.first - p.first), fit_slope});
+    return q.second + slope * (n - q.first);
+  }
+
+  // The weight of the measurements behind verify(n): the bins whose node counts lie within a
+  // factor 1.5 of n (a neighbourhood, so shapes of similar size share their certainty).
+  double verify_cost_weight(double n) const {
+    double w = 0;
+    for (const auto& b : cost_) {
+      const double x = b.n / b.weight;
+      if (x <= 1.5 * n && n <= 1.5 * x) w += b.weight;
+    }
+    return w;
+  }
+
+  // draft(W, L, A): seconds of drafting a shape for A requests; 0 for plain steps and before any
+  // measurement.
+  double draft_cost(draft_shape shape, std::int32_t requests) const {
+    if (shape.is_plain() || draft_.w == 0.0) return 0.0;
+    const double x1 = shape.beam_length - 1, x2 = x1 * shape.beam_width * requests;
+    const auto [c0, c1] = draft_coefficients();
+    return c0 * x1 + c1 * x2;
+  }
+
+  // q(W, d) = P(accepted >= d) with W = widths[j], 1 <= d <= L_max - 1: the mean estimate.
+  double acceptance(std::size_t j, std::int32_t d) const { return acceptance_estimates().mean[cell(j, d)]; }
+  double optimistic_acceptance(std::size_t j, std::int32_t d) const {
+    return acceptance_estimates().optimistic[cell(j, d)];
+  }
+
+  policy_choice last_choice() const { return last_choice_; }
+  double elapsed_s() const { return elapsed_s_; }       // decoding time observed (all steps)
+  double probe_loss_s() const { return probe_loss_s_; }  // time probes lost against the best estimate
+
+ private:
+  struct cost_bin {
+    std::int32_t key = 0;
+    double weight = 0, n = 0, seconds = 0;  // weighted sums
+    std::int32_t samples = 0;
+  };
+  struct acceptance_table {
+    std::vector<double> mean, optimistic;  // [widths, L_max - 1]
+  };
+  struct regression {
+    double w = 0, s11 = 0, s12 = 0, s22 = 0, s1y = 0, s2y = 0;
+  };
+
+  std::int32_t max_depth() const { return config_.lengths.back() - 1; }
+  std::size_t cell(std::size_t j, std::int32_t d) const {
+    return j * static_cast<std::size_t>(max_depth()) + static_cast<std::size_t>(d - 1);
+  }
+  std::size_t node_cell(std::size_t j, std::size_t k) const { return j * config_.lengths.size() + k; }
+
+  draft_shape record(draft_shape shape, policy_choice why, double best_rate) {
+    last_choice_ = why;
+    last_best_rate_ = best_rate;
+    return shape;
+  }
+
+  // The factor that makes a verify cost optimistic: well measured costs are trusted, a cost
+  // measured once long ago (its weight decayed) or never is tried again when it might pay.
+  double cost_optimism(double n) const {
+    return 1.0 - config_.cost_confidence / std::sqrt(1.0 + verify_cost_weight(n));
+  }
+
+  static double expected_loss(const shape_estimate& e, double best_rate) {
+    return best_rate > 0 ? std::max(0.0, e.time_s() - e.tokens / best_rate) : 0.0;
+  }
+
+  void decay_all() {
+    const double k = config_.decay;
+    for (double& x : fresh_) x *= k;
+    for (auto& b : cost_) {
+      b.weight *= k;
+      b.n *= k;
+      b.seconds *= k;
+    }
+    draft_.w *= k;
+    draft_.s11 *= k;
+    draft_.s12 *= k;
+    draft_.s22 *= k;
+    draft_.s1y *= k;
+    draft_.s2y *= k;
+  }
+
+  // Node counts up to 64 have a bin each; above, 8 bins per doubling.
+  static std::int32_t cost_key(std::int32_t n) {
+    return n <= 64 ? n : 64 + static_cast<std::int32_t>(std::floor(8.0 * std::log2(n / 64.0)));
+  }
+
+  void add_cost(std::int32_t nodes, double seconds) {
+    const std::int32_t key = cost_key(nodes);
+    auto it = std::lower_bound(cost_.begin(), cost_.end(), key,
+                               [](const cost_bin& b, std::int32_t k) { return b.key < k; });
+    if (it == cost_.end() || it->key != key) it = cost_.insert(it, cost_bin{key, 0, 0, 0, 0});
+    // NOTE: a bin's first sample paid for first-touch allocations and cold caches; the second
+    // replaces it.
+    if (it->samples == 1) *it = cost_bin{key, 0, 0, 0, 1};
+    ++it->samples;
+    // NOTE: one step slowed by something else on the machine (a page fault, another process)
+    // would otherwise move a bin for many steps: a sample counts at most 2x the bin's mean.
+    if (it->weight >= 1.0) seconds = std::min(seconds, 2.0 * it->seconds / it->weight);
+    it->weight += 1.0;
+    it->n += nodes;
+    it->seconds += seconds;
+  }
+
+  void add_draft(draft_shape shape, std::int32_t requests, double seconds) {
+    const double x1 = shape.beam_length - 1, x2 = x1 * shape.beam_width * requests;
+    if (draft_samples_++ == 1) draft_ = regression{};  // the first drafting paid for allocations
+    draft_.w += 1.0;
+    draft_.s11 += x1 * x1;
+    draft_.s12 += x1 * x2;
+    draft_.s22 += x2 * x2;
+    draft_.s1y += x1 * seconds;
+    draft_.s2y += x2 * seconds;
+  }
+
+  // (c0, c1) of draft = (L - 1)(c0 + c1 W A): least squares, both >= 0; c1 alone while the rows
+  // W A have not varied (the two features are then proportional).
+  std::pair<double, double> draft_coefficients() const {
+    const regression& r = draft_;
+    const double det = r.s11 * r.s22 - r.s12 * r.s12;
+    if (det > 1e-9 * r.s11 * r.s22) {
+      const double c0 = (r.s1y * r.s22 - r.s2y * r.s12) / det, c1 = (r.s2y * r.s11 - r.s1y * r.s12) / det;
+      if (c0 >= 0 && c1 >= 0) return {c0, c1};
+    }
+    return {0.0, r.s22 > 0 ? std::max(0.0, r.s2y / r.s22) : 0.0};
+  }
+
+  // Mean tree nodes per request of candidate (widths[j], lengths[k]); before data, the beams'
+  // 1 + W (L - 1) nodes (no shared prefixes), a prior of weight 1/4.
+  double nodes_per_request(std::size_t j, std::size_t k) const {
+    constexpr double prior_weight = 0.25;
+    const double full = 1.0 + config_.widths[j] * (config_.lengths[k] - 1.0);
+    return (node_sum_[node_cell(j, k)] + prior_weight * full) / (node_weight_[node_cell(j, k)] + prior_weight);
+  }
+
+  // q(W, d) for every cell: a Beta estimate with a prior of weight 1 at its neighbours' value,
+  // kept within the bounds every cell obeys (more beams never accept less; deeper never more).
+  acceptance_table acceptance_estimates() const {
+    constexpr double prior_weight = 1.0;
+    const std::int32_t depths = max_depth();
+    acceptance_table t;
+    t.mean.assign(hits_.size(), 0.0);
+    t.optimistic.assign(hits_.size(), 0.0);
+    for (std::size_t j = 0; j < config_.widths.size(); ++j) {
+      double prev = 1.0, prev2 = 1.0, prev_opt = 1.0;
+      for (std::int32_t d = 1; d <= depths; ++d) {
+        const std::size_t c = cell(j, d);
+        const double narrower = j > 0 ? t.mean[cell(j - 1, d)] : 0.0;
+        const double narrower_opt = j > 0 ? t.optimistic[cell(j - 1, d)] : 0.0;
+        // The prior: the narrower width's value, or the depth trend continued (0.5 at depth 1).
+        const double trend = d == 1 ? 0.5 : prev * (prev2 > 0 ? prev / prev2 : 0.0);
+        const double prior = std::max(narrower, trend);
+        double p = (hits_[c] + prior_weight * prior) / (seen_[c] + prior_weight);
+        p = std::min(std::max(p, narrower), prev);
+        const double sd = std::sqrt(p * (1.0 - p) / (std::min(seen_[c], fresh_[c]) + prior_weight));
+        const double opt = std::min(prev_opt, std::max(narrower_opt, p + config_.confidence * sd));
+        t.mean[c] = p;
+        t.optimistic[c] = std::max(opt, p);
+        prev2 = prev;
+        prev = p;
+        prev_opt = t.optimistic[c];
+      }
+    }
+    return t;
+  }
+
+  adaptive_policy_config config_;
+  // [widths, L_max - 1]: hits and observations, decayed at each step that observes the cell;
+  // fresh: observations decayed at every step (how recent the cell's data is).
+  std::vector<double> hits_, seen_, fresh_;
+  std::vector<double> node_sum_, node_weight_;  // [widths, lengths] sums, decayed like hits_
+  std::vector<cost_bin> cost_;                  // ascending key
+  regression draft_;
+  std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
+  double elapsed_s_ = 0, probe_loss_s_ = 0;
+  policy_choice last_choice_ = policy_choice::calibrate;
+  double last_best_rate_ = 0;
+};
+
+static_assert(SpeculationPolicy<adaptive_policy>);
+
+}  // namespace redraft

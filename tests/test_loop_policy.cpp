@@ -1,0 +1,599 @@
+// Speculation policies in the decoding loop: exactness whatever shape a policy picks (greedy
+// output = plain greedy output; lossless sampling follows the target's law), and the adaptive
+// policy's choices against a simulated clock: a synthetic target whose verify cost is a + b n and
+// a drafter of known acceptance per depth, so the best shape is known exactly.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <map>
+
+#include "redraft/draft/draft_init.hpp"
+#include "redraft/loop/adaptive_policy.hpp"
+#include "redraft/loop/draft_head_drafter.hpp"
+#include "redraft/loop/plain_decoder.hpp"
+#include "redraft/loop/speculative_decoder.hpp"
+#include "redraft/testing/drafters.hpp"
+#include "redraft/testing/simulated_cost.hpp"
+#include "redraft/testing/synthetic_target.hpp"
+#include "redraft/testing/tiny_llama.hpp"
+
+using namespace redraft;
+using redraft::testing::costed_target;
+using redraft::testing::linear_cost;
+using redraft::testing::profile_drafter;
+using redraft::testing::simulated_clock;
+using redraft::testing::synthetic_target;
+using redraft::testing::synthetic_target_config;
+
+namespace {
+
+std::vector<std::int32_t> greedy_reference(const synthetic_target& model, std::vector<std::int32_t> seq,
+                                           std::int32_t max_new, std::int32_t eos) {
+  std::vector<std::int32_t> out;
+  while (static_cast<std::int32_t>(out.size()) < max_new) {
+    const auto p = model.next_distribution(seq);
+    const auto best = static_cast<std::int32_t>(std::max_element(p.begin(), p.end()) - p.begin());
+    out.push_back(best);
+    seq.push_back(best);
+    if (best == eos) break;
+  }
+  return out;
+}
+
+std::vector<generation_request> make_requests(std::int32_t batch, std::int32_t vocab, std::int32_t max_new) {
+  std::vector<generation_request> requests;
+  for (std::int32_t r = 0; r < batch; ++r) {
+    const philox_stream s{31, static_cast<std::uint32_t>(r), 5};
+    generation_request q;
+    const std::int32_t len = 1 + static_cast<std::int32_t>(s.bits(0) % 7);
+    for (std::int32_t i = 0; i < len; ++i) q.prompt.push_back(static_cast<std::int32_t>(s.bits(1 + i) % vocab));
+    q.max_new_tokens = max_new + r % 3;
+    requests.push_back(q);
+  }
+  return requests;
+}
+
+// A policy that picks a pseudo-random shape every step, plain steps included, from its step
+// number and everything the previous reports said (so its choices depend on earlier random
+// draws): the decoder must stay exact whatever it does.
+class erratic_policy {
+ public:
+  explicit erratic_policy(std::uint64_t seed) : seed_(seed) {}
+  std::int32_t start(const decode_options&) const { return 6; }
+  bool needs_reports() const { return true; }
+  draft_shape choose(const step_context& ctx) {
+    // Step 1 wide, step 2 plain (so even short runs see both), then random.
+    const philox_stream s{seed_, ctx.step, history_};
+    if (ctx.step == 2 || (ctx.step > 2 && s.bits(0) % 3 == 0)) return draft_shape::plain();
+    return {ctx.step == 1 ? 3 : 1 + static_cast<std::int32_t>(s.bits(1) % 5), 2 + static_cast<std::int32_t>(s.bits(2) % 5)};
+  }
+  void observe(const step_report& r) {
+    history_ = history_ * 31u + static_cast<std::uint32_t>(r.emitted);
+    for (index_t i = 0; i < r.accepted_len.extent(0); ++i) history_ = history_ * 7u + static_cast<std::uint32_t>(r.accepted_len[i]);
+    shapes.push_back(r.shape);
+    // The report's detail agrees with itself: ranks ascend along the path and stay below W.
+    for (index_t i = 0; i < r.accepted_len.extent(0); ++i) {
+      for (std::int32_t d = 0; d < r.shape.beam_length - 1; ++d) {
+        const std::int32_t rank = r.accepted_rank(i, d);
+        if (d < r.accepted_len[i]) {
+          consistent &= rank >= 0 && rank < r.shape.beam_width && (d == 0 || rank >= r.accepted_rank(i, d - 1));
+        } else {
+          consistent &= rank == -1;
+        }
+      }
+      consistent &= r.shared_prefix(i, 0) == 0;
+    }
+  }
+  std::vector<draft_shape> shapes;
+  bool consistent = true;
+
+ private:
+  std::uint64_t seed_;
+  std::uint32_t history_ = 0;
+};
+
+static_assert(SpeculationPolicy<erratic_policy>);
+
+// Not a policy: choose() has the wrong return type.
+struct not_a_policy {
+  std::int32_t start(const decode_options&) const { return 2; }
+  bool needs_reports() const { return false; }
+  std::int32_t choose(const step_context&) { return 2; }
+  void observe(const step_report&) {}
+};
+static_assert(!SpeculationPolicy<not_a_policy>);
+
+}  // namespace
+
+TEST_CASE("fixed_policy is the default and uses decode_options' shape every step", "[loop][policy]") {
+  synthetic_target_config config;
+  config.vocab_size = 24;
+  synthetic_target model(config);
+  redraft::testing::random_drafter drafter(config.vocab_size, 5);
+  speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+  static_assert(std::is_same_v<std::remove_cvref_t<decltype(decoder.policy())>, fixed_policy>);
+  decode_options options;
+  options.beam_width = 3;
+  options.beam_length = 4;
+  const auto requests = make_requests(3, config.vocab_size, 12);
+  const auto result = decoder.generate(requests, options);
+  for (const auto& st : result.steps) {
+    CHECK(st.beam_width == 3);
+    CHECK(st.beam_length == 4);
+  }
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    CHECK(result.tokens[r] == greedy_reference(model, requests[r].prompt, requests[r].max_new_tokens, -1));
+    CHECK(result.requests[r].drafted == 3 * result.requests[r].steps);
+  }
+}
+
+TEST_CASE("greedy output equals plain greedy whatever shapes the policy picks", "[loop][policy]") {
+  const std::int32_t batch = GENERATE(1, 4, 7);
+  const bool oracle = GENERATE(false, true);
+  CAPTURE(batch, oracle);
+  synthetic_target_config config;
+  config.vocab_size = 24;
+  synthetic_target model(config), shadow(config);
+  auto requests = make_requests(batch, config.vocab_size, 30);
+  const auto plain0 = greedy_reference(model, requests[0].prompt, 30, -1);
+  requests[0].eos_token = plain0[13];
+  decode_options options;
+  erratic_policy policy(static_cast<std::uint64_t>(batch) * 2 + (oracle ? 1 : 0));
+  generation_result result;
+  std::vector<draft_shape> shapes;
+  if (oracle) {
+    redraft::testing::oracle_drafter<synthetic_target> drafter(shadow, config.num_slots, 3);
+    for (std::int32_t r = 0; r < batch; ++r) drafter.set_context(r, requests[static_cast<std::size_t>(r)].prompt);
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), erratic_policy> decoder(cpu_backend{}, model,
+                                                                                                 drafter, policy);
+    result = decoder.generate(requests, options, [&](std::int32_t r, std::int32_t tok) { drafter.observe(r, tok); });
+    shapes = decoder.policy().shapes;
+    CHECK(decoder.policy().consistent);
+  } else {
+    redraft::testing::random_drafter drafter(config.vocab_size, 5);
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), erratic_policy> decoder(cpu_backend{}, model,
+                                                                                                 drafter, policy);
+    result = decoder.generate(requests, options);
+    shapes = decoder.policy().shapes;
+    CHECK(decoder.policy().consistent);
+  }
+  REQUIRE(shapes.size() == result.steps.size());
+  std::int32_t plain_steps = 0;
+  for (std::size_t s = 0; s < shapes.size(); ++s) {
+    CHECK(result.steps[s].beam_width == shapes[s].beam_width);
+    CHECK(result.steps[s].beam_length == shapes[s].beam_length);
+    if (shapes[s].is_plain()) {
+      ++plain_steps;
+      CHECK(result.steps[s].nodes == result.steps[s].requests);
+      CHECK(result.steps[s].draft_s == 0.0);
+    }
+  }
+  CHECK(plain_steps > 0);
+  for (std::int32_t r = 0; r < batch; ++r) {
+    CAPTURE(r);
+    const auto& q = requests[static_cast<std::size_t>(r)];
+    CHECK(result.tokens[static_cast<std::size_t>(r)] == greedy_reference(model, q.prompt, q.max_new_tokens, q.eos_token));
+    const auto& st = result.requests[static_cast<std::size_t>(r)];
+    CHECK(st.accepted <= st.drafted);
+    CHECK(st.accepted_at_depth.size() == 5);
+  }
+  CHECK(result.requests[0].stop_reason == "eos");
+}
+
+TEST_CASE("the decoder rejects a shape the policy may not pick", "[loop][policy][errors]") {
+  struct bad_policy {
+    draft_shape shape;
+    std::int32_t start(const decode_options&) const { return 4; }
+    bool needs_reports() const { return false; }
+    draft_shape choose(const step_context&) const { return shape; }
+    void observe(const step_report&) {}
+  };
+  synthetic_target_config config;
+  config.vocab_size = 24;
+  synthetic_target model(config);
+  redraft::testing::random_drafter drafter(config.vocab_size, 5);
+  const auto run = [&](draft_shape shape) {
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), bad_policy> decoder(cpu_backend{}, model,
+                                                                                             drafter, bad_policy{shape});
+    return decoder.generate({generation_request{{1, 2}, 8, -1, 0}}, decode_options{});
+  };
+  CHECK_THROWS_WITH(run({2, 5}), Catch::Contains("chose beam_width 2, beam_length 5 for step 1") &&
+                                     Catch::Contains("1 <= L <= 4"));
+  CHECK_THROWS_WITH(run({3, 1}), Catch::Contains("beam_width 3, beam_length 1"));
+  CHECK_THROWS_WITH(run({0, 3}), Catch::Contains("beam_width 0"));
+  CHECK_NOTHROW(run({1, 1}));
+  CHECK_THROWS_WITH(adaptive_policy(adaptive_policy_config{{1, 4, 2}, {2, 3}}),
+                    Catch::Contains("widths must be ascending and >= 1 (widths[2] = 2)"));
+  CHECK_THROWS_WITH(adaptive_policy(adaptive_policy_config{{1}, {1, 3}}),
+                    Catch::Contains("lengths must be ascending and >= 2 (lengths[0] = 1)"));
+  adaptive_policy_config decay;
+  decay.decay = 0.0;
+  CHECK_THROWS_WITH(adaptive_policy(decay), Catch::Contains("decay 0 must be in (0, 1]"));
+}
+
+TEST_CASE("the adaptive policy keeps greedy exact on the tiny Llama with a draft head", "[loop][policy][e2e]") {
+  redraft::testing::tiny_llama_config c;
+  c.vocab_size = 64;
+  c.hidden_size = 32;
+  c.num_layers = 1;
+  c.num_heads = 2;
+  c.head_dim = 16;
+  c.intermediate_size = 64;
+  c.max_context = 128;
+  const auto target = redraft::testing::tiny_llama::random(c, 9, 4);
+  auto plain_target = target;
+  draft_config d;
+  d.vocab_size = c.vocab_size;
+  d.hidden_size = c.hidden_size;
+  d.exit_dim = 2 * c.hidden_size;
+  d.num_draft_layers = 1;
+  draft_head<cpu_backend> head(cpu_backend{}, d);
+  init_draft_head(head, 4);
+  auto spec_target = target;
+  draft_head_drafter<cpu_backend> drafter(head, spec_target.embedding());
+  adaptive_policy_config pc;
+  pc.widths = {1, 2, 4};
+  speculative_decoder<cpu_backend, redraft::testing::tiny_llama, decltype(drafter), adaptive_policy> decoder(
+      cpu_backend{}, spec_target, drafter, adaptive_policy(pc));
+  std::vector<generation_request> requests;
+  for (std::int32_t r = 0; r < 4; ++r) requests.push_back(generation_request{{1 + r, 7, 3 * r + 2}, 40 - 5 * r, -1, r});
+  const auto got = decoder.generate(requests, decode_options{});
+  const auto want = plain_decode(plain_target, requests);
+  CHECK(got.tokens == want.tokens);
+  CHECK(got.steps.front().beam_length == 1);  // the first step measures a plain step
+  CHECK(got.steps[1].beam_length == 6);       // the second the longest, narrowest shape
+}
+
+namespace {
+
+// Law of the first `n` emitted tokens of plain sampling at temperature 1, by exact enumeration.
+std::vector<double> exact_law(const synthetic_target& model, const std::vector<std::int32_t>& prompt, int n) {
+  const std::int32_t vocab = model.vocab_size();
+  std::vector<double> law(1, 1.0);
+  std::vector<std::vector<std::int32_t>> prefixes(1);
+  for (int step = 0; step < n; ++step) {
+    std::vector<double> next_law;
+    std::vector<std::vector<std::int32_t>> next_prefixes;
+    for (std::size_t i = 0; i < law.size(); ++i) {
+      std::vector<std::int32_t> seq = prompt;
+      seq.insert(seq.end(), prefixes[i].begin(), prefixes[i].end());
+      const auto p = model.next_distribution(seq);
+      for (std::int32_t v = 0; v < vocab; ++v) {
+        next_law.push_back(law[i] * p[static_cast<std::size_t>(v)]);
+        next_prefixes.push_back(prefixes[i]);
+        next_prefixes.back().push_back(v);
+      }
+    }
+    law.swap(next_law);
+    prefixes.swap(next_prefixes);
+  }
+  return law;
+}
+
+// Pearson chi-square of `counts` against `law`, pooling cells with expected count < 5:
+// (statistic, degrees of freedom).
+std::pair<double, int> chi_square(const std::vector<std::int64_t>& counts, const std::vector<double>& law,
+                                  std::int64_t total) {
+  double stat = 0, pooled_expected = 0;
+  std::int64_t pooled_observed = 0;
+  int cells = 0;
+  for (std::size_t i = 0; i < law.size(); ++i) {
+    const double e = law[i] * static_cast<double>(total);
+    if (e < 5) {
+      pooled_expected += e;
+      pooled_observed += counts[i];
+      continue;
+    }
+    stat += (static_cast<double>(counts[i]) - e) * (static_cast<double>(counts[i]) - e) / e;
+    ++cells;
+  }
+  if (pooled_expected > 0) {
+    const double diff = static_cast<double>(pooled_observed) - pooled_expected;
+    stat += diff * diff / pooled_expected;
+    ++cells;
+  }
+  return {stat, cells - 1};
+}
+
+// Upper quantile of chi-square(df) at z standard deviations (Wilson-Hilferty).
+double chi_square_quantile(int df, double z) {
+  const double k = df, a = 2.0 / (9.0 * k);
+  return k * std::pow(1.0 - a + z * std::sqrt(a), 3.0);
+}
+
+template <class Decoder>
+std::vector<std::int64_t> first_token_counts(Decoder& decoder, const std::vector<std::int32_t>& prompt,
+                                             std::int32_t runs, int n, std::int32_t vocab,
+                                             const decode_options& options) {
+  std::vector<generation_request> requests(static_cast<std::size_t>(runs), generation_request{prompt, n, -1, -1});
+  const auto result = decoder.generate(requests, options);
+  std::size_t outcomes = 1;
+  for (int i = 0; i < n; ++i) outcomes *= static_cast<std::size_t>(vocab);
+  std::vector<std::int64_t> counts(outcomes, 0);
+  for (const auto& tokens : result.tokens) {
+    REQUIRE(static_cast<int>(tokens.size()) == n);
+    std::size_t index = 0;
+    for (int i = 0; i < n; ++i) index = index * static_cast<std::size_t>(vocab) + static_cast<std::size_t>(tokens[static_cast<std::size_t>(i)]);
+    ++counts[index];
+  }
+  return counts;
+}
+
+}  // namespace
+
+TEST_CASE("lossless sampling follows the target's law whatever shapes the policy picks", "[loop][policy][statistics]") {
+  synthetic_target_config config;
+  config.vocab_size = 4;
+  config.window = 2;
+  config.logit_scale = 1.5f;
+  config.num_slots = 6000;
+  synthetic_target model(config);
+  const std::vector<std::int32_t> prompt = {1, 2, 3};
+  const int n = 4;  // 256 outcomes: the prefill's token and at least one step after a plain step
+  const auto law = exact_law(model, prompt, n);
+  decode_options options;
+  options.rule = verifier::lossless;
+  options.seed = 77;
+  const std::int32_t runs = 6000;
+  // 5.5 standard deviations: a false alarm rate of about 1e-8 with a fixed seed.
+  SECTION("a policy whose shapes depend on earlier steps' draws, plain steps included") {
+    redraft::testing::random_drafter drafter(config.vocab_size, 11);
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), erratic_policy> decoder(
+        cpu_backend{}, model, drafter, erratic_policy(5));
+    const auto counts = first_token_counts(decoder, prompt, runs, n, config.vocab_size, options);
+    bool plain = false, wide = false;
+    for (const auto& s : decoder.policy().shapes) {
+      plain |= s.is_plain();
+      wide |= s.beam_width > 1;
+    }
+    CHECK((plain && wide));
+    const auto [stat, df] = chi_square(counts, law, runs);
+    CAPTURE(stat, df);
+    CHECK(stat < chi_square_quantile(df, 5.5));
+  }
+  SECTION("the adaptive policy on a simulated clock") {
+    simulated_clock clock;
+    costed_target<synthetic_target> target(model, clock, linear_cost{1e-3, 1e-6});
+    profile_drafter drafter(model, {0.9, 0.9, 0.9, 0.9, 0.9}, 3, clock, 1e-5, 1e-8);
+    adaptive_policy_config pc;
+    pc.widths = {1, 2, 4};
+    speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter, adaptive_policy, simulated_clock>
+        decoder(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
+    std::vector<generation_request> requests(static_cast<std::size_t>(runs), generation_request{prompt, n, -1, -1});
+    const auto result = decoder.generate(requests, options);
+    std::set<std::pair<std::int32_t, std::int32_t>> shapes;
+    for (const auto& st : result.steps) shapes.insert({st.beam_width, st.beam_length});
+    CHECK(shapes.size() >= 2);
+    std::vector<std::int64_t> counts(law.size(), 0);
+    for (const auto& tokens : result.tokens) {
+      std::size_t index = 0;
+      for (int i = 0; i < n; ++i) index = index * 4 + static_cast<std::size_t>(tokens[static_cast<std::size_t>(i)]);
+      ++counts[index];
+    }
+    const auto [stat, df] = chi_square(counts, law, runs);
+    CAPTURE(stat, df);
+    CHECK(stat < chi_square_quantile(df, 5.5));
+  }
+}
+
+// --- the adaptive policy's choices on a simulated clock ---
+
+namespace {
+
+struct scenario {
+  std::vector<double> alpha;  // the drafter's acceptance profile
+  linear_cost verify;         // a + b n
+  double c0 = 0.02, c1 = 0.01;  // draft cost (L - 1)(c0 + c1 W A)
+};
+
+// The exact expected tokens per second of every candidate of `config` for A requests.
+std::map<std::pair<std::int32_t, std::int32_t>, double> true_rates(const scenario& s, const adaptive_policy_config& config,
+                                                                   std::int32_t requests) {
+  std::map<std::pair<std::int32_t, std::int32_t>, double> out;
+  out[{1, 1}] = requests / s.verify(requests);
+  for (const std::int32_t w : config.widths) {
+    for (const std::int32_t l : config.lengths) {
+      double tokens = 1;
+      for (const double q : redraft::testing::profile_acceptance(s.alpha, w, l - 1)) tokens += q;
+      const double nodes = redraft::testing::profile_expected_nodes(s.alpha, w, l);
+      const double time = s.verify(requests * nodes) + (l - 1) * (s.c0 + s.c1 * w * requests);
+      out[{w, l}] = requests * tokens / time;
+    }
+  }
+  return out;
+}
+
+std::pair<std::int32_t, std::int32_t> best_of(const std::map<std::pair<std::int32_t, std::int32_t>, double>& rates,
+                                              double* margin) {
+  auto best = rates.begin();
+  for (auto it = rates.begin(); it != rates.end(); ++it)
+    if (it->second > best->second) best = it;
+  double second = 0;
+  for (auto it = rates.begin(); it != rates.end(); ++it)
+    if (it != best) second = std::max(second, it->second);
+  *margin = best->second / second;
+  return best->first;
+}
+
+// Runs `requests` requests of max_new tokens; `phase_of(total emitted)` may switch the drafter's
+// profile mid-run. Returns the per-step shapes.
+struct simulated_run {
+  std::vector<step_stats> steps;
+  std::vector<std::int64_t> emitted_before;  // tokens emitted before each step
+  bool exact = true;
+};
+
+simulated_run run_simulated(const std::vector<scenario>& phases, std::int64_t tokens_per_phase,
+                            const adaptive_policy_config& pc, std::int32_t batch, std::int32_t max_new) {
+  synthetic_target_config config;
+  config.vocab_size = 32;
+  config.num_slots = batch;
+  synthetic_target model(config);
+  simulated_clock clock;
+  costed_target<synthetic_target> target(model, clock, phases[0].verify);
+  profile_drafter drafter(model, phases[0].alpha, 17, clock, phases[0].c0, phases[0].c1);
+  speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter, adaptive_policy, simulated_clock>
+      decoder(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
+  const auto requests = make_requests(batch, config.vocab_size, max_new);
+  std::int64_t emitted = 0;
+  std::size_t phase = 0;
+  simulated_run run;
+  const auto result = decoder.generate(requests, decode_options{}, [&](std::int32_t, std::int32_t) {
+    ++emitted;
+    if (phase + 1 < phases.size() && emitted >= static_cast<std::int64_t>(phase + 1) * tokens_per_phase) {
+      ++phase;
+      drafter.set_profile(phases[phase].alpha);
+      target.set_cost(phases[phase].verify);
+    }
+  });
+  std::int64_t before = batch;  // the prefill's tokens
+  for (const auto& st : result.steps) {
+    run.emitted_before.push_back(before);
+    before += st.emitted;
+  }
+  run.steps = result.steps;
+  for (std::size_t r = 0; r < requests.size(); ++r)
+    run.exact &= result.tokens[r] == greedy_reference(model, requests[r].prompt, requests[r].max_new_tokens, -1);
+  return run;
+}
+
+// Over the steps whose emitted-before count lies in [from, to) with all `batch` requests
+// running: the most chosen shape, its share, and the mean true rate of the chosen shapes
+// relative to the best.
+struct window_summary {
+  std::pair<std::int32_t, std::int32_t> modal;
+  double share = 0, efficiency = 0;
+  std::int32_t steps = 0;
+};
+
+window_summary summarize(const simulated_run& run, std::int64_t from, std::int64_t to,
+                         const std::map<std::pair<std::int32_t, std::int32_t>, double>& rates, std::int32_t batch) {
+  std::map<std::pair<std::int32_t, std::int32_t>, std::int32_t> count;
+  double best = 0;
+  for (const auto& [shape, rate] : rates) best = std::max(best, rate);
+  window_summary w;
+  double sum = 0;
+  for (std::size_t s = 0; s < run.steps.size(); ++s) {
+    if (run.emitted_before[s] < from || run.emitted_before[s] >= to || run.steps[s].requests != batch) continue;
+    const std::pair<std::int32_t, std::int32_t> shape{run.steps[s].beam_width, run.steps[s].beam_length};
+    ++count[shape];
+    sum += rates.at(shape) / best;
+    ++w.steps;
+  }
+  std::int32_t most = 0;
+  for (const auto& [shape, c] : count)
+    if (c > most) {
+      most = c;
+      w.modal = shape;
+    }
+  w.share = w.steps ? static_cast<double>(most) / w.steps : 0.0;
+  w.efficiency = w.steps ? sum / w.steps : 0.0;
+  return w;
+}
+
+adaptive_policy_config test_config() {
+  adaptive_policy_config pc;
+  pc.widths = {1, 2, 4, 8};
+  pc.lengths = {2, 3, 4, 5, 6};
+  return pc;
+}
+
+}  // namespace
+
+TEST_CASE("the adaptive policy measures the verify cost a + b n and extrapolates it", "[loop][policy]") {
+  const scenario s{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
+  synthetic_target_config config;
+  config.vocab_size = 32;
+  config.num_slots = 4;
+  synthetic_target model(config);
+  simulated_clock clock;
+  costed_target<synthetic_target> target(model, clock, s.verify);
+  profile_drafter drafter(model, s.alpha, 17, clock, s.c0, s.c1);
+  speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter, adaptive_policy, simulated_clock>
+      decoder(cpu_backend{}, target, drafter, adaptive_policy(test_config()), clock);
+  const auto result = decoder.generate(make_requests(4, config.vocab_size, 60), decode_options{});
+  const adaptive_policy& p = decoder.policy();
+  for (const auto& st : result.steps) {
+    CAPTURE(st.nodes);
+    CHECK(st.target_s == Approx(s.verify(st.nodes)).epsilon(1e-9));
+    CHECK(p.verify_cost(st.nodes) == Approx(s.verify(st.nodes)).epsilon(1e-9));
+    if (st.beam_length > 1) {
+      CHECK(st.draft_s == Approx((st.beam_length - 1) * (s.c0 + s.c1 * st.beam_width * st.requests)).epsilon(1e-9));
+    }
+  }
+  // A line extrapolates exactly; the draft model recovers c0 and c1 once W A has varied.
+  CHECK(p.verify_cost(1000) == Approx(s.verify(1000)).epsilon(1e-6));
+  CHECK(p.draft_cost({8, 6}, 4) == Approx(5 * (s.c0 + s.c1 * 8 * 4)).epsilon(1e-6));
+  CHECK(p.elapsed_s() > 0);
+  // Probes lose at most the budget, overrun by at most the last probe.
+  double longest = 0;
+  for (const auto& st : result.steps) longest = std::max(longest, st.total_s());
+  CHECK(p.probe_loss_s() <= 0.03 * p.elapsed_s() + longest);
+}
+
+TEST_CASE("the adaptive policy picks the shape with the most expected tokens per second", "[loop][policy]") {
+  const std::int32_t batch = GENERATE(1, 4);
+  CAPTURE(batch);
+  const scenario s{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
+  const adaptive_policy_config pc = test_config();
+  const auto rates = true_rates(s, pc, batch);
+  double margin = 0;
+  const auto optimum = best_of(rates, &margin);
+  CAPTURE(optimum.first, optimum.second, margin);
+  REQUIRE((optimum.second > 2 && optimum.second < 6));  // neither extreme
+  if (batch == 1) REQUIRE(optimum.first > 1);
+  REQUIRE(margin > 1.03);
+  const std::int32_t max_new = batch == 1 ? 900 : 300;
+  const simulated_run run = run_simulated({s}, 1 << 30, pc, batch, max_new);
+  CHECK(run.exact);
+  const window_summary w = summarize(run, batch * max_new / 5, batch * max_new * 9 / 10, rates, batch);
+  CAPTURE(w.modal.first, w.modal.second, w.share, w.efficiency, w.steps);
+  CHECK(w.steps > 30);
+  CHECK(w.modal == optimum);
+  CHECK(w.share > 0.6);
+  CHECK(w.efficiency > 0.95);
+}
+
+TEST_CASE("the adaptive policy falls back to plain steps when the tree costs too much", "[loop][policy]") {
+  const scenario s{{0.3, 0.3, 0.3, 0.3, 0.3}, {1.0, 1.0}};
+  const adaptive_policy_config pc = test_config();
+  const auto rates = true_rates(s, pc, 2);
+  double margin = 0;
+  const auto optimum = best_of(rates, &margin);
+  REQUIRE(optimum == std::pair<std::int32_t, std::int32_t>{1, 1});
+  REQUIRE(margin > 1.1);
+  const simulated_run run = run_simulated({s}, 1 << 30, pc, 2, 200);
+  CHECK(run.exact);
+  const window_summary w = summarize(run, 40, 360, rates, 2);
+  CAPTURE(w.modal.first, w.modal.second, w.share, w.efficiency, w.steps);
+  CHECK(w.modal == optimum);
+  CHECK(w.share > 0.9);
+  CHECK(w.efficiency > 0.97);
+}
+
+TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mid-run", "[loop][policy]") {
+  // High acceptance at depths 1-3, then almost none (plain steps win), then high again: plain
+  // steps teach nothing about acceptance, so returning needs the policy's probes.
+  const scenario high{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
+  const scenario low{{0.05, 0.05, 0.05, 0.05, 0.05}, {1.0, 0.1}};
+  const adaptive_policy_config pc = test_config();
+  const std::int32_t batch = 4;
+  const std::int64_t phase_tokens = 1200;
+  const simulated_run run = run_simulated({high, low, high}, phase_tokens, pc, batch, 3 * phase_tokens / batch + 40);
+  CHECK(run.exact);
+  double margin = 0;
+  const std::vector<scenario> phases{high, low, high};
+  for (std::size_t k = 0; k < phases.size(); ++k) {
+    CAPTURE(k);
+    const auto rates = true_rates(phases[k], pc, batch);
+    const auto optimum = best_of(rates, &margin);
+    REQUIRE(margin > 1.03);
+    // The second half of each phase.
+    const std::int64_t from = static_cast<std::int64_t>(k) * phase_tokens + phase_tokens / 2;
+    const window_summary w = summarize(run, from, from + phase_tokens / 2, rates, batch);
+    CAPTURE(optimum.first, optimum.second, w.modal.first, w.modal.second, w.share, w.efficiency, w.steps);
+    CHECK(w.modal == optimum);
+    CHECK(w.share > 0.6);
+    CHECK(w.efficiency > 0.93);
+  }
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# policy_table.sh: the adaptive speculation policy against every fixed draft shape, as same-run
+# speedups over plain decoding, on the shipped KJV target and its distilled draft head, greedy and
+# sampling (T = 1, lossless verifier), at batch 1, 4 and 16. Writes docs/policy.csv (one row per
+# run) and prints, per mode and batch, the best fixed cell, the adaptive policy's median speedup,
+# their ratio and the shapes the policy picked (docs/results.md shows the table).
+#
+# usage: tools/policy_table.sh [BUILD_DIR]     (default: build; redraft-demo must be built)
+# environment: BATCHES (default "1 4 16"), MODES ("greedy sampling"), TOKENS (per request,
+#   default 160), REPEATS (runs per cell, default 3), WIDTHS (fixed W at batch 1, default
+#   "1 2 4 8 16"), WIDE_BATCH_WIDTHS (fixed W at batch > 1, default "1 2 4"), LENGTHS
+#   ("2 3 4 5 6"), OUT (default docs), TARGET, DRAFT, PROMPT, LOCK (default
+#   /tmp/redraft-cpu.lock, held exclusively during each block of runs; LOCK= runs without it).
+#
+# Every run of redraft-demo times plain decoding and speculative decoding back to back in one
+# process, so each speedup is a same-run ratio; a cell's speedup is the median over its runs
+# (sampling: seeds 1..REPEATS, the same seeds for every cell and for the adaptive policy).
+# Runs are interleaved (all cells of repeat 1, then repeat 2, ...) so slow drift of the machine
+# hits every cell alike. Absolute speeds depend on the machine and on the target's CPU kernels;
+# the script records `lscpu` model name and flags in its output.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${1:-$root/build}"
+demo="$build/examples/redraft-demo"
+out="${OUT:-$root/docs}"
+batches="${BATCHES:-1 4 16}"
+modes="${MODES:-greedy sampling}"
+tokens="${TOKENS:-160}"
+repeats="${REPEATS:-3}"
+widths="${WIDTHS:-1 2 4 8 16}"
+wide_batch_widths="${WIDE_BATCH_WIDTHS:-1 2 4}"
+lengths="${LENGTHS:-2 3 4 5 6}"
+target="${TARGET:-$root/data/models/kjv-target}"
+draft="${DRAFT:-$root/data/draft_heads/kjv}"
+prompt="${PROMPT:-And it came to pass, when the king }"
+lock="${LOCK-/tmp/redraft-cpu.lock}"
+
+[[ -x "$demo" ]] || { echo "policy_table.sh: $demo not found (cmake --build $build --target redraft-demo)" >&2; exit 1; }
+mkdir -p "$out"
+csv="$out/policy.csv"
+cpu="$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+simd="$(grep -o -w -m1 -E 'avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' || true)"
+echo "# $(date -u +%FT%TZ) $cpu, $(nproc) cores, $simd; TOKENS=$tokens REPEATS=$repeats" >&2
+echo "mode,batch,policy,width,length,repeat,tokens_per_step,speedup,shapes" > "$csv"
+
+# One run: prints "tokens_per_step speedup shapes" (shapes: W x L:steps items joined by '|').
+run_one() {
+  local mode=$1 batch=$2 repeat=$3
+  shift 3
+  local args=(--target "$target" --draft "$draft" --batch "$batch" --max-tokens "$tokens" --prompt "$prompt" --quiet "$@")
+  [[ $mode == sampling ]] && args+=(--temperature 1 --verifier lossless --seed "$repeat")
+  local text
+  text="$("$demo" "${args[@]}")"
+  awk '
+    /^tokens per step:/ { tps = $4 }
+    /^shapes/ { s = ""; for (i = 6; i <= NF; ++i) s = s (s == "" ? "" : "|") $i }
+    /^speedup:/ { sp = $2; sub(/x$/, "", sp) }
+    END { print tps, sp, s }' <<< "$text"
+}
+
+[[ -n "$lock" ]] && exec 9> "$lock"
+for ((r = 1; r <= repeats; ++r)); do
+  for mode in $modes; do
+    for b in $batches; do
+      # One block (the adaptive policy and every fixed cell of one mode, batch and repeat) holds
+      # the lock exclusively: no build runs beside it, and other jobs run between blocks.
+      [[ -n "$lock" ]] && flock -x 9
+      read -r tps sp shapes < <(run_one "$mode" "$b" "$r" --policy adaptive)
+      echo "$mode,$b,adaptive,0,0,$r,$tps,$sp,$shapes" | tee -a "$csv" >&2
+      ws="$widths"
+      [[ $b -gt 1 ]] && ws="$wide_batch_widths"
+      for w in $ws; do
+        for l in $lengths; do
+          read -r tps sp shapes < <(run_one "$mode" "$b" "$r" --width "$w" --length "$l")
+          echo "$mode,$b,fixed,$w,$l,$r,$tps,$sp,$shapes" | tee -a "$csv" >&2
+        done
+      done
+      [[ -n "$lock" ]] && flock -u 9
+    done
+  done
+done
+
+# The summary: medians per cell, the best fixed cell, the adaptive policy against it.
+echo "| mode | batch | best fixed W x L | its speedup | adaptive speedup | adaptive / best fixed | shapes the policy picked (share of steps) |"
+echo "|---|---|---|---|---|---|---|"
+awk -F, 'NR > 1 {
+    key = $1 "," $2 "," $3 "," $4 "," $5
+    n[key]++; v[key, n[key]] = $8
+    if ($3 == "adaptive") { split($9, items, "|"); for (i in items) { split(items[i], kv, ":"); steps[$1 "," $2, kv[1]] += kv[2]; total[$1 "," $2] += kv[2] } }
+  }
+  function median(key,   m, i, j, t, a) {
+    m = n[key]; for (i = 1; i <= m; ++i) a[i] = v[key, i] + 0
+    for (i = 1; i <= m; ++i) for (j = i + 1; j <= m; ++j) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  }
+  END {
+    for (key in n) {
+      split(key, f, ","); mb = f[1] "," f[2]
+      if (f[3] == "fixed") { s = median(key); if (!(mb in best) || s > best[mb]) { best[mb] = s; cell[mb] = f[4] " x " f[5] } }
+      else adaptive[mb] = median(key)
+    }
+    for (mb in adaptive) {
+      split(mb, f, ","); picked = ""
+      for (k in steps) { split(k, g, SUBSEP); if (g[1] == mb) list[g[2]] = steps[k] }
+      while (length(list) > 0) {
+        top = ""; for (s in list) if (top == "" || list[s] > list[top]) top = s
+        if (list[top] / total[mb] >= 0.05) picked = picked (picked == "" ? "" : ", ") sprintf("%s %.0f%%", top == "plain" ? "plain" : top, 100 * list[top] / total[mb])
+        delete list[top]
+      }
+      printf "%s|%d|%s|%.2fx|%.2fx|%.3f|%s\n", f[1], f[2], cell[mb], best[mb], adaptive[mb], adaptive[mb] / best[mb], picked
+    }
+  }' "$csv" | sort -t'|' -k1,1 -k2,2n | sed 's/|/ | /g; s/^/| /; s/$/ |/'
+echo "wrote $csv" >&2
