@@ -29,7 +29,8 @@ std::vector<std::int32_t> repeating_text(std::int64_t n) {
   for (auto& t : base) t = static_cast<std::int32_t>(rng() % 256);
   std::vector<std::int32_t> out(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i)
-    out[static_cast<std::size_t>(i)] = rng() % 16 == 0 ? static_cast<std::int32_t>(rng() % 256) : base[static_cast<std::size_t>(i % 4096)];
+    out[static_cast<std::size_t>(i)] = rng() % 16 == 0 ? static_cast<std::int32_t>(rng() % 256)
+                                                       : base[static_cast<std::size_t>(i % 4096)];
   return out;
 }
 
@@ -61,21 +62,25 @@ void run(benchmark::State& state, Drafter make()) {
       state.ResumeTiming();
     }
     ++step;
-    history = std::span<const std::int32_t>(text.data(), static_cast<std::size_t>(n + kStepTokens * step));
+    history = std::span<const std::int32_t>(text.data(),
+                                            static_cast<std::size_t>(n + kStepTokens * step));
     root = history.back();
     const auto out = drafter.draft(in);
     for (redraft::index_t w = 0; w < 4; ++w) candidates += out.beam_lengths[w] > 1;
     benchmark::DoNotOptimize(out.beams.data());
   }
-  state.counters["candidates_per_step"] = benchmark::Counter(static_cast<double>(candidates) / static_cast<double>(state.iterations()));
+  state.counters["candidates_per_step"] =
+      benchmark::Counter(static_cast<double>(candidates) / static_cast<double>(state.iterations()));
 }
 
 void BM_lookup_step(benchmark::State& state) {
-  run<redraft::lookup_drafter<cpu_backend>>(state, [] { return redraft::lookup_drafter<cpu_backend>(cpu_backend{}); });
+  run<redraft::lookup_drafter<cpu_backend>>(
+      state, [] { return redraft::lookup_drafter<cpu_backend>(cpu_backend{}); });
 }
 
 void BM_suffix_step(benchmark::State& state) {
-  run<redraft::suffix_drafter<cpu_backend>>(state, [] { return redraft::suffix_drafter<cpu_backend>(cpu_backend{}); });
+  run<redraft::suffix_drafter<cpu_backend>>(
+      state, [] { return redraft::suffix_drafter<cpu_backend>(cpu_backend{}); });
 }
 
 }  // namespace

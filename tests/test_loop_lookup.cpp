@@ -29,8 +29,12 @@ struct one_request {
   std::uint8_t fresh = 1;
   draft_input in;
 
-  one_request(std::vector<std::int32_t> h, std::int32_t width, std::int32_t length, bool first = true)
-      : history(std::move(h)), root(history.empty() ? 0 : history.back()), span(history), fresh(first ? 1 : 0) {
+  one_request(std::vector<std::int32_t> h, std::int32_t width, std::int32_t length,
+              bool first = true)
+      : history(std::move(h)),
+        root(history.empty() ? 0 : history.back()),
+        span(history),
+        fresh(first ? 1 : 0) {
     in.roots = {&root, 1};
     in.slots = {&slot, 1};
     in.history = {&span, 1};
@@ -49,7 +53,8 @@ candidates unpack(const draft_output<cpu_backend>& out, std::int32_t width, std:
 
 }  // namespace
 
-TEST_CASE("ngram_index proposes the continuations of the longest matching suffix, latest first", "[lookup]") {
+TEST_CASE("ngram_index proposes the continuations of the longest matching suffix, latest first",
+          "[lookup]") {
   ngram_index index(3);
   //                      0  1  2  3  4  5  6  7  8  9
   const std::vector<std::int32_t> seq = {1, 2, 3, 4, 9, 2, 3, 5, 7, 2, 3};
@@ -66,7 +71,8 @@ TEST_CASE("ngram_index proposes the continuations of the longest matching suffix
   CHECK(index.propose(4, 3, 1, 2, 1) == candidates{{5, 7, 2}});
 }
 
-TEST_CASE("ngram_index: duplicates are dropped and a longer candidate replaces its prefix", "[lookup]") {
+TEST_CASE("ngram_index: duplicates are dropped and a longer candidate replaces its prefix",
+          "[lookup]") {
   ngram_index index(2);
   // "7 7 7 7": the latest occurrence of (7) has one token after it, the older ones more; all are
   // prefixes of one another, so one candidate remains, the longest.
@@ -78,13 +84,15 @@ TEST_CASE("ngram_index: duplicates are dropped and a longer candidate replaces i
   CHECK(twice.propose(4, 2, 1, 1, 32) == candidates{{5, 6}});
 }
 
-TEST_CASE("ngram_index: empty history and n larger than the history give no candidate", "[lookup]") {
+TEST_CASE("ngram_index: empty history and n larger than the history give no candidate",
+          "[lookup]") {
   ngram_index index(4);
   CHECK(index.propose(4, 3, 1, 4, 32).empty());
   index.append(std::vector<std::int32_t>{3});
   CHECK(index.propose(4, 3, 1, 4, 32).empty());  // one token: nothing before it
   index.append(std::vector<std::int32_t>{3});
-  CHECK(index.propose(4, 3, 1, 4, 32) == candidates{{3}});  // n = 1 matches; n = 2..4 exceed the history
+  CHECK(index.propose(4, 3, 1, 4, 32) ==
+        candidates{{3}});  // n = 1 matches; n = 2..4 exceed the history
   CHECK(index.propose(4, 3, 2, 4, 32).empty());
 }
 
@@ -104,7 +112,8 @@ TEST_CASE("ngram_index appended token by token equals one built at once", "[look
   }
 }
 
-TEST_CASE("lookup_drafter fills beams with per-beam lengths and keeps its index across steps", "[lookup]") {
+TEST_CASE("lookup_drafter fills beams with per-beam lengths and keeps its index across steps",
+          "[lookup]") {
   lookup_drafter<cpu_backend> drafter(cpu_backend{}, lookup_options{2, 1, 32});
   one_request q({1, 2, 3, 4, 1, 2}, 3, 4);
   draft_output<cpu_backend> out = drafter.draft(q.in);
@@ -113,7 +122,8 @@ TEST_CASE("lookup_drafter fills beams with per-beam lengths and keeps its index 
   // (1, 2) occurred at end 1: continuation 3 4 1 (L - 1 = 3). Beams 1 and 2: the root alone.
   CHECK(std::vector<std::int32_t>(out.beams.begin(), out.beams.end()) ==
         std::vector<std::int32_t>{2, 3, 4, 1, 2, -1, -1, -1, 2, -1, -1, -1});
-  CHECK(std::vector<std::int32_t>(out.beam_lengths.begin(), out.beam_lengths.end()) == std::vector<std::int32_t>{4, 1, 1});
+  CHECK(std::vector<std::int32_t>(out.beam_lengths.begin(), out.beam_lengths.end()) ==
+        std::vector<std::int32_t>{4, 1, 1});
   // The next step: the history grew by 3, 9; the drafter appends only those (history_fresh 0).
   one_request next({1, 2, 3, 4, 1, 2, 3, 9}, 3, 4, false);
   CHECK(unpack(drafter.draft(next.in), 3, 4).empty());  // (3, 9) and (9) never occurred before
@@ -131,12 +141,15 @@ TEST_CASE("lookup and suffix drafters reject bad input with redraft::error", "[l
   SECTION("no history") {
     q.in.history = {};
     q.in.history_fresh = {};
-    CHECK_THROWS_WITH(lookup.draft(q.in), Catch::Contains("lookup_drafter: draft_input::history has 0 rows"));
-    CHECK_THROWS_WITH(suffix.draft(q.in), Catch::Contains("suffix_drafter: draft_input::history has 0 rows"));
+    CHECK_THROWS_WITH(lookup.draft(q.in),
+                      Catch::Contains("lookup_drafter: draft_input::history has 0 rows"));
+    CHECK_THROWS_WITH(suffix.draft(q.in),
+                      Catch::Contains("suffix_drafter: draft_input::history has 0 rows"));
   }
   SECTION("empty history") {
     one_request empty({}, 2, 3);
-    CHECK_THROWS_WITH(lookup.draft(empty.in), Catch::Contains("must end with its root token 0 but it is empty"));
+    CHECK_THROWS_WITH(lookup.draft(empty.in),
+                      Catch::Contains("must end with its root token 0 but it is empty"));
   }
   SECTION("history not ending with the root") {
     q.root = 7;
@@ -144,12 +157,14 @@ TEST_CASE("lookup and suffix drafters reject bad input with redraft::error", "[l
   }
   SECTION("log-probs asked (verifier::redrafter)") {
     q.in.want_log_probs = true;
-    CHECK_THROWS_WITH(lookup.draft(q.in), Catch::Contains("verifier::redrafter needs the drafter's log-probs"));
+    CHECK_THROWS_WITH(lookup.draft(q.in),
+                      Catch::Contains("verifier::redrafter needs the drafter's log-probs"));
   }
   SECTION("a history that shrank without history_fresh") {
     lookup.draft(q.in);
     one_request shorter({1}, 2, 3, false);
-    CHECK_THROWS_WITH(lookup.draft(shorter.in), Catch::Contains("has 1 tokens, fewer than the 3 already seen"));
+    CHECK_THROWS_WITH(lookup.draft(shorter.in),
+                      Catch::Contains("has 1 tokens, fewer than the 3 already seen"));
   }
   SECTION("bad options") {
     CHECK_THROWS_WITH(lookup_drafter<cpu_backend>(cpu_backend{}, lookup_options{1, 2, 4}),
@@ -219,7 +234,9 @@ TEST_CASE("suffix_trie counts every substring up to max_depth, incrementally", "
     }
 }
 
-TEST_CASE("suffix_drafter with a shared corpus proposes from the corpus when the history has no match", "[suffix]") {
+TEST_CASE(
+    "suffix_drafter with a shared corpus proposes from the corpus when the history has no match",
+    "[suffix]") {
   suffix_corpus corpus(8);
   corpus.add(std::vector<std::int32_t>{10, 11, 12, 13, 14});
   corpus.add(std::vector<std::int32_t>{20, 11, 12, 15});
@@ -233,7 +250,8 @@ TEST_CASE("suffix_drafter with a shared corpus proposes from the corpus when the
   CHECK(unpack(drafter.draft(next.in), 2, 3) == candidates{{14}});
 }
 
-TEST_CASE("cap_candidates and pack_candidates: node cap, duplicates, candidates longer than L", "[lookup]") {
+TEST_CASE("cap_candidates and pack_candidates: node cap, duplicates, candidates longer than L",
+          "[lookup]") {
   candidates c = {{1, 2, 3}, {1, 2}, {1, 2, 3}, {1, 4, 5}, {6}};
   detail::cap_candidates(c, 0);  // duplicates and prefixes dropped
   CHECK(c == candidates{{1, 2, 3}, {1, 4, 5}, {6}});
@@ -263,7 +281,8 @@ struct fixed_drafter {
     out.beams = host_buffer<std::int32_t>(static_cast<index_t>(width) * l);
     for (std::int32_t w = 0; w < width; ++w) {
       out.beams[w * l] = in.roots[0];
-      for (std::int32_t k = 1; k < l; ++k) out.beams[w * l + k] = drafted[static_cast<std::size_t>(w * (l - 1) + k - 1)];
+      for (std::int32_t k = 1; k < l; ++k)
+        out.beams[w * l + k] = drafted[static_cast<std::size_t>(w * (l - 1) + k - 1)];
     }
     return out;
   }
@@ -277,30 +296,32 @@ TEST_CASE("hybrid_drafter merges two sources into one trie under a node cap", "[
   // History "... 1 2 7 8 | 9 1 2 7" then root 9: lookup proposes 1 2 7 (from the earlier "9").
   one_request q({9, 1, 2, 7, 9}, 3, 4);
   SECTION("head first") {
-    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, head, lookup,
-                                                                                   hybrid_options{2, 1, 0, false, 0, 0});
+    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(
+        cpu_backend{}, head, lookup, hybrid_options{2, 1, 0, false, 0, 0});
     const auto out = hybrid.draft(q.in);
     CHECK(unpack(out, 3, 4) == candidates{{1, 2, 3}, {1, 2, 4}, {1, 2, 7}});
     // The trie shares "1 2": 1 + 3 + 1 + 1 = 6 nodes.
-    const tree<cpu_backend> t = build_tree(cpu_backend{}, view<const std::int32_t, 3>(out.beams.data(), 1, 3, 4),
-                                           matrix_view<const std::int32_t>(out.beam_lengths.data(), 1, 3));
+    const tree<cpu_backend> t =
+        build_tree(cpu_backend{}, view<const std::int32_t, 3>(out.beams.data(), 1, 3, 4),
+                   matrix_view<const std::int32_t>(out.beam_lengths.data(), 1, 3));
     CHECK(t.total_nodes() == 6);
   }
   SECTION("lookup first, node cap 5") {
-    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, head, lookup,
-                                                                                   hybrid_options{2, 1, 5, true, 0, 0});
+    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(
+        cpu_backend{}, head, lookup, hybrid_options{2, 1, 5, true, 0, 0});
     CHECK(unpack(hybrid.draft(q.in), 3, 4) == candidates{{1, 2, 7}, {1, 2, 3}});
   }
   SECTION("per-source lengths: the head drafts 2 tokens, the lookup 3") {
     fixed_drafter short_head{{1, 2, 1, 5}, 2};  // [W, 2] for beam_length 3
-    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, short_head, lookup,
-                                                                                   hybrid_options{2, 1, 0, false, 3, 0});
+    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(
+        cpu_backend{}, short_head, lookup, hybrid_options{2, 1, 0, false, 3, 0});
     CHECK(unpack(hybrid.draft(q.in), 3, 4) == candidates{{1, 2}, {1, 5}, {1, 2, 7}});
     using H = hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>>;
     CHECK_THROWS_WITH(H(cpu_backend{}, short_head, lookup, hybrid_options{2, 1, 0, false, 1, 0}),
                       Catch::Contains("first_length 1 and second_length 0"));
     H too_long(cpu_backend{}, short_head, lookup, hybrid_options{2, 1, 0, false, 5, 0});
-    CHECK_THROWS_WITH(too_long.draft(q.in), Catch::Contains("a source's beam length 5 exceeds the step's beam_length 4"));
+    CHECK_THROWS_WITH(too_long.draft(q.in),
+                      Catch::Contains("a source's beam length 5 exceeds the step's beam_length 4"));
   }
   SECTION("acceptance budget: a source is cut after the depths it has been right at") {
     fixed_drafter one{{1, 2, 3}, 1};
@@ -308,9 +329,11 @@ TEST_CASE("hybrid_drafter merges two sources into one trie under a node cap", "[
     budget.first_min_acceptance = 0.9f;
     budget.second_min_acceptance = 0.9f;
     budget.acceptance_decay = 0.5f;
-    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, one, lookup, budget);
+    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(
+        cpu_backend{}, one, lookup, budget);
     one_request first({9, 1, 2, 7, 9}, 2, 4);
-    CHECK(unpack(hybrid.draft(first.in), 2, 4) == candidates{{1, 2, 3}, {1, 2, 7}});  // estimates start at the threshold
+    CHECK(unpack(hybrid.draft(first.in), 2, 4) ==
+          candidates{{1, 2, 3}, {1, 2, 7}});  // estimates start at the threshold
     // The target emitted 1 2 7 5: the head matched 2 tokens (depth 3 now 0.45 < 0.9: cut), the
     // lookup all 3. The lookup has no match for the new root 5.
     one_request second({9, 1, 2, 7, 9, 1, 2, 7, 5}, 2, 4, false);
@@ -335,26 +358,29 @@ TEST_CASE("hybrid_drafter merges two sources into one trie under a node cap", "[
     hybrid_options bad = budget;
     bad.acceptance_decay = 1.0f;
     using H = hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>>;
-    CHECK_THROWS_WITH(H(cpu_backend{}, one, lookup, bad), Catch::Contains("acceptance_decay 1 in [0, 1)"));
+    CHECK_THROWS_WITH(H(cpu_backend{}, one, lookup, bad),
+                      Catch::Contains("acceptance_decay 1 in [0, 1)"));
   }
   SECTION("the caller's cap wins when smaller") {
-    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, head, lookup,
-                                                                                   hybrid_options{2, 1, 5, false, 0, 0});
+    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(
+        cpu_backend{}, head, lookup, hybrid_options{2, 1, 5, false, 0, 0});
     q.in.max_nodes = 3;
     CHECK(unpack(hybrid.draft(q.in), 3, 4) == candidates{{1, 2}});
   }
   SECTION("bad input") {
-    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(cpu_backend{}, head, lookup,
-                                                                                   hybrid_options{2, 1, 0, false, 0, 0});
+    hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>> hybrid(
+        cpu_backend{}, head, lookup, hybrid_options{2, 1, 0, false, 0, 0});
     q.in.beam_width = 4;
-    CHECK_THROWS_WITH(hybrid.draft(q.in), Catch::Contains("beam_width 4 must equal first_beams 2 + second_beams 1"));
+    CHECK_THROWS_WITH(hybrid.draft(q.in),
+                      Catch::Contains("beam_width 4 must equal first_beams 2 + second_beams 1"));
     q.in.beam_width = 3;
     q.in.want_log_probs = true;
     CHECK_THROWS_WITH(hybrid.draft(q.in), Catch::Contains("hybrid_drafter: verifier::redrafter"));
     using H = hybrid_drafter<cpu_backend, fixed_drafter, lookup_drafter<cpu_backend>>;
     CHECK_THROWS_WITH(H(cpu_backend{}, head, lookup, hybrid_options{0, 0, 0, false, 0, 0}),
                       Catch::Contains("at least one beam"));
-    CHECK_THROWS_WITH(H(cpu_backend{}, head, lookup, hybrid_options{1, 1, -1, false, 0, 0}), Catch::Contains("max_nodes -1"));
+    CHECK_THROWS_WITH(H(cpu_backend{}, head, lookup, hybrid_options{1, 1, -1, false, 0, 0}),
+                      Catch::Contains("max_nodes -1"));
   }
 }
 
@@ -381,8 +407,8 @@ TEST_CASE("the speculative decoder gives drafters each request's history", "[loo
   config.vocab_size = 16;
   redraft::testing::synthetic_target model(config);
   history_probe probe;
-  speculative_decoder<cpu_backend, redraft::testing::synthetic_target, history_probe> decoder(cpu_backend{}, model,
-                                                                                             probe);
+  speculative_decoder<cpu_backend, redraft::testing::synthetic_target, history_probe> decoder(
+      cpu_backend{}, model, probe);
   decode_options options;
   options.beam_width = 2;
   options.beam_length = 3;
@@ -395,8 +421,9 @@ TEST_CASE("the speculative decoder gives drafters each request's history", "[loo
     // The history at step i: the prompt plus the tokens emitted before the step.
     const auto& h = probe.seen[i];
     REQUIRE(h.size() > q.prompt.size());
-    expected.insert(expected.end(), result.tokens[0].begin(),
-                    result.tokens[0].begin() + static_cast<std::ptrdiff_t>(h.size() - q.prompt.size()));
+    expected.insert(
+        expected.end(), result.tokens[0].begin(),
+        result.tokens[0].begin() + static_cast<std::ptrdiff_t>(h.size() - q.prompt.size()));
     CHECK(h == expected);
     CHECK(probe.fresh[i] == (i == 0 ? 1 : 0));
   }

@@ -18,7 +18,8 @@
 
 namespace redraft {
 
-using draft_candidate = std::vector<std::int32_t>;  // drafted tokens after the root, best candidate first
+using draft_candidate =
+    std::vector<std::int32_t>;  // drafted tokens after the root, best candidate first
 
 namespace detail {
 
@@ -26,23 +27,27 @@ namespace detail {
 // that no log-probs are asked for (a model-free drafter has no distribution to report).
 inline void check_history_input(const char* fn, const draft_input& in) {
   const index_t rows = in.roots.extent(0);
-  REDRAFT_REQUIRE(!in.want_log_probs, fn,
-                  ": verifier::redrafter needs the drafter's log-probs, which a model-free drafter does not "
-                  "have; use verifier::greedy or verifier::lossless");
+  REDRAFT_REQUIRE(
+      !in.want_log_probs, fn,
+      ": verifier::redrafter needs the drafter's log-probs, which a model-free drafter does not "
+      "have; use verifier::greedy or verifier::lossless");
   REDRAFT_REQUIRE(in.beam_width >= 1 && in.beam_length >= 2, fn, ": beam_width ", in.beam_width,
                   " and beam_length ", in.beam_length, " must be >= 1 and >= 2");
   REDRAFT_REQUIRE(in.max_nodes >= 0, fn, ": max_nodes ", in.max_nodes, " must be >= 0 (0: no cap)");
-  REDRAFT_REQUIRE(in.history.extent(0) == rows && in.history_fresh.extent(0) == rows, fn,
-                  ": draft_input::history has ", in.history.extent(0), " rows and history_fresh ",
-                  in.history_fresh.extent(0), " but there are ", rows,
-                  " requests (this drafter reads each request's tokens; the speculative decoder fills them)");
-  REDRAFT_REQUIRE(in.slots.extent(0) == rows, fn, ": ", in.slots.extent(0), " slots for ", rows, " requests");
+  REDRAFT_REQUIRE(
+      in.history.extent(0) == rows && in.history_fresh.extent(0) == rows, fn,
+      ": draft_input::history has ", in.history.extent(0), " rows and history_fresh ",
+      in.history_fresh.extent(0), " but there are ", rows,
+      " requests (this drafter reads each request's tokens; the speculative decoder fills them)");
+  REDRAFT_REQUIRE(in.slots.extent(0) == rows, fn, ": ", in.slots.extent(0), " slots for ", rows,
+                  " requests");
   for (index_t r = 0; r < rows; ++r) {
     const std::span<const std::int32_t> h = in.history[r];
     REDRAFT_REQUIRE(!h.empty() && h.back() == in.roots[r], fn, ": the history of request ", r, " (",
                     h.size(), " tokens) must end with its root token ", in.roots[r],
                     h.empty() ? " but it is empty" : "");
-    REDRAFT_REQUIRE(in.slots[r] >= 0, fn, ": slot ", in.slots[r], " of request ", r, " is negative");
+    REDRAFT_REQUIRE(in.slots[r] >= 0, fn, ": slot ", in.slots[r], " of request ", r,
+                    " is negative");
   }
 }
 
@@ -63,7 +68,8 @@ inline void cap_candidates(std::vector<draft_candidate>& candidates, std::int32_
     std::size_t keep = c.size();
     if (max_nodes > 0) {
       const std::int64_t room = max_nodes - nodes;
-      if (static_cast<std::int64_t>(keep - shared) > room) keep = shared + static_cast<std::size_t>(room > 0 ? room : 0);
+      if (static_cast<std::int64_t>(keep - shared) > room)
+        keep = shared + static_cast<std::size_t>(room > 0 ? room : 0);
     }
     if (keep <= shared) continue;  // adds no node
     c.resize(keep);
@@ -79,19 +85,21 @@ template <Backend B>
 draft_output<B> pack_candidates(const B& backend, const draft_input& in,
                                 const std::vector<std::vector<draft_candidate>>& candidates) {
   const index_t rows = in.roots.extent(0), width = in.beam_width, length = in.beam_length;
-  std::vector<std::int32_t> beams(static_cast<std::size_t>(rows * width * length), -1);  // [R, W, L]
-  std::vector<std::int32_t> lengths(static_cast<std::size_t>(rows * width), 1);          // [R, W]
+  std::vector<std::int32_t> beams(static_cast<std::size_t>(rows * width * length),
+                                  -1);                                           // [R, W, L]
+  std::vector<std::int32_t> lengths(static_cast<std::size_t>(rows * width), 1);  // [R, W]
   for (index_t r = 0; r < rows; ++r) {
     const auto& cs = candidates[static_cast<std::size_t>(r)];
-    REDRAFT_REQUIRE(static_cast<index_t>(cs.size()) <= width, "pack_candidates: request ", r, " has ", cs.size(),
-                    " candidates for ", width, " beams");
+    REDRAFT_REQUIRE(static_cast<index_t>(cs.size()) <= width, "pack_candidates: request ", r,
+                    " has ", cs.size(), " candidates for ", width, " beams");
     for (index_t w = 0; w < width; ++w) {
       std::int32_t* beam = beams.data() + (r * width + w) * length;
       beam[0] = in.roots[r];
       if (w >= static_cast<index_t>(cs.size())) continue;
       const draft_candidate& c = cs[static_cast<std::size_t>(w)];
-      REDRAFT_REQUIRE(static_cast<index_t>(c.size()) <= length - 1, "pack_candidates: request ", r, " candidate ",
-                      w, " has ", c.size(), " tokens, more than L - 1 = ", length - 1);
+      REDRAFT_REQUIRE(static_cast<index_t>(c.size()) <= length - 1, "pack_candidates: request ", r,
+                      " candidate ", w, " has ", c.size(),
+                      " tokens, more than L - 1 = ", length - 1);
       for (std::size_t l = 0; l < c.size(); ++l) beam[l + 1] = c[l];
       lengths[static_cast<std::size_t>(r * width + w)] = static_cast<std::int32_t>(c.size()) + 1;
     }
@@ -109,15 +117,16 @@ draft_output<B> pack_candidates(const B& backend, const draft_input& in,
 // Brings a slot's index up to date with request r's history: reset on a fresh request, else append
 // only the new tail.
 template <class Reset, class Append>
-void sync_history(const char* fn, const draft_input& in, index_t r, std::int64_t seen, Reset reset, Append append) {
+void sync_history(const char* fn, const draft_input& in, index_t r, std::int64_t seen, Reset reset,
+                  Append append) {
   const std::span<const std::int32_t> h = in.history[r];
   if (in.history_fresh[r] != 0) {
     reset();
     append(h);
     return;
   }
-  REDRAFT_REQUIRE(static_cast<std::int64_t>(h.size()) >= seen, fn, ": the history of request ", r, " (slot ",
-                  in.slots[r], ") has ", h.size(), " tokens, fewer than the ", seen,
+  REDRAFT_REQUIRE(static_cast<std::int64_t>(h.size()) >= seen, fn, ": the history of request ", r,
+                  " (slot ", in.slots[r], ") has ", h.size(), " tokens, fewer than the ", seen,
                   " already seen; set history_fresh for a new request on the slot");
   append(h.subspan(static_cast<std::size_t>(seen)));
 }

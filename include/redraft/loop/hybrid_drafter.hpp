@@ -49,12 +49,12 @@
 namespace redraft {
 
 struct hybrid_options {
-  std::int32_t first_beams = 4;   // beams asked of the first source per step
-  std::int32_t second_beams = 2;  // beams asked of the second source per step
-  std::int32_t max_nodes = 0;     // node cap per request tree, root included; 0: none
-  bool second_first = false;      // the second source's candidates come first in packed order
-  std::int32_t first_length = 0;  // beam length (root included) asked of the first source; 0: L
-  std::int32_t second_length = 0; // the same for the second source; 0: L
+  std::int32_t first_beams = 4;    // beams asked of the first source per step
+  std::int32_t second_beams = 2;   // beams asked of the second source per step
+  std::int32_t max_nodes = 0;      // node cap per request tree, root included; 0: none
+  bool second_first = false;       // the second source's candidates come first in packed order
+  std::int32_t first_length = 0;   // beam length (root included) asked of the first source; 0: L
+  std::int32_t second_length = 0;  // the same for the second source; 0: L
   // Acceptance budget, per source (0: off): the source's candidates are cut after the deepest
   // depth d whose observed acceptance rates (see the file comment) at depths 1..d are all >= the
   // threshold; d may be 0 (the source adds nothing this step but is still measured). Needs
@@ -69,22 +69,28 @@ namespace detail {
 // The candidates of a drafter's output: beams [R, W, L] (+ beam_lengths [R, W]) in B's memory ->
 // per request, the drafted tokens of each beam (length - 1 of them), beams of length 1 skipped.
 template <Backend B>
-std::vector<std::vector<draft_candidate>> unpack_candidates(const B& backend, const draft_output<B>& out, index_t rows,
-                                                            index_t width, index_t length, const char* fn) {
-  REDRAFT_REQUIRE(out.beams.size() == rows * width * length, fn, ": a source returned ", out.beams.size(),
-                  " beam tokens, expected ", rows * width * length, " ([", rows, ", ", width, ", ", length, "])");
+std::vector<std::vector<draft_candidate>> unpack_candidates(const B& backend,
+                                                            const draft_output<B>& out,
+                                                            index_t rows, index_t width,
+                                                            index_t length, const char* fn) {
+  REDRAFT_REQUIRE(out.beams.size() == rows * width * length, fn, ": a source returned ",
+                  out.beams.size(), " beam tokens, expected ", rows * width * length, " ([", rows,
+                  ", ", width, ", ", length, "])");
   REDRAFT_REQUIRE(out.beam_lengths.size() == 0 || out.beam_lengths.size() == rows * width, fn,
-                  ": a source returned ", out.beam_lengths.size(), " beam lengths, expected ", rows * width, " or none");
+                  ": a source returned ", out.beam_lengths.size(), " beam lengths, expected ",
+                  rows * width, " or none");
   std::vector<std::int32_t> beams(static_cast<std::size_t>(rows * width * length));
-  std::vector<std::int32_t> lengths(static_cast<std::size_t>(rows * width), static_cast<std::int32_t>(length));
+  std::vector<std::int32_t> lengths(static_cast<std::size_t>(rows * width),
+                                    static_cast<std::int32_t>(length));
   if (!beams.empty()) backend.copy_to_host(out.beams.data(), rows * width * length, beams.data());
-  if (out.beam_lengths.size() > 0) backend.copy_to_host(out.beam_lengths.data(), rows * width, lengths.data());
+  if (out.beam_lengths.size() > 0)
+    backend.copy_to_host(out.beam_lengths.data(), rows * width, lengths.data());
   std::vector<std::vector<draft_candidate>> result(static_cast<std::size_t>(rows));
   for (index_t r = 0; r < rows; ++r)
     for (index_t w = 0; w < width; ++w) {
       const std::int32_t n = lengths[static_cast<std::size_t>(r * width + w)];
-      REDRAFT_REQUIRE(n >= 1 && n <= length, fn, ": a source's beam_lengths[", r, ", ", w, "] = ", n,
-                      " is outside [1, ", length, "]");
+      REDRAFT_REQUIRE(n >= 1 && n <= length, fn, ": a source's beam_lengths[", r, ", ", w,
+                      "] = ", n, " is outside [1, ", length, "]");
       const std::int32_t* beam = beams.data() + (r * width + w) * length;
       if (n > 1) result[static_cast<std::size_t>(r)].emplace_back(beam + 1, beam + n);
     }
@@ -94,7 +100,7 @@ std::vector<std::vector<draft_candidate>> unpack_candidates(const B& backend, co
 }  // namespace detail
 
 template <Backend B, class First, class Second>
-  requires Drafter<First, B> && Drafter<Second, B>
+requires Drafter<First, B> && Drafter<Second, B>
 class hybrid_drafter {
  public:
   // Both sources must outlive the drafter.
@@ -102,19 +108,21 @@ class hybrid_drafter {
       : backend_(backend), first_(first), second_(second), options_(options) {
     REDRAFT_REQUIRE(options.first_beams >= 0 && options.second_beams >= 0 &&
                         options.first_beams + options.second_beams >= 1,
-                    "hybrid_drafter: first_beams ", options.first_beams, " and second_beams ", options.second_beams,
-                    " must be >= 0 with at least one beam in all");
-    REDRAFT_REQUIRE(options.max_nodes >= 0, "hybrid_drafter: max_nodes ", options.max_nodes, " must be >= 0 (0: no cap)");
-    REDRAFT_REQUIRE(options.first_min_acceptance >= 0.0f && options.first_min_acceptance <= 1.0f &&
-                        options.second_min_acceptance >= 0.0f && options.second_min_acceptance <= 1.0f &&
-                        options.acceptance_decay >= 0.0f && options.acceptance_decay < 1.0f,
-                    "hybrid_drafter: first_min_acceptance ", options.first_min_acceptance, " and second_min_acceptance ",
-                    options.second_min_acceptance, " must be in [0, 1] and acceptance_decay ", options.acceptance_decay,
-                    " in [0, 1)");
+                    "hybrid_drafter: first_beams ", options.first_beams, " and second_beams ",
+                    options.second_beams, " must be >= 0 with at least one beam in all");
+    REDRAFT_REQUIRE(options.max_nodes >= 0, "hybrid_drafter: max_nodes ", options.max_nodes,
+                    " must be >= 0 (0: no cap)");
+    REDRAFT_REQUIRE(
+        options.first_min_acceptance >= 0.0f && options.first_min_acceptance <= 1.0f &&
+            options.second_min_acceptance >= 0.0f && options.second_min_acceptance <= 1.0f &&
+            options.acceptance_decay >= 0.0f && options.acceptance_decay < 1.0f,
+        "hybrid_drafter: first_min_acceptance ", options.first_min_acceptance,
+        " and second_min_acceptance ", options.second_min_acceptance,
+        " must be in [0, 1] and acceptance_decay ", options.acceptance_decay, " in [0, 1)");
     REDRAFT_REQUIRE((options.first_length == 0 || options.first_length >= 2) &&
                         (options.second_length == 0 || options.second_length >= 2),
-                    "hybrid_drafter: first_length ", options.first_length, " and second_length ", options.second_length,
-                    " must be 0 (L) or >= 2");
+                    "hybrid_drafter: first_length ", options.first_length, " and second_length ",
+                    options.second_length, " must be 0 (L) or >= 2");
   }
 
   const hybrid_options& options() const { return options_; }
@@ -122,17 +130,21 @@ class hybrid_drafter {
   draft_output<B> draft(const draft_input& in) {
     constexpr const char* fn = "hybrid_drafter";
     REDRAFT_REQUIRE(!in.want_log_probs, fn,
-                    ": verifier::redrafter needs one draft distribution per beam, which merged candidates do not "
+                    ": verifier::redrafter needs one draft distribution per beam, which merged "
+                    "candidates do not "
                     "have; use verifier::greedy or verifier::lossless");
-    REDRAFT_REQUIRE(in.beam_width == options_.first_beams + options_.second_beams, fn, ": beam_width ",
-                    in.beam_width, " must equal first_beams ", options_.first_beams, " + second_beams ",
-                    options_.second_beams, " (set decode_options::beam_width to the sum)");
+    REDRAFT_REQUIRE(in.beam_width == options_.first_beams + options_.second_beams, fn,
+                    ": beam_width ", in.beam_width, " must equal first_beams ",
+                    options_.first_beams, " + second_beams ", options_.second_beams,
+                    " (set decode_options::beam_width to the sum)");
     REDRAFT_REQUIRE(in.beam_length >= 2, fn, ": beam_length ", in.beam_length, " must be >= 2");
-    REDRAFT_REQUIRE(in.max_nodes >= 0, fn, ": max_nodes ", in.max_nodes, " must be >= 0 (0: no cap)");
+    REDRAFT_REQUIRE(in.max_nodes >= 0, fn, ": max_nodes ", in.max_nodes,
+                    " must be >= 0 (0: no cap)");
     const index_t rows = in.roots.extent(0);
     std::vector<std::vector<draft_candidate>> a, b;
     if (options_.first_beams > 0) a = ask(first_, in, options_.first_beams, options_.first_length);
-    if (options_.second_beams > 0) b = ask(second_, in, options_.second_beams, options_.second_length);
+    if (options_.second_beams > 0)
+      b = ask(second_, in, options_.second_beams, options_.second_length);
     if (options_.first_min_acceptance > 0.0f || options_.second_min_acceptance > 0.0f)
       apply_acceptance_budget(in, a, b);
     std::int32_t cap = options_.max_nodes;
@@ -158,8 +170,8 @@ class hybrid_drafter {
 
  private:
   template <class D>
-  std::vector<std::vector<draft_candidate>> ask(D& source, const draft_input& in, std::int32_t beams,
-                                                std::int32_t length) {
+  std::vector<std::vector<draft_candidate>> ask(D& source, const draft_input& in,
+                                                std::int32_t beams, std::int32_t length) {
     REDRAFT_REQUIRE(length <= in.beam_length, "hybrid_drafter: a source's beam length ", length,
                     " exceeds the step's beam_length ", in.beam_length);
     draft_input sub = in;
@@ -167,7 +179,8 @@ class hybrid_drafter {
     sub.beam_length = length == 0 ? in.beam_length : length;
     sub.max_nodes = 0;  // the cap applies to the merged tree
     const draft_output<B> out = source.draft(sub);
-    return detail::unpack_candidates(backend_, out, in.roots.extent(0), beams, sub.beam_length, "hybrid_drafter");
+    return detail::unpack_candidates(backend_, out, in.roots.extent(0), beams, sub.beam_length,
+                                     "hybrid_drafter");
   }
 
   // Per slot: the sources' previous candidates, the history length then, the estimates a_s[d].
@@ -184,13 +197,15 @@ class hybrid_drafter {
     constexpr const char* fn = "hybrid_drafter";
     const index_t rows = in.roots.extent(0);
     REDRAFT_REQUIRE(in.history.extent(0) == rows && in.history_fresh.extent(0) == rows, fn,
-                    ": the acceptance budget needs draft_input::history and history_fresh (", rows, " rows); got ",
-                    in.history.extent(0), " and ", in.history_fresh.extent(0));
+                    ": the acceptance budget needs draft_input::history and history_fresh (", rows,
+                    " rows); got ", in.history.extent(0), " and ", in.history_fresh.extent(0));
     const float keep = options_.acceptance_decay, take = 1.0f - keep;
     const float threshold[2] = {options_.first_min_acceptance, options_.second_min_acceptance};
     for (index_t r = 0; r < rows; ++r) {
-      REDRAFT_REQUIRE(in.slots[r] >= 0, fn, ": slot ", in.slots[r], " of request ", r, " is negative");
-      if (static_cast<std::size_t>(in.slots[r]) >= slots_.size()) slots_.resize(static_cast<std::size_t>(in.slots[r]) + 1);
+      REDRAFT_REQUIRE(in.slots[r] >= 0, fn, ": slot ", in.slots[r], " of request ", r,
+                      " is negative");
+      if (static_cast<std::size_t>(in.slots[r]) >= slots_.size())
+        slots_.resize(static_cast<std::size_t>(in.slots[r]) + 1);
       slot_state& st = slots_[static_cast<std::size_t>(in.slots[r])];
       const std::span<const std::int32_t> h = in.history[r];
       if (in.history_fresh[r] != 0) st = slot_state{};
@@ -199,7 +214,8 @@ class hybrid_drafter {
         // Start at the threshold: trusted (drafted in full) until the source's first miss.
         if (rate.size() < static_cast<std::size_t>(in.beam_length - 1))
           rate.resize(static_cast<std::size_t>(in.beam_length - 1), threshold[s]);
-        if (st.seen < 0 || st.previous[s].empty() || static_cast<std::int64_t>(h.size()) <= st.seen) continue;
+        if (st.seen < 0 || st.previous[s].empty() || static_cast<std::int64_t>(h.size()) <= st.seen)
+          continue;
         const std::span<const std::int32_t> emitted = h.subspan(static_cast<std::size_t>(st.seen));
         std::size_t match = 0;
         for (const draft_candidate& c : st.previous[s]) {
@@ -207,8 +223,10 @@ class hybrid_drafter {
           while (m < c.size() && m < emitted.size() && c[m] == emitted[m]) ++m;
           match = std::max(match, m);
         }
-        const std::size_t observed = match < emitted.size() ? rate.size() : std::min(match, rate.size());
-        for (std::size_t d = 0; d < observed; ++d) rate[d] = keep * rate[d] + take * (d < match ? 1.0f : 0.0f);
+        const std::size_t observed =
+            match < emitted.size() ? rate.size() : std::min(match, rate.size());
+        for (std::size_t d = 0; d < observed; ++d)
+          rate[d] = keep * rate[d] + take * (d < match ? 1.0f : 0.0f);
       }
       st.seen = static_cast<std::int64_t>(h.size());
       std::vector<std::vector<draft_candidate>>* lists[2] = {&a, &b};

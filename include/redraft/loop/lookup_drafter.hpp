@@ -45,7 +45,8 @@ struct lookup_options {
 // The n-gram index of one token sequence, appended to incrementally.
 class ngram_index {
  public:
-  explicit ngram_index(std::int32_t max_ngram = 3) : max_ngram_(max_ngram), previous_(static_cast<std::size_t>(max_ngram)) {
+  explicit ngram_index(std::int32_t max_ngram = 3)
+      : max_ngram_(max_ngram), previous_(static_cast<std::size_t>(max_ngram)) {
     REDRAFT_REQUIRE(max_ngram >= 1, "ngram_index: max_ngram ", max_ngram, " must be >= 1");
   }
 
@@ -61,7 +62,8 @@ class ngram_index {
   void append(std::span<const std::int32_t> more) {
     for (const std::int32_t t : more) {
       tokens_.push_back(t);
-      const std::int64_t end = static_cast<std::int64_t>(tokens_.size()) - 2;  // gains its continuation now
+      const std::int64_t end =
+          static_cast<std::int64_t>(tokens_.size()) - 2;  // gains its continuation now
       if (end < 0) continue;
       for (std::int32_t n = 1; n <= max_ngram_ && end - n + 1 >= 0; ++n) {
         auto& prev = previous_[static_cast<std::size_t>(n - 1)];
@@ -78,8 +80,8 @@ class ngram_index {
 
   // Up to `count` distinct continuations (each at most `length` tokens) of the sequence's last n
   // tokens, for n from max_n down to min_n; see the file comment for the ranking.
-  std::vector<draft_candidate> propose(std::int32_t count, std::int32_t length, std::int32_t min_n, std::int32_t max_n,
-                                       std::int32_t max_matches) const {
+  std::vector<draft_candidate> propose(std::int32_t count, std::int32_t length, std::int32_t min_n,
+                                       std::int32_t max_n, std::int32_t max_matches) const {
     std::vector<draft_candidate> out;
     const std::int64_t size = static_cast<std::int64_t>(tokens_.size());
     const std::int32_t top = std::min<std::int32_t>(max_n, max_ngram_);
@@ -90,10 +92,12 @@ class ngram_index {
       if (it == latest_.end()) continue;
       const auto& prev = previous_[static_cast<std::size_t>(n - 1)];
       std::int32_t examined = 0;
-      for (std::int32_t p = it->second; p >= 0 && examined < max_matches && static_cast<std::int32_t>(out.size()) < count;
+      for (std::int32_t p = it->second;
+           p >= 0 && examined < max_matches && static_cast<std::int32_t>(out.size()) < count;
            p = prev[static_cast<std::size_t>(p)]) {
         ++examined;
-        if (!std::equal(tokens_.begin() + (p - n + 1), tokens_.begin() + p + 1, tokens_.begin() + (last - n + 1)))
+        if (!std::equal(tokens_.begin() + (p - n + 1), tokens_.begin() + p + 1,
+                        tokens_.begin() + (last - n + 1)))
           continue;  // a hash collision
         const std::int64_t stop = std::min<std::int64_t>(p + 1 + length, size);
         add_distinct(out, draft_candidate(tokens_.begin() + p + 1, tokens_.begin() + stop));
@@ -113,7 +117,8 @@ class ngram_index {
     return h;
   }
 
-  // Adds c unless it is a prefix of a kept candidate; replaces a kept candidate that is a prefix of c.
+  // Adds c unless it is a prefix of a kept candidate; replaces a kept candidate that is a prefix of
+  // c.
   static void add_distinct(std::vector<draft_candidate>& out, draft_candidate c) {
     for (draft_candidate& k : out) {
       const std::size_t n = std::min(k.size(), c.size());
@@ -127,17 +132,19 @@ class ngram_index {
   std::int32_t max_ngram_;
   std::vector<std::int32_t> tokens_;
   std::unordered_map<std::uint64_t, std::int32_t> latest_;  // hash(n-gram) -> latest end position
-  std::vector<std::vector<std::int32_t>> previous_;         // [n - 1][end] -> previous end, -1: none
+  std::vector<std::vector<std::int32_t>> previous_;  // [n - 1][end] -> previous end, -1: none
 };
 
 template <Backend B>
 class lookup_drafter {
  public:
-  explicit lookup_drafter(B backend, lookup_options options = {}) : backend_(backend), options_(options) {
+  explicit lookup_drafter(B backend, lookup_options options = {})
+      : backend_(backend), options_(options) {
     REDRAFT_REQUIRE(options.min_ngram >= 1 && options.max_ngram >= options.min_ngram,
-                    "lookup_drafter: min_ngram ", options.min_ngram, " and max_ngram ", options.max_ngram,
-                    " must satisfy 1 <= min_ngram <= max_ngram");
-    REDRAFT_REQUIRE(options.max_matches >= 1, "lookup_drafter: max_matches ", options.max_matches, " must be >= 1");
+                    "lookup_drafter: min_ngram ", options.min_ngram, " and max_ngram ",
+                    options.max_ngram, " must satisfy 1 <= min_ngram <= max_ngram");
+    REDRAFT_REQUIRE(options.max_matches >= 1, "lookup_drafter: max_matches ", options.max_matches,
+                    " must be >= 1");
   }
 
   const lookup_options& options() const { return options_; }
@@ -162,7 +169,9 @@ class lookup_drafter {
     return out;
   }
 
-  draft_output<B> draft(const draft_input& in) { return detail::pack_candidates(backend_, in, candidates(in)); }
+  draft_output<B> draft(const draft_input& in) {
+    return detail::pack_candidates(backend_, in, candidates(in));
+  }
 
  private:
   ngram_index& slot(std::int32_t s) {

@@ -18,10 +18,10 @@
 //
 // Incremental: the trie keeps the nodes of the history's current suffixes (depths 1..D-1), so
 // appending a token extends each of them by one child: O(D) hash operations per token, never a
-// rescan (the first draft of a request indexes its prompt: O(P D)); the corpus match of each request moves the same way, read only, O(D) per token.
-// Proposing costs O(D) to find the context plus O(W (L - 1) F) for the beam search (F: the
-// children per node, small in practice). Memory: at most D nodes per history token (a node: 6
-// int32 plus a hash entry).
+// rescan (the first draft of a request indexes its prompt: O(P D)); the corpus match of each
+// request moves the same way, read only, O(D) per token. Proposing costs O(D) to find the context
+// plus O(W (L - 1) F) for the beam search (F: the children per node, small in practice). Memory: at
+// most D nodes per history token (a node: 6 int32 plus a hash entry).
 //
 // Bad input: a missing history, or one not ending with the root, throws redraft::error; a
 // history whose suffixes never occurred before gives no candidate (every beam length 1).
@@ -45,8 +45,9 @@
 namespace redraft {
 
 struct suffix_options {
-  std::int32_t max_depth = 24;           // D: longest substring indexed (context + continuation)
-  float min_token_probability = 0.0f;    // a child less frequent than this (among its siblings) is not followed
+  std::int32_t max_depth = 24;  // D: longest substring indexed (context + continuation)
+  float min_token_probability =
+      0.0f;  // a child less frequent than this (among its siblings) is not followed
 };
 
 // A candidate with its score (log of the product of the frequencies along it).
@@ -60,7 +61,8 @@ struct scored_candidate {
 class suffix_trie {
  public:
   explicit suffix_trie(std::int32_t max_depth = 24) : max_depth_(max_depth) {
-    REDRAFT_REQUIRE(max_depth >= 2, "suffix_trie: max_depth ", max_depth, " must be >= 2 (a context and a token)");
+    REDRAFT_REQUIRE(max_depth >= 2, "suffix_trie: max_depth ", max_depth,
+                    " must be >= 2 (a context and a token)");
     clear();
   }
 
@@ -109,7 +111,8 @@ class suffix_trie {
     active = std::move(next);
   }
 
-  // The deepest node of `active` (suffixes, shorter first) of depth <= max_context with a child; -1: none.
+  // The deepest node of `active` (suffixes, shorter first) of depth <= max_context with a child;
+  // -1: none.
   std::int32_t context(const std::vector<std::int32_t>& active, std::int32_t max_context) const {
     for (std::size_t i = active.size(); i-- > 0;) {
       const node& n = nodes_[static_cast<std::size_t>(active[i])];
@@ -120,8 +123,8 @@ class suffix_trie {
 
   // Up to `count` continuations of at most `length` tokens from node u, by beam search over the
   // children's frequencies (see the file comment). Best first.
-  std::vector<scored_candidate> continuations(std::int32_t u, std::int32_t count, std::int32_t length,
-                                              float min_probability) const {
+  std::vector<scored_candidate> continuations(std::int32_t u, std::int32_t count,
+                                              std::int32_t length, float min_probability) const {
     struct path {
       std::int32_t node;
       scored_candidate c;
@@ -158,7 +161,8 @@ class suffix_trie {
       if (!grew) break;
       std::stable_sort(beams.begin(), beams.end(),
                        [](const path& a, const path& b) { return a.c.log_score > b.c.log_score; });
-      if (static_cast<std::int32_t>(beams.size()) > count) beams.resize(static_cast<std::size_t>(count));
+      if (static_cast<std::int32_t>(beams.size()) > count)
+        beams.resize(static_cast<std::size_t>(count));
     }
     std::vector<scored_candidate> out;
     for (path& p : beams)
@@ -177,12 +181,14 @@ class suffix_trie {
   };
 
   static std::uint64_t key(std::int32_t u, std::int32_t token) {
-    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(u)) << 32) | static_cast<std::uint32_t>(token);
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(u)) << 32) |
+           static_cast<std::uint32_t>(token);
   }
 
   // The child of u holding token (created if new), with its count incremented.
   std::int32_t add(std::int32_t u, std::int32_t token) {
-    auto [it, inserted] = children_.try_emplace(key(u, token), static_cast<std::int32_t>(nodes_.size()));
+    auto [it, inserted] =
+        children_.try_emplace(key(u, token), static_cast<std::int32_t>(nodes_.size()));
     if (inserted) {
       const std::int32_t v = it->second, previous = nodes_[static_cast<std::size_t>(u)].last_child;
       nodes_.push_back(node{token, 0, -1, -1, -1, nodes_[static_cast<std::size_t>(u)].depth + 1});
@@ -226,13 +232,17 @@ template <Backend B>
 class suffix_drafter {
  public:
   // corpus: optional shared corpus; it must outlive the drafter and use the same max_depth.
-  explicit suffix_drafter(B backend, suffix_options options = {}, const suffix_corpus* corpus = nullptr)
+  explicit suffix_drafter(B backend, suffix_options options = {},
+                          const suffix_corpus* corpus = nullptr)
       : backend_(backend), options_(options), corpus_(corpus) {
-    REDRAFT_REQUIRE(options.max_depth >= 2, "suffix_drafter: max_depth ", options.max_depth, " must be >= 2");
+    REDRAFT_REQUIRE(options.max_depth >= 2, "suffix_drafter: max_depth ", options.max_depth,
+                    " must be >= 2");
     REDRAFT_REQUIRE(options.min_token_probability >= 0.0f && options.min_token_probability <= 1.0f,
-                    "suffix_drafter: min_token_probability ", options.min_token_probability, " must be in [0, 1]");
+                    "suffix_drafter: min_token_probability ", options.min_token_probability,
+                    " must be in [0, 1]");
     REDRAFT_REQUIRE(corpus == nullptr || corpus->trie().max_depth() == options.max_depth,
-                    "suffix_drafter: the corpus has max_depth ", corpus == nullptr ? 0 : corpus->trie().max_depth(),
+                    "suffix_drafter: the corpus has max_depth ",
+                    corpus == nullptr ? 0 : corpus->trie().max_depth(),
                     " but the drafter's max_depth is ", options.max_depth);
   }
 
@@ -269,23 +279,29 @@ class suffix_drafter {
       if (corpus_ != nullptr) {
         const std::int32_t shared = corpus_->trie().context(s.corpus_active, max_context);
         if (shared >= 0) {
-          std::vector<scored_candidate> more =
-              corpus_->trie().continuations(shared, in.beam_width, length, options_.min_token_probability);
+          std::vector<scored_candidate> more = corpus_->trie().continuations(
+              shared, in.beam_width, length, options_.min_token_probability);
           for (auto& c : more) found.push_back(std::move(c));
           std::stable_sort(found.begin(), found.end(),
-                           [](const scored_candidate& a, const scored_candidate& b) { return a.log_score > b.log_score; });
+                           [](const scored_candidate& a, const scored_candidate& b) {
+                             return a.log_score > b.log_score;
+                           });
         }
       }
       auto& c = out[static_cast<std::size_t>(r)];
       for (auto& f : found) c.push_back(std::move(f.tokens));
-      detail::cap_candidates(c, 0);  // drops candidates that are prefixes of earlier ones (own vs corpus)
-      if (static_cast<std::int32_t>(c.size()) > in.beam_width) c.resize(static_cast<std::size_t>(in.beam_width));
+      detail::cap_candidates(
+          c, 0);  // drops candidates that are prefixes of earlier ones (own vs corpus)
+      if (static_cast<std::int32_t>(c.size()) > in.beam_width)
+        c.resize(static_cast<std::size_t>(in.beam_width));
       detail::cap_candidates(c, in.max_nodes);
     }
     return out;
   }
 
-  draft_output<B> draft(const draft_input& in) { return detail::pack_candidates(backend_, in, candidates(in)); }
+  draft_output<B> draft(const draft_input& in) {
+    return detail::pack_candidates(backend_, in, candidates(in));
+  }
 
  private:
   struct slot_state {
@@ -296,7 +312,8 @@ class suffix_drafter {
   };
 
   slot_state& slot(std::int32_t s) {
-    while (static_cast<std::size_t>(s) >= slots_.size()) slots_.push_back(slot_state{suffix_trie(options_.max_depth), {}, {}, 0});
+    while (static_cast<std::size_t>(s) >= slots_.size())
+      slots_.push_back(slot_state{suffix_trie(options_.max_depth), {}, {}, 0});
     return slots_[static_cast<std::size_t>(s)];
   }
 
