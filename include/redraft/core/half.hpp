@@ -59,8 +59,8 @@ inline std::uint16_t float_to_f16(float value) {
   }
   const int exponent = static_cast<int>(abs_bits >> 23) - 127;
   if (exponent > 15) return static_cast<std::uint16_t>(sign | 0x7c00u);  // overflow
-  std::uint32_t mantissa = (abs_bits & 0x7fffffu) | 0x800000u;  // with the implicit bit
-  int shift;                                                    // bits dropped from 24
+  std::uint32_t mantissa = (abs_bits & 0x7fffffu) | 0x800000u;           // with the implicit bit
+  int shift;                                                             // bits dropped from 24
   std::uint32_t half_exponent;
   if (exponent >= -14) {
     shift = 13;
@@ -123,6 +123,7 @@ inline const char* weight_format_name(weight_format f) {
 
 // The weight storage types the CPU product reads: float, float16, bfloat16.
 template <class T>
-concept weight_element = std::same_as<T, float> || std::same_as<T, float16> || std::same_as<T, bfloat16>;
+concept weight_element =
+    std::same_as<T, float> || std::same_as<T, float16> || std::same_as<T, bfloat16>;
 
 }  // namespace redraft
