@@ -68,18 +68,28 @@ void bm_matmul(benchmark::State& state) {
   for (auto _ : state) {
     const double t0 = redraft_bench::thread_seconds();
     switch (impl) {
-      case 0: redraft::small_matmul(xv, redraft::matrix_view<const float>(w32.data(), n, k), yv); break;
-      case 1: redraft::small_matmul(xv, redraft::matrix_view<const redraft::float16>(w16.data(), n, k), yv); break;
-      case 2: redraft::small_matmul(xv, redraft::matrix_view<const redraft::bfloat16>(wbf.data(), n, k), yv); break;
+      case 0:
+        redraft::small_matmul(xv, redraft::matrix_view<const float>(w32.data(), n, k), yv);
+        break;
+      case 1:
+        redraft::small_matmul(xv, redraft::matrix_view<const redraft::float16>(w16.data(), n, k),
+                              yv);
+        break;
+      case 2:
+        redraft::small_matmul(xv, redraft::matrix_view<const redraft::bfloat16>(wbf.data(), n, k),
+                              yv);
+        break;
       case 3:
         Eigen::Map<row_matrix>(y.data(), m, n).noalias() =
-            Eigen::Map<const row_matrix>(x.data(), m, k) * Eigen::Map<const row_matrix>(w32.data(), n, k).transpose();
+            Eigen::Map<const row_matrix>(x.data(), m, k) *
+            Eigen::Map<const row_matrix>(w32.data(), n, k).transpose();
         break;
       default:
         for (index_t o = 0; o < n; ++o) {
           const Eigen::Map<const Eigen::VectorXf> wr(w32.data() + o * k, k);
           for (index_t r = 0; r < m; ++r)
-            y[static_cast<std::size_t>(r * n + o)] = wr.dot(Eigen::Map<const Eigen::VectorXf>(x.data() + r * k, k));
+            y[static_cast<std::size_t>(r * n + o)] =
+                wr.dot(Eigen::Map<const Eigen::VectorXf>(x.data() + r * k, k));
         }
     }
     benchmark::DoNotOptimize(y.data());
@@ -91,7 +101,8 @@ void bm_matmul(benchmark::State& state) {
   }
   const double iterations = static_cast<double>(state.iterations());
   state.counters["floor_ratio"] = product_seconds / floor_seconds;
-  state.counters["weight_GBps"] = 1e-9 * static_cast<double>(weight_bytes) * iterations / product_seconds;
+  state.counters["weight_GBps"] =
+      1e-9 * static_cast<double>(weight_bytes) * iterations / product_seconds;
   state.counters["GFLOPs"] = 2e-9 * static_cast<double>(m * n * k) * iterations / product_seconds;
 }
 

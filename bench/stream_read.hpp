@@ -48,7 +48,8 @@ inline void BM_stream_read(benchmark::State& state) {
   static const std::vector<std::uint64_t> buffer = stream_buffer(std::size_t{512} << 20);
   const std::size_t bytes = buffer.size() * 8;
   for (auto _ : state) benchmark::DoNotOptimize(stream_read(buffer.data(), bytes));
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(bytes));
 }
 
 }  // namespace redraft_bench

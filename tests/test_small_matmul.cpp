@@ -100,7 +100,8 @@ TEMPLATE_TEST_CASE("small_matmul matches the double product at edge sizes", "[sm
   const index_t n = GENERATE(1, 3, 7, 9, 33);
   const index_t k = GENERATE(1, 7, 8, 15, 16, 17, 33, 100);
   CAPTURE(m, n, k, redraft::detail::simd_isa::name);
-  const problem p = make_problem<TestType>(m, n, k, static_cast<std::uint32_t>(m * 10007 + n * 101 + k));
+  const problem p =
+      make_problem<TestType>(m, n, k, static_cast<std::uint32_t>(m * 10007 + n * 101 + k));
   const std::vector<TestType> w = to_weights<TestType>(p.w);
   std::vector<float> y(static_cast<std::size_t>(m * n), 123.0f);
   redraft::small_matmul(redraft::matrix_view<const float>(p.x.data(), m, k),
@@ -147,7 +148,8 @@ TEMPLATE_TEST_CASE("cpu_backend::matmul with bias and SiLU matches the double pr
   const problem p = make_problem<TestType>(m, n, k, static_cast<std::uint32_t>(m + 7 * n + 13 * k));
   const std::vector<TestType> w = to_weights<TestType>(p.w);
   std::vector<float> bias(static_cast<std::size_t>(n));
-  for (index_t c = 0; c < n; ++c) bias[static_cast<std::size_t>(c)] = 0.25f * static_cast<float>(c % 5) - 0.5f;
+  for (index_t c = 0; c < n; ++c)
+    bias[static_cast<std::size_t>(c)] = 0.25f * static_cast<float>(c % 5) - 0.5f;
   std::vector<float> y(static_cast<std::size_t>(m * n));
   const redraft::cpu_backend b;
   b.matmul(redraft::matrix_view<const float>(p.x.data(), m, k),
@@ -198,15 +200,18 @@ TEST_CASE("small_matmul refuses shapes that disagree, writing nothing", "[small_
   std::vector<float> x(6, 1.0f), w(12, 1.0f), y(8, -1.0f);
   using cm = redraft::matrix_view<const float>;
   using mm = redraft::matrix_view<float>;
-  REQUIRE_THROWS_AS(redraft::small_matmul(cm(x.data(), 2, 3), cm(w.data(), 3, 4), mm(y.data(), 2, 3)),
-                    redraft::error);
-  REQUIRE_THROWS_WITH(redraft::small_matmul(cm(x.data(), 2, 3), cm(w.data(), 4, 3), mm(y.data(), 2, 3)),
-                      Catch::Contains("y is [2, 3] but x * w^T is [2, 4]"));
+  REQUIRE_THROWS_AS(
+      redraft::small_matmul(cm(x.data(), 2, 3), cm(w.data(), 3, 4), mm(y.data(), 2, 3)),
+      redraft::error);
+  REQUIRE_THROWS_WITH(
+      redraft::small_matmul(cm(x.data(), 2, 3), cm(w.data(), 4, 3), mm(y.data(), 2, 3)),
+      Catch::Contains("y is [2, 3] but x * w^T is [2, 4]"));
   const redraft::cpu_backend b;
   const std::vector<redraft::float16> h(12);
-  REQUIRE_THROWS_AS(b.matmul(cm(x.data(), 2, 3), redraft::matrix_view<const redraft::float16>(h.data(), 3, 4),
-                             nullptr, redraft::activation::none, mm(y.data(), 2, 3)),
-                    redraft::error);
+  REQUIRE_THROWS_AS(
+      b.matmul(cm(x.data(), 2, 3), redraft::matrix_view<const redraft::float16>(h.data(), 3, 4),
+               nullptr, redraft::activation::none, mm(y.data(), 2, 3)),
+      redraft::error);
   for (float v : y) REQUIRE(v == -1.0f);
 }
 

@@ -17,13 +17,15 @@
 //
 // NOTE: every output y[m, n] is one dot product with the same sequence of operations whatever
 // the tile, the panel or M: vector fma over the K / width full steps in order, one more over the
-// zero-padded remainder, then simd_isa::sum (or sum4, the same additions for four outputs). So a row's result does not depend on the other rows
-// of the call (a tree pass of n nodes gives each node the logits of a one-row step), and does not
-// depend on buffer alignment.
+// zero-padded remainder, then simd_isa::sum (or sum4, the same additions for four outputs). So a
+// row's result does not depend on the other rows of the call (a tree pass of n nodes gives each
+// node the logits of a one-row step), and does not depend on buffer alignment.
 //
-// Compared with Eigen's GEMM (measured, docs/draft.md): Eigen packs a block of w into a
-// temporary on every call, which for M <= ~16 costs more than the arithmetic; above ~64 rows its
-// packed, cache-blocked kernel wins and cpu_backend::matmul switches to it.
+// Compared with Eigen's GEMM (bench_matmul, numbers in docs/draft.md): Eigen packs blocks of w
+// into a buffer on every call, which for a few rows costs more than the arithmetic (at 8 rows
+// small_matmul is 2.6x faster); from 32-128 rows, depending on the shape, the product is
+// arithmetic-bound and Eigen's cache-blocked kernel catches up, so cpu_backend::matmul switches
+// to it above 64 rows.
 #pragma once
 
 #include <algorithm>
@@ -128,8 +130,8 @@ void small_matmul_panel(const float* x, index_t m, const W* w, index_t n, index_
     for (index_t row = 0; row < m; row += tile_rows) {
       const int mb = static_cast<int>(std::min<index_t>(tile_rows, m - row));
       small_matmul_tiles<W>[static_cast<std::size_t>(mb - 1)][static_cast<std::size_t>(nb - 1)](
-          x + row * k, k, w + col * k, k, y + row * n + col, n, accumulate, row == 0 ? next : nullptr,
-          next_rows);
+          x + row * k, k, w + col * k, k, y + row * n + col, n, accumulate,
+          row == 0 ? next : nullptr, next_rows);
     }
   }
 }
