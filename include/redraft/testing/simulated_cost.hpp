@@ -99,6 +99,8 @@ class profile_drafter {
     REDRAFT_REQUIRE(length - 1 <= static_cast<std::int32_t>(alpha_.size()),
                     "profile_drafter: beam_length ", length, " needs ", length - 1,
                     " depths of alpha, the profile has ", alpha_.size());
+    REDRAFT_REQUIRE(!in.want_log_probs,
+                    "profile_drafter: log-probs (verifier::redrafter) are not supported");
     REDRAFT_REQUIRE(width + 1 < vocab, "profile_drafter: beam_width ", width,
                     " needs a vocabulary over ", width + 1);
     clock_.advance((length - 1) * (c0_ + c1_ * width * requests));
@@ -132,7 +134,6 @@ class profile_drafter {
       }
     }
     ++calls_;
-    if (in.want_log_probs) REDRAFT_REQUIRE(false, "profile_drafter: log-probs are not supported");
     return out;
   }
 
