@@ -136,6 +136,36 @@ TEST_CASE("fixed_policy is the default and uses decode_options' shape every step
   }
 }
 
+TEST_CASE("phase timing reads the injected clock, and is skipped when nobody needs it",
+          "[loop][policy]") {
+  synthetic_target_config config;
+  config.vocab_size = 24;
+  synthetic_target model(config);
+  simulated_clock clock;
+  costed_target<synthetic_target> target(model, clock, linear_cost{2.0, 0.5});
+  redraft::testing::random_drafter drafter(config.vocab_size, 5);
+  speculative_decoder<cpu_backend, costed_target<synthetic_target>, decltype(drafter), fixed_policy,
+                      simulated_clock>
+      decoder(cpu_backend{}, target, drafter, fixed_policy{}, clock);
+  const auto requests = make_requests(2, config.vocab_size, 10);
+  decode_options options;
+  options.beam_width = 2;
+  options.beam_length = 3;
+  const auto timed = decoder.generate(requests, options);
+  double verify_total = 0;
+  for (const auto& st : timed.steps) {
+    CHECK(st.target_s == Approx(2.0 + 0.5 * st.nodes));  // the simulated cost, exactly
+    CHECK(st.draft_s == 0.0);  // the random drafter costs no simulated time
+    verify_total += st.target_s;
+  }
+  CHECK(timed.total_s == Approx(verify_total + timed.prefill_s));
+  options.phase_timing = false;
+  const auto untimed = decoder.generate(requests, options);
+  CHECK(untimed.tokens == timed.tokens);
+  for (const auto& st : untimed.steps) CHECK(st.total_s() == 0.0);
+  CHECK(untimed.total_s > 0.0);  // the run's totals are still timed
+}
+
 TEST_CASE("greedy output equals plain greedy whatever shapes the policy picks", "[loop][policy]") {
   const std::int32_t batch = GENERATE(1, 4, 7);
   const bool oracle = GENERATE(false, true);
