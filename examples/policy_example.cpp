@@ -58,20 +58,21 @@ int main() {
   policy.start(options);
 
   const std::vector<step> steps = {
-      {draft_shape::plain(), 1, 0.0, 1.0, {}, {}},
-      {{1, 4}, 4, 0.3, 1.6, {0, 0, -1}, {0}},
-      {draft_shape::plain(), 1, 0.0, 1.0, {}, {}},
-      {{1, 4}, 4, 0.3, 1.6, {0, 0, 0}, {0}},
+      {draft_shape::plain(), 1, 0.0, 1.0, {}, {}}, {{1, 4}, 4, 0.3, 1.6, {0, 0, -1}, {0}},
+      {draft_shape::plain(), 1, 0.0, 1.0, {}, {}}, {{1, 4}, 4, 0.3, 1.6, {0, 0, 0}, {0}},
       {{2, 4}, 6, 0.5, 2.0, {0, 1, 1}, {0, 1}},
   };
   const std::int32_t remaining = 100;  // tokens the request may still emit
   for (std::uint32_t i = 0; i < steps.size(); ++i) {
     // The decoder asks before every step; the first four are the calibration.
     const draft_shape asked = policy.choose(step_context{i + 1, &options, {&remaining, 1}});
-    std::printf("step %u: policy asks for %s%s, the step runs W %d, L %d\n", i + 1,
-                asked.is_plain() ? "plain" : (std::to_string(asked.beam_width) + "x" + std::to_string(asked.beam_length)).c_str(),
-                policy.last_choice() == policy_choice::calibrate ? " (calibration)" : "", steps[i].shape.beam_width,
-                steps[i].shape.beam_length);
+    std::printf(
+        "step %u: policy asks for %s%s, the step runs W %d, L %d\n", i + 1,
+        asked.is_plain()
+            ? "plain"
+            : (std::to_string(asked.beam_width) + "x" + std::to_string(asked.beam_length)).c_str(),
+        policy.last_choice() == policy_choice::calibrate ? " (calibration)" : "",
+        steps[i].shape.beam_width, steps[i].shape.beam_length);
     observe(policy, i + 1, steps[i]);
   }
 
@@ -79,24 +80,30 @@ int main() {
   for (int n = 1; n <= 8; ++n) std::printf("  n=%d: %.3f", n, 1e3 * policy.verify_cost(n));
   std::printf("\ndraft(W, L), ms:");
   for (const std::int32_t w : config.widths)
-    for (const std::int32_t l : config.lengths) std::printf("  %dx%d: %.3f", w, l, 1e3 * policy.draft_cost({w, l}, 1));
+    for (const std::int32_t l : config.lengths)
+      std::printf("  %dx%d: %.3f", w, l, 1e3 * policy.draft_cost({w, l}, 1));
   std::printf("\n\nq(W, d) = P(accepted >= d), mean [optimistic]:\n");
   for (std::size_t j = 0; j < config.widths.size(); ++j) {
     std::printf("  W %d:", config.widths[j]);
     for (std::int32_t d = 1; d <= 3; ++d)
-      std::printf("  d=%d: %.3f [%.3f]", d, policy.acceptance(j, d), policy.optimistic_acceptance(j, d));
+      std::printf("  d=%d: %.3f [%.3f]", d, policy.acceptance(j, d),
+                  policy.optimistic_acceptance(j, d));
     std::printf("\n");
   }
   std::printf("\nshape   tokens  nodes  draft ms  verify ms  tokens/ms  optimistic\n");
   const auto estimates = policy.estimates({&remaining, 1});
   for (const auto& e : estimates) {
     std::printf("%-6s  %6.3f  %5.2f  %8.3f  %9.3f  %9.3f  %10.3f\n",
-                e.shape.is_plain() ? "plain" : (std::to_string(e.shape.beam_width) + "x" + std::to_string(e.shape.beam_length)).c_str(),
-                e.tokens, e.nodes, 1e3 * e.draft_s, 1e3 * e.verify_s, e.rate() * 1e-3, e.optimistic_rate() * 1e-3);
+                e.shape.is_plain() ? "plain"
+                                   : (std::to_string(e.shape.beam_width) + "x" +
+                                      std::to_string(e.shape.beam_length))
+                                         .c_str(),
+                e.tokens, e.nodes, 1e3 * e.draft_s, 1e3 * e.verify_s, e.rate() * 1e-3,
+                e.optimistic_rate() * 1e-3);
   }
   const draft_shape next = policy.choose(step_context{6, &options, {&remaining, 1}});
   std::printf("\nstep 6: %s %dx%d (probe budget: 3%% of %.1f ms observed, %.3f ms spent)\n",
-              policy.last_choice() == policy_choice::probe ? "probe" : "exploit", next.beam_width, next.beam_length,
-              1e3 * policy.elapsed_s(), 1e3 * policy.probe_loss_s());
+              policy.last_choice() == policy_choice::probe ? "probe" : "exploit", next.beam_width,
+              next.beam_length, 1e3 * policy.elapsed_s(), 1e3 * policy.probe_loss_s());
   return 0;
 }

@@ -27,8 +27,9 @@ using redraft::testing::synthetic_target_config;
 
 namespace {
 
-std::vector<std::int32_t> greedy_reference(const synthetic_target& model, std::vector<std::int32_t> seq,
-                                           std::int32_t max_new, std::int32_t eos) {
+std::vector<std::int32_t> greedy_reference(const synthetic_target& model,
+                                           std::vector<std::int32_t> seq, std::int32_t max_new,
+                                           std::int32_t eos) {
   std::vector<std::int32_t> out;
   while (static_cast<std::int32_t>(out.size()) < max_new) {
     const auto p = model.next_distribution(seq);
@@ -40,13 +41,15 @@ std::vector<std::int32_t> greedy_reference(const synthetic_target& model, std::v
   return out;
 }
 
-std::vector<generation_request> make_requests(std::int32_t batch, std::int32_t vocab, std::int32_t max_new) {
+std::vector<generation_request> make_requests(std::int32_t batch, std::int32_t vocab,
+                                              std::int32_t max_new) {
   std::vector<generation_request> requests;
   for (std::int32_t r = 0; r < batch; ++r) {
     const philox_stream s{31, static_cast<std::uint32_t>(r), 5};
     generation_request q;
     const std::int32_t len = 1 + static_cast<std::int32_t>(s.bits(0) % 7);
-    for (std::int32_t i = 0; i < len; ++i) q.prompt.push_back(static_cast<std::int32_t>(s.bits(1 + i) % vocab));
+    for (std::int32_t i = 0; i < len; ++i)
+      q.prompt.push_back(static_cast<std::int32_t>(s.bits(1 + i) % vocab));
     q.max_new_tokens = max_new + r % 3;
     requests.push_back(q);
   }
@@ -65,18 +68,21 @@ class erratic_policy {
     // Step 1 wide, step 2 plain (so even short runs see both), then random.
     const philox_stream s{seed_, ctx.step, history_};
     if (ctx.step == 2 || (ctx.step > 2 && s.bits(0) % 3 == 0)) return draft_shape::plain();
-    return {ctx.step == 1 ? 3 : 1 + static_cast<std::int32_t>(s.bits(1) % 5), 2 + static_cast<std::int32_t>(s.bits(2) % 5)};
+    return {ctx.step == 1 ? 3 : 1 + static_cast<std::int32_t>(s.bits(1) % 5),
+            2 + static_cast<std::int32_t>(s.bits(2) % 5)};
   }
   void observe(const step_report& r) {
     history_ = history_ * 31u + static_cast<std::uint32_t>(r.emitted);
-    for (index_t i = 0; i < r.accepted_len.extent(0); ++i) history_ = history_ * 7u + static_cast<std::uint32_t>(r.accepted_len[i]);
+    for (index_t i = 0; i < r.accepted_len.extent(0); ++i)
+      history_ = history_ * 7u + static_cast<std::uint32_t>(r.accepted_len[i]);
     shapes.push_back(r.shape);
     // The report's detail agrees with itself: ranks ascend along the path and stay below W.
     for (index_t i = 0; i < r.accepted_len.extent(0); ++i) {
       for (std::int32_t d = 0; d < r.shape.beam_length - 1; ++d) {
         const std::int32_t rank = r.accepted_rank(i, d);
         if (d < r.accepted_len[i]) {
-          consistent &= rank >= 0 && rank < r.shape.beam_width && (d == 0 || rank >= r.accepted_rank(i, d - 1));
+          consistent &= rank >= 0 && rank < r.shape.beam_width &&
+                        (d == 0 || rank >= r.accepted_rank(i, d - 1));
         } else {
           consistent &= rank == -1;
         }
@@ -105,12 +111,14 @@ static_assert(!SpeculationPolicy<not_a_policy>);
 
 }  // namespace
 
-TEST_CASE("fixed_policy is the default and uses decode_options' shape every step", "[loop][policy]") {
+TEST_CASE("fixed_policy is the default and uses decode_options' shape every step",
+          "[loop][policy]") {
   synthetic_target_config config;
   config.vocab_size = 24;
   synthetic_target model(config);
   redraft::testing::random_drafter drafter(config.vocab_size, 5);
-  speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+  speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{},
+                                                                                model, drafter);
   static_assert(std::is_same_v<std::remove_cvref_t<decltype(decoder.policy())>, fixed_policy>);
   decode_options options;
   options.beam_width = 3;
@@ -122,9 +130,40 @@ TEST_CASE("fixed_policy is the default and uses decode_options' shape every step
     CHECK(st.beam_length == 4);
   }
   for (std::size_t r = 0; r < requests.size(); ++r) {
-    CHECK(result.tokens[r] == greedy_reference(model, requests[r].prompt, requests[r].max_new_tokens, -1));
+    CHECK(result.tokens[r] ==
+          greedy_reference(model, requests[r].prompt, requests[r].max_new_tokens, -1));
     CHECK(result.requests[r].drafted == 3 * result.requests[r].steps);
   }
+}
+
+TEST_CASE("phase timing reads the injected clock, and is skipped when nobody needs it",
+          "[loop][policy]") {
+  synthetic_target_config config;
+  config.vocab_size = 24;
+  synthetic_target model(config);
+  simulated_clock clock;
+  costed_target<synthetic_target> target(model, clock, linear_cost{2.0, 0.5});
+  redraft::testing::random_drafter drafter(config.vocab_size, 5);
+  speculative_decoder<cpu_backend, costed_target<synthetic_target>, decltype(drafter), fixed_policy,
+                      simulated_clock>
+      decoder(cpu_backend{}, target, drafter, fixed_policy{}, clock);
+  const auto requests = make_requests(2, config.vocab_size, 10);
+  decode_options options;
+  options.beam_width = 2;
+  options.beam_length = 3;
+  const auto timed = decoder.generate(requests, options);
+  double verify_total = 0;
+  for (const auto& st : timed.steps) {
+    CHECK(st.target_s == Approx(2.0 + 0.5 * st.nodes));  // the simulated cost, exactly
+    CHECK(st.draft_s == 0.0);  // the random drafter costs no simulated time
+    verify_total += st.target_s;
+  }
+  CHECK(timed.total_s == Approx(verify_total + timed.prefill_s));
+  options.phase_timing = false;
+  const auto untimed = decoder.generate(requests, options);
+  CHECK(untimed.tokens == timed.tokens);
+  for (const auto& st : untimed.steps) CHECK(st.total_s() == 0.0);
+  CHECK(untimed.total_s > 0.0);  // the run's totals are still timed
 }
 
 TEST_CASE("greedy output equals plain greedy whatever shapes the policy picks", "[loop][policy]") {
@@ -143,16 +182,18 @@ TEST_CASE("greedy output equals plain greedy whatever shapes the policy picks", 
   std::vector<draft_shape> shapes;
   if (oracle) {
     redraft::testing::oracle_drafter<synthetic_target> drafter(shadow, config.num_slots, 3);
-    for (std::int32_t r = 0; r < batch; ++r) drafter.set_context(r, requests[static_cast<std::size_t>(r)].prompt);
-    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), erratic_policy> decoder(cpu_backend{}, model,
-                                                                                                 drafter, policy);
-    result = decoder.generate(requests, options, [&](std::int32_t r, std::int32_t tok) { drafter.observe(r, tok); });
+    for (std::int32_t r = 0; r < batch; ++r)
+      drafter.set_context(r, requests[static_cast<std::size_t>(r)].prompt);
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), erratic_policy> decoder(
+        cpu_backend{}, model, drafter, policy);
+    result = decoder.generate(requests, options,
+                              [&](std::int32_t r, std::int32_t tok) { drafter.observe(r, tok); });
     shapes = decoder.policy().shapes;
     CHECK(decoder.policy().consistent);
   } else {
     redraft::testing::random_drafter drafter(config.vocab_size, 5);
-    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), erratic_policy> decoder(cpu_backend{}, model,
-                                                                                                 drafter, policy);
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), erratic_policy> decoder(
+        cpu_backend{}, model, drafter, policy);
     result = decoder.generate(requests, options);
     shapes = decoder.policy().shapes;
     CHECK(decoder.policy().consistent);
@@ -172,7 +213,8 @@ TEST_CASE("greedy output equals plain greedy whatever shapes the policy picks", 
   for (std::int32_t r = 0; r < batch; ++r) {
     CAPTURE(r);
     const auto& q = requests[static_cast<std::size_t>(r)];
-    CHECK(result.tokens[static_cast<std::size_t>(r)] == greedy_reference(model, q.prompt, q.max_new_tokens, q.eos_token));
+    CHECK(result.tokens[static_cast<std::size_t>(r)] ==
+          greedy_reference(model, q.prompt, q.max_new_tokens, q.eos_token));
     const auto& st = result.requests[static_cast<std::size_t>(r)];
     CHECK(st.accepted <= st.drafted);
     CHECK(st.accepted_at_depth.size() == 5);
@@ -193,8 +235,8 @@ TEST_CASE("the decoder rejects a shape the policy may not pick", "[loop][policy]
   synthetic_target model(config);
   redraft::testing::random_drafter drafter(config.vocab_size, 5);
   const auto run = [&](draft_shape shape) {
-    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), bad_policy> decoder(cpu_backend{}, model,
-                                                                                             drafter, bad_policy{shape});
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), bad_policy> decoder(
+        cpu_backend{}, model, drafter, bad_policy{shape});
     return decoder.generate({generation_request{{1, 2}, 8, -1, 0}}, decode_options{});
   };
   CHECK_THROWS_WITH(run({2, 5}), Catch::Contains("chose beam_width 2, beam_length 5 for step 1") &&
@@ -211,7 +253,8 @@ TEST_CASE("the decoder rejects a shape the policy may not pick", "[loop][policy]
   CHECK_THROWS_WITH(adaptive_policy(decay), Catch::Contains("decay 0 must be in (0, 1]"));
 }
 
-TEST_CASE("the adaptive policy keeps greedy exact on the tiny Llama with a draft head", "[loop][policy][e2e]") {
+TEST_CASE("the adaptive policy keeps greedy exact on the tiny Llama with a draft head",
+          "[loop][policy][e2e]") {
   redraft::testing::tiny_llama_config c;
   c.vocab_size = 64;
   c.hidden_size = 32;
@@ -233,10 +276,11 @@ TEST_CASE("the adaptive policy keeps greedy exact on the tiny Llama with a draft
   draft_head_drafter<cpu_backend> drafter(head, spec_target.embedding());
   adaptive_policy_config pc;
   pc.widths = {1, 2, 4};
-  speculative_decoder<cpu_backend, redraft::testing::tiny_llama, decltype(drafter), adaptive_policy> decoder(
-      cpu_backend{}, spec_target, drafter, adaptive_policy(pc));
+  speculative_decoder<cpu_backend, redraft::testing::tiny_llama, decltype(drafter), adaptive_policy>
+      decoder(cpu_backend{}, spec_target, drafter, adaptive_policy(pc));
   std::vector<generation_request> requests;
-  for (std::int32_t r = 0; r < 4; ++r) requests.push_back(generation_request{{1 + r, 7, 3 * r + 2}, 40 - 5 * r, -1, r});
+  for (std::int32_t r = 0; r < 4; ++r)
+    requests.push_back(generation_request{{1 + r, 7, 3 * r + 2}, 40 - 5 * r, -1, r});
   const auto got = decoder.generate(requests, decode_options{});
   const auto want = plain_decode(plain_target, requests);
   CHECK(got.tokens == want.tokens);
@@ -247,7 +291,8 @@ TEST_CASE("the adaptive policy keeps greedy exact on the tiny Llama with a draft
 namespace {
 
 // Law of the first `n` emitted tokens of plain sampling at temperature 1, by exact enumeration.
-std::vector<double> exact_law(const synthetic_target& model, const std::vector<std::int32_t>& prompt, int n) {
+std::vector<double> exact_law(const synthetic_target& model,
+                              const std::vector<std::int32_t>& prompt, int n) {
   const std::int32_t vocab = model.vocab_size();
   std::vector<double> law(1, 1.0);
   std::vector<std::vector<std::int32_t>> prefixes(1);
@@ -272,8 +317,8 @@ std::vector<double> exact_law(const synthetic_target& model, const std::vector<s
 
 // Pearson chi-square of `counts` against `law`, pooling cells with expected count < 5:
 // (statistic, degrees of freedom).
-std::pair<double, int> chi_square(const std::vector<std::int64_t>& counts, const std::vector<double>& law,
-                                  std::int64_t total) {
+std::pair<double, int> chi_square(const std::vector<std::int64_t>& counts,
+                                  const std::vector<double>& law, std::int64_t total) {
   double stat = 0, pooled_expected = 0;
   std::int64_t pooled_observed = 0;
   int cells = 0;
@@ -302,10 +347,12 @@ double chi_square_quantile(int df, double z) {
 }
 
 template <class Decoder>
-std::vector<std::int64_t> first_token_counts(Decoder& decoder, const std::vector<std::int32_t>& prompt,
+std::vector<std::int64_t> first_token_counts(Decoder& decoder,
+                                             const std::vector<std::int32_t>& prompt,
                                              std::int32_t runs, int n, std::int32_t vocab,
                                              const decode_options& options) {
-  std::vector<generation_request> requests(static_cast<std::size_t>(runs), generation_request{prompt, n, -1, -1});
+  std::vector<generation_request> requests(static_cast<std::size_t>(runs),
+                                           generation_request{prompt, n, -1, -1});
   const auto result = decoder.generate(requests, options);
   std::size_t outcomes = 1;
   for (int i = 0; i < n; ++i) outcomes *= static_cast<std::size_t>(vocab);
@@ -313,7 +360,9 @@ std::vector<std::int64_t> first_token_counts(Decoder& decoder, const std::vector
   for (const auto& tokens : result.tokens) {
     REQUIRE(static_cast<int>(tokens.size()) == n);
     std::size_t index = 0;
-    for (int i = 0; i < n; ++i) index = index * static_cast<std::size_t>(vocab) + static_cast<std::size_t>(tokens[static_cast<std::size_t>(i)]);
+    for (int i = 0; i < n; ++i)
+      index = index * static_cast<std::size_t>(vocab) +
+              static_cast<std::size_t>(tokens[static_cast<std::size_t>(i)]);
     ++counts[index];
   }
   return counts;
@@ -321,7 +370,8 @@ std::vector<std::int64_t> first_token_counts(Decoder& decoder, const std::vector
 
 }  // namespace
 
-TEST_CASE("lossless sampling follows the target's law whatever shapes the policy picks", "[loop][policy][statistics]") {
+TEST_CASE("lossless sampling follows the target's law whatever shapes the policy picks",
+          "[loop][policy][statistics]") {
   synthetic_target_config config;
   config.vocab_size = 4;
   config.window = 2;
@@ -357,9 +407,11 @@ TEST_CASE("lossless sampling follows the target's law whatever shapes the policy
     profile_drafter drafter(model, {0.9, 0.9, 0.9, 0.9, 0.9}, 3, clock, 1e-5, 1e-8);
     adaptive_policy_config pc;
     pc.widths = {1, 2, 4};
-    speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter, adaptive_policy, simulated_clock>
+    speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter,
+                        adaptive_policy, simulated_clock>
         decoder(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
-    std::vector<generation_request> requests(static_cast<std::size_t>(runs), generation_request{prompt, n, -1, -1});
+    std::vector<generation_request> requests(static_cast<std::size_t>(runs),
+                                             generation_request{prompt, n, -1, -1});
     const auto result = decoder.generate(requests, options);
     std::set<std::pair<std::int32_t, std::int32_t>> shapes;
     for (const auto& st : result.steps) shapes.insert({st.beam_width, st.beam_length});
@@ -367,7 +419,8 @@ TEST_CASE("lossless sampling follows the target's law whatever shapes the policy
     std::vector<std::int64_t> counts(law.size(), 0);
     for (const auto& tokens : result.tokens) {
       std::size_t index = 0;
-      for (int i = 0; i < n; ++i) index = index * 4 + static_cast<std::size_t>(tokens[static_cast<std::size_t>(i)]);
+      for (int i = 0; i < n; ++i)
+        index = index * 4 + static_cast<std::size_t>(tokens[static_cast<std::size_t>(i)]);
       ++counts[index];
     }
     const auto [stat, df] = chi_square(counts, law, runs);
@@ -381,14 +434,14 @@ TEST_CASE("lossless sampling follows the target's law whatever shapes the policy
 namespace {
 
 struct scenario {
-  std::vector<double> alpha;  // the drafter's acceptance profile
-  linear_cost verify;         // a + b n
+  std::vector<double> alpha;    // the drafter's acceptance profile
+  linear_cost verify;           // a + b n
   double c0 = 0.02, c1 = 0.01;  // draft cost (L - 1)(c0 + c1 W A)
 };
 
 // The exact expected tokens per second of every candidate of `config` for A requests.
-std::map<std::pair<std::int32_t, std::int32_t>, double> true_rates(const scenario& s, const adaptive_policy_config& config,
-                                                                   std::int32_t requests) {
+std::map<std::pair<std::int32_t, std::int32_t>, double> true_rates(
+    const scenario& s, const adaptive_policy_config& config, std::int32_t requests) {
   std::map<std::pair<std::int32_t, std::int32_t>, double> out;
   out[{1, 1}] = requests / s.verify(requests);
   for (const std::int32_t w : config.widths) {
@@ -403,8 +456,8 @@ std::map<std::pair<std::int32_t, std::int32_t>, double> true_rates(const scenari
   return out;
 }
 
-std::pair<std::int32_t, std::int32_t> best_of(const std::map<std::pair<std::int32_t, std::int32_t>, double>& rates,
-                                              double* margin) {
+std::pair<std::int32_t, std::int32_t> best_of(
+    const std::map<std::pair<std::int32_t, std::int32_t>, double>& rates, double* margin) {
   auto best = rates.begin();
   for (auto it = rates.begin(); it != rates.end(); ++it)
     if (it->second > best->second) best = it;
@@ -424,7 +477,8 @@ struct simulated_run {
 };
 
 simulated_run run_simulated(const std::vector<scenario>& phases, std::int64_t tokens_per_phase,
-                            const adaptive_policy_config& pc, std::int32_t batch, std::int32_t max_new) {
+                            const adaptive_policy_config& pc, std::int32_t batch,
+                            std::int32_t max_new) {
   synthetic_target_config config;
   config.vocab_size = 32;
   config.num_slots = batch;
@@ -432,7 +486,8 @@ simulated_run run_simulated(const std::vector<scenario>& phases, std::int64_t to
   simulated_clock clock;
   costed_target<synthetic_target> target(model, clock, phases[0].verify);
   profile_drafter drafter(model, phases[0].alpha, 17, clock, phases[0].c0, phases[0].c1);
-  speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter, adaptive_policy, simulated_clock>
+  speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter,
+                      adaptive_policy, simulated_clock>
       decoder(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
   const auto requests = make_requests(batch, config.vocab_size, max_new);
   std::int64_t emitted = 0;
@@ -440,7 +495,8 @@ simulated_run run_simulated(const std::vector<scenario>& phases, std::int64_t to
   simulated_run run;
   const auto result = decoder.generate(requests, decode_options{}, [&](std::int32_t, std::int32_t) {
     ++emitted;
-    if (phase + 1 < phases.size() && emitted >= static_cast<std::int64_t>(phase + 1) * tokens_per_phase) {
+    if (phase + 1 < phases.size() &&
+        emitted >= static_cast<std::int64_t>(phase + 1) * tokens_per_phase) {
       ++phase;
       drafter.set_profile(phases[phase].alpha);
       target.set_cost(phases[phase].verify);
@@ -453,7 +509,8 @@ simulated_run run_simulated(const std::vector<scenario>& phases, std::int64_t to
   }
   run.steps = result.steps;
   for (std::size_t r = 0; r < requests.size(); ++r)
-    run.exact &= result.tokens[r] == greedy_reference(model, requests[r].prompt, requests[r].max_new_tokens, -1);
+    run.exact &= result.tokens[r] ==
+                 greedy_reference(model, requests[r].prompt, requests[r].max_new_tokens, -1);
   return run;
 }
 
@@ -467,15 +524,19 @@ struct window_summary {
 };
 
 window_summary summarize(const simulated_run& run, std::int64_t from, std::int64_t to,
-                         const std::map<std::pair<std::int32_t, std::int32_t>, double>& rates, std::int32_t batch) {
+                         const std::map<std::pair<std::int32_t, std::int32_t>, double>& rates,
+                         std::int32_t batch) {
   std::map<std::pair<std::int32_t, std::int32_t>, std::int32_t> count;
   double best = 0;
   for (const auto& [shape, rate] : rates) best = std::max(best, rate);
   window_summary w;
   double sum = 0;
   for (std::size_t s = 0; s < run.steps.size(); ++s) {
-    if (run.emitted_before[s] < from || run.emitted_before[s] >= to || run.steps[s].requests != batch) continue;
-    const std::pair<std::int32_t, std::int32_t> shape{run.steps[s].beam_width, run.steps[s].beam_length};
+    if (run.emitted_before[s] < from || run.emitted_before[s] >= to ||
+        run.steps[s].requests != batch)
+      continue;
+    const std::pair<std::int32_t, std::int32_t> shape{run.steps[s].beam_width,
+                                                      run.steps[s].beam_length};
     ++count[shape];
     sum += rates.at(shape) / best;
     ++w.steps;
@@ -500,7 +561,8 @@ adaptive_policy_config test_config() {
 
 }  // namespace
 
-TEST_CASE("the adaptive policy measures the verify cost a + b n and extrapolates it", "[loop][policy]") {
+TEST_CASE("the adaptive policy measures the verify cost a + b n and extrapolates it",
+          "[loop][policy]") {
   const scenario s{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
   synthetic_target_config config;
   config.vocab_size = 32;
@@ -509,7 +571,8 @@ TEST_CASE("the adaptive policy measures the verify cost a + b n and extrapolates
   simulated_clock clock;
   costed_target<synthetic_target> target(model, clock, s.verify);
   profile_drafter drafter(model, s.alpha, 17, clock, s.c0, s.c1);
-  speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter, adaptive_policy, simulated_clock>
+  speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter,
+                      adaptive_policy, simulated_clock>
       decoder(cpu_backend{}, target, drafter, adaptive_policy(test_config()), clock);
   const auto result = decoder.generate(make_requests(4, config.vocab_size, 60), decode_options{});
   const adaptive_policy& p = decoder.policy();
@@ -518,7 +581,9 @@ TEST_CASE("the adaptive policy measures the verify cost a + b n and extrapolates
     CHECK(st.target_s == Approx(s.verify(st.nodes)).epsilon(1e-9));
     CHECK(p.verify_cost(st.nodes) == Approx(s.verify(st.nodes)).epsilon(1e-9));
     if (st.beam_length > 1) {
-      CHECK(st.draft_s == Approx((st.beam_length - 1) * (s.c0 + s.c1 * st.beam_width * st.requests)).epsilon(1e-9));
+      CHECK(
+          st.draft_s ==
+          Approx((st.beam_length - 1) * (s.c0 + s.c1 * st.beam_width * st.requests)).epsilon(1e-9));
     }
   }
   // A line extrapolates exactly; the draft model recovers c0 and c1 once W A has varied.
@@ -531,7 +596,8 @@ TEST_CASE("the adaptive policy measures the verify cost a + b n and extrapolates
   CHECK(p.probe_loss_s() <= 0.03 * p.elapsed_s() + longest);
 }
 
-TEST_CASE("the adaptive policy picks the shape with the most expected tokens per second", "[loop][policy]") {
+TEST_CASE("the adaptive policy picks the shape with the most expected tokens per second",
+          "[loop][policy]") {
   const std::int32_t batch = GENERATE(1, 4);
   CAPTURE(batch);
   const scenario s{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
@@ -546,7 +612,8 @@ TEST_CASE("the adaptive policy picks the shape with the most expected tokens per
   const std::int32_t max_new = batch == 1 ? 900 : 300;
   const simulated_run run = run_simulated({s}, 1 << 30, pc, batch, max_new);
   CHECK(run.exact);
-  const window_summary w = summarize(run, batch * max_new / 5, batch * max_new * 9 / 10, rates, batch);
+  const window_summary w =
+      summarize(run, batch * max_new / 5, batch * max_new * 9 / 10, rates, batch);
   CAPTURE(w.modal.first, w.modal.second, w.share, w.efficiency, w.steps);
   CHECK(w.steps > 30);
   CHECK(w.modal == optimum);
@@ -554,7 +621,8 @@ TEST_CASE("the adaptive policy picks the shape with the most expected tokens per
   CHECK(w.efficiency > 0.95);
 }
 
-TEST_CASE("the adaptive policy falls back to plain steps when the tree costs too much", "[loop][policy]") {
+TEST_CASE("the adaptive policy falls back to plain steps when the tree costs too much",
+          "[loop][policy]") {
   const scenario s{{0.3, 0.3, 0.3, 0.3, 0.3}, {1.0, 1.0}};
   const adaptive_policy_config pc = test_config();
   const auto rates = true_rates(s, pc, 2);
@@ -571,7 +639,8 @@ TEST_CASE("the adaptive policy falls back to plain steps when the tree costs too
   CHECK(w.efficiency > 0.97);
 }
 
-TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mid-run", "[loop][policy]") {
+TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mid-run",
+          "[loop][policy]") {
   // High acceptance at depths 1-3, then almost none (plain steps win), then high again: plain
   // steps teach nothing about acceptance, so returning needs the policy's probes.
   const scenario high{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
@@ -579,7 +648,8 @@ TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mi
   const adaptive_policy_config pc = test_config();
   const std::int32_t batch = 4;
   const std::int64_t phase_tokens = 1200;
-  const simulated_run run = run_simulated({high, low, high}, phase_tokens, pc, batch, 3 * phase_tokens / batch + 40);
+  const simulated_run run =
+      run_simulated({high, low, high}, phase_tokens, pc, batch, 3 * phase_tokens / batch + 40);
   CHECK(run.exact);
   double margin = 0;
   const std::vector<scenario> phases{high, low, high};
@@ -591,7 +661,8 @@ TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mi
     // The second half of each phase.
     const std::int64_t from = static_cast<std::int64_t>(k) * phase_tokens + phase_tokens / 2;
     const window_summary w = summarize(run, from, from + phase_tokens / 2, rates, batch);
-    CAPTURE(optimum.first, optimum.second, w.modal.first, w.modal.second, w.share, w.efficiency, w.steps);
+    CAPTURE(optimum.first, optimum.second, w.modal.first, w.modal.second, w.share, w.efficiency,
+            w.steps);
     CHECK(w.modal == optimum);
     CHECK(w.share > 0.6);
     CHECK(w.efficiency > 0.93);

@@ -6,8 +6,8 @@
 // For a candidate shape s = (W, L) and the A requests of the step (request i may still emit
 // rem_i tokens), the estimate is
 //   tokens(s) = sum_i (1 + sum_{d=1}^{min(L-1, rem_i-1)} q(W, d))   q(W, d) = P(accepted >= d | W)
-//   time(s)   = draft(W, L, A) + verify(n),  n = A * nodes(W, L)    nodes: mean tree size per request
-//   rate(s)   = tokens(s) / time(s)
+//   time(s)   = draft(W, L, A) + verify(n),  n = A * nodes(W, L)    nodes: mean tree size per
+//   request rate(s)   = tokens(s) / time(s)
 // and a plain step has tokens = A, time = verify(A). The parts:
 //  - verify(n): the step's time outside drafting (tree, target pass, verification, KV commit) as
 //    a function of the batch's total node count n: a decayed mean per node count (geometric bins
@@ -61,21 +61,22 @@ namespace redraft {
 struct adaptive_policy_config {
   std::vector<std::int32_t> widths{1, 2, 4, 8, 16};  // candidate W, ascending, >= 1
   std::vector<std::int32_t> lengths{2, 3, 4, 5, 6};  // candidate L, ascending, >= 2 (root included)
-  bool allow_plain = true;        // plain steps (L = 1) are candidates
-  double decay = 0.98;            // weight an observation keeps per later step, in (0, 1]
-  double explore_fraction = 0.03; // probes may lose at most this fraction of the decoding time
-  double confidence = 1.0;        // optimistic acceptance = mean + confidence standard deviations
-  double cost_confidence = 0.3;   // optimistic verify cost = mean (1 - cost_confidence / sqrt(1 + weight))
+  bool allow_plain = true;                           // plain steps (L = 1) are candidates
+  double decay = 0.98;             // weight an observation keeps per later step, in (0, 1]
+  double explore_fraction = 0.03;  // probes may lose at most this fraction of the decoding time
+  double confidence = 1.0;         // optimistic acceptance = mean + confidence standard deviations
+  double cost_confidence =
+      0.3;  // optimistic verify cost = mean (1 - cost_confidence / sqrt(1 + weight))
 };
 
 // The estimate for one candidate shape (see the file comment).
 struct shape_estimate {
   draft_shape shape;
-  double tokens = 0;      // expected emitted tokens, all requests
-  double nodes = 0;       // expected tree nodes, all requests
-  double draft_s = 0;     // expected drafting time
-  double verify_s = 0;    // expected time of everything else
-  double optimistic_tokens = 0;  // tokens with the optimistic acceptance
+  double tokens = 0;               // expected emitted tokens, all requests
+  double nodes = 0;                // expected tree nodes, all requests
+  double draft_s = 0;              // expected drafting time
+  double verify_s = 0;             // expected time of everything else
+  double optimistic_tokens = 0;    // tokens with the optimistic acceptance
   double optimistic_verify_s = 0;  // verify_s lowered where few measurements back it
   double time_s() const { return draft_s + verify_s; }
   double rate() const { return time_s() > 0 ? tokens / time_s() : 0.0; }
@@ -93,21 +94,24 @@ class adaptive_policy {
   explicit adaptive_policy(adaptive_policy_config config = {}) : config_(std::move(config)) {
     constexpr const char* fn = "adaptive_policy";
     REDRAFT_REQUIRE(!config_.widths.empty() && !config_.lengths.empty(), fn,
-                    ": widths and lengths need at least one candidate each (got ", config_.widths.size(), " widths, ",
-                    config_.lengths.size(), " lengths)");
+                    ": widths and lengths need at least one candidate each (got ",
+                    config_.widths.size(), " widths, ", config_.lengths.size(), " lengths)");
     for (std::size_t i = 0; i < config_.widths.size(); ++i)
-      REDRAFT_REQUIRE(config_.widths[i] >= 1 && (i == 0 || config_.widths[i] > config_.widths[i - 1]), fn,
-                      ": widths must be ascending and >= 1 (widths[", i, "] = ", config_.widths[i], ")");
+      REDRAFT_REQUIRE(
+          config_.widths[i] >= 1 && (i == 0 || config_.widths[i] > config_.widths[i - 1]), fn,
+          ": widths must be ascending and >= 1 (widths[", i, "] = ", config_.widths[i], ")");
     for (std::size_t i = 0; i < config_.lengths.size(); ++i)
-      REDRAFT_REQUIRE(config_.lengths[i] >= 2 && (i == 0 || config_.lengths[i] > config_.lengths[i - 1]), fn,
-                      ": lengths must be ascending and >= 2 (lengths[", i, "] = ", config_.lengths[i], ")");
+      REDRAFT_REQUIRE(
+          config_.lengths[i] >= 2 && (i == 0 || config_.lengths[i] > config_.lengths[i - 1]), fn,
+          ": lengths must be ascending and >= 2 (lengths[", i, "] = ", config_.lengths[i], ")");
     REDRAFT_REQUIRE(config_.decay > 0.0 && config_.decay <= 1.0, fn, ": decay ", config_.decay,
                     " must be in (0, 1]");
-    REDRAFT_REQUIRE(config_.explore_fraction >= 0.0 && config_.explore_fraction < 1.0, fn, ": explore_fraction ",
-                    config_.explore_fraction, " must be in [0, 1)");
-    REDRAFT_REQUIRE(config_.confidence >= 0.0, fn, ": confidence ", config_.confidence, " must be >= 0");
-    REDRAFT_REQUIRE(config_.cost_confidence >= 0.0 && config_.cost_confidence < 1.0, fn, ": cost_confidence ",
-                    config_.cost_confidence, " must be in [0, 1)");
+    REDRAFT_REQUIRE(config_.explore_fraction >= 0.0 && config_.explore_fraction < 1.0, fn,
+                    ": explore_fraction ", config_.explore_fraction, " must be in [0, 1)");
+    REDRAFT_REQUIRE(config_.confidence >= 0.0, fn, ": confidence ", config_.confidence,
+                    " must be >= 0");
+    REDRAFT_REQUIRE(config_.cost_confidence >= 0.0 && config_.cost_confidence < 1.0, fn,
+                    ": cost_confidence ", config_.cost_confidence, " must be in [0, 1)");
     const std::size_t cells = config_.widths.size() * static_cast<std::size_t>(max_depth());
     hits_.assign(cells, 0.0);
     seen_.assign(cells, 0.0);
@@ -128,7 +132,8 @@ class adaptive_policy {
     if (calibration_steps_ < 4) {
       const bool plain = config_.allow_plain && calibration_steps_ % 2 == 0;
       ++calibration_steps_;
-      return record(plain ? draft_shape::plain() : draft_shape{config_.widths.front(), config_.lengths.back()},
+      return record(plain ? draft_shape::plain()
+                          : draft_shape{config_.widths.front(), config_.lengths.back()},
                     policy_choice::calibrate, 0);
     }
     const std::vector<shape_estimate> all = estimates(ctx.remaining);
@@ -190,7 +195,8 @@ class adaptive_policy {
         for (std::size_t k = 0; k < config_.lengths.size() && config_.lengths[k] <= l_count; ++k) {
           const std::int32_t drafted = config_.lengths[k] - 1;
           std::int32_t nodes = 1;
-          for (std::int32_t w = 0; w < width; ++w) nodes += drafted - std::min(report.shared_prefix(i, w), drafted);
+          for (std::int32_t w = 0; w < width; ++w)
+            nodes += drafted - std::min(report.shared_prefix(i, w), drafted);
           node_sum_[node_cell(j, k)] += nodes;
           node_weight_[node_cell(j, k)] += 1.0;
         }
@@ -245,7 +251,8 @@ class adaptive_policy {
     for (const auto& b : cost_) pts.emplace_back(b.n / b.weight, b.seconds / b.weight);
     if (pts.size() == 1) return pts[0].second * n / pts[0].first;
     if (n <= pts.front().first) {
-      const double slope = std::max(0.0, (pts[1].second - pts[0].second) / (pts[1].first - pts[0].first));
+      const double slope =
+          std::max(0.0, (pts[1].second - pts[0].second) / (pts[1].first - pts[0].first));
       return std::max(0.0, pts[0].second - slope * (pts[0].first - n));
     }
     for (std::size_t i = 1; i < pts.size(); ++i) {
@@ -293,14 +300,18 @@ class adaptive_policy {
   }
 
   // q(W, d) = P(accepted >= d) with W = widths[j], 1 <= d <= L_max - 1: the mean estimate.
-  double acceptance(std::size_t j, std::int32_t d) const { return acceptance_estimates().mean[cell(j, d)]; }
+  double acceptance(std::size_t j, std::int32_t d) const {
+    return acceptance_estimates().mean[cell(j, d)];
+  }
   double optimistic_acceptance(std::size_t j, std::int32_t d) const {
     return acceptance_estimates().optimistic[cell(j, d)];
   }
 
   policy_choice last_choice() const { return last_choice_; }
-  double elapsed_s() const { return elapsed_s_; }       // decoding time observed (all steps)
-  double probe_loss_s() const { return probe_loss_s_; }  // time probes lost against the best estimate
+  double elapsed_s() const { return elapsed_s_; }  // decoding time observed (all steps)
+  double probe_loss_s() const {
+    return probe_loss_s_;
+  }  // time probes lost against the best estimate
 
  private:
   struct cost_bin {
@@ -319,7 +330,9 @@ class adaptive_policy {
   std::size_t cell(std::size_t j, std::int32_t d) const {
     return j * static_cast<std::size_t>(max_depth()) + static_cast<std::size_t>(d - 1);
   }
-  std::size_t node_cell(std::size_t j, std::size_t k) const { return j * config_.lengths.size() + k; }
+  std::size_t node_cell(std::size_t j, std::size_t k) const {
+    return j * config_.lengths.size() + k;
+  }
 
   draft_shape record(draft_shape shape, policy_choice why, double best_rate) {
     last_choice_ = why;
@@ -392,7 +405,8 @@ class adaptive_policy {
     const regression& r = draft_;
     const double det = r.s11 * r.s22 - r.s12 * r.s12;
     if (det > 1e-9 * r.s11 * r.s22) {
-      const double c0 = (r.s1y * r.s22 - r.s2y * r.s12) / det, c1 = (r.s2y * r.s11 - r.s1y * r.s12) / det;
+      const double c0 = (r.s1y * r.s22 - r.s2y * r.s12) / det,
+                   c1 = (r.s2y * r.s11 - r.s1y * r.s12) / det;
       if (c0 >= 0 && c1 >= 0) return {c0, c1};
     }
     return {0.0, r.s22 > 0 ? std::max(0.0, r.s2y / r.s22) : 0.0};
@@ -403,7 +417,8 @@ class adaptive_policy {
   double nodes_per_request(std::size_t j, std::size_t k) const {
     constexpr double prior_weight = 0.25;
     const double full = 1.0 + config_.widths[j] * (config_.lengths[k] - 1.0);
-    return (node_sum_[node_cell(j, k)] + prior_weight * full) / (node_weight_[node_cell(j, k)] + prior_weight);
+    return (node_sum_[node_cell(j, k)] + prior_weight * full) /
+           (node_weight_[node_cell(j, k)] + prior_weight);
   }
 
   // q(W, d) for every cell: a Beta estimate with a prior of weight 1 at its neighbours' value,

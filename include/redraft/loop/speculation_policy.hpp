@@ -85,8 +85,8 @@ struct step_report {
 };
 
 template <class P>
-concept SpeculationPolicy = requires(P p, const P cp, const decode_options& options, const step_context& ctx,
-                                     const step_report& report) {
+concept SpeculationPolicy = requires(P p, const P cp, const decode_options& options,
+                                     const step_context& ctx, const step_report& report) {
   { p.start(options) } -> std::convertible_to<std::int32_t>;
   { p.choose(ctx) } -> std::same_as<draft_shape>;
   p.observe(report);
@@ -98,10 +98,10 @@ concept SpeculationPolicy = requires(P p, const P cp, const decode_options& opti
 class fixed_policy {
  public:
   std::int32_t start(const decode_options& options) {
-    REDRAFT_REQUIRE(options.beam_width >= 1, "speculative_decoder::generate: beam_width ", options.beam_width,
-                    " must be at least 1");
-    REDRAFT_REQUIRE(options.beam_length >= 2, "speculative_decoder::generate: beam_length ", options.beam_length,
-                    " must be at least 2 (the root plus one drafted token)");
+    REDRAFT_REQUIRE(options.beam_width >= 1, "speculative_decoder::generate: beam_width ",
+                    options.beam_width, " must be at least 1");
+    REDRAFT_REQUIRE(options.beam_length >= 2, "speculative_decoder::generate: beam_length ",
+                    options.beam_length, " must be at least 2 (the root plus one drafted token)");
     return options.beam_length;
   }
   draft_shape choose(const step_context& ctx) const {
@@ -122,7 +122,8 @@ concept DecodeClock = std::copy_constructible<C> && requires(const C c) {
 // The default clock: std::chrono::steady_clock.
 struct steady_seconds {
   double now() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
   }
 };
 

@@ -49,7 +49,8 @@ template <TargetModel M>
 class costed_target {
  public:
   using backend_type = typename M::backend_type;
-  costed_target(M& inner, simulated_clock clock, linear_cost cost) : inner_(inner), clock_(clock), cost_(cost) {}
+  costed_target(M& inner, simulated_clock clock, linear_cost cost)
+      : inner_(inner), clock_(clock), cost_(cost) {}
 
   std::int32_t vocab_size() const { return inner_.vocab_size(); }
   std::int32_t hidden_size() const { return inner_.hidden_size(); }
@@ -61,7 +62,8 @@ class costed_target {
   }
   model_output verify(const verify_input& in) {
     const index_t requests = in.slots.extent(0);
-    clock_.advance(cost_(requests == 0 ? 0.0 : static_cast<double>(in.host_node_offsets[requests])));
+    clock_.advance(
+        cost_(requests == 0 ? 0.0 : static_cast<double>(in.host_node_offsets[requests])));
     return inner_.verify(in);
   }
   void commit(const kv_plan& plan) { inner_.commit(plan); }
@@ -78,25 +80,29 @@ class costed_target {
 class profile_drafter {
  public:
   // alpha [D]: alpha[d - 1] = P(a beam matches at depth d | it matched at depth d - 1).
-  profile_drafter(const synthetic_target& target, std::vector<double> alpha, std::uint64_t seed, simulated_clock clock,
-                  double c0, double c1)
+  profile_drafter(const synthetic_target& target, std::vector<double> alpha, std::uint64_t seed,
+                  simulated_clock clock, double c0, double c1)
       : target_(target), seed_(seed), clock_(clock), c0_(c0), c1_(c1) {
     set_profile(std::move(alpha));
   }
 
   void set_profile(std::vector<double> alpha) {
     for (std::size_t d = 0; d < alpha.size(); ++d)
-      REDRAFT_REQUIRE(alpha[d] >= 0.0 && alpha[d] <= 1.0, "profile_drafter: alpha[", d, "] = ", alpha[d],
-                      " is not a probability");
+      REDRAFT_REQUIRE(alpha[d] >= 0.0 && alpha[d] <= 1.0, "profile_drafter: alpha[", d,
+                      "] = ", alpha[d], " is not a probability");
     alpha_ = std::move(alpha);
   }
 
   draft_output<cpu_backend> draft(const draft_input& in) {
     const std::int32_t requests = static_cast<std::int32_t>(in.roots.extent(0));
     const std::int32_t width = in.beam_width, length = in.beam_length, vocab = target_.vocab_size();
-    REDRAFT_REQUIRE(length - 1 <= static_cast<std::int32_t>(alpha_.size()), "profile_drafter: beam_length ", length,
-                    " needs ", length - 1, " depths of alpha, the profile has ", alpha_.size());
-    REDRAFT_REQUIRE(width + 1 < vocab, "profile_drafter: beam_width ", width, " needs a vocabulary over ", width + 1);
+    REDRAFT_REQUIRE(length - 1 <= static_cast<std::int32_t>(alpha_.size()),
+                    "profile_drafter: beam_length ", length, " needs ", length - 1,
+                    " depths of alpha, the profile has ", alpha_.size());
+    REDRAFT_REQUIRE(!in.want_log_probs,
+                    "profile_drafter: log-probs (verifier::redrafter) are not supported");
+    REDRAFT_REQUIRE(width + 1 < vocab, "profile_drafter: beam_width ", width,
+                    " needs a vocabulary over ", width + 1);
     clock_.advance((length - 1) * (c0_ + c1_ * width * requests));
     draft_output<cpu_backend> out;
     out.beams = host_buffer<std::int32_t>(static_cast<index_t>(requests) * width * length);
@@ -119,7 +125,8 @@ class profile_drafter {
         beam[0] = in.roots[r];
         bool matching = true;
         for (std::int32_t l = 1; l < length; ++l) {
-          const double u = s.uniform(static_cast<std::uint64_t>(w) * 64u + static_cast<std::uint64_t>(l));
+          const double u =
+              s.uniform(static_cast<std::uint64_t>(w) * 64u + static_cast<std::uint64_t>(l));
           matching = matching && u < alpha_[static_cast<std::size_t>(l - 1)];
           const std::int32_t g = greedy[static_cast<std::size_t>(l - 1)];
           beam[l] = matching ? g : (g + 1 + w) % vocab;  // off the path: a token unique to beam w
@@ -127,7 +134,6 @@ class profile_drafter {
       }
     }
     ++calls_;
-    if (in.want_log_probs) REDRAFT_REQUIRE(false, "profile_drafter: log-probs are not supported");
     return out;
   }
 
@@ -155,10 +161,12 @@ inline std::vector<double> profile_acceptance(const std::vector<double>& alpha, 
 // Expected tree nodes per request for a profile_drafter of shape (W, L): beam w shares
 // min(k_w, max_{v<w} k_v) positions with earlier beams, so it adds
 // (L - 1) - sum_d s_d (1 - (1 - s_d)^w) nodes in expectation.
-inline double profile_expected_nodes(const std::vector<double>& alpha, std::int32_t width, std::int32_t length) {
+inline double profile_expected_nodes(const std::vector<double>& alpha, std::int32_t width,
+                                     std::int32_t length) {
   double nodes = 1.0, s = 1.0;
   std::vector<double> sd;
-  for (std::int32_t d = 1; d < length; ++d) sd.push_back(s *= alpha[static_cast<std::size_t>(d - 1)]);
+  for (std::int32_t d = 1; d < length; ++d)
+    sd.push_back(s *= alpha[static_cast<std::size_t>(d - 1)]);
   for (std::int32_t w = 0; w < width; ++w) {
     double shared = 0;
     for (const double x : sd) shared += x * (1.0 - std::pow(1.0 - x, w));
