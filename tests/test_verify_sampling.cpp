@@ -397,4 +397,9 @@ TEST_CASE("verify_typical is lossy: a typical-enough first child is always accep
   }
   CHECK_THROWS_WITH(verify_typical(cpu, t, matrix_view<const float>(logits.data(), 3, 3), typical_params{0.0f, 0.09f, 0.3f, false}),
                     Catch::Contains("temperature 0"));
+  // A sampled next token needs the caller's stream: without uniforms it is refused, never drawn
+  // from a default stream that would repeat the same numbers on every call.
+  CHECK_THROWS_WITH(verify_typical(cpu, t, matrix_view<const float>(logits.data(), 3, 3),
+                                   typical_params{1.0f, 0.09f, 0.3f, true}),
+                    Catch::Contains("no uniforms were given"));
 }

@@ -2,7 +2,7 @@
 //
 // A backend is a cheap, copyable handle to where work runs (the CPU; a CUDA stream plus a
 // scratch allocator). Generic algorithms in draft/, tree/, verify/, kv/ are written once against
-// this contract. A backend may also offer a faster member for a hot path (e.g. build_tree_fused);
+// this contract. A backend may also offer a faster member for a hot path (e.g. verify_greedy_fused);
 // the public entry point prefers it when present and otherwise runs the generic code.
 //
 // The contract, for a type B and a value `b` of it:

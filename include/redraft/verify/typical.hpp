@@ -185,10 +185,11 @@ struct typical_functor {
 
 }  // namespace detail
 
-// verify_typical(backend, tree, logits [n_total, V], params, uniforms = philox_uniforms{})
-//   -> acceptance.
+// verify_typical(backend, tree, logits [n_total, V], params, uniforms) -> acceptance.
 //   tree: any tree; logits row i = packed node i. uniforms are only used when
-//   params.sample_next_token (draw 0 of request b; caller uniforms [B, >= 1]).
+//   params.sample_next_token (draw 0 of request b; caller uniforms [B, >= 1], or
+//   philox_uniforms{seed, step}). Without uniforms (the overload below) the next token must be the
+//   argmax: a default Philox stream would draw the same numbers on every call.
 // Outputs: see acceptance.hpp. Errors: as verify_greedy, plus temperature <= 0, epsilon or delta
 //   not finite or negative, caller uniforms of the wrong shape or outside [0, 1).
 // Determinism: a pure function of its inputs; identical on every backend.
@@ -197,7 +198,7 @@ struct typical_functor {
 template <Backend B, class T = const float>  // the default serves braced {data, rows, V}
 requires logit_element<std::remove_const_t<T>> acceptance<B> verify_typical(
     const B& backend, const tree<B>& tree, matrix_view<T> logits_in, const typical_params& params,
-    const uniform_source& uniforms = philox_uniforms{}) {
+    const uniform_source& uniforms) {
   using E = std::remove_const_t<T>;
   const matrix_view<const E> logits(logits_in);
   detail::check_tree_and_logits("verify_typical", tree, logits);
@@ -224,6 +225,18 @@ requires logit_element<std::remove_const_t<T>> acceptance<B> verify_typical(
   }
   detail::throw_on_status(backend, "verify_typical", v, tree);
   return std::move(v.result);
+}
+
+// verify_typical(backend, tree, logits [n_total, V], params) -> acceptance: the argmax next token
+// (params.sample_next_token must be false; a sampled next token needs the caller's uniforms).
+template <Backend B, class T = const float>
+requires logit_element<std::remove_const_t<T>> acceptance<B> verify_typical(const B& backend, const tree<B>& tree,
+                                                                            matrix_view<T> logits,
+                                                                            const typical_params& params) {
+  REDRAFT_REQUIRE(!params.sample_next_token,
+                  "verify_typical: params.sample_next_token is true but no uniforms were given; pass "
+                  "philox_uniforms{seed, step} or caller uniforms [B, >= 1]");
+  return verify_typical(backend, tree, logits, params, philox_uniforms{});
 }
 
 }  // namespace redraft
