@@ -22,6 +22,14 @@
 
 namespace {
 
+// prefix followed by the number, built by appending (GCC 12 reports a false -Wrestrict inside
+// operator+(const char*, std::string&&) when it inlines it at some -march levels).
+std::string with_number(const char* prefix, long long value) {
+  std::string out(prefix);
+  out += std::to_string(value);
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // A minimal SVG writer: integer coordinates, so the output is byte-stable across compilers.
 
@@ -215,17 +223,17 @@ std::string step_picture() {
   g.note(p1x, p1y + 18,
          "column 0 is the root token; equal prefixes land on the same node (colour, n#)");
   for (int l = 0; l < length; ++l)
-    g.note(p1x + 90 + 80 * l + 35, p1y + 42, l == 0 ? "l = 0 (root)" : "l = " + std::to_string(l),
+    g.note(p1x + 90 + 80 * l + 35, p1y + 42, l == 0 ? "l = 0 (root)" : with_number("l = ", l),
            "middle");
   for (int w = 0; w < width; ++w) {
     const int y = p1y + 52 + 44 * w;
-    g.text(p1x, y + 22, "beam " + std::to_string(w));
+    g.text(p1x, y + 22, with_number("beam ", w));
     for (int l = 0; l < length; ++l) {
       const std::int32_t node = t.beam_to_node[static_cast<std::size_t>(w * length + l)];
       const int x = p1x + 90 + 80 * l;
       g.rect(x, y, 70, 32, fill_of(node));
       g.text(x + 35, y + 21, words[beams[static_cast<std::size_t>(w * length + l)]], "middle");
-      g.note(x + 67, y + 12, "n" + std::to_string(node), "end");
+      g.note(x + 67, y + 12, with_number("n", node), "end");
     }
   }
   g.note(p1x, p1y + 202,
@@ -256,12 +264,12 @@ std::string step_picture() {
              on ? 4 : 1, dim ? " opacity=\"0.35\"" : "");
       g.text(trie_x(u, x0), trie_y(u, y0) + 5, token_of(u), "middle",
              dim ? " opacity=\"0.35\"" : "");
-      g.note(trie_x(u, x0) - 30, trie_y(u, y0) - 19, "node " + std::to_string(u));
+      g.note(trie_x(u, x0) - 30, trie_y(u, y0) - 19, with_number("node ", u));
     }
   };
   draw_trie(p2x, p2y + 62, nullptr);
   for (std::int32_t d = 0; d < length; ++d)
-    g.note(p2x + 40 + 150 * d, p2y + 205, "depth " + std::to_string(d), "middle");
+    g.note(p2x + 40 + 150 * d, p2y + 205, with_number("depth ", d), "middle");
 
   // Panel 3: packed tokens, positions, and the dense tree mask.
   const int p3x = 20, p3y = 330;
@@ -276,7 +284,7 @@ std::string step_picture() {
     g.text(mx + cell * j + cell / 2 - 1, my - 46, token_of(j), "middle", " font-size=\"11\"");
     g.note(mx + cell * j + cell / 2 - 1, my - 26,
            std::to_string(positions[static_cast<std::size_t>(j)]), "middle");
-    g.note(mx + cell * j + cell / 2 - 1, my - 8, "n" + std::to_string(j), "middle");
+    g.note(mx + cell * j + cell / 2 - 1, my - 8, with_number("n", j), "middle");
   }
   for (std::int32_t i = 0; i < n; ++i) {
     g.text(mx - 8, my + cell * i + 21,
@@ -517,14 +525,14 @@ std::string distill_picture() {
     const std::int32_t in = batch.inputs[static_cast<std::size_t>(i)];
     const std::int32_t label = batch.labels[static_cast<std::size_t>(i)];
     const int ry = y + 128 + 30 * i;
-    g.text(x0 - 10, ry + 16, "step i = " + std::to_string(i), "end");
+    g.text(x0 - 10, ry + 16, with_number("step i = ", i), "end");
     feed_hidden(y + 88, h_t, ry, in);
     g.rect(col(in) + 8, ry, cw - 22, 22, "#deebf7");
-    g.text(col(in) + (cw - 6) / 2, ry + 16, "reads x" + std::to_string(in), "middle",
+    g.text(col(in) + (cw - 6) / 2, ry + 16, with_number("reads x", in), "middle",
            " font-size=\"11\"");
     g.line(col(in) + cw - 14, ry + 11, col(label) + 6, ry + 11, "#333", 1, true);
     g.rect(col(label) + 8, ry, cw - 22, 22, "#c7e9c0");
-    g.text(col(label) + (cw - 6) / 2, ry + 16, "predicts x" + std::to_string(label), "middle",
+    g.text(col(label) + (cw - 6) / 2, ry + 16, with_number("predicts x", label), "middle",
            " font-size=\"11\"");
   }
   g.note(x0, y + 258,
@@ -545,14 +553,14 @@ std::string distill_picture() {
   for (std::int32_t k = 1; k <= next_n; ++k) {
     const std::int32_t in = t + k, out = t + k + 1;
     const int ry = y + 128 + 30 * (k - 1);
-    g.text(x0 - 10, ry + 16, "beam step k = " + std::to_string(k), "end");
+    g.text(x0 - 10, ry + 16, with_number("beam step k = ", k), "end");
     feed_hidden(y + 88, t, ry, in);
     g.rect(col(in) + 8, ry, cw - 22, 22, k == 1 ? "#deebf7" : "#fff7bc");
     g.text(col(in) + (cw - 6) / 2, ry + 16, k == 1 ? "reads root" : "reads draft", "middle",
            " font-size=\"11\"");
     g.line(col(in) + cw - 14, ry + 11, col(out) + 6, ry + 11, "#333", 1, true);
     g.rect(col(out) + 8, ry, cw - 22, 22, "#fff7bc");
-    g.text(col(out) + (cw - 6) / 2, ry + 16, "drafts x" + std::to_string(out), "middle",
+    g.text(col(out) + (cw - 6) / 2, ry + 16, with_number("drafts x", out), "middle",
            " font-size=\"11\"");
   }
   g.note(x0, y + 258,
