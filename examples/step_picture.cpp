@@ -22,14 +22,6 @@
 
 namespace {
 
-// prefix followed by the number, built by appending (GCC 12 reports a false -Wrestrict inside
-// operator+(const char*, std::string&&) when it inlines it at some -march levels).
-std::string with_number(const char* prefix, long long value) {
-  std::string out(prefix);
-  out += std::to_string(value);
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 // A minimal SVG writer: integer coordinates, so the output is byte-stable across compilers.
 
@@ -223,17 +215,17 @@ std::string step_picture() {
   g.note(p1x, p1y + 18,
          "column 0 is the root token; equal prefixes land on the same node (colour, n#)");
   for (int l = 0; l < length; ++l)
-    g.note(p1x + 90 + 80 * l + 35, p1y + 42, l == 0 ? "l = 0 (root)" : with_number("l = ", l),
+    g.note(p1x + 90 + 80 * l + 35, p1y + 42, l == 0 ? "l = 0 (root)" : cat("l = ", l),
            "middle");
   for (int w = 0; w < width; ++w) {
     const int y = p1y + 52 + 44 * w;
-    g.text(p1x, y + 22, with_number("beam ", w));
+    g.text(p1x, y + 22, cat("beam ", w));
     for (int l = 0; l < length; ++l) {
       const std::int32_t node = t.beam_to_node[static_cast<std::size_t>(w * length + l)];
       const int x = p1x + 90 + 80 * l;
       g.rect(x, y, 70, 32, fill_of(node));
       g.text(x + 35, y + 21, words[beams[static_cast<std::size_t>(w * length + l)]], "middle");
-      g.note(x + 67, y + 12, with_number("n", node), "end");
+      g.note(x + 67, y + 12, cat("n", node), "end");
     }
   }
   g.note(p1x, p1y + 202,
@@ -264,12 +256,12 @@ std::string step_picture() {
              on ? 4 : 1, dim ? " opacity=\"0.35\"" : "");
       g.text(trie_x(u, x0), trie_y(u, y0) + 5, token_of(u), "middle",
              dim ? " opacity=\"0.35\"" : "");
-      g.note(trie_x(u, x0) - 30, trie_y(u, y0) - 19, with_number("node ", u));
+      g.note(trie_x(u, x0) - 30, trie_y(u, y0) - 19, cat("node ", u));
     }
   };
   draw_trie(p2x, p2y + 62, nullptr);
   for (std::int32_t d = 0; d < length; ++d)
-    g.note(p2x + 40 + 150 * d, p2y + 205, with_number("depth ", d), "middle");
+    g.note(p2x + 40 + 150 * d, p2y + 205, cat("depth ", d), "middle");
 
   // Panel 3: packed tokens, positions, and the dense tree mask.
   const int p3x = 20, p3y = 330;
@@ -284,7 +276,7 @@ std::string step_picture() {
     g.text(mx + cell * j + cell / 2 - 1, my - 46, token_of(j), "middle", " font-size=\"11\"");
     g.note(mx + cell * j + cell / 2 - 1, my - 26,
            std::to_string(positions[static_cast<std::size_t>(j)]), "middle");
-    g.note(mx + cell * j + cell / 2 - 1, my - 8, with_number("n", j), "middle");
+    g.note(mx + cell * j + cell / 2 - 1, my - 8, cat("n", j), "middle");
   }
   for (std::int32_t i = 0; i < n; ++i) {
     g.text(mx - 8, my + cell * i + 21,
@@ -317,7 +309,7 @@ std::string step_picture() {
   for (std::int32_t i = 0; i < n; ++i) {
     const int y = ly + 34 * i;
     const bool walked = uniform_at[static_cast<std::size_t>(i)] >= 0;
-    g.text(lx - 8, y + 19, "row " + std::to_string(i) + " (" + prefix_of(i) + ")", "end",
+    g.text(lx - 8, y + 19, cat("row ", i, " (", prefix_of(i), ")"), "end",
            std::string(" font-size=\"11\"") + (walked ? " font-weight=\"bold\"" : ""));
     int arg = 0;
     for (int v = 1; v < vocab; ++v)
@@ -371,10 +363,14 @@ std::string step_picture() {
   g.text(nx, ny + 5, words[acc.next_token[0]], "middle", " font-weight=\"bold\"");
   g.note(nx, ny + 44, "next token", "middle");
   std::string path, emitted;
-  for (std::int32_t i = 0; i <= acc.accepted_len[0]; ++i)
-    path += (i ? " -> " : "") + std::to_string(acc.accepted_node(0, i));
-  for (std::int32_t tok : acc.emitted(0))
-    emitted += (emitted.empty() ? "" : " ") + std::string(words[tok]);
+  for (std::int32_t i = 0; i <= acc.accepted_len[0]; ++i) {
+    if (i > 0) path += " -> ";
+    path += std::to_string(acc.accepted_node(0, i));
+  }
+  for (std::int32_t tok : acc.emitted(0)) {
+    if (!emitted.empty()) emitted += ' ';
+    emitted += words[tok];
+  }
   g.note(p5x, p5y + 196,
          "accepted path " + path + ", accepted_len " + std::to_string(acc.accepted_len[0]) +
              ", emitted \"" + emitted + "\" (" + std::to_string(acc.accepted_len[0] + 1) +
@@ -385,8 +381,10 @@ std::string step_picture() {
              "head next step;"));
   g.note(p5x, p5y + 228, cat("\"", words[acc.next_token[0]], "\" is the next step's root"));
   std::string greedy_path;
-  for (std::int32_t i = 0; i <= greedy.accepted_len[0]; ++i)
-    greedy_path += (i ? " -> " : "") + std::to_string(greedy.accepted_node(0, i));
+  for (std::int32_t i = 0; i <= greedy.accepted_len[0]; ++i) {
+    if (i > 0) greedy_path += " -> ";
+    greedy_path += std::to_string(greedy.accepted_node(0, i));
+  }
   g.note(p5x, p5y + 244,
          "(greedy would follow the * argmaxes: " + greedy_path + ", next token \"" +
              words[greedy.next_token[0]] + "\")");
@@ -408,7 +406,7 @@ std::string step_picture() {
     if (pos < 4) continue;
     const bool pending = pos >= committed;
     g.rect(x, before_y, kw - 4, 30, pending ? fill_of(pos - committed) : "#f0f0f0");
-    g.text(x + (kw - 4) / 2, before_y + 20, pending ? "n" + std::to_string(pos - committed) : "kv",
+    g.text(x + (kw - 4) / 2, before_y + 20, pending ? cat("n", pos - committed) : std::string("kv"),
            "middle", " font-size=\"11\"");
     g.note(x + (kw - 4) / 2, before_y + 44, std::to_string(pos), "middle");
   }
@@ -437,7 +435,7 @@ std::string step_picture() {
     for (std::size_t i = 0; i < plan.destination.size(); ++i)
       if (plan.destination[i] == pos) node = plan.source_node[i];
     g.rect(x, after_y, kw - 4, 30, node >= 0 ? fill_of(node) : "#f0f0f0");
-    g.text(x + (kw - 4) / 2, after_y + 20, node >= 0 ? "n" + std::to_string(node) : "kv", "middle",
+    g.text(x + (kw - 4) / 2, after_y + 20, node >= 0 ? cat("n", node) : std::string("kv"), "middle",
            " font-size=\"11\"");
   }
   g.note(p6x + 30 - 4, after_y + 20, "...", "end");
@@ -518,21 +516,21 @@ std::string distill_picture() {
          "every position t of a sequence the target wrote is a training example; shown: t = " +
              std::to_string(h_t) + " (grey = prompt, never a label)");
   token_row(y + 50, false);
-  hidden_marker(y + 88, h_t, "h_t (t=" + std::to_string(h_t) + ")");
+  hidden_marker(y + 88, h_t, cat("h_t (t=", h_t, ")"));
   g.text(x0 - 10, y + 70, "sequence", "end");
   g.text(x0 - 10, y + 105, "target hidden", "end");
   for (std::int32_t i = 0; i < batch.next_n; ++i) {
     const std::int32_t in = batch.inputs[static_cast<std::size_t>(i)];
     const std::int32_t label = batch.labels[static_cast<std::size_t>(i)];
     const int ry = y + 128 + 30 * i;
-    g.text(x0 - 10, ry + 16, with_number("step i = ", i), "end");
+    g.text(x0 - 10, ry + 16, cat("step i = ", i), "end");
     feed_hidden(y + 88, h_t, ry, in);
     g.rect(col(in) + 8, ry, cw - 22, 22, "#deebf7");
-    g.text(col(in) + (cw - 6) / 2, ry + 16, with_number("reads x", in), "middle",
+    g.text(col(in) + (cw - 6) / 2, ry + 16, cat("reads x", in), "middle",
            " font-size=\"11\"");
     g.line(col(in) + cw - 14, ry + 11, col(label) + 6, ry + 11, "#333", 1, true);
     g.rect(col(label) + 8, ry, cw - 22, 22, "#c7e9c0");
-    g.text(col(label) + (cw - 6) / 2, ry + 16, with_number("predicts x", label), "middle",
+    g.text(col(label) + (cw - 6) / 2, ry + 16, cat("predicts x", label), "middle",
            " font-size=\"11\"");
   }
   g.note(x0, y + 258,
@@ -547,20 +545,20 @@ std::string distill_picture() {
          "x0..x" + std::to_string(t) + " are committed; the target's last pass chose the root x" +
              std::to_string(t + 1) + "; x" + std::to_string(t + 2) + ".. are not known yet");
   token_row(y + 50, true);
-  hidden_marker(y + 88, t, "h_t (t=" + std::to_string(t) + ")");
+  hidden_marker(y + 88, t, cat("h_t (t=", t, ")"));
   g.text(x0 - 10, y + 70, "sequence", "end");
   g.text(x0 - 10, y + 105, "target hidden", "end");
   for (std::int32_t k = 1; k <= next_n; ++k) {
     const std::int32_t in = t + k, out = t + k + 1;
     const int ry = y + 128 + 30 * (k - 1);
-    g.text(x0 - 10, ry + 16, with_number("beam step k = ", k), "end");
+    g.text(x0 - 10, ry + 16, cat("beam step k = ", k), "end");
     feed_hidden(y + 88, t, ry, in);
     g.rect(col(in) + 8, ry, cw - 22, 22, k == 1 ? "#deebf7" : "#fff7bc");
     g.text(col(in) + (cw - 6) / 2, ry + 16, k == 1 ? "reads root" : "reads draft", "middle",
            " font-size=\"11\"");
     g.line(col(in) + cw - 14, ry + 11, col(out) + 6, ry + 11, "#333", 1, true);
     g.rect(col(out) + 8, ry, cw - 22, 22, "#fff7bc");
-    g.text(col(out) + (cw - 6) / 2, ry + 16, with_number("drafts x", out), "middle",
+    g.text(col(out) + (cw - 6) / 2, ry + 16, cat("drafts x", out), "middle",
            " font-size=\"11\"");
   }
   g.note(x0, y + 258,
