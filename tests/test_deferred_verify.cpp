@@ -161,4 +161,23 @@ TEMPLATE_TEST_CASE("deferred verifiers keep device errors until check_verify_sta
   CHECK_THROWS_WITH(verify_greedy_deferred(backend, t, lv, wrong_length),
                     Catch::Contains("differs from the workspace's path_length 4"));
   CHECK_THROWS_WITH(verify_workspace<TestType>(backend, 4, 2, 3), Catch::Contains("max_nodes 2"));
+
+  // The deferred forms validate their arguments exactly as the ordinary verifiers do (they share
+  // the checks): typical's epsilon and delta, and ReDrafter's need for full beams.
+  CHECK_THROWS_WITH(
+      verify_typical_deferred(backend, t, lv, typical_params{1.0f, -0.1f, 0.3f, false},
+                              philox_uniforms{}, ws),
+      Catch::Contains("verify_typical_deferred: epsilon -0.1"));
+  const auto lengths = upload(backend, std::vector<std::int32_t>{3, 2});
+  const tree<TestType> short_tree =
+      build_tree(backend, view<const std::int32_t, 3>(beams.data(), 1, 2, 3),
+                 matrix_view<const std::int32_t>(lengths.data(), 1, 2));
+  const std::vector<float> q(static_cast<std::size_t>(2 * 2 * vocab), -1.0f);  // [1, 2, 2, V]
+  CHECK_THROWS_WITH(
+      verify_redrafter_deferred(
+          backend, short_tree,
+          matrix_view<const float>(logits.data(), short_tree.total_nodes(), vocab),
+          view<const float, 4>(q.data(), 1, 2, 2, vocab), redrafter_params{}, philox_uniforms{},
+          ws),
+      Catch::Contains("verify_redrafter_deferred: the tree was built with beam_lengths"));
 }

@@ -169,9 +169,7 @@ void verify_typical_deferred(const B& backend, const tree<B>& tree, matrix_view<
   using E = std::remove_const_t<T>;
   const matrix_view<const E> logits(logits_in);
   detail::check_deferred("verify_typical_deferred", tree, logits, ws);
-  REDRAFT_REQUIRE(detail::temperature_is_usable(params.temperature),
-                  "verify_typical_deferred: temperature ", params.temperature,
-                  " must be finite and > 0 with a finite 1 / T");
+  detail::check_typical_params("verify_typical_deferred", params);
   auto& v = ws.buffers();
   const detail::typical_functor<E> walk{view_of(tree),
                                         logits,
@@ -199,22 +197,8 @@ void verify_redrafter_deferred(const B& backend, const tree<B>& tree, matrix_vie
   using E = std::remove_const_t<T>;
   const matrix_view<const E> logits(logits_in);
   detail::check_deferred("verify_redrafter_deferred", tree, logits, ws);
-  REDRAFT_REQUIRE(tree.beam_width > 0 && tree.beam_length >= 2,
-                  "verify_redrafter_deferred: the tree has beam_width ", tree.beam_width,
-                  " and beam_length ", tree.beam_length, " (it must be built from beams)");
-  REDRAFT_REQUIRE(draft_log_probs.extent(0) == tree.batch &&
-                      draft_log_probs.extent(1) == tree.beam_width &&
-                      draft_log_probs.extent(2) == tree.beam_length - 1 &&
-                      draft_log_probs.extent(3) == logits.extent(1),
-                  "verify_redrafter_deferred: draft_log_probs is [", draft_log_probs.extent(0),
-                  ", ", draft_log_probs.extent(1), ", ", draft_log_probs.extent(2), ", ",
-                  draft_log_probs.extent(3), "] but expected [", tree.batch, ", ", tree.beam_width,
-                  ", ", tree.beam_length - 1, ", ", logits.extent(1), "]");
-  REDRAFT_REQUIRE(detail::temperature_is_usable(params.temperature) && params.logit_top_k >= 0 &&
-                      std::isfinite(params.logit_mask_value),
-                  "verify_redrafter_deferred: temperature ", params.temperature,
-                  " must be finite and > 0, logit_top_k ", params.logit_top_k,
-                  " >= 0 and logit_mask_value ", params.logit_mask_value, " finite");
+  detail::check_redrafter_inputs("verify_redrafter_deferred", tree, draft_log_probs,
+                                 logits.extent(1), params);
   auto& v = ws.buffers();
   const detail::redrafter_row_functor<E> rows{logits,   params,       ws.threshold(),
                                               ws.max(), ws.log_sum(), ws.bad_column()};

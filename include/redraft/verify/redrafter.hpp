@@ -276,6 +276,35 @@ struct redrafter_functor {
 
 }  // namespace detail
 
+namespace detail {
+
+// The checks verify_redrafter and verify_redrafter_deferred share (fn prefixes the messages): a
+// tree built from full beams, draft_log_probs [B, W, L-1, V], and usable parameters.
+template <Backend B>
+void check_redrafter_inputs(const char* fn, const tree<B>& tree, view<const float, 4> draft_log_probs,
+                            index_t vocab, const redrafter_params& params) {
+  REDRAFT_REQUIRE(tree.beam_width > 0 && tree.beam_length >= 2, fn, ": the tree has beam_width ",
+                  tree.beam_width, " and beam_length ", tree.beam_length,
+                  " (it must be built by build_tree from beams)");
+  REDRAFT_REQUIRE(!tree.short_beams, fn,
+                  ": the tree was built with beam_lengths (beams shorter than L, e.g. from a "
+                  "model-free drafter); Apple's rule needs every beam position and its draft log-probs");
+  const index_t width = tree.beam_width, length = tree.beam_length;
+  REDRAFT_REQUIRE(draft_log_probs.extent(0) == tree.batch && draft_log_probs.extent(1) == width &&
+                      draft_log_probs.extent(2) == length - 1 && draft_log_probs.extent(3) == vocab,
+                  fn, ": draft_log_probs is [", draft_log_probs.extent(0), ", ", draft_log_probs.extent(1),
+                  ", ", draft_log_probs.extent(2), ", ", draft_log_probs.extent(3), "] but expected [",
+                  tree.batch, ", ", width, ", ", length - 1, ", ", vocab, "]");
+  REDRAFT_REQUIRE(temperature_is_usable(params.temperature), fn, ": temperature ", params.temperature,
+                  " must be finite and > 0 with a finite 1 / T (use verify_greedy for T = 0)");
+  REDRAFT_REQUIRE(params.logit_top_k >= 0, fn, ": logit_top_k ", params.logit_top_k,
+                  " must be >= 0 (0 disables the warp)");
+  REDRAFT_REQUIRE(std::isfinite(params.logit_mask_value), fn, ": logit_mask_value ",
+                  params.logit_mask_value, " must be finite");
+}
+
+}  // namespace detail
+
 // verify_redrafter(backend, tree, logits [n_total, V], draft_log_probs [B, W, L-1, V], params,
 //                  uniforms) -> acceptance.
 //   tree: built by build_tree from the beams [B, W, L] the draft head produced (beam_to_node is
@@ -298,27 +327,8 @@ requires logit_element<std::remove_const_t<T>> acceptance<B> verify_redrafter(
   using E = std::remove_const_t<T>;
   const matrix_view<const E> logits(logits_in);
   detail::check_tree_and_logits("verify_redrafter", tree, logits);
-  REDRAFT_REQUIRE(tree.beam_width > 0 && tree.beam_length >= 2,
-                  "verify_redrafter: the tree has beam_width ", tree.beam_width,
-                  " and beam_length ", tree.beam_length,
-                  " (it must be built by build_tree from beams)");
-  REDRAFT_REQUIRE(!tree.short_beams,
-                  "verify_redrafter: the tree was built with beam_lengths (beams shorter than L, e.g. from a "
-                  "model-free drafter); Apple's rule needs every beam position and its draft log-probs");
-  const index_t width = tree.beam_width, length = tree.beam_length, vocab = logits.extent(1);
-  REDRAFT_REQUIRE(draft_log_probs.extent(0) == tree.batch && draft_log_probs.extent(1) == width &&
-                      draft_log_probs.extent(2) == length - 1 && draft_log_probs.extent(3) == vocab,
-                  "verify_redrafter: draft_log_probs is [", draft_log_probs.extent(0), ", ",
-                  draft_log_probs.extent(1), ", ", draft_log_probs.extent(2), ", ",
-                  draft_log_probs.extent(3), "] but expected [", tree.batch, ", ", width, ", ",
-                  length - 1, ", ", vocab, "]");
-  REDRAFT_REQUIRE(detail::temperature_is_usable(params.temperature),
-                  "verify_redrafter: temperature ", params.temperature,
-                  " must be finite and > 0 with a finite 1 / T (use verify_greedy for T = 0)");
-  REDRAFT_REQUIRE(params.logit_top_k >= 0, "verify_redrafter: logit_top_k ", params.logit_top_k,
-                  " must be >= 0 (0 disables the warp)");
-  REDRAFT_REQUIRE(std::isfinite(params.logit_mask_value), "verify_redrafter: logit_mask_value ",
-                  params.logit_mask_value, " must be finite");
+  detail::check_redrafter_inputs("verify_redrafter", tree, draft_log_probs, logits.extent(1), params);
+  const index_t width = tree.beam_width, length = tree.beam_length;
   detail::check_uniforms(backend, "verify_redrafter", uniforms, tree.batch,
                          width * (length - 1) + 1);
 

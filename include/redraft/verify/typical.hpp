@@ -185,6 +185,20 @@ struct typical_functor {
 
 }  // namespace detail
 
+namespace detail {
+
+// The parameter checks verify_typical and verify_typical_deferred share (fn prefixes the messages).
+inline void check_typical_params(const char* fn, const typical_params& params) {
+  REDRAFT_REQUIRE(temperature_is_usable(params.temperature), fn, ": temperature ", params.temperature,
+                  " must be finite and > 0 with a finite 1 / T");
+  REDRAFT_REQUIRE(std::isfinite(params.epsilon) && params.epsilon >= 0.0f, fn, ": epsilon ", params.epsilon,
+                  " must be finite and >= 0");
+  REDRAFT_REQUIRE(std::isfinite(params.delta) && params.delta >= 0.0f, fn, ": delta ", params.delta,
+                  " must be finite and >= 0");
+}
+
+}  // namespace detail
+
 // verify_typical(backend, tree, logits [n_total, V], params, uniforms) -> acceptance.
 //   tree: any tree; logits row i = packed node i. uniforms are only used when
 //   params.sample_next_token (draw 0 of request b; caller uniforms [B, >= 1], or
@@ -202,12 +216,7 @@ requires logit_element<std::remove_const_t<T>> acceptance<B> verify_typical(
   using E = std::remove_const_t<T>;
   const matrix_view<const E> logits(logits_in);
   detail::check_tree_and_logits("verify_typical", tree, logits);
-  REDRAFT_REQUIRE(detail::temperature_is_usable(params.temperature), "verify_typical: temperature ",
-                  params.temperature, " must be finite and > 0 with a finite 1 / T");
-  REDRAFT_REQUIRE(std::isfinite(params.epsilon) && params.epsilon >= 0.0f, "verify_typical: epsilon ",
-                  params.epsilon, " must be finite and >= 0");
-  REDRAFT_REQUIRE(std::isfinite(params.delta) && params.delta >= 0.0f, "verify_typical: delta ",
-                  params.delta, " must be finite and >= 0");
+  detail::check_typical_params("verify_typical", params);
   const std::int32_t path_length = detail::path_length_of(backend, tree);
   if (params.sample_next_token) {
     detail::check_uniforms(backend, "verify_typical", uniforms, tree.batch, 1);
