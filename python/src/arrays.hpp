@@ -18,10 +18,13 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "redraft/core/error.hpp"
+#include "redraft/core/half.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
 #include "redraft/draft/draft_head.hpp"
@@ -31,6 +34,20 @@
 template <>
 struct nanobind::detail::is_copy_constructible<redraft::draft_head<redraft::cpu_backend>>
     : std::false_type {};
+
+// The 16-bit logits types as DLPack dtypes: IEEE half is (Float, 16), bfloat16 is (Bfloat, 16), so
+// a torch.float16 / torch.bfloat16 tensor (or a NumPy float16 array) is viewed in place.
+template <>
+struct nanobind::detail::dtype_traits<redraft::half> {
+  static constexpr dlpack::dtype value{static_cast<std::uint8_t>(dlpack::dtype_code::Float), 16, 1};
+  static constexpr auto name = const_name("float16");
+};
+template <>
+struct nanobind::detail::dtype_traits<redraft::bfloat16> {
+  static constexpr dlpack::dtype value{static_cast<std::uint8_t>(dlpack::dtype_code::Bfloat), 16,
+                                       1};
+  static constexpr auto name = const_name("bfloat16");
+};
 
 namespace redraft::python {
 
@@ -163,6 +180,25 @@ out_array<T> own(std::vector<T>&& v, std::initializer_list<std::size_t> shape) {
 template <class T>
 ro_array<T> borrowed(const T* data, std::initializer_list<std::size_t> shape, nb::handle owner) {
   return ro_array<T>(data, shape.size(), shape.begin(), owner);
+}
+
+// Logits rows in the caller's element type: float32, float16 or bfloat16, viewed without a copy
+// or a conversion pass (every verifier and logits op is templated on the row element).
+template <class T>
+using rows_of = std::variant<matrix_view<T>, matrix_view<std::conditional_t<std::is_const_v<T>, const half, half>>,
+                             matrix_view<std::conditional_t<std::is_const_v<T>, const bfloat16, bfloat16>>>;
+
+// A view of a [rows, V] logits array of any of the three element types (T: float or const float).
+template <class T, class A>
+rows_of<T> logits_rows(const A& a, const char* fn, const char* name, const char* dims) {
+  using h = std::conditional_t<std::is_const_v<T>, const half, half>;
+  using bf = std::conditional_t<std::is_const_v<T>, const bfloat16, bfloat16>;
+  const auto d = a.dtype();
+  if (d == nb::dtype<half>()) return checked_view<h, 2>(a, fn, name, dims);
+  if (d == nb::dtype<bfloat16>()) return checked_view<bf, 2>(a, fn, name, dims);
+  REDRAFT_REQUIRE(d == nb::dtype<float>(), fn, ": ", name, " has dtype ", dtype_name(d),
+                  " but must be float32, float16 or bfloat16");
+  return checked_view<T, 2>(a, fn, name, dims);
 }
 
 template <class T>

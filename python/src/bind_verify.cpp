@@ -5,6 +5,7 @@
 #include <cmath>
 #include <optional>
 #include <span>
+#include <variant>
 
 #include "arrays.hpp"
 #include "bindings.hpp"
@@ -29,8 +30,14 @@ uniform_source uniforms_of(const std::optional<in_array>& u, const char* fn, std
   return in_view<float, 2>(*u, fn, "uniforms", "[B, draws]");
 }
 
-matrix_view<const float> logits_of(const in_array& a, const char* fn) {
-  return in_view<float, 2>(a, fn, "logits", "[n_total, V]");
+// The target's logits [n_total, V] as float32, float16 or bfloat16 rows.
+rows_of<const float> logits_of(const in_array& a, const char* fn) {
+  return logits_rows<const float>(a, fn, "logits", "[n_total, V]");
+}
+
+// Logits modified in place, [rows, V], any of the three element types.
+rows_of<float> inout_logits(const inout_array& a, const char* fn) {
+  return logits_rows<float>(a, fn, "logits", "[rows, V]");
 }
 
 #define REDRAFT_UNIFORMS_DOC                                                                      \
@@ -96,10 +103,11 @@ void bind_verify(nb::module_& m) {
   m.def(
       "verify_greedy",
       [](const tree_t& t, const in_array& logits) {
-        return verify_greedy(backend{}, t, logits_of(logits, "verify_greedy"));
+        return std::visit([&](auto z) { return verify_greedy(backend{}, t, z); },
+                          logits_of(logits, "verify_greedy"));
       },
       nb::arg("tree"), nb::arg("logits"),
-      "verify_greedy(tree, logits [n_total, V] float32) -> Acceptance\n\n"
+      "verify_greedy(tree, logits [n_total, V] float32/float16/bfloat16) -> Acceptance\n\n"
       "Walks from each root, descending into the child whose token is the target's argmax. "
       "Speculative greedy output equals plain greedy decoding.");
 
@@ -109,14 +117,15 @@ void bind_verify(nb::module_& m) {
          float top_p, std::uint64_t seed, std::uint32_t step,
          const std::optional<in_array>& uniforms) {
         const char* fn = "verify_lossless";
-        return verify_lossless(backend{}, t, logits_of(logits, fn),
-                               sampling_params{temperature, top_k, top_p},
-                               uniforms_of(uniforms, fn, seed, step));
+        const sampling_params params{temperature, top_k, top_p};
+        const uniform_source u = uniforms_of(uniforms, fn, seed, step);
+        return std::visit([&](auto z) { return verify_lossless(backend{}, t, z, params, u); },
+                          logits_of(logits, fn));
       },
       nb::arg("tree"), nb::arg("logits"), nb::arg("temperature") = 1.0f, nb::arg("top_k") = 0,
       nb::arg("top_p") = 1.0f, nb::arg("seed") = 0, nb::arg("step") = 0,
       nb::arg("uniforms") = nb::none(),
-      ("verify_lossless(tree, logits [n_total, V] float32, temperature=1, top_k=0, top_p=1, "
+      ("verify_lossless(tree, logits [n_total, V] float32/float16/bfloat16, temperature=1, top_k=0, top_p=1, "
        "seed=0, step=0, uniforms=None) -> Acceptance\n\n"
        "Lossless tree sampling: the output law equals sampling the target (after temperature, "
        "top-k, top-p). Draws 2 per depth: uniforms [B, >= 2 L].\n" REDRAFT_UNIFORMS_DOC));
@@ -127,11 +136,11 @@ void bind_verify(nb::module_& m) {
          float temperature, std::int32_t logit_top_k, float logit_mask_value, std::uint64_t seed,
          std::uint32_t step, const std::optional<in_array>& uniforms) {
         const char* fn = "verify_redrafter";
-        return verify_redrafter(
-            backend{}, t, logits_of(logits, fn),
-            in_view<float, 4>(draft_log_probs, fn, "draft_log_probs", "[B, W, L-1, V]"),
-            redrafter_params{temperature, logit_top_k, logit_mask_value},
-            uniforms_of(uniforms, fn, seed, step));
+        const auto q = in_view<float, 4>(draft_log_probs, fn, "draft_log_probs", "[B, W, L-1, V]");
+        const redrafter_params params{temperature, logit_top_k, logit_mask_value};
+        const uniform_source u = uniforms_of(uniforms, fn, seed, step);
+        return std::visit([&](auto z) { return verify_redrafter(backend{}, t, z, q, params, u); },
+                          logits_of(logits, fn));
       },
       nb::arg("tree"), nb::arg("logits"), nb::arg("draft_log_probs"), nb::arg("temperature") = 1.0f,
       nb::arg("logit_top_k") = 50, nb::arg("logit_mask_value") = -50000.0f, nb::arg("seed") = 0,
@@ -149,9 +158,10 @@ void bind_verify(nb::module_& m) {
          bool sample_next_token, std::uint64_t seed, std::uint32_t step,
          const std::optional<in_array>& uniforms) {
         const char* fn = "verify_typical";
-        return verify_typical(backend{}, t, logits_of(logits, fn),
-                              typical_params{temperature, epsilon, delta, sample_next_token},
-                              uniforms_of(uniforms, fn, seed, step));
+        const typical_params params{temperature, epsilon, delta, sample_next_token};
+        const uniform_source u = uniforms_of(uniforms, fn, seed, step);
+        return std::visit([&](auto z) { return verify_typical(backend{}, t, z, params, u); },
+                          logits_of(logits, fn));
       },
       nb::arg("tree"), nb::arg("logits"), nb::arg("temperature") = 1.0f, nb::arg("epsilon") = 0.09f,
       nb::arg("delta") = 0.3f, nb::arg("sample_next_token") = false, nb::arg("seed") = 0,
@@ -165,59 +175,64 @@ void bind_verify(nb::module_& m) {
   m.def(
       "apply_temperature",
       [](const inout_array& logits, float temperature) {
-        apply_temperature(backend{},
-                          inout_view<float, 2>(logits, "apply_temperature", "logits", "[rows, V]"),
-                          temperature);
+        std::visit([&](auto z) { apply_temperature(backend{}, z, temperature); },
+                   inout_logits(logits, "apply_temperature"));
       },
       nb::arg("logits"), nb::arg("temperature"),
-      "apply_temperature(logits [rows, V] float32, temperature) -> None: logits /= T in place.");
+      "apply_temperature(logits [rows, V] float32/float16/bfloat16, temperature) -> None: logits /= T in place.");
   m.def(
       "apply_top_k",
       [](const inout_array& logits, std::int32_t k, float mask_value) {
-        apply_top_k(backend{}, inout_view<float, 2>(logits, "apply_top_k", "logits", "[rows, V]"),
-                    k, mask_value);
+        std::visit([&](auto z) { apply_top_k(backend{}, z, k, mask_value); },
+                   inout_logits(logits, "apply_top_k"));
       },
       nb::arg("logits"), nb::arg("k"), nb::arg("mask_value") = -HUGE_VALF,
-      "apply_top_k(logits [rows, V] float32, k, mask_value=-inf) -> None\n\n"
+      "apply_top_k(logits [rows, V] float32/float16/bfloat16, k, mask_value=-inf) -> None\n\n"
       "In place: logits strictly below the row's k-th largest become mask_value (ties kept).");
   m.def(
       "warp_top_k",
       [](const inout_array& logits, std::int32_t k, float mask_value) {
-        warp_top_k(backend{}, inout_view<float, 2>(logits, "warp_top_k", "logits", "[rows, V]"), k,
-                   mask_value);
+        std::visit([&](auto z) { warp_top_k(backend{}, z, k, mask_value); },
+                   inout_logits(logits, "warp_top_k"));
       },
       nb::arg("logits"), nb::arg("k") = 50, nb::arg("mask_value") = -50000.0f,
-      "warp_top_k(logits [rows, V] float32, k=50, mask_value=-50000) -> None: ReDrafter's warp, in "
+      "warp_top_k(logits [rows, V] float32/float16/bfloat16, k=50, mask_value=-50000) -> None: ReDrafter's warp, in "
       "place.");
   m.def(
       "apply_top_p",
       [](const inout_array& logits, float p, float mask_value) {
-        apply_top_p(backend{}, inout_view<float, 2>(logits, "apply_top_p", "logits", "[rows, V]"),
-                    p, mask_value);
+        std::visit([&](auto z) { apply_top_p(backend{}, z, p, mask_value); },
+                   inout_logits(logits, "apply_top_p"));
       },
       nb::arg("logits"), nb::arg("p"), nb::arg("mask_value") = -HUGE_VALF,
-      "apply_top_p(logits [rows, V] float32, p, mask_value=-inf) -> None\n\n"
+      "apply_top_p(logits [rows, V] float32/float16/bfloat16, p, mask_value=-inf) -> None\n\n"
       "In place: keeps the smallest most-probable set whose softmax mass reaches p.");
   m.def(
       "to_log_probs",
       [](const in_array& logits) {
-        const auto in = in_view<float, 2>(logits, "to_log_probs", "logits", "[rows, V]");
-        host_buffer<float> out(in.size());
-        to_log_probs(backend{}, in, matrix_view<float>(out.data(), in.extent(0), in.extent(1)));
-        return own(std::move(out), {std::size_t(in.extent(0)), std::size_t(in.extent(1))});
+        return std::visit(
+            [](auto in) {
+              host_buffer<float> out(in.size());
+              to_log_probs(backend{}, in, matrix_view<float>(out.data(), in.extent(0), in.extent(1)));
+              return own(std::move(out), {std::size_t(in.extent(0)), std::size_t(in.extent(1))});
+            },
+            logits_rows<const float>(logits, "to_log_probs", "logits", "[rows, V]"));
       },
       nb::arg("logits"),
-      "to_log_probs(logits [rows, V] float32) -> [rows, V] float32: rowwise log_softmax.");
+      "to_log_probs(logits [rows, V] float32/float16/bfloat16) -> [rows, V] float32: rowwise log_softmax.");
   m.def(
       "to_probs",
       [](const in_array& logits) {
-        const auto in = in_view<float, 2>(logits, "to_probs", "logits", "[rows, V]");
-        host_buffer<float> out(in.size());
-        to_probs(backend{}, in, matrix_view<float>(out.data(), in.extent(0), in.extent(1)));
-        return own(std::move(out), {std::size_t(in.extent(0)), std::size_t(in.extent(1))});
+        return std::visit(
+            [](auto in) {
+              host_buffer<float> out(in.size());
+              to_probs(backend{}, in, matrix_view<float>(out.data(), in.extent(0), in.extent(1)));
+              return own(std::move(out), {std::size_t(in.extent(0)), std::size_t(in.extent(1))});
+            },
+            logits_rows<const float>(logits, "to_probs", "logits", "[rows, V]"));
       },
       nb::arg("logits"),
-      "to_probs(logits [rows, V] float32) -> [rows, V] float32: rowwise softmax.");
+      "to_probs(logits [rows, V] float32/float16/bfloat16) -> [rows, V] float32: rowwise softmax.");
 
   // ---- KV plans ----
   nb::class_<kv_plan>(
