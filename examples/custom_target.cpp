@@ -39,6 +39,9 @@ class bigram_engine {
   std::int32_t max_context() const { return 1024; }
   matrix_view<const float> embedding() const { return {embedding_.data(), vocab, hidden}; }
 
+  // 6. the backend our work runs on: algorithms that take only the model use this handle
+  cpu_backend& backend() { return backend_; }
+
   // 3. start slots from their prompts; return the rows of each prompt's last token
   model_output prefill(const prefill_input& in) {
     const index_t r_count = in.slots.extent(0);
@@ -85,6 +88,7 @@ class bigram_engine {
   }
   model_output output(index_t rows) const { return {{logits_.data(), rows, vocab}, {hidden_.data(), rows, hidden}}; }
 
+  cpu_backend backend_;
   std::vector<float> embedding_;                       // [V, H]
   std::vector<std::vector<std::int32_t>> committed_;   // per slot: the "KV cache"
   std::vector<std::vector<std::int32_t>> pending_;     // per slot: the last verified tree's tokens

@@ -165,6 +165,7 @@ struct short_rows_model {
   std::int32_t hidden_size() const { return inner.hidden_size(); }
   std::int32_t max_context() const { return inner.max_context(); }
   matrix_view<const float> embedding() const { return inner.embedding(); }
+  cpu_backend& backend() { return inner.backend(); }
   model_output prefill(const prefill_input& in) { return inner.prefill(in); }
   model_output verify(const verify_input& in) {
     model_output out = inner.verify(in);

@@ -11,6 +11,7 @@
 #include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/core/philox.hpp"
+#include "redraft/core/transfer.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
 // the CPU backend
@@ -25,6 +26,7 @@
 // trees, masks, positions
 #include "redraft/tree/build_tree.hpp"
 #include "redraft/tree/build_tree_parallel.hpp"
+#include "redraft/tree/chain_tree.hpp"
 #include "redraft/tree/masks.hpp"
 #include "redraft/tree/static_tree.hpp"
 // verification and KV compaction

@@ -43,7 +43,7 @@ struct verify_batch {
 // TargetModel over a Python object (see the file comment).
 class py_target {
  public:
-  using backend_type = backend;
+  using backend_type = python::backend;  // qualified: backend() below is a member
 
   explicit py_target(nb::handle target) : target_(nb::borrow(target)) {
     const char* fn = "SpeculativeDecoder";
@@ -92,6 +92,7 @@ class py_target {
   }
 
   void commit(const kv_plan& plan) { target_.attr("commit")(plan); }
+  backend_type& backend() { return backend_; }
 
  private:
   std::int32_t int_attribute(const char* name) {
@@ -126,6 +127,7 @@ class py_target {
   }
 
   nb::object target_;
+  backend_type backend_;
   std::int32_t vocab_ = 0, hidden_ = 0, max_context_ = 0;
   in_array embedding_, logits_, hidden_state_;
   matrix_view<const float> embedding_view_;

@@ -6,10 +6,13 @@
 //  * stream-ordered: every operation is issued on the stream (kernels, Thrust algorithms with
 //    thrust::cuda::par_nosync, cuBLAS, cudaMemcpyAsync); only copy_to_host and synchronize
 //    wait for it (clauses 3, 4);
-//  * memory comes from the device's stream-ordered pool (cudaMallocAsync / cudaFreeAsync) with
-//    its release threshold raised to "keep everything", so after the first decoding step every
-//    allocation, buffers and Thrust temporaries alike, is served from cached memory: no
-//    cudaMalloc, no device-wide synchronisation inside a decoding loop;
+//  * memory comes from the context's own stream-ordered pool (cudaMemPoolCreate;
+//    cudaMallocFromPoolAsync / cudaFreeAsync) with its release threshold raised to "keep
+//    everything", so after the first decoding step every allocation, buffers and Thrust
+//    temporaries alike, is served from cached memory: no cudaMalloc, no device-wide
+//    synchronisation inside a decoding loop. The pool is the context's, not the device's default
+//    pool, so the rest of the process (other libraries' cudaMallocAsync) keeps its own release
+//    behaviour; it is destroyed with the context;
 //  * matmul is cublasSgemm (FP32, default math mode) with the row-major trick, followed by one
 //    element-wise pass for bias and activation;
 //  * row primitives are the kernels of cuda/kernels/row_ops.cuh; verify_greedy, the three
@@ -49,9 +52,10 @@ class cuda_context {
   struct stream_allocator {
     using value_type = char;
     cudaStream_t stream = nullptr;
+    cudaMemPool_t pool = nullptr;
     char* allocate(std::ptrdiff_t n) {
       void* p = nullptr;
-      REDRAFT_CUDA_CHECK(cudaMallocAsync(&p, static_cast<std::size_t>(n), stream));
+      REDRAFT_CUDA_CHECK(cudaMallocFromPoolAsync(&p, static_cast<std::size_t>(n), pool, stream));
       return static_cast<char*>(p);
     }
     void deallocate(char* p, std::size_t) { cudaFreeAsync(p, stream); }
@@ -66,33 +70,42 @@ class cuda_context {
     } else {
       stream_ = stream;
     }
-    cudaMemPool_t pool = nullptr;
-    REDRAFT_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));
+    // The context's own pool of device memory on this device (not the device's default pool,
+    // whose settings belong to the whole process), keeping everything it has allocated.
+    cudaMemPoolProps props{};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = device_;
+    REDRAFT_CUDA_CHECK(cudaMemPoolCreate(&pool_, &props));
     std::uint64_t keep_all = std::numeric_limits<std::uint64_t>::max();
-    REDRAFT_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
+    REDRAFT_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep_all));
     REDRAFT_CUBLAS_CHECK(cublasCreate(&cublas_));
     REDRAFT_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
     allocator_.stream = stream_;
+    allocator_.pool = pool_;
   }
   cuda_context(const cuda_context&) = delete;
   cuda_context& operator=(const cuda_context&) = delete;
+  // Every buffer holds the context (cuda_stream_memory), so none is left when this runs; the
+  // synchronize lets their stream-ordered frees complete before the pool goes.
   ~cuda_context() {
     cublasDestroy(cublas_);
-    if (owns_stream_) {
-      cudaStreamSynchronize(stream_);
-      cudaStreamDestroy(stream_);
-    }
+    cudaStreamSynchronize(stream_);
+    cudaMemPoolDestroy(pool_);
+    if (owns_stream_) cudaStreamDestroy(stream_);
   }
 
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
   int device() const { return device_; }
+  cudaMemPool_t pool() const { return pool_; }
   stream_allocator& allocator() { return allocator_; }
 
  private:
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   bool owns_stream_ = false;
+  cudaMemPool_t pool_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   stream_allocator allocator_;
 };
@@ -138,7 +151,8 @@ struct thrust_system_ops<thrust::system::cuda::tag> {
   static T* allocate(const context& c, index_t n) {
     if (n == 0) return nullptr;
     void* p = nullptr;
-    REDRAFT_CUDA_CHECK(cudaMallocAsync(&p, static_cast<std::size_t>(n) * sizeof(T), c->stream()));
+    REDRAFT_CUDA_CHECK(cudaMallocFromPoolAsync(&p, static_cast<std::size_t>(n) * sizeof(T), c->pool(),
+                                               c->stream()));
     return static_cast<T*>(p);
   }
   template <class T>

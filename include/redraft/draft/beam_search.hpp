@@ -161,6 +161,126 @@ struct gather_log_probs {
   }
 };
 
+// Phase 1: every input checked (nothing is written before it completes); see beam_search.
+template <Backend B>
+void check_beam_search_inputs(const draft_head<B>& head, matrix_view<const float> hidden,
+                              vector_view<const std::int32_t> root_tokens,
+                              matrix_view<const float> embedding, index_t width, index_t length) {
+  const draft_config& config = head.config();
+  const index_t batch = hidden.extent(0), h = config.hidden_size, v = config.vocab_size;
+  REDRAFT_REQUIRE(width >= 1, "beam_search: beam_width ", width, " must be at least 1");
+  REDRAFT_REQUIRE(width <= config.logit_top_k, "beam_search: beam_width ", width,
+                  " exceeds the draft head's logit_top_k ", config.logit_top_k,
+                  "; beams past the top-k would extend masked tokens (log-prob near ",
+                  config.logit_mask_value, ")");
+  REDRAFT_REQUIRE(width <= v, "beam_search: beam_width ", width, " exceeds vocab_size ", v);
+  REDRAFT_REQUIRE(length >= 2, "beam_search: beam_length ", length,
+                  " must be at least 2 (the root token plus one drafted token)");
+  REDRAFT_REQUIRE(width * v <= index_t{2147483647},
+                  "beam_search: beam_width * vocab_size = ", width * v,
+                  " does not fit the int32 candidate indices");
+  REDRAFT_REQUIRE(hidden.extent(1) == h, "beam_search: hidden has ", hidden.extent(1),
+                  " columns but the draft head's hidden_size is ", h);
+  REDRAFT_REQUIRE(root_tokens.extent(0) == batch, "beam_search: root_tokens has ",
+                  root_tokens.extent(0), " entries but hidden has ", batch, " rows (batch)");
+  REDRAFT_REQUIRE(embedding.extent(0) == v, "beam_search: embedding has ", embedding.extent(0),
+                  " rows but the draft head's vocab_size is ", v);
+  REDRAFT_REQUIRE(embedding.extent(1) == h, "beam_search: embedding has ", embedding.extent(1),
+                  " columns but the draft head's hidden_size is ", h);
+  std::vector<std::int32_t> roots(static_cast<std::size_t>(batch));  // [B]
+  head.backend().copy_to_host(root_tokens.data(), batch, roots.data());
+  for (index_t b = 0; b < batch; ++b) {
+    REDRAFT_REQUIRE(
+        roots[static_cast<std::size_t>(b)] >= 0 && roots[static_cast<std::size_t>(b)] < v,
+        "beam_search: root_tokens[", b, "] = ", roots[static_cast<std::size_t>(b)],
+        " is outside [0, ", v, ") (vocab_size)");
+  }
+}
+
+// Phase 2: the workspace sized for rows = B*W beams of `steps` steps (kept when it already is).
+template <Backend B>
+void prepare_beam_workspace(const B& backend, beam_search_workspace<B>& ws, index_t rows,
+                            index_t steps, index_t v, index_t h, bool history) {
+  if (ws.rows == rows && ws.steps == steps && ws.vocab == v && ws.hidden == h &&
+      ws.with_history == history)
+    return;
+  ws.state = backend.template allocate<float>(rows * h);
+  ws.gathered_state = backend.template allocate<float>(rows * h);
+  ws.embedded = backend.template allocate<float>(rows * h);
+  ws.step_log_probs = backend.template allocate<float>((history ? steps : 1) * rows * v);
+  ws.candidates = backend.template allocate<float>(history ? rows * v : 0);
+  ws.scores = backend.template allocate<float>(rows);
+  ws.top_values = backend.template allocate<float>(rows);
+  ws.top_indices = backend.template allocate<std::int32_t>(rows);
+  ws.tokens = backend.template allocate<std::int32_t>(rows);
+  ws.source_rows = backend.template allocate<std::int32_t>(rows);
+  ws.history = backend.template allocate<std::int32_t>(2 * steps * rows);
+  ws.ancestors = backend.template allocate<std::int32_t>(rows * steps);
+  ws.rows = rows;
+  ws.steps = steps;
+  ws.vocab = v;
+  ws.hidden = h;
+  ws.with_history = history;
+}
+
+// Phase 3, step k of 1 .. steps: advance every beam's state by its last token, score the W*V
+// extensions of each request, keep the top W (tokens and source beams into ws.history), and
+// (before the last step) move each kept beam's state to its row.
+template <Backend B>
+void beam_search_step(const draft_head<B>& head, matrix_view<const float> hidden,
+                      matrix_view<const float> embedding, beam_search_workspace<B>& ws,
+                      index_t batch, index_t width, index_t k) {
+  const B& backend = head.backend();
+  const index_t rows = ws.rows, steps = ws.steps, v = ws.vocab, h = ws.hidden;
+  const bool history = ws.with_history;
+  matrix_view<float> state(ws.state.data(), rows, h);        // [B*W, H]
+  matrix_view<float> embedded(ws.embedded.data(), rows, h);  // [B*W, H]
+  backend.gather_rows(embedding, vector_view<const std::int32_t>(ws.tokens.data(), rows), embedded);
+  head.advance_state(embedded, state, state, ws.head);
+  float* step = ws.step_log_probs.data() + (history ? (k - 1) * rows * v : 0);
+  matrix_view<float> log_probs(step, rows, v);  // [B*W, V]
+  head.log_probs(hidden, state, log_probs, ws.head);
+  // NOTE: without history the candidates overwrite the log-probs in place; with it the
+  // log-probs must survive for the output, so the candidates get their own buffer.
+  float* candidates = history ? ws.candidates.data() : step;  // [B, W*V]
+  backend.for_each_index(rows * v, add_beam_scores{step, ws.scores.data(), candidates, v});
+  backend.row_top_k(matrix_view<const float>(candidates, batch, width * v), static_cast<int>(width),
+                    matrix_view<float>(ws.top_values.data(), batch, width),
+                    matrix_view<std::int32_t>(ws.top_indices.data(), batch, width));
+  std::int32_t* step_tokens = ws.history.data() + (k - 1) * rows;           // [B*W]
+  std::int32_t* step_sources = ws.history.data() + (steps + k - 1) * rows;  // [B*W]
+  const matrix_view<const float> top_values(ws.top_values.data(), batch, width);
+  const matrix_view<const std::int32_t> top_indices(ws.top_indices.data(), batch, width);
+  backend.for_each_index(rows,
+                         select_beams{top_values, top_indices, ws.scores.data(), ws.tokens.data(),
+                                      ws.source_rows.data(), step_tokens, step_sources, width, v});
+  if (k < steps) {
+    // Each kept beam continues from its source beam's state.
+    backend.gather_rows(state, vector_view<const std::int32_t>(ws.source_rows.data(), rows),
+                        matrix_view<float>(ws.gathered_state.data(), rows, h));
+    std::swap(ws.state, ws.gathered_state);
+  }
+}
+
+// Phase 4: beams (walking each kept beam's sources back to the root, into ws.ancestors), scores
+// and, with history, each beam's log-probs at every step.
+template <Backend B>
+void assemble_beam_outputs(const B& backend, beam_search_workspace<B>& ws,
+                           vector_view<const std::int32_t> root_tokens,
+                           beam_search_result<B>& result) {
+  const index_t rows = ws.rows, steps = ws.steps, v = ws.vocab;
+  backend.for_each_index(rows, assemble_beams{ws.history.data(), root_tokens.data(),
+                                              result.beams.data(), ws.ancestors.data(),
+                                              result.batch, result.beam_width, result.beam_length});
+  backend.copy(ws.scores.data(), rows, result.scores.data());
+  if (ws.with_history) {
+    backend.for_each_index(
+        rows * steps * v,
+        gather_log_probs{ws.step_log_probs.data(), ws.ancestors.data(), result.log_probs.data(),
+                         result.beam_width, steps, v, rows});
+  }
+}
+
 }  // namespace detail
 
 // Beam search of the draft head for a batch of requests.
@@ -181,38 +301,10 @@ beam_search_result<B> beam_search(const draft_head<B>& head, matrix_view<const f
                                   matrix_view<const float> embedding, index_t beam_width,
                                   index_t beam_length, beam_search_options options = {},
                                   beam_search_workspace<B>* workspace = nullptr) {
-  const draft_config& config = head.config();
   const B& backend = head.backend();
   const index_t batch = hidden.extent(0), width = beam_width, length = beam_length;
-  const index_t h = config.hidden_size, v = config.vocab_size;
-  // ---- Validation (nothing is written before it completes) ----
-  REDRAFT_REQUIRE(width >= 1, "beam_search: beam_width ", width, " must be at least 1");
-  REDRAFT_REQUIRE(width <= config.logit_top_k, "beam_search: beam_width ", width,
-                  " exceeds the draft head's logit_top_k ", config.logit_top_k,
-                  "; beams past the top-k would extend masked tokens (log-prob near ",
-                  config.logit_mask_value, ")");
-  REDRAFT_REQUIRE(width <= v, "beam_search: beam_width ", width, " exceeds vocab_size ", v);
-  REDRAFT_REQUIRE(length >= 2, "beam_search: beam_length ", length,
-                  " must be at least 2 (the root token plus one drafted token)");
-  REDRAFT_REQUIRE(width * v <= index_t{2147483647}, "beam_search: beam_width * vocab_size = ",
-                  width * v, " does not fit the int32 candidate indices");
-  REDRAFT_REQUIRE(hidden.extent(1) == h, "beam_search: hidden has ", hidden.extent(1),
-                  " columns but the draft head's hidden_size is ", h);
-  REDRAFT_REQUIRE(root_tokens.extent(0) == batch, "beam_search: root_tokens has ",
-                  root_tokens.extent(0), " entries but hidden has ", batch, " rows (batch)");
-  REDRAFT_REQUIRE(embedding.extent(0) == v, "beam_search: embedding has ", embedding.extent(0),
-                  " rows but the draft head's vocab_size is ", v);
-  REDRAFT_REQUIRE(embedding.extent(1) == h, "beam_search: embedding has ", embedding.extent(1),
-                  " columns but the draft head's hidden_size is ", h);
-  {
-    std::vector<std::int32_t> roots(static_cast<std::size_t>(batch));
-    backend.copy_to_host(root_tokens.data(), batch, roots.data());
-    for (index_t b = 0; b < batch; ++b) {
-      REDRAFT_REQUIRE(roots[static_cast<std::size_t>(b)] >= 0 && roots[static_cast<std::size_t>(b)] < v,
-                      "beam_search: root_tokens[", b, "] = ", roots[static_cast<std::size_t>(b)],
-                      " is outside [0, ", v, ") (vocab_size)");
-    }
-  }
+  const index_t h = head.config().hidden_size, v = head.config().vocab_size;
+  detail::check_beam_search_inputs(head, hidden, root_tokens, embedding, width, length);
 
   beam_search_result<B> result;
   result.batch = batch;
@@ -225,81 +317,19 @@ beam_search_result<B> beam_search(const draft_head<B>& head, matrix_view<const f
       backend.template allocate<float>(options.want_log_probs ? batch * width * (length - 1) * v : 0);
   if (batch == 0) return result;
 
-  // ---- Workspace ----
   const index_t rows = batch * width, steps = length - 1;
   beam_search_workspace<B> local;
   beam_search_workspace<B>& ws = workspace != nullptr ? *workspace : local;
-  const bool history = options.want_log_probs;
-  if (ws.rows != rows || ws.steps != steps || ws.vocab != v || ws.hidden != h ||
-      ws.with_history != history) {
-    ws.state = backend.template allocate<float>(rows * h);
-    ws.gathered_state = backend.template allocate<float>(rows * h);
-    ws.embedded = backend.template allocate<float>(rows * h);
-    ws.step_log_probs = backend.template allocate<float>((history ? steps : 1) * rows * v);
-    ws.candidates = backend.template allocate<float>(history ? rows * v : 0);
-    ws.scores = backend.template allocate<float>(rows);
-    ws.top_values = backend.template allocate<float>(rows);
-    ws.top_indices = backend.template allocate<std::int32_t>(rows);
-    ws.tokens = backend.template allocate<std::int32_t>(rows);
-    ws.source_rows = backend.template allocate<std::int32_t>(rows);
-    ws.history = backend.template allocate<std::int32_t>(2 * steps * rows);
-    ws.ancestors = backend.template allocate<std::int32_t>(rows * steps);
-    ws.rows = rows;
-    ws.steps = steps;
-    ws.vocab = v;
-    ws.hidden = h;
-    ws.with_history = history;
-  }
+  detail::prepare_beam_workspace(backend, ws, rows, steps, v, h, options.want_log_probs);
   head.reserve(ws.head, rows);
 
-  // ---- Search ----
   backend.fill(ws.state.data(), rows * h, 0.0f);  // s_0 = 0
-  backend.for_each_index(rows, detail::init_beams{ws.scores.data(), ws.tokens.data(),
-                                                  root_tokens.data(), width,
-                                                  config.logit_mask_value});
-  matrix_view<float> embedded(ws.embedded.data(), rows, h);  // [B*W, H]
-  matrix_view<const float> top_values(ws.top_values.data(), batch, width);
-  matrix_view<const std::int32_t> top_indices(ws.top_indices.data(), batch, width);
-  for (index_t k = 1; k <= steps; ++k) {
-    matrix_view<float> state(ws.state.data(), rows, h);  // [B*W, H]
-    backend.gather_rows(embedding, vector_view<const std::int32_t>(ws.tokens.data(), rows),
-                        embedded);
-    head.advance_state(embedded, state, state, ws.head);
-    float* step = ws.step_log_probs.data() + (history ? (k - 1) * rows * v : 0);
-    matrix_view<float> log_probs(step, rows, v);  // [B*W, V]
-    head.log_probs(hidden, state, log_probs, ws.head);
-    // NOTE: without history the candidates overwrite the log-probs in place; with it the
-    // log-probs must survive for the output, so the candidates get their own buffer.
-    float* candidates = history ? ws.candidates.data() : step;
-    backend.for_each_index(rows * v,
-                           detail::add_beam_scores{step, ws.scores.data(), candidates, v});
-    backend.row_top_k(matrix_view<const float>(candidates, batch, width * v),
-                      static_cast<int>(width), matrix_view<float>(ws.top_values.data(), batch, width),
-                      matrix_view<std::int32_t>(ws.top_indices.data(), batch, width));
-    std::int32_t* step_tokens = ws.history.data() + (k - 1) * rows;
-    std::int32_t* step_sources = ws.history.data() + (steps + k - 1) * rows;
-    backend.for_each_index(rows, detail::select_beams{top_values, top_indices, ws.scores.data(),
-                                                      ws.tokens.data(), ws.source_rows.data(),
-                                                      step_tokens, step_sources, width, v});
-    if (k < steps) {
-      // Each kept beam continues from its source beam's state.
-      backend.gather_rows(state, vector_view<const std::int32_t>(ws.source_rows.data(), rows),
-                          matrix_view<float>(ws.gathered_state.data(), rows, h));
-      std::swap(ws.state, ws.gathered_state);
-    }
-  }
-
-  // ---- Outputs ----
-  backend.for_each_index(rows, detail::assemble_beams{ws.history.data(), root_tokens.data(),
-                                                      result.beams.data(), ws.ancestors.data(),
-                                                      batch, width, length});
-  backend.copy(ws.scores.data(), rows, result.scores.data());
-  if (history) {
-    backend.for_each_index(rows * steps * v,
-                           detail::gather_log_probs{ws.step_log_probs.data(), ws.ancestors.data(),
-                                                    result.log_probs.data(), width, steps, v,
-                                                    rows});
-  }
+  backend.for_each_index(
+      rows, detail::init_beams{ws.scores.data(), ws.tokens.data(), root_tokens.data(), width,
+                               head.config().logit_mask_value});
+  for (index_t k = 1; k <= steps; ++k)
+    detail::beam_search_step(head, hidden, embedding, ws, batch, width, k);
+  detail::assemble_beam_outputs(backend, ws, root_tokens, result);
   return result;
 }
 

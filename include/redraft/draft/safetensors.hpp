@@ -110,14 +110,11 @@ struct safetensors_entry {
   std::uint64_t begin = 0, end = 0;  // relative to the data buffer
 };
 
-// Parses and validates the JSON header against a data buffer of data_size bytes.
-// `source` names the file in messages. Entries come back sorted by begin offset.
-inline std::vector<safetensors_entry> parse_safetensors_header(
-    const char* header, std::size_t header_size, std::uint64_t data_size, const std::string& source,
-    std::map<std::string, std::string>& metadata) {
+// Header phase 1: the JSON object. Duplicate keys are legal JSON but nlohmann keeps only the
+// last one, silently; a parser callback sees every key of the top-level object and catches them.
+inline nlohmann::json parse_safetensors_json(const char* header, std::size_t header_size,
+                                             const std::string& source) {
   using json = nlohmann::json;
-  // Duplicate keys are legal JSON but nlohmann keeps only the last one, silently; a parser
-  // callback sees every key of the top-level object and catches them.
   std::set<std::string> seen;
   std::string duplicate;
   const json::parser_callback_t on_event = [&](int depth, json::parse_event_t event,
@@ -138,71 +135,89 @@ inline std::vector<safetensors_entry> parse_safetensors_header(
                   "' appears twice in the header");
   REDRAFT_REQUIRE(parsed.is_object(), "read_safetensors: ", source,
                   ": the header is not a JSON object");
+  return parsed;
+}
 
-  std::vector<safetensors_entry> entries;
-  for (auto it = parsed.begin(); it != parsed.end(); ++it) {
-    const std::string& name = it.key();
-    const json& value = it.value();
-    if (name == "__metadata__") {
-      REDRAFT_REQUIRE(value.is_object(), "read_safetensors: ", source,
-                      ": __metadata__ is not an object");
-      for (auto m = value.begin(); m != value.end(); ++m) {
-        REDRAFT_REQUIRE(m.value().is_string(), "read_safetensors: ", source, ": __metadata__ '",
-                        m.key(), "' is not a string");
-        metadata[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    const auto where = [&] { return "read_safetensors: " + source + ": tensor '" + name + "'"; };
-    REDRAFT_REQUIRE(value.is_object(), where(), " is not an object");
-    REDRAFT_REQUIRE(value.contains("dtype") && value.at("dtype").is_string(), where(),
-                    " has no string field 'dtype'");
-    REDRAFT_REQUIRE(value.contains("shape") && value.at("shape").is_array(), where(),
-                    " has no array field 'shape'");
-    REDRAFT_REQUIRE(value.contains("data_offsets") && value.at("data_offsets").is_array() &&
-                        value.at("data_offsets").size() == 2,
-                    where(), " has no field 'data_offsets' of two integers");
-    safetensors_entry entry;
-    entry.name = name;
-    entry.dtype = value.at("dtype").get<std::string>();
-    const std::int64_t element_size = safetensors_dtype_size(entry.dtype);
-    REDRAFT_REQUIRE(element_size > 0, where(), " has dtype '", entry.dtype,
-                    "', which is not supported (F32, F16, BF16, F64)");
-    // NOTE: a lying shape must not overflow the size computation: the product saturates at
-    // 2^59 elements (2^62 bytes at most, far beyond any data buffer), and a zero extent
-    // anywhere makes the tensor empty whatever the other extents are.
-    constexpr std::uint64_t saturated = std::uint64_t{1} << 59;
-    std::uint64_t count = 1;
-    bool has_zero = false;
-    for (const json& d : value.at("shape")) {
-      REDRAFT_REQUIRE(d.is_number_unsigned() || (d.is_number_integer() && d.get<std::int64_t>() >= 0),
-                      where(), ": shape entry ", d.dump(), " is not a non-negative integer");
-      const std::uint64_t extent = d.get<std::uint64_t>();
-      REDRAFT_REQUIRE(extent <= saturated, where(), ": shape entry ", extent, " is too large");
-      entry.shape.push_back(static_cast<std::int64_t>(extent));
-      if (extent == 0) has_zero = true;
-      else count = count > saturated / extent ? saturated : count * extent;
-    }
-    if (has_zero) count = 0;
-    for (int i = 0; i < 2; ++i) {
-      const json& o = value.at("data_offsets")[static_cast<std::size_t>(i)];
-      REDRAFT_REQUIRE(o.is_number_unsigned() || (o.is_number_integer() && o.get<std::int64_t>() >= 0),
-                      where(), ": data_offsets[", i, "] = ", o.dump(),
-                      " is not a non-negative integer");
-    }
-    entry.begin = value.at("data_offsets")[0].get<std::uint64_t>();
-    entry.end = value.at("data_offsets")[1].get<std::uint64_t>();
-    REDRAFT_REQUIRE(entry.begin <= entry.end, where(), ": data_offsets [", entry.begin, ", ",
-                    entry.end, "] are reversed");
-    REDRAFT_REQUIRE(entry.end <= data_size, where(), ": data_offsets [", entry.begin, ", ",
-                    entry.end, "] run past the end of the data buffer (", data_size, " bytes)");
-    const std::uint64_t expected = count * static_cast<std::uint64_t>(element_size);
-    REDRAFT_REQUIRE(entry.end - entry.begin == expected, where(), ": shape ",
-                    value.at("shape").dump(), " of ", entry.dtype, " needs ", expected,
-                    " bytes but data_offsets [", entry.begin, ", ", entry.end, "] span ",
-                    entry.end - entry.begin);
-    entries.push_back(std::move(entry));
+// Header phase 2a: the string-to-string __metadata__ object into `metadata`.
+inline void read_safetensors_metadata(const nlohmann::json& value, const std::string& source,
+                                      std::map<std::string, std::string>& metadata) {
+  REDRAFT_REQUIRE(value.is_object(), "read_safetensors: ", source,
+                  ": __metadata__ is not an object");
+  for (auto m = value.begin(); m != value.end(); ++m) {
+    REDRAFT_REQUIRE(m.value().is_string(), "read_safetensors: ", source, ": __metadata__ '",
+                    m.key(), "' is not a string");
+    metadata[m.key()] = m.value().get<std::string>();
   }
+}
+
+// The element count of a shape (entry.shape filled from it), saturating.
+// NOTE: a lying shape must not overflow the size computation: the product saturates at
+// 2^59 elements (2^62 bytes at most, far beyond any data buffer), and a zero extent
+// anywhere makes the tensor empty whatever the other extents are.
+inline std::uint64_t safetensors_element_count(const nlohmann::json& shape,
+                                               const std::string& where, safetensors_entry& entry) {
+  constexpr std::uint64_t saturated = std::uint64_t{1} << 59;
+  std::uint64_t count = 1;
+  bool has_zero = false;
+  for (const nlohmann::json& d : shape) {
+    REDRAFT_REQUIRE(d.is_number_unsigned() || (d.is_number_integer() && d.get<std::int64_t>() >= 0),
+                    where, ": shape entry ", d.dump(), " is not a non-negative integer");
+    const std::uint64_t extent = d.get<std::uint64_t>();
+    REDRAFT_REQUIRE(extent <= saturated, where, ": shape entry ", extent, " is too large");
+    entry.shape.push_back(static_cast<std::int64_t>(extent));
+    if (extent == 0)
+      has_zero = true;
+    else
+      count = count > saturated / extent ? saturated : count * extent;
+  }
+  return has_zero ? 0 : count;
+}
+
+// Header phase 2b: one tensor's entry, its fields checked against a data buffer of data_size
+// bytes.
+inline safetensors_entry parse_safetensors_entry(const std::string& name,
+                                                 const nlohmann::json& value,
+                                                 std::uint64_t data_size,
+                                                 const std::string& source) {
+  const std::string where = "read_safetensors: " + source + ": tensor '" + name + "'";
+  REDRAFT_REQUIRE(value.is_object(), where, " is not an object");
+  REDRAFT_REQUIRE(value.contains("dtype") && value.at("dtype").is_string(), where,
+                  " has no string field 'dtype'");
+  REDRAFT_REQUIRE(value.contains("shape") && value.at("shape").is_array(), where,
+                  " has no array field 'shape'");
+  REDRAFT_REQUIRE(value.contains("data_offsets") && value.at("data_offsets").is_array() &&
+                      value.at("data_offsets").size() == 2,
+                  where, " has no field 'data_offsets' of two integers");
+  safetensors_entry entry;
+  entry.name = name;
+  entry.dtype = value.at("dtype").get<std::string>();
+  const std::int64_t element_size = safetensors_dtype_size(entry.dtype);
+  REDRAFT_REQUIRE(element_size > 0, where, " has dtype '", entry.dtype,
+                  "', which is not supported (F32, F16, BF16, F64)");
+  const std::uint64_t count = safetensors_element_count(value.at("shape"), where, entry);
+  for (int i = 0; i < 2; ++i) {
+    const nlohmann::json& o = value.at("data_offsets")[static_cast<std::size_t>(i)];
+    REDRAFT_REQUIRE(o.is_number_unsigned() || (o.is_number_integer() && o.get<std::int64_t>() >= 0),
+                    where, ": data_offsets[", i, "] = ", o.dump(),
+                    " is not a non-negative integer");
+  }
+  entry.begin = value.at("data_offsets")[0].get<std::uint64_t>();
+  entry.end = value.at("data_offsets")[1].get<std::uint64_t>();
+  REDRAFT_REQUIRE(entry.begin <= entry.end, where, ": data_offsets [", entry.begin, ", ", entry.end,
+                  "] are reversed");
+  REDRAFT_REQUIRE(entry.end <= data_size, where, ": data_offsets [", entry.begin, ", ", entry.end,
+                  "] run past the end of the data buffer (", data_size, " bytes)");
+  const std::uint64_t expected = count * static_cast<std::uint64_t>(element_size);
+  REDRAFT_REQUIRE(entry.end - entry.begin == expected, where, ": shape ", value.at("shape").dump(),
+                  " of ", entry.dtype, " needs ", expected, " bytes but data_offsets [",
+                  entry.begin, ", ", entry.end, "] span ", entry.end - entry.begin);
+  return entry;
+}
+
+// Header phase 3: the entries sorted by begin offset must tile the data buffer exactly: no
+// overlap, no gap, nothing left over.
+inline void check_safetensors_tiling(std::vector<safetensors_entry>& entries,
+                                     std::uint64_t data_size, const std::string& source) {
   std::sort(entries.begin(), entries.end(),
             [](const safetensors_entry& a, const safetensors_entry& b) {
               return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
@@ -219,6 +234,22 @@ inline std::vector<safetensors_entry> parse_safetensors_header(
   }
   REDRAFT_REQUIRE(covered == data_size, "read_safetensors: ", source, ": the data buffer has ",
                   data_size, " bytes but the tensors cover only ", covered);
+}
+
+// Parses and validates the JSON header against a data buffer of data_size bytes.
+// `source` names the file in messages. Entries come back sorted by begin offset.
+inline std::vector<safetensors_entry> parse_safetensors_header(
+    const char* header, std::size_t header_size, std::uint64_t data_size, const std::string& source,
+    std::map<std::string, std::string>& metadata) {
+  const nlohmann::json parsed = parse_safetensors_json(header, header_size, source);
+  std::vector<safetensors_entry> entries;
+  for (auto it = parsed.begin(); it != parsed.end(); ++it) {
+    if (it.key() == "__metadata__")
+      read_safetensors_metadata(it.value(), source, metadata);
+    else
+      entries.push_back(parse_safetensors_entry(it.key(), it.value(), data_size, source));
+  }
+  check_safetensors_tiling(entries, data_size, source);
   return entries;
 }
 

@@ -20,6 +20,7 @@
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
 #include "redraft/core/macros.hpp"
+#include "redraft/core/transfer.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/kv/kv_plan.hpp"
 #include "redraft/verify/acceptance.hpp"
@@ -194,15 +195,10 @@ void apply_kv_plan(const B& backend, const kv_plan& plan, view<T, 6> cache) {
   }
   if (plan.source_node.empty()) return;
 
-  const auto upload = [&](const std::vector<std::int32_t>& host) {
-    auto buf = backend.template allocate<std::int32_t>(static_cast<index_t>(host.size()));
-    backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), buf.data());
-    return buf;
-  };
-  const auto offsets = upload(plan.offsets);
-  const auto slot = upload(plan.slot);
-  const auto source = upload(plan.source_node);
-  const auto destination = upload(plan.destination);
+  const auto offsets = to_backend(backend, plan.offsets);          // [R + 1]
+  const auto slot = to_backend(backend, plan.slot);                // [R]
+  const auto source = to_backend(backend, plan.source_node);       // [n_keep]
+  const auto destination = to_backend(backend, plan.destination);  // [n_keep]
   const index_t work = static_cast<index_t>(requests) * cache.extent(1) * 2 * cache.extent(3) *
                        cache.extent(5);
   backend.for_each_index(work, detail::kv_move_functor<T>{cache, offsets.data(), slot.data(),

@@ -26,6 +26,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "redraft/core/backend.hpp"
@@ -33,9 +34,11 @@
 #include "redraft/core/philox.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/kv/kv_plan.hpp"
-#include "redraft/loop/generation.hpp"
 #include "redraft/loop/decode_common.hpp"
+#include "redraft/loop/generation.hpp"
 #include "redraft/loop/target_model.hpp"
+#include "redraft/loop/verify_pass.hpp"
+#include "redraft/tree/chain_tree.hpp"
 #include "redraft/verify/logits_processing.hpp"
 
 namespace redraft {
@@ -72,141 +75,150 @@ class plain_decoder {
   // drafted / accepted stay 0. See the file comment for semantics.
   generation_result generate(const std::vector<generation_request>& requests, const decode_options& options = {},
                              const token_callback& on_token = {}) {
-    constexpr const char* fn = "plain_decoder::generate";
-    const bool sampling = options.rule != verifier::greedy;
-    if (sampling) detail::check_sampling_params(fn, options.sampling);
-    const std::vector<std::int32_t> slots = detail::check_requests(fn, model_, requests, 0);
+    if (options.rule != verifier::greedy) detail::check_sampling_params(fn, options.sampling);
+    run_state run(requests, options, on_token, detail::check_requests(fn, model_, requests, 0));
     const auto run_start = detail::decode_clock::now();
-    const index_t vocab = model_.vocab_size(), hidden_size = model_.hidden_size();
-
-    generation_result result;
-    std::vector<detail::request_progress> progress = detail::start_progress(requests, slots, result, 0);
-
-    std::vector<float> logits;  // [A, V] host copy of the model's logits
-    const auto choose = [&](std::int32_t r, std::size_t row, std::uint32_t step) {
-      const float u = sampling ? philox_stream{options.seed, static_cast<std::uint32_t>(r), step}.uniform(0) : 0.0f;
-      return plain_choose_token(logits.data() + row * static_cast<std::size_t>(vocab), vocab, options.rule,
-                                options.sampling, u);
-    };
-
-    // --- prefill: the first token (step 0) ---
-    std::vector<std::int32_t> active = detail::running(progress);
-    const auto prefill_start = detail::decode_clock::now();
-    if (!active.empty()) {
-      const index_t a = static_cast<index_t>(active.size());
-      const model_output out = detail::prefill_requests(fn, model_, requests, progress, active);
-      logits.resize(static_cast<std::size_t>(a * vocab));
-      backend_.copy_to_host(out.logits.data(), a * vocab, logits.data());
-      for (index_t i = 0; i < a; ++i) {
-        const std::int32_t r = active[static_cast<std::size_t>(i)];
-        auto& p = progress[static_cast<std::size_t>(r)];
-        p.root = choose(r, static_cast<std::size_t>(i), 0);
-        p.emit(p.root, requests[static_cast<std::size_t>(r)], result.tokens[static_cast<std::size_t>(r)],
-               result.requests[static_cast<std::size_t>(r)], on_token);
-      }
-    }
-    result.prefill_s = detail::seconds_since(prefill_start);
-
-    // --- one token per step ---
+    run.progress = detail::start_progress(requests, run.slots, run.result, 0);
+    prefill(run);
     std::uint32_t step = 0;
-    for (active = detail::running(progress); !active.empty(); active = detail::running(progress)) {
+    for (auto active = detail::running(run.progress); !active.empty();
+         active = detail::running(run.progress)) {
       ++step;
       step_stats st;
-      const index_t a = static_cast<index_t>(active.size());
-      st.requests = static_cast<std::int32_t>(a);
-      st.nodes = static_cast<std::int32_t>(a);
-      std::vector<std::int32_t> aslots, offsets, tokens, positions;
-      offsets.push_back(0);
-      for (const std::int32_t r : active) {
-        const auto& p = progress[static_cast<std::size_t>(r)];
-        aslots.push_back(p.slot);
-        tokens.push_back(p.root);
-        positions.push_back(p.committed);
-        offsets.push_back(static_cast<std::int32_t>(offsets.size()));
-      }
-      // One-node trees and their masks (a single set bit), in backend memory.
-      const std::vector<std::int32_t> parent(static_cast<std::size_t>(a), -1), depth(static_cast<std::size_t>(a), 0);
-      std::vector<std::int64_t> dense_offsets(static_cast<std::size_t>(a) + 1);
-      for (index_t i = 0; i <= a; ++i) dense_offsets[static_cast<std::size_t>(i)] = i;
-      const std::vector<std::uint8_t> dense_ones(static_cast<std::size_t>(a), 1);
-      const std::vector<std::uint32_t> packed_ones(static_cast<std::size_t>(a), 1u);
-      const auto d_offsets = upload(offsets), d_tokens = upload(tokens), d_parent = upload(parent),
-                 d_depth = upload(depth), d_positions = upload(positions);
-      const auto d_dense_offsets = upload(dense_offsets);
-      const auto d_dense = upload(dense_ones);
-      const auto d_packed = upload(packed_ones);
-      tree_view t;
-      t.batch = static_cast<std::int32_t>(a);
-      t.node_offsets = d_offsets.data();
-      t.token = d_tokens.data();
-      t.parent = d_parent.data();
-      t.depth = d_depth.data();
-      verify_input vin{{aslots.data(), a}, {offsets.data(), a + 1}, t, {d_positions.data(), a}};
-      vin.dense_mask = d_dense.data();
-      vin.dense_offsets = d_dense_offsets.data();
-      vin.packed_mask = d_packed.data();
-      vin.packed_words_per_row = 1;
-
-      auto t0 = detail::decode_clock::now();
-      const model_output out = model_.verify(vin);
-      detail::check_model_output(fn, "verify", out, a, vocab, hidden_size);
-      logits.resize(static_cast<std::size_t>(a * vocab));
-      backend_.copy_to_host(out.logits.data(), a * vocab, logits.data());
-      st.target_s = detail::seconds_since(t0);
-
-      t0 = detail::decode_clock::now();
-      kv_plan plan;
-      plan.offsets.push_back(0);
-      for (index_t i = 0; i < a; ++i) {
-        auto& p = progress[static_cast<std::size_t>(active[static_cast<std::size_t>(i)])];
-        plan.slot.push_back(p.slot);
-        plan.source_node.push_back(0);
-        plan.destination.push_back(p.committed);
-        plan.offsets.push_back(static_cast<std::int32_t>(plan.source_node.size()));
-        ++p.committed;
-      }
-      model_.commit(plan);
-      backend_.synchronize();
-      st.kv_s = detail::seconds_since(t0);
-
-      t0 = detail::decode_clock::now();
-      for (index_t i = 0; i < a; ++i) {
-        const std::int32_t r = active[static_cast<std::size_t>(i)];
-        auto& p = progress[static_cast<std::size_t>(r)];
-        auto& stats = result.requests[static_cast<std::size_t>(r)];
-        ++stats.steps;
-        ++st.emitted;
-        p.root = choose(r, static_cast<std::size_t>(i), step);
-        p.emit(p.root, requests[static_cast<std::size_t>(r)], result.tokens[static_cast<std::size_t>(r)], stats,
-               on_token);
-      }
-      st.verify_s = detail::seconds_since(t0);
-      result.steps.push_back(st);
+      st.requests = static_cast<std::int32_t>(active.size());
+      st.nodes = st.requests;
+      st.target_s = target_pass(run, active);
+      st.kv_s = commit(run, active);
+      st.verify_s = emit(run, active, step, st);
+      run.result.steps.push_back(st);
     }
-    result.total_s = detail::seconds_since(run_start);
-    return result;
+    run.result.total_s = detail::seconds_since(run_start);
+    return std::move(run.result);
   }
 
  private:
+  static constexpr const char* fn = "plain_decoder::generate";
 
-  template <class T>
-  typename B::template buffer<T> upload(const std::vector<T>& host) const {
-    auto out = backend_.template allocate<T>(static_cast<index_t>(host.size()));
-    backend_.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
-    return out;
+  // What one generate() call carries from phase to phase.
+  struct run_state {
+    run_state(const std::vector<generation_request>& requests_in, const decode_options& options_in,
+              const token_callback& on_token_in, std::vector<std::int32_t> slots_in)
+        : requests(requests_in),
+          options(options_in),
+          on_token(on_token_in),
+          slots(std::move(slots_in)) {}
+
+    const std::vector<generation_request>& requests;
+    const decode_options& options;
+    const token_callback& on_token;
+    std::vector<std::int32_t> slots;  // [R] the KV slot of each request
+    generation_result result;
+    std::vector<detail::request_progress> progress;  // [R]
+    std::vector<float> logits;                       // [A, V] host copy of the model's last logits
+  };
+
+  // The token of request r from row `row` of run.logits at `step` (0: the prefill's token).
+  std::int32_t choose(const run_state& run, std::int32_t r, std::size_t row,
+                      std::uint32_t step) const {
+    const index_t vocab = model_.vocab_size();
+    const bool sampling = run.options.rule != verifier::greedy;
+    const float u =
+        sampling ? philox_stream{run.options.seed, static_cast<std::uint32_t>(r), step}.uniform(0)
+                 : 0.0f;
+    return plain_choose_token(run.logits.data() + row * static_cast<std::size_t>(vocab), vocab,
+                              run.options.rule, run.options.sampling, u);
+  }
+
+  // Chooses request r's token from logits row `row` and emits it (the request may stop).
+  void emit_token(run_state& run, std::int32_t r, std::size_t row, std::uint32_t step) {
+    auto& p = run.progress[static_cast<std::size_t>(r)];
+    p.root = choose(run, r, row, step);
+    p.emit(p.root, run.requests[static_cast<std::size_t>(r)],
+           run.result.tokens[static_cast<std::size_t>(r)],
+           run.result.requests[static_cast<std::size_t>(r)], run.on_token);
+  }
+
+  // Copies the first `rows` logits rows [rows, V] of `out` to run.logits.
+  void read_logits(run_state& run, const model_output& out, index_t rows) const {
+    const index_t vocab = model_.vocab_size();
+    run.logits.resize(static_cast<std::size_t>(rows * vocab));
+    backend_.copy_to_host(out.logits.data(), rows * vocab, run.logits.data());
+  }
+
+  // Prefill: the first token (step 0) of every request with something to generate.
+  void prefill(run_state& run) {
+    const std::vector<std::int32_t> active = detail::running(run.progress);
+    const auto start = detail::decode_clock::now();
+    if (!active.empty()) {
+      const model_output out =
+          detail::prefill_requests(fn, model_, run.requests, run.progress, active);
+      read_logits(run, out, static_cast<index_t>(active.size()));
+      for (std::size_t i = 0; i < active.size(); ++i) emit_token(run, active[i], i, 0);
+    }
+    run.result.prefill_s = detail::seconds_since(start);
+  }
+
+  // Target: one verify of a one-node tree per active request (its last token at position
+  // committed), logits to the host. Returns the seconds of the verify and the copy.
+  double target_pass(run_state& run, const std::vector<std::int32_t>& active) {
+    const index_t a = static_cast<index_t>(active.size());
+    std::vector<std::int32_t> aslots, roots, positions;  // [A] each
+    for (const std::int32_t r : active) {
+      const auto& p = run.progress[static_cast<std::size_t>(r)];
+      aslots.push_back(p.slot);
+      roots.push_back(p.root);
+      positions.push_back(p.committed);
+    }
+    const detail::verify_pass<B> pass = detail::make_verify_pass(
+        backend_, build_one_node_tree(backend_, roots), positions, tree_mask_format::both);
+    const auto start = detail::decode_clock::now();
+    const model_output out = model_.verify(pass.input({aslots.data(), a}));
+    detail::check_model_output(fn, "verify", out, a, model_.vocab_size(), model_.hidden_size());
+    read_logits(run, out, a);
+    return detail::seconds_since(start);
+  }
+
+  // Commit: every active request keeps its one node, at position committed. Returns the seconds.
+  double commit(run_state& run, const std::vector<std::int32_t>& active) {
+    const auto start = detail::decode_clock::now();
+    kv_plan plan;
+    plan.offsets.push_back(0);
+    for (const std::int32_t r : active) {
+      auto& p = run.progress[static_cast<std::size_t>(r)];
+      plan.slot.push_back(p.slot);
+      plan.source_node.push_back(0);
+      plan.destination.push_back(p.committed);
+      plan.offsets.push_back(static_cast<std::int32_t>(plan.source_node.size()));
+      ++p.committed;
+    }
+    model_.commit(plan);
+    backend_.synchronize();
+    return detail::seconds_since(start);
+  }
+
+  // Emit: the next token of every active request from its logits row. Returns the seconds.
+  double emit(run_state& run, const std::vector<std::int32_t>& active, std::uint32_t step,
+              step_stats& st) {
+    const auto start = detail::decode_clock::now();
+    for (std::size_t i = 0; i < active.size(); ++i) {
+      ++run.result.requests[static_cast<std::size_t>(active[i])].steps;
+      ++st.emitted;
+      emit_token(run, active[i], i, step);
+    }
+    return detail::seconds_since(start);
   }
 
   B backend_;
   M& model_;
 };
 
-// plain_decode(model, requests, options, on_token): plain_decoder over a default-constructed
-// backend of the model's type (see plain_decoder::generate).
+// plain_decode(model, requests, options, on_token): plain_decoder over the model's backend
+// (TargetModel clause 6; see plain_decoder::generate).
 template <TargetModel M>
 generation_result plain_decode(M& model, const std::vector<generation_request>& requests,
                                const decode_options& options = {}, const token_callback& on_token = {}) {
   using B = typename M::backend_type;
-  plain_decoder<B, M> decoder(B{}, model);
+  plain_decoder<B, M> decoder(model.backend(), model);
   return decoder.generate(requests, options, on_token);
 }
 

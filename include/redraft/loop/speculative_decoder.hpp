@@ -42,6 +42,7 @@
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
 #include "redraft/core/philox.hpp"
+#include "redraft/core/transfer.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/kv/kv_plan.hpp"
 #include "redraft/loop/decode_common.hpp"
@@ -50,6 +51,7 @@
 #include "redraft/loop/speculation_policy.hpp"
 #include "redraft/loop/target_model.hpp"
 #include "redraft/tree/build_tree.hpp"
+#include "redraft/tree/chain_tree.hpp"
 #include "redraft/tree/masks.hpp"
 #include "redraft/verify/acceptance.hpp"
 #include "redraft/verify/greedy.hpp"
@@ -287,9 +289,7 @@ class speculative_decoder {
       const philox_stream s{seed, static_cast<std::uint32_t>(active[i]), step};
       for (index_t j = 0; j < draws; ++j) host[i * static_cast<std::size_t>(draws) + static_cast<std::size_t>(j)] = s.uniform(static_cast<std::uint64_t>(j));
     }
-    auto out = backend_.template allocate<float>(static_cast<index_t>(host.size()));
-    backend_.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
-    return out;
+    return to_backend(backend_, host);
   }
 
   acceptance<B> run_verifier(const tree<B>& t, matrix_view<const float> logits, const draft_output<B>& drafted,
@@ -369,19 +369,9 @@ class speculative_decoder {
   }
 
   // One-node trees [A nodes]: node i is request i's root token (a plain step, or the prefill's
-  // last prompt token), built directly (a beam needs L >= 2).
+  // last prompt token); a beam needs L >= 2.
   tree<B> one_node_trees(const std::vector<std::int32_t>& tokens) const {
-    const std::size_t a = tokens.size();
-    tree<B> t;
-    t.batch = static_cast<std::int32_t>(a);
-    std::vector<std::int32_t> offsets(a + 1), parent(a, -1), depth(a, 0);
-    for (std::size_t i = 0; i <= a; ++i) offsets[i] = static_cast<std::int32_t>(i);
-    t.node_offsets = detail::to_backend(backend_, offsets);
-    t.token = detail::to_backend(backend_, tokens);
-    t.parent = detail::to_backend(backend_, parent);
-    t.depth = detail::to_backend(backend_, depth);
-    t.host_node_offsets = offsets;
-    return t;
+    return build_one_node_tree(backend_, tokens);
   }
 
   // The token of each request from the logits [A, V] of one-node trees: the configured rule on a

@@ -22,11 +22,17 @@
 //  5. `m.commit(plan)`: for each request of the plan, keeps the pending entries of
 //     plan.source_node at positions plan.destination (the committed prefix grows by their
 //     count) and discards the rest of the pending tree.
+//  6. `m.backend()`: the backend the model's work runs on, as an lvalue reference (B& or
+//     const B&, B = M::backend_type). Algorithms that take only the model (plain_decode,
+//     generate_distill_data) issue their own work on a copy of this handle, never on a backend
+//     they construct: on CUDA a default-constructed backend is a new stream, unordered with the
+//     model's work.
 // Models throw redraft::error for inputs they cannot serve (unknown slot, context overflow).
 #pragma once
 
 #include <concepts>
 #include <cstdint>
+#include <type_traits>
 
 #include "redraft/core/backend.hpp"
 #include "redraft/core/tree.hpp"
@@ -64,6 +70,15 @@ struct model_output {
   matrix_view<const float> hidden;  // [rows, H]
 };
 
+namespace detail {
+
+// T is an lvalue reference to B, const or not.
+template <class T, class B>
+concept lvalue_reference_to =
+    std::is_lvalue_reference_v<T> && std::same_as<std::remove_cvref_t<T>, B>;
+
+}  // namespace detail
+
 template <class M>
 concept TargetModel = requires(M m, const M cm, const prefill_input& pin, const verify_input& vin,
                                const kv_plan& plan) {
@@ -76,6 +91,7 @@ concept TargetModel = requires(M m, const M cm, const prefill_input& pin, const 
   { m.prefill(pin) } -> std::same_as<model_output>;
   { m.verify(vin) } -> std::same_as<model_output>;
   m.commit(plan);
+  { m.backend() } -> detail::lvalue_reference_to<typename M::backend_type>;
 };
 
 }  // namespace redraft

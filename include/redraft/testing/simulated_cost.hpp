@@ -56,6 +56,7 @@ class costed_target {
   std::int32_t hidden_size() const { return inner_.hidden_size(); }
   std::int32_t max_context() const { return inner_.max_context(); }
   matrix_view<const float> embedding() const { return inner_.embedding(); }
+  decltype(auto) backend() { return inner_.backend(); }
   model_output prefill(const prefill_input& in) {
     clock_.advance(cost_(static_cast<double>(in.tokens.extent(0))));
     return inner_.prefill(in);

@@ -59,6 +59,8 @@ class synthetic_target {
     return {embedding_.data(), config_.vocab_size, config_.hidden_size};
   }
   const synthetic_target_config& config() const { return config_; }
+  // The backend this model's work runs on (TargetModel clause 6).
+  cpu_backend& backend() { return backend_; }
 
   // The committed tokens of a slot (prompt + committed generated tokens).
   const std::vector<std::int32_t>& committed(std::int32_t slot) const {
@@ -219,6 +221,7 @@ class synthetic_target {
   }
 
   synthetic_target_config config_;
+  cpu_backend backend_;
   std::vector<float> embedding_;  // [V, H]
   std::vector<slot_state> slots_;
   std::vector<float> logits_;     // [rows, V]

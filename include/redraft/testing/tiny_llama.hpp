@@ -111,7 +111,9 @@ class tiny_llama {
     return matrix_view<const float>(weights_.embed_tokens.data(), config_.vocab_size,
                                     config_.hidden_size);
   }
-  backend_type backend() const { return backend_type{}; }
+  // ---- TargetModel clause 6: the backend this model's work runs on ----
+  backend_type& backend() { return backend_; }
+  const backend_type& backend() const { return backend_; }
 
   // ---- TargetModel clause 3 -------------------------------------------------------------------
   // prefill(in): request r starts slot in.slots[r] from empty with prompt
@@ -639,6 +641,7 @@ class tiny_llama {
 
   tiny_llama_config config_;
   tiny_llama_weights weights_;
+  backend_type backend_;
   weight_format format_ = weight_format::f32;
   projections<float> f32_;      // filled when format_ is F32
   projections<float16> f16_;    // ... F16

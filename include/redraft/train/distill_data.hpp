@@ -20,6 +20,7 @@
 // the host).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -36,6 +37,8 @@
 #include "redraft/loop/generation.hpp"
 #include "redraft/loop/plain_decoder.hpp"
 #include "redraft/loop/target_model.hpp"
+#include "redraft/loop/verify_pass.hpp"
+#include "redraft/tree/chain_tree.hpp"
 
 namespace redraft {
 
@@ -99,35 +102,18 @@ using distill_data_progress = std::function<void(std::int64_t, std::int64_t)>;
 
 namespace detail {
 
-// Ascending chain trees for `lengths` (each >= 1 node), with dense lower-triangular masks and the
-// bit-packed form, on the host; uploaded by the caller.
-struct chain_trees {
-  std::vector<std::int32_t> offsets, token, parent, depth, positions;
-  std::vector<std::uint8_t> dense;
-  std::vector<std::int64_t> dense_offsets;
-  std::vector<std::uint32_t> packed;
-  std::int32_t words_per_row = 1;
+// One training sequence to produce: a prompt and whether its continuation is sampled.
+struct distill_job {
+  std::size_t prompt;
+  bool sampled;
 };
 
-}  // namespace detail
-
-// The target's continuations of `prompts` with hidden states (and optionally log-probabilities)
-// at every position; see the file comment.
-//   model    a TargetModel with KV slots 0 .. options.slots - 1 (e.g. tiny_llama(.., slots))
-//   prompts  token lists, each non-empty, prompt + continuation_tokens <= model.max_context()
-// Output order: for each prompt in order, its greedy continuation (if options.greedy), then its
-// samples. Sample j of prompt p is drawn from Philox stream (seed', request index, step) where
-// seed' depends on (options.seed, chunk); deterministic for fixed options and slots.
-// Throws redraft::error (before running the model) for an empty prompt set, an empty prompt, a
-// token outside [0, V), a sequence longer than max_context, no continuation requested, or
-// slots < 1. Cost: one plain decoding run plus one prefill + one chain verify per sequence.
+// Refuses bad prompts and options before the model runs (see generate_distill_data).
 template <TargetModel M>
-distill_dataset generate_distill_data(M& model, const std::vector<std::vector<std::int32_t>>& prompts,
-                                      const distill_data_options& options,
-                                      const distill_data_progress& progress = {}) {
-  using B = typename M::backend_type;
+void check_distill_inputs(const M& model, const std::vector<std::vector<std::int32_t>>& prompts,
+                          const distill_data_options& options) {
   constexpr const char* fn = "generate_distill_data";
-  const std::int32_t vocab = model.vocab_size(), hidden_size = model.hidden_size();
+  const std::int32_t vocab = model.vocab_size();
   REDRAFT_REQUIRE(!prompts.empty(), fn, ": the prompt set is empty (give at least one training prompt)");
   REDRAFT_REQUIRE(options.slots >= 1, fn, ": slots ", options.slots, " must be at least 1");
   REDRAFT_REQUIRE(options.continuation_tokens >= 1, fn, ": continuation_tokens ", options.continuation_tokens,
@@ -144,154 +130,186 @@ distill_dataset generate_distill_data(M& model, const std::vector<std::vector<st
     for (const std::int32_t t : prompts[p])
       REDRAFT_REQUIRE(t >= 0 && t < vocab, fn, ": prompt ", p, " holds token ", t, " outside [0, ", vocab, ")");
   }
+}
 
-  distill_dataset data;
-  data.vocab_size = vocab;
-  data.hidden_size = hidden_size;
-  {
-    const matrix_view<const float> emb = model.embedding();  // [V, H]
-    data.embedding.resize(static_cast<std::size_t>(vocab) * static_cast<std::size_t>(hidden_size));
-    B{}.copy_to_host(emb.data(), emb.size(), data.embedding.data());
-  }
-  // The jobs: (prompt, sampled?) in output order.
-  struct job {
-    std::size_t prompt;
-    bool sampled;
-  };
-  std::vector<job> jobs;
-  for (std::size_t p = 0; p < prompts.size(); ++p) {
+// The jobs in output order: for each prompt, its greedy continuation (if asked), then its samples.
+inline std::vector<distill_job> distill_jobs(std::size_t prompts,
+                                             const distill_data_options& options) {
+  std::vector<distill_job> jobs;
+  for (std::size_t p = 0; p < prompts; ++p) {
     if (options.greedy) jobs.push_back({p, false});
     for (std::int32_t s = 0; s < options.samples_per_prompt; ++s) jobs.push_back({p, true});
   }
-  data.sequences.resize(jobs.size());
-  const B backend{};
-  const auto upload = [&](const auto& host) {
-    using T = typename std::decay_t<decltype(host)>::value_type;
-    auto out = backend.template allocate<T>(static_cast<index_t>(host.size()));
-    backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
-    return out;
-  };
+  return jobs;
+}
 
+// Phase 1 of a chunk (jobs [begin, end), slot j - begin each): the target's continuations,
+// greedy and sampled requests each in their own plain decoding run, written to data.sequences.
+template <TargetModel M>
+void distill_continuations(M& model, const std::vector<std::vector<std::int32_t>>& prompts,
+                           const distill_data_options& options,
+                           const std::vector<distill_job>& jobs, std::size_t begin, std::size_t end,
+                           std::size_t chunk, distill_dataset& data) {
+  for (const bool sampled : {false, true}) {
+    std::vector<generation_request> requests;
+    std::vector<std::size_t> which;
+    for (std::size_t j = begin; j < end; ++j) {
+      if (jobs[j].sampled != sampled) continue;
+      generation_request q;
+      q.prompt = prompts[jobs[j].prompt];
+      q.max_new_tokens = options.continuation_tokens;
+      q.slot = static_cast<std::int32_t>(j - begin);
+      requests.push_back(std::move(q));
+      which.push_back(j);
+    }
+    if (requests.empty()) continue;
+    decode_options d;
+    d.rule = sampled ? verifier::lossless : verifier::greedy;
+    d.sampling = options.sampling;
+    const philox_stream key{options.seed, static_cast<std::uint32_t>(chunk), 0x5eedu};
+    d.seed = (static_cast<std::uint64_t>(key.bits(0)) << 32) | key.bits(1);
+    const generation_result r = plain_decode(model, requests, d);
+    for (std::size_t i = 0; i < which.size(); ++i) {
+      distill_sequence& s = data.sequences[which[i]];
+      s.tokens = requests[i].prompt;
+      s.prompt_length = static_cast<std::int32_t>(requests[i].prompt.size());
+      s.sampled = sampled;
+      s.tokens.insert(s.tokens.end(), r.tokens[i].begin(), r.tokens[i].end());
+    }
+  }
+}
+
+// The rows of one target pass, copied to the host.
+struct distill_rows {
+  std::vector<float> hidden;  // [rows, H]
+  std::vector<float> logits;  // [rows, V], or empty when not kept
+};
+
+// The first `rows` rows of a target pass's output; logits only when `logits`.
+template <TargetModel M>
+distill_rows copy_distill_rows(M& model, const model_output& out, index_t rows, bool logits) {
+  const index_t hidden_size = model.hidden_size(), vocab = model.vocab_size();
+  distill_rows host;
+  host.hidden.resize(static_cast<std::size_t>(rows * hidden_size));
+  model.backend().copy_to_host(out.hidden.data(), rows * hidden_size, host.hidden.data());
+  if (logits) {
+    host.logits.resize(static_cast<std::size_t>(rows * vocab));
+    model.backend().copy_to_host(out.logits.data(), rows * vocab, host.logits.data());
+  }
+  return host;
+}
+
+// Phase 2a: a prefill of each sequence's first token (slot j - begin). Rows [count, .].
+template <TargetModel M>
+distill_rows distill_first_rows(M& model, const distill_dataset& data, std::size_t begin,
+                                std::size_t end) {
+  const index_t count = static_cast<index_t>(end - begin);
+  std::vector<std::int32_t> slots, offsets{0}, tokens;  // [count], [count + 1], [count]
+  for (std::size_t j = begin; j < end; ++j) {
+    slots.push_back(static_cast<std::int32_t>(j - begin));
+    tokens.push_back(data.sequences[j].tokens[0]);
+    offsets.push_back(static_cast<std::int32_t>(tokens.size()));
+  }
+  const model_output first = model.prefill(
+      prefill_input{{slots.data(), count}, {offsets.data(), count + 1}, {tokens.data(), count}});
+  return copy_distill_rows(model, first, count, true);
+}
+
+// Phase 2b: tokens 1 .. T-1 of each sequence as one chain tree (positions 1 .. T-1, parent i - 1,
+// mask the lower triangle), all in one verify; nothing is committed. Rows [sum (T - 1), .], the
+// chain of sequence j at rows chain_offsets[j - begin].
+template <TargetModel M>
+distill_rows distill_chain_rows(M& model, const distill_dataset& data, std::size_t begin,
+                                std::size_t end, bool logits,
+                                std::vector<std::int32_t>& chain_offsets) {
+  const index_t count = static_cast<index_t>(end - begin);
+  std::vector<std::int32_t> slots, tokens, base;  // [count], [n_total], [count]
+  chain_offsets.assign(1, 0);
+  for (std::size_t j = begin; j < end; ++j) {
+    const distill_sequence& s = data.sequences[j];
+    slots.push_back(static_cast<std::int32_t>(j - begin));
+    tokens.insert(tokens.end(), s.tokens.begin() + 1, s.tokens.end());
+    chain_offsets.push_back(static_cast<std::int32_t>(tokens.size()));
+    base.push_back(1);
+  }
+  const auto& backend = model.backend();
+  const verify_pass<typename M::backend_type> pass = make_verify_pass(
+      backend, build_chain_tree(backend, tokens, chain_offsets), base, tree_mask_format::both);
+  const model_output rest = model.verify(pass.input({slots.data(), count}));
+  return copy_distill_rows(model, rest, static_cast<index_t>(tokens.size()), logits);
+}
+
+// log_softmax of a row [V] in place, in double, stored as float (p_target of the KL loss).
+inline void log_softmax_in_place(float* row, std::size_t vocab) {
+  double max = row[0], sum = 0.0;
+  for (std::size_t v = 1; v < vocab; ++v) max = std::max(max, static_cast<double>(row[v]));
+  for (std::size_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - max);
+  const double lse = max + std::log(sum);
+  for (std::size_t v = 0; v < vocab; ++v)
+    row[v] = static_cast<float>(static_cast<double>(row[v]) - lse);
+}
+
+// Phase 3: per-position rows of each sequence, position 0 from the prefill, 1 .. T-1 from the
+// chain.
+inline void distill_store_rows(const distill_rows& first, const distill_rows& chain,
+                               const std::vector<std::int32_t>& chain_offsets,
+                               bool keep_distributions, std::size_t begin, std::size_t end,
+                               distill_dataset& data) {
+  const std::size_t hs = static_cast<std::size_t>(data.hidden_size),
+                    vs = static_cast<std::size_t>(data.vocab_size);
+  for (std::size_t j = begin; j < end; ++j) {
+    distill_sequence& s = data.sequences[j];
+    const std::size_t r = j - begin, len = s.tokens.size();
+    const std::size_t first_node = static_cast<std::size_t>(chain_offsets[r]);
+    s.hidden.resize(len * hs);
+    std::copy_n(first.hidden.data() + r * hs, hs, s.hidden.data());
+    std::copy_n(chain.hidden.data() + first_node * hs, (len - 1) * hs, s.hidden.data() + hs);
+    if (!keep_distributions) continue;
+    s.log_probs.resize(len * vs);
+    std::copy_n(first.logits.data() + r * vs, vs, s.log_probs.data());
+    std::copy_n(chain.logits.data() + first_node * vs, (len - 1) * vs, s.log_probs.data() + vs);
+    for (std::size_t p = 0; p < len; ++p) log_softmax_in_place(s.log_probs.data() + p * vs, vs);
+  }
+}
+
+}  // namespace detail
+
+// The target's continuations of `prompts` with hidden states (and optionally log-probabilities)
+// at every position; see the file comment.
+//   model    a TargetModel with KV slots 0 .. options.slots - 1 (e.g. tiny_llama(.., slots))
+//   prompts  token lists, each non-empty, prompt + continuation_tokens <= model.max_context()
+// Output order: for each prompt in order, its greedy continuation (if options.greedy), then its
+// samples. Sample j of prompt p is drawn from Philox stream (seed', request index, step) where
+// seed' depends on (options.seed, chunk); deterministic for fixed options and slots.
+// Throws redraft::error (before running the model) for an empty prompt set, an empty prompt, a
+// token outside [0, V), a sequence longer than max_context, no continuation requested, or
+// slots < 1. Cost: one plain decoding run plus one prefill + one chain verify per sequence.
+// All work runs on model.backend() (TargetModel clause 6).
+template <TargetModel M>
+distill_dataset generate_distill_data(M& model,
+                                      const std::vector<std::vector<std::int32_t>>& prompts,
+                                      const distill_data_options& options,
+                                      const distill_data_progress& progress = {}) {
+  detail::check_distill_inputs(model, prompts, options);
+  distill_dataset data;
+  data.vocab_size = model.vocab_size();
+  data.hidden_size = model.hidden_size();
+  const matrix_view<const float> emb = model.embedding();  // [V, H]
+  data.embedding.resize(static_cast<std::size_t>(emb.size()));
+  model.backend().copy_to_host(emb.data(), emb.size(), data.embedding.data());
+
+  const std::vector<detail::distill_job> jobs = detail::distill_jobs(prompts.size(), options);
+  data.sequences.resize(jobs.size());
   const std::size_t slots = static_cast<std::size_t>(options.slots);
+  std::vector<std::int32_t> chain_offsets;  // [chunk + 1]
   for (std::size_t begin = 0, chunk = 0; begin < jobs.size(); begin += slots, ++chunk) {
     const std::size_t end = std::min(jobs.size(), begin + slots);
-    // 1. Continuations: greedy and sampled requests of this chunk, each in its own decoding run.
-    for (const bool sampled : {false, true}) {
-      std::vector<generation_request> requests;
-      std::vector<std::size_t> which;
-      for (std::size_t j = begin; j < end; ++j) {
-        if (jobs[j].sampled != sampled) continue;
-        generation_request q;
-        q.prompt = prompts[jobs[j].prompt];
-        q.max_new_tokens = options.continuation_tokens;
-        q.slot = static_cast<std::int32_t>(j - begin);
-        requests.push_back(std::move(q));
-        which.push_back(j);
-      }
-      if (requests.empty()) continue;
-      decode_options d;
-      d.rule = sampled ? verifier::lossless : verifier::greedy;
-      d.sampling = options.sampling;
-      const philox_stream key{options.seed, static_cast<std::uint32_t>(chunk), 0x5eedu};
-      d.seed = (static_cast<std::uint64_t>(key.bits(0)) << 32) | key.bits(1);
-      const generation_result r = plain_decode(model, requests, d);
-      for (std::size_t i = 0; i < which.size(); ++i) {
-        distill_sequence& s = data.sequences[which[i]];
-        s.tokens = requests[i].prompt;
-        s.prompt_length = static_cast<std::int32_t>(requests[i].prompt.size());
-        s.sampled = sampled;
-        s.tokens.insert(s.tokens.end(), r.tokens[i].begin(), r.tokens[i].end());
-      }
-    }
-    // 2. The chain pass: prefill the first token, verify the rest as one chain tree per sequence.
-    const std::int32_t count = static_cast<std::int32_t>(end - begin);
-    std::vector<std::int32_t> pslots, poffsets{0}, ptokens;
-    detail::chain_trees c;
-    c.offsets.push_back(0);
-    c.dense_offsets.push_back(0);
-    std::int32_t longest = 0;
-    for (std::size_t j = begin; j < end; ++j) longest = std::max(longest, data.sequences[j].length() - 1);
-    c.words_per_row = std::max(1, (longest + 31) / 32);
-    std::int32_t chain_count = 0;  // sequences with >= 2 tokens (all, since continuation >= 1)
-    for (std::size_t j = begin; j < end; ++j) {
-      const distill_sequence& s = data.sequences[j];
-      pslots.push_back(static_cast<std::int32_t>(j - begin));
-      ptokens.push_back(s.tokens[0]);
-      poffsets.push_back(static_cast<std::int32_t>(ptokens.size()));
-      const std::int32_t n = s.length() - 1;
-      for (std::int32_t i = 0; i < n; ++i) {
-        c.token.push_back(s.tokens[static_cast<std::size_t>(i + 1)]);
-        c.parent.push_back(i - 1);
-        c.depth.push_back(i);
-        c.positions.push_back(1 + i);
-        for (std::int32_t k = 0; k < n; ++k) c.dense.push_back(k <= i ? 1 : 0);
-        for (std::int32_t w = 0; w < c.words_per_row; ++w) {
-          std::uint32_t bits = 0;
-          for (std::int32_t b = 0; b < 32; ++b)
-            if (w * 32 + b <= i) bits |= 1u << b;
-          c.packed.push_back(bits);
-        }
-      }
-      c.offsets.push_back(static_cast<std::int32_t>(c.token.size()));
-      c.dense_offsets.push_back(static_cast<std::int64_t>(c.dense.size()));
-      ++chain_count;
-    }
-    const model_output first = model.prefill(prefill_input{
-        {pslots.data(), count}, {poffsets.data(), count + 1}, {ptokens.data(), static_cast<index_t>(ptokens.size())}});
-    std::vector<float> first_hidden(static_cast<std::size_t>(count) * static_cast<std::size_t>(hidden_size));
-    std::vector<float> first_logits(static_cast<std::size_t>(count) * static_cast<std::size_t>(vocab));
-    backend.copy_to_host(first.hidden.data(), count * hidden_size, first_hidden.data());
-    backend.copy_to_host(first.logits.data(), count * vocab, first_logits.data());
-
-    const index_t n_total = static_cast<index_t>(c.token.size());
-    const auto d_offsets = upload(c.offsets), d_token = upload(c.token), d_parent = upload(c.parent),
-               d_depth = upload(c.depth), d_positions = upload(c.positions);
-    const auto d_dense = upload(c.dense);
-    const auto d_dense_offsets = upload(c.dense_offsets);
-    const auto d_packed = upload(c.packed);
-    tree_view t;
-    t.batch = chain_count;
-    t.beam_width = 1;
-    t.node_offsets = d_offsets.data();
-    t.token = d_token.data();
-    t.parent = d_parent.data();
-    t.depth = d_depth.data();
-    verify_input vin{{pslots.data(), count}, {c.offsets.data(), count + 1}, t, {d_positions.data(), n_total}};
-    vin.dense_mask = d_dense.data();
-    vin.dense_offsets = d_dense_offsets.data();
-    vin.packed_mask = d_packed.data();
-    vin.packed_words_per_row = c.words_per_row;
-    const model_output rest = model.verify(vin);
-    std::vector<float> rest_hidden(static_cast<std::size_t>(n_total) * static_cast<std::size_t>(hidden_size));
-    std::vector<float> rest_logits;
-    backend.copy_to_host(rest.hidden.data(), n_total * hidden_size, rest_hidden.data());
-    if (options.keep_distributions) {
-      rest_logits.resize(static_cast<std::size_t>(n_total) * static_cast<std::size_t>(vocab));
-      backend.copy_to_host(rest.logits.data(), n_total * vocab, rest_logits.data());
-    }
-    // 3. Per-position rows: position 0 from the prefill, 1 .. T-1 from the chain.
-    const std::size_t hs = static_cast<std::size_t>(hidden_size), vs = static_cast<std::size_t>(vocab);
-    for (std::size_t j = begin; j < end; ++j) {
-      distill_sequence& s = data.sequences[j];
-      const std::size_t r = j - begin, len = s.tokens.size();
-      const std::size_t first_node = static_cast<std::size_t>(c.offsets[r]);
-      s.hidden.resize(len * hs);
-      std::copy_n(first_hidden.data() + r * hs, hs, s.hidden.data());
-      std::copy_n(rest_hidden.data() + first_node * hs, (len - 1) * hs, s.hidden.data() + hs);
-      if (!options.keep_distributions) continue;
-      s.log_probs.resize(len * vs);
-      std::copy_n(first_logits.data() + r * vs, vs, s.log_probs.data());
-      std::copy_n(rest_logits.data() + first_node * vs, (len - 1) * vs, s.log_probs.data() + vs);
-      // NOTE: log_softmax in double, stored as float (p_target of the KL loss).
-      for (std::size_t p = 0; p < len; ++p) {
-        float* row = s.log_probs.data() + p * vs;
-        double max = row[0], sum = 0.0;
-        for (std::size_t v = 1; v < vs; ++v) max = std::max(max, static_cast<double>(row[v]));
-        for (std::size_t v = 0; v < vs; ++v) sum += std::exp(static_cast<double>(row[v]) - max);
-        const double lse = max + std::log(sum);
-        for (std::size_t v = 0; v < vs; ++v) row[v] = static_cast<float>(static_cast<double>(row[v]) - lse);
-      }
-    }
+    detail::distill_continuations(model, prompts, options, jobs, begin, end, chunk, data);
+    const detail::distill_rows first = detail::distill_first_rows(model, data, begin, end);
+    const detail::distill_rows chain = detail::distill_chain_rows(
+        model, data, begin, end, options.keep_distributions, chain_offsets);
+    detail::distill_store_rows(first, chain, chain_offsets, options.keep_distributions, begin, end,
+                               data);
     if (progress) progress(static_cast<std::int64_t>(end), static_cast<std::int64_t>(jobs.size()));
   }
   return data;

@@ -84,26 +84,20 @@ T sigmoid(T v) {
   return T(1) / (T(1) + std::exp(-v));
 }
 
-}  // namespace detail
-
-// The training forward (and, when `gradient` is not null, the backward) of a batch.
-//   params     the head's parameters (config: V, H, E, N, recurrence, top-k)
-//   embedding  [V, H] the target's input embedding table (frozen)
-//   batch      M positions x next_n steps (see distill_batch)
-//   gradient   null, or parameters of the same config: receives d loss / d params (overwritten)
-// Returns the loss statistics of multi_step_loss. Throws redraft::error (before computing) when
-// the embedding, batch or gradient shapes disagree with the config or a token is out of range.
-// Deterministic (single-threaded Eigen). Cost O(next_n M (2 H^2 + 2 H E + N E^2 + E V)) forward,
-// about twice that backward.
+// SiLU'(x) = sigmoid(x) (1 + x (1 - sigmoid(x))).
 template <class T>
-distill_loss_stats draft_head_loss(const head_parameters<T>& params, matrix_view<const float> embedding,
-                                   const distill_batch& batch, const distill_loss_options& options,
-                                   head_parameters<T>* gradient, head_workspace<T>& ws,
-                                   head_gradient_timing* timing = nullptr) {
+T silu_grad(T x) {
+  const T s = sigmoid(x);
+  return s * (T(1) + x * (T(1) - s));
+}
+
+// Checks the embedding, batch and gradient against the head's config (see draft_head_loss).
+template <class T>
+void check_head_batch(const head_parameters<T>& params, matrix_view<const float> embedding,
+                      const distill_batch& batch, const head_parameters<T>* gradient) {
   constexpr const char* fn = "draft_head_loss";
   const draft_config& c = params.config();
-  const index_t m = batch.rows, n = batch.next_n, h = c.hidden_size, e = c.exit_dim, v = c.vocab_size,
-                layers = c.num_draft_layers, rows = m * n;
+  const index_t m = batch.rows, n = batch.next_n, h = c.hidden_size, v = c.vocab_size, rows = m * n;
   REDRAFT_REQUIRE(embedding.extent(0) == v && embedding.extent(1) == h, fn, ": embedding is [",
                   embedding.extent(0), ", ", embedding.extent(1), "] but the head needs [", v, ", ", h, "]");
   REDRAFT_REQUIRE(m >= 1 && n >= 1, fn, ": the batch has ", m, " rows and next_n ", n, " (both must be >= 1)");
@@ -122,12 +116,16 @@ distill_loss_stats draft_head_loss(const head_parameters<T>& params, matrix_view
                     fn, ": batch.inputs[", i / n, ", ", i % n, "] = ", batch.inputs[static_cast<std::size_t>(i)],
                     " is outside [0, ", v, ")");
   }
-  using clock = std::chrono::steady_clock;
-  auto t0 = clock::now();
-  const bool recurrent = c.recurrence != recurrence::running_sum;
-  const bool silu_state = c.recurrence == recurrence::silu;
+}
 
-  // ---- forward: the recurrence, step by step ----
+// Forward, phase 1: e(x_{t+1+i}) and h_t in T, then the recurrence step by step:
+// ws.embedded, ws.hidden, ws.pre_state (a_i, recurrent variants) and ws.state (s_{i+1}),
+// step i at rows [i M, (i + 1) M).
+template <class T>
+void head_forward_recurrence(const head_parameters<T>& params, matrix_view<const float> embedding,
+                             const distill_batch& batch, head_workspace<T>& ws) {
+  const draft_config& c = params.config();
+  const index_t m = batch.rows, n = batch.next_n, h = c.hidden_size, rows = m * n;
   ws.embedded.resize(rows, h);  // [n M, H], row i M + r
   for (index_t i = 0; i < n; ++i)
     for (index_t r = 0; r < m; ++r) {
@@ -138,27 +136,36 @@ distill_loss_stats draft_head_loss(const head_parameters<T>& params, matrix_view
   ws.hidden.resize(m, h);
   for (index_t k = 0; k < m * h; ++k) ws.hidden.data()[k] = static_cast<T>(batch.hidden[static_cast<std::size_t>(k)]);
   ws.state.resize(rows, h);
-  if (recurrent) {
-    ws.pre_state.resize(rows, h);
-    // All steps' input terms at once: e W^T + b                           [n M, H]
-    ws.pre_state.noalias() = ws.embedded * params.rnn_w().transpose();
-    ws.pre_state.rowwise() += params.rnn_u_bias().transpose();
-    for (index_t i = 0; i < n; ++i) {
-      auto a = ws.pre_state.middleRows(i * m, m);  // [M, H]
-      if (i > 0) a.noalias() += ws.state.middleRows((i - 1) * m, m) * params.rnn_u().transpose();
-      auto s = ws.state.middleRows(i * m, m);
-      if (silu_state)
-        s = a.unaryExpr([](T x) { return x * detail::sigmoid(x); });
-      else
-        s = a;
-    }
-  } else {
+  if (c.recurrence == recurrence::running_sum) {
     for (index_t i = 0; i < n; ++i) {
       ws.state.middleRows(i * m, m) = ws.embedded.middleRows(i * m, m);
       if (i > 0) ws.state.middleRows(i * m, m) += ws.state.middleRows((i - 1) * m, m);
     }
+    return;
   }
-  // ---- forward: the head over all steps at once ----
+  ws.pre_state.resize(rows, h);
+  // All steps' input terms at once: e W^T + b                           [n M, H]
+  ws.pre_state.noalias() = ws.embedded * params.rnn_w().transpose();
+  ws.pre_state.rowwise() += params.rnn_u_bias().transpose();
+  for (index_t i = 0; i < n; ++i) {
+    auto a = ws.pre_state.middleRows(i * m, m);  // [M, H]
+    if (i > 0) a.noalias() += ws.state.middleRows((i - 1) * m, m) * params.rnn_u().transpose();
+    auto s = ws.state.middleRows(i * m, m);
+    if (c.recurrence == recurrence::silu)
+      s = a.unaryExpr([](T x) { return x * sigmoid(x); });
+    else
+      s = a;
+  }
+}
+
+// Forward, phase 2: the head over all steps at once, u = concat(h, s) -> x^0 .. x^N -> logits
+// [n M, V] in ws.logits.
+template <class T>
+void head_forward_blocks(const head_parameters<T>& params, index_t m, index_t n,
+                         head_workspace<T>& ws) {
+  const draft_config& c = params.config();
+  const index_t h = c.hidden_size, e = c.exit_dim, v = c.vocab_size, layers = c.num_draft_layers,
+                rows = m * n;
   ws.input.resize(rows, 2 * h);  // [n M, 2H]
   for (index_t i = 0; i < n; ++i) ws.input.block(i * m, 0, m, h) = ws.hidden;
   ws.input.rightCols(h) = ws.state;
@@ -176,68 +183,106 @@ distill_loss_stats draft_head_loss(const head_parameters<T>& params, matrix_view
     ws.pre[js].resize(rows, e);
     ws.pre[js].noalias() = ws.x[js] * params.block_weight(j).transpose();
     ws.pre[js].rowwise() += params.block_bias(j).transpose();
-    ws.x[js + 1] = ws.x[js] + ws.pre[js].unaryExpr([](T x) { return x * detail::sigmoid(x); });
+    ws.x[js + 1] = ws.x[js] + ws.pre[js].unaryExpr([](T x) { return x * sigmoid(x); });
   }
   ws.logits.resize(rows, v);
   ws.logits.noalias() = ws.x[static_cast<std::size_t>(layers)] * params.lm_head().transpose();
-  auto t1 = clock::now();
+}
 
-  // ---- loss ----
-  if (gradient != nullptr) ws.grad_logits.resize(rows, v);
-  const distill_loss_stats stats =
-      multi_step_loss<T>(ws.logits.data(), m, n, batch.labels.data(),
-                         batch.target_log_probs.empty() ? nullptr : batch.target_log_probs.data(), c, options,
-                         gradient != nullptr ? ws.grad_logits.data() : nullptr);
-  auto t2 = clock::now();
+// Backward, phase 1: from ws.grad_logits through lm_head, the blocks and the input projection
+// into g; returns d loss / d u [n M, 2H] (ws.dinput, or ws.dx without an input projection).
+template <class T>
+const train_matrix<T>& head_backward_blocks(const head_parameters<T>& params, index_t rows,
+                                            head_workspace<T>& ws, head_parameters<T>& g) {
+  const draft_config& c = params.config();
+  const index_t h = c.hidden_size, e = c.exit_dim, layers = c.num_draft_layers;
+  g.lm_head().noalias() = ws.grad_logits.transpose() * ws.x[static_cast<std::size_t>(layers)];  // [V, E]
+  ws.dx.resize(rows, e);
+  ws.dx.noalias() = ws.grad_logits * params.lm_head();  // [n M, E]
+  for (index_t j = layers - 1; j >= 0; --j) {
+    const std::size_t js = static_cast<std::size_t>(j);
+    ws.dpre =
+        ws.dx.cwiseProduct(ws.pre[js].unaryExpr([](T x) { return silu_grad(x); }));  // [n M, E]
+    g.block_weight(j).noalias() = ws.dpre.transpose() * ws.x[js];              // [E, E]
+    g.block_bias(j) = ws.dpre.colwise().sum().transpose();                     // [E]
+    ws.dx.noalias() += ws.dpre * params.block_weight(j);                       // dx^j
+  }
+  if (!c.has_input_proj()) return ws.dx;
+  g.input_proj_weight().noalias() = ws.dx.transpose() * ws.input;  // [E, 2H]
+  g.input_proj_bias() = ws.dx.colwise().sum().transpose();         // [E]
+  ws.dinput.resize(rows, 2 * h);
+  ws.dinput.noalias() = ws.dx * params.input_proj_weight();  // [n M, 2H]
+  return ws.dinput;
+}
+
+// Backward, phase 2: back through time from d loss / d u into the recurrent parameters of g
+// (none for running_sum; e and h are frozen).
+template <class T>
+void head_backward_recurrence(const head_parameters<T>& params, index_t m, index_t n,
+                              const train_matrix<T>& dinput, head_workspace<T>& ws,
+                              head_parameters<T>& g) {
+  const draft_config& c = params.config();
+  const index_t h = c.hidden_size, rows = m * n;
+  // dstate row block i holds d loss / d s_{i+1} once the later steps are in.
+  ws.dstate = dinput.rightCols(h);  // [n M, H] from the head only
+  if (c.recurrence == recurrence::running_sum) return;
+  ws.dpre_state.resize(rows, h);
+  for (index_t i = n - 1; i >= 0; --i) {
+    auto da = ws.dpre_state.middleRows(i * m, m);  // [M, H]
+    if (c.recurrence == recurrence::silu)
+      da = ws.dstate.middleRows(i * m, m).cwiseProduct(
+          ws.pre_state.middleRows(i * m, m).unaryExpr([](T x) { return silu_grad(x); }));
+    else
+      da = ws.dstate.middleRows(i * m, m);
+    if (i > 0) ws.dstate.middleRows((i - 1) * m, m).noalias() += da * params.rnn_u();
+  }
+  g.rnn_w().noalias() = ws.dpre_state.transpose() * ws.embedded;  // [H, H]
+  if (n > 1)
+    g.rnn_u().noalias() =
+        ws.dpre_state.bottomRows((n - 1) * m).transpose() * ws.state.topRows((n - 1) * m);
+  g.rnn_u_bias() = ws.dpre_state.colwise().sum().transpose();
+}
+
+}  // namespace detail
+
+// The training forward (and, when `gradient` is not null, the backward) of a batch.
+//   params     the head's parameters (config: V, H, E, N, recurrence, top-k)
+//   embedding  [V, H] the target's input embedding table (frozen)
+//   batch      M positions x next_n steps (see distill_batch)
+//   gradient   null, or parameters of the same config: receives d loss / d params (overwritten)
+// Returns the loss statistics of multi_step_loss. Throws redraft::error (before computing) when
+// the embedding, batch or gradient shapes disagree with the config or a token is out of range.
+// Deterministic (single-threaded Eigen). Cost O(next_n M (2 H^2 + 2 H E + N E^2 + E V)) forward,
+// about twice that backward.
+template <class T>
+distill_loss_stats draft_head_loss(const head_parameters<T>& params,
+                                   matrix_view<const float> embedding, const distill_batch& batch,
+                                   const distill_loss_options& options,
+                                   head_parameters<T>* gradient, head_workspace<T>& ws,
+                                   head_gradient_timing* timing = nullptr) {
+  detail::check_head_batch(params, embedding, batch, gradient);
+  const index_t m = batch.rows, n = batch.next_n;
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  detail::head_forward_recurrence(params, embedding, batch, ws);
+  detail::head_forward_blocks(params, m, n, ws);
+  const auto t1 = clock::now();
+
+  if (gradient != nullptr) ws.grad_logits.resize(m * n, params.config().vocab_size);
+  const distill_loss_stats stats = multi_step_loss<T>(
+      ws.logits.data(), m, n, batch.labels.data(),
+      batch.target_log_probs.empty() ? nullptr : batch.target_log_probs.data(), params.config(),
+      options, gradient != nullptr ? ws.grad_logits.data() : nullptr);
+  const auto t2 = clock::now();
   if (timing != nullptr) {
     timing->forward_s += std::chrono::duration<double>(t1 - t0).count();
     timing->loss_s += std::chrono::duration<double>(t2 - t1).count();
   }
   if (gradient == nullptr) return stats;
 
-  // ---- backward ----
-  head_parameters<T>& g = *gradient;
-  g.set_zero();
-  const auto silu_grad = [](T x) {
-    const T s = detail::sigmoid(x);
-    return s * (T(1) + x * (T(1) - s));
-  };
-  g.lm_head().noalias() = ws.grad_logits.transpose() * ws.x[static_cast<std::size_t>(layers)];  // [V, E]
-  ws.dx.resize(rows, e);
-  ws.dx.noalias() = ws.grad_logits * params.lm_head();  // [n M, E]
-  for (index_t j = layers - 1; j >= 0; --j) {
-    const std::size_t js = static_cast<std::size_t>(j);
-    ws.dpre = ws.dx.cwiseProduct(ws.pre[js].unaryExpr(silu_grad));              // [n M, E]
-    g.block_weight(j).noalias() = ws.dpre.transpose() * ws.x[js];              // [E, E]
-    g.block_bias(j) = ws.dpre.colwise().sum().transpose();                     // [E]
-    ws.dx.noalias() += ws.dpre * params.block_weight(j);                       // dx^j
-  }
-  const train_matrix<T>* dinput = &ws.dx;
-  if (c.has_input_proj()) {
-    g.input_proj_weight().noalias() = ws.dx.transpose() * ws.input;  // [E, 2H]
-    g.input_proj_bias() = ws.dx.colwise().sum().transpose();         // [E]
-    ws.dinput.resize(rows, 2 * h);
-    ws.dinput.noalias() = ws.dx * params.input_proj_weight();        // [n M, 2H]
-    dinput = &ws.dinput;
-  }
-  // Back through time: dstate row block i holds d loss / d s_{i+1} once the later steps are in.
-  ws.dstate = dinput->rightCols(h);  // [n M, H] from the head only
-  if (recurrent) {
-    ws.dpre_state.resize(rows, h);
-    for (index_t i = n - 1; i >= 0; --i) {
-      auto da = ws.dpre_state.middleRows(i * m, m);  // [M, H]
-      if (silu_state)
-        da = ws.dstate.middleRows(i * m, m).cwiseProduct(ws.pre_state.middleRows(i * m, m).unaryExpr(silu_grad));
-      else
-        da = ws.dstate.middleRows(i * m, m);
-      if (i > 0) ws.dstate.middleRows((i - 1) * m, m).noalias() += da * params.rnn_u();
-    }
-    g.rnn_w().noalias() = ws.dpre_state.transpose() * ws.embedded;  // [H, H]
-    if (n > 1)
-      g.rnn_u().noalias() = ws.dpre_state.bottomRows((n - 1) * m).transpose() * ws.state.topRows((n - 1) * m);
-    g.rnn_u_bias() = ws.dpre_state.colwise().sum().transpose();
-  }
-  // running_sum: no recurrent parameters, nothing more to do (e and h are frozen).
+  gradient->set_zero();
+  const train_matrix<T>& dinput = detail::head_backward_blocks(params, m * n, ws, *gradient);
+  detail::head_backward_recurrence(params, m, n, dinput, ws, *gradient);
   if (timing != nullptr) timing->backward_s += std::chrono::duration<double>(clock::now() - t2).count();
   return stats;
 }

@@ -19,38 +19,16 @@
 
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
+#include "redraft/core/transfer.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
+#include "redraft/tree/beam_checks.hpp"
+// build_tree dispatches to the parallel form on device memory.
+#include "redraft/tree/build_tree_parallel.hpp"
 
 namespace redraft {
 
 namespace detail {
-
-// Validates beams on the host: shape, token ids, equal roots within a request, and the optional
-// beam lengths [B, W] (nullptr: every beam has all L tokens).
-inline void check_beams(const char* fn, const std::int32_t* beams, const std::int32_t* lengths, index_t batch,
-                        index_t width, index_t length) {
-  REDRAFT_REQUIRE(width >= 1, fn, ": beam_width ", width, " must be at least 1");
-  REDRAFT_REQUIRE(length >= 2, fn, ": beam_length ", length,
-                  " must be at least 2 (the root plus one drafted token)");
-  REDRAFT_REQUIRE(batch >= 0, fn, ": batch ", batch, " is negative");
-  for (index_t b = 0; b < batch; ++b) {
-    const std::int32_t root = beams[b * width * length];
-    for (index_t w = 0; w < width; ++w) {
-      const std::int32_t* beam = beams + (b * width + w) * length;
-      REDRAFT_REQUIRE(beam[0] == root, fn, ": beams[", b, ", ", w, ", 0] = ", beam[0],
-                      " differs from beams[", b, ", 0, 0] = ", root,
-                      " (all beams of a request start at the same root token)");
-      const index_t valid = lengths == nullptr ? length : lengths[b * width + w];
-      REDRAFT_REQUIRE(valid >= 1 && valid <= length, fn, ": beam_lengths[", b, ", ", w, "] = ", valid,
-                      " is outside [1, ", length, "] (the root counts; 1 = no drafted token)");
-      for (index_t l = 0; l < valid; ++l) {
-        REDRAFT_REQUIRE(beam[l] >= 0, fn, ": beams[", b, ", ", w, ", ", l, "] = ", beam[l],
-                        " is not a valid token id (must be >= 0)");
-      }
-    }
-  }
-}
 
 // The sequential trie over host memory. Writes request-local indices.
 //   beams [B, W, L], lengths [B, W] or nullptr
@@ -116,37 +94,13 @@ inline void build_tree_trie(const std::int32_t* beams, const std::int32_t* lengt
   }
 }
 
-// A host copy of the optional beam lengths [B, W] (empty view: empty vector), shape-checked.
-template <class B>
-std::vector<std::int32_t> host_beam_lengths(const B& backend, const char* fn, matrix_view<const std::int32_t> lengths,
-                                            index_t batch, index_t width) {
-  if (lengths.empty() && lengths.data() == nullptr) return {};
-  REDRAFT_REQUIRE(lengths.extent(0) == batch && lengths.extent(1) == width, fn, ": beam_lengths is [",
-                  lengths.extent(0), ", ", lengths.extent(1), "], expected [", batch, ", ", width,
-                  "] (one length per beam) or empty");
-  std::vector<std::int32_t> host(static_cast<std::size_t>(lengths.size()));
-  if (!host.empty()) backend.copy_to_host(lengths.data(), lengths.size(), host.data());
-  return host;
-}
-
-template <class B>
-typename B::template buffer<std::int32_t> to_backend(const B& backend,
-                                                     const std::vector<std::int32_t>& host) {
-  auto out = backend.template allocate<std::int32_t>(static_cast<index_t>(host.size()));
-  backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
-  return out;
-}
-
 }  // namespace detail
 
 // build_tree(backend, beams [B, W, L], beam_lengths [B, W] or empty) -> tree with beam_to_node.
 // Throws redraft::error (before allocating any output) for W < 1, L < 2, B W L >= 2^31 (int32
 // node indices), negative token ids (within a beam's length), beams of one request with
 // different root tokens, beam_lengths of the wrong shape or outside [1, L].
-template <Backend B>
-tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
-                            matrix_view<const std::int32_t> beam_lengths = {});
-
+//
 // Where backend memory is not host-accessible (Backend clause 8, e.g. CUDA) build_tree returns
 // build_tree_parallel(backend, beams), which is identical element for element and keeps the
 // work on the device; the trie below runs only on host-accessible memory.
@@ -179,17 +133,14 @@ tree<B> build_tree(const B& backend, view<const std::int32_t, 3> beams,
   out.batch = static_cast<std::int32_t>(batch);
   out.beam_width = static_cast<std::int32_t>(width);
   out.beam_length = static_cast<std::int32_t>(length);
-  out.node_offsets = detail::to_backend(backend, offsets);
-  out.token = detail::to_backend(backend, token);
-  out.parent = detail::to_backend(backend, parent);
-  out.depth = detail::to_backend(backend, depth);
-  out.beam_to_node = detail::to_backend(backend, beam_to_node);
+  out.node_offsets = to_backend(backend, offsets);
+  out.token = to_backend(backend, token);
+  out.parent = to_backend(backend, parent);
+  out.depth = to_backend(backend, depth);
+  out.beam_to_node = to_backend(backend, beam_to_node);
   out.host_node_offsets = std::move(offsets);
   out.short_beams = lengths != nullptr;
   return out;
 }
 
 }  // namespace redraft
-
-// build_tree dispatches to the parallel form on device memory: make it visible to every includer.
-#include "redraft/tree/build_tree_parallel.hpp"

@@ -14,9 +14,9 @@
 //              token, parent (the node of (b, w, l - 1)) and depth (l) follow.
 //
 // Every pass is a Backend::for_each_index functor (or the backend's inclusive_scan), so the
-// code touches only backend memory. The only host work is validation (detail::check_beams on a
-// host copy of the beams, shared with build_tree) and reading the B + 1 node offsets back, which
-// tree<B> keeps on the host.
+// code touches only backend memory. The only host work is validation (detail::check_beams of
+// tree/beam_checks.hpp on a host copy of the beams, shared with build_tree) and reading the B + 1
+// node offsets back, which tree<B> keeps on the host.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +30,7 @@
 #include "redraft/core/macros.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
-#include "redraft/tree/build_tree.hpp"
+#include "redraft/tree/beam_checks.hpp"
 
 namespace redraft {
 
@@ -164,7 +164,7 @@ static_assert(std::is_trivially_copyable_v<beam_scatter_functor>);
 // token ids < 0, differing root tokens within a request, or B*W*L >= 2^31.
 template <Backend B>
 tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
-                            matrix_view<const std::int32_t> beam_lengths) {
+                            matrix_view<const std::int32_t> beam_lengths = {}) {
   const index_t batch = beams.extent(0), width = beams.extent(1), length = beams.extent(2);
   REDRAFT_REQUIRE(beams.size() < std::numeric_limits<std::int32_t>::max(),
                   "build_tree_parallel: beams hold ", beams.size(),

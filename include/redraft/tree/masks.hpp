@@ -26,6 +26,7 @@
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
 #include "redraft/core/macros.hpp"
+#include "redraft/core/transfer.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
 
@@ -184,14 +185,6 @@ void check_padding_mask(const char* fn, const B& backend, const tree<B>& t,
   }
 }
 
-template <class B>
-typename B::template buffer<std::int64_t> upload_offsets(const B& backend,
-                                                         const std::vector<std::int64_t>& host) {
-  auto out = backend.template allocate<std::int64_t>(static_cast<index_t>(host.size()));
-  backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
-  return out;
-}
-
 }  // namespace detail
 
 // build_dense_tree_mask(backend, tree) -> dense_tree_mask<B>.
@@ -213,7 +206,7 @@ dense_tree_mask<B> build_dense_tree_mask(const B& backend, const tree<B>& t) {
   }
   dense_tree_mask<B> out;
   out.bits = backend.template allocate<std::uint8_t>(offsets.back());  // [sum n_b^2]
-  out.offsets = detail::upload_offsets(backend, offsets);              // [B + 1]
+  out.offsets = to_backend(backend, offsets);                          // [B + 1]
   backend.for_each_index(t.total_nodes(), detail::dense_mask_row_functor{
                                               view_of(t), out.offsets.data(), nullptr,
                                               out.bits.data(), 0});
@@ -286,7 +279,7 @@ context_tree_mask<B> build_attention_mask(const B& backend, const tree<B>& t,
   context_tree_mask<B> out;
   out.context_length = static_cast<std::int32_t>(context);
   out.bits = backend.template allocate<std::uint8_t>(offsets.back());  // [sum n_b (P + n_b)]
-  out.offsets = detail::upload_offsets(backend, offsets);              // [B + 1]
+  out.offsets = to_backend(backend, offsets);                          // [B + 1]
   backend.for_each_index(
       t.total_nodes(),
       detail::dense_mask_row_functor{view_of(t), out.offsets.data(),

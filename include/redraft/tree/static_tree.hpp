@@ -22,6 +22,7 @@
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
 #include "redraft/core/macros.hpp"
+#include "redraft/core/transfer.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
 
@@ -81,14 +82,6 @@ struct parent_depth_functor {
   }
 };
 static_assert(std::is_trivially_copyable_v<parent_depth_functor>);
-
-template <class B>
-typename B::template buffer<std::int32_t> upload_ints(const B& backend,
-                                                      const std::vector<std::int32_t>& host) {
-  auto out = backend.template allocate<std::int32_t>(static_cast<index_t>(host.size()));
-  backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
-  return out;
-}
 
 }  // namespace detail
 
@@ -187,9 +180,9 @@ tree<B> build_tree_from_choices(const B& backend, const std::vector<std::vector<
                     " is not a valid token id (must be >= 0)");
   }
 
-  const auto shape_parent_d = detail::upload_ints(backend, shape_parent);
-  const auto shape_depth_d = detail::upload_ints(backend, shape_depth);
-  const auto shape_rank_d = detail::upload_ints(backend, shape_rank);
+  const auto shape_parent_d = to_backend(backend, shape_parent);
+  const auto shape_depth_d = to_backend(backend, shape_depth);
+  const auto shape_rank_d = to_backend(backend, shape_rank);
   const index_t n_total = batch * nodes;
   tree<B> out;
   out.batch = static_cast<std::int32_t>(batch);
