@@ -5,8 +5,8 @@
 // the backend wait in the status records until read() throws them. Then the whole decoding loop
 // with decode_options::capturable: the same tokens, statistics and committed plans as the
 // ordinary loop, greedy and sampling, with one transfer per step after the target.
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -44,17 +44,6 @@ std::vector<T> head(const std::vector<T>& v, std::size_t n) {
   return std::vector<T>(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
 }
 
-// Uniforms [A, draws] as speculative_decoder draws them: row i from Philox (seed, request[i], step).
-std::vector<float> decoder_uniforms(const std::vector<std::int32_t>& request, std::uint64_t seed,
-                                    std::uint32_t step, index_t draws) {
-  std::vector<float> u;
-  for (const std::int32_t r : request) {
-    const philox_stream s{seed, static_cast<std::uint32_t>(r), step};
-    for (index_t j = 0; j < draws; ++j) u.push_back(s.uniform(static_cast<std::uint64_t>(j)));
-  }
-  return u;
-}
-
 // Draft log-probs [A, W, L-1, V]: a log-softmax of random normals per row.
 std::vector<float> random_log_probs(std::mt19937_64& rng, index_t rows, index_t vocab) {
   std::vector<float> q = redraft_test::random_logits(rng, rows, vocab, false);
@@ -70,9 +59,10 @@ std::vector<float> random_log_probs(std::mt19937_64& rng, index_t rows, index_t 
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("a capturable step makes no allocation, transfer or synchronisation and "
-                   "equals the ordinary path",
-                   "[loop][capturable]", REDRAFT_TEST_BACKENDS) {
+TEMPLATE_TEST_CASE(
+    "a capturable step makes no allocation, transfer or synchronisation and "
+    "equals the ordinary path",
+    "[loop][capturable]", REDRAFT_TEST_BACKENDS) {
   using B = counting_backend<TestType>;
   const B backend;
   const verifier rule =
@@ -109,14 +99,16 @@ TEMPLATE_TEST_CASE("a capturable step makes no allocation, transfer or synchroni
     for (std::int32_t i = 0; i < a; ++i) {
       const std::int32_t eos = rng() % 2 == 0 ? static_cast<std::int32_t>(rng() % 3) : -1;
       rs.push_back({ids[static_cast<std::size_t>(i)], 10 + ids[static_cast<std::size_t>(i)],
-                    5 + static_cast<std::int32_t>(rng() % 20), hb[static_cast<std::size_t>(i * w * l)],
-                    eos, 1 + static_cast<std::int32_t>(rng() % 6)});
+                    5 + static_cast<std::int32_t>(rng() % 20),
+                    hb[static_cast<std::size_t>(i * w * l)], eos,
+                    1 + static_cast<std::int32_t>(rng() % 6)});
     }
     const auto beams = upload(backend, hb);
     const auto lengths = upload(backend, hl);
     const view<const std::int32_t, 3> bv(beams.data(), a, w, l);
     const matrix_view<const std::int32_t> lv =
-        short_beams ? matrix_view<const std::int32_t>(lengths.data(), a, w) : matrix_view<const std::int32_t>();
+        short_beams ? matrix_view<const std::int32_t>(lengths.data(), a, w)
+                    : matrix_view<const std::int32_t>();
     step.set_requests(rs);
 
     *backend.count = counters{};
@@ -137,7 +129,8 @@ TEMPLATE_TEST_CASE("a capturable step makes no allocation, transfer or synchroni
     std::vector<std::int32_t> committed;
     for (const auto& q : rs) committed.push_back(q.committed);
     const auto base = upload(backend, committed);
-    const auto positions = build_positions(backend, t, vector_view<const std::int32_t>(base.data(), a));
+    const auto positions =
+        build_positions(backend, t, vector_view<const std::int32_t>(base.data(), a));
     CHECK(download(backend, in.positions.data(), n) == download(backend, positions.data(), n));
     if (masks == tree_mask_format::both) {
       const dense_tree_mask<B> dense = build_dense_tree_mask(backend, t);
@@ -158,9 +151,11 @@ TEMPLATE_TEST_CASE("a capturable step makes no allocation, transfer or synchroni
     const auto logits = upload(backend, hx);
     std::vector<float> hh = redraft_test::random_logits(rng, capacity, hidden, false);
     const auto hidden_rows = upload(backend, hh);
-    const auto q = upload(backend, random_log_probs(rng, static_cast<index_t>(a) * w * (l - 1), vocab));
-    const view<const float, 4> qv =
-        rule == verifier::redrafter ? view<const float, 4>(q.data(), a, w, l - 1, vocab) : view<const float, 4>();
+    const auto q =
+        upload(backend, random_log_probs(rng, static_cast<index_t>(a) * w * (l - 1), vocab));
+    const view<const float, 4> qv = rule == verifier::redrafter
+                                        ? view<const float, 4>(q.data(), a, w, l - 1, vocab)
+                                        : view<const float, 4>();
 
     *backend.count = counters{};
     step.accept(matrix_view<const float>(logits.data(), capacity, vocab),
@@ -170,14 +165,16 @@ TEMPLATE_TEST_CASE("a capturable step makes no allocation, transfer or synchroni
 
     const step_outcome o = step.read("step");
     const index_t draws = std::max<index_t>(2 * l, static_cast<index_t>(w) * (l - 1) + 1);
-    const auto u = upload(backend, decoder_uniforms(ids, options.seed, s, draws));
+    const auto u = upload(backend, redraft_test::decoder_uniforms(ids, options.seed, s, draws));
     const matrix_view<const float> uv(u.data(), a, draws);
     const matrix_view<const float> real(logits.data(), n, vocab);
-    const host_acceptance acc = to_host(
-        backend, rule == verifier::greedy      ? verify_greedy(backend, t, real)
-                 : rule == verifier::lossless  ? verify_lossless(backend, t, real, options.sampling, uv)
-                 : rule == verifier::typical   ? verify_typical(backend, t, real, options.typical, uv)
-                                               : verify_redrafter(backend, t, real, qv, options.redrafter, uv));
+    const host_acceptance acc =
+        to_host(backend, rule == verifier::greedy ? verify_greedy(backend, t, real)
+                         : rule == verifier::lossless
+                             ? verify_lossless(backend, t, real, options.sampling, uv)
+                         : rule == verifier::typical
+                             ? verify_typical(backend, t, real, options.typical, uv)
+                             : verify_redrafter(backend, t, real, qv, options.redrafter, uv));
     CHECK(o.node_offsets == t.host_node_offsets);
     CHECK(o.acceptance.path_length == acc.path_length);
     CHECK(o.acceptance.accepted_len == acc.accepted_len);
@@ -207,12 +204,14 @@ TEMPLATE_TEST_CASE("a capturable step makes no allocation, transfer or synchroni
       if (stop) continue;
       ++going.batch;
       going.accepted_len.push_back(acc.accepted_len[static_cast<std::size_t>(i)]);
-      for (std::int32_t j = 0; j < acc.path_length; ++j) going.accepted_nodes.push_back(acc.accepted_node(i, j));
+      for (std::int32_t j = 0; j < acc.path_length; ++j)
+        going.accepted_nodes.push_back(acc.accepted_node(i, j));
       going_slots.push_back(r.slot);
       going_committed.push_back(r.committed);
       const std::int32_t row = acc.hidden_row[static_cast<std::size_t>(i)];
       for (std::int32_t c = 0; c < hidden; ++c)
-        expected_h[static_cast<std::size_t>(r.request * hidden + c)] = hh[static_cast<std::size_t>(row * hidden + c)];
+        expected_h[static_cast<std::size_t>(r.request * hidden + c)] =
+            hh[static_cast<std::size_t>(row * hidden + c)];
     }
     CHECK(o.emit_count == emit);
     CHECK(o.done == done);
@@ -224,13 +223,16 @@ TEMPLATE_TEST_CASE("a capturable step makes no allocation, transfer or synchroni
     CHECK(download(backend, hidden_state.data(), num_requests * hidden) == expected_h);
     // The plan on the backend is the one read back.
     CHECK(download(backend, step.plan_header(), 2) ==
-          std::vector<std::int32_t>{plan.num_requests(), static_cast<std::int32_t>(plan.source_node.size())});
+          std::vector<std::int32_t>{plan.num_requests(),
+                                    static_cast<std::int32_t>(plan.source_node.size())});
 
     // The next step's state, advanced on the backend.
     const auto state = download(backend, step.backend_state(), 6 * cap.max_batch);
     for (std::int32_t i = 0; i < a; ++i) {
       const step_request& r = rs[static_cast<std::size_t>(i)];
-      const auto at = [&](index_t row) { return state[static_cast<std::size_t>(row * cap.max_batch + i)]; };
+      const auto at = [&](index_t row) {
+        return state[static_cast<std::size_t>(row * cap.max_batch + i)];
+      };
       CHECK(at(5) == r.remaining - emit[static_cast<std::size_t>(i)]);
       if (done[static_cast<std::size_t>(i)] != 0) continue;
       CHECK(at(2) == r.committed + acc.accepted_len[static_cast<std::size_t>(i)] + 1);
@@ -250,13 +252,15 @@ TEMPLATE_TEST_CASE("a capturable step keeps backend errors until read", "[loop][
     step.set_requests(std::vector<step_request>{{4, 0, 3, root, -1, 10}});
     const auto beams = upload(backend, hb);
     const auto lengths = upload(backend, hl);
-    const verify_input& in = step.build(
-        view<const std::int32_t, 3>(beams.data(), 1, 2, l),
-        hl.empty() ? matrix_view<const std::int32_t>() : matrix_view<const std::int32_t>(lengths.data(), 1, 2));
+    const verify_input& in =
+        step.build(view<const std::int32_t, 3>(beams.data(), 1, 2, l),
+                   hl.empty() ? matrix_view<const std::int32_t>()
+                              : matrix_view<const std::int32_t>(lengths.data(), 1, 2));
     std::vector<float> x(static_cast<std::size_t>(in.node_capacity * vocab), 0.5f);
     if (nan) x[3] = std::nanf("");  // node 0 (the root), column 3
     const auto logits = upload(backend, x);
-    step.accept(matrix_view<const float>(logits.data(), in.node_capacity, vocab), {}, {}, options, {}, 1);
+    step.accept(matrix_view<const float>(logits.data(), in.node_capacity, vocab), {}, {}, options,
+                {}, 1);
   };
   const std::vector<std::int32_t> good{1, 2, 3, 1, 4, 5};
   run(good, 1, {}, false);
@@ -264,17 +268,21 @@ TEMPLATE_TEST_CASE("a capturable step keeps backend errors until read", "[loop][
 
   // Each error with the ordinary path's message; read() clears it.
   run(good, 2, {}, false);
-  CHECK_THROWS_WITH(step.read("step"),
-                    "step: the drafter's beams for request 4 start with token 1 instead of the root 2");
+  CHECK_THROWS_WITH(
+      step.read("step"),
+      "step: the drafter's beams for request 4 start with token 1 instead of the root 2");
   CHECK_NOTHROW(step.read("step"));
   run({1, 2, 3, 2, 4, 5}, 1, {}, false);
-  CHECK_THROWS_WITH(step.read("step"), Catch::Contains("beams[0, 1, 0] = 2 differs from beams[0, 0, 0] = 1"));
+  CHECK_THROWS_WITH(step.read("step"),
+                    Catch::Contains("beams[0, 1, 0] = 2 differs from beams[0, 0, 0] = 1"));
   run({1, 2, 3, 1, -4, 5}, 1, {}, false);
-  CHECK_THROWS_WITH(step.read("step"), Catch::Contains("beams[0, 1, 1] = -4 is not a valid token id"));
+  CHECK_THROWS_WITH(step.read("step"),
+                    Catch::Contains("beams[0, 1, 1] = -4 is not a valid token id"));
   run(good, 1, {3, 4}, false);
   CHECK_THROWS_WITH(step.read("step"), Catch::Contains("beam_lengths[0, 1] = 4 is outside [1, 3]"));
   run({1, 2, 9, 1, 4, 5}, 1, {}, false);
-  CHECK_THROWS_WITH(step.read("step"), Catch::Contains("tree token 9 at request 0, node 2 is outside"));
+  CHECK_THROWS_WITH(step.read("step"),
+                    Catch::Contains("tree token 9 at request 0, node 2 is outside"));
 
   // A verifier error stays until read, across later good steps (the first error is kept).
   run(good, 1, {}, true);
@@ -283,7 +291,8 @@ TEMPLATE_TEST_CASE("a capturable step keeps backend errors until read", "[loop][
   CHECK_NOTHROW(step.read("step"));
 
   // What the host sees without a transfer throws at once.
-  CHECK_THROWS_WITH((capturable_step<TestType>(backend, {1, 1, 1})), Catch::Contains("max_length 1"));
+  CHECK_THROWS_WITH((capturable_step<TestType>(backend, {1, 1, 1})),
+                    Catch::Contains("max_length 1"));
   const auto beams = upload(backend, std::vector<std::int32_t>(2 * 3 * 3, 1));
   CHECK_THROWS_WITH(step.build(view<const std::int32_t, 3>(beams.data(), 1, 3, 3)),
                     Catch::Contains("need 1 <= W <= 2"));
@@ -402,7 +411,8 @@ TEST_CASE("decode_options::capturable decodes exactly as the ordinary loop", "[l
     const counted_cpu backend;
     capacity_target model(config, backend);
     counted_drafter drafter(config.vocab_size, 9, backend);
-    speculative_decoder<counted_cpu, capacity_target, counted_drafter> decoder(backend, model, drafter);
+    speculative_decoder<counted_cpu, capacity_target, counted_drafter> decoder(backend, model,
+                                                                               drafter);
     decode_options o = options;
     o.capturable = capturable;
     generation_result result = decoder.generate(requests, o);

@@ -7,7 +7,7 @@
 // nothing, makes no transfer and does not synchronise, so a stream capture of
 //
 //   step.build(beams, beam_lengths)          beams checked, trie dedup, positions, masks
-//   model forward on step.input()            the caller's (see "The target" below)
+//   model forward on the returned input      the caller's (see "The target" below)
 //   step.accept(logits, hidden, ...)         verifier, emission, KV plan, next-step state
 //
 // replays the whole step. What depends on the data (node counts, offsets, which requests stop)
@@ -20,7 +20,7 @@
 //     const verify_input& in = step.build(beams [A, W, L], beam_lengths [A, W] or empty);
 //     model_output out = model.verify(in);   // logits [in.node_capacity, V] (rows >= n_total:
 //                                            // padding, ignored), hidden [in.node_capacity, H]
-//     step.accept(out.logits, out.hidden, hidden_state, rule, draft_log_probs, step_index);
+//     step.accept(out.logits, out.hidden, hidden_state, options, draft_log_probs, step_index);
 //   once per step, or at the end (one transfer):
 //     step_outcome o = step.read("my_engine");   // throws the step's first error, else results
 //
@@ -43,7 +43,8 @@
 // gets no host node counts (in.host_node_offsets is empty) and must size its work by
 // in.node_capacity, returning logits and hidden rows for node_capacity nodes (rows past
 // node_offsets[A] are padding). Its own forward must not allocate, transfer or synchronise, and
-// it applies step.plan() (backend memory, or the host copy in step_outcome) to its KV cache.
+// it applies the plan (backend memory: step.plan_header(), plan_offsets(), ...; or the host copy
+// in step_outcome) to its KV cache.
 #pragma once
 
 #include <algorithm>
@@ -84,12 +85,12 @@ struct step_capacity {
 
 // One request of a step, as the host knows it between steps (set_requests).
 struct step_request {
-  std::int32_t request = 0;    // index in the caller's list: Philox stream and hidden_state row
-  std::int32_t slot = 0;       // KV slot
-  std::int32_t committed = 0;  // committed length: the root's position
-  std::int32_t root = 0;       // the root token every beam must start with
-  std::int32_t eos_token = -1; // stop after emitting it (-1: none)
-  std::int32_t remaining = 0;  // tokens it may still emit (>= 1)
+  std::int32_t request = 0;     // index in the caller's list: Philox stream and hidden_state row
+  std::int32_t slot = 0;        // KV slot
+  std::int32_t committed = 0;   // committed length: the root's position
+  std::int32_t root = 0;        // the root token every beam must start with
+  std::int32_t eos_token = -1;  // stop after emitting it (-1: none)
+  std::int32_t remaining = 0;   // tokens it may still emit (>= 1)
 };
 
 // The host copy of a step's results (step.read()).
@@ -194,8 +195,8 @@ struct step_emit_functor {
   const std::int32_t* state;  // [6, A_max]
   index_t stride;             // A_max
   acceptance_view acc;
-  std::int32_t* emit_count;   // [A]
-  std::int32_t* done;         // [A]
+  std::int32_t* emit_count;  // [A]
+  std::int32_t* done;        // [A]
 
   REDRAFT_HOST_DEVICE void operator()(index_t i) const {
     const std::int32_t eos = state[row_eos * stride + i];
@@ -276,8 +277,8 @@ struct step_advance_functor {
 struct step_hidden_functor {
   const std::int32_t* state;  // [6, A_max]
   index_t stride;
-  const std::int32_t* hidden_row;  // [A] global packed row
-  const std::int32_t* done;        // [A]
+  const std::int32_t* hidden_row;   // [A] global packed row
+  const std::int32_t* done;         // [A]
   matrix_view<const float> hidden;  // [node_capacity, H]
   matrix_view<float> hidden_state;  // [R, H]
 
@@ -301,15 +302,14 @@ class capturable_step {
   capturable_step(const B& backend, step_capacity capacity,
                   tree_mask_format masks = tree_mask_format::both)
       : backend_(backend), cap_(capacity), masks_(masks) {
-    REDRAFT_REQUIRE(capacity.max_batch >= 1 && capacity.max_width >= 1 &&
-                        capacity.max_length >= 2,
+    REDRAFT_REQUIRE(capacity.max_batch >= 1 && capacity.max_width >= 1 && capacity.max_length >= 2,
                     "capturable_step: capacity max_batch ", capacity.max_batch, ", max_width ",
                     capacity.max_width, ", max_length ", capacity.max_length,
                     " must be >= 1, >= 1 and >= 2");
-    REDRAFT_REQUIRE(static_cast<std::int64_t>(capacity.max_batch) * capacity.max_width *
-                            capacity.max_length <
-                        (std::int64_t{1} << 31),
-                    "capturable_step: capacity holds 2^31 or more beam tokens");
+    REDRAFT_REQUIRE(
+        static_cast<std::int64_t>(capacity.max_batch) * capacity.max_width * capacity.max_length <
+            (std::int64_t{1} << 31),
+        "capturable_step: capacity holds 2^31 or more beam tokens");
     const index_t a = cap_.max_batch, w = cap_.max_width, l = cap_.max_length;
     const index_t n = cap_.max_nodes(), per = cap_.nodes_per_request();
     layout_.lay(a, l);
@@ -318,18 +318,18 @@ class capturable_step {
     host_record_.resize(static_cast<std::size_t>(layout_.size));
     state_ = backend.template allocate<std::int32_t>(detail::state_rows * a);
     backend.fill(state_.data(), detail::state_rows * a, std::int32_t{0});
-    valid_length_ = backend.template allocate<std::int32_t>(a * w);  // [A, W]
-    owner_ = backend.template allocate<std::int32_t>(a * w * l);     // [A, W, L]
+    valid_length_ = backend.template allocate<std::int32_t>(a * w);       // [A, W]
+    owner_ = backend.template allocate<std::int32_t>(a * w * l);          // [A, W, L]
     created_ = backend.template allocate<std::int32_t>(a * w * (l - 1));  // [A, W, L-1]
     rank_ = backend.template allocate<std::int32_t>(a * w * (l - 1));     // [A, W, L-1]
-    node_count_ = backend.template allocate<std::int32_t>(a);            // [A]
-    token_ = backend.template allocate<std::int32_t>(n);                 // [N]
-    parent_ = backend.template allocate<std::int32_t>(n);                // [N]
-    depth_ = backend.template allocate<std::int32_t>(n);                 // [N]
-    positions_ = backend.template allocate<std::int32_t>(n);             // [N]
-    beam_to_node_ = backend.template allocate<std::int32_t>(a * w * l);  // [A, W, L]
+    node_count_ = backend.template allocate<std::int32_t>(a);             // [A]
+    token_ = backend.template allocate<std::int32_t>(n);                  // [N]
+    parent_ = backend.template allocate<std::int32_t>(n);                 // [N]
+    depth_ = backend.template allocate<std::int32_t>(n);                  // [N]
+    positions_ = backend.template allocate<std::int32_t>(n);              // [N]
+    beam_to_node_ = backend.template allocate<std::int32_t>(a * w * l);   // [A, W, L]
     if (masks != tree_mask_format::packed) {
-      dense_offsets_ = backend.template allocate<std::int64_t>(a + 1);   // [A + 1]
+      dense_offsets_ = backend.template allocate<std::int64_t>(a + 1);       // [A + 1]
       dense_bits_ = backend.template allocate<std::uint8_t>(a * per * per);  // [sum n_r^2]
     }
     if (masks != tree_mask_format::dense) {
@@ -362,13 +362,12 @@ class capturable_step {
     requests_.clear();
     for (index_t i = 0; i < a; ++i) {
       const step_request& q = requests[static_cast<std::size_t>(i)];
-      REDRAFT_REQUIRE(q.request >= 0 && q.slot >= 0 && q.committed >= 0 && q.root >= 0 &&
-                          q.remaining >= 1,
-                      "capturable_step::set_requests: request ", i, " has request ", q.request,
-                      ", slot ", q.slot, ", committed ", q.committed, ", root ", q.root,
-                      " and remaining ", q.remaining,
-                      " (needs all >= 0 and remaining >= 1)");
-      const std::int32_t fields[detail::state_rows] = {q.request, q.slot, q.committed,
+      REDRAFT_REQUIRE(
+          q.request >= 0 && q.slot >= 0 && q.committed >= 0 && q.root >= 0 && q.remaining >= 1,
+          "capturable_step::set_requests: request ", i, " has request ", q.request, ", slot ",
+          q.slot, ", committed ", q.committed, ", root ", q.root, " and remaining ", q.remaining,
+          " (needs all >= 0 and remaining >= 1)");
+      const std::int32_t fields[detail::state_rows] = {q.request, q.slot,      q.committed,
                                                        q.root,    q.eos_token, q.remaining};
       for (index_t row = 0; row < detail::state_rows; ++row)
         host[static_cast<std::size_t>(row * stride + i)] = fields[row];
@@ -381,7 +380,9 @@ class capturable_step {
   std::int32_t batch() const { return batch_; }
   // The state [6, A_max] in backend memory: rows request, slot, committed, root, eos, remaining.
   const std::int32_t* backend_state() const { return state_.data(); }
-  const std::int32_t* backend_slots() const { return state_.data() + detail::row_slot * cap_.max_batch; }
+  const std::int32_t* backend_slots() const {
+    return state_.data() + detail::row_slot * cap_.max_batch;
+  }
 
   // Capturable: checks the beams [A, W, L] (and beam_lengths [A, W], or empty: all L), builds the
   // tree, positions (committed + depth) and masks; returns the target's input. Backend memory.
@@ -396,8 +397,8 @@ class capturable_step {
                     " and 2 <= L <= ", cap_.max_length, " (the capacity)");
     const bool short_beams = beam_lengths.data() != nullptr;
     REDRAFT_REQUIRE(!short_beams || (beam_lengths.extent(0) == a && beam_lengths.extent(1) == w),
-                    fn, ": beam_lengths is [", beam_lengths.extent(0), ", ",
-                    beam_lengths.extent(1), "], expected [", a, ", ", w, "] or empty");
+                    fn, ": beam_lengths is [", beam_lengths.extent(0), ", ", beam_lengths.extent(1),
+                    "], expected [", a, ", ", w, "] or empty");
     short_beams_ = short_beams;
     width_ = static_cast<std::int32_t>(w);
     length_ = static_cast<std::int32_t>(l);
@@ -410,36 +411,37 @@ class capturable_step {
                                       state_row(detail::row_root), valid_length_.data(),
                                       record_.data() + layout_.tree_status, w32, l32});
     // build_tree_parallel's passes over the checked lengths, node offsets scanned per request.
-    backend_.for_each_index(a * w, detail::beam_owner_functor{beams.data(), valid_length_.data(),
-                                                              owner_.data(), created_.data(), w32,
-                                                              l32});
+    backend_.for_each_index(
+        a * w, detail::beam_owner_functor{beams.data(), valid_length_.data(), owner_.data(),
+                                          created_.data(), w32, l32});
     backend_.for_each_index(a, detail::step_local_rank_functor{created_.data(), rank_.data(),
                                                                node_count_.data(), per_request});
     const bool dense = masks_ != tree_mask_format::packed;
-    backend_.for_each_index(a + 1, detail::step_offsets_functor{node_count_.data(), offsets,
-                                                                dense ? dense_offsets_.data() : nullptr});
-    backend_.for_each_index(a * per_request, detail::step_global_rank_functor{rank_.data(), offsets,
-                                                                              per_request});
-    backend_.for_each_index(
-        a * w * l, detail::beam_scatter_functor{beams.data(), owner_.data(), created_.data(),
-                                                rank_.data(), offsets, beam_to_node_.data(),
-                                                token_.data(), parent_.data(), depth_.data(), w32,
-                                                l32});
+    backend_.for_each_index(a + 1,
+                            detail::step_offsets_functor{node_count_.data(), offsets,
+                                                         dense ? dense_offsets_.data() : nullptr});
+    backend_.for_each_index(a * per_request,
+                            detail::step_global_rank_functor{rank_.data(), offsets, per_request});
+    backend_.for_each_index(a * w * l, detail::beam_scatter_functor{
+                                           beams.data(), owner_.data(), created_.data(),
+                                           rank_.data(), offsets, beam_to_node_.data(),
+                                           token_.data(), parent_.data(), depth_.data(), w32, l32});
 
     const tree_view t = tree();
     const index_t nodes = node_capacity();
     const std::int32_t* live = offsets + a;  // n_total, on the backend
-    backend_.for_each_index(nodes, detail::bounded_functor<detail::positions_functor>{
-                                       {t, state_row(detail::row_committed), positions_.data()}, live});
+    backend_.for_each_index(nodes,
+                            detail::bounded_functor<detail::positions_functor>{
+                                {t, state_row(detail::row_committed), positions_.data()}, live});
     input_ = verify_input{};
     input_.slots = {slots_.data(), a};
     input_.tree = t;
     input_.positions = {positions_.data(), nodes};
     input_.node_capacity = static_cast<std::int32_t>(nodes);
     if (dense) {
-      backend_.for_each_index(nodes, detail::bounded_functor<detail::dense_mask_row_functor>{
-                                         {t, dense_offsets_.data(), nullptr, dense_bits_.data(), 0},
-                                         live});
+      backend_.for_each_index(
+          nodes, detail::bounded_functor<detail::dense_mask_row_functor>{
+                     {t, dense_offsets_.data(), nullptr, dense_bits_.data(), 0}, live});
       input_.dense_mask = dense_bits_.data();
       input_.dense_offsets = dense_offsets_.data();
     }
@@ -448,7 +450,8 @@ class capturable_step {
       if constexpr (requires { backend_.build_packed_tree_mask_fused(rows, std::int32_t{}); }) {
         backend_.build_packed_tree_mask_fused(rows, 1 + w32 * (l32 - 1));
       } else {
-        backend_.for_each_index(nodes, detail::bounded_functor<detail::packed_mask_row_functor>{rows, live});
+        backend_.for_each_index(
+            nodes, detail::bounded_functor<detail::packed_mask_row_functor>{rows, live});
       }
       input_.packed_mask = packed_words_.data();
       input_.packed_words_per_row = words_per_row();
@@ -459,7 +462,7 @@ class capturable_step {
   const verify_input& input() const { return input_; }
   // The tree build() made (backend memory; beam_to_node [A, W, L]).
   tree_view tree() const {
-    return tree_view{batch_,        width_,         length_,        node_offsets(),
+    return tree_view{batch_,        width_,         length_,       node_offsets(),
                      token_.data(), parent_.data(), depth_.data(), beam_to_node_.data()};
   }
   // The largest n_total of the built shape, A (1 + W (L - 1)): the rows the target returns.
@@ -492,9 +495,9 @@ class capturable_step {
     const detail::status_view status{record_.data() + layout_.verify_status};
     const index_t draws = max_draws(width_, length_);
     const auto uniforms = [&] {
-      backend_.for_each_index(a * draws, detail::step_uniforms_functor{state_row(detail::row_request),
-                                                                       uniforms_.data(), options.seed,
-                                                                       step, draws});
+      backend_.for_each_index(
+          a * draws, detail::step_uniforms_functor{state_row(detail::row_request), uniforms_.data(),
+                                                   options.seed, step, draws});
       return uniform_source(matrix_view<const float>(uniforms_.data(), a, draws));
     };
     switch (options.rule) {
@@ -515,9 +518,10 @@ class capturable_step {
                                            scratch_.data(), out, status});
         break;
       case verifier::redrafter: {
-        REDRAFT_REQUIRE(!short_beams_, fn,
-                        ": verifier::redrafter reads every beam position's draft log-probs, but the "
-                        "beams were built with beam_lengths");
+        REDRAFT_REQUIRE(
+            !short_beams_, fn,
+            ": verifier::redrafter reads every beam position's draft log-probs, but the "
+            "beams were built with beam_lengths");
         REDRAFT_REQUIRE(draft_log_probs.extent(0) == a && draft_log_probs.extent(1) == width_ &&
                             draft_log_probs.extent(2) == length_ - 1 &&
                             draft_log_probs.extent(3) == vocab,
@@ -525,8 +529,9 @@ class capturable_step {
                         draft_log_probs.extent(1), ", ", draft_log_probs.extent(2), ", ",
                         draft_log_probs.extent(3), "], expected [", a, ", ", width_, ", ",
                         length_ - 1, ", ", vocab, "]");
-        const detail::redrafter_row_functor<float> rows{logits,   options.redrafter, threshold_.data(),
-                                                        max_.data(), log_sum_.data(), bad_.data()};
+        const detail::redrafter_row_functor<float> rows{
+            logits,      options.redrafter, threshold_.data(),
+            max_.data(), log_sum_.data(),   bad_.data()};
         if constexpr (requires { backend_.redrafter_rows_fused(rows); }) {
           backend_.redrafter_rows_fused(rows);  // padding rows too: their results are not read
         } else {
@@ -548,12 +553,13 @@ class capturable_step {
                                          field(layout_.plan_slot), field(layout_.plan_source),
                                          field(layout_.plan_destination)});
     if (hidden_state.data() != nullptr && hidden.extent(1) > 0) {
-      backend_.for_each_index(a * hidden.extent(1),
-                              detail::step_hidden_functor{state_.data(), stride,
-                                                          field(layout_.hidden_row), done, hidden,
-                                                          hidden_state});
+      backend_.for_each_index(
+          a * hidden.extent(1),
+          detail::step_hidden_functor{state_.data(), stride, field(layout_.hidden_row), done,
+                                      hidden, hidden_state});
     }
-    backend_.for_each_index(a, detail::step_advance_functor{state_.data(), stride, out, emit, done});
+    backend_.for_each_index(a,
+                            detail::step_advance_functor{state_.data(), stride, out, emit, done});
     built_ = false;
   }
 

@@ -39,10 +39,10 @@ namespace detail {
 // The status codes of the beams' checks (a record [B, 4] per request: code, a, b, c).
 enum beam_status_code : std::int32_t {
   beam_ok = 0,
-  beam_root_differs = 1,     // a = beam w, b = beams[r, w, 0], c = beams[r, 0, 0]
-  beam_bad_length = 2,       // a = beam w, b = its length, c = L
-  beam_negative_token = 3,   // a = beam w, b = position l, c = the token
-  beam_wrong_root = 4,       // a = beams[r, 0, 0], b = roots[r] (only with expected roots)
+  beam_root_differs = 1,    // a = beam w, b = beams[r, w, 0], c = beams[r, 0, 0]
+  beam_bad_length = 2,      // a = beam w, b = its length, c = L
+  beam_negative_token = 3,  // a = beam w, b = position l, c = the token
+  beam_wrong_root = 4,      // a = beams[r, 0, 0], b = roots[r] (only with expected roots)
 };
 
 // Pass 0, one call per request r: check_beams' checks in its order (then, when `roots` is set,
@@ -92,7 +92,8 @@ struct beam_check_functor {
         }
       }
     }
-    if (ok && roots != nullptr && first[0] != roots[r]) set(r, beam_wrong_root, first[0], roots[r], 0);
+    if (ok && roots != nullptr && first[0] != roots[r])
+      set(r, beam_wrong_root, first[0], roots[r], 0);
   }
 };
 static_assert(std::is_trivially_copyable_v<beam_check_functor>);
@@ -107,16 +108,18 @@ inline void throw_on_beam_status(const char* fn, const std::int32_t* status, std
       case beam_ok:
         break;
       case beam_root_differs:
-        throw_error(fn, ": beams[", r, ", ", e[1], ", 0] = ", e[2], " differs from beams[", r, ", 0, 0] = ", e[3],
-                    " (all beams of a request start at the same root token)");
+        throw_error(fn, ": beams[", r, ", ", e[1], ", 0] = ", e[2], " differs from beams[", r,
+                    ", 0, 0] = ", e[3], " (all beams of a request start at the same root token)");
       case beam_bad_length:
         throw_error(fn, ": beam_lengths[", r, ", ", e[1], "] = ", e[2], " is outside [1, ", e[3],
                     "] (the root counts; 1 = no drafted token)");
       case beam_negative_token:
-        throw_error(fn, ": beams[", r, ", ", e[1], ", ", e[2], "] = ", e[3], " is not a valid token id (must be >= 0)");
+        throw_error(fn, ": beams[", r, ", ", e[1], ", ", e[2], "] = ", e[3],
+                    " is not a valid token id (must be >= 0)");
       case beam_wrong_root:
-        throw_error(fn, ": the drafter's beams for request ", request_ids == nullptr ? r : request_ids[r],
-                    " start with token ", e[1], " instead of the root ", e[2]);
+        throw_error(fn, ": the drafter's beams for request ",
+                    request_ids == nullptr ? r : request_ids[r], " start with token ", e[1],
+                    " instead of the root ", e[2]);
       default:
         throw_error(fn, ": internal beam status ", e[0], " at request ", r);
     }
@@ -260,9 +263,10 @@ tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
   REDRAFT_REQUIRE(length >= 2, fn, ": beam_length ", length,
                   " must be at least 2 (the root plus one drafted token)");
   const bool short_beams = !(beam_lengths.empty() && beam_lengths.data() == nullptr);
-  REDRAFT_REQUIRE(!short_beams || (beam_lengths.extent(0) == batch && beam_lengths.extent(1) == width), fn,
-                  ": beam_lengths is [", beam_lengths.extent(0), ", ", beam_lengths.extent(1), "], expected [",
-                  batch, ", ", width, "] (one length per beam) or empty");
+  REDRAFT_REQUIRE(
+      !short_beams || (beam_lengths.extent(0) == batch && beam_lengths.extent(1) == width), fn,
+      ": beam_lengths is [", beam_lengths.extent(0), ", ", beam_lengths.extent(1), "], expected [",
+      batch, ", ", width, "] (one length per beam) or empty");
 
   const std::int32_t w32 = static_cast<std::int32_t>(width);
   const std::int32_t l32 = static_cast<std::int32_t>(length);
@@ -273,19 +277,23 @@ tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
   std::int32_t* status = record.data() + batch + 1;
   backend.fill(status, 4 * batch, std::int32_t{0});
   auto valid_length = backend.template allocate<std::int32_t>(batch * width);  // [B, W]
-  backend.for_each_index(batch, detail::beam_check_functor{beams.data(), short_beams ? beam_lengths.data() : nullptr,
-                                                           nullptr, valid_length.data(), status, w32, l32});
+  backend.for_each_index(
+      batch, detail::beam_check_functor{beams.data(), short_beams ? beam_lengths.data() : nullptr,
+                                        nullptr, valid_length.data(), status, w32, l32});
   auto owner = backend.template allocate<std::int32_t>(beams.size());  // [B, W, L]
   auto created = backend.template allocate<std::int32_t>(drafted);     // [B, W, L-1]
   auto rank = backend.template allocate<std::int32_t>(drafted);        // [B, W, L-1]
-  backend.for_each_index(batch * width, detail::beam_owner_functor{beams.data(), valid_length.data(), owner.data(),
-                                                                   created.data(), w32, l32});
+  backend.for_each_index(batch * width,
+                         detail::beam_owner_functor{beams.data(), valid_length.data(), owner.data(),
+                                                    created.data(), w32, l32});
   backend.inclusive_scan(vector_view<const std::int32_t>(created.data(), drafted),
                          vector_view<std::int32_t>(rank.data(), drafted));
-  backend.for_each_index(batch + 1, detail::beam_node_offsets_functor{rank.data(), record.data(), width * (length - 1)});
+  backend.for_each_index(batch + 1, detail::beam_node_offsets_functor{rank.data(), record.data(),
+                                                                      width * (length - 1)});
   std::vector<std::int32_t> host_record(static_cast<std::size_t>(record.size()));
   backend.copy_to_host(record.data(), record.size(), host_record.data());
-  detail::throw_on_beam_status(fn, host_record.data() + batch + 1, static_cast<std::int32_t>(batch), nullptr);
+  detail::throw_on_beam_status(fn, host_record.data() + batch + 1, static_cast<std::int32_t>(batch),
+                               nullptr);
 
   tree<B> out;
   out.batch = static_cast<std::int32_t>(batch);
@@ -294,7 +302,8 @@ tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
   out.short_beams = short_beams;
   out.node_offsets = backend.template allocate<std::int32_t>(batch + 1);  // [B + 1]
   backend.copy(record.data(), batch + 1, out.node_offsets.data());
-  out.host_node_offsets.assign(host_record.begin(), host_record.begin() + static_cast<std::ptrdiff_t>(batch) + 1);
+  out.host_node_offsets.assign(host_record.begin(),
+                               host_record.begin() + static_cast<std::ptrdiff_t>(batch) + 1);
 
   const index_t n_total = out.host_node_offsets.back();
   out.token = backend.template allocate<std::int32_t>(n_total);                // [n_total]
