@@ -5,63 +5,22 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
-#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "backends.hpp"
+#include "counting_backend.hpp"
 #include "redraft/redraft.hpp"
 #include "redraft/verify/deferred.hpp"
 #include "verify_test_util.hpp"
 
 using namespace redraft;
+using redraft_test::counters;
+using redraft_test::counting_backend;
 using redraft_test::upload;
 
 namespace {
-
-struct counters {
-  int allocations = 0, to_host = 0, from_host = 0, copies = 0, fills = 0, synchronizations = 0;
-  int total() const {
-    return allocations + to_host + from_host + copies + fills + synchronizations;
-  }
-};
-
-// Base with every allocation, transfer, fill and synchronisation counted.
-template <class Base>
-struct counting_backend : Base {
-  std::shared_ptr<counters> count = std::make_shared<counters>();
-
-  template <class T>
-  typename Base::template buffer<T> allocate(index_t n) const {
-    ++count->allocations;
-    return Base::template allocate<T>(n);
-  }
-  template <class T>
-  void copy_to_host(const T* s, index_t n, T* d) const {
-    ++count->to_host;
-    Base::copy_to_host(s, n, d);
-  }
-  template <class T>
-  void copy_from_host(const T* s, index_t n, T* d) const {
-    ++count->from_host;
-    Base::copy_from_host(s, n, d);
-  }
-  template <class T>
-  void copy(const T* s, index_t n, T* d) const {
-    ++count->copies;
-    Base::copy(s, n, d);
-  }
-  template <class T>
-  void fill(T* d, index_t n, T v) const {
-    ++count->fills;
-    Base::fill(d, n, v);
-  }
-  void synchronize() const {
-    ++count->synchronizations;
-    Base::synchronize();
-  }
-};
 
 void check_same(const host_acceptance& a, const host_acceptance& b, std::int32_t batch) {
   const auto rows = [&](const std::vector<std::int32_t>& v, std::size_t per) {

@@ -136,4 +136,17 @@ inline double g_statistic(const std::vector<double>& observed, const std::vector
   return g;
 }
 
+// Uniforms [A, draws] as speculative_decoder draws them for a step: row i from the Philox stream
+// (seed, request[i], step), request[i] being the request's index in the caller's list.
+inline std::vector<float> decoder_uniforms(const std::vector<std::int32_t>& request,
+                                           std::uint64_t seed, std::uint32_t step,
+                                           std::int64_t draws) {
+  std::vector<float> u;
+  for (const std::int32_t r : request) {
+    const redraft::philox_stream s{seed, static_cast<std::uint32_t>(r), step};
+    for (std::int64_t j = 0; j < draws; ++j) u.push_back(s.uniform(static_cast<std::uint64_t>(j)));
+  }
+  return u;
+}
+
 }  // namespace redraft_test

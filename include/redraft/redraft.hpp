@@ -42,6 +42,7 @@
 #include "redraft/verify/uniforms.hpp"
 // the decoding loop
 #include "redraft/loop/adaptive_policy.hpp"
+#include "redraft/loop/capturable_step.hpp"
 #include "redraft/loop/draft_head_drafter.hpp"
 #include "redraft/loop/drafter.hpp"
 #include "redraft/loop/generation.hpp"

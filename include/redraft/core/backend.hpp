@@ -48,6 +48,12 @@
 //     through redraft::backend_has_half_matmul_v<B, W>. The CPU backend offers it; the Thrust
 //     and CUDA backends do not (yet).
 //
+// Buffer lifetime (clauses 2 and 4): destroying a buffer, or assigning over it, is ordered after
+// the work already issued on the handle that allocated it. Work that uses the buffer completes
+// before its memory is reused (the CPU and Thrust's host systems run work before returning; CUDA
+// frees with cudaFreeAsync on the handle's stream), so a scratch buffer may go out of scope right
+// after the last call that uses it, with no synchronize() first.
+//
 // Violations of clauses 2-7 found at compile time fail the concept check, which the backend
 // headers assert right after each class (`static_assert(redraft::Backend<cpu_backend>)`).
 #pragma once

@@ -503,7 +503,6 @@ class thrust_backend {
                  detail::top_k_sort_order{x.data(), cols});
     for_each_index(rows * k, detail::top_k_sort_extract{x.data(), order.data(), values.data(),
                                                         indices.data(), cols, k});
-    synchronize();  // `order` dies at return
   }
   // ---- Fused members, picked up by the generic entry points ----
 

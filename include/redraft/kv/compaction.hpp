@@ -203,7 +203,6 @@ void apply_kv_plan(const B& backend, const kv_plan& plan, view<T, 6> cache) {
                        cache.extent(5);
   backend.for_each_index(work, detail::kv_move_functor<T>{cache, offsets.data(), slot.data(),
                                                           source.data(), destination.data()});
-  backend.synchronize();
 }
 
 }  // namespace redraft

@@ -45,6 +45,13 @@ struct decode_options {
   // phase; with false, and a speculation policy that does not need reports, the speculative
   // decoder skips it and step_stats' times stay 0 (generation_result's totals are still timed).
   bool phase_timing = true;
+  // Run every speculative step as a capturable_step (loop/capturable_step.hpp, docs/cuda.md):
+  // from the drafter's beams to the KV plan nothing allocates, transfers or synchronises, with
+  // buffers sized once per generate() for (requests, beam_width, the policy's longest L); one
+  // transfer per step then reads the results. The target must serve verify_input::node_capacity.
+  // Needs a policy without step reports (fixed_policy); prefill and plain steps (L = 1) run as
+  // usual; a step's tree, target and verify time is all counted in step_stats::verify_s.
+  bool capturable = false;
 };
 
 // Called with (request index, token) for every emitted token, in order.

@@ -34,6 +34,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <span>
 #include <utility>
@@ -45,6 +46,7 @@
 #include "redraft/core/transfer.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/kv/kv_plan.hpp"
+#include "redraft/loop/capturable_step.hpp"
 #include "redraft/loop/decode_common.hpp"
 #include "redraft/loop/drafter.hpp"
 #include "redraft/loop/generation.hpp"
@@ -130,6 +132,16 @@ class speculative_decoder {
       return clock_.now();
     };
 
+    // The capturable step's buffers, once for the largest step (decode_options::capturable).
+    REDRAFT_REQUIRE(!options.capturable || !reports, fn,
+                    ": decode_options::capturable needs a speculation policy without step reports "
+                    "(their phase times would synchronise inside the step)");
+    std::optional<capturable_step<B>> captured;
+    if (options.capturable && max_length >= 2 && num_requests > 0)
+      captured.emplace(backend_, step_capacity{num_requests, options.beam_width, max_length},
+                       options.masks);
+    std::vector<std::int32_t> captured_requests;  // the requests the captured state holds
+
     // --- steps ---
     std::uint32_t step = 0;
     std::vector<std::int32_t> accepted_rank, shared_prefix;  // the report's detail, [A, L-1] and [A, W]
@@ -162,6 +174,14 @@ class speculative_decoder {
       const std::int32_t width = shape.beam_width, length = shape.beam_length;
       st.beam_width = width;
       st.beam_length = length;
+      if (captured && !shape.is_plain()) {
+        captured_step(*captured, captured_requests, requests, progress, result, active, roots,
+                      aslots, history, fresh, hidden_state, shape, step, options, on_token, st);
+        result.steps.push_back(st);
+        policy_.observe(report_of(step, shape, st));  // no detail: the policy needs no reports
+        continue;
+      }
+      captured_requests.clear();  // an ordinary step moves the requests on the host only
 
       // Draft (speculative steps), then the tree, masks and positions.
       double t0 = mark();
@@ -220,20 +240,10 @@ class speculative_decoder {
       for (index_t i = 0; i < a; ++i) {
         const std::int32_t r = active[static_cast<std::size_t>(i)];
         auto& p = progress[static_cast<std::size_t>(r)];
-        auto& stats = result.requests[static_cast<std::size_t>(r)];
         const std::int32_t accepted = acc.accepted_len[static_cast<std::size_t>(i)];
-        ++stats.steps;
-        stats.drafted += length - 1;
-        stats.accepted += accepted;
-        for (std::int32_t d = 0; d < accepted; ++d) ++stats.accepted_at_depth[static_cast<std::size_t>(d)];
-        for (std::int32_t j = 0; j <= accepted; ++j) {
-          ++st.emitted;
-          if (!p.emit(acc.emitted_token(static_cast<std::int32_t>(i), j), requests[static_cast<std::size_t>(r)],
-                      result.tokens[static_cast<std::size_t>(r)], stats, on_token))
-            break;
-        }
-        if (p.done) continue;  // finished: its KV slot is not needed any more
-        p.root = acc.next_token[static_cast<std::size_t>(i)];
+        if (!emit_accepted(acc, static_cast<std::int32_t>(i), r, length, requests, progress, result,
+                           on_token, st))
+          continue;  // finished: its KV slot is not needed any more
         plan.slot.push_back(p.slot);
         for (std::int32_t j = 0; j <= accepted; ++j) {
           plan.source_node.push_back(acc.accepted_node(static_cast<std::int32_t>(i), j));
@@ -254,17 +264,7 @@ class speculative_decoder {
       result.steps.push_back(st);
 
       // Tell the policy.
-      step_report report;
-      report.step = step;
-      report.shape = shape;
-      report.requests = st.requests;
-      report.nodes = st.nodes;
-      report.emitted = st.emitted;
-      report.draft_s = st.draft_s;
-      report.tree_s = st.tree_s;
-      report.target_s = st.target_s;
-      report.verify_s = st.verify_s;
-      report.kv_s = st.kv_s;
+      step_report report = report_of(step, shape, st);
       if (reports && !shape.is_plain()) {
         acceptance_detail(t, acc, accepted_rank, shared_prefix);
         report.accepted_len = {acc.accepted_len.data(), a};
@@ -279,6 +279,119 @@ class speculative_decoder {
   }
 
  private:
+  // The step report's sizes and phase times (the acceptance detail is the caller's).
+  static step_report report_of(std::uint32_t step, draft_shape shape, const step_stats& st) {
+    step_report report;
+    report.step = step;
+    report.shape = shape;
+    report.requests = st.requests;
+    report.nodes = st.nodes;
+    report.emitted = st.emitted;
+    report.draft_s = st.draft_s;
+    report.tree_s = st.tree_s;
+    report.target_s = st.target_s;
+    report.verify_s = st.verify_s;
+    report.kv_s = st.kv_s;
+    return report;
+  }
+
+  // Emits row i's accepted tokens and next token for request r (stopping at EOS or its budget) and
+  // counts them; returns whether r goes on, and then sets its next root.
+  bool emit_accepted(const host_acceptance& acc, std::int32_t i, std::int32_t r,
+                     std::int32_t length, const std::vector<generation_request>& requests,
+                     std::vector<detail::request_progress>& progress, generation_result& result,
+                     const token_callback& on_token, step_stats& st) const {
+    auto& p = progress[static_cast<std::size_t>(r)];
+    auto& stats = result.requests[static_cast<std::size_t>(r)];
+    const std::int32_t accepted = acc.accepted_len[static_cast<std::size_t>(i)];
+    ++stats.steps;
+    stats.drafted += length - 1;
+    stats.accepted += accepted;
+    for (std::int32_t d = 0; d < accepted; ++d)
+      ++stats.accepted_at_depth[static_cast<std::size_t>(d)];
+    for (std::int32_t j = 0; j <= accepted; ++j) {
+      ++st.emitted;
+      if (!p.emit(acc.emitted_token(i, j), requests[static_cast<std::size_t>(r)],
+                  result.tokens[static_cast<std::size_t>(r)], stats, on_token))
+        break;
+    }
+    if (p.done) return false;
+    p.root = acc.next_token[static_cast<std::size_t>(i)];
+    return true;
+  }
+
+  // One speculative step through the capturable step: draft, then (with no allocation, transfer
+  // or synchronisation) tree, masks, positions, target, verification, KV plan and next h on the
+  // backend, then one read of the results, emission on the host and the device-built plan's commit.
+  // The state on the backend advances by itself; it is uploaded only when the set of requests
+  // changes (one finished).
+  void captured_step(capturable_step<B>& cs, std::vector<std::int32_t>& held,
+                     const std::vector<generation_request>& requests,
+                     std::vector<detail::request_progress>& progress, generation_result& result,
+                     const std::vector<std::int32_t>& active,
+                     const std::vector<std::int32_t>& roots,
+                     const std::vector<std::int32_t>& aslots,
+                     const std::vector<std::span<const std::int32_t>>& history,
+                     const std::vector<std::uint8_t>& fresh,
+                     typename B::template buffer<float>& hidden_state, draft_shape shape,
+                     std::uint32_t step, const decode_options& options,
+                     const token_callback& on_token, step_stats& st) {
+    constexpr const char* fn = "speculative_decoder::generate";
+    const index_t a = static_cast<index_t>(active.size()), hidden_size = model_.hidden_size();
+    const std::int32_t num_requests = static_cast<std::int32_t>(requests.size());
+    const std::int32_t width = shape.beam_width, length = shape.beam_length;
+    REDRAFT_REQUIRE(
+        width <= cs.capacity().max_width, fn, ": the speculation policy chose beam_width ", width,
+        " but decode_options::capturable sized the step for beam_width ", cs.capacity().max_width);
+    double t0 = clock_.now();
+    const draft_output<B> drafted =
+        draft(active, roots, aslots, history, fresh, hidden_state, num_requests, shape, options);
+    if (held != active) {  // outside the captured region: the new set of requests
+      std::vector<step_request> rs;
+      for (std::size_t i = 0; i < active.size(); ++i) {
+        const auto& p = progress[static_cast<std::size_t>(active[i])];
+        const auto& q = requests[static_cast<std::size_t>(active[i])];
+        rs.push_back(
+            {active[i], p.slot, p.committed, p.root, q.eos_token,
+             q.max_new_tokens - static_cast<std::int32_t>(
+                                    result.tokens[static_cast<std::size_t>(active[i])].size())});
+      }
+      cs.set_requests(rs);
+      held = active;
+    }
+    const double t1 = clock_.now();
+    st.draft_s = t1 - t0;
+    // --- the capturable region ---
+    const verify_input& vin =
+        cs.build(view<const std::int32_t, 3>(drafted.beams.data(), a, width, length),
+                 drafted.beam_lengths.size() > 0
+                     ? matrix_view<const std::int32_t>(drafted.beam_lengths.data(), a, width)
+                     : matrix_view<const std::int32_t>());
+    const model_output out = model_.verify(vin);
+    detail::check_model_output(fn, "verify", out, vin.node_capacity, model_.vocab_size(),
+                               hidden_size);
+    const view<const float, 4> q = options.rule == verifier::redrafter
+                                       ? view<const float, 4>(drafted.log_probs.data(), a, width,
+                                                              length - 1, model_.vocab_size())
+                                       : view<const float, 4>();
+    cs.accept(out.logits, out.hidden,
+              matrix_view<float>(hidden_state.data(), num_requests, hidden_size), options, q, step);
+    // --- end of the region: one transfer, errors thrown here ---
+    const step_outcome o = cs.read(fn);
+    st.nodes = o.node_offsets.back();
+    for (index_t i = 0; i < a; ++i) {
+      const std::int32_t r = active[static_cast<std::size_t>(i)];
+      if (emit_accepted(o.acceptance, static_cast<std::int32_t>(i), r, length, requests, progress,
+                        result, on_token, st))
+        progress[static_cast<std::size_t>(r)].committed +=
+            o.acceptance.accepted_len[static_cast<std::size_t>(i)] + 1;
+    }
+    if (o.plan.num_requests() > 0) model_.commit(o.plan);
+    if (detail::running(progress) != active)
+      held.clear();  // a request stopped: re-upload the state
+    st.verify_s = clock_.now() - t1;
+  }
+
   // Uniforms [A, draws] for the requests of a step: request r draws from Philox (seed, r, step),
   // keyed by its index in the caller's list, so its stream does not depend on which other
   // requests are still running.

@@ -62,6 +62,10 @@ struct verify_input {
   // Bit-packed rows [n_total, packed_words_per_row] (see packed_tree_mask).
   const std::uint32_t* packed_mask = nullptr;
   std::int32_t packed_words_per_row = 0;
+  // A capturable step (loop/capturable_step.hpp) sets node_capacity > 0 and leaves
+  // host_node_offsets empty: the node offsets are only in backend memory (tree.node_offsets), and
+  // the model returns node_capacity rows (rows past the last request's nodes are padding).
+  std::int32_t node_capacity = 0;
 };
 
 // What prefill and verify return (views into model-owned memory).

@@ -14,9 +14,9 @@
 //              token, parent (the node of (b, w, l - 1)) and depth (l) follow.
 //
 // Every pass is a Backend::for_each_index functor (or the backend's inclusive_scan), so the
-// code touches only backend memory. The only host work is validation (detail::check_beams of
-// tree/beam_checks.hpp on a host copy of the beams, shared with build_tree) and reading the B + 1
-// node offsets back, which tree<B> keeps on the host.
+// code touches only backend memory. The beams are validated on the backend too (check_beams'
+// checks, into a status record [B, 4]); the one transfer reads that record back together with the
+// B + 1 node offsets, which tree<B> keeps on the host.
 #pragma once
 
 #include <cstdint>
@@ -30,11 +30,100 @@
 #include "redraft/core/macros.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
-#include "redraft/tree/beam_checks.hpp"
 
 namespace redraft {
 
 namespace detail {
+
+// The status codes of the beams' checks (a record [B, 4] per request: code, a, b, c).
+enum beam_status_code : std::int32_t {
+  beam_ok = 0,
+  beam_root_differs = 1,    // a = beam w, b = beams[r, w, 0], c = beams[r, 0, 0]
+  beam_bad_length = 2,      // a = beam w, b = its length, c = L
+  beam_negative_token = 3,  // a = beam w, b = position l, c = the token
+  beam_wrong_root = 4,      // a = beams[r, 0, 0], b = roots[r] (only with expected roots)
+};
+
+// Pass 0, one call per request r: check_beams' checks in its order (then, when `roots` is set,
+// that the beams start at roots[r]), the first error kept in status (sticky: a record that
+// already holds an error is left alone). Writes the lengths the later passes use: a length
+// outside [1, L] becomes 1 (and is reported), so no pass indexes past a beam.
+struct beam_check_functor {
+  const std::int32_t* beams;    // [B, W, L]
+  const std::int32_t* lengths;  // [B, W] or nullptr: all L
+  const std::int32_t* roots;    // [B] or nullptr: no expected roots
+  std::int32_t* valid_length;   // [B, W]
+  std::int32_t* status;         // [B, 4]
+  std::int32_t width;
+  std::int32_t length;
+
+  REDRAFT_HOST_DEVICE void set(index_t r, std::int32_t code, std::int32_t a, std::int32_t b,
+                               std::int32_t c) const {
+    std::int32_t* s = status + 4 * r;
+    if (s[0] != beam_ok) return;
+    s[0] = code;
+    s[1] = a;
+    s[2] = b;
+    s[3] = c;
+  }
+
+  REDRAFT_HOST_DEVICE void operator()(index_t r) const {
+    const std::int32_t* first = beams + r * width * length;
+    bool ok = true;
+    for (std::int32_t w = 0; w < width; ++w) {
+      const std::int32_t* beam = first + static_cast<index_t>(w) * length;
+      const std::int32_t n = lengths == nullptr ? length : lengths[r * width + w];
+      const bool length_ok = n >= 1 && n <= length;
+      valid_length[r * width + w] = length_ok ? n : 1;
+      if (!ok) continue;
+      if (beam[0] != first[0]) {
+        set(r, beam_root_differs, w, beam[0], first[0]);
+        ok = false;
+      } else if (!length_ok) {
+        set(r, beam_bad_length, w, n, length);
+        ok = false;
+      } else {
+        for (std::int32_t l = 0; l < n && ok; ++l) {
+          if (beam[l] < 0) {
+            set(r, beam_negative_token, w, l, beam[l]);
+            ok = false;
+          }
+        }
+      }
+    }
+    if (ok && roots != nullptr && first[0] != roots[r])
+      set(r, beam_wrong_root, first[0], roots[r], 0);
+  }
+};
+static_assert(std::is_trivially_copyable_v<beam_check_functor>);
+
+// Throws redraft::error for the first request whose beam status (a host copy, [batch, 4]) is not
+// ok, with check_beams' messages; request_ids (nullable) name the requests in the wrong-root one.
+inline void throw_on_beam_status(const char* fn, const std::int32_t* status, std::int32_t batch,
+                                 const std::int32_t* request_ids) {
+  for (std::int32_t r = 0; r < batch; ++r) {
+    const std::int32_t* e = status + 4 * static_cast<index_t>(r);
+    switch (e[0]) {
+      case beam_ok:
+        break;
+      case beam_root_differs:
+        throw_error(fn, ": beams[", r, ", ", e[1], ", 0] = ", e[2], " differs from beams[", r,
+                    ", 0, 0] = ", e[3], " (all beams of a request start at the same root token)");
+      case beam_bad_length:
+        throw_error(fn, ": beam_lengths[", r, ", ", e[1], "] = ", e[2], " is outside [1, ", e[3],
+                    "] (the root counts; 1 = no drafted token)");
+      case beam_negative_token:
+        throw_error(fn, ": beams[", r, ", ", e[1], ", ", e[2], "] = ", e[3],
+                    " is not a valid token id (must be >= 0)");
+      case beam_wrong_root:
+        throw_error(fn, ": the drafter's beams for request ",
+                    request_ids == nullptr ? r : request_ids[r], " start with token ", e[1],
+                    " instead of the root ", e[2]);
+      default:
+        throw_error(fn, ": internal beam status ", e[0], " at request ", r);
+    }
+  }
+}
 
 // Pass 1, one call per (request, beam): owner[b, w, l] for l in [1, L), and the node flag
 // created[b, w, l - 1] = (owner == w).
@@ -159,46 +248,61 @@ static_assert(std::is_trivially_copyable_v<beam_scatter_functor>);
 // the result does not depend on the order or concurrency of for_each_index.
 // Complexity: O(B W^2 L) work in B*W-way parallel calls (the owner search), plus an O(B W L) scan
 // and scatter; the trie's O(B W L) is better on one CPU thread, this form is for wide hardware.
-// Scratch: 3 int32 arrays of B*W*L elements.
+// Scratch: 3 int32 arrays of B*W*L elements. One transfer: the node offsets and the beams' status.
 // Throws redraft::error, before any output is allocated, for beam_width < 1, beam_length < 2,
 // token ids < 0, differing root tokens within a request, or B*W*L >= 2^31.
 template <Backend B>
 tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
                             matrix_view<const std::int32_t> beam_lengths = {}) {
+  constexpr const char* fn = "build_tree_parallel";
   const index_t batch = beams.extent(0), width = beams.extent(1), length = beams.extent(2);
-  REDRAFT_REQUIRE(beams.size() < std::numeric_limits<std::int32_t>::max(),
-                  "build_tree_parallel: beams hold ", beams.size(),
-                  " tokens, more than int32 node indices can number");
-  std::vector<std::int32_t> host_beams(static_cast<std::size_t>(beams.size()));  // [B, W, L]
-  backend.copy_to_host(beams.data(), beams.size(), host_beams.data());
-  const std::vector<std::int32_t> host_lengths =
-      detail::host_beam_lengths(backend, "build_tree_parallel", beam_lengths, batch, width);
-  detail::check_beams("build_tree_parallel", host_beams.data(), host_lengths.empty() ? nullptr : host_lengths.data(),
-                      batch, width, length);
-  const std::int32_t* lengths = host_lengths.empty() ? nullptr : beam_lengths.data();  // [B, W] backend memory
+  REDRAFT_REQUIRE(beams.size() < std::numeric_limits<std::int32_t>::max(), fn, ": beams hold ",
+                  beams.size(), " tokens, more than int32 node indices can number");
+  REDRAFT_REQUIRE(width >= 1, fn, ": beam_width ", width, " must be at least 1");
+  REDRAFT_REQUIRE(length >= 2, fn, ": beam_length ", length,
+                  " must be at least 2 (the root plus one drafted token)");
+  const bool short_beams = !(beam_lengths.empty() && beam_lengths.data() == nullptr);
+  REDRAFT_REQUIRE(
+      !short_beams || (beam_lengths.extent(0) == batch && beam_lengths.extent(1) == width), fn,
+      ": beam_lengths is [", beam_lengths.extent(0), ", ", beam_lengths.extent(1), "], expected [",
+      batch, ", ", width, "] (one length per beam) or empty");
 
   const std::int32_t w32 = static_cast<std::int32_t>(width);
   const std::int32_t l32 = static_cast<std::int32_t>(length);
   const index_t drafted = batch * width * (length - 1);
 
+  // The node offsets [B + 1] and the beams' status [B, 4], read back in one transfer.
+  auto record = backend.template allocate<std::int32_t>(batch + 1 + 4 * batch);
+  std::int32_t* status = record.data() + batch + 1;
+  backend.fill(status, 4 * batch, std::int32_t{0});
+  auto valid_length = backend.template allocate<std::int32_t>(batch * width);  // [B, W]
+  backend.for_each_index(
+      batch, detail::beam_check_functor{beams.data(), short_beams ? beam_lengths.data() : nullptr,
+                                        nullptr, valid_length.data(), status, w32, l32});
   auto owner = backend.template allocate<std::int32_t>(beams.size());  // [B, W, L]
   auto created = backend.template allocate<std::int32_t>(drafted);     // [B, W, L-1]
   auto rank = backend.template allocate<std::int32_t>(drafted);        // [B, W, L-1]
-  backend.for_each_index(batch * width, detail::beam_owner_functor{beams.data(), lengths, owner.data(),
-                                                                   created.data(), w32, l32});
+  backend.for_each_index(batch * width,
+                         detail::beam_owner_functor{beams.data(), valid_length.data(), owner.data(),
+                                                    created.data(), w32, l32});
   backend.inclusive_scan(vector_view<const std::int32_t>(created.data(), drafted),
                          vector_view<std::int32_t>(rank.data(), drafted));
+  backend.for_each_index(batch + 1, detail::beam_node_offsets_functor{rank.data(), record.data(),
+                                                                      width * (length - 1)});
+  std::vector<std::int32_t> host_record(static_cast<std::size_t>(record.size()));
+  backend.copy_to_host(record.data(), record.size(), host_record.data());
+  detail::throw_on_beam_status(fn, host_record.data() + batch + 1, static_cast<std::int32_t>(batch),
+                               nullptr);
 
   tree<B> out;
   out.batch = static_cast<std::int32_t>(batch);
   out.beam_width = w32;
   out.beam_length = l32;
-  out.short_beams = lengths != nullptr;
+  out.short_beams = short_beams;
   out.node_offsets = backend.template allocate<std::int32_t>(batch + 1);  // [B + 1]
-  backend.for_each_index(batch + 1, detail::beam_node_offsets_functor{
-                                        rank.data(), out.node_offsets.data(), width * (length - 1)});
-  out.host_node_offsets.resize(static_cast<std::size_t>(batch) + 1);
-  backend.copy_to_host(out.node_offsets.data(), batch + 1, out.host_node_offsets.data());
+  backend.copy(record.data(), batch + 1, out.node_offsets.data());
+  out.host_node_offsets.assign(host_record.begin(),
+                               host_record.begin() + static_cast<std::ptrdiff_t>(batch) + 1);
 
   const index_t n_total = out.host_node_offsets.back();
   out.token = backend.template allocate<std::int32_t>(n_total);                // [n_total]
@@ -211,7 +315,6 @@ tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
                                    out.node_offsets.data(), out.beam_to_node.data(),
                                    out.token.data(), out.parent.data(), out.depth.data(), w32,
                                    l32});
-  backend.synchronize();  // the scratch buffers die at return
   return out;
 }
 

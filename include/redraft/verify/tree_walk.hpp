@@ -221,16 +221,13 @@ verify_buffers<B> allocate_verify_buffers(const B& backend, const tree<B>& t,
   return v;
 }
 
-// Throws redraft::error for the first request whose status is not ok.
-template <class B>
-void throw_on_status(const B& backend, const char* fn, const verify_buffers<B>& v,
-                     const tree<B>& t) {
-  const std::size_t n = static_cast<std::size_t>(3 * t.batch);
-  std::vector<std::int32_t> s(n);
-  if (n > 0) backend.copy_to_host(v.status.data(), static_cast<index_t>(n), s.data());
-  for (std::int32_t b = 0; b < t.batch; ++b) {
+// Throws redraft::error for the first request whose status is not ok, from a host copy of the
+// status record s [batch, 3] and the tree's node offsets [batch + 1] (host memory).
+inline void throw_on_host_status(const char* fn, const std::int32_t* s, std::int32_t batch,
+                                 const std::int32_t* host_node_offsets) {
+  for (std::int32_t b = 0; b < batch; ++b) {
     const std::int32_t code = s[3 * b], node = s[3 * b + 1], detail = s[3 * b + 2];
-    const std::int32_t row = t.host_node_offsets[static_cast<std::size_t>(b)] + node;
+    const std::int32_t row = host_node_offsets[b] + node;
     switch (code) {
       case status_ok:
         break;
@@ -262,6 +259,16 @@ void throw_on_status(const B& backend, const char* fn, const verify_buffers<B>& 
         throw_error(fn, ": internal status ", code, " at request ", b);
     }
   }
+}
+
+// Throws redraft::error for the first request whose status is not ok (one transfer).
+template <class B>
+void throw_on_status(const B& backend, const char* fn, const verify_buffers<B>& v,
+                     const tree<B>& t) {
+  const std::size_t n = static_cast<std::size_t>(3 * t.batch);
+  std::vector<std::int32_t> s(n);
+  if (n > 0) backend.copy_to_host(v.status.data(), static_cast<index_t>(n), s.data());
+  throw_on_host_status(fn, s.data(), t.batch, t.host_node_offsets.data());
 }
 
 }  // namespace redraft::detail
