@@ -1,7 +1,8 @@
 // Tests of the CPU product kernel (cpu/small_matmul.hpp) and cpu_backend::matmul against a
 // double-precision reference, for float, float16 and bfloat16 weights, at edge sizes: M = 1, M
-// around the tile height (4) and the panel / small-M threshold (64), odd N (column tails of the
-// 4- and 8-wide tiles), K below, at and off multiples of the vector width (8 or 16).
+// around the tile heights (4, 8) and the panel / small-M threshold (64), odd N (column tails of the
+// tiles up to 8 columns wide), K below, at and off multiples of the vector width (8 or 16); and
+// small_matmul_nn (x w with w [K, N]) likewise.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -96,7 +97,7 @@ void check_against_double(const problem& p, const std::vector<float>& bias, bool
 
 TEMPLATE_TEST_CASE("small_matmul matches the double product at edge sizes", "[small_matmul]", float,
                    redraft::float16, redraft::bfloat16) {
-  const index_t m = GENERATE(1, 2, 3, 4, 5, 8, 63, 64, 65, 130);
+  const index_t m = GENERATE(1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 63, 64, 65, 130);
   const index_t n = GENERATE(1, 3, 7, 9, 33);
   const index_t k = GENERATE(1, 7, 8, 15, 16, 17, 33, 100);
   CAPTURE(m, n, k, redraft::detail::simd_isa::name);
@@ -246,4 +247,75 @@ TEST_CASE("simd_isa::sum4 gives sum's bits for each of four vectors", "[small_ma
       REQUIRE(sums[j] == isa::sum(v[j]));
     }
   }
+}
+
+TEST_CASE("small_matmul_nn matches the double product at edge sizes", "[small_matmul]") {
+  const index_t m = GENERATE(1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 16);
+  const index_t n = GENERATE(1, 7, 8, 15, 16, 17, 33, 64, 65, 100);
+  const index_t k = GENERATE(1, 3, 17, 136);
+  CAPTURE(m, n, k, redraft::detail::simd_isa::name);
+  std::mt19937 rng(static_cast<std::uint32_t>(m * 10007 + n * 101 + k));
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(k * n));
+  for (float& v : x) v = uniform(rng);
+  for (float& v : w) v = uniform(rng);
+  std::vector<float> y(static_cast<std::size_t>(m * n), 123.0f);
+  using cm = redraft::matrix_view<const float>;
+  redraft::small_matmul_nn(cm(x.data(), m, k), cm(w.data(), k, n),
+                           redraft::matrix_view<float>(y.data(), m, n));
+  // The same check as small_matmul's, with w [K, N] stored transposed as [N, K].
+  problem p;
+  p.x = x;
+  p.w.resize(w.size());
+  for (index_t c = 0; c < k; ++c)
+    for (index_t col = 0; col < n; ++col)
+      p.w[static_cast<std::size_t>(col * k + c)] = w[static_cast<std::size_t>(c * n + col)];
+  check_against_double(p, {}, false, y, m, n, k);
+
+  SECTION("each row equals the row computed alone, bit for bit") {
+    std::vector<float> alone(static_cast<std::size_t>(n));
+    for (index_t r = 0; r < m; ++r) {
+      redraft::small_matmul_nn(cm(x.data() + r * k, 1, k), cm(w.data(), k, n),
+                               redraft::matrix_view<float>(alone.data(), 1, n));
+      for (index_t c = 0; c < n; ++c) {
+        CAPTURE(r, c);
+        REQUIRE(alone[static_cast<std::size_t>(c)] == y[static_cast<std::size_t>(r * n + c)]);
+      }
+    }
+  }
+
+  SECTION("zero entries of x leave each row as if their terms were absent, bit for bit") {
+    // x2 [M, 2K]: x's columns with a zero column after each; w2 [2K, N]: w's rows with an
+    // arbitrary row after each (as masked attention probabilities and the values they skip).
+    std::vector<float> x2(static_cast<std::size_t>(m * 2 * k), 0.0f), w2(static_cast<std::size_t>(2 * k * n));
+    for (index_t r = 0; r < m; ++r)
+      for (index_t c = 0; c < k; ++c)
+        x2[static_cast<std::size_t>(r * 2 * k + 2 * c)] = x[static_cast<std::size_t>(r * k + c)];
+    for (index_t c = 0; c < k; ++c) {
+      for (index_t col = 0; col < n; ++col) {
+        w2[static_cast<std::size_t>(2 * c * n + col)] = w[static_cast<std::size_t>(c * n + col)];
+        w2[static_cast<std::size_t>((2 * c + 1) * n + col)] = 100.0f * uniform(rng);
+      }
+    }
+    std::vector<float> y2(static_cast<std::size_t>(m * n));
+    redraft::small_matmul_nn(cm(x2.data(), m, 2 * k), cm(w2.data(), 2 * k, n),
+                             redraft::matrix_view<float>(y2.data(), m, n));
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      CAPTURE(i);
+      REQUIRE(y2[i] == y[i]);
+    }
+  }
+}
+
+TEST_CASE("small_matmul_nn refuses shapes that disagree, writing nothing", "[small_matmul]") {
+  std::vector<float> x(6, 1.0f), w(12, 1.0f), y(8, -1.0f);
+  using cm = redraft::matrix_view<const float>;
+  using mm = redraft::matrix_view<float>;
+  REQUIRE_THROWS_WITH(
+      redraft::small_matmul_nn(cm(x.data(), 2, 3), cm(w.data(), 4, 3), mm(y.data(), 2, 3)),
+      Catch::Contains("x has 3 columns but w has 4 rows"));
+  REQUIRE_THROWS_WITH(
+      redraft::small_matmul_nn(cm(x.data(), 2, 3), cm(w.data(), 3, 4), mm(y.data(), 2, 3)),
+      Catch::Contains("y is [2, 3] but x * w is [2, 4]"));
+  for (float v : y) REQUIRE(v == -1.0f);
 }

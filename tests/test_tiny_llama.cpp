@@ -712,3 +712,39 @@ TEST_CASE("tiny_llama: F16 and BF16 projections give the F32 model's logits on t
     CHECK(testing::load_tiny_llama(dir.path, 1, weight_format::f32).format() == weight_format::f32);
   }
 }
+
+TEST_CASE("tiny_llama: commit moves entries with apply_kv_plan and refuses a path out of order",
+          "[tiny_llama][kv][errors]") {
+  const tiny_llama_config config = small_config(false);
+  tiny_llama model = tiny_llama::random(config, 5, 1);
+  std::mt19937 rng(5);
+  prefill(model, {0}, {{1, 2, 3}});
+  const tree_batch chain = random_trees(rng, model, {0}, 1, 3);  // root + 2 drafted nodes
+  REQUIRE(chain.t.total_nodes() == 3);
+  model.verify(make_verify_input(chain, mask_kind::packed));
+  kv_plan plan;
+  plan.offsets = {0, 2};
+  plan.slot = {0};
+  plan.source_node = {2, 1};
+  plan.destination = {3, 4};
+  CHECK_THROWS_WITH(model.commit(plan), Catch::Contains("source_node[1] = 1 does not follow"));
+  CHECK(model.committed_length(0) == 3);
+  CHECK(model.pending_length(0) == 3);
+  // Keeping node 2 alone moves its entries from position 3 + 2 to 3.
+  const auto cache = model.kv_cache(0);
+  std::vector<float> node2;
+  for (index_t l = 0; l < cache.extent(0); ++l)
+    for (index_t kv = 0; kv < 2; ++kv)
+      for (index_t h = 0; h < cache.extent(2); ++h)
+        for (index_t d = 0; d < cache.extent(4); ++d) node2.push_back(cache(l, kv, h, 5, d));
+  plan.offsets = {0, 1};
+  plan.source_node = {2};
+  plan.destination = {3};
+  model.commit(plan);
+  CHECK(model.committed_length(0) == 4);
+  std::size_t i = 0;
+  for (index_t l = 0; l < cache.extent(0); ++l)
+    for (index_t kv = 0; kv < 2; ++kv)
+      for (index_t h = 0; h < cache.extent(2); ++h)
+        for (index_t d = 0; d < cache.extent(4); ++d) REQUIRE(cache(l, kv, h, 3, d) == node2[i++]);
+}

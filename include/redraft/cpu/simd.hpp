@@ -32,6 +32,7 @@ namespace redraft::detail {
 struct simd_isa {
   static constexpr const char* name = "avx512";
   static constexpr int width = 16;
+  static constexpr int registers = 32;  // vector registers the product's tiles may plan for
   using vec = __m512;
 
   static vec zero() { return _mm512_setzero_ps(); }
@@ -45,6 +46,8 @@ struct simd_isa {
         _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
   }
+  static vec broadcast(float v) { return _mm512_set1_ps(v); }
+  static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
   // Halving tree: lanes i + 8, then i + 4, i + 2, i + 1.
   static float sum(vec v) {
@@ -84,6 +87,7 @@ struct simd_isa {
 struct simd_isa {
   static constexpr const char* name = "avx2";
   static constexpr int width = 8;
+  static constexpr int registers = 16;
   using vec = __m256;
 
   static vec zero() { return _mm256_setzero_ps(); }
@@ -102,6 +106,8 @@ struct simd_isa {
         _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
   }
+  static vec broadcast(float v) { return _mm256_set1_ps(v); }
+  static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
   // Halving tree: lanes i + 4, then i + 2, i + 1.
   static float sum(vec v) {
@@ -120,6 +126,7 @@ struct simd_isa {
 struct simd_isa {
   static constexpr const char* name = "portable";
   static constexpr int width = 8;
+  static constexpr int registers = 16;
   struct vec {
     float lane[8];
   };
@@ -136,6 +143,12 @@ struct simd_isa {
     for (int i = 0; i < 8; ++i) v.lane[i] = to_float(p[i]);
     return v;
   }
+  static vec broadcast(float v) {
+    vec b;
+    for (float& lane : b.lane) lane = v;
+    return b;
+  }
+  static void store(float* p, vec v) { std::memcpy(p, v.lane, sizeof(v.lane)); }
   static vec fma(vec a, vec b, vec c) {
     for (int i = 0; i < 8; ++i) c.lane[i] += a.lane[i] * b.lane[i];
     return c;

@@ -24,8 +24,9 @@
 //
 // Performance: the projections go through the CPU backend's small_matmul (cpu/small_matmul.hpp:
 // each weight read once per call, every row's result independent of the others), with weights in
-// F32, F16 or BF16 (weight_format); attention products go through Eigen, per request and head. No
-// allocation once the scratch buffers have grown. One core.
+// F32, F16 or BF16 (weight_format); attention's two products per request and head, q k^T and
+// p v, go through small_matmul and small_matmul_nn, every tree row at once. No allocation once the
+// scratch buffers have grown. One core.
 #pragma once
 
 #include "redraft/cpu/eigen.hpp"
@@ -42,6 +43,7 @@
 #include "redraft/core/view.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
 #include "redraft/cpu/small_matmul.hpp"
+#include "redraft/kv/compaction.hpp"
 #include "redraft/kv/kv_plan.hpp"
 #include "redraft/loop/target_model.hpp"
 #include "redraft/testing/tiny_llama_weights.hpp"
@@ -181,104 +183,13 @@ class tiny_llama {
   // precede its child.
   model_output verify(const verify_input& in) {
     const char* fn = "tiny_llama::verify";
+    check_tree_requests(fn, in);
     const std::int32_t requests = static_cast<std::int32_t>(in.slots.extent(0));
-    REDRAFT_REQUIRE(in.host_node_offsets.extent(0) == requests + 1, fn, ": host_node_offsets has ",
-                    in.host_node_offsets.extent(0), " entries but there are ", requests,
-                    " slots (expected ", requests + 1, ")");
-    REDRAFT_REQUIRE(in.tree.batch == requests, fn, ": tree.batch is ", in.tree.batch, " but there are ",
-                    requests, " slots");
-    REDRAFT_REQUIRE(requests == 0 || in.host_node_offsets[0] == 0, fn, ": host_node_offsets[0] is ",
-                    in.host_node_offsets[0], ", not 0");
-    check_slots(fn, in.slots);
-    for (std::int32_t r = 0; r < requests; ++r) {
-      const std::int32_t slot = in.slots[r];
-      const std::int32_t n = in.host_node_offsets[r + 1] - in.host_node_offsets[r];
-      const std::int32_t committed = committed_[static_cast<std::size_t>(slot)];
-      REDRAFT_REQUIRE(n >= 1, fn, ": the tree of request ", r, " has ", n, " nodes (at least 1)");
-      REDRAFT_REQUIRE(committed >= 1, fn, ": slot ", slot, " of request ", r,
-                      " holds no sequence (prefill it first)");
-      REDRAFT_REQUIRE(committed + n <= config_.max_context, fn, ": slot ", slot, " has ", committed,
-                      " committed entries and request ", r, "'s tree has ", n, " nodes, exceeding max_context ",
-                      config_.max_context);
-      if (in.tree.node_offsets != nullptr) {
-        REDRAFT_REQUIRE(in.tree.node_offsets[r + 1] == in.host_node_offsets[r + 1], fn,
-                        ": tree.node_offsets[", r + 1, "] = ", in.tree.node_offsets[r + 1],
-                        " differs from host_node_offsets[", r + 1, "] = ", in.host_node_offsets[r + 1]);
-      }
-    }
     const std::int32_t n_total = requests == 0 ? 0 : in.host_node_offsets[requests];
-    REDRAFT_REQUIRE(in.positions.extent(0) == n_total, fn, ": positions has ", in.positions.extent(0),
-                    " entries but the tree has ", n_total, " nodes");
-    REDRAFT_REQUIRE(n_total == 0 || in.tree.token != nullptr, fn, ": tree.token is null");
-    check_tokens(fn, "tree.token", in.tree.token, n_total);
-    for (std::int32_t i = 0; i < n_total; ++i) {
-      REDRAFT_REQUIRE(in.positions[i] >= 0 && in.positions[i] < config_.max_context, fn, ": positions[",
-                      i, "] = ", in.positions[i], " is outside [0, max_context ", config_.max_context, ")");
-    }
-    if (in.dense_mask != nullptr) {
-      REDRAFT_REQUIRE(in.dense_offsets != nullptr, fn, ": dense_mask is given without dense_offsets");
-      for (std::int32_t r = 0; r < requests; ++r) {
-        const std::int64_t n = in.host_node_offsets[r + 1] - in.host_node_offsets[r];
-        REDRAFT_REQUIRE(in.dense_offsets[r + 1] - in.dense_offsets[r] == n * n, fn,
-                        ": dense_offsets give request ", r, " ", in.dense_offsets[r + 1] - in.dense_offsets[r],
-                        " mask entries but its tree has ", n, " nodes (expected ", n * n, ")");
-      }
-    } else if (in.packed_mask != nullptr) {
-      for (std::int32_t r = 0; r < requests; ++r) {
-        const std::int32_t n = in.host_node_offsets[r + 1] - in.host_node_offsets[r];
-        REDRAFT_REQUIRE(static_cast<std::int64_t>(in.packed_words_per_row) * 32 >= n, fn,
-                        ": packed_words_per_row ", in.packed_words_per_row, " cannot hold the ", n,
-                        " nodes of request ", r, "'s tree");
-      }
-    } else {
-      REDRAFT_REQUIRE(n_total == 0 || in.tree.parent != nullptr, fn,
-                      ": no mask is given and tree.parent is null (nothing to derive the mask from)");
-      for (std::int32_t r = 0; r < requests; ++r) {
-        const std::int32_t first = in.host_node_offsets[r];
-        const std::int32_t n = in.host_node_offsets[r + 1] - first;
-        REDRAFT_REQUIRE(in.tree.parent[first] == -1, fn, ": the root of request ", r, " has parent ",
-                        in.tree.parent[first], " (expected -1)");
-        for (std::int32_t i = 1; i < n; ++i) {
-          const std::int32_t p = in.tree.parent[first + i];
-          REDRAFT_REQUIRE(p >= 0 && p < i, fn, ": node ", i, " of request ", r, " has parent ", p,
-                          ", which does not precede it");
-        }
-      }
-    }
-
-    // All checks passed: build each request's dense [n_r, n_r] mask, then run.
-    segments_.clear();
-    std::size_t mask_size = 0;
-    for (std::int32_t r = 0; r < requests; ++r) {
-      const std::size_t n = static_cast<std::size_t>(in.host_node_offsets[r + 1] - in.host_node_offsets[r]);
-      mask_size += n * n;
-    }
-    if (in.dense_mask == nullptr) mask_scratch_.assign(mask_size, 0);
-    std::size_t mask_at = 0;
-    for (std::int32_t r = 0; r < requests; ++r) {
-      const std::int32_t first = in.host_node_offsets[r];
-      const std::int32_t n = in.host_node_offsets[r + 1] - first;
-      const std::uint8_t* mask = nullptr;
-      if (in.dense_mask != nullptr) {
-        mask = in.dense_mask + in.dense_offsets[r];
-      } else {
-        std::uint8_t* out = mask_scratch_.data() + mask_at;  // [n, n]
-        for (std::int32_t i = 0; i < n; ++i) {
-          if (in.packed_mask != nullptr) {
-            const std::uint32_t* row =
-                in.packed_mask + static_cast<std::int64_t>(first + i) * in.packed_words_per_row;
-            for (std::int32_t j = 0; j < n; ++j) {
-              out[i * n + j] = static_cast<std::uint8_t>((row[j / 32] >> (j % 32)) & 1u);
-            }
-          } else {
-            for (std::int32_t j = i; j >= 0; j = in.tree.parent[first + j]) out[i * n + j] = 1;
-          }
-        }
-        mask = out;
-        mask_at += static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
-      }
-      segments_.push_back(segment{in.slots[r], committed_[static_cast<std::size_t>(in.slots[r])], first, n, mask});
-    }
+    check_tree_nodes(fn, in, n_total);
+    check_tree_mask(fn, in, n_total);
+    // All checks passed: from here on nothing throws.
+    build_tree_segments(in);
     forward(in.tree.token, in.positions.data(), n_total);
     for (std::int32_t r = 0; r < requests; ++r) {
       pending_[static_cast<std::size_t>(in.slots[r])] = in.host_node_offsets[r + 1] - in.host_node_offsets[r];
@@ -292,71 +203,24 @@ class tiny_llama {
   // commit(plan): for each request r of the plan, the pending entries of nodes
   //   plan.source_node[plan.offsets[r] + i] move to position plan.destination[...] which must be
   //   committed_length + i; committed_length grows by the count and the pending tree is dropped.
-  // Cost O(n_keep layers heads head_dim). Throws redraft::error (before changing any slot) for
-  // malformed offsets, a slot unknown / listed twice / without a pending tree, a source node
-  // outside the pending tree, more entries than pending nodes, or a destination other than
+  // The entries move with apply_kv_plan (kv/compaction.hpp). Cost O(n_keep layers heads
+  // head_dim). Throws redraft::error (before changing any slot) for malformed offsets, a slot
+  // unknown / listed twice / without a pending tree, a source node outside the pending tree or
+  // not after the one before it, more entries than pending nodes, or a destination other than
   // committed_length + i.
   void commit(const kv_plan& plan) {
     const char* fn = "tiny_llama::commit";
     const std::int32_t requests = plan.num_requests();
     if (requests == 0 && plan.offsets.empty() && plan.source_node.empty()) return;  // empty plan
-    REDRAFT_REQUIRE(plan.offsets.size() == static_cast<std::size_t>(requests) + 1, fn, ": plan.offsets has ",
-                    plan.offsets.size(), " entries but the plan has ", requests, " requests");
-    REDRAFT_REQUIRE(plan.offsets[0] == 0, fn, ": plan.offsets[0] is ", plan.offsets[0], ", not 0");
-    REDRAFT_REQUIRE(plan.source_node.size() == static_cast<std::size_t>(plan.offsets.back()) &&
-                        plan.destination.size() == plan.source_node.size(),
-                    fn, ": plan.offsets end at ", plan.offsets.back(), " but source_node has ",
-                    plan.source_node.size(), " and destination ", plan.destination.size(), " entries");
-    check_slots(fn, vector_view<const std::int32_t>(plan.slot.data(), requests));
+    check_commit(fn, plan);
+    // All checks passed. The move is the library's KV compaction: this model's cache has the
+    // layout and the pending-entry convention apply_kv_plan assumes. A plan that keeps a prefix
+    // of every pending tree (a chain's accepted nodes, a plain step's root) moves nothing.
+    if (plan_moves_entries(plan)) apply_kv_plan(backend(), plan, all_caches());
     for (std::int32_t r = 0; r < requests; ++r) {
-      const std::int32_t slot = plan.slot[static_cast<std::size_t>(r)];
-      const std::int32_t begin = plan.offsets[static_cast<std::size_t>(r)];
-      const std::int32_t n_keep = plan.offsets[static_cast<std::size_t>(r) + 1] - begin;
-      const std::int32_t pending = pending_[static_cast<std::size_t>(slot)];
-      const std::int32_t committed = committed_[static_cast<std::size_t>(slot)];
-      REDRAFT_REQUIRE(pending >= 1, fn, ": slot ", slot, " of request ", r,
-                      " has no pending tree (verify it first)");
-      REDRAFT_REQUIRE(n_keep >= 0 && n_keep <= pending, fn, ": request ", r, " keeps ", n_keep,
-                      " entries but slot ", slot, " has ", pending, " pending nodes");
-      for (std::int32_t i = 0; i < n_keep; ++i) {
-        const std::int32_t source = plan.source_node[static_cast<std::size_t>(begin + i)];
-        const std::int32_t destination = plan.destination[static_cast<std::size_t>(begin + i)];
-        REDRAFT_REQUIRE(source >= 0 && source < pending, fn, ": source_node[", begin + i, "] = ",
-                        source, " is outside slot ", slot, "'s pending tree of ", pending, " nodes");
-        REDRAFT_REQUIRE(destination == committed + i, fn, ": destination[", begin + i, "] = ",
-                        destination, " but slot ", slot, " has ", committed,
-                        " committed entries (expected ", committed + i, ")");
-      }
-    }
-
-    // All checks passed.
-    const std::size_t hd = static_cast<std::size_t>(config_.head_dim);
-    for (std::int32_t r = 0; r < requests; ++r) {
-      const std::int32_t slot = plan.slot[static_cast<std::size_t>(r)];
-      const std::int32_t begin = plan.offsets[static_cast<std::size_t>(r)];
-      const std::int32_t n_keep = plan.offsets[static_cast<std::size_t>(r) + 1] - begin;
-      const std::int32_t committed = committed_[static_cast<std::size_t>(slot)];
-      // NOTE: sources are gathered into a scratch block before any destination is written, so a
-      // plan whose sources are not increasing cannot read an entry it already overwrote.
-      for (std::int32_t l = 0; l < config_.num_layers; ++l) {
-        for (std::int32_t kv = 0; kv < 2; ++kv) {
-          for (std::int32_t h = 0; h < config_.num_heads; ++h) {
-            float* base = cache_block(slot, l, kv, h);  // [max_context, head_dim]
-            gather_.resize(static_cast<std::size_t>(n_keep) * hd);
-            for (std::int32_t i = 0; i < n_keep; ++i) {
-              const std::int32_t source = plan.source_node[static_cast<std::size_t>(begin + i)];
-              std::memcpy(gather_.data() + static_cast<std::size_t>(i) * hd,
-                          base + static_cast<std::size_t>(committed + source) * hd, hd * sizeof(float));
-            }
-            if (n_keep > 0) {
-              std::memcpy(base + static_cast<std::size_t>(committed) * hd, gather_.data(),
-                          static_cast<std::size_t>(n_keep) * hd * sizeof(float));
-            }
-          }
-        }
-      }
-      committed_[static_cast<std::size_t>(slot)] = committed + n_keep;
-      pending_[static_cast<std::size_t>(slot)] = 0;
+      const std::size_t slot = static_cast<std::size_t>(plan.slot[static_cast<std::size_t>(r)]);
+      committed_[slot] += plan.offsets[static_cast<std::size_t>(r) + 1] - plan.offsets[static_cast<std::size_t>(r)];
+      pending_[slot] = 0;
     }
   }
 
@@ -408,6 +272,173 @@ class tiny_llama {
     std::int32_t n;
     const std::uint8_t* mask;  // [n, n] or null
   };
+
+  // ---- verify's phases ------------------------------------------------------------------------
+  // Offsets, slots and per-request node counts against the slots' committed lengths.
+  void check_tree_requests(const char* fn, const verify_input& in) {
+    const std::int32_t requests = static_cast<std::int32_t>(in.slots.extent(0));
+    REDRAFT_REQUIRE(in.host_node_offsets.extent(0) == requests + 1, fn, ": host_node_offsets has ",
+                    in.host_node_offsets.extent(0), " entries but there are ", requests,
+                    " slots (expected ", requests + 1, ")");
+    REDRAFT_REQUIRE(in.tree.batch == requests, fn, ": tree.batch is ", in.tree.batch, " but there are ",
+                    requests, " slots");
+    REDRAFT_REQUIRE(requests == 0 || in.host_node_offsets[0] == 0, fn, ": host_node_offsets[0] is ",
+                    in.host_node_offsets[0], ", not 0");
+    check_slots(fn, in.slots);
+    for (std::int32_t r = 0; r < requests; ++r) {
+      const std::int32_t slot = in.slots[r];
+      const std::int32_t n = in.host_node_offsets[r + 1] - in.host_node_offsets[r];
+      const std::int32_t committed = committed_[static_cast<std::size_t>(slot)];
+      REDRAFT_REQUIRE(n >= 1, fn, ": the tree of request ", r, " has ", n, " nodes (at least 1)");
+      REDRAFT_REQUIRE(committed >= 1, fn, ": slot ", slot, " of request ", r,
+                      " holds no sequence (prefill it first)");
+      REDRAFT_REQUIRE(committed + n <= config_.max_context, fn, ": slot ", slot, " has ", committed,
+                      " committed entries and request ", r, "'s tree has ", n, " nodes, exceeding max_context ",
+                      config_.max_context);
+      if (in.tree.node_offsets != nullptr) {
+        REDRAFT_REQUIRE(in.tree.node_offsets[r + 1] == in.host_node_offsets[r + 1], fn,
+                        ": tree.node_offsets[", r + 1, "] = ", in.tree.node_offsets[r + 1],
+                        " differs from host_node_offsets[", r + 1, "] = ", in.host_node_offsets[r + 1]);
+      }
+    }
+  }
+
+  // Positions and tokens of the n_total packed nodes.
+  void check_tree_nodes(const char* fn, const verify_input& in, std::int32_t n_total) const {
+    REDRAFT_REQUIRE(in.positions.extent(0) == n_total, fn, ": positions has ", in.positions.extent(0),
+                    " entries but the tree has ", n_total, " nodes");
+    REDRAFT_REQUIRE(n_total == 0 || in.tree.token != nullptr, fn, ": tree.token is null");
+    check_tokens(fn, "tree.token", in.tree.token, n_total);
+    for (std::int32_t i = 0; i < n_total; ++i) {
+      REDRAFT_REQUIRE(in.positions[i] >= 0 && in.positions[i] < config_.max_context, fn, ": positions[",
+                      i, "] = ", in.positions[i], " is outside [0, max_context ", config_.max_context, ")");
+    }
+  }
+
+  // The mask the call gives (dense, packed) or the parents it is derived from.
+  void check_tree_mask(const char* fn, const verify_input& in, std::int32_t n_total) const {
+    const std::int32_t requests = static_cast<std::int32_t>(in.slots.extent(0));
+    if (in.dense_mask != nullptr) {
+      REDRAFT_REQUIRE(in.dense_offsets != nullptr, fn, ": dense_mask is given without dense_offsets");
+      for (std::int32_t r = 0; r < requests; ++r) {
+        const std::int64_t n = in.host_node_offsets[r + 1] - in.host_node_offsets[r];
+        REDRAFT_REQUIRE(in.dense_offsets[r + 1] - in.dense_offsets[r] == n * n, fn,
+                        ": dense_offsets give request ", r, " ", in.dense_offsets[r + 1] - in.dense_offsets[r],
+                        " mask entries but its tree has ", n, " nodes (expected ", n * n, ")");
+      }
+    } else if (in.packed_mask != nullptr) {
+      for (std::int32_t r = 0; r < requests; ++r) {
+        const std::int32_t n = in.host_node_offsets[r + 1] - in.host_node_offsets[r];
+        REDRAFT_REQUIRE(static_cast<std::int64_t>(in.packed_words_per_row) * 32 >= n, fn,
+                        ": packed_words_per_row ", in.packed_words_per_row, " cannot hold the ", n,
+                        " nodes of request ", r, "'s tree");
+      }
+    } else {
+      REDRAFT_REQUIRE(n_total == 0 || in.tree.parent != nullptr, fn,
+                      ": no mask is given and tree.parent is null (nothing to derive the mask from)");
+      for (std::int32_t r = 0; r < requests; ++r) {
+        const std::int32_t first = in.host_node_offsets[r];
+        const std::int32_t n = in.host_node_offsets[r + 1] - first;
+        REDRAFT_REQUIRE(in.tree.parent[first] == -1, fn, ": the root of request ", r, " has parent ",
+                        in.tree.parent[first], " (expected -1)");
+        for (std::int32_t i = 1; i < n; ++i) {
+          const std::int32_t p = in.tree.parent[first + i];
+          REDRAFT_REQUIRE(p >= 0 && p < i, fn, ": node ", i, " of request ", r, " has parent ", p,
+                          ", which does not precede it");
+        }
+      }
+    }
+  }
+
+  // segments_: one per request, with its dense [n_r, n_r] mask (the call's own dense mask, or
+  // unpacked / derived from the parents into mask_scratch_).
+  void build_tree_segments(const verify_input& in) {
+    const std::int32_t requests = static_cast<std::int32_t>(in.slots.extent(0));
+    segments_.clear();
+    std::size_t mask_size = 0;
+    for (std::int32_t r = 0; r < requests; ++r) {
+      const std::size_t n = static_cast<std::size_t>(in.host_node_offsets[r + 1] - in.host_node_offsets[r]);
+      mask_size += n * n;
+    }
+    if (in.dense_mask == nullptr) mask_scratch_.assign(mask_size, 0);
+    std::size_t mask_at = 0;
+    for (std::int32_t r = 0; r < requests; ++r) {
+      const std::int32_t first = in.host_node_offsets[r];
+      const std::int32_t n = in.host_node_offsets[r + 1] - first;
+      const std::uint8_t* mask = nullptr;
+      if (in.dense_mask != nullptr) {
+        mask = in.dense_mask + in.dense_offsets[r];
+      } else {
+        std::uint8_t* out = mask_scratch_.data() + mask_at;  // [n, n]
+        for (std::int32_t i = 0; i < n; ++i) {
+          if (in.packed_mask != nullptr) {
+            const std::uint32_t* row =
+                in.packed_mask + static_cast<std::int64_t>(first + i) * in.packed_words_per_row;
+            for (std::int32_t j = 0; j < n; ++j) {
+              out[i * n + j] = static_cast<std::uint8_t>((row[j / 32] >> (j % 32)) & 1u);
+            }
+          } else {
+            for (std::int32_t j = i; j >= 0; j = in.tree.parent[first + j]) out[i * n + j] = 1;
+          }
+        }
+        mask = out;
+        mask_at += static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+      }
+      segments_.push_back(segment{in.slots[r], committed_[static_cast<std::size_t>(in.slots[r])], first, n, mask});
+    }
+  }
+
+  // ---- commit's phases ------------------------------------------------------------------------
+  // The plan against the slots' committed lengths and pending trees.
+  void check_commit(const char* fn, const kv_plan& plan) {
+    const std::int32_t requests = plan.num_requests();
+    REDRAFT_REQUIRE(plan.offsets.size() == static_cast<std::size_t>(requests) + 1, fn, ": plan.offsets has ",
+                    plan.offsets.size(), " entries but the plan has ", requests, " requests");
+    REDRAFT_REQUIRE(plan.offsets[0] == 0, fn, ": plan.offsets[0] is ", plan.offsets[0], ", not 0");
+    REDRAFT_REQUIRE(plan.source_node.size() == static_cast<std::size_t>(plan.offsets.back()) &&
+                        plan.destination.size() == plan.source_node.size(),
+                    fn, ": plan.offsets end at ", plan.offsets.back(), " but source_node has ",
+                    plan.source_node.size(), " and destination ", plan.destination.size(), " entries");
+    check_slots(fn, vector_view<const std::int32_t>(plan.slot.data(), requests));
+    for (std::int32_t r = 0; r < requests; ++r) {
+      const std::int32_t slot = plan.slot[static_cast<std::size_t>(r)];
+      const std::int32_t begin = plan.offsets[static_cast<std::size_t>(r)];
+      const std::int32_t n_keep = plan.offsets[static_cast<std::size_t>(r) + 1] - begin;
+      const std::int32_t pending = pending_[static_cast<std::size_t>(slot)];
+      const std::int32_t committed = committed_[static_cast<std::size_t>(slot)];
+      REDRAFT_REQUIRE(pending >= 1, fn, ": slot ", slot, " of request ", r,
+                      " has no pending tree (verify it first)");
+      REDRAFT_REQUIRE(n_keep >= 0 && n_keep <= pending, fn, ": request ", r, " keeps ", n_keep,
+                      " entries but slot ", slot, " has ", pending, " pending nodes");
+      for (std::int32_t i = 0; i < n_keep; ++i) {
+        const std::int32_t source = plan.source_node[static_cast<std::size_t>(begin + i)];
+        const std::int32_t destination = plan.destination[static_cast<std::size_t>(begin + i)];
+        REDRAFT_REQUIRE(source >= 0 && source < pending, fn, ": source_node[", begin + i, "] = ",
+                        source, " is outside slot ", slot, "'s pending tree of ", pending, " nodes");
+        REDRAFT_REQUIRE(i == 0 || source > plan.source_node[static_cast<std::size_t>(begin + i - 1)], fn,
+                        ": source_node[", begin + i, "] = ", source, " does not follow source_node[",
+                        begin + i - 1, "] = ", plan.source_node[static_cast<std::size_t>(begin + i - 1)],
+                        " (a path's nodes increase in packed order)");
+        REDRAFT_REQUIRE(destination == committed + i, fn, ": destination[", begin + i, "] = ",
+                        destination, " but slot ", slot, " has ", committed,
+                        " committed entries (expected ", committed + i, ")");
+      }
+    }
+  }
+
+  // Whether some kept entry is not already in place (source_node[i] != i).
+  static bool plan_moves_entries(const kv_plan& plan) {
+    for (std::size_t r = 0; r + 1 < plan.offsets.size(); ++r)
+      for (std::int32_t e = plan.offsets[r]; e < plan.offsets[r + 1]; ++e)
+        if (plan.source_node[static_cast<std::size_t>(e)] != e - plan.offsets[r]) return true;
+    return false;
+  }
+
+  // Every slot's cache [slots, layers, 2, heads, max_context, head_dim].
+  view<float, 6> all_caches() {
+    return view<float, 6>(cache_.data(), num_slots(), config_.num_layers, 2, config_.num_heads,
+                          config_.max_context, config_.head_dim);
+  }
 
   void check_slot(const char* fn, std::int32_t slot) const {
     REDRAFT_REQUIRE(slot >= 0 && slot < num_slots(), fn, ": slot ", slot, " is outside [0, ",
@@ -566,10 +597,11 @@ class tiny_llama {
             std::memcpy(v_cache + static_cast<std::size_t>(seg.base + j) * hd, row + 2 * d + h * hd,
                         static_cast<std::size_t>(hd) * sizeof(float));
           }
-          // NOTE: scores and outputs go through small_matmul and a plain loop rather than Eigen
+          // NOTE: scores and outputs go through small_matmul and small_matmul_nn rather than Eigen
           // products: for n >= 2 rows Eigen's GEMM packs the [C + n, hd] keys and values of every
           // head on every call, which for a small tree costs as much as the projections.
           q_head_.resize(static_cast<std::size_t>(seg.n) * static_cast<std::size_t>(hd));
+          head_out_.resize(q_head_.size());
           for (std::int32_t i = 0; i < seg.n; ++i) {
             std::memcpy(q_head_.data() + static_cast<std::size_t>(i) * hd,
                         qkv_.data() + static_cast<std::size_t>(seg.row_begin + i) * 3 * d + h * hd,
@@ -590,15 +622,16 @@ class tiny_llama {
             // NOTE: every row sees at least the committed prefix or itself, so its max is finite.
             a = (a - a.maxCoeff()).exp();
             a /= a.sum();
-            // o[i] = sum_j p[i, j] v[j]: masked entries have p = 0 exactly and are skipped.
-            float* o = attn_.data() + static_cast<std::size_t>(seg.row_begin + i) * d + h * hd;  // [hd]
-            std::fill(o, o + hd, 0.0f);
-            for (std::int32_t j = 0; j < total; ++j) {
-              const float pj = srow[j];
-              if (pj == 0.0f) continue;
-              const float* vj = v_cache + static_cast<std::size_t>(j) * hd;  // [hd]
-              for (std::int32_t c = 0; c < hd; ++c) o[c] += pj * vj[c];
-            }
+          }
+          // o[i] = sum_j p[i, j] v[j] for all n rows in one product: masked entries have p = 0
+          // exactly and add exactly zero (small_matmul_nn's note), as if absent.
+          small_matmul_nn(matrix_view<const float>(scores_.data(), seg.n, total),  // [n, C + n]
+                          matrix_view<const float>(v_cache, total, hd),            // [C + n, hd]
+                          matrix_view<float>(head_out_.data(), seg.n, hd));        // [n, hd]
+          for (std::int32_t i = 0; i < seg.n; ++i) {
+            std::memcpy(attn_.data() + static_cast<std::size_t>(seg.row_begin + i) * d + h * hd,
+                        head_out_.data() + static_cast<std::size_t>(i) * hd,
+                        static_cast<std::size_t>(hd) * sizeof(float));
           }
         }
       }
@@ -657,7 +690,7 @@ class tiny_llama {
   std::vector<std::uint8_t> seen_, mask_scratch_;
   std::vector<std::int32_t> positions_, last_rows_, all_rows_;
   // 64-byte aligned (core/aligned_allocator.hpp), so results do not depend on where they landed.
-  aligned_vector<float> x_, normed_, qkv_, q_head_, attn_, gate_up_, act_, scores_, gathered_, gather_;
+  aligned_vector<float> x_, normed_, qkv_, q_head_, head_out_, attn_, gate_up_, act_, scores_, gathered_;
   aligned_vector<float> hidden_, logits_;
 };
 
