@@ -46,6 +46,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <utility>
@@ -308,6 +309,8 @@ class adaptive_policy {
   }
 
   policy_choice last_choice() const { return last_choice_; }
+  // Steps chosen so far for each reason, indexed by policy_choice (calibrate, exploit, probe).
+  const std::array<std::int64_t, 3>& choice_counts() const { return choices_; }
   double elapsed_s() const { return elapsed_s_; }  // decoding time observed (all steps)
   double probe_loss_s() const {
     return probe_loss_s_;
@@ -336,6 +339,7 @@ class adaptive_policy {
 
   draft_shape record(draft_shape shape, policy_choice why, double best_rate) {
     last_choice_ = why;
+    ++choices_[static_cast<std::size_t>(why)];
     last_best_rate_ = best_rate;
     return shape;
   }
@@ -462,6 +466,7 @@ class adaptive_policy {
   std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
   double elapsed_s_ = 0, probe_loss_s_ = 0;
   policy_choice last_choice_ = policy_choice::calibrate;
+  std::array<std::int64_t, 3> choices_{};
   double last_best_rate_ = 0;
 };
 
