@@ -836,3 +836,38 @@ TEST_CASE("the adaptive policy persists across generate() calls: no second calib
     CHECK(again.tokens[r] == greedy_reference(model, short_requests[r].prompt,
                                               short_requests[r].max_new_tokens, -1));
 }
+
+TEST_CASE("the adaptive policy explores less once its estimates are backed by many steps",
+          "[loop][policy]") {
+  // The optimum scenario over a long run: with explore_steps the probe budget shrinks as
+  // sqrt(explore_steps / steps); without (0) it stays explore_fraction of the decoding time.
+  const scenario s{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
+  const auto run = [&](std::int32_t explore_steps) {
+    adaptive_policy_config pc = test_config();
+    pc.explore_steps = explore_steps;
+    synthetic_target_config config;
+    config.vocab_size = 32;
+    config.num_slots = 1;
+    synthetic_target model(config);
+    simulated_clock clock;
+    costed_target<synthetic_target> target(model, clock, s.verify);
+    profile_drafter drafter(model, s.alpha, 17, clock, s.c0, s.c1);
+    speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter,
+                        adaptive_policy, simulated_clock>
+        decoder(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
+    const auto result = decoder.generate(make_requests(1, config.vocab_size, 1500), decode_options{});
+    double longest = 0;
+    for (const auto& st : result.steps) longest = std::max(longest, st.total_s());
+    const adaptive_policy& p = decoder.policy();
+    const double steps = static_cast<double>(result.steps.size());
+    const double fraction =
+        explore_steps > 0 && steps > explore_steps ? 0.03 * std::sqrt(explore_steps / steps) : 0.03;
+    CHECK(p.probe_loss_s() <= fraction * p.elapsed_s() + longest);
+    return p.probe_loss_s() / p.elapsed_s();  // the share of the time probes lost
+  };
+  const double shrinking = run(32), constant = run(0);
+  CAPTURE(shrinking, constant);
+  CHECK(shrinking < 0.75 * constant);
+  CHECK_THROWS_WITH(adaptive_policy(adaptive_policy_config{{1}, {2}, true, 0.98, 0.03, -1}),
+                    Catch::Contains("explore_steps -1 must be >= 0"));
+}
