@@ -64,7 +64,7 @@ int main() {
   };
   const std::int32_t remaining = 100;  // tokens the request may still emit
   for (std::uint32_t i = 0; i < steps.size(); ++i) {
-    // The decoder asks before every step; the first four are the calibration.
+    // The decoder asks before every step; the first three are the calibration.
     const draft_shape asked = policy.choose(step_context{i + 1, &options, {&remaining, 1}});
     std::printf(
         "step %u: policy asks for %s%s, the step runs W %d, L %d\n", i + 1,

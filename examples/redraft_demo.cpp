@@ -53,6 +53,7 @@ struct demo_flags {
   bool lookup_first = false;
   float min_acceptance = 0.0f;
   bool adaptive = true;           // --policy; --width / --length select fixed
+  bool plain_steps = false;       // --policy plain
   adaptive_policy_config policy;  // --widths, --lengths: the adaptive policy's candidates
 };
 
@@ -61,7 +62,8 @@ void usage() {
       "usage: redraft-demo [options]\n"
       "  --policy NAME      adaptive (default): each step's shape (W, L), or a plain step, is the\n"
       "                     one with the most expected tokens per second from measured costs and\n"
-      "                     acceptance; fixed: every step uses --width x --length\n"
+      "                     acceptance; fixed: every step uses --width x --length; plain: every\n"
+      "                     step plain (measures the speculative decoder's plain-step cost)\n"
       "  --width W          beams per step of the fixed policy (default 4; implies --policy fixed)\n"
       "  --length L         tokens per beam including the root (default 5; implies --policy fixed)\n"
       "  --widths LIST      the adaptive policy's candidate W, comma-separated (default 1,2,4,8,16)\n"
@@ -87,7 +89,8 @@ void usage() {
       "                     | hybrid (head + lookup in one tree) | hybrid-suffix (head + suffix);\n"
       "                     lookup and suffix propose W candidates (docs/lookup.md)\n"
       "  --lookup-beams K   hybrid: candidates from the model-free source per step (default 2);\n"
-      "                     the tree has W + K beams\n"
+      "                     the tree has W + K beams (fixed policy); under the adaptive policy\n"
+      "                     each step's W is split in the ratio --width : K\n"
       "  --lookup-first     hybrid: the model-free candidates come first in the tree\n"
       "  --max-nodes N      hybrid: node cap per request tree, root included (default 0: none)\n"
       "  --min-acceptance A hybrid: cut the lookup candidates after the depths whose observed\n"
@@ -181,16 +184,14 @@ demo_flags parse(int argc, char** argv) {
       detail::throw_error("redraft-demo: unknown option '", a, "' (see --help)");
     }
   }
-  REDRAFT_REQUIRE(policy.empty() || policy == "adaptive" || policy == "fixed", "redraft-demo: unknown --policy '",
-                  policy, "' (adaptive, fixed)");
+  REDRAFT_REQUIRE(policy.empty() || policy == "adaptive" || policy == "fixed" || policy == "plain",
+                  "redraft-demo: unknown --policy '", policy, "' (adaptive, fixed, plain)");
+  REDRAFT_REQUIRE(!(policy == "plain" && (shape_given || candidates_given)), "redraft-demo: --policy plain drafts "
+                  "nothing; it takes no --width / --length / --widths / --lengths");
+  f.plain_steps = policy == "plain";
   REDRAFT_REQUIRE(!(policy == "adaptive" && shape_given), "redraft-demo: --width / --length fix the draft shape; "
                   "they do not combine with --policy adaptive (use --widths / --lengths for its candidates)");
-  // The hybrid drafters split a fixed W between their sources (hybrid_options), so they run with the
-  // fixed policy unless told otherwise; every other drafter defaults to the adaptive policy.
-  const bool hybrid_drafter_chosen = f.drafter == "hybrid" || f.drafter == "hybrid-suffix";
-  REDRAFT_REQUIRE(!(policy == "adaptive" && hybrid_drafter_chosen), "redraft-demo: --drafter ", f.drafter,
-                  " splits a fixed W between its sources; it runs with --policy fixed");
-  f.adaptive = policy.empty() ? !shape_given && !hybrid_drafter_chosen : policy == "adaptive";
+  f.adaptive = policy.empty() ? !shape_given : policy == "adaptive";
   REDRAFT_REQUIRE(f.adaptive || !candidates_given, "redraft-demo: --widths / --lengths are the adaptive policy's "
                   "candidates; with a fixed shape use --width / --length");
   REDRAFT_REQUIRE(f.batch >= 1, "redraft-demo: --batch ", f.batch, " must be at least 1");
@@ -304,10 +305,13 @@ int run(const demo_flags& f) {
   };
   std::printf("drafter %s, ", hybrid ? (f.drafter + " (" + std::to_string(f.width) + " head + " +
                                         std::to_string(f.lookup_beams) + " lookup beams" +
+                                        (f.adaptive ? " as the split of each step's W" : "") +
                                         (f.max_nodes > 0 ? ", node cap " + std::to_string(f.max_nodes) : "") + ")")
                                            .c_str()
                                      : f.drafter.c_str());
-  if (f.adaptive) {
+  if (f.plain_steps) {
+    std::printf("policy plain (every step plain)");
+  } else if (f.adaptive) {
     std::printf("policy adaptive (W in {%s} x L in {%s}, or plain steps)", list(f.policy.widths).c_str(),
                 list(f.policy.lengths).c_str());
   } else {
@@ -324,10 +328,18 @@ int run(const demo_flags& f) {
 
   const auto decode = [&](auto& drafter) {
     using drafter_type = std::remove_reference_t<decltype(drafter)>;
+    if (f.plain_steps) {
+      speculative_decoder<cpu_backend, tiny_llama, drafter_type, plain_policy> spec(cpu, target, drafter);
+      return spec.generate(requests, options);
+    }
     if (f.adaptive) {
       speculative_decoder<cpu_backend, tiny_llama, drafter_type, adaptive_policy> spec(cpu, target, drafter,
                                                                                       adaptive_policy(f.policy));
-      return spec.generate(requests, options);
+      generation_result r = spec.generate(requests, options);
+      const auto& why = spec.policy().choice_counts();
+      std::printf("policy steps: %lld calibration, %lld exploiting the best estimate, %lld probes\n",
+                  static_cast<long long>(why[0]), static_cast<long long>(why[1]), static_cast<long long>(why[2]));
+      return r;
     }
     speculative_decoder<cpu_backend, tiny_llama, drafter_type> spec(cpu, target, drafter);
     return spec.generate(requests, options);
@@ -337,6 +349,9 @@ int run(const demo_flags& f) {
   suffix_drafter<cpu_backend> suffix(cpu);
   hybrid_options split{f.width, f.lookup_beams, f.max_nodes, f.lookup_first, f.head_length, 0};
   split.second_min_acceptance = f.min_acceptance;
+  // Under the adaptive policy the step's W is the hybrid's total beam budget, split in the ratio
+  // --width : --lookup-beams (hybrid_split).
+  split.follow_step_width = f.adaptive;
   generation_result got;
   if (f.drafter == "head") {
     got = decode(head_drafter);

@@ -288,7 +288,69 @@ struct fixed_drafter {
   }
 };
 
+// A drafter of any shape: beam w's token at position k >= 1 is 10 k + w. Records the shapes asked.
+struct ranked_drafter {
+  std::vector<std::pair<std::int32_t, std::int32_t>> asked;  // (W, L) per call
+  draft_output<cpu_backend> draft(const draft_input& in) {
+    asked.emplace_back(in.beam_width, in.beam_length);
+    draft_output<cpu_backend> out;
+    const std::int32_t w_count = in.beam_width, l = in.beam_length;
+    out.beams = host_buffer<std::int32_t>(static_cast<index_t>(w_count) * l);
+    for (std::int32_t w = 0; w < w_count; ++w) {
+      out.beams[w * l] = in.roots[0];
+      for (std::int32_t k = 1; k < l; ++k) out.beams[w * l + k] = 10 * k + w;
+    }
+    return out;
+  }
+};
+
 }  // namespace
+
+TEST_CASE("hybrid_split and follow_step_width: a policy's W is the hybrid's beam budget",
+          "[hybrid]") {
+  hybrid_options o{4, 2, 0, false, 0, 0};
+  const auto split = [&](std::int32_t w) {
+    const hybrid_beams b = hybrid_split(o, w);
+    return std::pair<std::int32_t, std::int32_t>{b.first, b.second};
+  };
+  using P = std::pair<std::int32_t, std::int32_t>;
+  CHECK(split(1) == P{1, 0});
+  CHECK(split(2) == P{1, 1});
+  CHECK(split(3) == P{2, 1});
+  CHECK(split(4) == P{3, 1});
+  CHECK(split(6) == P{4, 2});
+  CHECK(split(8) == P{5, 3});
+  CHECK(split(16) == P{11, 5});
+  CHECK_THROWS_WITH(split(0), Catch::Contains("hybrid_split: width 0 must be at least 1"));
+  o = hybrid_options{0, 3, 0, false, 0, 0};
+  CHECK(split(1) == P{0, 1});
+  CHECK(split(2) == P{0, 2});
+  o = hybrid_options{1, 1, 0, false, 0, 0};
+  CHECK(split(5) == P{2, 3});  // round(2.5) = 3: ties go to the second source
+
+  ranked_drafter head;
+  lookup_drafter<cpu_backend> lookup(cpu_backend{});
+  hybrid_options follow{4, 2, 0, false, 5, 0};  // the head drafts up to 5 tokens (root included)
+  follow.follow_step_width = true;
+  hybrid_drafter<cpu_backend, ranked_drafter, lookup_drafter<cpu_backend>> hybrid(
+      cpu_backend{}, head, lookup, follow);
+  // History "9 1 2 7 9": the lookup proposes 1 2 7 after the root 9.
+  one_request w1({9, 1, 2, 7, 9}, 1, 4);
+  CHECK(unpack(hybrid.draft(w1.in), 1, 4) == candidates{{10, 20, 30}});  // 1 + 0
+  one_request w3({9, 1, 2, 7, 9}, 3, 4);  // the lookup's first call on the slot
+  CHECK(unpack(hybrid.draft(w3.in), 3, 4) == candidates{{10, 20, 30}, {11, 21, 31}, {1, 2, 7}});
+  one_request short_step({9, 1, 2, 7, 9}, 2, 3, false);  // L 3 caps the head's length 5
+  CHECK(unpack(hybrid.draft(short_step.in), 2, 3) == candidates{{10, 20}, {1, 2}});
+  CHECK(head.asked == std::vector<std::pair<std::int32_t, std::int32_t>>{{1, 4}, {2, 4}, {1, 3}});
+  // Without follow_step_width the head's length 5 exceeds that step's L: an error, as before.
+  follow.follow_step_width = false;
+  follow.first_beams = 1;
+  follow.second_beams = 1;
+  hybrid_drafter<cpu_backend, ranked_drafter, lookup_drafter<cpu_backend>> fixed(
+      cpu_backend{}, head, lookup, follow);
+  CHECK_THROWS_WITH(fixed.draft(short_step.in),
+                    Catch::Contains("a source's beam length 5 exceeds the step's beam_length 3"));
+}
 
 TEST_CASE("hybrid_drafter merges two sources into one trie under a node cap", "[hybrid]") {
   fixed_drafter head{{1, 2, 3, 1, 2, 4}, 2};  // two beams sharing "1 2"

@@ -6,10 +6,13 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "redraft/draft/draft_init.hpp"
 #include "redraft/loop/adaptive_policy.hpp"
 #include "redraft/loop/draft_head_drafter.hpp"
+#include "redraft/loop/hybrid_drafter.hpp"
+#include "redraft/loop/lookup_drafter.hpp"
 #include "redraft/loop/plain_decoder.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
 #include "redraft/testing/drafters.hpp"
@@ -667,4 +670,204 @@ TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mi
     CHECK(w.share > 0.6);
     CHECK(w.efficiency > 0.93);
   }
+}
+
+// --- a hybrid drafter under a policy: the step's W is the hybrid's beam budget ---
+
+TEST_CASE("a hybrid drafter that follows the policy's W keeps greedy exact", "[loop][policy][hybrid]") {
+  const std::int32_t batch = GENERATE(1, 4);
+  CAPTURE(batch);
+  synthetic_target_config config;
+  config.vocab_size = 24;
+  config.num_slots = batch;
+  synthetic_target model(config);
+  auto requests = make_requests(batch, config.vocab_size, 40);
+  hybrid_options split{2, 1, 0, false, 0, 0};
+  split.follow_step_width = true;
+  SECTION("pseudo-random shapes, plain steps included") {
+    redraft::testing::random_drafter random(config.vocab_size, 5);
+    lookup_drafter<cpu_backend> lookup(cpu_backend{});
+    hybrid_drafter<cpu_backend, decltype(random), decltype(lookup)> drafter(cpu_backend{}, random,
+                                                                            lookup, split);
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), erratic_policy> decoder(
+        cpu_backend{}, model, drafter, erratic_policy(static_cast<std::uint64_t>(batch) + 40));
+    const auto result = decoder.generate(requests, decode_options{});
+    std::set<std::int32_t> widths;
+    for (const auto& st : result.steps)
+      if (st.beam_length > 1) widths.insert(st.beam_width);
+    CHECK(widths.size() >= 3);  // the hybrid served several budgets
+    for (std::int32_t r = 0; r < batch; ++r) {
+      const auto& q = requests[static_cast<std::size_t>(r)];
+      CHECK(result.tokens[static_cast<std::size_t>(r)] ==
+            greedy_reference(model, q.prompt, q.max_new_tokens, q.eos_token));
+    }
+  }
+  SECTION("the adaptive policy on a simulated clock") {
+    simulated_clock clock;
+    costed_target<synthetic_target> target(model, clock, linear_cost{1.0, 0.05});
+    profile_drafter profile(model, {0.6, 0.95, 0.95, 0.2, 0.2}, 3, clock, 0.02, 0.01);
+    lookup_drafter<cpu_backend> lookup(cpu_backend{});
+    hybrid_drafter<cpu_backend, profile_drafter, decltype(lookup)> drafter(cpu_backend{}, profile,
+                                                                           lookup, split);
+    adaptive_policy_config pc;
+    pc.widths = {2, 4};  // every speculative step splits its W between both sources
+    speculative_decoder<cpu_backend, costed_target<synthetic_target>, decltype(drafter),
+                        adaptive_policy, simulated_clock>
+        decoder(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
+    const auto result = decoder.generate(requests, decode_options{});
+    std::int32_t wide = 0;
+    for (const auto& st : result.steps) wide += st.beam_length > 1 && st.beam_width > 1;
+    CHECK(wide > 0);  // steps where both sources drafted
+    for (std::int32_t r = 0; r < batch; ++r) {
+      const auto& q = requests[static_cast<std::size_t>(r)];
+      CHECK(result.tokens[static_cast<std::size_t>(r)] ==
+            greedy_reference(model, q.prompt, q.max_new_tokens, q.eos_token));
+    }
+  }
+}
+
+TEST_CASE("lossless sampling with a hybrid drafter that follows the policy's W",
+          "[loop][policy][hybrid][statistics]") {
+  synthetic_target_config config;
+  config.vocab_size = 4;
+  config.window = 2;
+  config.logit_scale = 1.5f;
+  config.num_slots = 6000;
+  synthetic_target model(config);
+  // A prompt that repeats, so the lookup source proposes candidates from the first step on.
+  const std::vector<std::int32_t> prompt = {1, 2, 3, 1, 2};
+  const int n = 4;
+  const auto law = exact_law(model, prompt, n);
+  decode_options options;
+  options.rule = verifier::lossless;
+  options.seed = 91;
+  const std::int32_t runs = 6000;
+  hybrid_options split{1, 1, 0, false, 0, 0};
+  split.follow_step_width = true;
+  std::vector<std::int64_t> counts;
+  std::set<std::int32_t> widths;
+  SECTION("pseudo-random shapes, plain steps included") {
+    redraft::testing::random_drafter random(config.vocab_size, 13);
+    lookup_drafter<cpu_backend> lookup(cpu_backend{});
+    hybrid_drafter<cpu_backend, decltype(random), decltype(lookup)> drafter(cpu_backend{}, random,
+                                                                            lookup, split);
+    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter), erratic_policy> decoder(
+        cpu_backend{}, model, drafter, erratic_policy(8));
+    counts = first_token_counts(decoder, prompt, runs, n, config.vocab_size, options);
+    for (const auto& s : decoder.policy().shapes) widths.insert(s.is_plain() ? 0 : s.beam_width);
+  }
+  SECTION("the adaptive policy on a simulated clock") {
+    simulated_clock clock;
+    costed_target<synthetic_target> target(model, clock, linear_cost{1e-3, 1e-6});
+    profile_drafter profile(model, {0.9, 0.9, 0.9, 0.9, 0.9}, 3, clock, 1e-5, 1e-8);
+    lookup_drafter<cpu_backend> lookup(cpu_backend{});
+    hybrid_drafter<cpu_backend, profile_drafter, decltype(lookup)> drafter(cpu_backend{}, profile,
+                                                                           lookup, split);
+    adaptive_policy_config pc;
+    pc.widths = {2};  // both sources draft every speculative step (the profile drafter needs W < 3)
+    speculative_decoder<cpu_backend, costed_target<synthetic_target>, decltype(drafter),
+                        adaptive_policy, simulated_clock>
+        decoder(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
+    const auto result = decoder.generate(
+        std::vector<generation_request>(static_cast<std::size_t>(runs), generation_request{prompt, n, -1, -1}),
+        options);
+    counts.assign(law.size(), 0);
+    for (const auto& tokens : result.tokens) {
+      REQUIRE(static_cast<int>(tokens.size()) == n);
+      std::size_t index = 0;
+      for (const std::int32_t t : tokens) index = index * 4 + static_cast<std::size_t>(t);
+      ++counts[index];
+    }
+    for (const auto& st : result.steps) widths.insert(st.beam_length == 1 ? 0 : st.beam_width);
+  }
+  CHECK(widths.size() >= 2);
+  const auto [stat, df] = chi_square(counts, law, runs);
+  CAPTURE(stat, df);
+  CHECK(stat < chi_square_quantile(df, 5.5));
+}
+
+TEST_CASE("the adaptive policy persists across generate() calls: no second calibration",
+          "[loop][policy]") {
+  const scenario s{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
+  const adaptive_policy_config pc = test_config();
+  const std::int32_t batch = 4;
+  const auto rates = true_rates(s, pc, batch);
+  double best = 0;
+  for (const auto& [shape, rate] : rates) best = std::max(best, rate);
+  synthetic_target_config config;
+  config.vocab_size = 32;
+  config.num_slots = batch;
+  synthetic_target model(config);
+  simulated_clock clock;
+  costed_target<synthetic_target> target(model, clock, s.verify);
+  profile_drafter drafter(model, s.alpha, 17, clock, s.c0, s.c1);
+  using decoder_type = speculative_decoder<cpu_backend, costed_target<synthetic_target>,
+                                           profile_drafter, adaptive_policy, simulated_clock>;
+  // The mean true rate, relative to the optimum's, of a call's full-batch steps.
+  const auto efficiency = [&](const generation_result& r) {
+    double sum = 0;
+    std::int32_t steps = 0;
+    for (const auto& st : r.steps) {
+      if (st.requests != batch) continue;
+      sum += rates.at({st.beam_width, st.beam_length}) / best;
+      ++steps;
+    }
+    return steps ? sum / steps : 0.0;
+  };
+  decoder_type warm(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
+  warm.generate(make_requests(batch, config.vocab_size, 200), decode_options{});
+  const auto calibrated = warm.policy().choice_counts();
+  CHECK(calibrated[0] >= 2);  // calibration steps
+  // A short second call: the warm policy starts from what it learned, a fresh one calibrates.
+  const auto short_requests = make_requests(batch, config.vocab_size, 24);
+  const generation_result again = warm.generate(short_requests, decode_options{});
+  CHECK(warm.policy().choice_counts()[0] == calibrated[0]);
+  decoder_type fresh(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
+  const generation_result first = fresh.generate(short_requests, decode_options{});
+  CHECK(fresh.policy().choice_counts()[0] == calibrated[0]);
+  CAPTURE(efficiency(again), efficiency(first));
+  CHECK(efficiency(again) > 0.93);
+  CHECK(efficiency(again) > efficiency(first) + 0.03);
+  // The policy is a value: a copy starts a new decoder where the old one left off.
+  decoder_type copy(cpu_backend{}, target, drafter, warm.policy(), clock);
+  copy.generate(short_requests, decode_options{});
+  CHECK(copy.policy().choice_counts()[0] == calibrated[0]);
+  for (std::size_t r = 0; r < short_requests.size(); ++r)
+    CHECK(again.tokens[r] == greedy_reference(model, short_requests[r].prompt,
+                                              short_requests[r].max_new_tokens, -1));
+}
+
+TEST_CASE("the adaptive policy explores less once its estimates are backed by many steps",
+          "[loop][policy]") {
+  // The optimum scenario over a long run: with explore_steps the probe budget shrinks as
+  // sqrt(explore_steps / steps); without (0) it stays explore_fraction of the decoding time.
+  const scenario s{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
+  const auto run = [&](std::int32_t explore_steps) {
+    adaptive_policy_config pc = test_config();
+    pc.explore_steps = explore_steps;
+    synthetic_target_config config;
+    config.vocab_size = 32;
+    config.num_slots = 1;
+    synthetic_target model(config);
+    simulated_clock clock;
+    costed_target<synthetic_target> target(model, clock, s.verify);
+    profile_drafter drafter(model, s.alpha, 17, clock, s.c0, s.c1);
+    speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter,
+                        adaptive_policy, simulated_clock>
+        decoder(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
+    const auto result = decoder.generate(make_requests(1, config.vocab_size, 1500), decode_options{});
+    double longest = 0;
+    for (const auto& st : result.steps) longest = std::max(longest, st.total_s());
+    const adaptive_policy& p = decoder.policy();
+    const double steps = static_cast<double>(result.steps.size());
+    const double fraction =
+        explore_steps > 0 && steps > explore_steps ? 0.03 * std::sqrt(explore_steps / steps) : 0.03;
+    CHECK(p.probe_loss_s() <= fraction * p.elapsed_s() + longest);
+    return p.probe_loss_s() / p.elapsed_s();  // the share of the time probes lost
+  };
+  const double shrinking = run(32), constant = run(0);
+  CAPTURE(shrinking, constant);
+  CHECK(shrinking < 0.75 * constant);
+  CHECK_THROWS_WITH(adaptive_policy(adaptive_policy_config{{1}, {2}, true, 0.98, 0.03, -1}),
+                    Catch::Contains("explore_steps -1 must be >= 0"));
 }

@@ -3,14 +3,17 @@
 # speedups over plain decoding, on the shipped KJV target and its distilled draft head, greedy and
 # sampling (T = 1, lossless verifier), at batch 1, 4 and 16. Writes docs/policy.csv (one row per
 # run) and prints, per mode and batch, the best fixed cell, the adaptive policy's median speedup,
-# their ratio and the shapes the policy picked (docs/results.md shows the table).
+# their ratio, the speedup of the all-plain policy (the decoder's plain step against plain
+# decoding: its overhead on the adaptive policy's fallback) and the shapes the policy picked
+# (docs/results.md shows the table).
 #
 # usage: tools/policy_table.sh [BUILD_DIR]     (default: build; redraft-demo must be built)
 # environment: BATCHES (default "1 4 16"), MODES ("greedy sampling"), TOKENS (per request,
 #   default 160), REPEATS (runs per cell, default 3), WIDTHS (fixed W at batch 1, default
 #   "1 2 4 8 16"), WIDE_BATCH_WIDTHS (fixed W at batch > 1, default "1 2 4"), LENGTHS
 #   ("2 3 4 5 6"), OUT (default docs), TARGET, DRAFT, PROMPT, LOCK (default
-#   /tmp/redraft-cpu.lock, held exclusively during each block of runs; LOCK= runs without it).
+#   /tmp/redraft-cpu.lock, held exclusively during each block of runs; LOCK= runs without it),
+#   APPEND (1: add to the existing CSV, see below).
 #
 # Every run of redraft-demo times plain decoding and speculative decoding back to back in one
 # process, so each speedup is a same-run ratio; a cell's speedup is the median over its runs
@@ -42,7 +45,10 @@ csv="$out/policy.csv"
 cpu="$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 simd="$(grep -o -w -m1 -E 'avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' || true)"
 echo "# $(date -u +%FT%TZ) $cpu, $(nproc) cores, $simd; TOKENS=$tokens REPEATS=$repeats" >&2
-echo "mode,batch,policy,width,length,repeat,tokens_per_step,speedup,shapes" > "$csv"
+# APPEND=1 adds this invocation's runs to an existing docs/policy.csv (one mode and batch at a
+# time, e.g. MODES=greedy BATCHES=4 APPEND=1, so no lock is held for long); the summary covers
+# every row of the file.
+[[ "${APPEND:-0}" == 1 && -s "$csv" ]] || echo "mode,batch,policy,width,length,repeat,tokens_per_step,speedup,shapes" > "$csv"
 
 # One run: prints "tokens_per_step speedup shapes" (shapes: W x L:steps items joined by '|').
 run_one() {
@@ -68,6 +74,9 @@ for ((r = 1; r <= repeats; ++r)); do
       [[ -n "$lock" ]] && flock -x 9
       read -r tps sp shapes < <(run_one "$mode" "$b" "$r" --policy adaptive)
       echo "$mode,$b,adaptive,0,0,$r,$tps,$sp,$shapes" | tee -a "$csv" >&2
+      # Every step plain through the speculative decoder: its overhead on the fallback step.
+      read -r tps sp shapes < <(run_one "$mode" "$b" "$r" --policy plain)
+      echo "$mode,$b,plain,1,1,$r,$tps,$sp,$shapes" | tee -a "$csv" >&2
       ws="$widths"
       [[ $b -gt 1 ]] && ws="$wide_batch_widths"
       for w in $ws; do
@@ -82,8 +91,8 @@ for ((r = 1; r <= repeats; ++r)); do
 done
 
 # The summary: medians per cell, the best fixed cell, the adaptive policy against it.
-echo "| mode | batch | best fixed W x L | its speedup | adaptive speedup | adaptive / best fixed | shapes the policy picked (share of steps) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| mode | batch | best fixed W x L | its speedup | adaptive speedup | adaptive / best fixed | plain steps only | shapes the policy picked (share of steps) |"
+echo "|---|---|---|---|---|---|---|---|"
 awk -F, 'NR > 1 {
     key = $1 "," $2 "," $3 "," $4 "," $5
     n[key]++; v[key, n[key]] = $8
@@ -98,6 +107,7 @@ awk -F, 'NR > 1 {
     for (key in n) {
       split(key, f, ","); mb = f[1] "," f[2]
       if (f[3] == "fixed") { s = median(key); if (!(mb in best) || s > best[mb]) { best[mb] = s; cell[mb] = f[4] " x " f[5] } }
+      else if (f[3] == "plain") plainsteps[mb] = median(key)
       else adaptive[mb] = median(key)
     }
     for (mb in adaptive) {
@@ -108,7 +118,7 @@ awk -F, 'NR > 1 {
         if (list[top] / total[mb] >= 0.05) picked = picked (picked == "" ? "" : ", ") sprintf("%s %.0f%%", top == "plain" ? "plain" : top, 100 * list[top] / total[mb])
         delete list[top]
       }
-      printf "%s|%d|%s|%.2fx|%.2fx|%.3f|%s\n", f[1], f[2], cell[mb], best[mb], adaptive[mb], adaptive[mb] / best[mb], picked
+      printf "%s|%d|%s|%.2fx|%.2fx|%.3f|%.2fx|%s\n", f[1], f[2], cell[mb], best[mb], adaptive[mb], adaptive[mb] / best[mb], plainsteps[mb], picked
     }
   }' "$csv" | sort -t'|' -k1,1 -k2,2n | sed 's/|/ | /g; s/^/| /; s/$/ |/'
 echo "wrote $csv" >&2

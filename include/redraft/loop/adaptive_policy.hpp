@@ -28,24 +28,33 @@
 // A second, per-step decayed count ("freshness") says how recent a cell's data is; it sets the
 // cell's confidence interval, so stale cells grow uncertain and get tried again.
 //
-// Exploration. The first four steps of a fresh policy calibrate: plain, the narrowest and
-// longest candidate, and both again (a cost's first sample pays for first-touch allocations and
+// Exploration. The first three steps of a fresh policy calibrate: plain, the narrowest and
+// longest candidate, plain again (a cost's first sample pays for first-touch allocations and
 // cold caches; the second replaces it). Then each step exploits the best mean estimate, unless a
 // probe may pay: a shape whose optimistic rate beats the best's optimistic rate (so a neighbour
 // that only shares the best's uncertainty is no probe), whose expected loss (its time minus the
 // time the best shape would need for its tokens) fits in the probe budget: explore_fraction of
-// the decoding time so far minus what earlier probes lost (signed: a lucky probe refunds).
+// the decoding time so far (shrinking as sqrt(explore_steps / steps) past explore_steps steps)
+// minus what earlier probes lost (signed: a lucky probe refunds).
 // Optimistic rate: acceptance at mean + `confidence` standard deviations (freshness-weighted),
 // and verify cost lowered by cost_confidence / sqrt(1 + weight of the bins near n), so a node
 // count measured long ago, or never, is measured again when it might pay. Probes therefore cost
 // at most about explore_fraction of the time, an expensive tree is tried rarely, and a shape
 // whose acceptance went stale is tried again.
 //
+// Persistence. Everything learned lives in the policy object: the speculative decoder keeps its
+// policy across generate() calls (speculative_decoder::policy()), so only the first call
+// calibrates, later calls start from the learned costs and acceptance, and exploration keeps
+// shrinking. The policy is a value: copy it into another decoder to start where it left off.
+// Its costs are the machine's and the target's, its acceptance the drafter's on the text seen:
+// start a fresh policy when either changes.
+//
 // Determinism: a pure function of the step reports it observed; with a simulated clock
 // (DecodeClock) the choices of a run are reproducible. It never sees a step's random draws.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <utility>
@@ -64,6 +73,10 @@ struct adaptive_policy_config {
   bool allow_plain = true;                           // plain steps (L = 1) are candidates
   double decay = 0.98;             // weight an observation keeps per later step, in (0, 1]
   double explore_fraction = 0.03;  // probes may lose at most this fraction of the decoding time
+  // ... of the first explore_steps steps; after S > explore_steps steps the fraction shrinks by
+  // sqrt(explore_steps / S), so probe time grows like the square root of the decoding time
+  // (less exploration once the estimates are backed by many steps). 0: it never shrinks.
+  std::int32_t explore_steps = 64;
   double confidence = 1.0;         // optimistic acceptance = mean + confidence standard deviations
   double cost_confidence =
       0.3;  // optimistic verify cost = mean (1 - cost_confidence / sqrt(1 + weight))
@@ -108,6 +121,8 @@ class adaptive_policy {
                     " must be in (0, 1]");
     REDRAFT_REQUIRE(config_.explore_fraction >= 0.0 && config_.explore_fraction < 1.0, fn,
                     ": explore_fraction ", config_.explore_fraction, " must be in [0, 1)");
+    REDRAFT_REQUIRE(config_.explore_steps >= 0, fn, ": explore_steps ", config_.explore_steps,
+                    " must be >= 0");
     REDRAFT_REQUIRE(config_.confidence >= 0.0, fn, ": confidence ", config_.confidence,
                     " must be >= 0");
     REDRAFT_REQUIRE(config_.cost_confidence >= 0.0 && config_.cost_confidence < 1.0, fn,
@@ -127,10 +142,12 @@ class adaptive_policy {
   bool needs_reports() const { return true; }
 
   draft_shape choose(const step_context& ctx) {
-    // Calibration, once per policy: plain, narrowest-longest, and both again (the first sample
-    // of a cost pays for first-touch allocations and cold caches: the second replaces it).
-    if (calibration_steps_ < 4) {
-      const bool plain = config_.allow_plain && calibration_steps_ % 2 == 0;
+    // Calibration, once per policy: plain, narrowest-longest, plain (the first sample of a
+    // cost pays for first-touch allocations and cold caches: the second replaces it). The
+    // narrowest-longest shape's cost keeps its first, pessimistic sample until it is measured
+    // again, so a run where speculation does not pay spends one speculative step, not two.
+    if (calibration_steps_ < 3) {
+      const bool plain = config_.allow_plain && calibration_steps_ != 1;
       ++calibration_steps_;
       return record(plain ? draft_shape::plain()
                           : draft_shape{config_.widths.front(), config_.lengths.back()},
@@ -143,7 +160,7 @@ class adaptive_policy {
     const double best_rate = best->rate();
     // The probe: the most promising shape among those the budget affords.
     const shape_estimate* probe = nullptr;
-    const double budget = config_.explore_fraction * elapsed_s_ - probe_loss_s_;
+    const double budget = explore_fraction_now() * elapsed_s_ - probe_loss_s_;
     for (const auto& e : all) {
       // Only a shape that might beat the best even when the best is as good as it might be:
       // a neighbour that shares the best's cells and uncertainty is no probe.
@@ -157,6 +174,7 @@ class adaptive_policy {
   }
 
   void observe(const step_report& report) {
+    ++steps_;
     decay_all();
     elapsed_s_ += report.total_s();
     if (last_choice_ == policy_choice::probe && last_best_rate_ > 0)
@@ -308,6 +326,8 @@ class adaptive_policy {
   }
 
   policy_choice last_choice() const { return last_choice_; }
+  // Steps chosen so far for each reason, indexed by policy_choice (calibrate, exploit, probe).
+  const std::array<std::int64_t, 3>& choice_counts() const { return choices_; }
   double elapsed_s() const { return elapsed_s_; }  // decoding time observed (all steps)
   double probe_loss_s() const {
     return probe_loss_s_;
@@ -336,6 +356,7 @@ class adaptive_policy {
 
   draft_shape record(draft_shape shape, policy_choice why, double best_rate) {
     last_choice_ = why;
+    ++choices_[static_cast<std::size_t>(why)];
     last_best_rate_ = best_rate;
     return shape;
   }
@@ -344,6 +365,13 @@ class adaptive_policy {
   // measured once long ago (its weight decayed) or never is tried again when it might pay.
   double cost_optimism(double n) const {
     return 1.0 - config_.cost_confidence / std::sqrt(1.0 + verify_cost_weight(n));
+  }
+
+  // explore_fraction, shrunk by sqrt(explore_steps / steps) past explore_steps steps.
+  double explore_fraction_now() const {
+    const double k = config_.explore_steps;
+    if (k <= 0 || static_cast<double>(steps_) <= k) return config_.explore_fraction;
+    return config_.explore_fraction * std::sqrt(k / static_cast<double>(steps_));
   }
 
   static double expected_loss(const shape_estimate& e, double best_rate) {
@@ -460,8 +488,10 @@ class adaptive_policy {
   std::vector<cost_bin> cost_;                  // ascending key
   regression draft_;
   std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
+  std::int64_t steps_ = 0;  // steps observed (all generate() calls)
   double elapsed_s_ = 0, probe_loss_s_ = 0;
   policy_choice last_choice_ = policy_choice::calibrate;
+  std::array<std::int64_t, 3> choices_{};
   double last_best_rate_ = 0;
 };
 

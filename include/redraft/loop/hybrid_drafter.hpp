@@ -28,6 +28,13 @@
 // spends the node budget where a source has been right: prompt lookup on text that repeats, and
 // not on sampled text that does not. It looks only at earlier steps.
 //
+// Step shapes from a speculation policy (options.follow_step_width): the step's W
+// (draft_input::beam_width, which an adaptive policy changes from step to step) is the total beam
+// budget, split in the ratio first_beams : second_beams (hybrid_split(); the first source keeps
+// at least one beam, the second gets one as soon as W >= 2), and each source's length is its
+// configured length capped at the step's L (0: L). A plain step (L = 1) does not call the
+// drafter. Without it, W must equal first_beams + second_beams (a fixed shape).
+//
 // Verification is unchanged: greedy stays exact and verifier::lossless stays lossless, because
 // both treat every child of a node as a deterministic (one-hot) proposal whatever produced it.
 // verifier::redrafter is refused: the merged beams have no single draft distribution.
@@ -36,6 +43,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -62,7 +70,30 @@ struct hybrid_options {
   float first_min_acceptance = 0.0f;
   float second_min_acceptance = 0.0f;
   float acceptance_decay = 0.8f;  // weight of the past in the exponential moving average, in [0, 1)
+  // true: the step's beam_width (chosen by the decoder's speculation policy) is the total beam
+  // budget, split between the sources by hybrid_split(); source lengths are capped at the step's
+  // L. false: beam_width must be first_beams + second_beams.
+  bool follow_step_width = false;
 };
+
+// The beams each source drafts when a step of `width` beams is split in the ratio
+// first_beams : second_beams (hybrid_options::follow_step_width): second = round(width * share)
+// within [1 if the second source has beams and width >= 2, width - 1 if the first has beams];
+// first = width - second. E.g. 4 : 2 gives W 1 -> 1 + 0, 2 -> 1 + 1, 4 -> 3 + 1, 8 -> 5 + 3.
+struct hybrid_beams {
+  std::int32_t first = 0, second = 0;
+};
+inline hybrid_beams hybrid_split(const hybrid_options& options, std::int32_t width) {
+  REDRAFT_REQUIRE(width >= 1, "hybrid_split: width ", width, " must be at least 1");
+  const std::int32_t f = options.first_beams, s = options.second_beams;
+  REDRAFT_REQUIRE(f >= 0 && s >= 0 && f + s >= 1, "hybrid_split: first_beams ", f,
+                  " and second_beams ", s, " must be >= 0 with at least one beam in all");
+  std::int32_t second =
+      static_cast<std::int32_t>(std::lround(static_cast<double>(width) * s / (f + s)));
+  if (s > 0 && width >= 2) second = std::max(second, 1);
+  if (f > 0) second = std::min(second, width - 1);
+  return {width - second, second};
+}
 
 namespace detail {
 
@@ -133,18 +164,26 @@ class hybrid_drafter {
                     ": verifier::redrafter needs one draft distribution per beam, which merged "
                     "candidates do not "
                     "have; use verifier::greedy or verifier::lossless");
-    REDRAFT_REQUIRE(in.beam_width == options_.first_beams + options_.second_beams, fn,
-                    ": beam_width ", in.beam_width, " must equal first_beams ",
+    REDRAFT_REQUIRE(options_.follow_step_width ||
+                        in.beam_width == options_.first_beams + options_.second_beams,
+                    fn, ": beam_width ", in.beam_width, " must equal first_beams ",
                     options_.first_beams, " + second_beams ", options_.second_beams,
-                    " (set decode_options::beam_width to the sum)");
+                    " (set decode_options::beam_width to the sum, or follow_step_width)");
+    REDRAFT_REQUIRE(in.beam_width >= 1, fn, ": beam_width ", in.beam_width, " must be >= 1");
     REDRAFT_REQUIRE(in.beam_length >= 2, fn, ": beam_length ", in.beam_length, " must be >= 2");
     REDRAFT_REQUIRE(in.max_nodes >= 0, fn, ": max_nodes ", in.max_nodes,
                     " must be >= 0 (0: no cap)");
     const index_t rows = in.roots.extent(0);
+    const hybrid_beams beams = options_.follow_step_width
+                                   ? hybrid_split(options_, in.beam_width)
+                                   : hybrid_beams{options_.first_beams, options_.second_beams};
+    const auto length_of = [&](std::int32_t configured) {
+      return options_.follow_step_width && configured > in.beam_length ? in.beam_length
+                                                                        : configured;
+    };
     std::vector<std::vector<draft_candidate>> a, b;
-    if (options_.first_beams > 0) a = ask(first_, in, options_.first_beams, options_.first_length);
-    if (options_.second_beams > 0)
-      b = ask(second_, in, options_.second_beams, options_.second_length);
+    if (beams.first > 0) a = ask(first_, in, beams.first, length_of(options_.first_length));
+    if (beams.second > 0) b = ask(second_, in, beams.second, length_of(options_.second_length));
     if (options_.first_min_acceptance > 0.0f || options_.second_min_acceptance > 0.0f)
       apply_acceptance_budget(in, a, b);
     std::int32_t cap = options_.max_nodes;

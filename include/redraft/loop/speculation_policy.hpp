@@ -1,6 +1,6 @@
 // redraft/loop/speculation_policy.hpp: the SpeculationPolicy concept, which chooses the draft
 // shape of every step of the speculative decoder, the fixed-shape policy (the library default),
-// and the clock the decoder times its phases with.
+// the all-plain policy, and the clock the decoder times its phases with.
 //
 // Before each step the decoder asks the policy for one draft shape for the whole batch: W beams
 // of L tokens (root included), or a plain step (L = 1: no drafting, a one-node tree per request,
@@ -112,6 +112,19 @@ class fixed_policy {
 };
 
 static_assert(SpeculationPolicy<fixed_policy>);
+
+// Every step plain (no drafting): the speculative decoder then emits what plain decoding would,
+// one token per request per step. It measures the decoder's own cost of a plain step against
+// plain_decoder (redraft-demo --policy plain), the fallback the adaptive policy relies on.
+class plain_policy {
+ public:
+  std::int32_t start(const decode_options&) const { return 1; }
+  draft_shape choose(const step_context&) const { return draft_shape::plain(); }
+  void observe(const step_report&) {}
+  bool needs_reports() const { return false; }
+};
+
+static_assert(SpeculationPolicy<plain_policy>);
 
 // A clock the decoder reads to time its phases: `c.now()` in seconds (any fixed origin).
 template <class C>
