@@ -15,7 +15,8 @@
 
 namespace redraft_fuzz {
 
-inline void fuzz_checkpoint(const std::uint8_t* data, std::size_t size) {
+inline outcome fuzz_checkpoint(const std::uint8_t* data, std::size_t size) {
+  outcome out;
   byte_reader in(data, size);
   const std::size_t config_length = static_cast<std::size_t>(in.byte()) | (static_cast<std::size_t>(in.byte()) << 8);
   const std::vector<std::uint8_t> config_bytes = in.take(config_length);
@@ -35,8 +36,10 @@ inline void fuzz_checkpoint(const std::uint8_t* data, std::size_t size) {
       // The expected tensor list of a validated config is small enough to build.
       const auto shapes = redraft::draft_head_tensor_shapes(config);
       FUZZ_CHECK(!shapes.empty());
+      out.ok("config");
     }
-  } catch (const redraft::error&) {
+  } catch (const redraft::error& e) {
+    out.refused("config", e);
   }
 
   bool weights_ok = false;
@@ -47,7 +50,9 @@ inline void fuzz_checkpoint(const std::uint8_t* data, std::size_t size) {
     for (const auto& [name, t] : file.tensors) {
       FUZZ_CHECK(static_cast<std::int64_t>(t.values.size()) == t.element_count());
     }
-  } catch (const redraft::error&) {
+    out.ok("safetensors");
+  } catch (const redraft::error& e) {
+    out.refused("safetensors", e);
   }
 
   if (config_ok && weights_ok) {
@@ -58,9 +63,12 @@ inline void fuzz_checkpoint(const std::uint8_t* data, std::size_t size) {
       const auto bytes = redraft::serialize_safetensors(redraft::draft_head_tensors(head));
       const auto again = redraft::parse_safetensors(bytes.data(), bytes.size());
       FUZZ_CHECK(again.tensors.size() == file.tensors.size());
-    } catch (const redraft::error&) {
+      out.ok("draft_head");
+    } catch (const redraft::error& e) {
+      out.refused("draft_head", e);
     }
   }
+  return out;
 }
 
 }  // namespace redraft_fuzz

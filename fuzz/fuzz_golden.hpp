@@ -21,11 +21,15 @@
 
 namespace redraft_fuzz {
 
-inline void fuzz_golden(const std::uint8_t* data, std::size_t size) {
+inline outcome fuzz_golden(const std::uint8_t* data, std::size_t size) {
   namespace rc = redraft::conformance;
   using B = redraft::cpu_backend;
   const rc::json c = rc::json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);
-  if (c.is_discarded()) return;
+  outcome out;
+  if (c.is_discarded()) {
+    out.stages.push_back("json: not JSON");
+    return out;
+  }
   try {
     // As tools/conformance/main.cpp dispatches a case.
     REDRAFT_REQUIRE(c.is_object() && c.contains("kind") && c.at("kind").is_string(),
@@ -38,11 +42,17 @@ inline void fuzz_golden(const std::uint8_t* data, std::size_t size) {
     else if (kind == "greedy_accept") r = rc::run_greedy_accept<B>(c);
     else if (kind == "redrafter_accept") r = rc::run_redrafter_accept<B>(c);
     else if (kind == "drafter_loss") r = rc::run_drafter_loss(c);
-    else return;
+    else {
+      out.stages.push_back("case: unknown kind");
+      return out;
+    }
     FUZZ_CHECK(r.outcome == rc::case_result::status::pass || !r.message.empty());
-  } catch (const std::exception&) {
+    out.stages.push_back(r.outcome == rc::case_result::status::pass ? "case: pass" : "case: " + r.message);
+  } catch (const std::exception& e) {
     // Reported by the runner as UNREADABLE with the message.
+    out.refused("case", e);
   }
+  return out;
 }
 
 }  // namespace redraft_fuzz

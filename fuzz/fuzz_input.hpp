@@ -1,7 +1,7 @@
 // fuzz/fuzz_input.hpp: turning a fuzzer's byte string into structured, bounded arguments.
 //
 // Every fuzz target (fuzz/fuzz_<target>.hpp) is a plain function
-//   void fuzz_<target>(const std::uint8_t* data, std::size_t size)
+//   outcome fuzz_<target>(const std::uint8_t* data, std::size_t size)
 // that decodes its arguments with byte_reader, calls the library, and checks the contract:
 //   * a malformed argument throws redraft::error (any other exception escaping is a finding:
 //     libFuzzer reports it as a crash through std::terminate);
@@ -10,6 +10,8 @@
 //   * an in-place entry point that throws leaves its buffer unchanged.
 // The same functions run under libFuzzer (fuzz/<target>.cpp, built by fuzz/run.sh) and replay
 // the seed corpora and the regression inputs in the Catch2 suite (tests/test_fuzz_replay.cpp).
+// The outcome they return says what each stage did (accepted, or refused with which message):
+// libFuzzer ignores it, the replay test checks it against each stored input's expected outcome.
 // Sizes are bounded here, by the decoder, so that a fuzz input cannot ask for gigabytes.
 #pragma once
 
@@ -18,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <string>
 #include <vector>
@@ -31,6 +34,18 @@ namespace redraft_fuzz {
 
 #define FUZZ_CHECK(condition) \
   ((condition) ? static_cast<void>(0) : ::redraft_fuzz::fail(__FILE__, __LINE__, #condition))
+
+// What a fuzz target did with one input, one line per stage it reached, in order:
+// "<stage>: ok" when the library accepted the arguments (and the output passed the checks), or
+// "<stage>: refused: <the redraft::error message>".
+struct outcome {
+  std::vector<std::string> stages;
+
+  void ok(const char* stage) { stages.push_back(std::string(stage) + ": ok"); }
+  void refused(const char* stage, const std::exception& e) {
+    stages.push_back(std::string(stage) + ": refused: " + e.what());
+  }
+};
 
 // Reads bounded values off the front of the input; past the end every read returns 0 bytes.
 class byte_reader {

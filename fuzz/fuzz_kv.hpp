@@ -16,8 +16,9 @@
 
 namespace redraft_fuzz {
 
-inline void fuzz_kv(const std::uint8_t* data, std::size_t size) {
+inline outcome fuzz_kv(const std::uint8_t* data, std::size_t size) {
   using redraft::index_t;
+  outcome out;
   const redraft::cpu_backend backend;
   byte_reader in(data, size);
   // Cache [slots, layers, kv (2, sometimes not), heads, max_len, head_dim], small.
@@ -49,10 +50,12 @@ inline void fuzz_kv(const std::uint8_t* data, std::size_t size) {
     }
     try {
       plan = redraft::make_kv_plan(a, slot_ids, committed);
-    } catch (const redraft::error&) {
-      return;
+    } catch (const redraft::error& e) {
+      out.refused("make_kv_plan", e);
+      return out;
     }
     FUZZ_CHECK(plan.num_requests() == a.batch);
+    out.ok("make_kv_plan");
   } else {
     const std::int32_t requests = static_cast<std::int32_t>(in.range(0, 4));
     plan.offsets.push_back(0);
@@ -80,9 +83,10 @@ inline void fuzz_kv(const std::uint8_t* data, std::size_t size) {
 
   try {
     redraft::apply_kv_plan(backend, plan, cache_view);
-  } catch (const redraft::error&) {
+  } catch (const redraft::error& e) {
     FUZZ_CHECK(cache == before);  // refused: nothing was moved
-    return;
+    out.refused("apply_kv_plan", e);
+    return out;
   }
   // Accepted: compare with the naive out-of-place semantics.
   std::vector<float> expected = before;
@@ -104,6 +108,8 @@ inline void fuzz_kv(const std::uint8_t* data, std::size_t size) {
     }
   }
   FUZZ_CHECK(cache == expected);
+  out.ok("apply_kv_plan");
+  return out;
 }
 
 }  // namespace redraft_fuzz

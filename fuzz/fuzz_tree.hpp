@@ -60,7 +60,7 @@ inline bool is_ancestor_or_self(const redraft::tree<cpu_backend>& t, std::int32_
   return false;
 }
 
-inline void check_masks(byte_reader& in, const redraft::tree<cpu_backend>& t) {
+inline void check_masks(byte_reader& in, const redraft::tree<cpu_backend>& t, outcome& out) {
   const cpu_backend backend;
   {
     const auto dense = redraft::build_dense_tree_mask(backend, t);
@@ -73,6 +73,7 @@ inline void check_masks(byte_reader& in, const redraft::tree<cpu_backend>& t) {
         }
       }
     }
+    out.ok("dense_mask");
   }
   const std::int32_t words = static_cast<std::int32_t>(in.range(-1, 4));
   try {
@@ -88,8 +89,10 @@ inline void check_masks(byte_reader& in, const redraft::tree<cpu_backend>& t) {
         }
       }
     }
-  } catch (const redraft::error&) {
+    out.ok("packed_mask");
+  } catch (const redraft::error& e) {
     FUZZ_CHECK(words != 0);  // only a too-narrow (or negative) explicit width may be refused
+    out.refused("packed_mask", e);
   }
   // Context masks: P columns of 0/1 (sometimes another value, which must be refused).
   const std::int32_t context = static_cast<std::int32_t>(in.range(0, 40));
@@ -130,8 +133,10 @@ inline void check_masks(byte_reader& in, const redraft::tree<cpu_backend>& t) {
         }
       }
     }
-  } catch (const redraft::error&) {
+    out.ok("attention_mask");
+  } catch (const redraft::error& e) {
     FUZZ_CHECK(!padding_valid);
+    out.refused("attention_mask", e);
   }
   // Positions: bases anywhere in int32, near INT32_MAX included; never wrap.
   std::vector<std::int32_t> base(static_cast<std::size_t>(t.batch));
@@ -150,7 +155,9 @@ inline void check_masks(byte_reader& in, const redraft::tree<cpu_backend>& t) {
                    static_cast<std::int64_t>(base[b]) + t.depth[i]);
       }
     }
-  } catch (const redraft::error&) {
+    out.ok("positions");
+  } catch (const redraft::error& e) {
+    out.refused("positions", e);
     bool refusable = false;
     for (std::int32_t b = 0; b < t.batch; ++b) {
       refusable = refusable || base[b] < 0 ||
@@ -161,7 +168,7 @@ inline void check_masks(byte_reader& in, const redraft::tree<cpu_backend>& t) {
   }
 }
 
-inline void fuzz_beams(byte_reader& in) {
+inline void fuzz_beams(byte_reader& in, outcome& out) {
   const cpu_backend backend;
   const std::int32_t batch = static_cast<std::int32_t>(in.range(0, 4));
   const std::int32_t width = static_cast<std::int32_t>(in.range(0, 9));
@@ -181,7 +188,8 @@ inline void fuzz_beams(byte_reader& in) {
   redraft::tree<cpu_backend> t;
   try {
     t = redraft::build_tree(backend, view);
-  } catch (const redraft::error&) {
+  } catch (const redraft::error& e) {
+    out.refused("build_tree", e);
     bool parallel_throws = false;
     try {
       (void)redraft::build_tree_parallel(backend, view);
@@ -213,10 +221,11 @@ inline void fuzz_beams(byte_reader& in) {
     FUZZ_CHECK(p.token[i] == t.token[i] && p.parent[i] == t.parent[i] && p.depth[i] == t.depth[i]);
   }
   for (index_t i = 0; i < t.beam_to_node.size(); ++i) FUZZ_CHECK(p.beam_to_node[i] == t.beam_to_node[i]);
-  check_masks(in, t);
+  out.ok("build_tree");
+  check_masks(in, t, out);
 }
 
-inline void fuzz_choices(byte_reader& in) {
+inline void fuzz_choices(byte_reader& in, outcome& out) {
   const cpu_backend backend;
   const std::int32_t count = static_cast<std::int32_t>(in.range(0, 24));
   std::vector<std::vector<std::int32_t>> choices(static_cast<std::size_t>(count));
@@ -236,7 +245,8 @@ inline void fuzz_choices(byte_reader& in) {
     t = redraft::build_tree_from_choices(
         backend, choices, redraft::view<const std::int32_t, 1>(roots.data(), batch),
         redraft::view<const std::int32_t, 3>(candidates.data(), batch, depth, top_k));
-  } catch (const redraft::error&) {
+  } catch (const redraft::error& e) {
+    out.refused("build_tree_from_choices", e);
     return;
   }
   check_tree_structure(t);
@@ -247,10 +257,11 @@ inline void fuzz_choices(byte_reader& in) {
       FUZZ_CHECK(t.depth[first + c + 1] == static_cast<std::int32_t>(choices[c].size()));
     }
   }
-  check_masks(in, t);
+  out.ok("build_tree_from_choices");
+  check_masks(in, t, out);
 }
 
-inline void fuzz_parents(byte_reader& in) {
+inline void fuzz_parents(byte_reader& in, outcome& out) {
   const cpu_backend backend;
   const std::int32_t batch = static_cast<std::int32_t>(in.range(0, 4));
   std::vector<std::int32_t> offsets(static_cast<std::size_t>(batch) + 1, 0);
@@ -281,7 +292,8 @@ inline void fuzz_parents(byte_reader& in) {
         backend, redraft::view<const std::int32_t, 1>(offsets.data(), batch + 1),
         redraft::view<const std::int32_t, 1>(parent.data(), static_cast<index_t>(parent.size())),
         redraft::view<const std::int32_t, 1>(token.data(), static_cast<index_t>(token.size())));
-  } catch (const redraft::error&) {
+  } catch (const redraft::error& e) {
+    out.refused("build_tree_from_parents", e);
     return;
   }
   check_tree_structure(t);
@@ -289,18 +301,21 @@ inline void fuzz_parents(byte_reader& in) {
     FUZZ_CHECK(t.parent[static_cast<index_t>(i)] == parent[i] &&
                t.token[static_cast<index_t>(i)] == token[i]);
   }
-  check_masks(in, t);
+  out.ok("build_tree_from_parents");
+  check_masks(in, t, out);
 }
 
 }  // namespace detail
 
-inline void fuzz_tree(const std::uint8_t* data, std::size_t size) {
+inline outcome fuzz_tree(const std::uint8_t* data, std::size_t size) {
   byte_reader in(data, size);
+  outcome out;
   switch (in.byte() % 3) {
-    case 0: detail::fuzz_beams(in); break;
-    case 1: detail::fuzz_choices(in); break;
-    default: detail::fuzz_parents(in); break;
+    case 0: detail::fuzz_beams(in, out); break;
+    case 1: detail::fuzz_choices(in, out); break;
+    default: detail::fuzz_parents(in, out); break;
   }
+  return out;
 }
 
 }  // namespace redraft_fuzz

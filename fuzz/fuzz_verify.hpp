@@ -53,8 +53,9 @@ inline void check_acceptance(const redraft::tree<redraft::cpu_backend>& t,
 
 }  // namespace detail
 
-inline void fuzz_verify(const std::uint8_t* data, std::size_t size) {
+inline outcome fuzz_verify(const std::uint8_t* data, std::size_t size) {
   using redraft::cpu_backend;
+  outcome out;
   using redraft::index_t;
   const cpu_backend backend;
   byte_reader in(data, size);
@@ -100,8 +101,10 @@ inline void fuzz_verify(const std::uint8_t* data, std::size_t size) {
           redraft::view<const std::int32_t, 1>(parent.data(), static_cast<index_t>(parent.size())),
           redraft::view<const std::int32_t, 1>(tokens.data(), static_cast<index_t>(tokens.size())));
     }
-  } catch (const redraft::error&) {
-    return;
+    out.ok("tree");
+  } catch (const redraft::error& e) {
+    out.refused("tree", e);
+    return out;
   }
   const index_t rows = t.total_nodes();
   // Hostile rows with probability ~1/4, otherwise ordinary values.
@@ -142,7 +145,9 @@ inline void fuzz_verify(const std::uint8_t* data, std::size_t size) {
         }
       }
     }
-  } catch (const redraft::error&) {
+    out.ok("verify_greedy");
+  } catch (const redraft::error& e) {
+    out.refused("verify_greedy", e);
   }
 
   redraft::sampling_params params;
@@ -160,7 +165,9 @@ inline void fuzz_verify(const std::uint8_t* data, std::size_t size) {
       FUZZ_CHECK(p.ok());
       FUZZ_CHECK(p.prob(row[h.next_token[b]]) > 0.0);
     }
-  } catch (const redraft::error&) {
+    out.ok("verify_lossless");
+  } catch (const redraft::error& e) {
+    out.refused("verify_lossless", e);
   }
 
   redraft::typical_params typical;
@@ -171,7 +178,9 @@ inline void fuzz_verify(const std::uint8_t* data, std::size_t size) {
   try {
     const auto a = redraft::verify_typical(backend, t, logits_view, typical, source);
     detail::check_acceptance(t, a, vocab);
-  } catch (const redraft::error&) {
+    out.ok("verify_typical");
+  } catch (const redraft::error& e) {
+    out.refused("verify_typical", e);
   }
 
   if (from_beams) {
@@ -189,9 +198,12 @@ inline void fuzz_verify(const std::uint8_t* data, std::size_t size) {
           backend, t, logits_view,
           redraft::view<const float, 4>(q.data(), batch, width, length - 1, vocab), rp, source);
       detail::check_acceptance(t, a, vocab);
-    } catch (const redraft::error&) {
+      out.ok("verify_redrafter");
+    } catch (const redraft::error& e) {
+      out.refused("verify_redrafter", e);
     }
   }
+  return out;
 }
 
 }  // namespace redraft_fuzz

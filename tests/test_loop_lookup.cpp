@@ -16,6 +16,7 @@
 #include "redraft/redraft.hpp"
 #include "redraft/testing/drafters.hpp"
 #include "redraft/testing/synthetic_target.hpp"
+#include "backends.hpp"
 
 using namespace redraft;
 
@@ -448,12 +449,13 @@ TEST_CASE("hybrid_drafter merges two sources into one trie under a node cap", "[
 
 namespace {
 
-// Records the history the decoder gives, and proposes nothing.
+// Records the history the decoder gives, and proposes what a lookup drafter would.
+template <class B>
 struct history_probe {
   std::vector<std::vector<std::int32_t>> seen;
   std::vector<std::uint8_t> fresh;
-  lookup_drafter<cpu_backend> inner{cpu_backend{}};
-  draft_output<cpu_backend> draft(const draft_input& in) {
+  lookup_drafter<B> inner;
+  draft_output<B> draft(const draft_input& in) {
     for (index_t r = 0; r < in.roots.extent(0); ++r) {
       seen.emplace_back(in.history[r].begin(), in.history[r].end());
       fresh.push_back(in.history_fresh[r]);
@@ -464,13 +466,15 @@ struct history_probe {
 
 }  // namespace
 
-TEST_CASE("the speculative decoder gives drafters each request's history", "[loop][lookup]") {
+TEMPLATE_TEST_CASE("the speculative decoder gives drafters each request's history", "[loop][lookup]",
+                   REDRAFT_TEST_BACKENDS) {
   redraft::testing::synthetic_target_config config;
   config.vocab_size = 16;
-  redraft::testing::synthetic_target model(config);
-  history_probe probe;
-  speculative_decoder<cpu_backend, redraft::testing::synthetic_target, history_probe> decoder(
-      cpu_backend{}, model, probe);
+  using target = redraft::testing::basic_synthetic_target<TestType>;
+  target model(TestType{}, config);
+  history_probe<TestType> probe{{}, {}, lookup_drafter<TestType>(model.backend())};
+  speculative_decoder<TestType, target, history_probe<TestType>> decoder(model.backend(), model,
+                                                                         probe);
   decode_options options;
   options.beam_width = 2;
   options.beam_length = 3;

@@ -1,5 +1,7 @@
 // The speculative decoding loop against the synthetic target: exactness of greedy decoding with
-// drafters at both ends of acceptance, stop conditions in mid-step, statistics, bad input.
+// drafters at both ends of acceptance, stop conditions in mid-step, statistics, bad input. Every
+// test runs on every backend of REDRAFT_TEST_BACKENDS (the model, the drafters and the loop on the
+// same backend), and on cuda_backend in the GPU tests (tests/cuda/).
 #include <catch2/catch.hpp>
 
 #include "redraft/loop/hybrid_drafter.hpp"
@@ -8,15 +10,19 @@
 #include "redraft/loop/suffix_drafter.hpp"
 #include "redraft/testing/drafters.hpp"
 #include "redraft/testing/synthetic_target.hpp"
+#include "backends.hpp"
 
 using namespace redraft;
-using redraft::testing::synthetic_target;
+using redraft::testing::basic_random_drafter;
+using redraft::testing::basic_synthetic_target;
+using redraft::testing::oracle_drafter;
 using redraft::testing::synthetic_target_config;
 
 namespace {
 
 // Plain greedy decoding of the synthetic target, straight from its definition.
-std::vector<std::int32_t> greedy_reference(const synthetic_target& model, std::vector<std::int32_t> seq,
+template <class Model>
+std::vector<std::int32_t> greedy_reference(const Model& model, std::vector<std::int32_t> seq,
                                            std::int32_t max_new, std::int32_t eos) {
   std::vector<std::int32_t> out;
   while (static_cast<std::int32_t>(out.size()) < max_new) {
@@ -45,7 +51,7 @@ std::vector<generation_request> make_requests(std::int32_t batch, std::int32_t v
 
 }  // namespace
 
-TEST_CASE("speculative greedy equals plain greedy on the synthetic target", "[loop]") {
+TEMPLATE_TEST_CASE("speculative greedy equals plain greedy on the synthetic target", "[loop]", REDRAFT_TEST_BACKENDS) {
   const std::int32_t batch = GENERATE(1, 3, 8);
   const std::int32_t width = GENERATE(1, 4, 16);
   const std::int32_t length = GENERATE(2, 5, 8);
@@ -54,7 +60,8 @@ TEST_CASE("speculative greedy equals plain greedy on the synthetic target", "[lo
   synthetic_target_config config;
   config.vocab_size = 24;
   config.num_slots = 8;
-  synthetic_target model(config), shadow(config);
+  const TestType backend{};
+  basic_synthetic_target<TestType> model(backend, config), shadow(backend, config);
   auto requests = make_requests(batch, config.vocab_size, 7, 20);
   // A token that greedy decoding of request 0 emits mid-way serves as its EOS.
   const auto plain0 = greedy_reference(model, requests[0].prompt, 20, -1);
@@ -65,13 +72,13 @@ TEST_CASE("speculative greedy equals plain greedy on the synthetic target", "[lo
   options.beam_length = length;
   generation_result result;
   if (oracle) {
-    redraft::testing::oracle_drafter<synthetic_target> drafter(shadow, config.num_slots, 3);
+    oracle_drafter<basic_synthetic_target<TestType>> drafter(shadow, config.num_slots, 3);
     for (std::int32_t r = 0; r < batch; ++r) drafter.set_context(r, requests[static_cast<std::size_t>(r)].prompt);
-    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
     result = decoder.generate(requests, options, [&](std::int32_t r, std::int32_t tok) { drafter.observe(r, tok); });
   } else {
-    redraft::testing::random_drafter drafter(config.vocab_size, 5);
-    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    basic_random_drafter<TestType> drafter(backend, config.vocab_size, 5);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
     result = decoder.generate(requests, options);
   }
   for (std::int32_t r = 0; r < batch; ++r) {
@@ -91,7 +98,8 @@ namespace {
 
 // Law of the first `n` emitted tokens of plain sampling at temperature 1, by exact enumeration:
 // probability of each outcome, outcome index = t0 * V^(n-1) + t1 * V^(n-2) + ...
-std::vector<double> exact_law(const synthetic_target& model, const std::vector<std::int32_t>& prompt, int n) {
+template <class Model>
+std::vector<double> exact_law(const Model& model, const std::vector<std::int32_t>& prompt, int n) {
   const std::int32_t vocab = model.vocab_size();
   std::vector<double> law(1, 1.0);
   std::vector<std::vector<std::int32_t>> prefixes(1);
@@ -145,15 +153,15 @@ double chi_square_quantile(int df, double z) {
   return k * std::pow(1.0 - a + z * std::sqrt(a), 3.0);
 }
 
-template <class Drafter>
-std::vector<std::int64_t> sample_first_tokens(synthetic_target& model, Drafter& drafter, const std::vector<std::int32_t>& prompt,
+template <class B, class Drafter>
+std::vector<std::int64_t> sample_first_tokens(basic_synthetic_target<B>& model, Drafter& drafter, const std::vector<std::int32_t>& prompt,
                                               std::int32_t runs, int n, const decode_options& options) {
   std::vector<generation_request> requests(static_cast<std::size_t>(runs));
   for (auto& q : requests) {
     q.prompt = prompt;
     q.max_new_tokens = n;
   }
-  speculative_decoder<cpu_backend, synthetic_target, Drafter> decoder(cpu_backend{}, model, drafter);
+  speculative_decoder<B, basic_synthetic_target<B>, Drafter> decoder(model.backend(), model, drafter);
   const auto result = decoder.generate(requests, options);
   const std::int32_t vocab = model.vocab_size();
   std::size_t outcomes = 1;
@@ -170,13 +178,14 @@ std::vector<std::int64_t> sample_first_tokens(synthetic_target& model, Drafter& 
 
 }  // namespace
 
-TEST_CASE("speculative lossless sampling follows the target's law on the first tokens", "[loop][statistics]") {
+TEMPLATE_TEST_CASE("speculative lossless sampling follows the target's law on the first tokens", "[loop][statistics]", REDRAFT_TEST_BACKENDS) {
   synthetic_target_config config;
   config.vocab_size = 4;
   config.window = 2;
   config.logit_scale = 1.5f;
   config.num_slots = 6000;
-  synthetic_target model(config);
+  const TestType backend{};
+  basic_synthetic_target<TestType> model(backend, config);
   const std::vector<std::int32_t> prompt = {1, 2, 3};
   const int n = 3;  // 64 outcomes: the first token from prefill, then at least two verification levels
   const auto law = exact_law(model, prompt, n);
@@ -188,18 +197,18 @@ TEST_CASE("speculative lossless sampling follows the target's law on the first t
   // The Monte Carlo threshold: 5.5 standard deviations of the statistic's normal approximation,
   // i.e. a false alarm rate of about 1e-8 per run with a fixed seed (so it never flakes).
   SECTION("random drafter") {
-    redraft::testing::random_drafter drafter(config.vocab_size, 11);
+    basic_random_drafter<TestType> drafter(backend, config.vocab_size, 11);
     const auto counts = sample_first_tokens(model, drafter, prompt, 6000, n, options);
     const auto [stat, df] = chi_square(counts, law, 6000);
     CAPTURE(stat, df);
     CHECK(stat < chi_square_quantile(df, 5.5));
   }
   SECTION("drafter that agrees with the target's argmax") {
-    synthetic_target shadow(config);
-    redraft::testing::oracle_drafter<synthetic_target> drafter(shadow, config.num_slots, 13);
+    basic_synthetic_target<TestType> shadow(backend, config);
+    oracle_drafter<basic_synthetic_target<TestType>> drafter(shadow, config.num_slots, 13);
     for (std::int32_t r = 0; r < 6000; ++r) drafter.set_context(r, prompt);
     std::vector<generation_request> requests(6000, generation_request{prompt, n, -1, -1});
-    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
     const auto result = decoder.generate(requests, options, [&](std::int32_t r, std::int32_t t) { drafter.observe(r, t); });
     std::vector<std::int64_t> counts(law.size(), 0);
     for (const auto& tokens : result.tokens) ++counts[static_cast<std::size_t>((tokens[0] * 4 + tokens[1]) * 4 + tokens[2])];
@@ -208,7 +217,7 @@ TEST_CASE("speculative lossless sampling follows the target's law on the first t
     CHECK(stat < chi_square_quantile(df, 5.5));
   }
   SECTION("the same statistic flags typical acceptance, which is lossy") {
-    redraft::testing::random_drafter drafter(config.vocab_size, 11);
+    basic_random_drafter<TestType> drafter(backend, config.vocab_size, 11);
     decode_options typical = options;
     typical.rule = verifier::typical;
     typical.typical.sample_next_token = true;
@@ -221,8 +230,7 @@ TEST_CASE("speculative lossless sampling follows the target's law on the first t
   }
 }
 
-TEST_CASE("speculative greedy equals plain greedy on the synthetic target with lookup, suffix and hybrid drafters",
-          "[loop][lookup]") {
+TEMPLATE_TEST_CASE("speculative greedy equals plain greedy on the synthetic target with lookup, suffix and hybrid drafters", "[loop][lookup]", REDRAFT_TEST_BACKENDS) {
   const std::int32_t batch = GENERATE(1, 3, 8);
   const std::int32_t width = GENERATE(1, 4);
   const std::int32_t length = GENERATE(2, 5, 8);
@@ -231,7 +239,8 @@ TEST_CASE("speculative greedy equals plain greedy on the synthetic target with l
   synthetic_target_config config;
   config.vocab_size = 24;
   config.num_slots = 8;
-  synthetic_target model(config), shadow(config);
+  const TestType backend{};
+  basic_synthetic_target<TestType> model(backend, config), shadow(backend, config);
   auto requests = make_requests(batch, config.vocab_size, 7, 30);
   const auto plain0 = greedy_reference(model, requests[0].prompt, 30, -1);
   requests[0].eos_token = plain0[15];
@@ -243,25 +252,25 @@ TEST_CASE("speculative greedy equals plain greedy on the synthetic target with l
                              kind == 2 ? std::min(length, 3) : 0, 0};
   generation_result result;
   if (kind == 0) {
-    lookup_drafter<cpu_backend> drafter(cpu_backend{}, lookup_options{2, 1, 8});
-    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    lookup_drafter<TestType> drafter(backend, lookup_options{2, 1, 8});
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
     result = decoder.generate(requests, options);
   } else if (kind == 1) {
-    suffix_drafter<cpu_backend> drafter(cpu_backend{}, suffix_options{6, 0.0f});
-    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    suffix_drafter<TestType> drafter(backend, suffix_options{6, 0.0f});
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
     result = decoder.generate(requests, options);
   } else if (kind == 2) {
-    redraft::testing::random_drafter random(config.vocab_size, 5);
-    lookup_drafter<cpu_backend> lookup(cpu_backend{});
-    hybrid_drafter<cpu_backend, decltype(random), decltype(lookup)> drafter(cpu_backend{}, random, lookup, split);
-    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    basic_random_drafter<TestType> random(backend, config.vocab_size, 5);
+    lookup_drafter<TestType> lookup(backend);
+    hybrid_drafter<TestType, decltype(random), decltype(lookup)> drafter(backend, random, lookup, split);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
     result = decoder.generate(requests, options);
   } else {
-    redraft::testing::oracle_drafter<synthetic_target> oracle(shadow, config.num_slots, 3);
+    oracle_drafter<basic_synthetic_target<TestType>> oracle(shadow, config.num_slots, 3);
     for (std::int32_t r = 0; r < batch; ++r) oracle.set_context(r, requests[static_cast<std::size_t>(r)].prompt);
-    suffix_drafter<cpu_backend> suffix(cpu_backend{}, suffix_options{6, 0.0f});
-    hybrid_drafter<cpu_backend, decltype(oracle), decltype(suffix)> drafter(cpu_backend{}, oracle, suffix, split);
-    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    suffix_drafter<TestType> suffix(backend, suffix_options{6, 0.0f});
+    hybrid_drafter<TestType, decltype(oracle), decltype(suffix)> drafter(backend, oracle, suffix, split);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
     result = decoder.generate(requests, options, [&](std::int32_t r, std::int32_t tok) { oracle.observe(r, tok); });
     for (const auto& st : result.steps) CHECK(st.nodes <= st.requests * split.max_nodes);
   }
@@ -278,14 +287,14 @@ TEST_CASE("speculative greedy equals plain greedy on the synthetic target with l
   if (length > 2 && (kind == 3 || (batch > 1 && kind != 2))) CHECK(accepted > 0);
 }
 
-TEST_CASE("speculative lossless sampling with lookup and hybrid drafters follows the target's law",
-          "[loop][statistics][lookup]") {
+TEMPLATE_TEST_CASE("speculative lossless sampling with lookup and hybrid drafters follows the target's law", "[loop][statistics][lookup]", REDRAFT_TEST_BACKENDS) {
   synthetic_target_config config;
   config.vocab_size = 4;
   config.window = 2;
   config.logit_scale = 1.5f;
   config.num_slots = 6000;
-  synthetic_target model(config);
+  const TestType backend{};
+  basic_synthetic_target<TestType> model(backend, config);
   // A prompt that repeats, so lookups propose candidates from the first step on.
   const std::vector<std::int32_t> prompt = {1, 2, 3, 1, 2, 0, 1, 2};
   const int n = 3;
@@ -296,23 +305,23 @@ TEST_CASE("speculative lossless sampling with lookup and hybrid drafters follows
   options.beam_length = 4;
   options.seed = 77;
   SECTION("lookup drafter") {
-    lookup_drafter<cpu_backend> drafter(cpu_backend{});
+    lookup_drafter<TestType> drafter(backend);
     const auto counts = sample_first_tokens(model, drafter, prompt, 6000, n, options);
     const auto [stat, df] = chi_square(counts, law, 6000);
     CAPTURE(stat, df);
     CHECK(stat < chi_square_quantile(df, 5.5));
   }
   SECTION("hybrid with the acceptance budget: oracle beams + lookup candidates") {
-    synthetic_target shadow(config);
-    redraft::testing::oracle_drafter<synthetic_target> oracle(shadow, config.num_slots, 13);
+    basic_synthetic_target<TestType> shadow(backend, config);
+    oracle_drafter<basic_synthetic_target<TestType>> oracle(shadow, config.num_slots, 13);
     for (std::int32_t r = 0; r < 6000; ++r) oracle.set_context(r, prompt);
-    lookup_drafter<cpu_backend> lookup(cpu_backend{});
+    lookup_drafter<TestType> lookup(backend);
     hybrid_options budget{2, 1, 0, false, 0, 0};
     budget.first_min_acceptance = 0.5f;
     budget.second_min_acceptance = 0.5f;
-    hybrid_drafter<cpu_backend, decltype(oracle), decltype(lookup)> drafter(cpu_backend{}, oracle, lookup, budget);
+    hybrid_drafter<TestType, decltype(oracle), decltype(lookup)> drafter(backend, oracle, lookup, budget);
     std::vector<generation_request> requests(6000, generation_request{prompt, n + 2, -1, -1});
-    speculative_decoder<cpu_backend, synthetic_target, decltype(drafter)> decoder(cpu_backend{}, model, drafter);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
     const auto result =
         decoder.generate(requests, options, [&](std::int32_t r, std::int32_t t) { oracle.observe(r, t); });
     std::vector<std::int64_t> counts(law.size(), 0);
@@ -322,10 +331,10 @@ TEST_CASE("speculative lossless sampling with lookup and hybrid drafters follows
     CHECK(stat < chi_square_quantile(df, 5.5));
   }
   SECTION("hybrid: random beams + suffix candidates, suffix first, node cap 6") {
-    redraft::testing::random_drafter random(config.vocab_size, 11);
-    suffix_drafter<cpu_backend> suffix(cpu_backend{}, suffix_options{6, 0.0f});
-    using hybrid = hybrid_drafter<cpu_backend, decltype(random), decltype(suffix)>;
-    hybrid drafter(cpu_backend{}, random, suffix, hybrid_options{1, 2, 6, true, 0, 0});
+    basic_random_drafter<TestType> random(backend, config.vocab_size, 11);
+    suffix_drafter<TestType> suffix(backend, suffix_options{6, 0.0f});
+    using hybrid = hybrid_drafter<TestType, decltype(random), decltype(suffix)>;
+    hybrid drafter(backend, random, suffix, hybrid_options{1, 2, 6, true, 0, 0});
     const auto counts = sample_first_tokens(model, drafter, prompt, 6000, n, options);
     const auto [stat, df] = chi_square(counts, law, 6000);
     CAPTURE(stat, df);
@@ -336,24 +345,30 @@ TEST_CASE("speculative lossless sampling with lookup and hybrid drafters follows
 namespace {
 
 // A drafter whose beams do not start at the root it was given.
+template <class B>
 struct wrong_root_drafter {
-  redraft::testing::random_drafter inner;
-  draft_output<cpu_backend> draft(const draft_input& in) {
-    draft_output<cpu_backend> out = inner.draft(in);
-    out.beams[0] = (out.beams[0] + 1) % 24;  // request 0, beam 0, position 0
-    for (index_t w = 1; w < in.beam_width; ++w) out.beams[w * in.beam_length] = out.beams[0];
+  B backend;
+  basic_random_drafter<B> inner;
+  draft_output<B> draft(const draft_input& in) {
+    draft_output<B> out = inner.draft(in);
+    std::vector<std::int32_t> beams(static_cast<std::size_t>(out.beams.size()));  // [R, W, L]
+    backend.copy_to_host(out.beams.data(), out.beams.size(), beams.data());
+    beams[0] = (beams[0] + 1) % 24;  // request 0, beam 0, position 0
+    for (index_t w = 1; w < in.beam_width; ++w) beams[static_cast<std::size_t>(w * in.beam_length)] = beams[0];
+    backend.copy_from_host(beams.data(), out.beams.size(), out.beams.data());
     return out;
   }
 };
 
 }  // namespace
 
-TEST_CASE("the decoder reports a drafter whose beams do not start at the root", "[loop][errors]") {
+TEMPLATE_TEST_CASE("the decoder reports a drafter whose beams do not start at the root", "[loop][errors]", REDRAFT_TEST_BACKENDS) {
   synthetic_target_config config;
   config.vocab_size = 24;
-  synthetic_target model(config);
-  wrong_root_drafter drafter{redraft::testing::random_drafter(config.vocab_size, 1)};
-  speculative_decoder<cpu_backend, synthetic_target, wrong_root_drafter> decoder(cpu_backend{}, model, drafter);
+  const TestType backend{};
+  basic_synthetic_target<TestType> model(backend, config);
+  wrong_root_drafter<TestType> drafter{backend, basic_random_drafter<TestType>(backend, config.vocab_size, 1)};
+  speculative_decoder<TestType, basic_synthetic_target<TestType>, wrong_root_drafter<TestType>> decoder(model.backend(), model, drafter);
   CHECK_THROWS_WITH(decoder.generate({generation_request{{1, 2}, 8, -1, 0}}, decode_options{}),
                     Catch::Contains("the drafter's beams for request 0 start with token"));
 }

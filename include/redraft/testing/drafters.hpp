@@ -1,5 +1,5 @@
 // redraft/testing/drafters.hpp: two drafters for testing the decoding loop at the extremes of
-// acceptance, on the CPU backend.
+// acceptance, on any backend (they compute on the host and upload their beams).
 //
 //   random_drafter  proposes Philox-random tokens: acceptance is near zero, so every step emits
 //                   about one token and the loop's bookkeeping is exercised on short paths.
@@ -9,13 +9,16 @@
 //                   bookkeeping is exercised on the longest paths, EOS and max_new_tokens in
 //                   mid-step, and shared prefixes in the trie.
 // Both report log-probs when asked (a smoothed one-hot of the proposal), so every verifier can
-// run with them.
+// run with them. random_drafter is basic_random_drafter on the CPU backend; oracle_drafter<M>
+// drafts on its shadow model's backend.
 #pragma once
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <vector>
 
+#include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
 #include "redraft/core/philox.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
@@ -27,69 +30,115 @@ namespace redraft::testing {
 
 namespace detail {
 
-// Fills log_probs [R, W, L-1, V] with log(0.9) at each proposed token and an even share of 0.1
-// elsewhere: a valid log-distribution whose argmax is the proposal.
-inline void smoothed_log_probs(const host_buffer<std::int32_t>& beams, std::int32_t requests, std::int32_t width,
-                               std::int32_t length, std::int32_t vocab, host_buffer<float>& out) {
-  out = host_buffer<float>(static_cast<index_t>(requests) * width * (length - 1) * vocab);
+// Log-probs [R, W, L-1, V] with log(0.9) at each proposed token and an even share of 0.1
+// elsewhere: a valid log-distribution whose argmax is the proposal. beams: [R, W, L] host.
+inline std::vector<float> smoothed_log_probs(const std::vector<std::int32_t>& beams, std::int32_t requests,
+                                             std::int32_t width, std::int32_t length, std::int32_t vocab) {
+  std::vector<float> out(static_cast<std::size_t>(requests) * width * (length - 1) * vocab);
   const float other = std::log(0.1f / static_cast<float>(vocab - 1)), chosen = std::log(0.9f);
   for (index_t row = 0; row < static_cast<index_t>(requests) * width; ++row)
     for (std::int32_t k = 0; k + 1 < length; ++k) {
       float* dst = out.data() + (row * (length - 1) + k) * vocab;
       for (std::int32_t v = 0; v < vocab; ++v) dst[v] = other;
-      dst[beams[row * length + k + 1]] = chosen;
+      dst[beams[static_cast<std::size_t>(row * length + k + 1)]] = chosen;
     }
+  return out;
+}
+
+template <Backend B, class T>
+typename B::template buffer<T> upload(const B& backend, const std::vector<T>& host) {
+  auto out = backend.template allocate<T>(static_cast<index_t>(host.size()));
+  if (!host.empty()) backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
+  return out;
+}
+
+// The drafter's output on B: beams [R, W, L] and, when asked, their smoothed log-probs.
+template <Backend B>
+draft_output<B> upload_draft(const B& backend, const std::vector<std::int32_t>& beams, const draft_input& in,
+                             std::int32_t vocab) {
+  const auto requests = static_cast<std::int32_t>(in.roots.extent(0));
+  draft_output<B> out;
+  out.beams = upload(backend, beams);
+  out.log_probs = in.want_log_probs
+                      ? upload(backend, smoothed_log_probs(beams, requests, in.beam_width, in.beam_length, vocab))
+                      : backend.template allocate<float>(0);
+  return out;
+}
+
+// The backend handle of a target model.
+// TODO(backend-in-TargetModel): once TargetModel requires backend(), call it directly; a model
+// without it is a CPU model.
+template <TargetModel M>
+typename M::backend_type model_backend(M& model) {
+  if constexpr (requires { model.backend(); }) {
+    return model.backend();
+  } else {
+    static_assert(std::same_as<typename M::backend_type, cpu_backend>,
+                  "a non-CPU TargetModel must offer backend()");
+    return cpu_backend{};
+  }
 }
 
 }  // namespace detail
 
-class random_drafter {
+template <Backend B>
+class basic_random_drafter {
  public:
-  random_drafter(std::int32_t vocab_size, std::uint64_t seed) : vocab_(vocab_size), seed_(seed) {}
+  basic_random_drafter(B backend, std::int32_t vocab_size, std::uint64_t seed)
+      : backend_(backend), vocab_(vocab_size), seed_(seed) {}
+  basic_random_drafter(std::int32_t vocab_size, std::uint64_t seed)
+    requires std::same_as<B, cpu_backend>
+      : basic_random_drafter(cpu_backend{}, vocab_size, seed) {}
 
-  draft_output<cpu_backend> draft(const draft_input& in) {
+  draft_output<B> draft(const draft_input& in) {
     const std::int32_t requests = static_cast<std::int32_t>(in.roots.extent(0));
     const std::int32_t width = in.beam_width, length = in.beam_length;
-    draft_output<cpu_backend> out;
-    out.beams = host_buffer<std::int32_t>(static_cast<index_t>(requests) * width * length);
+    std::vector<std::int32_t> beams(static_cast<std::size_t>(requests) * width * length);  // [R, W, L]
     for (std::int32_t r = 0; r < requests; ++r) {
       const philox_stream s{seed_, static_cast<std::uint32_t>(in.slots[r]), calls_};
       for (std::int32_t w = 0; w < width; ++w)
         for (std::int32_t l = 0; l < length; ++l) {
           const index_t i = (static_cast<index_t>(r) * width + w) * length + l;
-          out.beams[i] = l == 0 ? in.roots[r] : static_cast<std::int32_t>(s.bits(static_cast<std::uint64_t>(i)) % vocab_);
+          beams[static_cast<std::size_t>(i)] =
+              l == 0 ? in.roots[r] : static_cast<std::int32_t>(s.bits(static_cast<std::uint64_t>(i)) % vocab_);
         }
     }
     ++calls_;
-    if (in.want_log_probs) detail::smoothed_log_probs(out.beams, requests, width, length, vocab_, out.log_probs);
-    return out;
+    return detail::upload_draft(backend_, beams, in, vocab_);
   }
 
  private:
+  B backend_;
   std::int32_t vocab_;
   std::uint64_t seed_;
   std::uint32_t calls_ = 0;
 };
 
-// Drafts with a shadow TargetModel on the CPU. The caller keeps the drafter told of each slot's
-// committed sequence: set_context(slot, prompt) at start, and observe(slot, token) for every
-// emitted token (the speculative decoder's token callback does exactly that).
+using random_drafter = basic_random_drafter<cpu_backend>;
+
+// Drafts with a shadow TargetModel, on the shadow's backend. The caller keeps the drafter told of
+// each slot's committed sequence: set_context(slot, prompt) at start, and observe(slot, token) for
+// every emitted token (the speculative decoder's token callback does exactly that).
 template <TargetModel M>
 class oracle_drafter {
  public:
+  using backend_type = typename M::backend_type;
+
   oracle_drafter(M& shadow, std::int32_t num_slots, std::uint64_t seed)
-      : shadow_(shadow), context_(static_cast<std::size_t>(num_slots)), seed_(seed) {}
+      : shadow_(shadow),
+        backend_(detail::model_backend(shadow)),
+        context_(static_cast<std::size_t>(num_slots)),
+        seed_(seed) {}
 
   void set_context(std::int32_t slot, std::vector<std::int32_t> tokens) {
     context_.at(static_cast<std::size_t>(slot)) = std::move(tokens);
   }
   void observe(std::int32_t slot, std::int32_t token) { context_.at(static_cast<std::size_t>(slot)).push_back(token); }
 
-  draft_output<cpu_backend> draft(const draft_input& in) {
+  draft_output<backend_type> draft(const draft_input& in) {
     const std::int32_t requests = static_cast<std::int32_t>(in.roots.extent(0));
     const std::int32_t width = in.beam_width, length = in.beam_length, vocab = shadow_.vocab_size();
-    draft_output<cpu_backend> out;
-    out.beams = host_buffer<std::int32_t>(static_cast<index_t>(requests) * width * length);
+    std::vector<std::int32_t> beams(static_cast<std::size_t>(requests) * width * length);  // [R, W, L]
     for (std::int32_t r = 0; r < requests; ++r) {
       // Committed sequence = everything observed except the root (the last emitted token).
       const auto& seen = context_.at(static_cast<std::size_t>(in.slots[r]));
@@ -98,7 +147,7 @@ class oracle_drafter {
       const std::vector<std::int32_t> greedy = continue_greedy(seen, length - 1);
       const philox_stream s{seed_, static_cast<std::uint32_t>(in.slots[r]), calls_};
       for (std::int32_t w = 0; w < width; ++w) {
-        std::int32_t* beam = out.beams.data() + (static_cast<index_t>(r) * width + w) * length;
+        std::int32_t* beam = beams.data() + (static_cast<index_t>(r) * width + w) * length;
         beam[0] = in.roots[r];
         for (std::int32_t l = 1; l < length; ++l) beam[l] = greedy[static_cast<std::size_t>(l - 1)];
         if (w > 0) {  // perturb one depth so beams share a prefix and then diverge
@@ -108,8 +157,7 @@ class oracle_drafter {
       }
     }
     ++calls_;
-    if (in.want_log_probs) detail::smoothed_log_probs(out.beams, requests, width, length, vocab, out.log_probs);
-    return out;
+    return detail::upload_draft(backend_, beams, in, vocab);
   }
 
  private:
@@ -119,21 +167,29 @@ class oracle_drafter {
     const std::int32_t offsets[2] = {0, length};
     model_output o = shadow_.prefill(prefill_input{{&slot, 1}, {offsets, 2}, {sequence.data(), length}});
     std::vector<std::int32_t> out;
+    std::vector<float> row(static_cast<std::size_t>(shadow_.vocab_size()));  // [V] host
     std::int32_t committed = length;
+    // The one-node tree's fixed fields, in backend memory: node offsets, parent, depth, masks.
+    const auto node_offsets = detail::upload(backend_, std::vector<std::int32_t>{0, 1});
+    const auto parent = detail::upload(backend_, std::vector<std::int32_t>{-1});
+    const auto depth = detail::upload(backend_, std::vector<std::int32_t>{0});
+    const auto dense_offsets = detail::upload(backend_, std::vector<std::int64_t>{0, 1});
+    const auto dense = detail::upload(backend_, std::vector<std::uint8_t>{1});
+    const auto packed = detail::upload(backend_, std::vector<std::uint32_t>{1});
+    const std::int32_t host_node_offsets[2] = {0, 1};
     for (std::int32_t i = 0; i < count; ++i) {
-      const float* row = o.logits.data();
+      backend_.copy_to_host(o.logits.data(), static_cast<index_t>(row.size()), row.data());
       std::int32_t best = 0;
       for (std::int32_t v = 1; v < shadow_.vocab_size(); ++v)
-        if (row[v] > row[best]) best = v;
+        if (row[static_cast<std::size_t>(v)] > row[static_cast<std::size_t>(best)]) best = v;
       out.push_back(best);
       if (i + 1 == count || committed >= shadow_.max_context()) break;
       // One-node tree: the new token at position `committed`, then keep it.
-      const std::int32_t node_offsets[2] = {0, 1}, parent = -1, depth = 0;
-      const std::int64_t dense_offsets[2] = {0, 1};
-      const std::uint8_t dense = 1;
-      const std::uint32_t packed = 1;
-      tree_view t{1, 0, 0, node_offsets, &best, &parent, &depth, nullptr};
-      verify_input vin{{&slot, 1}, {node_offsets, 2}, t, {&committed, 1}, &dense, dense_offsets, &packed, 1};
+      const auto token = detail::upload(backend_, std::vector<std::int32_t>{best});
+      const auto position = detail::upload(backend_, std::vector<std::int32_t>{committed});
+      tree_view t{1, 0, 0, node_offsets.data(), token.data(), parent.data(), depth.data(), nullptr};
+      verify_input vin{{&slot, 1},           {host_node_offsets, 2}, t, {position.data(), 1},
+                       dense.data(),         dense_offsets.data(),   packed.data(), 1};
       o = shadow_.verify(vin);
       kv_plan plan{{0, 1}, {slot}, {zero}, {committed}};
       shadow_.commit(plan);
@@ -144,6 +200,7 @@ class oracle_drafter {
   }
 
   M& shadow_;
+  backend_type backend_;
   std::vector<std::vector<std::int32_t>> context_;
   std::uint64_t seed_;
   std::uint32_t calls_ = 0;

@@ -9,14 +9,18 @@
 //     given by the parent array, and commit() must name the right nodes, or later outputs change;
 //   - `verify_cost` adds a fixed busy-wait per verify call, so a benchmark can show the library's
 //     own per-step overhead next to a known target cost.
-// It lives on the CPU backend.
+// It runs on any backend B (basic_synthetic_target<B>; synthetic_target is the CPU one): the model
+// itself is host code, which reads the tree from backend memory and writes its outputs back there
+// through B's transfers only, so the decoding loop around it runs exactly as it would on B.
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
 #include "redraft/core/philox.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
@@ -36,31 +40,39 @@ struct synthetic_target_config {
   std::chrono::nanoseconds verify_cost{0};  // busy-wait added to every prefill/verify call
 };
 
-class synthetic_target {
+template <Backend B>
+class basic_synthetic_target {
  public:
-  using backend_type = cpu_backend;
+  using backend_type = B;
 
-  explicit synthetic_target(synthetic_target_config config) : config_(config) {
+  basic_synthetic_target(B backend, synthetic_target_config config)
+      : backend_(backend), config_(config) {
     REDRAFT_REQUIRE(config.vocab_size >= 2 && config.hidden_size >= 1 && config.window >= 1 &&
                         config.num_slots >= 1 && config.max_context >= 2,
                     "synthetic_target: invalid config (vocab_size ", config.vocab_size,
                     ", hidden_size ", config.hidden_size, ", window ", config.window, ", num_slots ",
                     config.num_slots, ", max_context ", config.max_context, ")");
-    embedding_.resize(static_cast<std::size_t>(config.vocab_size) * config.hidden_size);
+    std::vector<float> embedding(static_cast<std::size_t>(config.vocab_size) * config.hidden_size);
     const philox_stream s{config.seed, 0xE3Bu, 0};
-    for (std::size_t i = 0; i < embedding_.size(); ++i) embedding_[i] = s.uniform(i) * 2.0f - 1.0f;
+    for (std::size_t i = 0; i < embedding.size(); ++i) embedding[i] = s.uniform(i) * 2.0f - 1.0f;
+    embedding_ = upload(embedding);
     slots_.resize(static_cast<std::size_t>(config.num_slots));
   }
+  // The CPU model needs no handle from the caller.
+  explicit basic_synthetic_target(synthetic_target_config config)
+    requires std::same_as<B, cpu_backend>
+      : basic_synthetic_target(cpu_backend{}, config) {}
 
+  // The backend this model's work runs on (TargetModel clause 6).
+  B& backend() { return backend_; }
+  const B& backend() const { return backend_; }
   std::int32_t vocab_size() const { return config_.vocab_size; }
   std::int32_t hidden_size() const { return config_.hidden_size; }
   std::int32_t max_context() const { return config_.max_context; }
-  matrix_view<const float> embedding() const {
+  matrix_view<const float> embedding() const {  // [V, H] backend memory
     return {embedding_.data(), config_.vocab_size, config_.hidden_size};
   }
   const synthetic_target_config& config() const { return config_; }
-  // The backend this model's work runs on (TargetModel clause 6).
-  cpu_backend& backend() { return backend_; }
 
   // The committed tokens of a slot (prompt + committed generated tokens).
   const std::vector<std::int32_t>& committed(std::int32_t slot) const {
@@ -94,21 +106,26 @@ class synthetic_target {
     REDRAFT_REQUIRE(in.host_node_offsets.extent(0) == requests + 1, "synthetic_target::verify: host_node_offsets has ",
                     in.host_node_offsets.extent(0), " entries, expected ", requests + 1);
     const index_t total = requests == 0 ? 0 : in.host_node_offsets[requests];
+    // The tree and positions live in backend memory: read them through the backend.
+    const std::vector<std::int32_t> token = download(in.tree.token, total), parent = download(in.tree.parent, total),
+                                    depth = download(in.tree.depth, total),
+                                    positions = download(in.positions.data(), total);
     for (index_t r = 0; r < requests; ++r) {
       check_slot("verify", in.slots[r]);
       const slot_state& s = slots_[static_cast<std::size_t>(in.slots[r])];
       const std::int32_t first = in.host_node_offsets[r], n = in.host_node_offsets[r + 1] - first;
       REDRAFT_REQUIRE(n >= 1, "synthetic_target::verify: request ", r, " has no nodes");
       for (std::int32_t i = 0; i < n; ++i) {
-        const std::int32_t p = in.tree.parent[first + i];
+        const auto k = static_cast<std::size_t>(first + i);
+        const std::int32_t p = parent[k];
         REDRAFT_REQUIRE((i == 0 && p == -1) || (i > 0 && p >= 0 && p < i), "synthetic_target::verify: request ", r,
                         " node ", i, " has parent ", p, " (packed order needs -1 at the root and parent < node)");
-        check_token("verify", in.tree.token[first + i]);
-        REDRAFT_REQUIRE(in.positions[first + i] == static_cast<std::int32_t>(s.tokens.size()) + in.tree.depth[first + i],
-                        "synthetic_target::verify: request ", r, " node ", i, " has position ", in.positions[first + i],
-                        " but committed length + depth is ", s.tokens.size() + static_cast<std::size_t>(in.tree.depth[first + i]));
-        REDRAFT_REQUIRE(in.positions[first + i] < config_.max_context, "synthetic_target::verify: position ",
-                        in.positions[first + i], " exceeds max_context ", config_.max_context);
+        check_token("verify", token[k]);
+        REDRAFT_REQUIRE(positions[k] == static_cast<std::int32_t>(s.tokens.size()) + depth[k],
+                        "synthetic_target::verify: request ", r, " node ", i, " has position ", positions[k],
+                        " but committed length + depth is ", s.tokens.size() + static_cast<std::size_t>(depth[k]));
+        REDRAFT_REQUIRE(positions[k] < config_.max_context, "synthetic_target::verify: position ", positions[k],
+                        " exceeds max_context ", config_.max_context);
       }
     }
     resize_outputs(total);
@@ -116,11 +133,12 @@ class synthetic_target {
     for (index_t r = 0; r < requests; ++r) {
       slot_state& s = slots_[static_cast<std::size_t>(in.slots[r])];
       const std::int32_t first = in.host_node_offsets[r], n = in.host_node_offsets[r + 1] - first;
-      s.pending.assign(in.tree.token + first, in.tree.token + first + n);
+      s.pending.assign(token.begin() + first, token.begin() + first + n);
       for (std::int32_t i = 0; i < n; ++i) {
         // The sequence ending at node i: committed tokens, then the root-to-i path.
         path.clear();
-        for (std::int32_t u = i; u != -1; u = in.tree.parent[first + u]) path.push_back(in.tree.token[first + u]);
+        for (std::int32_t u = i; u != -1; u = parent[static_cast<std::size_t>(first + u)])
+          path.push_back(token[static_cast<std::size_t>(first + u)]);
         std::vector<std::int32_t> seq(s.tokens);
         seq.insert(seq.end(), path.rbegin(), path.rend());
         write_row(first + i, seq);
@@ -202,8 +220,23 @@ class synthetic_target {
     logits_.resize(static_cast<std::size_t>(rows * config_.vocab_size));
     hidden_.resize(static_cast<std::size_t>(rows * config_.hidden_size));
   }
-  model_output output(index_t rows) const {
-    return {{logits_.data(), rows, config_.vocab_size}, {hidden_.data(), rows, config_.hidden_size}};
+  // Uploads the rows just written to backend memory and returns views of them.
+  model_output output(index_t rows) {
+    logits_on_backend_ = upload(logits_);
+    hidden_on_backend_ = upload(hidden_);
+    return {{logits_on_backend_.data(), rows, config_.vocab_size},
+            {hidden_on_backend_.data(), rows, config_.hidden_size}};
+  }
+  template <class T>
+  typename B::template buffer<T> upload(const std::vector<T>& host) const {
+    auto out = backend_.template allocate<T>(static_cast<index_t>(host.size()));
+    if (!host.empty()) backend_.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
+    return out;
+  }
+  std::vector<std::int32_t> download(const std::int32_t* src, index_t n) const {
+    std::vector<std::int32_t> out(static_cast<std::size_t>(n));
+    if (n > 0) backend_.copy_to_host(src, n, out.data());
+    return out;
   }
   void check_slot(const char* fn, std::int32_t slot) const {
     REDRAFT_REQUIRE(slot >= 0 && slot < config_.num_slots, "synthetic_target::", fn, ": slot ", slot,
@@ -220,13 +253,18 @@ class synthetic_target {
     }
   }
 
+  B backend_;
   synthetic_target_config config_;
-  cpu_backend backend_;
-  std::vector<float> embedding_;  // [V, H]
+  typename B::template buffer<float> embedding_;  // [V, H] backend memory
   std::vector<slot_state> slots_;
-  std::vector<float> logits_;     // [rows, V]
-  std::vector<float> hidden_;     // [rows, H]
+  std::vector<float> logits_;                              // [rows, V] host
+  std::vector<float> hidden_;                              // [rows, H] host
+  typename B::template buffer<float> logits_on_backend_;  // [rows, V] what prefill / verify return
+  typename B::template buffer<float> hidden_on_backend_;  // [rows, H]
 };
+
+// The CPU synthetic target (what benchmarks and CPU-only tests use).
+using synthetic_target = basic_synthetic_target<cpu_backend>;
 
 static_assert(TargetModel<synthetic_target>);
 
