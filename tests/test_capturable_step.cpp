@@ -299,6 +299,20 @@ TEMPLATE_TEST_CASE("a capturable step keeps backend errors until read", "[loop][
   CHECK_THROWS_WITH(step.build(view<const std::int32_t, 3>(beams.data(), 2, 2, 3)),
                     Catch::Contains("beams have 2 requests but set_requests gave 1"));
   CHECK_THROWS_WITH(step.set_requests(std::vector<step_request>(3)), Catch::Contains("3 requests"));
+  step.set_requests(std::vector<step_request>{{4, 0, 3, 1, -1, 10}});
+  const auto logits = upload(backend, std::vector<float>(5 * vocab, 0.5f));
+  const matrix_view<const float> lv(logits.data(), 5, vocab);
+  CHECK_THROWS_WITH(step.accept(lv, {}, {}, options, {}, 1),
+                    Catch::Contains("build() has not run since set_requests()"));
+  const auto good_beams = upload(backend, good);
+  step.build(view<const std::int32_t, 3>(good_beams.data(), 1, 2, l));
+  auto h = upload(backend, std::vector<float>(4 * 2, 0.0f));
+  CHECK_THROWS_WITH(step.accept(lv, lv, matrix_view<float>(h.data(), 4, 2), options, {}, 1),
+                    Catch::Contains("hidden is [5, 6] and hidden_state [4, 2]"));
+  CHECK_THROWS_WITH(
+      step.accept(lv, matrix_view<const float>(logits.data(), 5, 2),
+                  matrix_view<float>(h.data(), 4, 2), options, {}, 1),
+      "capturable_step::accept: hidden_state has 4 rows but request 4 is in the step");
 }
 
 namespace {
