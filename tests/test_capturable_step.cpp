@@ -19,6 +19,7 @@
 #include "counting_backend.hpp"
 #include "redraft/kv/compaction.hpp"
 #include "redraft/loop/capturable_step.hpp"
+#include "redraft/loop/lookup_drafter.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
 #include "redraft/redraft.hpp"
 #include "redraft/testing/drafters.hpp"
@@ -299,6 +300,20 @@ TEMPLATE_TEST_CASE("a capturable step keeps backend errors until read", "[loop][
   CHECK_THROWS_WITH(step.build(view<const std::int32_t, 3>(beams.data(), 2, 2, 3)),
                     Catch::Contains("beams have 2 requests but set_requests gave 1"));
   CHECK_THROWS_WITH(step.set_requests(std::vector<step_request>(3)), Catch::Contains("3 requests"));
+  step.set_requests(std::vector<step_request>{{4, 0, 3, 1, -1, 10}});
+  const auto logits = upload(backend, std::vector<float>(5 * vocab, 0.5f));
+  const matrix_view<const float> lv(logits.data(), 5, vocab);
+  CHECK_THROWS_WITH(step.accept(lv, {}, {}, options, {}, 1),
+                    Catch::Contains("build() has not run since set_requests()"));
+  const auto good_beams = upload(backend, good);
+  step.build(view<const std::int32_t, 3>(good_beams.data(), 1, 2, l));
+  auto h = upload(backend, std::vector<float>(4 * 2, 0.0f));
+  CHECK_THROWS_WITH(step.accept(lv, lv, matrix_view<float>(h.data(), 4, 2), options, {}, 1),
+                    Catch::Contains("hidden is [5, 6] and hidden_state [4, 2]"));
+  CHECK_THROWS_WITH(
+      step.accept(lv, matrix_view<const float>(logits.data(), 5, 2),
+                  matrix_view<float>(h.data(), 4, 2), options, {}, 1),
+      "capturable_step::accept: hidden_state has 4 rows but request 4 is in the step");
 }
 
 namespace {
@@ -363,11 +378,13 @@ class capacity_target {
   std::vector<float> logits_, hidden_;
 };
 
-// testing::random_drafter on the counting backend; resets the counters as it returns.
+// A CPU drafter (testing::random_drafter, or lookup_drafter: short beams) on the counting
+// backend; resets the counters as it returns.
+template <class D>
 class counted_drafter {
  public:
-  counted_drafter(std::int32_t vocab, std::uint64_t seed, counted_cpu backend)
-      : inner_(vocab, seed), backend_(std::move(backend)) {}
+  counted_drafter(D inner, counted_cpu backend)
+      : inner_(std::move(inner)), backend_(std::move(backend)) {}
   draft_output<counted_cpu> draft(const draft_input& in) {
     draft_output<cpu_backend> d = inner_.draft(in);
     *backend_.count = counters{};
@@ -375,7 +392,7 @@ class counted_drafter {
   }
 
  private:
-  testing::random_drafter inner_;
+  D inner_;
   counted_cpu backend_;
 };
 
@@ -385,7 +402,9 @@ TEST_CASE("decode_options::capturable decodes exactly as the ordinary loop", "[l
   const verifier rule =
       GENERATE(verifier::greedy, verifier::lossless, verifier::redrafter, verifier::typical);
   const std::int32_t width = GENERATE(1, 3);
-  CAPTURE(static_cast<int>(rule), width);
+  const bool lookup = GENERATE(false, true);  // model-free: short beams (not for redrafter)
+  if (lookup && rule == verifier::redrafter) return;
+  CAPTURE(static_cast<int>(rule), width, lookup);
   testing::synthetic_target_config config;
   config.vocab_size = 12;  // small: drafted tokens are often right
   config.window = 1;
@@ -410,12 +429,16 @@ TEST_CASE("decode_options::capturable decodes exactly as the ordinary loop", "[l
   const auto run = [&](bool capturable) {
     const counted_cpu backend;
     capacity_target model(config, backend);
-    counted_drafter drafter(config.vocab_size, 9, backend);
-    speculative_decoder<counted_cpu, capacity_target, counted_drafter> decoder(backend, model,
-                                                                               drafter);
     decode_options o = options;
     o.capturable = capturable;
-    generation_result result = decoder.generate(requests, o);
+    const auto decode = [&](auto inner) {
+      counted_drafter<decltype(inner)> drafter(std::move(inner), backend);
+      speculative_decoder<counted_cpu, capacity_target, decltype(drafter)> decoder(backend, model,
+                                                                                   drafter);
+      return decoder.generate(requests, o);
+    };
+    generation_result result = lookup ? decode(lookup_drafter<cpu_backend>(cpu_backend{}))
+                                      : decode(testing::random_drafter(config.vocab_size, 9));
     return std::make_pair(std::move(result), std::move(model.plans));
   };
   const auto [ordinary, ordinary_plans] = run(false);
@@ -447,8 +470,9 @@ TEST_CASE("decode_options::capturable refuses what it cannot serve", "[loop][cap
   testing::synthetic_target_config config;
   const counted_cpu backend;
   capacity_target model(config, backend);
-  counted_drafter drafter(config.vocab_size, 9, backend);
-  speculative_decoder<counted_cpu, capacity_target, counted_drafter, adaptive_policy> decoder(
+  counted_drafter<testing::random_drafter> drafter(testing::random_drafter(config.vocab_size, 9),
+                                                   backend);
+  speculative_decoder<counted_cpu, capacity_target, decltype(drafter), adaptive_policy> decoder(
       backend, model, drafter, adaptive_policy{});
   decode_options o;
   o.capturable = true;

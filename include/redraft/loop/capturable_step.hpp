@@ -376,6 +376,7 @@ class capturable_step {
     }
     backend_.copy_from_host(host.data(), static_cast<index_t>(host.size()), state_.data());
     batch_ = static_cast<std::int32_t>(a);
+    built_ = false;
   }
   std::int32_t batch() const { return batch_; }
   // The state [6, A_max] in backend memory: rows request, slot, committed, root, eos, remaining.
@@ -489,6 +490,10 @@ class capturable_step {
                     fn, ": hidden is [", hidden.extent(0), ", ", hidden.extent(1),
                     "] and hidden_state [", hidden_state.extent(0), ", ", hidden_state.extent(1),
                     "]; expected [>= ", nodes, ", H] and [R, H]");
+    const std::int32_t last_request = *std::max_element(requests_.begin(), requests_.end());
+    REDRAFT_REQUIRE(hidden_state.data() == nullptr || last_request < hidden_state.extent(0), fn,
+                    ": hidden_state has ", hidden_state.extent(0), " rows but request ",
+                    last_request, " is in the step");
     const matrix_view<const float> logits(logits_in.data(), nodes, vocab);
     const tree_view t = tree();
     const detail::acceptance_view out = acceptance_out();

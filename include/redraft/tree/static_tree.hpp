@@ -205,7 +205,6 @@ tree<B> build_tree_from_choices(const B& backend, const std::vector<std::vector<
   for (index_t b = 0; b <= batch; ++b) {
     out.host_node_offsets[static_cast<std::size_t>(b)] = static_cast<std::int32_t>(b * nodes);
   }
-  backend.synchronize();  // the shape buffers die at return
   return out;
 }
 
