@@ -25,8 +25,9 @@
 // Performance: the projections go through the CPU backend's small_matmul (cpu/small_matmul.hpp:
 // each weight read once per call, every row's result independent of the others), with weights in
 // F32, F16 or BF16 (weight_format); attention's two products per request and head, q k^T and
-// p v, go through small_matmul and small_matmul_nn, every tree row at once. No allocation once the
-// scratch buffers have grown. One core.
+// p v, go through small_matmul and small_matmul_nn, every tree row at once. prefill and verify do
+// not allocate once the scratch buffers have grown (commit stages a plan that moves entries in
+// apply_kv_plan's few small buffers). One core.
 #pragma once
 
 #include "redraft/cpu/eigen.hpp"
