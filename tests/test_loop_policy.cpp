@@ -371,15 +371,22 @@ std::vector<std::int64_t> first_token_counts(Decoder& decoder,
   return counts;
 }
 
-}  // namespace
-
-TEST_CASE("lossless sampling follows the target's law whatever shapes the policy picks",
-          "[loop][policy][statistics]") {
+// The synthetic target of the chi-square tests: V = 4, so the first 4 tokens have 256 outcomes;
+// one slot per run.
+synthetic_target_config statistics_config() {
   synthetic_target_config config;
   config.vocab_size = 4;
   config.window = 2;
   config.logit_scale = 1.5f;
   config.num_slots = 6000;
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("lossless sampling follows the target's law whatever shapes the policy picks",
+          "[loop][policy][statistics]") {
+  const synthetic_target_config config = statistics_config();
   synthetic_target model(config);
   const std::vector<std::int32_t> prompt = {1, 2, 3};
   const int n = 4;  // 256 outcomes: the prefill's token and at least one step after a plain step
@@ -740,11 +747,7 @@ TEST_CASE("a hybrid drafter that follows the policy's W keeps greedy exact", "[l
 
 TEST_CASE("lossless sampling with a hybrid drafter that follows the policy's W",
           "[loop][policy][hybrid][statistics]") {
-  synthetic_target_config config;
-  config.vocab_size = 4;
-  config.window = 2;
-  config.logit_scale = 1.5f;
-  config.num_slots = 6000;
+  const synthetic_target_config config = statistics_config();
   synthetic_target model(config);
   // A prompt that repeats, so the lookup source proposes candidates from the first step on.
   const std::vector<std::int32_t> prompt = {1, 2, 3, 1, 2};
