@@ -371,15 +371,22 @@ std::vector<std::int64_t> first_token_counts(Decoder& decoder,
   return counts;
 }
 
-}  // namespace
-
-TEST_CASE("lossless sampling follows the target's law whatever shapes the policy picks",
-          "[loop][policy][statistics]") {
+// The synthetic target of the chi-square tests: V = 4, so the first 4 tokens have 256 outcomes;
+// one slot per run.
+synthetic_target_config statistics_config() {
   synthetic_target_config config;
   config.vocab_size = 4;
   config.window = 2;
   config.logit_scale = 1.5f;
   config.num_slots = 6000;
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("lossless sampling follows the target's law whatever shapes the policy picks",
+          "[loop][policy][statistics]") {
+  const synthetic_target_config config = statistics_config();
   synthetic_target model(config);
   const std::vector<std::int32_t> prompt = {1, 2, 3};
   const int n = 4;  // 256 outcomes: the prefill's token and at least one step after a plain step
@@ -471,6 +478,31 @@ std::pair<std::int32_t, std::int32_t> best_of(
   return best->first;
 }
 
+// A synthetic target (V = 32) on a simulated clock with the scenario's verify cost, and a
+// profile drafter with its acceptance and draft cost; decoder() makes an adaptive decoder on them.
+struct simulated_setup {
+  using decoder_type = speculative_decoder<cpu_backend, costed_target<synthetic_target>,
+                                           profile_drafter, adaptive_policy, simulated_clock>;
+  static synthetic_target_config target_config(std::int32_t slots) {
+    synthetic_target_config config;
+    config.vocab_size = 32;
+    config.num_slots = slots;
+    return config;
+  }
+  simulated_setup(const scenario& s, std::int32_t slots)
+      : model(target_config(slots)),
+        target(model, clock, s.verify),
+        drafter(model, s.alpha, 17, clock, s.c0, s.c1) {}
+  simulated_setup(const simulated_setup&) = delete;
+  decoder_type decoder(adaptive_policy policy) {
+    return decoder_type(cpu_backend{}, target, drafter, std::move(policy), clock);
+  }
+  synthetic_target model;
+  simulated_clock clock;
+  costed_target<synthetic_target> target;
+  profile_drafter drafter;
+};
+
 // Runs `requests` requests of max_new tokens; `phase_of(total emitted)` may switch the drafter's
 // profile mid-run. Returns the per-step shapes.
 struct simulated_run {
@@ -482,17 +514,12 @@ struct simulated_run {
 simulated_run run_simulated(const std::vector<scenario>& phases, std::int64_t tokens_per_phase,
                             const adaptive_policy_config& pc, std::int32_t batch,
                             std::int32_t max_new) {
-  synthetic_target_config config;
-  config.vocab_size = 32;
-  config.num_slots = batch;
-  synthetic_target model(config);
-  simulated_clock clock;
-  costed_target<synthetic_target> target(model, clock, phases[0].verify);
-  profile_drafter drafter(model, phases[0].alpha, 17, clock, phases[0].c0, phases[0].c1);
-  speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter,
-                      adaptive_policy, simulated_clock>
-      decoder(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
-  const auto requests = make_requests(batch, config.vocab_size, max_new);
+  simulated_setup bench(phases[0], batch);
+  synthetic_target& model = bench.model;
+  costed_target<synthetic_target>& target = bench.target;
+  profile_drafter& drafter = bench.drafter;
+  auto decoder = bench.decoder(adaptive_policy(pc));
+  const auto requests = make_requests(batch, model.vocab_size(), max_new);
   std::int64_t emitted = 0;
   std::size_t phase = 0;
   simulated_run run;
@@ -567,17 +594,9 @@ adaptive_policy_config test_config() {
 TEST_CASE("the adaptive policy measures the verify cost a + b n and extrapolates it",
           "[loop][policy]") {
   const scenario s{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
-  synthetic_target_config config;
-  config.vocab_size = 32;
-  config.num_slots = 4;
-  synthetic_target model(config);
-  simulated_clock clock;
-  costed_target<synthetic_target> target(model, clock, s.verify);
-  profile_drafter drafter(model, s.alpha, 17, clock, s.c0, s.c1);
-  speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter,
-                      adaptive_policy, simulated_clock>
-      decoder(cpu_backend{}, target, drafter, adaptive_policy(test_config()), clock);
-  const auto result = decoder.generate(make_requests(4, config.vocab_size, 60), decode_options{});
+  simulated_setup bench(s, 4);
+  auto decoder = bench.decoder(adaptive_policy(test_config()));
+  const auto result = decoder.generate(make_requests(4, 32, 60), decode_options{});
   const adaptive_policy& p = decoder.policy();
   for (const auto& st : result.steps) {
     CAPTURE(st.nodes);
@@ -728,11 +747,7 @@ TEST_CASE("a hybrid drafter that follows the policy's W keeps greedy exact", "[l
 
 TEST_CASE("lossless sampling with a hybrid drafter that follows the policy's W",
           "[loop][policy][hybrid][statistics]") {
-  synthetic_target_config config;
-  config.vocab_size = 4;
-  config.window = 2;
-  config.logit_scale = 1.5f;
-  config.num_slots = 6000;
+  const synthetic_target_config config = statistics_config();
   synthetic_target model(config);
   // A prompt that repeats, so the lookup source proposes candidates from the first step on.
   const std::vector<std::int32_t> prompt = {1, 2, 3, 1, 2};
@@ -794,15 +809,7 @@ TEST_CASE("the adaptive policy persists across generate() calls: no second calib
   const auto rates = true_rates(s, pc, batch);
   double best = 0;
   for (const auto& [shape, rate] : rates) best = std::max(best, rate);
-  synthetic_target_config config;
-  config.vocab_size = 32;
-  config.num_slots = batch;
-  synthetic_target model(config);
-  simulated_clock clock;
-  costed_target<synthetic_target> target(model, clock, s.verify);
-  profile_drafter drafter(model, s.alpha, 17, clock, s.c0, s.c1);
-  using decoder_type = speculative_decoder<cpu_backend, costed_target<synthetic_target>,
-                                           profile_drafter, adaptive_policy, simulated_clock>;
+  simulated_setup bench(s, batch);
   // The mean true rate, relative to the optimum's, of a call's full-batch steps.
   const auto efficiency = [&](const generation_result& r) {
     double sum = 0;
@@ -814,26 +821,26 @@ TEST_CASE("the adaptive policy persists across generate() calls: no second calib
     }
     return steps ? sum / steps : 0.0;
   };
-  decoder_type warm(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
-  warm.generate(make_requests(batch, config.vocab_size, 200), decode_options{});
+  auto warm = bench.decoder(adaptive_policy(pc));
+  warm.generate(make_requests(batch, 32, 200), decode_options{});
   const auto calibrated = warm.policy().choice_counts();
   CHECK(calibrated[0] >= 2);  // calibration steps
   // A short second call: the warm policy starts from what it learned, a fresh one calibrates.
-  const auto short_requests = make_requests(batch, config.vocab_size, 24);
+  const auto short_requests = make_requests(batch, 32, 24);
   const generation_result again = warm.generate(short_requests, decode_options{});
   CHECK(warm.policy().choice_counts()[0] == calibrated[0]);
-  decoder_type fresh(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
+  auto fresh = bench.decoder(adaptive_policy(pc));
   const generation_result first = fresh.generate(short_requests, decode_options{});
   CHECK(fresh.policy().choice_counts()[0] == calibrated[0]);
   CAPTURE(efficiency(again), efficiency(first));
   CHECK(efficiency(again) > 0.93);
   CHECK(efficiency(again) > efficiency(first) + 0.03);
   // The policy is a value: a copy starts a new decoder where the old one left off.
-  decoder_type copy(cpu_backend{}, target, drafter, warm.policy(), clock);
+  auto copy = bench.decoder(warm.policy());
   copy.generate(short_requests, decode_options{});
   CHECK(copy.policy().choice_counts()[0] == calibrated[0]);
   for (std::size_t r = 0; r < short_requests.size(); ++r)
-    CHECK(again.tokens[r] == greedy_reference(model, short_requests[r].prompt,
+    CHECK(again.tokens[r] == greedy_reference(bench.model, short_requests[r].prompt,
                                               short_requests[r].max_new_tokens, -1));
 }
 
@@ -845,17 +852,9 @@ TEST_CASE("the adaptive policy explores less once its estimates are backed by ma
   const auto run = [&](std::int32_t explore_steps) {
     adaptive_policy_config pc = test_config();
     pc.explore_steps = explore_steps;
-    synthetic_target_config config;
-    config.vocab_size = 32;
-    config.num_slots = 1;
-    synthetic_target model(config);
-    simulated_clock clock;
-    costed_target<synthetic_target> target(model, clock, s.verify);
-    profile_drafter drafter(model, s.alpha, 17, clock, s.c0, s.c1);
-    speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter,
-                        adaptive_policy, simulated_clock>
-        decoder(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
-    const auto result = decoder.generate(make_requests(1, config.vocab_size, 1500), decode_options{});
+    simulated_setup bench(s, 1);
+    auto decoder = bench.decoder(adaptive_policy(pc));
+    const auto result = decoder.generate(make_requests(1, 32, 1500), decode_options{});
     double longest = 0;
     for (const auto& st : result.steps) longest = std::max(longest, st.total_s());
     const adaptive_policy& p = decoder.policy();
