@@ -30,7 +30,7 @@ timeout "$(left)" bash -c "
   cmake -S . -B '$build' -DCMAKE_BUILD_TYPE=Release -DREDRAFT_ENABLE_CUDA=ON \
     -DREDRAFT_CUDA_TEST_ARCHITECTURES=$arch -DREDRAFT_CUDA_BENCH_ARCHITECTURES=$arch \
     -DCMAKE_CUDA_ARCHITECTURES=$arch &&
-  cmake --build '$build' -j \"\$(nproc)\" --target redraft_cuda_test_cuda_backend redraft_cuda_test_cuda_capturable_step bench_cuda
+  cmake --build '$build' -j \"\$(nproc)\" --target redraft_cuda_tests bench_cuda
 " > "$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 124; }
 
 echo "== CUDA tests, $(left) s left"

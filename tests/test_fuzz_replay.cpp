@@ -65,7 +65,8 @@ const std::map<std::string, std::vector<std::string>>& expected_outcomes() {
        {"config: refused: field 'vocab_size' = 1e+300 is not an integer", "safetensors: ok"}},
       // Trees from each builder, every mask and the positions.
       {"tree/beams",
-       {"build_tree: ok", "dense_mask: ok", "packed_mask: ok", "attention_mask: ok", "positions: ok"}},
+       {"build_tree: ok", "dense_mask: ok", "packed_mask: ok", "attention_mask: ok",
+        "positions: ok"}},
       {"tree/beams_wide",
        {"build_tree: ok", "dense_mask: ok",
         "packed_mask: refused: words_per_row -1 cannot hold 29 nodes", "attention_mask: ok",
@@ -149,7 +150,8 @@ TEST_CASE("fuzz corpora and regressions replay with their expected outcomes", "[
   CHECK(replay("golden", redraft_fuzz::fuzz_golden) == 4);
 }
 
-TEST_CASE("fuzz targets refuse or accept empty and one-byte inputs as their decoders say", "[fuzz]") {
+TEST_CASE("fuzz targets refuse or accept empty and one-byte inputs as their decoders say",
+          "[fuzz]") {
   const std::string no_vocab = "refused: logits has 0 columns (the vocabulary must not be empty)";
   for (int b = -1; b < 256; b += 17) {
     // Past the end every read gives 0 (fuzz_input.hpp), so one byte decides little.
@@ -175,14 +177,15 @@ TEST_CASE("fuzz targets refuse or accept empty and one-byte inputs as their deco
     // The vocabulary decodes to 0: every verifier refuses the empty logits (redrafter: beam trees,
     // i.e. an odd first byte).
     std::vector<std::string> verify = {"tree: ok", "verify_greedy: " + no_vocab,
-                                       "verify_lossless: " + no_vocab, "verify_typical: " + no_vocab};
+                                       "verify_lossless: " + no_vocab,
+                                       "verify_typical: " + no_vocab};
     if ((byte & 1) != 0) verify.push_back("verify_redrafter: " + no_vocab);
     check_stages(redraft_fuzz::fuzz_verify(&byte, n).stages, verify);
     // An empty plan on an empty cache.
     check_stages(redraft_fuzz::fuzz_kv(&byte, n).stages, {"apply_kv_plan: ok"});
     // Only a digit is a JSON document (a number), which is not a case.
-    check_stages(redraft_fuzz::fuzz_golden(&byte, n).stages,
-                 {std::isdigit(byte) != 0 ? "case: refused: no string field 'kind'"
-                                          : "json: not JSON"});
+    check_stages(
+        redraft_fuzz::fuzz_golden(&byte, n).stages,
+        {std::isdigit(byte) != 0 ? "case: refused: no string field 'kind'" : "json: not JSON"});
   }
 }

@@ -11,6 +11,11 @@ A page marks a block with an HTML comment on the line before its fence:
   check_doc_outputs.py BIN_DIR DOC...            exit 1 and print a diff when a block differs
   check_doc_outputs.py --update BIN_DIR DOC...   rewrite the blocks from the programs' output
 
+  --examples DIR     also require every example program (DIR/<name>.cpp, executable <na-me>)
+                     to have a marker in one of the DOCs ...
+  --skip NAME        ... except NAME (repeatable): a program whose output is not deterministic
+                     (timings), said so where the option is given
+
 A generated file (a picture: docs/*.svg) names its program on its first line instead, and the
 whole file is the program's output:
 
@@ -97,12 +102,43 @@ def process(bin_dir, doc, update):
     return ok
 
 
+def option_values(argv, flag):
+    """Removes every `flag VALUE` pair from argv; returns the values."""
+    values = []
+    while flag in argv:
+        i = argv.index(flag)
+        if i + 1 >= len(argv):
+            sys.exit(f"check_doc_outputs: {flag} needs a value")
+        values.append(argv[i + 1])
+        del argv[i : i + 2]
+    return values
+
+
+def uncovered_examples(examples_dir, skip, docs):
+    """The example programs of examples_dir that no DOC marks, other than those in skip."""
+    named = set()
+    for doc in docs:
+        for line in pathlib.Path(doc).read_text().split("\n"):
+            m = MARK.match(line) or GENERATED.match(line)
+            if m:
+                named.add(m.group(1))
+    programs = sorted(p.stem.replace("_", "-") for p in pathlib.Path(examples_dir).glob("*.cpp"))
+    return [p for p in programs if p not in named and p not in skip]
+
+
 def main(argv):
     update = "--update" in argv
     argv = [a for a in argv if a != "--update"]
+    examples = option_values(argv, "--examples")
+    skip = set(option_values(argv, "--skip"))
     if len(argv) < 2:
         sys.exit(__doc__)
     bin_dir, docs = argv[0], argv[1:]
+    for examples_dir in examples:
+        missing = uncovered_examples(examples_dir, skip, docs)
+        if missing:
+            sys.exit(f"check_doc_outputs: no page shows the output of {', '.join(missing)} "
+                     f"(add an example-output marker, or --skip it if its output is not deterministic)")
     results = [process(bin_dir, doc, update) for doc in docs]
     if update:
         print(f"check_doc_outputs: updated {len(docs)} page(s)")

@@ -2,10 +2,7 @@
 // into a CUDA graph by stream capture (which fails on any synchronisation or host read), the
 // graph replayed, and every result compared with the ordinary path on the CPU backend (tree,
 // acceptance, emission, KV plan) for the four verifiers with the decoder's Philox uniforms.
-//
-// Without a CUDA device the program prints "SKIPPED: <reason>" and exits with 77, which CTest
-// reports as skipped (tests/cuda/CMakeLists.txt).
-#define CATCH_CONFIG_RUNNER
+// Part of redraft_cuda_tests (main.cu is the runner; without a device it skips).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -98,17 +95,4 @@ TEST_CASE("a capturable step is captured in a CUDA graph and equals the CPU's or
     CHECK(o.plan.source_node == plan.source_node);
     CHECK(o.plan.destination == plan.destination);
   }
-}
-
-int main(int argc, char** argv) {
-  Catch::Session session;
-  if (const int rc = session.applyCommandLine(argc, argv); rc != 0) return rc;
-  int devices = 0;
-  const cudaError_t status = cudaGetDeviceCount(&devices);
-  if (status != cudaSuccess || devices == 0) {
-    std::printf("SKIPPED: no CUDA device (cudaGetDeviceCount: %s, %d devices)\n",
-                status == cudaSuccess ? "ok" : cudaGetErrorName(status), devices);
-    return 77;
-  }
-  return session.run();
 }

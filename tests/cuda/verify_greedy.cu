@@ -1,0 +1,4 @@
+// The typed tests of tests/test_verify_greedy.cpp on cuda_backend (see typed_only.hpp).
+#include "typed_only.hpp"
+
+#include "test_verify_greedy.cpp"
