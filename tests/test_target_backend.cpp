@@ -17,7 +17,9 @@
 using namespace redraft;
 using redraft::testing::tiny_llama;
 
-namespace {
+// A named namespace: clang counts memory_is_host_accessible of a class with internal linkage as
+// an unused variable (it is read only in backend_memory_is_host_accessible_v's constant).
+namespace target_backend_test {
 
 constexpr int model_backend_id = 7;
 
@@ -157,7 +159,9 @@ std::vector<generation_request> two_requests() {
   return {generation_request{{3, 1, 4}, 10, -1, -1}, generation_request{{15, 9}, 7, -1, -1}};
 }
 
-}  // namespace
+}  // namespace target_backend_test
+
+using namespace target_backend_test;
 
 TEST_CASE("plain_decode issues every backend call on the model's backend", "[loop][backend]") {
   const auto rule = GENERATE(verifier::greedy, verifier::lossless);
