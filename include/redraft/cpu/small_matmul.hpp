@@ -70,8 +70,10 @@ void small_matmul_tile(const float* x, index_t ldx, const W* w, index_t k, float
   index_t c = 0;
   for (; c + width <= k; c += width) {
 #if defined(__GNUC__)
-    if (next != nullptr)
-      for (int j = 0; j < next_rows; ++j) __builtin_prefetch(next + j * k + c);
+    // One prefetch per 64-byte line of each row (an F16 step covers half a line).
+    if (next != nullptr && (c * static_cast<index_t>(sizeof(W))) % 64 == 0)
+      for (int j = 0; j < NB; ++j)
+        if (j < next_rows) __builtin_prefetch(next + j * k + c);
 #endif
     vec wv[NB];
     for (int j = 0; j < NB; ++j) wv[j] = isa::load(w + j * k + c);
