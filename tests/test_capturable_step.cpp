@@ -331,7 +331,7 @@ class capacity_target {
   capacity_target(testing::synthetic_target_config config, counted_cpu backend)
       : inner_(config), backend_(std::move(backend)) {}
 
-  counted_cpu backend() const { return backend_; }
+  const counted_cpu& backend() const { return backend_; }
   std::int32_t vocab_size() const { return inner_.vocab_size(); }
   std::int32_t hidden_size() const { return inner_.hidden_size(); }
   std::int32_t max_context() const { return inner_.max_context(); }
