@@ -512,10 +512,23 @@ REDRAFT_HOST_DEVICE inline argmax_partial thread_argmax(const T* row, index_t vo
   return p;
 }
 
-// One read of the row from memory: tiles of argmax_tile columns, each reduced to the max and min
-// key (integer reductions that vectorize), and only a tile whose max beats the best so far (or
-// that holds a NaN / +inf) is looked at again, from L1, to find the column. The same result as
-// finish_argmax over thread_argmax partials, for any thread count.
+// The raw bits of a float as uint32.
+REDRAFT_HOST_DEVICE inline std::uint32_t float_bits(float x) {
+  std::uint32_t u = 0;
+  std::memcpy(&u, &x, sizeof(u));
+  return u;
+}
+
+// One read of the row from memory: tiles of argmax_tile columns, each reduced with three integer
+// reductions over the raw bits (which vectorize without fast-math and cost less than order keys):
+//   signed max smax: the largest non-negative float's bits if the tile has one (+inf and NaN
+//     with the sign bit clear are above 0x7F800000);
+//   signed min smin: otherwise the largest negative float (-0 is INT32_MIN, and a larger
+//     magnitude is a larger signed value);
+//   unsigned max: above 0xFF800000 (-inf) iff the tile holds a NaN with the sign bit set.
+// Only a tile whose max beats the best so far (or that holds a NaN / +inf) is read again, from
+// L1, to find the column. The same result as finish_argmax over thread_argmax partials, for any
+// thread count.
 inline constexpr index_t argmax_tile = 512;
 
 template <logit_element T>
@@ -523,22 +536,29 @@ REDRAFT_HOST_DEVICE inline row_argmax_result argmax_checked(const T* row, index_
   argmax_partial best = no_argmax();
   for (index_t begin = 0; begin < vocab; begin += argmax_tile) {
     const index_t end = begin + argmax_tile < vocab ? begin + argmax_tile : vocab;
-    std::uint32_t key_max = 0u, key_min = 0xFFFFFFFFu;
+    std::int32_t smax = -0x7FFFFFFF - 1, smin = 0x7FFFFFFF;
+    std::uint32_t umax = 0u;
     for (index_t i = begin; i < end; ++i) {
-      const std::uint32_t key = order_key(to_float(row[i]));
-      key_max = key > key_max ? key : key_max;
-      key_min = key < key_min ? key : key_min;
+      const std::uint32_t u = float_bits(to_float(row[i]));
+      const std::int32_t s = static_cast<std::int32_t>(u);
+      smax = s > smax ? s : smax;
+      smin = s < smin ? s : smin;
+      umax = u > umax ? u : umax;
     }
-    if (!usable_key(key_max) || !usable_key(key_min)) {
-      // The first tile with a problem: earlier tiles had none, so its lowest bad column is the
+    if (smax >= 0x7F800000 || umax > 0xFF800000u) {
+      // The first tile with a NaN / +inf: earlier tiles had none, so its lowest bad column is the
       // row's.
       for (index_t i = begin; i < end; ++i) best = argmax_add(best, to_float(row[i]), i);
       return finish_argmax(best);
     }
-    if (key_max > best.key) {
+    float tile_max = 0.0f;
+    const std::uint32_t max_bits = static_cast<std::uint32_t>(smax >= 0 ? smax : smin);
+    std::memcpy(&tile_max, &max_bits, sizeof(tile_max));
+    const std::uint32_t key = order_key(tile_max);
+    if (key > best.key) {
       for (index_t i = begin; i < end; ++i) {
-        if (order_key(to_float(row[i])) == key_max) {
-          best.key = key_max;
+        if (order_key(to_float(row[i])) == key) {
+          best.key = key;
           best.index = static_cast<std::int32_t>(i);
           break;
         }
