@@ -291,3 +291,49 @@ TEMPLATE_TEST_CASE("verify_greedy decides -0 / +0 ties identically on every back
     CHECK(want.next_token[static_cast<std::size_t>(b)] == first);
   }
 }
+
+// The one-pass argmax's tile reductions (signed max / min and unsigned max of the raw bits) must
+// find the same column, or the same lowest bad column, as the exact per-element partials.
+TEST_CASE("the one-pass argmax agrees with the block partials on non-finite and -inf rows",
+          "[verify][order]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const index_t vocab = GENERATE(as<index_t>{}, 1, 511, 512, 513, 1700);
+  std::mt19937_64 rng(vocab);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<float> row(static_cast<std::size_t>(vocab));
+    const int kind = trial % 5;  // 0 normal, 1 -inf heavy, 2 all -inf, 3 and 4: bad entries
+    for (float& v : row) {
+      const auto r = rng() % 8;
+      v = kind == 2 || (kind == 1 && r < 6) ? -inf : static_cast<float>(static_cast<int>(r) - 4);
+      if (v == 0.0f && (rng() & 1u) != 0) v = -0.0f;
+    }
+    std::int64_t lowest_bad = -1;
+    if (kind >= 3) {
+      for (int k = 0; k < 2; ++k) {
+        const auto at = static_cast<std::size_t>(rng() % static_cast<std::uint64_t>(vocab));
+        const auto which = rng() % 3;
+        row[at] = which == 0 ? nan : which == 1 ? -nan : inf;
+        if (lowest_bad < 0 || static_cast<std::int64_t>(at) < lowest_bad) {
+          lowest_bad = static_cast<std::int64_t>(at);
+        }
+      }
+    }
+    CAPTURE(vocab, trial, kind, lowest_bad);
+    const row_ops::row_argmax_result cpu = row_ops::argmax_checked(row.data(), vocab);
+    const row_ops::row_argmax_result twin = row_ops::finish_argmax(block::host_block_reduce(
+        7, [&](int t) { return row_ops::thread_argmax(row.data(), vocab, t, 7); },
+        row_ops::argmax_combine{}));
+    REQUIRE(cpu.bad_column == twin.bad_column);
+    if (kind >= 3) {
+      REQUIRE(cpu.bad_column == lowest_bad);
+    } else if (std::all_of(row.begin(), row.end(), [&](float v) { return v == -inf; })) {
+      REQUIRE(cpu.bad_column == -2);
+    } else {
+      REQUIRE(cpu.bad_column == -1);
+      REQUIRE(cpu.index == twin.index);
+      const auto first_max = std::max_element(row.begin(), row.end()) - row.begin();
+      REQUIRE(cpu.index == first_max);
+    }
+  }
+}
