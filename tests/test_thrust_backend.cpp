@@ -196,12 +196,12 @@ TEST_CASE("block helpers: the host twins of the block argmax and top-k", "[cuda]
   CAPTURE(threads, cols);
   const std::vector<float> row = random_matrix(rng, 1, cols, 0);
   // checked argmax == row_ops::argmax_checked
-  const block::checked_best cb = block::host_block_reduce(
-      threads, [&](int t) { return block::thread_checked_best(row.data(), cols, t, threads); },
-      block::checked_best_of{});
+  const row_ops::row_argmax_result cb = row_ops::finish_argmax(block::host_block_reduce(
+      threads, [&](int t) { return row_ops::thread_argmax(row.data(), cols, t, threads); },
+      row_ops::argmax_combine{}));
   const row_ops::row_argmax_result ref = row_ops::argmax_checked(row.data(), cols);
-  CHECK(cb.best.index == ref.index);
-  CHECK(cb.any_finite);
+  CHECK(cb.index == ref.index);
+  CHECK(cb.bad_column == -1);
   // top-k with k = cols is a full stable sort descending
   std::vector<float> sv(static_cast<std::size_t>(cols)), ov(sv.size());
   std::vector<std::int32_t> si(sv.size()), oi(sv.size());

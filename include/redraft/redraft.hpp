@@ -14,6 +14,16 @@
 #include "redraft/core/transfer.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
+
+#include "redraft/step/greedy.hpp"
+#include "redraft/step/lossless.hpp"
+#include "redraft/step/packed_mask.hpp"
+#include "redraft/step/redrafter.hpp"
+#include "redraft/step/row_ops.hpp"
+#include "redraft/step/run_step.hpp"
+#include "redraft/step/typical.hpp"
+#include "redraft/step/uniforms.hpp"
+#include "redraft/step/walk.hpp"
 // the CPU backend
 #include "redraft/cpu/cpu_backend.hpp"
 // draft head, beam search, checkpoints

@@ -2,8 +2,8 @@
 //
 // A backend is a cheap, copyable handle to where work runs (the CPU; a CUDA stream plus a
 // scratch allocator). Generic algorithms in draft/, tree/, verify/, kv/ are written once against
-// this contract. A backend may also offer a faster member for a hot path (e.g. verify_greedy_fused);
-// the public entry point prefers it when present and otherwise runs the generic code.
+// this contract. A backend may also run a hot step fused (clause 10); the public entry point
+// prefers it when present and otherwise runs the generic code.
 //
 // The contract, for a type B and a value `b` of it:
 //
@@ -47,6 +47,17 @@
 //     product); on a backend without it they keep the same values in float buffers. Detect it
 //     through redraft::backend_has_half_matmul_v<B, W>. The CPU backend offers it; the Thrust
 //     and CUDA backends do not (yet).
+// 10. Optional: fused steps. The hot data-parallel steps are public argument structs in step/
+//     (namespace redraft::step): greedy_walk<T>, lossless_walk<T>, typical_walk<T>,
+//     redrafter_walk<T>, redrafter_rows<T> (T the logits' element type) and packed_mask_rows.
+//     Each is a trivially copyable REDRAFT_HOST_DEVICE functor with `s.count()` invocations
+//     (clause 5's f). A backend may offer `b.run_fused(s)` for any of them (an overload per
+//     struct); it must have the effect of `b.for_each_index(s.count(), s)`: the same outputs,
+//     bit for bit, with any work split it likes (e.g. CUDA: one block per request, the row
+//     reductions block-wide through the step's own partial/combine helpers, step/row_ops.hpp).
+//     Entry points reach it only through step::run_step, which calls run_fused when present
+//     (and s.count() > 0) and for_each_index otherwise. Detect it through
+//     redraft::backend_has_fused_v<B, S>. The Thrust and CUDA backends offer all six.
 //
 // Buffer lifetime (clauses 2 and 4): destroying a buffer, or assigning over it, is ordered after
 // the work already issued on the handle that allocated it. Work that uses the buffer completes
@@ -132,5 +143,9 @@ inline constexpr bool backend_has_half_matmul_v =
       b.matmul(x, w, bias, activation::none, y);
       requires detail::backend_buffer_of<B, W>;
     };
+
+// Clause 10: true iff B offers run_fused for the step struct S.
+template <class B, class S>
+inline constexpr bool backend_has_fused_v = requires(const B& b, const S& s) { b.run_fused(s); };
 
 }  // namespace redraft

@@ -36,9 +36,9 @@
 #include <memory>
 
 #include "redraft/cuda/cuda_check.cuh"
+#include "redraft/cuda/half_interop.cuh"
 #include "redraft/cuda/kernels/row_ops.cuh"
 #include "redraft/cuda/kernels/tree_mask.cuh"
-#include "redraft/cuda/half_interop.cuh"
 #include "redraft/cuda/kernels/verify_greedy.cuh"
 #include "redraft/cuda/kernels/verify_sampling.cuh"
 #include "redraft/cuda/thrust_backend.cuh"
@@ -215,38 +215,34 @@ struct thrust_system_ops<thrust::system::cuda::tag> {
                                                  values.data(), indices.data(), c->stream()));
   }
   template <class T>
-  static void verify_greedy(const context& c, const detail::greedy_functor<T>& walk) {
+  static void verify_greedy(const context& c, const step::greedy_walk<T>& walk) {
     REDRAFT_CUDA_CHECK(kernels::launch_verify_greedy(walk, c->stream()));
   }
   template <class T>
-  static void verify_lossless(const context& c, const detail::lossless_functor<T>& walk) {
+  static void verify_lossless(const context& c, const step::lossless_walk<T>& walk) {
     REDRAFT_CUDA_CHECK(kernels::launch_verify_lossless(walk, c->stream()));
   }
   template <class T>
-  static void verify_typical(const context& c, const detail::typical_functor<T>& walk) {
+  static void verify_typical(const context& c, const step::typical_walk<T>& walk) {
     REDRAFT_CUDA_CHECK(kernels::launch_verify_typical(walk, c->stream()));
   }
   template <class T>
-  static void verify_redrafter(const context& c, const detail::redrafter_functor<T>& walk) {
+  static void verify_redrafter(const context& c, const step::redrafter_walk<T>& walk) {
     REDRAFT_CUDA_CHECK(kernels::launch_verify_redrafter(walk, c->stream()));
   }
   template <class T>
-  static void redrafter_rows(const context& c, const detail::redrafter_row_functor<T>& rows) {
+  static void redrafter_rows(const context& c, const step::redrafter_rows<T>& rows) {
     REDRAFT_CUDA_CHECK(kernels::launch_redrafter_rows(rows, rows.logits.extent(0), c->stream()));
   }
-  static void packed_tree_mask(const context& c, const detail::packed_mask_row_functor& rows,
-                               std::int32_t max_nodes) {
-    if (max_nodes <= kernel_tuning::mask_max_nodes) {
-      REDRAFT_CUDA_CHECK(kernels::launch_packed_tree_mask(rows, max_nodes, c->stream()));
+  static void packed_tree_mask(const context& c, const step::packed_mask_rows& rows) {
+    if (rows.max_nodes <= kernel_tuning::mask_max_nodes) {
+      REDRAFT_CUDA_CHECK(kernels::launch_packed_tree_mask(rows, rows.max_nodes, c->stream()));
       return;
     }
-    // Trees too large for the shared-memory stage: the generic one-thread-per-row functor.
-    std::int32_t last = 0;
-    REDRAFT_CUDA_CHECK(cudaMemcpyAsync(&last, rows.t.node_offsets + rows.t.batch, sizeof(last),
-                                       cudaMemcpyDefault, c->stream()));
-    REDRAFT_CUDA_CHECK(cudaStreamSynchronize(c->stream()));
+    // Trees too large for the shared-memory stage: the generic one-thread-per-row functor (the
+    // row count is the struct's host value: no transfer, no synchronisation).
     thrust::for_each(policy(c), thrust::counting_iterator<index_t>(0),
-                     thrust::counting_iterator<index_t>(last), rows);
+                     thrust::counting_iterator<index_t>(rows.count()), rows);
   }
 };
 

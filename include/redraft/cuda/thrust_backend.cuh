@@ -48,6 +48,7 @@
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
 #include "redraft/core/macros.hpp"
+#include "redraft/core/math.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/cuda/block/greedy_walk.cuh"
 #include "redraft/cuda/block/row_reduce.cuh"
@@ -192,7 +193,7 @@ struct twin_row_top_k {
 
 template <class T>
 struct twin_verify_greedy {
-  detail::greedy_functor<T> walk;
+  step::greedy_walk<T> walk;
   int threads;
   void operator()(index_t b) const {
     block::host_greedy_request(walk, static_cast<std::int32_t>(b), threads);
@@ -201,32 +202,32 @@ struct twin_verify_greedy {
 
 template <class T>
 struct twin_verify_lossless {
-  detail::lossless_functor<T> walk;
+  step::lossless_walk<T> walk;
   void operator()(index_t b) const { block::host_lossless_request(walk, static_cast<std::int32_t>(b)); }
 };
 
 template <class T>
 struct twin_verify_typical {
-  detail::typical_functor<T> walk;
+  step::typical_walk<T> walk;
   void operator()(index_t b) const { block::host_typical_request(walk, static_cast<std::int32_t>(b)); }
 };
 
 template <class T>
 struct twin_redrafter_rows {
-  detail::redrafter_row_functor<T> rows;
+  step::redrafter_rows<T> rows;
   void operator()(index_t node) const { block::host_redrafter_row(rows, node); }
 };
 
 template <class T>
 struct twin_verify_redrafter {
-  detail::redrafter_functor<T> walk;
+  step::redrafter_walk<T> walk;
   void operator()(index_t b) const {
     block::host_redrafter_request(walk, static_cast<std::int32_t>(b));
   }
 };
 
 struct twin_packed_mask {
-  detail::packed_mask_row_functor rows;
+  step::packed_mask_rows rows;
   void operator()(index_t b) const {
     block::host_packed_mask_request(rows, static_cast<std::int32_t>(b));
   }
@@ -284,15 +285,8 @@ struct matmul_functor {
     float acc = 0.0f;
     for (index_t p = 0; p < k; ++p) acc += x(i, p) * w(j, p);
     if (bias != nullptr) acc += bias[j];
-    if (silu) acc = acc / (1.0f + exp_float(-acc));
+    if (silu) acc = acc / (1.0f + exp_hd(-acc));
     y(i, j) = acc;
-  }
-  REDRAFT_HOST_DEVICE static float exp_float(float v) {
-#if defined(__CUDA_ARCH__)
-    return ::expf(v);
-#else
-    return std::exp(v);
-#endif
   }
 };
 
@@ -360,27 +354,26 @@ struct thrust_system_ops {
                                 k, kernel_tuning::row_threads});
   }
   template <class T>
-  static void verify_greedy(const context& c, const detail::greedy_functor<T>& walk) {
+  static void verify_greedy(const context& c, const step::greedy_walk<T>& walk) {
     for_each_row(c, walk.tree.batch, twin_verify_greedy<T>{walk, kernel_tuning::verify_threads});
   }
   template <class T>
-  static void verify_lossless(const context& c, const detail::lossless_functor<T>& walk) {
+  static void verify_lossless(const context& c, const step::lossless_walk<T>& walk) {
     for_each_row(c, walk.tree.batch, twin_verify_lossless<T>{walk});
   }
   template <class T>
-  static void verify_typical(const context& c, const detail::typical_functor<T>& walk) {
+  static void verify_typical(const context& c, const step::typical_walk<T>& walk) {
     for_each_row(c, walk.tree.batch, twin_verify_typical<T>{walk});
   }
   template <class T>
-  static void verify_redrafter(const context& c, const detail::redrafter_functor<T>& walk) {
+  static void verify_redrafter(const context& c, const step::redrafter_walk<T>& walk) {
     for_each_row(c, walk.tree.batch, twin_verify_redrafter<T>{walk});
   }
   template <class T>
-  static void redrafter_rows(const context& c, const detail::redrafter_row_functor<T>& rows) {
+  static void redrafter_rows(const context& c, const step::redrafter_rows<T>& rows) {
     for_each_row(c, rows.logits.extent(0), twin_redrafter_rows<T>{rows});
   }
-  static void packed_tree_mask(const context& c, const detail::packed_mask_row_functor& rows,
-                               std::int32_t /*max_nodes*/) {
+  static void packed_tree_mask(const context& c, const step::packed_mask_rows& rows) {
     for_each_row(c, rows.t.batch, twin_packed_mask{rows});
   }
 };
@@ -504,41 +497,38 @@ class thrust_backend {
     for_each_index(rows * k, detail::top_k_sort_extract{x.data(), order.data(), values.data(),
                                                         indices.data(), cols, k});
   }
-  // ---- Fused members, picked up by the generic entry points ----
+  // ---- Fused steps (clause 10 of core/backend.hpp), picked up by step::run_step ----
 
   // verify_greedy's walk with one block per request and a block-wide argmax per node on the path
   // (cuda/kernels/verify_greedy.cuh; host systems run its host-run twin). Same output.
   template <class T>
-  void verify_greedy_fused(const detail::greedy_functor<T>& walk) const {
-    if (walk.tree.batch > 0) ops::verify_greedy(context_, walk);
+  void run_fused(const step::greedy_walk<T>& walk) const {
+    ops::verify_greedy(context_, walk);
   }
   // The sampling verifiers' walks with one block per request: row scans, normalisers and the
   // inverse CDF as block collectives in the blocked summation order
   // (cuda/kernels/verify_sampling.cuh, block logic in cuda/block/sampling_walk.cuh; host systems
-  // run its host-run twins). The same decisions as the generic functors.
+  // run its host-run twins). The same decisions as the generic steps.
   template <class T>
-  void verify_lossless_fused(const detail::lossless_functor<T>& walk) const {
-    if (walk.tree.batch > 0) ops::verify_lossless(context_, walk);
+  void run_fused(const step::lossless_walk<T>& walk) const {
+    ops::verify_lossless(context_, walk);
   }
   template <class T>
-  void verify_typical_fused(const detail::typical_functor<T>& walk) const {
-    if (walk.tree.batch > 0) ops::verify_typical(context_, walk);
+  void run_fused(const step::typical_walk<T>& walk) const {
+    ops::verify_typical(context_, walk);
   }
   template <class T>
-  void verify_redrafter_fused(const detail::redrafter_functor<T>& walk) const {
-    if (walk.tree.batch > 0) ops::verify_redrafter(context_, walk);
+  void run_fused(const step::redrafter_walk<T>& walk) const {
+    ops::verify_redrafter(context_, walk);
   }
   // verify_redrafter's per-node row statistics with one block per node (logits rows = nodes).
   template <class T>
-  void redrafter_rows_fused(const detail::redrafter_row_functor<T>& rows) const {
-    if (rows.logits.extent(0) > 0) ops::redrafter_rows(context_, rows);
+  void run_fused(const step::redrafter_rows<T>& rows) const {
+    ops::redrafter_rows(context_, rows);
   }
   // build_packed_tree_mask's rows with one block per request, parents staged in shared memory
   // (cuda/kernels/tree_mask.cuh; host systems run its host-run twin). Same bits.
-  void build_packed_tree_mask_fused(const detail::packed_mask_row_functor& rows,
-                                    std::int32_t max_nodes) const {
-    if (rows.t.batch > 0) ops::packed_tree_mask(context_, rows, max_nodes);
-  }
+  void run_fused(const step::packed_mask_rows& rows) const { ops::packed_tree_mask(context_, rows); }
 
   void inclusive_scan(vector_view<const std::int32_t> in, vector_view<std::int32_t> out) const {
     REDRAFT_REQUIRE(in.extent(0) == out.extent(0), "inclusive_scan: input has ", in.extent(0),

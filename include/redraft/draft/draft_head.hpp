@@ -36,7 +36,9 @@
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
 #include "redraft/core/half.hpp"
+#include "redraft/core/math.hpp"
 #include "redraft/core/view.hpp"
+#include "redraft/core/warp.hpp"
 #include "redraft/draft/draft_config.hpp"
 
 namespace redraft {
@@ -71,14 +73,7 @@ struct add_activate {
   bool silu;
   REDRAFT_HOST_DEVICE void operator()(index_t i) const {
     const float v = a[i] + b[i];
-    out[i] = silu ? v / (1.0f + expf_host_device(-v)) : v;
-  }
-  REDRAFT_HOST_DEVICE static float expf_host_device(float v) {
-#if defined(__CUDA_ARCH__)
-    return ::expf(v);
-#else
-    return std::exp(v);
-#endif
+    out[i] = silu ? v / (1.0f + exp_hd(-v)) : v;
   }
 };
 
@@ -91,22 +86,6 @@ struct subtract_row_max {
     z[flat] -= row_max[flat / v];
   }
 };
-
-inline REDRAFT_HOST_DEVICE double exp_host_device(double v) {
-#if defined(__CUDA_ARCH__)
-  return ::exp(v);
-#else
-  return std::exp(v);
-#endif
-}
-
-inline REDRAFT_HOST_DEVICE double log_host_device(double v) {
-#if defined(__CUDA_ARCH__)
-  return ::log(v);
-#else
-  return std::log(v);
-#endif
-}
 
 // Per row r: log_sum[r] = log(sum over the entries that survive the warp of exp(z - top0)),
 // top0 = top_values[r, 0] the row max. Survivors are the entries >= the k-th largest.
@@ -123,9 +102,9 @@ struct warp_log_sum {
     double sum = 0.0;
     for (index_t c = 0; c < z.extent(1); ++c) {
       const float x = z(row, c);
-      if (!(x < kth)) sum += exp_host_device(static_cast<double>(x - top));
+      if (!(x < kth)) sum += exp_hd(static_cast<double>(x - top));
     }
-    log_sum[row] = static_cast<float>(log_host_device(sum));
+    log_sum[row] = static_cast<float>(log_hd(sum));
   }
 };
 
@@ -139,7 +118,7 @@ struct warp_log_softmax {
   REDRAFT_HOST_DEVICE void operator()(index_t flat) const {
     const index_t row = flat / z.extent(1);
     const float kth = top_values(row, top_values.extent(1) - 1);
-    const float x = z[flat] < kth ? mask_value : z[flat];
+    const float x = warp_logit(z[flat], kth, mask_value);
     z[flat] = (x - top_values(row, 0)) - log_sum[row];
   }
 };

@@ -29,6 +29,8 @@
 #include "redraft/core/transfer.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
+#include "redraft/step/packed_mask.hpp"
+#include "redraft/step/run_step.hpp"
 
 namespace redraft {
 
@@ -58,22 +60,6 @@ struct padded_attention_mask {
 
 namespace detail {
 
-// The request that owns global node `node`: the b with node_offsets[b] <= node < node_offsets[b+1]
-// (binary search; empty requests, if any, are skipped correctly).
-// NOTE: written without a data-dependent branch (the select compiles to a conditional move on
-// the CPU and to a predicated instruction on a GPU): with B = 64 the branchy search mispredicted
-// on most steps and made build_positions 10x slower per node than with B = 1.
-REDRAFT_HOST_DEVICE inline std::int32_t request_of_node(const std::int32_t* node_offsets,
-                                                        std::int32_t batch, index_t node) {
-  std::int32_t lo = 0, count = batch;  // answer in [lo, lo + count)
-  while (count > 1) {
-    const std::int32_t half = count / 2;
-    lo = node_offsets[lo + half] <= node ? lo + half : lo;
-    count -= half;
-  }
-  return lo;
-}
-
 // One call per global node: its row of request b's [n_b, P + n_b] block at out + offsets[b]:
 // P context entries copied from the padding mask, then 0 everywhere but the ancestors-or-self.
 struct dense_mask_row_functor {
@@ -84,7 +70,7 @@ struct dense_mask_row_functor {
   std::int32_t context_length;      // P
 
   REDRAFT_HOST_DEVICE void operator()(index_t node) const {
-    const std::int32_t b = request_of_node(t.node_offsets, t.batch, node);
+    const std::int32_t b = step::request_of_node(t.node_offsets, t.batch, node);
     const std::int32_t first = t.node_offsets[b];
     const std::int32_t n = t.num_nodes(b);
     const std::int32_t i = static_cast<std::int32_t>(node - first);
@@ -124,32 +110,13 @@ struct padded_mask_row_functor {
 };
 static_assert(std::is_trivially_copyable_v<padded_mask_row_functor>);
 
-// One call per global node: its packed row, bit (j % 32) of word (j / 32) for ancestor-or-self j.
-struct packed_mask_row_functor {
-  tree_view t;
-  std::uint32_t* out;  // [n_total, words_per_row]
-  std::int32_t words_per_row;
-
-  REDRAFT_HOST_DEVICE void operator()(index_t node) const {
-    const std::int32_t b = request_of_node(t.node_offsets, t.batch, node);
-    const std::int32_t first = t.node_offsets[b];
-    std::uint32_t* row = out + node * words_per_row;
-    for (std::int32_t k = 0; k < words_per_row; ++k) row[k] = 0u;
-    for (std::int32_t j = static_cast<std::int32_t>(node - first); j >= 0;
-         j = t.parent[first + j]) {
-      row[j / 32] |= 1u << (j % 32);
-    }
-  }
-};
-static_assert(std::is_trivially_copyable_v<packed_mask_row_functor>);
-
 struct positions_functor {
   tree_view t;
   const std::int32_t* base_positions;  // [B]
   std::int32_t* positions;             // [n_total]
 
   REDRAFT_HOST_DEVICE void operator()(index_t node) const {
-    const std::int32_t b = request_of_node(t.node_offsets, t.batch, node);
+    const std::int32_t b = step::request_of_node(t.node_offsets, t.batch, node);
     positions[node] = base_positions[b] + t.depth[node];
   }
 };
@@ -241,14 +208,10 @@ packed_tree_mask<B> build_packed_tree_mask(const B& backend, const tree<B>& t,
   out.words_per_row = words_per_row == 0 ? needed : words_per_row;
   out.words = backend.template allocate<std::uint32_t>(
       static_cast<index_t>(t.total_nodes()) * out.words_per_row);  // [n_total, words_per_row]
-  const detail::packed_mask_row_functor rows{view_of(t), out.words.data(), out.words_per_row};
-  // A backend may build the rows fused (e.g. CUDA: one block per request, parents in shared
-  // memory); same bits.
-  if constexpr (requires { backend.build_packed_tree_mask_fused(rows, t.max_nodes()); }) {
-    backend.build_packed_tree_mask_fused(rows, t.max_nodes());
-  } else {
-    backend.for_each_index(t.total_nodes(), rows);
-  }
+  // A backend may build the rows fused (clause 10 of core/backend.hpp; e.g. CUDA: one block per
+  // request, parents in shared memory); same bits.
+  step::run_step(backend, step::packed_mask_rows{view_of(t), out.words.data(), out.words_per_row,
+                                                 t.total_nodes(), t.max_nodes()});
   return out;
 }
 

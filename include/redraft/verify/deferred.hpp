@@ -113,78 +113,51 @@ void check_deferred(const char* fn, const tree<B>& t, matrix_view<const T> logit
                   " differs from the workspace's path_length ", ws.path_length());
 }
 
+// The body the deferred greedy, lossless and typical forms share: shape and capacity checks,
+// then the rule's walk over the workspace's buffers, fused or generic (step::run_step).
+template <class Walk, class B, class E, class... Rule>
+void run_deferred_walk(const B& backend, const char* fn, const tree<B>& t,
+                       matrix_view<const E> logits, verify_workspace<B>& ws, const Rule&... rule) {
+  check_deferred(fn, t, logits, ws);
+  step::run_step(backend, make_walk<Walk>(ws.buffers(), t, logits, rule...));
+}
+
 }  // namespace detail
 
 // verify_greedy_deferred(backend, tree, logits [n_total, V], ws): verify_greedy into ws.
 template <Backend B, class T = const float>
 requires logit_element<std::remove_const_t<T>>
-void verify_greedy_deferred(const B& backend, const tree<B>& tree, matrix_view<T> logits_in,
+void verify_greedy_deferred(const B& backend, const tree<B>& tree, matrix_view<T> logits,
                             verify_workspace<B>& ws) {
   using E = std::remove_const_t<T>;
-  const matrix_view<const E> logits(logits_in);
-  detail::check_deferred("verify_greedy_deferred", tree, logits, ws);
-  auto& v = ws.buffers();
-  const detail::greedy_functor<E> walk{view_of(tree),         logits,  v.first_child.data(),
-                                       v.next_sibling.data(), v.out(), v.status_out()};
-  if constexpr (requires { backend.verify_greedy_fused(walk); }) {
-    backend.verify_greedy_fused(walk);
-  } else {
-    backend.for_each_index(tree.batch, walk);
-  }
+  detail::run_deferred_walk<step::greedy_walk<E>>(backend, "verify_greedy_deferred", tree,
+                                                  matrix_view<const E>(logits), ws);
 }
 
 // verify_lossless_deferred(backend, tree, logits [n_total, V], params, philox, ws).
 template <Backend B, class T = const float>
 requires logit_element<std::remove_const_t<T>>
-void verify_lossless_deferred(const B& backend, const tree<B>& tree, matrix_view<T> logits_in,
+void verify_lossless_deferred(const B& backend, const tree<B>& tree, matrix_view<T> logits,
                               const sampling_params& params, const philox_uniforms& uniforms,
                               verify_workspace<B>& ws) {
   using E = std::remove_const_t<T>;
-  const matrix_view<const E> logits(logits_in);
-  detail::check_deferred("verify_lossless_deferred", tree, logits, ws);
   detail::check_sampling_params("verify_lossless_deferred", params);
-  auto& v = ws.buffers();
-  const detail::lossless_functor<E> walk{view_of(tree),
-                                         logits,
-                                         params,
-                                         uniform_source(uniforms),
-                                         v.first_child.data(),
-                                         v.next_sibling.data(),
-                                         v.scratch.data(),
-                                         v.out(),
-                                         v.status_out()};
-  if constexpr (requires { backend.verify_lossless_fused(walk); }) {
-    backend.verify_lossless_fused(walk);
-  } else {
-    backend.for_each_index(tree.batch, walk);
-  }
+  detail::run_deferred_walk<step::lossless_walk<E>>(backend, "verify_lossless_deferred", tree,
+                                                    matrix_view<const E>(logits), ws, params,
+                                                    uniform_source(uniforms));
 }
 
 // verify_typical_deferred(backend, tree, logits [n_total, V], params, philox, ws).
 template <Backend B, class T = const float>
 requires logit_element<std::remove_const_t<T>>
-void verify_typical_deferred(const B& backend, const tree<B>& tree, matrix_view<T> logits_in,
+void verify_typical_deferred(const B& backend, const tree<B>& tree, matrix_view<T> logits,
                              const typical_params& params, const philox_uniforms& uniforms,
                              verify_workspace<B>& ws) {
   using E = std::remove_const_t<T>;
-  const matrix_view<const E> logits(logits_in);
-  detail::check_deferred("verify_typical_deferred", tree, logits, ws);
   detail::check_typical_params("verify_typical_deferred", params);
-  auto& v = ws.buffers();
-  const detail::typical_functor<E> walk{view_of(tree),
-                                        logits,
-                                        params,
-                                        uniform_source(uniforms),
-                                        v.first_child.data(),
-                                        v.next_sibling.data(),
-                                        v.scratch.data(),
-                                        v.out(),
-                                        v.status_out()};
-  if constexpr (requires { backend.verify_typical_fused(walk); }) {
-    backend.verify_typical_fused(walk);
-  } else {
-    backend.for_each_index(tree.batch, walk);
-  }
+  detail::run_deferred_walk<step::typical_walk<E>>(backend, "verify_typical_deferred", tree,
+                                                   matrix_view<const E>(logits), ws, params,
+                                                   uniform_source(uniforms));
 }
 
 // verify_redrafter_deferred(backend, tree, logits [n_total, V], draft_log_probs [B, W, L-1, V],
@@ -200,22 +173,12 @@ void verify_redrafter_deferred(const B& backend, const tree<B>& tree, matrix_vie
   detail::check_redrafter_inputs("verify_redrafter_deferred", tree, draft_log_probs,
                                  logits.extent(1), params);
   auto& v = ws.buffers();
-  const detail::redrafter_row_functor<E> rows{logits,   params,       ws.threshold(),
-                                              ws.max(), ws.log_sum(), ws.bad_column()};
-  if constexpr (requires { backend.redrafter_rows_fused(rows); }) {
-    backend.redrafter_rows_fused(rows);
-  } else {
-    backend.for_each_index(tree.total_nodes(), rows);
-  }
-  const detail::redrafter_functor<E> walk{
-      view_of(tree),  logits,   draft_log_probs, params,          uniform_source(uniforms),
-      ws.threshold(), ws.max(), ws.log_sum(),    ws.bad_column(), v.out(),
-      v.status_out()};
-  if constexpr (requires { backend.verify_redrafter_fused(walk); }) {
-    backend.verify_redrafter_fused(walk);
-  } else {
-    backend.for_each_index(tree.batch, walk);
-  }
+  step::run_step(backend, step::redrafter_rows<E>{logits, params, ws.threshold(), ws.max(),
+                                                  ws.log_sum(), ws.bad_column()});
+  step::run_step(backend, step::redrafter_walk<E>{view_of(tree), logits, draft_log_probs, params,
+                                                  uniform_source(uniforms), ws.threshold(),
+                                                  ws.max(), ws.log_sum(), ws.bad_column(),
+                                                  v.out(), v.status_out()});
 }
 
 // check_verify_status(backend, fn, ws, tree): one transfer of the status record [batch, 3]; throws

@@ -18,53 +18,13 @@
 #include "redraft/core/macros.hpp"
 #include "redraft/core/tree.hpp"
 #include "redraft/core/view.hpp"
+#include "redraft/step/greedy.hpp"
+#include "redraft/step/run_step.hpp"
 #include "redraft/verify/acceptance.hpp"
 #include "redraft/verify/logits_processing.hpp"
 #include "redraft/verify/tree_walk.hpp"
 
 namespace redraft {
-
-namespace detail {
-
-// One invocation per request: children lists, then the argmax walk. Reads only the logits rows
-// of the walked path (at most L rows of V elements); everything else is O(n_b).
-// T: the logits' element type (float, half, bfloat16).
-template <logit_element T>
-struct greedy_functor {
-  using element_type = T;
-  tree_view tree;
-  matrix_view<const T> logits;      // [n_total, V]
-  std::int32_t* first_child;        // [n_total] scratch
-  std::int32_t* next_sibling;       // [n_total] scratch
-  acceptance_view out;
-  status_view status;
-
-  REDRAFT_HOST_DEVICE void operator()(index_t i) const {
-    const std::int32_t b = static_cast<std::int32_t>(i);
-    const std::int32_t off = tree.first_node(b);
-    const index_t vocab = logits.extent(1);
-    if (!build_children(tree, b, vocab, first_child, next_sibling, status)) return;
-    std::int32_t* nodes = out.nodes_row(b);
-    std::int32_t u = 0, len = 0;
-    nodes[0] = 0;
-    for (;;) {
-      const row_ops::row_argmax_result am = row_ops::argmax_checked(&logits(off + u, 0), vocab);
-      if (am.bad_column != -1) {
-        status.set_row(b, u, am.bad_column);
-        return;
-      }
-      const std::int32_t c = find_child(tree, off, first_child, next_sibling, u, am.index);
-      if (c < 0 || len + 1 >= out.path_length) {
-        out.finish(tree, b, len, am.index);
-        return;
-      }
-      u = c;
-      nodes[++len] = c;
-    }
-  }
-};
-
-}  // namespace detail
 
 // verify_greedy(backend, tree, logits [n_total, V]) -> acceptance (see acceptance.hpp).
 //   tree: any tree (from build_tree or not); logits row i belongs to packed node i (global
@@ -87,14 +47,9 @@ requires logit_element<std::remove_const_t<T>> acceptance<B> verify_greedy(
   const std::int32_t path_length = detail::path_length_of(backend, tree);
 
   auto v = detail::allocate_verify_buffers(backend, tree, path_length);
-  const detail::greedy_functor<E> walk{view_of(tree),         logits,  v.first_child.data(),
-                                       v.next_sibling.data(), v.out(), v.status_out()};
-  // A backend may run the same walk fused (e.g. CUDA: one block per request, block-wide argmax).
-  if constexpr (requires { backend.verify_greedy_fused(walk); }) {
-    backend.verify_greedy_fused(walk);
-  } else {
-    backend.for_each_index(tree.batch, walk);
-  }
+  // A backend may run the same walk fused (clause 10; e.g. CUDA: one block per request,
+  // block-wide argmax).
+  step::run_step(backend, detail::make_walk<step::greedy_walk<E>>(v, tree, logits));
   detail::throw_on_status(backend, "verify_greedy", v, tree);
   return std::move(v.result);
 }

@@ -16,6 +16,7 @@
 
 #include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
+#include "redraft/core/math.hpp"
 #include "redraft/core/view.hpp"
 
 namespace redraft::block {
@@ -73,56 +74,16 @@ REDRAFT_HOST_DEVICE inline float thread_sum(const float* row, index_t cols, int 
   return s;
 }
 
-// exp in double on either side of the compiler (device code calls the CUDA math library).
-REDRAFT_HOST_DEVICE inline double exp_double(double v) {
-#if defined(__CUDA_ARCH__)
-  return ::exp(v);
-#else
-  return std::exp(v);
-#endif
-}
-
 // sum of exp(x - max) in double, the log_softmax normaliser (the CPU backend's arithmetic).
 REDRAFT_HOST_DEVICE inline double thread_exp_sum(const float* row, index_t cols, float max,
                                                  int tid, int threads) {
   double s = 0.0;
-  for (index_t c = tid; c < cols; c += threads) s += exp_double(static_cast<double>(row[c] - max));
+  for (index_t c = tid; c < cols; c += threads) s += exp_hd(static_cast<double>(row[c] - max));
   return s;
 }
 
-// The checked argmax of a logits row (verify/logits_processing.hpp, row_ops::argmax_checked):
-// the best entry, the first NaN / +inf column, and whether any value is finite.
-struct checked_best {
-  best_entry best;
-  std::int64_t bad_column;  // lowest NaN/+inf column; max() when none
-  bool any_finite;
-};
-
-struct checked_best_of {
-  REDRAFT_HOST_DEVICE checked_best operator()(const checked_best& a, const checked_best& b) const {
-    return checked_best{best_of{}(a.best, b.best),
-                        a.bad_column < b.bad_column ? a.bad_column : b.bad_column,
-                        a.any_finite || b.any_finite};
-  }
-};
-
-// T: float, half or bfloat16 (read through the exact to_float).
-template <logit_element T>
-REDRAFT_HOST_DEVICE inline checked_best thread_checked_best(const T* row, index_t cols, int tid,
-                                                            int threads) {
-  constexpr float inf = std::numeric_limits<float>::infinity();
-  checked_best r{no_entry(), std::numeric_limits<std::int64_t>::max(), false};
-  for (index_t c = tid; c < cols; c += threads) {
-    const float x = to_float(row[c]);
-    if (x != x || x == inf) {
-      if (c < r.bad_column) r.bad_column = c;
-      continue;
-    }
-    r.any_finite = r.any_finite || x > -inf;
-    r.best = best_of{}(r.best, best_entry{x, static_cast<std::int32_t>(c)});
-  }
-  return r;
-}
+// The checked argmax of a logits row is step/row_ops.hpp's: row_ops::thread_argmax partials,
+// combined with row_ops::argmax_combine, finished with row_ops::finish_argmax.
 
 // Host-run twin of a block reduction: the partials of threads 0 .. T-1, folded in thread order.
 template <class Partial, class Combine>

@@ -1,8 +1,8 @@
 // redraft/cuda/block/sampling_walk.cuh: the sampling verifiers (lossless, ReDrafter-compatible,
 // typical) for one request by one block of row_ops::sum_chunks (256) threads.
 //
-// The rules and outputs are those of the verifiers' functors (verify/lossless.hpp,
-// verify/redrafter.hpp, verify/typical.hpp). The functors are written as steps over a small walk
+// The rules and outputs are those of the verifiers' steps (step/lossless.hpp,
+// step/redrafter.hpp, step/typical.hpp). The functors are written as steps over a small walk
 // state; a block runs the same steps, with the row passes of each step split over its threads:
 //   * the row scan (max, NaN / +inf check) and the checked argmax: per-thread partials over the
 //     thread's chunk, combined exactly (order-free: max / min of integer keys, lowest column);
@@ -33,10 +33,10 @@
 #include "redraft/core/macros.hpp"
 #include "redraft/cuda/block/row_reduce.cuh"
 #include "redraft/cuda/block/top_k.cuh"
-#include "redraft/verify/logits_processing.hpp"
-#include "redraft/verify/lossless.hpp"
-#include "redraft/verify/redrafter.hpp"
-#include "redraft/verify/typical.hpp"
+#include "redraft/step/lossless.hpp"
+#include "redraft/step/redrafter.hpp"
+#include "redraft/step/row_ops.hpp"
+#include "redraft/step/typical.hpp"
 
 namespace redraft::block {
 
@@ -143,8 +143,8 @@ row_ops::processed_row host_process_row(const T* row, index_t vocab, const sampl
 }
 
 template <logit_element T>
-void host_lossless_request(const detail::lossless_functor<T>& f, std::int32_t b) {
-  detail::lossless_state s{};
+void host_lossless_request(const step::lossless_walk<T>& f, std::int32_t b) {
+  step::lossless_state s{};
   if (!f.begin(b, s)) return;
   const index_t vocab = f.logits.extent(1);
   double sums[sampling_threads];
@@ -160,8 +160,8 @@ void host_lossless_request(const detail::lossless_functor<T>& f, std::int32_t b)
 }
 
 template <logit_element T>
-void host_typical_request(const detail::typical_functor<T>& f, std::int32_t b) {
-  detail::typical_state s{};
+void host_typical_request(const step::typical_walk<T>& f, std::int32_t b) {
+  step::typical_state s{};
   if (!f.begin(b, s)) return;
   const index_t vocab = f.logits.extent(1);
   double sums[sampling_threads];
@@ -170,7 +170,7 @@ void host_typical_request(const detail::typical_functor<T>& f, std::int32_t b) {
     const row_ops::processed_row p = host_process_row(row, vocab, f.sampling(), sums);
     double wz = 0.0;
     if (p.ok()) {
-      host_chunk_sums(detail::entropy_term<T>{row, p}, vocab, sums);
+      host_chunk_sums(step::entropy_term<T>{row, p}, vocab, sums);
       wz = row_ops::fold_chunks(sums);
     }
     f.decide_children(b, p, wz, s);
@@ -185,15 +185,12 @@ void host_typical_request(const detail::typical_functor<T>& f, std::int32_t b) {
     double total = 0.0;
     f.finish(b, row_ops::draw_from_chunks(w, vocab, sums, f.uniforms.draw(b, 0), &total), s);
   } else {
-    const checked_best best = host_block_reduce(
+    const row_ops::row_argmax_result am = row_ops::finish_argmax(host_block_reduce(
         sampling_threads,
-        [&](int t) { return thread_checked_best(row, vocab, t, sampling_threads); },
-        checked_best_of{});
-    if (best.bad_column != std::numeric_limits<std::int64_t>::max() || !best.any_finite) {
-      return f.finish_bad(
-          b, best.bad_column != std::numeric_limits<std::int64_t>::max() ? best.bad_column : -2, s);
-    }
-    f.finish(b, best.best.index, s);
+        [&](int t) { return row_ops::thread_argmax(row, vocab, t, sampling_threads); },
+        row_ops::argmax_combine{}));
+    if (am.bad_column != -1) return f.finish_bad(b, am.bad_column, s);
+    f.finish(b, am.index, s);
   }
 }
 
@@ -204,14 +201,14 @@ REDRAFT_HOST_DEVICE float thread_warped_max(const T* row, index_t vocab, int chu
   float m = -HUGE_VALF;
   const index_t end = row_ops::chunk_end(vocab, chunk);
   for (index_t i = row_ops::chunk_begin(vocab, chunk); i < end; ++i) {
-    m = max_of{}(m, detail::warped(to_float(row[i]), thr, params));
+    m = max_of{}(m, step::warped(to_float(row[i]), thr, params));
   }
   return m;
 }
 
 // ReDrafter's statistics of one node's row by a simulated block (one row per block).
 template <logit_element T>
-void host_redrafter_row(const detail::redrafter_row_functor<T>& f, index_t node) {
+void host_redrafter_row(const step::redrafter_rows<T>& f, index_t node) {
   const T* row = &f.logits(node, 0);
   const index_t vocab = f.logits.extent(1);
   if (!f.accept_scan(node, host_scan(row, vocab))) return;
@@ -222,20 +219,20 @@ void host_redrafter_row(const detail::redrafter_row_functor<T>& f, index_t node)
       max_of{});
   if (!f.accept_max(node, m)) return;
   double sums[sampling_threads];
-  host_chunk_sums(detail::redrafter_exp_term<T>{row, f.params, thr, m}, vocab, sums);
+  host_chunk_sums(step::redrafter_exp_term<T>{row, f.params, thr, m}, vocab, sums);
   f.record(node, thr, m, row_ops::fold_chunks(sums));
 }
 
 template <logit_element T>
-void host_redrafter_request(const detail::redrafter_functor<T>& f, std::int32_t b) {
+void host_redrafter_request(const step::redrafter_walk<T>& f, std::int32_t b) {
   std::int32_t best = 0, best_run = -1;
   if (!f.choose_beam(b, best, best_run)) return;
-  const detail::redrafter_weight<T> w = f.next_token_weight(b, best, best_run);
+  const step::redrafter_weight<T> w = f.next_token_weight(b, best, best_run);
   const index_t vocab = f.logits.extent(1);
   double sums[sampling_threads];
   host_chunk_sums(w, vocab, sums);
   f.finish_request(b, best, best_run,
-                   detail::redrafter_next_token(w, vocab, sums, row_ops::fold_chunks(sums),
+                   step::redrafter_next_token(w, vocab, sums, row_ops::fold_chunks(sums),
                                                 f.next_token_uniform(b)));
 }
 

@@ -24,17 +24,12 @@
 #include "redraft/core/macros.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/cuda/block/row_reduce.cuh"
+#include "redraft/step/row_ops.hpp"
 
 namespace redraft::block {
 
-// Order-preserving key of a float (a > b iff key(a) > key(b)); -0 is mapped to +0 so the two
-// zeros tie (and go to the lower index), as float comparison has it. NaN is not supported.
-REDRAFT_HOST_DEVICE inline std::uint32_t top_k_key(float x) {
-  std::uint32_t u = 0;
-  const float canonical = x == 0.0f ? 0.0f : x;
-  std::memcpy(&u, &canonical, sizeof(u));
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
+// Keys: row_ops::order_key (step/row_ops.hpp), under which -0 and +0 tie (and go to the lower
+// index), as float comparison has it. NaN is not supported.
 
 // Phase 1, per thread: adds to the shared 256-bin histogram the digit (key >> shift) & 255 of
 // every owned entry whose key agrees with `prefix` on the digits above `shift`. `add(bin)` is an
@@ -43,10 +38,9 @@ REDRAFT_HOST_DEVICE inline std::uint32_t top_k_key(float x) {
 template <class T, class Add>
 REDRAFT_HOST_DEVICE void thread_digit_histogram(const T* row, index_t cols, int tid, int threads,
                                                 std::uint32_t prefix, int shift, Add add) {
-  const std::uint32_t high_mask = shift == 24 ? 0u : (0xFFFFFFFFu << (shift + 8));
   for (index_t c = tid; c < cols; c += threads) {
-    const std::uint32_t key = top_k_key(to_float(row[c]));
-    if ((key & high_mask) == prefix) add((key >> shift) & 255u);
+    const int digit = row_ops::radix_digit(row_ops::order_key(to_float(row[c])), prefix, shift);
+    if (digit >= 0) add(static_cast<std::uint32_t>(digit));
   }
 }
 
@@ -55,14 +49,13 @@ REDRAFT_HOST_DEVICE void thread_digit_histogram(const T* row, index_t cols, int 
 REDRAFT_HOST_DEVICE inline void select_digit(const std::uint32_t* histogram, int shift,
                                              std::uint32_t& prefix, index_t& remaining) {
   index_t above = 0;
-  for (int d = 255; d >= 0; --d) {
-    if (above + histogram[d] >= remaining || d == 0) {
-      prefix |= static_cast<std::uint32_t>(d) << shift;
-      remaining -= above;
-      return;
-    }
-    above += histogram[d];
+  int d = row_ops::descend_digits(histogram, remaining, above);
+  if (d < 0) {  // fewer than `remaining` entries match the prefix (k > cols, excluded by callers)
+    d = 0;
+    above -= histogram[0];
   }
+  prefix |= static_cast<std::uint32_t>(d) << shift;
+  remaining -= above;
 }
 
 // Phase 2 flags of column c (c may be past the row: both flags 0).
@@ -74,7 +67,7 @@ struct collect_flags {
 REDRAFT_HOST_DEVICE inline collect_flags flags_of(const float* row, index_t cols, index_t c,
                                                   std::uint32_t threshold) {
   if (c >= cols) return collect_flags{0, 0};
-  const std::uint32_t key = top_k_key(row[c]);
+  const std::uint32_t key = row_ops::order_key(row[c]);
   return collect_flags{key > threshold ? 1 : 0, key == threshold ? 1 : 0};
 }
 

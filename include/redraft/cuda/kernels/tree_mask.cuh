@@ -17,20 +17,20 @@
 namespace redraft::kernels {
 
 template <int Threads>
-__global__ void __launch_bounds__(Threads) packed_tree_mask_kernel(detail::packed_mask_row_functor f) {
+__global__ void __launch_bounds__(Threads) packed_tree_mask_kernel(step::packed_mask_rows f) {
   extern __shared__ std::int32_t parents[];
   const std::int32_t b = static_cast<std::int32_t>(blockIdx.x);
   const std::int32_t first = f.t.node_offsets[b], n = f.t.num_nodes(b);
   for (std::int32_t i = threadIdx.x; i < n; i += Threads) parents[i] = f.t.parent[first + i];
   __syncthreads();
   for (std::int32_t i = threadIdx.x; i < n; i += Threads) {
-    block::packed_mask_row(parents, i, f.out + (static_cast<index_t>(first) + i) * f.words_per_row,
-                           f.words_per_row);
+    step::packed_mask_row(parents, i, f.out + (static_cast<index_t>(first) + i) * f.words_per_row,
+                          f.words_per_row);
   }
 }
 
 // max_nodes <= kernel_tuning::mask_max_nodes (the shared-memory stage).
-inline cudaError_t launch_packed_tree_mask(const detail::packed_mask_row_functor& f,
+inline cudaError_t launch_packed_tree_mask(const step::packed_mask_rows& f,
                                            std::int32_t max_nodes, cudaStream_t stream) {
   constexpr int t = kernel_tuning::mask_threads;
   const std::size_t shared = static_cast<std::size_t>(max_nodes) * sizeof(std::int32_t);

@@ -17,23 +17,23 @@
 namespace redraft::kernels {
 
 template <int Threads, class T>
-__global__ void __launch_bounds__(Threads) verify_greedy_kernel(detail::greedy_functor<T> walk) {
+__global__ void __launch_bounds__(Threads) verify_greedy_kernel(step::greedy_walk<T> walk) {
   const std::int32_t b = static_cast<std::int32_t>(blockIdx.x);
-  __shared__ block::greedy_state state;
-  if (threadIdx.x == 0) block::greedy_begin(walk, b, state);
+  __shared__ step::greedy_state state;
+  if (threadIdx.x == 0) walk.begin(b, state);
   const index_t vocab = walk.logits.extent(1);
   for (;;) {
     __syncthreads();
     if (state.done) return;  // uniform: every thread reads the same shared flag
-    const T* row = &walk.logits(walk.tree.first_node(b) + state.node, 0);
-    const block::checked_best best = block_all_reduce<Threads>(
-        block::thread_checked_best(row, vocab, threadIdx.x, Threads), block::checked_best_of{});
-    if (threadIdx.x == 0) block::greedy_step(walk, b, best, state);
+    const row_ops::argmax_partial best = block_all_reduce<Threads>(
+        row_ops::thread_argmax(walk.row(b, state), vocab, threadIdx.x, Threads),
+        row_ops::argmax_combine{});
+    if (threadIdx.x == 0) walk.advance(b, row_ops::finish_argmax(best), state);
   }
 }
 
 template <class T>
-cudaError_t launch_verify_greedy(const detail::greedy_functor<T>& walk, cudaStream_t stream) {
+cudaError_t launch_verify_greedy(const step::greedy_walk<T>& walk, cudaStream_t stream) {
   constexpr int t = kernel_tuning::verify_threads;
   verify_greedy_kernel<t, T><<<static_cast<unsigned>(walk.tree.batch), t, 0, stream>>>(walk);
   return cudaGetLastError();

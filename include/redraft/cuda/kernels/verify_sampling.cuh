@@ -94,10 +94,10 @@ __device__ void block_process_row(const T* row, index_t vocab, const sampling_pa
 
 template <class T>
 __global__ void __launch_bounds__(block::sampling_threads)
-    verify_lossless_kernel(detail::lossless_functor<T> f) {
+    verify_lossless_kernel(step::lossless_walk<T> f) {
   const std::int32_t b = static_cast<std::int32_t>(blockIdx.x);
   const index_t vocab = f.logits.extent(1);
-  __shared__ detail::lossless_state state;
+  __shared__ step::lossless_state state;
   __shared__ shared_slot<row_ops::processed_row> p;
   __shared__ double sums[block::sampling_threads];
   __shared__ bool residual;
@@ -124,10 +124,10 @@ __global__ void __launch_bounds__(block::sampling_threads)
 
 template <class T>
 __global__ void __launch_bounds__(block::sampling_threads)
-    verify_typical_kernel(detail::typical_functor<T> f) {
+    verify_typical_kernel(step::typical_walk<T> f) {
   const std::int32_t b = static_cast<std::int32_t>(blockIdx.x);
   const index_t vocab = f.logits.extent(1);
-  __shared__ detail::typical_state state;
+  __shared__ step::typical_state state;
   __shared__ shared_slot<row_ops::processed_row> p;
   __shared__ double sums[block::sampling_threads];
   __shared__ bool has_parent;
@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(block::sampling_threads)
     block_process_row(row, vocab, f.sampling(), p.get(), sums);
     const row_ops::processed_row local = p.get();
     if (local.ok()) {
-      sums[threadIdx.x] = row_ops::chunk_sum(detail::entropy_term<T>{row, local}, vocab,
+      sums[threadIdx.x] = row_ops::chunk_sum(step::entropy_term<T>{row, local}, vocab,
                                              static_cast<int>(threadIdx.x));
     }
     __syncthreads();
@@ -167,21 +167,20 @@ __global__ void __launch_bounds__(block::sampling_threads)
     }
   } else {
     constexpr int threads = block::sampling_threads;
-    const block::checked_best best = block_all_reduce<threads>(
-        block::thread_checked_best(row, vocab, threadIdx.x, threads), block::checked_best_of{});
+    const row_ops::row_argmax_result am = row_ops::finish_argmax(block_all_reduce<threads>(
+        row_ops::thread_argmax(row, vocab, threadIdx.x, threads), row_ops::argmax_combine{}));
     if (threadIdx.x != 0) return;
-    constexpr std::int64_t none = std::numeric_limits<std::int64_t>::max();
-    if (best.bad_column != none || !best.any_finite) {
-      f.finish_bad(b, best.bad_column != none ? best.bad_column : -2, state);
+    if (am.bad_column != -1) {
+      f.finish_bad(b, am.bad_column, state);
     } else {
-      f.finish(b, best.best.index, state);
+      f.finish(b, am.index, state);
     }
   }
 }
 
 template <class T>
 __global__ void __launch_bounds__(block::sampling_threads)
-    verify_redrafter_kernel(detail::redrafter_functor<T> f) {
+    verify_redrafter_kernel(step::redrafter_walk<T> f) {
   const std::int32_t b = static_cast<std::int32_t>(blockIdx.x);
   const index_t vocab = f.logits.extent(1);
   __shared__ std::int32_t best, best_run;
@@ -195,12 +194,12 @@ __global__ void __launch_bounds__(block::sampling_threads)
   }
   __syncthreads();
   if (!ok) return;
-  const detail::redrafter_weight<T> w = f.next_token_weight(b, best, best_run);
+  const step::redrafter_weight<T> w = f.next_token_weight(b, best, best_run);
   sums[threadIdx.x] = row_ops::chunk_sum(w, vocab, static_cast<int>(threadIdx.x));
   __syncthreads();
   if (threadIdx.x == 0) {
     f.finish_request(b, best, best_run,
-                     detail::redrafter_next_token(w, vocab, sums, row_ops::fold_chunks(sums),
+                     step::redrafter_next_token(w, vocab, sums, row_ops::fold_chunks(sums),
                                                   f.next_token_uniform(b)));
   }
 }
@@ -208,7 +207,7 @@ __global__ void __launch_bounds__(block::sampling_threads)
 // ReDrafter's per-node row statistics, one block per node (grid = n_total).
 template <class T>
 __global__ void __launch_bounds__(block::sampling_threads)
-    redrafter_rows_kernel(detail::redrafter_row_functor<T> f) {
+    redrafter_rows_kernel(step::redrafter_rows<T> f) {
   constexpr int threads = block::sampling_threads;
   const index_t node = blockIdx.x;
   const T* row = &f.logits(node, 0);
@@ -226,14 +225,14 @@ __global__ void __launch_bounds__(block::sampling_threads)
     if (threadIdx.x == 0) f.accept_max(node, m);
     return;
   }
-  sums[threadIdx.x] = row_ops::chunk_sum(detail::redrafter_exp_term<T>{row, f.params, thr, m},
+  sums[threadIdx.x] = row_ops::chunk_sum(step::redrafter_exp_term<T>{row, f.params, thr, m},
                                          vocab, static_cast<int>(threadIdx.x));
   __syncthreads();
   if (threadIdx.x == 0) f.record(node, thr, m, row_ops::fold_chunks(sums));
 }
 
 template <class T>
-cudaError_t launch_redrafter_rows(const detail::redrafter_row_functor<T>& f, index_t rows,
+cudaError_t launch_redrafter_rows(const step::redrafter_rows<T>& f, index_t rows,
                                   cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   redrafter_rows_kernel<T><<<static_cast<unsigned>(rows), block::sampling_threads, 0, stream>>>(f);
@@ -241,21 +240,21 @@ cudaError_t launch_redrafter_rows(const detail::redrafter_row_functor<T>& f, ind
 }
 
 template <class T>
-cudaError_t launch_verify_lossless(const detail::lossless_functor<T>& f, cudaStream_t stream) {
+cudaError_t launch_verify_lossless(const step::lossless_walk<T>& f, cudaStream_t stream) {
   verify_lossless_kernel<T>
       <<<static_cast<unsigned>(f.tree.batch), block::sampling_threads, 0, stream>>>(f);
   return cudaGetLastError();
 }
 
 template <class T>
-cudaError_t launch_verify_typical(const detail::typical_functor<T>& f, cudaStream_t stream) {
+cudaError_t launch_verify_typical(const step::typical_walk<T>& f, cudaStream_t stream) {
   verify_typical_kernel<T>
       <<<static_cast<unsigned>(f.tree.batch), block::sampling_threads, 0, stream>>>(f);
   return cudaGetLastError();
 }
 
 template <class T>
-cudaError_t launch_verify_redrafter(const detail::redrafter_functor<T>& f, cudaStream_t stream) {
+cudaError_t launch_verify_redrafter(const step::redrafter_walk<T>& f, cudaStream_t stream) {
   verify_redrafter_kernel<T>
       <<<static_cast<unsigned>(f.tree.batch), block::sampling_threads, 0, stream>>>(f);
   return cudaGetLastError();
