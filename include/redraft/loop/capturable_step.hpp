@@ -62,6 +62,7 @@
 #include "redraft/kv/kv_plan.hpp"
 #include "redraft/loop/generation.hpp"
 #include "redraft/loop/target_model.hpp"
+#include "redraft/step/run_step.hpp"
 #include "redraft/tree/build_tree_parallel.hpp"
 #include "redraft/tree/masks.hpp"
 #include "redraft/verify/acceptance.hpp"
@@ -447,13 +448,11 @@ class capturable_step {
       input_.dense_offsets = dense_offsets_.data();
     }
     if (masks_ != tree_mask_format::dense) {
-      const detail::packed_mask_row_functor rows{t, packed_words_.data(), words_per_row()};
-      if constexpr (requires { backend_.build_packed_tree_mask_fused(rows, std::int32_t{}); }) {
-        backend_.build_packed_tree_mask_fused(rows, 1 + w32 * (l32 - 1));
-      } else {
-        backend_.for_each_index(
-            nodes, detail::bounded_functor<detail::packed_mask_row_functor>{rows, live});
-      }
+      // NOTE: the generic loop bounded by the live node count (a backend value): a fused mask
+      // kernel (step::packed_mask_rows through run_fused) needs n_total on the host.
+      const step::packed_mask_rows rows{t, packed_words_.data(), words_per_row(), nodes,
+                                        1 + w32 * (l32 - 1)};
+      backend_.for_each_index(nodes, detail::bounded_functor<step::packed_mask_rows>{rows, live});
       input_.packed_mask = packed_words_.data();
       input_.packed_words_per_row = words_per_row();
     }
@@ -496,8 +495,8 @@ class capturable_step {
                     last_request, " is in the step");
     const matrix_view<const float> logits(logits_in.data(), nodes, vocab);
     const tree_view t = tree();
-    const detail::acceptance_view out = acceptance_out();
-    const detail::status_view status{record_.data() + layout_.verify_status};
+    const step::acceptance_view out = acceptance_out();
+    const step::status_view status{record_.data() + layout_.verify_status};
     const index_t draws = max_draws(width_, length_);
     const auto uniforms = [&] {
       backend_.for_each_index(
@@ -507,18 +506,18 @@ class capturable_step {
     };
     switch (options.rule) {
       case verifier::greedy:
-        run(detail::greedy_functor<float>{t, logits, first_child_.data(), next_sibling_.data(), out,
+        run(step::greedy_walk<float>{t, logits, first_child_.data(), next_sibling_.data(), out,
                                           status});
         break;
       case verifier::lossless:
         detail::check_sampling_params(fn, options.sampling);
-        run(detail::lossless_functor<float>{t, logits, options.sampling, uniforms(),
+        run(step::lossless_walk<float>{t, logits, options.sampling, uniforms(),
                                             first_child_.data(), next_sibling_.data(),
                                             scratch_.data(), out, status});
         break;
       case verifier::typical:
         detail::check_typical_params(fn, options.typical);
-        run(detail::typical_functor<float>{t, logits, options.typical, uniforms(),
+        run(step::typical_walk<float>{t, logits, options.typical, uniforms(),
                                            first_child_.data(), next_sibling_.data(),
                                            scratch_.data(), out, status});
         break;
@@ -534,15 +533,11 @@ class capturable_step {
                         draft_log_probs.extent(1), ", ", draft_log_probs.extent(2), ", ",
                         draft_log_probs.extent(3), "], expected [", a, ", ", width_, ", ",
                         length_ - 1, ", ", vocab, "]");
-        const detail::redrafter_row_functor<float> rows{
+        const step::redrafter_rows<float> rows{
             logits,      options.redrafter, threshold_.data(),
             max_.data(), log_sum_.data(),   bad_.data()};
-        if constexpr (requires { backend_.redrafter_rows_fused(rows); }) {
-          backend_.redrafter_rows_fused(rows);  // padding rows too: their results are not read
-        } else {
-          backend_.for_each_index(nodes, rows);
-        }
-        run(detail::redrafter_functor<float>{t, logits, draft_log_probs, options.redrafter,
+        step::run_step(backend_, rows);  // padding rows too: their results are not read
+        run(step::redrafter_walk<float>{t, logits, draft_log_probs, options.redrafter,
                                              uniforms(), threshold_.data(), max_.data(),
                                              log_sum_.data(), bad_.data(), out, status});
         break;
@@ -660,8 +655,8 @@ class capturable_step {
   const std::int32_t* node_offsets() const { return record_.data() + layout_.node_offsets; }
   std::int32_t* state_row(index_t row) { return state_.data() + row * cap_.max_batch; }
 
-  detail::acceptance_view acceptance_out() {
-    return detail::acceptance_view{length_,
+  step::acceptance_view acceptance_out() {
+    return step::acceptance_view{length_,
                                    field(layout_.accepted_len),
                                    field(layout_.best_beam),
                                    field(layout_.accepted_nodes),
@@ -670,20 +665,11 @@ class capturable_step {
                                    field(layout_.hidden_row)};
   }
 
-  // The walk: the backend's fused member when it has one (one block per request on CUDA).
+  // The walk: the backend's fused kernel when it has one (clause 10; one block per request on
+  // CUDA), else one invocation per request.
   template <class F>
   void run(const F& walk) {
-    if constexpr (requires { backend_.verify_greedy_fused(walk); }) {
-      backend_.verify_greedy_fused(walk);
-    } else if constexpr (requires { backend_.verify_lossless_fused(walk); }) {
-      backend_.verify_lossless_fused(walk);
-    } else if constexpr (requires { backend_.verify_typical_fused(walk); }) {
-      backend_.verify_typical_fused(walk);
-    } else if constexpr (requires { backend_.verify_redrafter_fused(walk); }) {
-      backend_.verify_redrafter_fused(walk);
-    } else {
-      backend_.for_each_index(batch_, walk);
-    }
+    step::run_step(backend_, walk);
   }
 
   B backend_;
