@@ -195,7 +195,7 @@ enum step_state_row : index_t {
 struct step_emit_functor {
   const std::int32_t* state;  // [6, A_max]
   index_t stride;             // A_max
-  acceptance_view acc;
+  step::acceptance_view acc;
   std::int32_t* emit_count;  // [A]
   std::int32_t* done;        // [A]
 
@@ -222,7 +222,7 @@ struct step_emit_functor {
 struct step_plan_functor {
   const std::int32_t* state;  // [6, A_max]
   index_t stride;             // A_max
-  acceptance_view acc;
+  step::acceptance_view acc;
   const std::int32_t* done;   // [A]
   std::int32_t batch;         // A
   std::int32_t* header;       // [2]: requests, entries
@@ -261,7 +261,7 @@ struct step_plan_functor {
 struct step_advance_functor {
   std::int32_t* state;  // [6, A_max]
   index_t stride;
-  acceptance_view acc;
+  step::acceptance_view acc;
   const std::int32_t* emit_count;  // [A]
   const std::int32_t* done;        // [A]
 
