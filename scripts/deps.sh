@@ -3,7 +3,7 @@
 # only when not root. Extra package names given as arguments are installed too (scripts/test.sh
 # asks for clang and its sanitizer / libFuzzer runtimes this way).
 set -euo pipefail
-packages=(cmake g++ make python3 libeigen3-dev catch2 nlohmann-json3-dev libbenchmark-dev "$@")
+packages=(cmake g++ make python3 libeigen3-dev catch2 nlohmann-json3-dev libbenchmark-dev clang-format-14 "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
