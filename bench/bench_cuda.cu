@@ -70,7 +70,8 @@ std::vector<std::int32_t> sample_beams(std::mt19937& rng, int batch, int width, 
       if (w > 0) {
         const int source = std::uniform_int_distribution<int>(0, w - 1)(rng);
         shared = std::uniform_int_distribution<int>(0, beam_length - 1)(rng);
-        for (int l = 1; l <= shared; ++l) beam[l] = req[static_cast<std::size_t>(source) * beam_length + l];
+        for (int l = 1; l <= shared; ++l)
+          beam[l] = req[static_cast<std::size_t>(source) * beam_length + l];
       }
       for (int l = shared + 1; l < beam_length; ++l) beam[l] = token(rng);
     }
@@ -91,13 +92,15 @@ void BM_cuda_tree_masks(benchmark::State& state) {
   std::mt19937 rng(1);
   const std::size_t bytes = static_cast<std::size_t>(batch) * width * beam_length * 4;
   std::vector<cuda_backend::buffer<std::int32_t>> beams;
-  for (int i = 0; i < copies_for(bytes); ++i) beams.push_back(upload(gpu, sample_beams(rng, batch, width, 32000)));
+  for (int i = 0; i < copies_for(bytes); ++i)
+    beams.push_back(upload(gpu, sample_beams(rng, batch, width, 32000)));
   const auto base = upload(gpu, std::vector<std::int32_t>(static_cast<std::size_t>(batch), 100));
   std::size_t i = 0;
   for (auto _ : state) {
     const auto& in = beams[i++ % beams.size()];
     state.SetIterationTime(time_on_stream(gpu, [&] {
-      const auto t = build_tree(gpu, view<const std::int32_t, 3>(in.data(), batch, width, beam_length));
+      const auto t =
+          build_tree(gpu, view<const std::int32_t, 3>(in.data(), batch, width, beam_length));
       const auto mask = build_packed_tree_mask(gpu, t);
       const auto positions = build_positions(gpu, t, {base.data(), batch});
       benchmark::DoNotOptimize(mask.words.data());
@@ -108,7 +111,8 @@ void BM_cuda_tree_masks(benchmark::State& state) {
 }
 
 void BM_cuda_beam_search(benchmark::State& state) {
-  const index_t batch = state.range(0), width = state.range(1), vocab = state.range(2), hidden = 1024;
+  const index_t batch = state.range(0), width = state.range(1), vocab = state.range(2),
+                hidden = 1024;
   const cuda_backend gpu;
   draft_config config;
   config.vocab_size = vocab;
@@ -138,9 +142,9 @@ void BM_cuda_beam_search(benchmark::State& state) {
   for (auto _ : state) {
     const std::size_t k = i++ % hiddens.size();
     state.SetIterationTime(time_on_stream(gpu, [&] {
-      const auto result = beam_search(head, {hiddens[k].data(), batch, hidden},
-                                      {roots[k].data(), batch}, {embedding.data(), vocab, hidden},
-                                      width, beam_length, {}, &ws);
+      const auto result =
+          beam_search(head, {hiddens[k].data(), batch, hidden}, {roots[k].data(), batch},
+                      {embedding.data(), vocab, hidden}, width, beam_length, {}, &ws);
       benchmark::DoNotOptimize(result.beams.data());
     }));
   }
@@ -162,14 +166,14 @@ void BM_cuda_beam_search_gemm_floor(benchmark::State& state) {
     return upload(gpu, v);
   };
   const auto rnn_w = random(hidden * hidden), rnn_u = random(hidden * hidden);  // [H, H]
-  std::vector<cuda_backend::buffer<float>> blocks;                               // N x [E, E]
+  std::vector<cuda_backend::buffer<float>> blocks;                              // N x [E, E]
   for (index_t n = 0; n < layers; ++n) blocks.push_back(random(exit_dim * exit_dim));
   const auto bias = random(exit_dim);             // [E]
   const auto lm_head = random(vocab * exit_dim);  // [V, E]
   const index_t rows = batch * width;
-  const auto h_in = random(rows * hidden);        // [BW, H]
+  const auto h_in = random(rows * hidden);  // [BW, H]
   auto h_out = gpu.allocate<float>(rows * hidden);
-  const auto x_in = random(rows * exit_dim);      // [BW, E]
+  const auto x_in = random(rows * exit_dim);  // [BW, E]
   auto x_out = gpu.allocate<float>(rows * exit_dim);
   auto logits = gpu.allocate<float>(rows * vocab);  // [BW, V]
   for (auto _ : state) {
@@ -202,17 +206,20 @@ struct verify_set {
 std::vector<verify_set> verify_sets(const cuda_backend& gpu, int batch, int width, int vocab) {
   std::mt19937 rng(4);
   std::vector<verify_set> sets;
-  const std::size_t bytes = static_cast<std::size_t>(batch) * (1 + width * (beam_length - 1)) * vocab * 4;
+  const std::size_t bytes =
+      static_cast<std::size_t>(batch) * (1 + width * (beam_length - 1)) * vocab * 4;
   const int n = copies_for(bytes) > 8 ? 8 : copies_for(bytes);
   for (int s = 0; s < n; ++s) {
     const auto beams = upload(gpu, sample_beams(rng, batch, width, vocab));
-    verify_set set{build_tree(gpu, view<const std::int32_t, 3>(beams.data(), batch, width, beam_length)), {}};
+    verify_set set{
+        build_tree(gpu, view<const std::int32_t, 3>(beams.data(), batch, width, beam_length)), {}};
     const std::int32_t total = set.t.total_nodes();
     std::vector<std::int32_t> token(static_cast<std::size_t>(total)), parent(token.size());
     gpu.copy_to_host(set.t.token.data(), total, token.data());
     gpu.copy_to_host(set.t.parent.data(), total, parent.data());
     std::vector<float> logits(static_cast<std::size_t>(total) * vocab);
-    for (std::size_t j = 0; j < logits.size(); ++j) logits[j] = static_cast<float>((j * 2654435761u) % 4u);
+    for (std::size_t j = 0; j < logits.size(); ++j)
+      logits[j] = static_cast<float>((j * 2654435761u) % 4u);
     std::vector<char> has_child(token.size(), 0);
     for (int b = 0; b < batch; ++b) {
       const int first = set.t.host_node_offsets[static_cast<std::size_t>(b)];
@@ -220,7 +227,8 @@ std::vector<verify_set> verify_sets(const cuda_backend& gpu, int batch, int widt
         const int p = first + parent[static_cast<std::size_t>(first + u)];
         if (!has_child[static_cast<std::size_t>(p)]) {
           has_child[static_cast<std::size_t>(p)] = 1;
-          logits[static_cast<std::size_t>(p) * vocab + token[static_cast<std::size_t>(first + u)]] += 20.0f;
+          logits[static_cast<std::size_t>(p) * vocab +
+                 token[static_cast<std::size_t>(first + u)]] += 20.0f;
         }
       }
     }
@@ -304,8 +312,8 @@ void BM_cuda_verify_typical(benchmark::State& state) {
   for (auto _ : state) {
     const verify_set& s = sets[i++ % sets.size()];
     state.SetIterationTime(time_on_stream(gpu, [&] {
-      const auto a = verify_typical(gpu, s.t, {s.logits.data(), s.t.total_nodes(), vocab},
-                                    typical_params{});
+      const auto a =
+          verify_typical(gpu, s.t, {s.logits.data(), s.t.total_nodes(), vocab}, typical_params{});
       benchmark::DoNotOptimize(a.accepted_len.data());
     }));
   }
@@ -339,13 +347,27 @@ void BM_cuda_row_top_k(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_cuda_tree_masks)->ArgsProduct({{1, 8, 64}, {4, 16}})->UseManualTime();
-BENCHMARK(BM_cuda_beam_search)->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}, {1, 2}})->UseManualTime();
-BENCHMARK(BM_cuda_beam_search_gemm_floor)->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}, {1, 2}})->UseManualTime();
-BENCHMARK(BM_cuda_verify_greedy)->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}})->UseManualTime();
-BENCHMARK(BM_cuda_verify_lossless)->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}})->UseManualTime();
-BENCHMARK(BM_cuda_verify_lossless_bf16)->ArgsProduct({{1, 64}, {16}, {32000, 128256}})->UseManualTime();
+BENCHMARK(BM_cuda_beam_search)
+    ->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}, {1, 2}})
+    ->UseManualTime();
+BENCHMARK(BM_cuda_beam_search_gemm_floor)
+    ->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}, {1, 2}})
+    ->UseManualTime();
+BENCHMARK(BM_cuda_verify_greedy)
+    ->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}})
+    ->UseManualTime();
+BENCHMARK(BM_cuda_verify_lossless)
+    ->ArgsProduct({{1, 8, 64}, {4, 16}, {32000, 128256}})
+    ->UseManualTime();
+BENCHMARK(BM_cuda_verify_lossless_bf16)
+    ->ArgsProduct({{1, 64}, {16}, {32000, 128256}})
+    ->UseManualTime();
 BENCHMARK(BM_cuda_verify_typical)->ArgsProduct({{1, 64}, {16}, {32000, 128256}})->UseManualTime();
-BENCHMARK(BM_cuda_row_top_k)->Args({64, 4 * 32000, 4})->Args({256, 128256, 50})->Args({64, 16 * 128256, 16})->UseManualTime();
+BENCHMARK(BM_cuda_row_top_k)
+    ->Args({64, 4 * 32000, 4})
+    ->Args({256, 128256, 50})
+    ->Args({64, 16 * 128256, 16})
+    ->UseManualTime();
 
 int main(int argc, char** argv) {
   int devices = 0;

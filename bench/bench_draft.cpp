@@ -18,8 +18,8 @@
 #include <benchmark/benchmark.h>
 
 #include <cmath>
-#include <ctime>
 #include <cstdint>
+#include <ctime>
 #include <memory>
 #include <random>
 #include <vector>
@@ -64,7 +64,8 @@ struct fixture {
       std::vector<float> values(count);
       for (float& v : values) v = normal(rng) * scale;
       head.set_parameter(name, values);
-      if (shape.size() == 2) weight_bytes += count * (format == redraft::weight_format::f32 ? 4 : 2);
+      if (shape.size() == 2)
+        weight_bytes += count * (format == redraft::weight_format::f32 ? 4 : 2);
     }
     embedding.resize(static_cast<std::size_t>(vocab * hidden));
     for (float& v : embedding) v = normal(rng) * 0.05f;
@@ -117,7 +118,8 @@ struct matmul_only {
 
 void bm_beam_search(benchmark::State& state) {
   const index_t batch = state.range(0), width = state.range(1);
-  const auto format = state.range(2) == 0 ? redraft::weight_format::f32 : redraft::weight_format::f16;
+  const auto format =
+      state.range(2) == 0 ? redraft::weight_format::f32 : redraft::weight_format::f16;
   fixture& f = shared_fixture(format);
   const std::vector<std::uint64_t> stream = redraft_bench::stream_buffer(f.weight_bytes);
   std::mt19937 rng(2);
@@ -131,11 +133,11 @@ void bm_beam_search(benchmark::State& state) {
   double search_seconds = 0.0, gemm_seconds = 0.0, floor_seconds = 0.0;
   for (auto _ : state) {
     const double t0 = thread_seconds();
-    auto result = redraft::beam_search(
-        f.head, redraft::matrix_view<const float>(h.data(), batch, hidden),
-        redraft::vector_view<const std::int32_t>(roots.data(), batch),
-        redraft::matrix_view<const float>(f.embedding.data(), vocab, hidden), width, length, {},
-        &ws);
+    auto result =
+        redraft::beam_search(f.head, redraft::matrix_view<const float>(h.data(), batch, hidden),
+                             redraft::vector_view<const std::int32_t>(roots.data(), batch),
+                             redraft::matrix_view<const float>(f.embedding.data(), vocab, hidden),
+                             width, length, {}, &ws);
     benchmark::DoNotOptimize(result.beams.data());
     const double t1 = thread_seconds();
     state.PauseTiming();
@@ -152,8 +154,8 @@ void bm_beam_search(benchmark::State& state) {
     floor_seconds += g2 - g1;
   }
   state.counters["floor_ratio"] = search_seconds / floor_seconds;
-  state.counters["beams_per_s"] =
-      benchmark::Counter(static_cast<double>(batch * width), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["beams_per_s"] = benchmark::Counter(static_cast<double>(batch * width),
+                                                     benchmark::Counter::kIsIterationInvariantRate);
   if (format == redraft::weight_format::f32) {
     state.counters["gemm_share"] = gemm_seconds / search_seconds;
     state.counters["non_gemm_share"] = 1.0 - gemm_seconds / search_seconds;
@@ -165,13 +167,20 @@ BENCHMARK(redraft_bench::BM_stream_read)->Iterations(5)->Unit(benchmark::kMillis
 // NOTE: iteration counts are fixed and small (2 shared cores): one B=8, W=16 search is ~67 GFLOP.
 BENCHMARK(bm_beam_search)
     ->ArgNames({"B", "W", "F"})
-    ->Args({1, 1, 0})->Args({1, 4, 0})->Args({1, 8, 0})->Args({1, 16, 0})
-    ->Args({1, 1, 1})->Args({1, 8, 1})
+    ->Args({1, 1, 0})
+    ->Args({1, 4, 0})
+    ->Args({1, 8, 0})
+    ->Args({1, 16, 0})
+    ->Args({1, 1, 1})
+    ->Args({1, 8, 1})
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(bm_beam_search)
     ->ArgNames({"B", "W", "F"})
-    ->Args({8, 1, 0})->Args({8, 4, 0})->Args({8, 8, 0})->Args({8, 16, 0})
+    ->Args({8, 1, 0})
+    ->Args({8, 4, 0})
+    ->Args({8, 8, 0})
+    ->Args({8, 16, 0})
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 

@@ -32,7 +32,8 @@ namespace {
 using namespace redraft;
 using redraft::testing::tiny_llama;
 
-std::vector<generation_request> requests_for(std::int32_t batch, std::int32_t vocab, std::int32_t max_new) {
+std::vector<generation_request> requests_for(std::int32_t batch, std::int32_t vocab,
+                                             std::int32_t max_new) {
   std::vector<generation_request> out;
   for (std::int32_t r = 0; r < batch; ++r) {
     generation_request q;
@@ -45,10 +46,11 @@ std::vector<generation_request> requests_for(std::int32_t batch, std::int32_t vo
 
 // Mean seconds of one reference-model tree pass over W = 8, L = 5 random beams.
 double reference_tree_pass_seconds() {
-  tiny_llama model = tiny_llama::random(redraft::testing::demo_target_config(), redraft::testing::demo_target_seed, 1);
+  tiny_llama model = tiny_llama::random(redraft::testing::demo_target_config(),
+                                        redraft::testing::demo_target_seed, 1);
   redraft::testing::random_drafter drafter(model.vocab_size(), 3);
-  speculative_decoder<cpu_backend, tiny_llama, redraft::testing::random_drafter> decoder(cpu_backend{}, model,
-                                                                                        drafter);
+  speculative_decoder<cpu_backend, tiny_llama, redraft::testing::random_drafter> decoder(
+      cpu_backend{}, model, drafter);
   decode_options options;
   options.beam_width = 8;
   options.beam_length = 5;
@@ -90,27 +92,40 @@ void BM_step_overhead(benchmark::State& state) {
   redraft::testing::random_drafter drafter(config.vocab_size, 5);
   report_split(state, model, drafter, static_cast<std::int32_t>(state.range(0)));
 }
-BENCHMARK(BM_step_overhead)->Args({1, 8, 5})->Args({8, 8, 5})->Args({1, 16, 8})->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_step_overhead)
+    ->Args({1, 8, 5})
+    ->Args({8, 8, 5})
+    ->Args({1, 16, 8})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
 
 void BM_step_overhead_reference(benchmark::State& state) {
-  tiny_llama model = tiny_llama::random(redraft::testing::demo_target_config(), redraft::testing::demo_target_seed, 8);
+  tiny_llama model = tiny_llama::random(redraft::testing::demo_target_config(),
+                                        redraft::testing::demo_target_seed, 8);
   redraft::testing::random_drafter drafter(model.vocab_size(), 5);
   report_split(state, model, drafter, static_cast<std::int32_t>(state.range(0)));
 }
-BENCHMARK(BM_step_overhead_reference)->Args({1, 8, 5})->Args({8, 8, 5})->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_step_overhead_reference)
+    ->Args({1, 8, 5})
+    ->Args({8, 8, 5})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
 
 void BM_end_to_end(benchmark::State& state) {
   const cpu_backend cpu;
-  tiny_llama model = tiny_llama::random(redraft::testing::demo_target_config(), redraft::testing::demo_target_seed, 1);
+  tiny_llama model = tiny_llama::random(redraft::testing::demo_target_config(),
+                                        redraft::testing::demo_target_seed, 1);
   const bool distilled = state.range(2) != 0;
-  draft_head<cpu_backend> head(cpu, redraft::testing::demo_draft_config(model.vocab_size(), model.hidden_size()));
+  draft_head<cpu_backend> head(
+      cpu, redraft::testing::demo_draft_config(model.vocab_size(), model.hidden_size()));
   if (distilled) {
     head = load_draft_head(cpu, REDRAFT_DEMO_DRAFT_DIR);
   } else {
     init_draft_head(head, redraft::testing::demo_draft_seed);
   }
   draft_head_drafter<cpu_backend> drafter(head, model.embedding());
-  speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>> spec(cpu, model, drafter);
+  speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>> spec(cpu, model,
+                                                                                     drafter);
   plain_decoder<cpu_backend, tiny_llama> plain(cpu, model);
   decode_options options;
   options.beam_width = static_cast<std::int32_t>(state.range(0));

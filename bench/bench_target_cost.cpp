@@ -33,8 +33,8 @@ tiny_llama& shared_target() {
     const auto dir = data_dir / "models" / "kjv-target";
     if (std::filesystem::exists(dir / "config.json"))
       return std::make_unique<tiny_llama>(redraft::testing::load_tiny_llama(dir, 1));
-    return std::make_unique<tiny_llama>(
-        tiny_llama::random(redraft::testing::demo_target_config(), redraft::testing::demo_target_seed, 1));
+    return std::make_unique<tiny_llama>(tiny_llama::random(redraft::testing::demo_target_config(),
+                                                           redraft::testing::demo_target_seed, 1));
   }();
   return *model;
 }
@@ -46,7 +46,8 @@ const draft_head<cpu_backend>& shared_head() {
     if (std::filesystem::exists(dir / "config.json"))
       return std::make_unique<draft_head<cpu_backend>>(load_draft_head(cpu, dir.string()));
     auto h = std::make_unique<draft_head<cpu_backend>>(
-        cpu, redraft::testing::demo_draft_config(shared_target().vocab_size(), shared_target().hidden_size()));
+        cpu, redraft::testing::demo_draft_config(shared_target().vocab_size(),
+                                                 shared_target().hidden_size()));
     init_draft_head(*h, redraft::testing::demo_draft_seed);
     return h;
   }();
@@ -61,8 +62,9 @@ void BM_verify(benchmark::State& state) {
   std::vector<std::int32_t> prompt(128), slots{0}, offsets{0, 128};
   for (std::int32_t i = 0; i < 128; ++i) prompt[static_cast<std::size_t>(i)] = 32 + (i * 37) % 90;
   model.prefill(prefill_input{{slots.data(), 1}, {offsets.data(), 2}, {prompt.data(), 128}});
-  std::vector<std::int32_t> tokens(static_cast<std::size_t>(n), 'e'), parent(static_cast<std::size_t>(n)),
-      depth(static_cast<std::size_t>(n)), positions(static_cast<std::size_t>(n)), node_offsets{0, n};
+  std::vector<std::int32_t> tokens(static_cast<std::size_t>(n), 'e'),
+      parent(static_cast<std::size_t>(n)), depth(static_cast<std::size_t>(n)),
+      positions(static_cast<std::size_t>(n)), node_offsets{0, n};
   for (std::int32_t i = 0; i < n; ++i) {
     parent[static_cast<std::size_t>(i)] = i - 1;
     depth[static_cast<std::size_t>(i)] = i;
@@ -78,7 +80,16 @@ void BM_verify(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(model.verify(in).logits.data());
   state.counters["nodes"] = n;
 }
-BENCHMARK(BM_verify)->DenseRange(1, 8)->Arg(12)->Arg(16)->Arg(21)->Arg(32)->Arg(48)->Arg(64)->Arg(81)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_verify)
+    ->DenseRange(1, 8)
+    ->Arg(12)
+    ->Arg(16)
+    ->Arg(21)
+    ->Arg(32)
+    ->Arg(48)
+    ->Arg(64)
+    ->Arg(81)
+    ->Unit(benchmark::kMicrosecond);
 
 // One beam search of the draft head (B = 1): L - 1 recurrent steps over W beams.
 void BM_draft(benchmark::State& state) {
@@ -90,14 +101,20 @@ void BM_draft(benchmark::State& state) {
   beam_search_workspace<cpu_backend> ws;
   for (auto _ : state) {
     auto result = beam_search(head, matrix_view<const float>(hidden.data(), 1, model.hidden_size()),
-                              vector_view<const std::int32_t>(root.data(), 1), model.embedding(), width, length,
-                              {}, &ws);
+                              vector_view<const std::int32_t>(root.data(), 1), model.embedding(),
+                              width, length, {}, &ws);
     benchmark::DoNotOptimize(result.beams.data());
   }
 }
 BENCHMARK(BM_draft)
     ->ArgNames({"W", "L"})
-    ->Args({1, 4})->Args({1, 6})->Args({2, 4})->Args({2, 6})->Args({4, 4})->Args({4, 6})->Args({16, 4})
+    ->Args({1, 4})
+    ->Args({1, 6})
+    ->Args({2, 4})
+    ->Args({2, 6})
+    ->Args({4, 4})
+    ->Args({4, 6})
+    ->Args({16, 4})
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -33,7 +33,8 @@ tiny_llama_config bench_config() { return tiny_llama_config{}; }
 
 std::vector<std::int32_t> prompt_of(std::int32_t length, std::int32_t salt) {
   std::vector<std::int32_t> p(static_cast<std::size_t>(length));
-  for (std::int32_t i = 0; i < length; ++i) p[static_cast<std::size_t>(i)] = (i * 37 + salt * 11 + 5) % 256;
+  for (std::int32_t i = 0; i < length; ++i)
+    p[static_cast<std::size_t>(i)] = (i * 37 + salt * 11 + 5) % 256;
   return p;
 }
 
@@ -45,14 +46,16 @@ void prefill_all(tiny_llama& model, std::int32_t batch, std::int32_t length) {
     tokens.insert(tokens.end(), p.begin(), p.end());
     offsets.push_back(static_cast<std::int32_t>(tokens.size()));
   }
-  benchmark::DoNotOptimize(model.prefill(prefill_input{{slots.data(), batch},
-                                                       {offsets.data(), batch + 1},
-                                                       {tokens.data(), static_cast<index_t>(tokens.size())}}));
+  benchmark::DoNotOptimize(
+      model.prefill(prefill_input{{slots.data(), batch},
+                                  {offsets.data(), batch + 1},
+                                  {tokens.data(), static_cast<index_t>(tokens.size())}}));
 }
 
 // Prefill of B prompts of P tokens.
 void BM_tiny_llama_prefill(benchmark::State& state) {
-  const auto batch = static_cast<std::int32_t>(state.range(0)), length = static_cast<std::int32_t>(state.range(1));
+  const auto batch = static_cast<std::int32_t>(state.range(0)),
+             length = static_cast<std::int32_t>(state.range(1));
   tiny_llama model = tiny_llama::random(bench_config(), 1, batch);
   for (auto _ : state) prefill_all(model, batch, length);
   state.SetItemsProcessed(state.iterations() * batch * length);
@@ -64,9 +67,10 @@ BENCHMARK(BM_tiny_llama_prefill)->Args({1, 32})->Args({1, 256})->Args({8, 64});
 void BM_tiny_llama_decode_step(benchmark::State& state) {
   const auto batch = static_cast<std::int32_t>(state.range(0));
   tiny_llama model = tiny_llama::random(bench_config(), 1, batch);
-  std::vector<std::int32_t> slots(static_cast<std::size_t>(batch)), offsets(static_cast<std::size_t>(batch) + 1),
-      tokens(static_cast<std::size_t>(batch), 7), parent(static_cast<std::size_t>(batch), -1),
-      depth(static_cast<std::size_t>(batch), 0), positions(static_cast<std::size_t>(batch));
+  std::vector<std::int32_t> slots(static_cast<std::size_t>(batch)),
+      offsets(static_cast<std::size_t>(batch) + 1), tokens(static_cast<std::size_t>(batch), 7),
+      parent(static_cast<std::size_t>(batch), -1), depth(static_cast<std::size_t>(batch), 0),
+      positions(static_cast<std::size_t>(batch));
   std::vector<std::int64_t> dense_offsets(static_cast<std::size_t>(batch) + 1);
   std::vector<std::uint8_t> dense(static_cast<std::size_t>(batch), 1);
   for (std::int32_t r = 0; r <= batch; ++r) {
@@ -97,7 +101,8 @@ void BM_tiny_llama_decode_step(benchmark::State& state) {
     t.token = tokens.data();
     t.parent = parent.data();
     t.depth = depth.data();
-    verify_input in{{slots.data(), batch}, {offsets.data(), batch + 1}, t, {positions.data(), batch}};
+    verify_input in{
+        {slots.data(), batch}, {offsets.data(), batch + 1}, t, {positions.data(), batch}};
     in.dense_mask = dense.data();
     in.dense_offsets = dense_offsets.data();
     benchmark::DoNotOptimize(model.verify(in));
@@ -109,22 +114,28 @@ BENCHMARK(BM_tiny_llama_decode_step)->Arg(1)->Arg(8)->Arg(64);
 
 // One tree verification (packed mask) of B requests with W beams of L tokens at context 128.
 void BM_tiny_llama_verify_tree(benchmark::State& state) {
-  const auto batch = static_cast<std::int32_t>(state.range(0)), width = static_cast<std::int32_t>(state.range(1)),
+  const auto batch = static_cast<std::int32_t>(state.range(0)),
+             width = static_cast<std::int32_t>(state.range(1)),
              length = static_cast<std::int32_t>(state.range(2));
   const cpu_backend backend;
   tiny_llama model = tiny_llama::random(bench_config(), 1, batch);
   prefill_all(model, batch, 128);
   std::vector<std::int32_t> beams(static_cast<std::size_t>(batch * width * length));
   for (std::size_t i = 0; i < beams.size(); ++i) {
-    beams[i] = i % static_cast<std::size_t>(length) == 0 ? 1 : static_cast<std::int32_t>((i * 7919) % 13);
+    beams[i] =
+        i % static_cast<std::size_t>(length) == 0 ? 1 : static_cast<std::int32_t>((i * 7919) % 13);
   }
-  const tree<cpu_backend> t = build_tree(backend, view<const std::int32_t, 3>(beams.data(), batch, width, length));
+  const tree<cpu_backend> t =
+      build_tree(backend, view<const std::int32_t, 3>(beams.data(), batch, width, length));
   const packed_tree_mask<cpu_backend> mask = build_packed_tree_mask(backend, t);
   const std::vector<std::int32_t> base(static_cast<std::size_t>(batch), 128);
-  const auto positions = build_positions(backend, t, vector_view<const std::int32_t>(base.data(), batch));
+  const auto positions =
+      build_positions(backend, t, vector_view<const std::int32_t>(base.data(), batch));
   std::vector<std::int32_t> slots(static_cast<std::size_t>(batch));
   for (std::int32_t r = 0; r < batch; ++r) slots[static_cast<std::size_t>(r)] = r;
-  verify_input in{{slots.data(), batch}, {t.host_node_offsets.data(), batch + 1}, view_of(t),
+  verify_input in{{slots.data(), batch},
+                  {t.host_node_offsets.data(), batch + 1},
+                  view_of(t),
                   {positions.data(), t.total_nodes()}};
   in.packed_mask = mask.words.data();
   in.packed_words_per_row = mask.words_per_row;
@@ -182,7 +193,8 @@ void BM_tree_pass_vs_step(benchmark::State& state) {
   const auto n = static_cast<std::int32_t>(state.range(0));
   const weight_format format = state.range(1) == 0 ? weight_format::f32 : weight_format::f16;
   // NOTE: __FILE__ is the absolute path of this file in CMake builds: <repo>/bench/...
-  const auto dir = std::filesystem::path(__FILE__).parent_path() / ".." / "data" / "models" / "kjv-target";
+  const auto dir =
+      std::filesystem::path(__FILE__).parent_path() / ".." / "data" / "models" / "kjv-target";
   tiny_llama model = std::filesystem::exists(dir / "config.json")
                          ? redraft::testing::load_tiny_llama(dir, 1, format)
                          : tiny_llama::random(redraft::testing::demo_target_config(),
@@ -206,8 +218,16 @@ void BM_tree_pass_vs_step(benchmark::State& state) {
 }
 BENCHMARK(BM_tree_pass_vs_step)
     ->ArgNames({"n", "F"})
-    ->Args({2, 0})->Args({4, 0})->Args({8, 0})->Args({16, 0})->Args({32, 0})
-    ->Args({2, 1})->Args({4, 1})->Args({8, 1})->Args({16, 1})->Args({32, 1})
+    ->Args({2, 0})
+    ->Args({4, 0})
+    ->Args({8, 0})
+    ->Args({16, 0})
+    ->Args({32, 0})
+    ->Args({2, 1})
+    ->Args({4, 1})
+    ->Args({8, 1})
+    ->Args({16, 1})
+    ->Args({32, 1})
     ->MinTime(0.3);
 
 BENCHMARK(redraft_bench::BM_stream_read)->Iterations(5)->Unit(benchmark::kMillisecond);

@@ -33,7 +33,8 @@ std::vector<std::int32_t> sample_beams(int batch, int width, int length) {
       if (w > 0) {
         const int source = std::uniform_int_distribution<int>(0, w - 1)(rng);
         shared = std::uniform_int_distribution<int>(0, length - 1)(rng);
-        for (int l = 1; l <= shared; ++l) beam[l] = req[static_cast<std::size_t>(source) * length + l];
+        for (int l = 1; l <= shared; ++l)
+          beam[l] = req[static_cast<std::size_t>(source) * length + l];
       }
       for (int l = shared + 1; l < length; ++l) beam[l] = token(rng);
     }
@@ -50,8 +51,10 @@ struct fixture {
 };
 
 fixture make_fixture(const benchmark::State& state) {
-  fixture f{static_cast<int>(state.range(0)), static_cast<int>(state.range(1)),
-            static_cast<int>(state.range(2)), {}};
+  fixture f{static_cast<int>(state.range(0)),
+            static_cast<int>(state.range(1)),
+            static_cast<int>(state.range(2)),
+            {}};
   f.beams = sample_beams(f.batch, f.width, f.length);
   return f;
 }

@@ -32,8 +32,8 @@ constexpr int beam_length = 5;
 struct inputs {
   int batch = 0, width = 0, vocab = 0;
   tree<cpu_backend> t;
-  std::vector<float> logits;  // [n_total, V]
-  std::vector<float> draft;   // [B, W, L-1, V], only for ReDrafter
+  std::vector<float> logits;          // [n_total, V]
+  std::vector<float> draft;           // [B, W, L-1, V], only for ReDrafter
   std::vector<bfloat16> logits_bf16;  // [n_total, V] the logits rounded to bfloat16, on demand
 };
 
@@ -51,7 +51,8 @@ std::vector<std::int32_t> sample_beams(int batch, int width, int vocab) {
       if (w > 0) {
         const int source = std::uniform_int_distribution<int>(0, w - 1)(rng);
         shared = std::uniform_int_distribution<int>(0, beam_length - 1)(rng);
-        for (int l = 1; l <= shared; ++l) beam[l] = req[static_cast<std::size_t>(source) * beam_length + l];
+        for (int l = 1; l <= shared; ++l)
+          beam[l] = req[static_cast<std::size_t>(source) * beam_length + l];
       }
       for (int l = shared + 1; l < beam_length; ++l) beam[l] = token(rng);
     }
@@ -86,7 +87,8 @@ inputs& get_inputs(int batch, int width, int vocab, bool with_draft) {
         const std::int32_t p = in->t.parent[off + i];
         if (done[static_cast<std::size_t>(p)]) continue;
         done[static_cast<std::size_t>(p)] = true;
-        in->logits[static_cast<std::size_t>(off + p) * vocab + static_cast<std::size_t>(in->t.token[off + i])] += 20.0f;
+        in->logits[static_cast<std::size_t>(off + p) * vocab +
+                   static_cast<std::size_t>(in->t.token[off + i])] += 20.0f;
       }
     }
     if (with_draft) {
@@ -128,7 +130,8 @@ void run_bench(benchmark::State& state, bool with_draft, Run run) {
     benchmark::DoNotOptimize(a.next_token.data());
     const double t1 = redraft_bench::thread_seconds();
     for (const float* row : path_rows)
-      benchmark::DoNotOptimize(redraft_bench::stream_read(row, static_cast<std::size_t>(vocab) * 4));
+      benchmark::DoNotOptimize(
+          redraft_bench::stream_read(row, static_cast<std::size_t>(vocab) * 4));
     const double t2 = redraft_bench::thread_seconds();
     verify_seconds += t1 - t0;
     floor_seconds += t2 - t1;
@@ -137,7 +140,8 @@ void run_bench(benchmark::State& state, bool with_draft, Run run) {
   state.counters["floor_ratio"] = verify_seconds / floor_seconds;
   state.SetItemsProcessed(state.iterations() * batch);
   state.counters["nodes"] = static_cast<double>(in.t.total_nodes()) / batch;
-  state.counters["accepted_len_0"] = static_cast<double>(accepted) / static_cast<double>(state.iterations());
+  state.counters["accepted_len_0"] =
+      static_cast<double>(accepted) / static_cast<double>(state.iterations());
 }
 
 // run_bench on the logits rounded to bfloat16 (read in place by the verifier: half the bytes).
@@ -173,35 +177,43 @@ void bm_verify_lossless_bf16(benchmark::State& state) {
 }
 
 void bm_verify_greedy(benchmark::State& state) {
-  run_bench(state, false, [](const cpu_backend& cpu, const inputs& in, matrix_view<const float> l, std::uint32_t) {
-    return verify_greedy(cpu, in.t, l);
-  });
+  run_bench(state, false,
+            [](const cpu_backend& cpu, const inputs& in, matrix_view<const float> l,
+               std::uint32_t) { return verify_greedy(cpu, in.t, l); });
 }
 
 void bm_verify_lossless(benchmark::State& state) {
-  run_bench(state, false, [](const cpu_backend& cpu, const inputs& in, matrix_view<const float> l, std::uint32_t step) {
-    return verify_lossless(cpu, in.t, l, sampling_params{}, philox_uniforms{7, step});
-  });
+  run_bench(
+      state, false,
+      [](const cpu_backend& cpu, const inputs& in, matrix_view<const float> l, std::uint32_t step) {
+        return verify_lossless(cpu, in.t, l, sampling_params{}, philox_uniforms{7, step});
+      });
 }
 
 void bm_verify_lossless_top_k_top_p(benchmark::State& state) {
-  run_bench(state, false, [](const cpu_backend& cpu, const inputs& in, matrix_view<const float> l, std::uint32_t step) {
-    return verify_lossless(cpu, in.t, l, sampling_params{0.8f, 50, 0.9f}, philox_uniforms{7, step});
-  });
+  run_bench(
+      state, false,
+      [](const cpu_backend& cpu, const inputs& in, matrix_view<const float> l, std::uint32_t step) {
+        return verify_lossless(cpu, in.t, l, sampling_params{0.8f, 50, 0.9f},
+                               philox_uniforms{7, step});
+      });
 }
 
 void bm_verify_redrafter(benchmark::State& state) {
-  run_bench(state, true, [](const cpu_backend& cpu, const inputs& in, matrix_view<const float> l, std::uint32_t step) {
-    return verify_redrafter(cpu, in.t, l,
-                            view<const float, 4>(in.draft.data(), in.batch, in.width, beam_length - 1, in.vocab),
-                            redrafter_params{}, philox_uniforms{7, step});
-  });
+  run_bench(
+      state, true,
+      [](const cpu_backend& cpu, const inputs& in, matrix_view<const float> l, std::uint32_t step) {
+        return verify_redrafter(
+            cpu, in.t, l,
+            view<const float, 4>(in.draft.data(), in.batch, in.width, beam_length - 1, in.vocab),
+            redrafter_params{}, philox_uniforms{7, step});
+      });
 }
 
 void bm_verify_typical(benchmark::State& state) {
-  run_bench(state, false, [](const cpu_backend& cpu, const inputs& in, matrix_view<const float> l, std::uint32_t) {
-    return verify_typical(cpu, in.t, l, typical_params{});
-  });
+  run_bench(state, false,
+            [](const cpu_backend& cpu, const inputs& in, matrix_view<const float> l,
+               std::uint32_t) { return verify_typical(cpu, in.t, l, typical_params{}); });
 }
 
 // Registered shape by shape (all verifiers of one shape together), so the cached inputs are

@@ -36,12 +36,13 @@ int main() {
   std::vector<float> embedding(static_cast<std::size_t>(v * h));
   for (float& x : embedding) x = normal(rng);
   const std::vector<float> hidden = {0.5f, -1.0f};  // [1, H]
-  const std::vector<std::int32_t> root = {5};        // [1]
+  const std::vector<std::int32_t> root = {5};       // [1]
 
-  std::printf("draft head: V=%lld H=%lld E=%lld N=%lld recurrence=%s logit_top_k=%lld\n",
-              static_cast<long long>(v), static_cast<long long>(h),
-              static_cast<long long>(config.exit_dim), static_cast<long long>(config.num_draft_layers),
-              redraft::recurrence_name(config.recurrence), static_cast<long long>(config.logit_top_k));
+  std::printf(
+      "draft head: V=%lld H=%lld E=%lld N=%lld recurrence=%s logit_top_k=%lld\n",
+      static_cast<long long>(v), static_cast<long long>(h), static_cast<long long>(config.exit_dim),
+      static_cast<long long>(config.num_draft_layers), redraft::recurrence_name(config.recurrence),
+      static_cast<long long>(config.logit_top_k));
   std::printf("beam search: W=%lld L=%lld root token %d\n\n", static_cast<long long>(width),
               static_cast<long long>(length), root[0]);
 
@@ -54,7 +55,8 @@ int main() {
   for (index_t k = 1; k < length; ++k) {
     for (index_t w = 0; w < width; ++w)
       for (index_t i = 0; i < h; ++i)
-        embedded[static_cast<std::size_t>(w * h + i)] = embedding[static_cast<std::size_t>(beams[w].back() * h + i)];
+        embedded[static_cast<std::size_t>(w * h + i)] =
+            embedding[static_cast<std::size_t>(beams[w].back() * h + i)];
     redraft::matrix_view<float> s(state.data(), width, h);
     head.advance_state(redraft::matrix_view<const float>(embedded.data(), width, h), s, s, ws);
     head.log_probs(redraft::matrix_view<const float>(hidden.data(), 1, h), s,
@@ -62,13 +64,17 @@ int main() {
     std::printf("step %lld: log-probs of each beam (\"masked\" = below the top-%lld, ~-50000)\n",
                 static_cast<long long>(k), static_cast<long long>(config.logit_top_k));
     for (index_t w = 0; w < width; ++w) {
-      std::printf("  beam %lld score %9.3f  tokens [", static_cast<long long>(w), scores[static_cast<std::size_t>(w)]);
-      for (std::size_t i = 0; i < beams[w].size(); ++i) std::printf("%s%d", i ? " " : "", beams[w][i]);
+      std::printf("  beam %lld score %9.3f  tokens [", static_cast<long long>(w),
+                  scores[static_cast<std::size_t>(w)]);
+      for (std::size_t i = 0; i < beams[w].size(); ++i)
+        std::printf("%s%d", i ? " " : "", beams[w][i]);
       std::printf("]  log p:");
       for (index_t t = 0; t < v; ++t) {
         const float lp = log_probs[static_cast<std::size_t>(w * v + t)];
-        if (lp < -1000.0f) std::printf("  masked");
-        else std::printf(" %7.3f", lp);
+        if (lp < -1000.0f)
+          std::printf("  masked");
+        else
+          std::printf(" %7.3f", lp);
       }
       std::printf("\n");
     }
@@ -76,7 +82,8 @@ int main() {
     // lower flat index beam * V + token.
     std::vector<float> cand(static_cast<std::size_t>(width * v));
     for (index_t f = 0; f < width * v; ++f)
-      cand[static_cast<std::size_t>(f)] = scores[static_cast<std::size_t>(f / v)] + log_probs[static_cast<std::size_t>(f)];
+      cand[static_cast<std::size_t>(f)] =
+          scores[static_cast<std::size_t>(f / v)] + log_probs[static_cast<std::size_t>(f)];
     std::vector<index_t> order(cand.size());
     std::iota(order.begin(), order.end(), index_t{0});
     std::stable_sort(order.begin(), order.end(), [&](index_t a, index_t b) {
@@ -118,6 +125,7 @@ int main() {
     }
     std::printf("]  score %.3f\n", result.scores[w]);
   }
-  std::printf("%s\n", same ? "matches the step-by-step walk" : "MISMATCH with the step-by-step walk");
+  std::printf("%s\n",
+              same ? "matches the step-by-step walk" : "MISMATCH with the step-by-step walk");
   return same ? 0 : 1;
 }

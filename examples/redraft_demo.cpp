@@ -4,11 +4,12 @@
 // byte-level Llama trained on the King James Bible, and its distilled draft head
 // data/draft_heads/kjv; docs/results.md), else the reference tiny Llama target (deterministic
 // random weights, a byte-level vocabulary) and its draft head; decodes a few prompts with plain
-// decoding and with speculative decoding in the same run, and prints the text, tokens per step, acceptance by
-// depth, where the time goes, the draft shapes used, and the measured speedup. By default the
-// adaptive speculation policy picks each step's shape (W, L) or a plain step from measured costs
-// and acceptance; --width / --length fix the shape instead. Flags pick the policy, beam shape,
-// batch, sampling, verifier, and checkpoints for the target and the draft head (--help).
+// decoding and with speculative decoding in the same run, and prints the text, tokens per step,
+// acceptance by depth, where the time goes, the draft shapes used, and the measured speedup. By
+// default the adaptive speculation policy picks each step's shape (W, L) or a plain step from
+// measured costs and acceptance; --width / --length fix the shape instead. Flags pick the policy,
+// beam shape, batch, sampling, verifier, and checkpoints for the target and the draft head
+// (--help).
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -46,7 +47,8 @@ struct demo_flags {
   std::uint64_t seed = 1;
   std::string verifier_name;  // default: greedy at T = 0, lossless otherwise
   std::string target_dir, draft_dir;
-  std::vector<std::string> prompts;  // --prompt; default: built-in prompts (KJV ones for the KJV pair)
+  std::vector<std::string>
+      prompts;  // --prompt; default: built-in prompts (KJV ones for the KJV pair)
   bool quiet = false, untrained = false, builtin = false, kjv = false;
   std::string drafter = "head";  // head | lookup | suffix | hybrid | hybrid-suffix
   std::int32_t lookup_beams = 2, max_nodes = 0, ngram = 3, head_length = 0;
@@ -64,9 +66,12 @@ void usage() {
       "                     one with the most expected tokens per second from measured costs and\n"
       "                     acceptance; fixed: every step uses --width x --length; plain: every\n"
       "                     step plain (measures the speculative decoder's plain-step cost)\n"
-      "  --width W          beams per step of the fixed policy (default 4; implies --policy fixed)\n"
-      "  --length L         tokens per beam including the root (default 5; implies --policy fixed)\n"
-      "  --widths LIST      the adaptive policy's candidate W, comma-separated (default 1,2,4,8,16)\n"
+      "  --width W          beams per step of the fixed policy (default 4; implies --policy "
+      "fixed)\n"
+      "  --length L         tokens per beam including the root (default 5; implies --policy "
+      "fixed)\n"
+      "  --widths LIST      the adaptive policy's candidate W, comma-separated (default "
+      "1,2,4,8,16)\n"
       "  --lengths LIST     the adaptive policy's candidate L (default 2,3,4,5,6)\n"
       "  --batch B          requests decoded together (default 1)\n"
       "  --max-tokens N     tokens to generate per request (default 64)\n"
@@ -85,7 +90,8 @@ void usage() {
       "  --untrained        use the deterministic untrained head (for comparisons)\n"
       "  --prompt TEXT      a prompt (repeat for several; requests cycle through them)\n"
       "  --quiet            print only the summary\n"
-      "  --drafter NAME     head (default) | lookup (prompt lookup / n-gram) | suffix (suffix trie)\n"
+      "  --drafter NAME     head (default) | lookup (prompt lookup / n-gram) | suffix (suffix "
+      "trie)\n"
       "                     | hybrid (head + lookup in one tree) | hybrid-suffix (head + suffix);\n"
       "                     lookup and suffix propose W candidates (docs/lookup.md)\n"
       "  --lookup-beams K   hybrid: candidates from the model-free source per step (default 2);\n"
@@ -110,8 +116,9 @@ std::vector<std::int32_t> parse_list(const std::string& flag, const std::string&
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
-    REDRAFT_REQUIRE(!item.empty() && item.find_first_not_of("0123456789") == std::string::npos, "redraft-demo: ",
-                    flag, " '", text, "' is not a comma-separated list of positive integers");
+    REDRAFT_REQUIRE(!item.empty() && item.find_first_not_of("0123456789") == std::string::npos,
+                    "redraft-demo: ", flag, " '", text,
+                    "' is not a comma-separated list of positive integers");
     out.push_back(std::stoi(item));
   }
   return out;
@@ -186,20 +193,27 @@ demo_flags parse(int argc, char** argv) {
   }
   REDRAFT_REQUIRE(policy.empty() || policy == "adaptive" || policy == "fixed" || policy == "plain",
                   "redraft-demo: unknown --policy '", policy, "' (adaptive, fixed, plain)");
-  REDRAFT_REQUIRE(!(policy == "plain" && (shape_given || candidates_given)), "redraft-demo: --policy plain drafts "
+  REDRAFT_REQUIRE(!(policy == "plain" && (shape_given || candidates_given)),
+                  "redraft-demo: --policy plain drafts "
                   "nothing; it takes no --width / --length / --widths / --lengths");
   f.plain_steps = policy == "plain";
-  REDRAFT_REQUIRE(!(policy == "adaptive" && shape_given), "redraft-demo: --width / --length fix the draft shape; "
-                  "they do not combine with --policy adaptive (use --widths / --lengths for its candidates)");
+  REDRAFT_REQUIRE(
+      !(policy == "adaptive" && shape_given),
+      "redraft-demo: --width / --length fix the draft shape; "
+      "they do not combine with --policy adaptive (use --widths / --lengths for its candidates)");
   f.adaptive = policy.empty() ? !shape_given : policy == "adaptive";
-  REDRAFT_REQUIRE(f.adaptive || !candidates_given, "redraft-demo: --widths / --lengths are the adaptive policy's "
+  REDRAFT_REQUIRE(f.adaptive || !candidates_given,
+                  "redraft-demo: --widths / --lengths are the adaptive policy's "
                   "candidates; with a fixed shape use --width / --length");
   REDRAFT_REQUIRE(f.batch >= 1, "redraft-demo: --batch ", f.batch, " must be at least 1");
-  REDRAFT_REQUIRE(f.temperature >= 0.0f, "redraft-demo: --temperature ", f.temperature, " must be >= 0");
-  REDRAFT_REQUIRE(f.drafter == "head" || f.drafter == "lookup" || f.drafter == "suffix" || f.drafter == "hybrid" ||
-                      f.drafter == "hybrid-suffix",
-                  "redraft-demo: unknown drafter '", f.drafter, "' (head, lookup, suffix, hybrid, hybrid-suffix)");
-  REDRAFT_REQUIRE(f.lookup_beams >= 0, "redraft-demo: --lookup-beams ", f.lookup_beams, " must be >= 0");
+  REDRAFT_REQUIRE(f.temperature >= 0.0f, "redraft-demo: --temperature ", f.temperature,
+                  " must be >= 0");
+  REDRAFT_REQUIRE(f.drafter == "head" || f.drafter == "lookup" || f.drafter == "suffix" ||
+                      f.drafter == "hybrid" || f.drafter == "hybrid-suffix",
+                  "redraft-demo: unknown drafter '", f.drafter,
+                  "' (head, lookup, suffix, hybrid, hybrid-suffix)");
+  REDRAFT_REQUIRE(f.lookup_beams >= 0, "redraft-demo: --lookup-beams ", f.lookup_beams,
+                  " must be >= 0");
   // The shipped KJV pair (tools/train_target.py + redraft-distill; docs/results.md).
   if (f.target_dir.empty() && f.draft_dir.empty() && !f.untrained && !f.builtin) {
     const std::filesystem::path data = demo_data_dir();
@@ -216,19 +230,22 @@ demo_flags parse(int argc, char** argv) {
     if (std::filesystem::exists(std::filesystem::path(REDRAFT_DEMO_DRAFT_DIR) / "config.json"))
       f.draft_dir = REDRAFT_DEMO_DRAFT_DIR;
     else
-      std::printf("note: no distilled head at %s, using the untrained head\n", REDRAFT_DEMO_DRAFT_DIR);
+      std::printf("note: no distilled head at %s, using the untrained head\n",
+                  REDRAFT_DEMO_DRAFT_DIR);
   }
 #endif
   return f;
 }
 
 verifier parse_verifier(const demo_flags& f) {
-  const std::string n = f.verifier_name.empty() ? (f.temperature > 0 ? "lossless" : "greedy") : f.verifier_name;
+  const std::string n =
+      f.verifier_name.empty() ? (f.temperature > 0 ? "lossless" : "greedy") : f.verifier_name;
   if (n == "greedy") return verifier::greedy;
   if (n == "lossless") return verifier::lossless;
   if (n == "redrafter") return verifier::redrafter;
   if (n == "typical") return verifier::typical;
-  detail::throw_error("redraft-demo: unknown verifier '", n, "' (greedy, lossless, redrafter, typical)");
+  detail::throw_error("redraft-demo: unknown verifier '", n,
+                      "' (greedy, lossless, redrafter, typical)");
 }
 
 const char* const prompts[] = {
@@ -263,20 +280,25 @@ std::string as_text(const std::vector<std::int32_t>& tokens, std::int32_t vocab)
 
 int run(const demo_flags& f) {
   const cpu_backend cpu;
-  tiny_llama target = f.target_dir.empty() ? tiny_llama::random(redraft::testing::demo_target_config(),
-                                                                                redraft::testing::demo_target_seed, f.batch)
-                                           : redraft::testing::load_tiny_llama(f.target_dir, f.batch);
-  const draft_config dc = redraft::testing::demo_draft_config(target.vocab_size(), target.hidden_size());
-  draft_head<cpu_backend> head = f.draft_dir.empty() ? draft_head<cpu_backend>(cpu, dc) : load_draft_head(cpu, f.draft_dir);
+  tiny_llama target = f.target_dir.empty()
+                          ? tiny_llama::random(redraft::testing::demo_target_config(),
+                                               redraft::testing::demo_target_seed, f.batch)
+                          : redraft::testing::load_tiny_llama(f.target_dir, f.batch);
+  const draft_config dc =
+      redraft::testing::demo_draft_config(target.vocab_size(), target.hidden_size());
+  draft_head<cpu_backend> head =
+      f.draft_dir.empty() ? draft_head<cpu_backend>(cpu, dc) : load_draft_head(cpu, f.draft_dir);
   if (f.draft_dir.empty()) init_draft_head(head, redraft::testing::demo_draft_seed);
 
   std::vector<generation_request> requests;
   for (std::int32_t r = 0; r < f.batch; ++r) {
     generation_request q;
-    const std::string text = !f.prompts.empty() ? f.prompts[static_cast<std::size_t>(r) % f.prompts.size()]
-                             : f.kjv           ? kjv_prompts[r % 4]
-                                               : prompts[r % 4];
-    for (const char c : text) q.prompt.push_back(static_cast<unsigned char>(c) % target.vocab_size());
+    const std::string text = !f.prompts.empty()
+                                 ? f.prompts[static_cast<std::size_t>(r) % f.prompts.size()]
+                             : f.kjv ? kjv_prompts[r % 4]
+                                     : prompts[r % 4];
+    for (const char c : text)
+      q.prompt.push_back(static_cast<unsigned char>(c) % target.vocab_size());
     q.max_new_tokens = f.max_tokens;
     requests.push_back(q);
   }
@@ -291,10 +313,12 @@ int run(const demo_flags& f) {
   options.typical.temperature = options.sampling.temperature;
 
   std::printf("target: %s (V %d, H %d), draft head: %s (E %d, N %d)\n",
-              f.target_dir.empty() ? "built-in tiny Llama, deterministic random weights" : f.target_dir.c_str(),
+              f.target_dir.empty() ? "built-in tiny Llama, deterministic random weights"
+                                   : f.target_dir.c_str(),
               target.vocab_size(), target.hidden_size(),
               f.draft_dir.empty() ? "untrained (deterministic random init)" : f.draft_dir.c_str(),
-              static_cast<int>(head.config().exit_dim), static_cast<int>(head.config().num_draft_layers));
+              static_cast<int>(head.config().exit_dim),
+              static_cast<int>(head.config().num_draft_layers));
   const auto list = [](const std::vector<std::int32_t>& v) {
     std::string out;
     for (std::size_t i = 0; i < v.size(); ++i) {
@@ -303,21 +327,25 @@ int run(const demo_flags& f) {
     }
     return out;
   };
-  std::printf("drafter %s, ", hybrid ? (f.drafter + " (" + std::to_string(f.width) + " head + " +
-                                        std::to_string(f.lookup_beams) + " lookup beams" +
-                                        (f.adaptive ? " as the split of each step's W" : "") +
-                                        (f.max_nodes > 0 ? ", node cap " + std::to_string(f.max_nodes) : "") + ")")
-                                           .c_str()
-                                     : f.drafter.c_str());
+  std::printf("drafter %s, ",
+              hybrid ? (f.drafter + " (" + std::to_string(f.width) + " head + " +
+                        std::to_string(f.lookup_beams) + " lookup beams" +
+                        (f.adaptive ? " as the split of each step's W" : "") +
+                        (f.max_nodes > 0 ? ", node cap " + std::to_string(f.max_nodes) : "") + ")")
+                           .c_str()
+                     : f.drafter.c_str());
   if (f.plain_steps) {
     std::printf("policy plain (every step plain)");
   } else if (f.adaptive) {
-    std::printf("policy adaptive (W in {%s} x L in {%s}, or plain steps)", list(f.policy.widths).c_str(),
-                list(f.policy.lengths).c_str());
+    std::printf("policy adaptive (W in {%s} x L in {%s}, or plain steps)",
+                list(f.policy.widths).c_str(), list(f.policy.lengths).c_str());
   } else {
     std::printf("policy fixed, W %d, L %d", f.width, f.length);
   }
-  std::printf(", batch %d, %d tokens per request, verifier %s, temperature %g\n\n", f.batch, f.max_tokens, f.verifier_name.empty() ? (f.temperature > 0 ? "lossless" : "greedy") : f.verifier_name.c_str(),
+  std::printf(", batch %d, %d tokens per request, verifier %s, temperature %g\n\n", f.batch,
+              f.max_tokens,
+              f.verifier_name.empty() ? (f.temperature > 0 ? "lossless" : "greedy")
+                                      : f.verifier_name.c_str(),
               static_cast<double>(f.temperature));
 
   // Plain decoding, the baseline (greedy when the speculative rule is greedy, else sampling).
@@ -329,16 +357,19 @@ int run(const demo_flags& f) {
   const auto decode = [&](auto& drafter) {
     using drafter_type = std::remove_reference_t<decltype(drafter)>;
     if (f.plain_steps) {
-      speculative_decoder<cpu_backend, tiny_llama, drafter_type, plain_policy> spec(cpu, target, drafter);
+      speculative_decoder<cpu_backend, tiny_llama, drafter_type, plain_policy> spec(cpu, target,
+                                                                                    drafter);
       return spec.generate(requests, options);
     }
     if (f.adaptive) {
-      speculative_decoder<cpu_backend, tiny_llama, drafter_type, adaptive_policy> spec(cpu, target, drafter,
-                                                                                      adaptive_policy(f.policy));
+      speculative_decoder<cpu_backend, tiny_llama, drafter_type, adaptive_policy> spec(
+          cpu, target, drafter, adaptive_policy(f.policy));
       generation_result r = spec.generate(requests, options);
       const auto& why = spec.policy().choice_counts();
-      std::printf("policy steps: %lld calibration, %lld exploiting the best estimate, %lld probes\n",
-                  static_cast<long long>(why[0]), static_cast<long long>(why[1]), static_cast<long long>(why[2]));
+      std::printf(
+          "policy steps: %lld calibration, %lld exploiting the best estimate, %lld probes\n",
+          static_cast<long long>(why[0]), static_cast<long long>(why[1]),
+          static_cast<long long>(why[2]));
       return r;
     }
     speculative_decoder<cpu_backend, tiny_llama, drafter_type> spec(cpu, target, drafter);
@@ -360,54 +391,65 @@ int run(const demo_flags& f) {
   } else if (f.drafter == "suffix") {
     got = decode(suffix);
   } else if (f.drafter == "hybrid") {
-    hybrid_drafter<cpu_backend, draft_head_drafter<cpu_backend>, lookup_drafter<cpu_backend>> h(cpu, head_drafter,
-                                                                                                 lookup, split);
+    hybrid_drafter<cpu_backend, draft_head_drafter<cpu_backend>, lookup_drafter<cpu_backend>> h(
+        cpu, head_drafter, lookup, split);
     got = decode(h);
   } else {
-    hybrid_drafter<cpu_backend, draft_head_drafter<cpu_backend>, suffix_drafter<cpu_backend>> h(cpu, head_drafter,
-                                                                                                 suffix, split);
+    hybrid_drafter<cpu_backend, draft_head_drafter<cpu_backend>, suffix_drafter<cpu_backend>> h(
+        cpu, head_drafter, suffix, split);
     got = decode(h);
   }
 
   if (!f.quiet) {
     for (std::int32_t r = 0; r < f.batch; ++r) {
-      std::printf("request %d: \"%s\" + \"%s\"\n", r, as_text(requests[static_cast<std::size_t>(r)].prompt, target.vocab_size()).c_str(),
-                  as_text(got.tokens[static_cast<std::size_t>(r)], target.vocab_size()).c_str());
+      std::printf(
+          "request %d: \"%s\" + \"%s\"\n", r,
+          as_text(requests[static_cast<std::size_t>(r)].prompt, target.vocab_size()).c_str(),
+          as_text(got.tokens[static_cast<std::size_t>(r)], target.vocab_size()).c_str());
     }
     std::printf("\n");
   }
   bool identical = true;
-  for (std::int32_t r = 0; r < f.batch; ++r) identical &= got.tokens[static_cast<std::size_t>(r)] == base.tokens[static_cast<std::size_t>(r)];
+  for (std::int32_t r = 0; r < f.batch; ++r)
+    identical &=
+        got.tokens[static_cast<std::size_t>(r)] == base.tokens[static_cast<std::size_t>(r)];
 
   std::int64_t steps = 0, emitted = 0;
-  std::vector<std::int64_t> at_depth(got.requests.empty() ? 0 : got.requests[0].accepted_at_depth.size(), 0);
+  std::vector<std::int64_t> at_depth(
+      got.requests.empty() ? 0 : got.requests[0].accepted_at_depth.size(), 0);
   for (const auto& s : got.requests) {
     steps += s.steps;
     emitted += s.emitted - 1;  // the prefill's token is not a step's
     for (std::size_t d = 0; d < at_depth.size(); ++d) at_depth[d] += s.accepted_at_depth[d];
   }
   std::printf("tokens per step: %.2f (%lld tokens in %lld request-steps)\n",
-              steps ? static_cast<double>(emitted) / static_cast<double>(steps) : 0.0, static_cast<long long>(emitted),
-              static_cast<long long>(steps));
+              steps ? static_cast<double>(emitted) / static_cast<double>(steps) : 0.0,
+              static_cast<long long>(emitted), static_cast<long long>(steps));
   std::int64_t nodes = 0, request_steps = 0;
   for (const auto& s : got.steps) {
     nodes += s.nodes;
     request_steps += s.requests;
   }
-  std::printf("nodes per step: %.2f (tree nodes verified per request-step, root included)\n",
-              request_steps ? static_cast<double>(nodes) / static_cast<double>(request_steps) : 0.0);
+  std::printf(
+      "nodes per step: %.2f (tree nodes verified per request-step, root included)\n",
+      request_steps ? static_cast<double>(nodes) / static_cast<double>(request_steps) : 0.0);
   std::printf("acceptance by depth:");
   for (std::size_t d = 0; d < at_depth.size(); ++d)
-    std::printf(" %zu:%.2f", d + 1, steps ? static_cast<double>(at_depth[d]) / static_cast<double>(steps) : 0.0);
+    std::printf(" %zu:%.2f", d + 1,
+                steps ? static_cast<double>(at_depth[d]) / static_cast<double>(steps) : 0.0);
   std::printf("\n");
-  // Rows of the target's verify pass per step (every request's tree): the n of docs/results.md's cost plot.
-  std::printf("tree nodes per step: %.2f (rows of one target pass, batch %d)\n",
-              got.steps.empty() ? 0.0 : static_cast<double>(nodes) / static_cast<double>(got.steps.size()), f.batch);
+  // Rows of the target's verify pass per step (every request's tree): the n of docs/results.md's
+  // cost plot.
+  std::printf(
+      "tree nodes per step: %.2f (rows of one target pass, batch %d)\n",
+      got.steps.empty() ? 0.0 : static_cast<double>(nodes) / static_cast<double>(got.steps.size()),
+      f.batch);
   // The draft shapes the steps used, most used first ("plain": a plain step).
   std::map<std::string, int> shape_steps;
   for (const auto& s : got.steps)
-    ++shape_steps[s.beam_length == 1 ? std::string("plain")
-                                     : std::to_string(s.beam_width) + "x" + std::to_string(s.beam_length)];
+    ++shape_steps[s.beam_length == 1
+                      ? std::string("plain")
+                      : std::to_string(s.beam_width) + "x" + std::to_string(s.beam_length)];
   std::vector<std::pair<int, std::string>> by_use;
   for (const auto& [shape, n] : shape_steps) by_use.emplace_back(-n, shape);
   std::sort(by_use.begin(), by_use.end());
@@ -423,9 +465,11 @@ int run(const demo_flags& f) {
     total.kv_s += s.kv_s;
   }
   const double t = total.total_s() > 0 ? total.total_s() : 1.0;
-  std::printf("time split: draft %.1f%%, tree %.1f%%, target %.1f%%, verify %.1f%%, kv %.1f%% (prefill %.1f ms)\n",
-              100 * total.draft_s / t, 100 * total.tree_s / t, 100 * total.target_s / t, 100 * total.verify_s / t,
-              100 * total.kv_s / t, 1e3 * got.prefill_s);
+  std::printf(
+      "time split: draft %.1f%%, tree %.1f%%, target %.1f%%, verify %.1f%%, kv %.1f%% (prefill "
+      "%.1f ms)\n",
+      100 * total.draft_s / t, 100 * total.tree_s / t, 100 * total.target_s / t,
+      100 * total.verify_s / t, 100 * total.kv_s / t, 1e3 * got.prefill_s);
   const double plain_rate = static_cast<double>(base.total_emitted()) / base.total_s;
   const double spec_rate = static_cast<double>(got.total_emitted()) / got.total_s;
   std::printf("plain decoding:       %8.1f tokens/s (%.3f s)\n", plain_rate, base.total_s);

@@ -215,8 +215,7 @@ std::string step_picture() {
   g.note(p1x, p1y + 18,
          "column 0 is the root token; equal prefixes land on the same node (colour, n#)");
   for (int l = 0; l < length; ++l)
-    g.note(p1x + 90 + 80 * l + 35, p1y + 42, l == 0 ? "l = 0 (root)" : cat("l = ", l),
-           "middle");
+    g.note(p1x + 90 + 80 * l + 35, p1y + 42, l == 0 ? "l = 0 (root)" : cat("l = ", l), "middle");
   for (int w = 0; w < width; ++w) {
     const int y = p1y + 52 + 44 * w;
     g.text(p1x, y + 22, cat("beam ", w));
@@ -526,8 +525,7 @@ std::string distill_picture() {
     g.text(x0 - 10, ry + 16, cat("step i = ", i), "end");
     feed_hidden(y + 88, h_t, ry, in);
     g.rect(col(in) + 8, ry, cw - 22, 22, "#deebf7");
-    g.text(col(in) + (cw - 6) / 2, ry + 16, cat("reads x", in), "middle",
-           " font-size=\"11\"");
+    g.text(col(in) + (cw - 6) / 2, ry + 16, cat("reads x", in), "middle", " font-size=\"11\"");
     g.line(col(in) + cw - 14, ry + 11, col(label) + 6, ry + 11, "#333", 1, true);
     g.rect(col(label) + 8, ry, cw - 22, 22, "#c7e9c0");
     g.text(col(label) + (cw - 6) / 2, ry + 16, cat("predicts x", label), "middle",
@@ -558,8 +556,7 @@ std::string distill_picture() {
            " font-size=\"11\"");
     g.line(col(in) + cw - 14, ry + 11, col(out) + 6, ry + 11, "#333", 1, true);
     g.rect(col(out) + 8, ry, cw - 22, 22, "#fff7bc");
-    g.text(col(out) + (cw - 6) / 2, ry + 16, cat("drafts x", out), "middle",
-           " font-size=\"11\"");
+    g.text(col(out) + (cw - 6) / 2, ry + 16, cat("drafts x", out), "middle", " font-size=\"11\"");
   }
   g.note(x0, y + 258,
          "step k reads the root (k = 1) or its OWN draft of the step before, and h_t; training "

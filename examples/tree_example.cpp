@@ -38,10 +38,11 @@ int main() {
     print_row(label, beams.data() + w * length, length);
   }
 
-  const redraft::tree<cpu_backend> tree =
-      redraft::build_tree(backend, redraft::view<const std::int32_t, 3>(beams.data(), batch, width, length));
+  const redraft::tree<cpu_backend> tree = redraft::build_tree(
+      backend, redraft::view<const std::int32_t, 3>(beams.data(), batch, width, length));
   const int n = tree.num_nodes(0);
-  std::printf("\n== packed tree: %d unique nodes instead of %d beam positions\n", n, width * length);
+  std::printf("\n== packed tree: %d unique nodes instead of %d beam positions\n", n,
+              width * length);
   std::printf("node:   ");
   for (int i = 0; i < n; ++i) std::printf("%4d", i);
   std::printf("\n");
@@ -59,14 +60,15 @@ int main() {
   // Context: P = 6 key columns, left padded by 2; the 4 real tokens put the root at position 4.
   const int context = 6;
   const std::vector<std::int32_t> padding_mask = {0, 0, 1, 1, 1, 1};  // [B, P]
-  const std::vector<std::int32_t> base_positions = {4};              // [B]
+  const std::vector<std::int32_t> base_positions = {4};               // [B]
   const auto positions = redraft::build_positions(
       backend, tree, redraft::vector_view<const std::int32_t>(base_positions.data(), batch));
   std::printf("\n== positions = base position (4 real context tokens) + depth\n");
   print_row("position:", positions.data(), n);
 
   const auto dense = redraft::build_dense_tree_mask(backend, tree);
-  std::printf("\n== dense tree mask [n, n]: row i attends to column j (x) iff j is i or an ancestor\n");
+  std::printf(
+      "\n== dense tree mask [n, n]: row i attends to column j (x) iff j is i or an ancestor\n");
   std::printf("        ");
   for (int j = 0; j < n; ++j) std::printf("%2d", j);
   std::printf("\n");
@@ -88,9 +90,10 @@ int main() {
 
   const auto with_context = redraft::build_attention_mask(
       backend, tree, redraft::view<const std::int32_t, 2>(padding_mask.data(), batch, context));
-  std::printf("\n== attention mask with context [n, P + n] (Apple ReDrafter layout), P = %d, "
-              "padding_mask = 0 0 1 1 1 1\n",
-              context);
+  std::printf(
+      "\n== attention mask with context [n, P + n] (Apple ReDrafter layout), P = %d, "
+      "padding_mask = 0 0 1 1 1 1\n",
+      context);
   std::printf("         context     | tree\n");
   for (int i = 0; i < n; ++i) {
     std::printf("node %d: ", i);

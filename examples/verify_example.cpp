@@ -31,7 +31,8 @@ std::vector<float> log_row(std::initializer_list<std::pair<int, float>> probs) {
   return row;
 }
 
-// "{cat 0.4, dog 0.4, mat 0.2}": the tokens of a log-probability row with p > 0, most probable first.
+// "{cat 0.4, dog 0.4, mat 0.2}": the tokens of a log-probability row with p > 0, most probable
+// first.
 std::string distribution(const float* log_p) {
   std::vector<int> tokens;
   for (int v = 0; v < vocab; ++v)
@@ -49,7 +50,8 @@ std::string distribution(const float* log_p) {
 void print(const char* title, const redraft::host_acceptance& a) {
   std::printf("%s\n  accepted_len %d, best_beam %d, accepted_nodes [", title, a.accepted_len[0],
               a.best_beam[0]);
-  for (std::int32_t i = 0; i < a.path_length; ++i) std::printf(i ? " %d" : "%d", a.accepted_node(0, i));
+  for (std::int32_t i = 0; i < a.path_length; ++i)
+    std::printf(i ? " %d" : "%d", a.accepted_node(0, i));
   std::printf("], emitted \"%s\", next token \"%s\", hidden_row %d\n", text(a.emitted(0)).c_str(),
               words[a.next_token[0]], a.hidden_row[0]);
 }
@@ -64,13 +66,13 @@ int main() {
   const tree<cpu_backend> t = build_tree(cpu, view<const std::int32_t, 3>(beams.data(), 1, 3, 3));
 
   // Target distributions at each node (the logits at a node predict the token after it).
-  std::vector<float> logits;  // [6 nodes, V]
-  for (const auto& row : {log_row({{1, 0.5f}, {5, 0.3f}, {4, 0.2f}}),   // after "the"
-                          log_row({{2, 0.6f}, {3, 0.3f}, {0, 0.1f}}),   // after "the cat"
-                          log_row({{3, 0.7f}, {0, 0.3f}}),              // after "the cat sat"
-                          log_row({{0, 1.0f}}),                         // after "the cat on"
-                          log_row({{2, 0.5f}, {3, 0.5f}}),              // after "the dog"
-                          log_row({{3, 1.0f}})}) {                      // after "the dog sat"
+  std::vector<float> logits;                                           // [6 nodes, V]
+  for (const auto& row : {log_row({{1, 0.5f}, {5, 0.3f}, {4, 0.2f}}),  // after "the"
+                          log_row({{2, 0.6f}, {3, 0.3f}, {0, 0.1f}}),  // after "the cat"
+                          log_row({{3, 0.7f}, {0, 0.3f}}),             // after "the cat sat"
+                          log_row({{0, 1.0f}}),                        // after "the cat on"
+                          log_row({{2, 0.5f}, {3, 0.5f}}),             // after "the dog"
+                          log_row({{3, 1.0f}})}) {                     // after "the dog sat"
     logits.insert(logits.end(), row.begin(), row.end());
   }
   const matrix_view<const float> lv(logits.data(), t.total_nodes(), vocab);
@@ -84,12 +86,14 @@ int main() {
   // < 0.6 + p(on) = 0.9 -> on; "on" is a leaf: sample p = {the: 1} -> the.
   const std::vector<float> ua{0.3f, 0.5f, 0.75f, 0.5f, 0.1f, 0.5f};
   print("\nverify_lossless, uniforms (0.3, -, 0.75, -, -, 0.5)",
-        to_host(cpu, verify_lossless(cpu, t, lv, sampling_params{}, matrix_view<const float>(ua.data(), 1, 6))));
+        to_host(cpu, verify_lossless(cpu, t, lv, sampling_params{},
+                                     matrix_view<const float>(ua.data(), 1, 6))));
   // (b) 0.9 >= p(cat) + p(dog) = 0.8: no child accepted; the residual is p without cat and dog,
   // renormalised: {mat: 1} -> mat, and the walk stops at the root.
   const std::vector<float> ub{0.9f, 0.4f, 0.0f, 0.0f, 0.0f, 0.0f};
   print("\nverify_lossless, uniforms (0.9, 0.4, ...)",
-        to_host(cpu, verify_lossless(cpu, t, lv, sampling_params{}, matrix_view<const float>(ub.data(), 1, 6))));
+        to_host(cpu, verify_lossless(cpu, t, lv, sampling_params{},
+                                     matrix_view<const float>(ub.data(), 1, 6))));
   print("\nverify_lossless, philox_uniforms{seed 2024, step 0}",
         to_host(cpu, verify_lossless(cpu, t, lv, sampling_params{}, philox_uniforms{2024, 0})));
 
@@ -104,15 +108,17 @@ int main() {
   // beam 0: cat p/q = 0.5/0.4 > 0.3 accept; sat 0.6/0.8 = 0.75 <= 0.9 reject -> run 1
   // beam 1: cat accept (0.3); on 0.3/0.2 = 1.5 > 0.2 accept -> run 2 (whole beam)
   // beam 2: dog 0.3/0.4 = 0.75 <= 0.8 reject -> run 0.   Best beam 1; sample p at "on" -> the.
-  std::printf("\ndraft distributions q of verify_redrafter (the draft head's, per beam and depth):\n");
+  std::printf(
+      "\ndraft distributions q of verify_redrafter (the draft head's, per beam and depth):\n");
   for (int w = 0; w < 3; ++w)
     for (int k = 0; k < 2; ++k)
       std::printf("  beam %d, depth %d: %s\n", w, k + 1,
                   distribution(q.data() + static_cast<std::size_t>((w * 2 + k) * vocab)).c_str());
   const std::vector<float> ur{0.3f, 0.9f, 0.3f, 0.2f, 0.8f, 0.5f, 0.5f};
   print("\nverify_redrafter, T = 1, u = [[0.3 0.9] [0.3 0.2] [0.8 0.5]], sample 0.5",
-        to_host(cpu, verify_redrafter(cpu, t, lv, view<const float, 4>(q.data(), 1, 3, 2, vocab),
-                                      redrafter_params{}, matrix_view<const float>(ur.data(), 1, 7))));
+        to_host(cpu,
+                verify_redrafter(cpu, t, lv, view<const float, 4>(q.data(), 1, 3, 2, vocab),
+                                 redrafter_params{}, matrix_view<const float>(ur.data(), 1, 7))));
 
   // Typical: cut = min(0.09, 0.3 exp(-H)); every drafted child here has p >= 0.3 > cut, so all
   // are accepted; the longest path ending at the lowest node is "cat sat".
@@ -121,7 +127,8 @@ int main() {
 
   // KV plan for lossless (a): the tree's 6 entries sit at positions 7..12 of slot 0; keep nodes
   // 0, 1, 3 at 7, 8, 9.
-  const auto acc = verify_lossless(cpu, t, lv, sampling_params{}, matrix_view<const float>(ua.data(), 1, 6));
+  const auto acc =
+      verify_lossless(cpu, t, lv, sampling_params{}, matrix_view<const float>(ua.data(), 1, 6));
   const std::vector<std::int32_t> slots{0}, committed{7};
   const kv_plan plan = make_kv_plan(cpu, acc, slots, committed);
   std::printf("\nkv plan (committed length 7):");

@@ -18,7 +18,8 @@ namespace redraft_fuzz {
 inline outcome fuzz_checkpoint(const std::uint8_t* data, std::size_t size) {
   outcome out;
   byte_reader in(data, size);
-  const std::size_t config_length = static_cast<std::size_t>(in.byte()) | (static_cast<std::size_t>(in.byte()) << 8);
+  const std::size_t config_length =
+      static_cast<std::size_t>(in.byte()) | (static_cast<std::size_t>(in.byte()) << 8);
   const std::vector<std::uint8_t> config_bytes = in.take(config_length);
   const std::vector<std::uint8_t> weights = in.rest();
 

@@ -34,20 +34,27 @@ inline outcome fuzz_golden(const std::uint8_t* data, std::size_t size) {
     // As tools/conformance/main.cpp dispatches a case.
     REDRAFT_REQUIRE(c.is_object() && c.contains("kind") && c.at("kind").is_string(),
                     "no string field 'kind'");
-    REDRAFT_REQUIRE(c.contains("inputs") && c.contains("expected"), "needs 'inputs' and 'expected'");
+    REDRAFT_REQUIRE(c.contains("inputs") && c.contains("expected"),
+                    "needs 'inputs' and 'expected'");
     const std::string kind = c.at("kind").get<std::string>();
     rc::case_result r;
-    if (kind == "pack") r = rc::run_pack<B>(c);
-    else if (kind == "beam_search") r = rc::run_beam_search<B>(c);
-    else if (kind == "greedy_accept") r = rc::run_greedy_accept<B>(c);
-    else if (kind == "redrafter_accept") r = rc::run_redrafter_accept<B>(c);
-    else if (kind == "drafter_loss") r = rc::run_drafter_loss(c);
+    if (kind == "pack")
+      r = rc::run_pack<B>(c);
+    else if (kind == "beam_search")
+      r = rc::run_beam_search<B>(c);
+    else if (kind == "greedy_accept")
+      r = rc::run_greedy_accept<B>(c);
+    else if (kind == "redrafter_accept")
+      r = rc::run_redrafter_accept<B>(c);
+    else if (kind == "drafter_loss")
+      r = rc::run_drafter_loss(c);
     else {
       out.stages.push_back("case: unknown kind");
       return out;
     }
     FUZZ_CHECK(r.outcome == rc::case_result::status::pass || !r.message.empty());
-    out.stages.push_back(r.outcome == rc::case_result::status::pass ? "case: pass" : "case: " + r.message);
+    out.stages.push_back(r.outcome == rc::case_result::status::pass ? "case: pass"
+                                                                    : "case: " + r.message);
   } catch (const std::exception& e) {
     // Reported by the runner as UNREADABLE with the message.
     out.refused("case", e);

@@ -64,19 +64,35 @@ class byte_reader {
   // An integer in [lo, hi] (hi - lo < 2^32).
   std::int64_t range(std::int64_t lo, std::int64_t hi) {
     const std::uint64_t span = static_cast<std::uint64_t>(hi - lo) + 1;
-    const std::uint64_t raw = span <= 256 ? byte() : span <= 65536 ? (byte() | (byte() << 8)) : u32();
+    const std::uint64_t raw = span <= 256     ? byte()
+                              : span <= 65536 ? (byte() | (byte() << 8))
+                                              : u32();
     return lo + static_cast<std::int64_t>(raw % span);
   }
   bool flag() { return (byte() & 1) != 0; }
 
   // A float that is often hostile: NaN, +-inf, +-FLT_MAX, subnormals, huge, tiny, or raw bits.
   float hostile_float() {
-    static constexpr float palette[] = {
-        0.0f, -0.0f, 1.0f, -1.0f, 0.5f, 2.0f, -50000.0f, 1e30f, -1e30f, 1e-30f,
-        std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
-        std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::min(),
-        std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
-        std::numeric_limits<float>::quiet_NaN(), 3.0f, -3.0f, 10.0f};
+    static constexpr float palette[] = {0.0f,
+                                        -0.0f,
+                                        1.0f,
+                                        -1.0f,
+                                        0.5f,
+                                        2.0f,
+                                        -50000.0f,
+                                        1e30f,
+                                        -1e30f,
+                                        1e-30f,
+                                        std::numeric_limits<float>::max(),
+                                        -std::numeric_limits<float>::max(),
+                                        std::numeric_limits<float>::denorm_min(),
+                                        std::numeric_limits<float>::min(),
+                                        std::numeric_limits<float>::infinity(),
+                                        -std::numeric_limits<float>::infinity(),
+                                        std::numeric_limits<float>::quiet_NaN(),
+                                        3.0f,
+                                        -3.0f,
+                                        10.0f};
     constexpr unsigned n = sizeof(palette) / sizeof(palette[0]);
     const std::uint8_t pick = byte();
     if (pick < 2 * n) return palette[pick % n];
@@ -88,10 +104,26 @@ class byte_reader {
   }
   // A positive-ish parameter: temperatures, thresholds, probabilities (hostile half of the time).
   float hostile_parameter() {
-    static constexpr float palette[] = {
-        1.0f, 0.5f, 2.0f, 0.7f, 1e-3f, 1e-10f, 1e-30f, 1e-38f, 2.9e-39f, 1e-45f, 1e10f, 1e30f,
-        std::numeric_limits<float>::max(), std::numeric_limits<float>::infinity(),
-        std::numeric_limits<float>::quiet_NaN(), 0.0f, -1.0f, 0.99999994f, 0.09f, 0.3f};
+    static constexpr float palette[] = {1.0f,
+                                        0.5f,
+                                        2.0f,
+                                        0.7f,
+                                        1e-3f,
+                                        1e-10f,
+                                        1e-30f,
+                                        1e-38f,
+                                        2.9e-39f,
+                                        1e-45f,
+                                        1e10f,
+                                        1e30f,
+                                        std::numeric_limits<float>::max(),
+                                        std::numeric_limits<float>::infinity(),
+                                        std::numeric_limits<float>::quiet_NaN(),
+                                        0.0f,
+                                        -1.0f,
+                                        0.99999994f,
+                                        0.09f,
+                                        0.3f};
     constexpr unsigned n = sizeof(palette) / sizeof(palette[0]);
     const std::uint8_t pick = byte();
     if (pick < 8 * n) return palette[pick % n];

@@ -22,12 +22,15 @@ inline outcome fuzz_kv(const std::uint8_t* data, std::size_t size) {
   const redraft::cpu_backend backend;
   byte_reader in(data, size);
   // Cache [slots, layers, kv (2, sometimes not), heads, max_len, head_dim], small.
-  const index_t slots = in.range(0, 4), layers = in.range(0, 2), kv = in.byte() < 250 ? 2 : in.range(0, 3);
+  const index_t slots = in.range(0, 4), layers = in.range(0, 2),
+                kv = in.byte() < 250 ? 2 : in.range(0, 3);
   const index_t heads = in.range(1, 2), max_len = in.range(0, 24), head_dim = in.range(1, 3);
-  std::vector<float> cache(static_cast<std::size_t>(slots * layers * kv * heads * max_len * head_dim));
+  std::vector<float> cache(
+      static_cast<std::size_t>(slots * layers * kv * heads * max_len * head_dim));
   for (std::size_t i = 0; i < cache.size(); ++i) cache[i] = static_cast<float>(i);
   const std::vector<float> before = cache;
-  const redraft::view<float, 6> cache_view(cache.data(), slots, layers, kv, heads, max_len, head_dim);
+  const redraft::view<float, 6> cache_view(cache.data(), slots, layers, kv, heads, max_len,
+                                           head_dim);
 
   redraft::kv_plan plan;
   if (in.flag()) {
@@ -42,7 +45,9 @@ inline outcome fuzz_kv(const std::uint8_t* data, std::size_t size) {
       std::int32_t node = 0;
       for (std::int32_t i = 0; i < a.path_length; ++i) {
         const bool valid = in.byte() < 240;
-        a.accepted_nodes.push_back(i > len ? -1 : valid ? node : static_cast<std::int32_t>(in.range(-2, 10)));
+        a.accepted_nodes.push_back(i > len ? -1
+                                   : valid ? node
+                                           : static_cast<std::int32_t>(in.range(-2, 10)));
         node += static_cast<std::int32_t>(in.range(1, 3));
       }
       slot_ids.push_back(static_cast<std::int32_t>(in.byte() < 240 ? b : in.range(-1, 5)));
@@ -66,8 +71,10 @@ inline outcome fuzz_kv(const std::uint8_t* data, std::size_t size) {
       const std::int32_t entries = static_cast<std::int32_t>(in.range(0, 5));
       std::int32_t node = 0;
       for (std::int32_t e = 0; e < entries; ++e) {
-        plan.source_node.push_back(valid || in.flag() ? node : static_cast<std::int32_t>(in.range(-3, 12)));
-        plan.destination.push_back(valid || in.flag() ? committed + e : static_cast<std::int32_t>(in.range(-3, 20)));
+        plan.source_node.push_back(
+            valid || in.flag() ? node : static_cast<std::int32_t>(in.range(-3, 12)));
+        plan.destination.push_back(
+            valid || in.flag() ? committed + e : static_cast<std::int32_t>(in.range(-3, 20)));
         node += static_cast<std::int32_t>(in.range(1, 3));
       }
       plan.offsets.push_back(static_cast<std::int32_t>(plan.source_node.size()));
@@ -91,7 +98,8 @@ inline outcome fuzz_kv(const std::uint8_t* data, std::size_t size) {
   // Accepted: compare with the naive out-of-place semantics.
   std::vector<float> expected = before;
   const auto at = [&](index_t s, index_t l, index_t k, index_t h, index_t p, index_t d) {
-    return static_cast<std::size_t>(((((s * layers + l) * kv + k) * heads + h) * max_len + p) * head_dim + d);
+    return static_cast<std::size_t>(
+        ((((s * layers + l) * kv + k) * heads + h) * max_len + p) * head_dim + d);
   };
   for (std::int32_t r = 0; r < plan.num_requests(); ++r) {
     const std::int32_t first = plan.offsets[r], last = plan.offsets[r + 1];
@@ -104,7 +112,8 @@ inline outcome fuzz_kv(const std::uint8_t* data, std::size_t size) {
         for (index_t k = 0; k < kv; ++k)
           for (index_t h = 0; h < heads; ++h)
             for (index_t d = 0; d < head_dim; ++d)
-              expected[at(plan.slot[r], l, k, h, dst, d)] = before[at(plan.slot[r], l, k, h, src, d)];
+              expected[at(plan.slot[r], l, k, h, dst, d)] =
+                  before[at(plan.slot[r], l, k, h, src, d)];
     }
   }
   FUZZ_CHECK(cache == expected);

@@ -142,8 +142,9 @@ inline void check_masks(byte_reader& in, const redraft::tree<cpu_backend>& t, ou
   std::vector<std::int32_t> base(static_cast<std::size_t>(t.batch));
   for (auto& v : base) {
     const std::uint8_t b = in.byte();
-    v = b < 200 ? b : b < 240 ? std::numeric_limits<std::int32_t>::max() - (b - 200)
-                              : static_cast<std::int32_t>(in.u32());
+    v = b < 200   ? b
+        : b < 240 ? std::numeric_limits<std::int32_t>::max() - (b - 200)
+                  : static_cast<std::int32_t>(in.u32());
   }
   try {
     const auto positions = redraft::build_positions(
@@ -211,7 +212,8 @@ inline void fuzz_beams(byte_reader& in, outcome& out) {
         FUZZ_CHECK(node >= 0 && node < t.num_nodes(b));
         FUZZ_CHECK(t.token[first + node] == beams[at]);
         FUZZ_CHECK(t.depth[first + node] == l);
-        if (l > 0) FUZZ_CHECK(t.parent[first + node] == t.beam_to_node[static_cast<index_t>(at) - 1]);
+        if (l > 0)
+          FUZZ_CHECK(t.parent[first + node] == t.beam_to_node[static_cast<index_t>(at) - 1]);
       }
     }
   }
@@ -220,7 +222,8 @@ inline void fuzz_beams(byte_reader& in, outcome& out) {
   for (index_t i = 0; i < t.total_nodes(); ++i) {
     FUZZ_CHECK(p.token[i] == t.token[i] && p.parent[i] == t.parent[i] && p.depth[i] == t.depth[i]);
   }
-  for (index_t i = 0; i < t.beam_to_node.size(); ++i) FUZZ_CHECK(p.beam_to_node[i] == t.beam_to_node[i]);
+  for (index_t i = 0; i < t.beam_to_node.size(); ++i)
+    FUZZ_CHECK(p.beam_to_node[i] == t.beam_to_node[i]);
   out.ok("build_tree");
   check_masks(in, t, out);
 }
@@ -273,7 +276,7 @@ inline void fuzz_parents(byte_reader& in, outcome& out) {
     for (std::int32_t i = 0; i < n; ++i) {
       const std::uint8_t kind = in.byte();
       // Mostly valid parents (a random earlier node), sometimes anything.
-      parent.push_back(i == 0 ? (kind < 250 ? -1 : static_cast<std::int32_t>(kind) - 252)
+      parent.push_back(i == 0       ? (kind < 250 ? -1 : static_cast<std::int32_t>(kind) - 252)
                        : kind < 245 ? static_cast<std::int32_t>(in.range(0, i - 1))
                                     : static_cast<std::int32_t>(in.range(-3, i + 2)));
       token.push_back(fuzz_token(in));
@@ -311,9 +314,15 @@ inline outcome fuzz_tree(const std::uint8_t* data, std::size_t size) {
   byte_reader in(data, size);
   outcome out;
   switch (in.byte() % 3) {
-    case 0: detail::fuzz_beams(in, out); break;
-    case 1: detail::fuzz_choices(in, out); break;
-    default: detail::fuzz_parents(in, out); break;
+    case 0:
+      detail::fuzz_beams(in, out);
+      break;
+    case 1:
+      detail::fuzz_choices(in, out);
+      break;
+    default:
+      detail::fuzz_parents(in, out);
+      break;
   }
   return out;
 }

@@ -83,8 +83,8 @@ inline outcome fuzz_verify(const std::uint8_t* data, std::size_t size) {
           }
         }
       }
-      t = redraft::build_tree(backend, redraft::view<const std::int32_t, 3>(beams.data(), batch,
-                                                                            width, length));
+      t = redraft::build_tree(
+          backend, redraft::view<const std::int32_t, 3>(beams.data(), batch, width, length));
     } else {
       const std::int32_t batch = static_cast<std::int32_t>(in.range(0, 3));
       std::vector<std::int32_t> offsets(1, 0), parent, tokens;
@@ -113,7 +113,8 @@ inline outcome fuzz_verify(const std::uint8_t* data, std::size_t size) {
     const bool hostile = in.byte() >= 192;
     for (index_t v = 0; v < vocab; ++v) {
       logits[static_cast<std::size_t>(r * vocab + v)] =
-          hostile ? in.hostile_float() : static_cast<float>(static_cast<int>(in.byte()) - 128) / 8.0f;
+          hostile ? in.hostile_float()
+                  : static_cast<float>(static_cast<int>(in.byte()) - 128) / 8.0f;
     }
   }
   const redraft::matrix_view<const float> logits_view(logits.data(), rows, vocab);
@@ -128,7 +129,8 @@ inline outcome fuzz_verify(const std::uint8_t* data, std::size_t size) {
     u = b < 250 ? static_cast<float>(b) / 250.0f : in.hostile_float();
   }
   const redraft::uniform_source source =
-      caller ? redraft::uniform_source(redraft::matrix_view<const float>(uniforms.data(), batch, columns))
+      caller ? redraft::uniform_source(
+                   redraft::matrix_view<const float>(uniforms.data(), batch, columns))
              : redraft::uniform_source(redraft::philox_uniforms{in.u32(), in.u32()});
 
   try {

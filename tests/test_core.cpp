@@ -66,8 +66,10 @@ TEST_CASE("philox_stream draws uniforms below 1 from distinct streams", "[core][
     REQUIRE(u >= 0.0f);
     REQUIRE(u < 1.0f);
     sum += u;
-    differs_request += s.bits(static_cast<std::uint64_t>(i)) != other_request.bits(static_cast<std::uint64_t>(i));
-    differs_step += s.bits(static_cast<std::uint64_t>(i)) != other_step.bits(static_cast<std::uint64_t>(i));
+    differs_request +=
+        s.bits(static_cast<std::uint64_t>(i)) != other_request.bits(static_cast<std::uint64_t>(i));
+    differs_step +=
+        s.bits(static_cast<std::uint64_t>(i)) != other_step.bits(static_cast<std::uint64_t>(i));
   }
   CHECK(differs_request > n - 5);
   CHECK(differs_step > n - 5);

@@ -9,12 +9,12 @@
 #include <random>
 #include <vector>
 
+#include "backends.hpp"
 #include "draft_test_util.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
 #include "redraft/draft/beam_search.hpp"
 #include "redraft/draft/checkpoint.hpp"
 #include "redraft/testing/reference_draft.hpp"
-#include "backends.hpp"
 #include "toy_backend.hpp"
 
 namespace {
@@ -45,7 +45,8 @@ struct beam_inputs {
 
   beam_inputs(const B& b, const redraft::draft_config& c, index_t batch, std::uint32_t seed) {
     std::mt19937 rng(seed);
-    embedding = redraft_test::random_values(static_cast<std::size_t>(c.vocab_size * c.hidden_size), 1.0, rng);
+    embedding = redraft_test::random_values(static_cast<std::size_t>(c.vocab_size * c.hidden_size),
+                                            1.0, rng);
     hidden = redraft_test::random_values(static_cast<std::size_t>(batch * c.hidden_size), 1.0, rng);
     for (index_t i = 0; i < batch; ++i)
       roots.push_back(static_cast<std::int32_t>(rng() % static_cast<std::uint32_t>(c.vocab_size)));
@@ -96,9 +97,9 @@ TEMPLATE_TEST_CASE("beam_search: matches the naive reference", "[draft][beam_sea
   const auto ref = redraft::testing::reference_beam_search(config, weights, in.embedding, in.hidden,
                                                            in.roots, width, length);
   CAPTURE(ref.min_gap);
-  const auto got = redraft::beam_search(head, in.hidden_view(h), in.roots_view(),
-                                        in.embedding_view(v, h), width, length,
-                                        redraft::beam_search_options{.want_log_probs = true});
+  const auto got =
+      redraft::beam_search(head, in.hidden_view(h), in.roots_view(), in.embedding_view(v, h), width,
+                           length, redraft::beam_search_options{.want_log_probs = true});
   REQUIRE(got.beams.size() == batch * width * length);
   const auto beams = download<std::int32_t>(backend, got.beams);
   // NOTE: float and double may order two candidates differently only when they are within
@@ -143,12 +144,12 @@ TEST_CASE("beam_search: a workspace serves calls of different shapes", "[draft][
     CAPTURE(batch, width, length);
     const beam_inputs<redraft::cpu_backend> in(backend, config, batch, 5);
     const bool want = width % 4 == 0;
-    const auto with_ws = redraft::beam_search(head, in.hidden_view(4), in.roots_view(),
-                                              in.embedding_view(40, 4), width, length,
-                                              {.want_log_probs = want}, &ws);
-    const auto fresh = redraft::beam_search(head, in.hidden_view(4), in.roots_view(),
-                                            in.embedding_view(40, 4), width, length,
-                                            {.want_log_probs = want});
+    const auto with_ws =
+        redraft::beam_search(head, in.hidden_view(4), in.roots_view(), in.embedding_view(40, 4),
+                             width, length, {.want_log_probs = want}, &ws);
+    const auto fresh =
+        redraft::beam_search(head, in.hidden_view(4), in.roots_view(), in.embedding_view(40, 4),
+                             width, length, {.want_log_probs = want});
     CHECK(std::vector<int>(with_ws.beams.begin(), with_ws.beams.end()) ==
           std::vector<int>(fresh.beams.begin(), fresh.beams.end()));
     CHECK(std::vector<float>(with_ws.log_probs.begin(), with_ws.log_probs.end()) ==
@@ -156,7 +157,8 @@ TEST_CASE("beam_search: a workspace serves calls of different shapes", "[draft][
   }
 }
 
-TEST_CASE("beam_search: the first step expands beam 0 only, and W = 1 is greedy", "[draft][beam_search]") {
+TEST_CASE("beam_search: the first step expands beam 0 only, and W = 1 is greedy",
+          "[draft][beam_search]") {
   const auto config = redraft_test::make_config(30, 4, 8, 0, redraft::recurrence::silu, 30);
   const auto weights = redraft_test::random_weights(config, 9);
   redraft::cpu_backend backend;
@@ -172,8 +174,9 @@ TEST_CASE("beam_search: the first step expands beam 0 only, and W = 1 is greedy"
     CHECK(wide.beams[w * 2] == in.roots[0]);
     CHECK(wide.beams[w * 2 + 1] == first[static_cast<std::size_t>(w)].second);
   }
-  const auto greedy = redraft::beam_search(head, in.hidden_view(4), in.roots_view(),
-                                           in.embedding_view(30, 4), 1, 4, {.want_log_probs = true});
+  const auto greedy =
+      redraft::beam_search(head, in.hidden_view(4), in.roots_view(), in.embedding_view(30, 4), 1, 4,
+                           {.want_log_probs = true});
   for (int k = 0; k < 3; ++k) {
     const float* row = greedy.log_probs.data() + k * 30;
     CHECK(greedy.beams[k + 1] == std::max_element(row, row + 30) - row);
@@ -183,52 +186,57 @@ TEST_CASE("beam_search: the first step expands beam 0 only, and W = 1 is greedy"
 TEST_CASE("beam_search: bad inputs throw before writing anything", "[draft][beam_search]") {
   const auto config = redraft_test::make_config(20, 4, 8, 1, redraft::recurrence::silu, 6);
   redraft::cpu_backend backend;
-  const auto head = redraft::make_draft_head(backend, config, redraft_test::random_weights(config, 1));
+  const auto head =
+      redraft::make_draft_head(backend, config, redraft_test::random_weights(config, 1));
   const beam_inputs<redraft::cpu_backend> in(backend, config, 2, 2);
   const auto run = [&](index_t width, index_t length) {
     return redraft::beam_search(head, in.hidden_view(4), in.roots_view(), in.embedding_view(20, 4),
                                 width, length);
   };
   CHECK_THROWS_WITH(run(0, 3), Catch::Contains("beam_width 0 must be at least 1"));
-  CHECK_THROWS_WITH(run(7, 3), Catch::Contains("beam_width 7 exceeds the draft head's logit_top_k 6") &&
-                                   Catch::Contains("masked tokens"));
+  CHECK_THROWS_WITH(run(7, 3),
+                    Catch::Contains("beam_width 7 exceeds the draft head's logit_top_k 6") &&
+                        Catch::Contains("masked tokens"));
   CHECK_THROWS_WITH(run(2, 1), Catch::Contains("beam_length 1 must be at least 2"));
   CHECK_NOTHROW(run(6, 2));
 
   const auto wide_config = redraft_test::make_config(5, 4, 8, 1, redraft::recurrence::silu, 50);
-  const auto small = redraft::make_draft_head(backend, wide_config,
-                                              redraft_test::random_weights(wide_config, 1));
+  const auto small =
+      redraft::make_draft_head(backend, wide_config, redraft_test::random_weights(wide_config, 1));
   const beam_inputs<redraft::cpu_backend> small_in(backend, wide_config, 1, 2);
   CHECK_THROWS_WITH(redraft::beam_search(small, small_in.hidden_view(4), small_in.roots_view(),
                                          small_in.embedding_view(5, 4), 6, 2),
                     Catch::Contains("beam_width 6 exceeds vocab_size 5"));
 
   std::vector<std::int32_t> bad_roots = {3, 20};
-  CHECK_THROWS_WITH(redraft::beam_search(head, in.hidden_view(4),
-                                         redraft::vector_view<const std::int32_t>(bad_roots.data(), 2),
-                                         in.embedding_view(20, 4), 2, 3),
-                    Catch::Contains("root_tokens[1] = 20 is outside [0, 20)"));
+  CHECK_THROWS_WITH(
+      redraft::beam_search(head, in.hidden_view(4),
+                           redraft::vector_view<const std::int32_t>(bad_roots.data(), 2),
+                           in.embedding_view(20, 4), 2, 3),
+      Catch::Contains("root_tokens[1] = 20 is outside [0, 20)"));
   bad_roots = {-1, 0};
-  CHECK_THROWS_WITH(redraft::beam_search(head, in.hidden_view(4),
-                                         redraft::vector_view<const std::int32_t>(bad_roots.data(), 2),
-                                         in.embedding_view(20, 4), 2, 3),
-                    Catch::Contains("root_tokens[0] = -1"));
-  CHECK_THROWS_WITH(redraft::beam_search(head, in.hidden_view(4),
-                                         redraft::vector_view<const std::int32_t>(in.roots.data(), 1),
-                                         in.embedding_view(20, 4), 2, 3),
-                    Catch::Contains("root_tokens has 1 entries but hidden has 2 rows"));
-  CHECK_THROWS_WITH(redraft::beam_search(head,
-                                         redraft::matrix_view<const float>(in.hidden.data(), 2, 3),
-                                         in.roots_view(), in.embedding_view(20, 4), 2, 3),
-                    Catch::Contains("hidden has 3 columns but the draft head's hidden_size is 4"));
-  CHECK_THROWS_WITH(redraft::beam_search(head, in.hidden_view(4), in.roots_view(),
-                                         redraft::matrix_view<const float>(in.embedding.data(), 19, 4),
-                                         2, 3),
-                    Catch::Contains("embedding has 19 rows but the draft head's vocab_size is 20"));
-  CHECK_THROWS_WITH(redraft::beam_search(head, in.hidden_view(4), in.roots_view(),
-                                         redraft::matrix_view<const float>(in.embedding.data(), 20, 3),
-                                         2, 3),
-                    Catch::Contains("embedding has 3 columns"));
+  CHECK_THROWS_WITH(
+      redraft::beam_search(head, in.hidden_view(4),
+                           redraft::vector_view<const std::int32_t>(bad_roots.data(), 2),
+                           in.embedding_view(20, 4), 2, 3),
+      Catch::Contains("root_tokens[0] = -1"));
+  CHECK_THROWS_WITH(
+      redraft::beam_search(head, in.hidden_view(4),
+                           redraft::vector_view<const std::int32_t>(in.roots.data(), 1),
+                           in.embedding_view(20, 4), 2, 3),
+      Catch::Contains("root_tokens has 1 entries but hidden has 2 rows"));
+  CHECK_THROWS_WITH(
+      redraft::beam_search(head, redraft::matrix_view<const float>(in.hidden.data(), 2, 3),
+                           in.roots_view(), in.embedding_view(20, 4), 2, 3),
+      Catch::Contains("hidden has 3 columns but the draft head's hidden_size is 4"));
+  CHECK_THROWS_WITH(
+      redraft::beam_search(head, in.hidden_view(4), in.roots_view(),
+                           redraft::matrix_view<const float>(in.embedding.data(), 19, 4), 2, 3),
+      Catch::Contains("embedding has 19 rows but the draft head's vocab_size is 20"));
+  CHECK_THROWS_WITH(
+      redraft::beam_search(head, in.hidden_view(4), in.roots_view(),
+                           redraft::matrix_view<const float>(in.embedding.data(), 20, 3), 2, 3),
+      Catch::Contains("embedding has 3 columns"));
 }
 
 TEST_CASE("beam_search: golden cases reproduced through a saved checkpoint", "[draft][golden]") {
@@ -261,13 +269,16 @@ TEST_CASE("beam_search: golden cases reproduced through a saved checkpoint", "[d
     const auto hidden = tensor(in.at("prompt_state"));
     const auto roots = in.at("init_token").at("data").get<std::vector<std::int32_t>>();
     const auto result = redraft::beam_search(
-        head, redraft::matrix_view<const float>(hidden.values.data(), hidden.shape[0], hidden.shape[1]),
+        head,
+        redraft::matrix_view<const float>(hidden.values.data(), hidden.shape[0], hidden.shape[1]),
         redraft::vector_view<const std::int32_t>(roots.data(), static_cast<index_t>(roots.size())),
-        redraft::matrix_view<const float>(embedding.values.data(), embedding.shape[0], embedding.shape[1]),
+        redraft::matrix_view<const float>(embedding.values.data(), embedding.shape[0],
+                                          embedding.shape[1]),
         in.at("beam_width").get<index_t>(), in.at("beam_length").get<index_t>());
     const auto expected = c.at("expected").at("beams").at("data").get<std::vector<std::int32_t>>();
     CHECK(std::vector<std::int32_t>(result.beams.begin(), result.beams.end()) == expected);
-    const auto expected_scores = c.at("expected").at("beam_scores").at("data").get<std::vector<float>>();
+    const auto expected_scores =
+        c.at("expected").at("beam_scores").at("data").get<std::vector<float>>();
     REQUIRE(expected_scores.size() == static_cast<std::size_t>(result.scores.size()));
     for (std::size_t i = 0; i < expected_scores.size(); ++i)
       CHECK(result.scores[static_cast<index_t>(i)] == Approx(expected_scores[i]).epsilon(1e-4));

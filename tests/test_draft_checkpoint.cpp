@@ -6,11 +6,11 @@
 #include <random>
 #include <vector>
 
+#include "backends.hpp"
 #include "draft_test_util.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
 #include "redraft/draft/beam_search.hpp"
 #include "redraft/draft/checkpoint.hpp"
-#include "backends.hpp"
 #include "toy_backend.hpp"
 
 namespace fs = std::filesystem;
@@ -29,8 +29,10 @@ template <class B>
 std::pair<std::vector<int>, std::vector<float>> run(const redraft::draft_head<B>& head) {
   const auto& c = head.config();
   std::mt19937 rng(77);
-  const auto embedding = redraft_test::random_values(static_cast<std::size_t>(c.vocab_size * c.hidden_size), 1.0, rng);
-  const auto hidden = redraft_test::random_values(static_cast<std::size_t>(2 * c.hidden_size), 1.0, rng);
+  const auto embedding =
+      redraft_test::random_values(static_cast<std::size_t>(c.vocab_size * c.hidden_size), 1.0, rng);
+  const auto hidden =
+      redraft_test::random_values(static_cast<std::size_t>(2 * c.hidden_size), 1.0, rng);
   const std::vector<std::int32_t> roots = {1, 2};
   const auto r = redraft::beam_search(
       head, redraft::matrix_view<const float>(hidden.data(), 2, c.hidden_size),
@@ -59,7 +61,8 @@ TEMPLATE_TEST_CASE("checkpoint: save -> load gives an identical forward", "[draf
   CAPTURE(redraft::recurrence_name(rec), input_proj);
   const auto config = redraft_test::make_config(33, 4, input_proj ? 10 : 8, 2, rec, 9);
   TestType backend;
-  const auto head = redraft::make_draft_head(backend, config, redraft_test::random_weights(config, 4));
+  const auto head =
+      redraft::make_draft_head(backend, config, redraft_test::random_weights(config, 4));
   const fs::path dir = scratch_dir("roundtrip");
   redraft::save_draft_head(head, dir);
   REQUIRE(fs::exists(dir / "config.json"));
@@ -67,7 +70,8 @@ TEMPLATE_TEST_CASE("checkpoint: save -> load gives an identical forward", "[draf
   const auto loaded = redraft::load_draft_head(backend, dir);
   CHECK(loaded.config() == config);
   CHECK(loaded.parameter_names() == head.parameter_names());
-  for (const auto& name : head.parameter_names()) CHECK(loaded.get_parameter(name) == head.get_parameter(name));
+  for (const auto& name : head.parameter_names())
+    CHECK(loaded.get_parameter(name) == head.get_parameter(name));
   CHECK(run(loaded) == run(head));
   fs::remove_all(dir);
 }
@@ -75,13 +79,15 @@ TEMPLATE_TEST_CASE("checkpoint: save -> load gives an identical forward", "[draf
 TEST_CASE("checkpoint: f16 and bf16 storage round the weights once", "[draft][checkpoint]") {
   const auto config = redraft_test::make_config(20, 4, 8, 1, redraft::recurrence::silu, 5);
   redraft::cpu_backend backend;
-  const auto head = redraft::make_draft_head(backend, config, redraft_test::random_weights(config, 8));
+  const auto head =
+      redraft::make_draft_head(backend, config, redraft_test::random_weights(config, 8));
   for (const auto dtype : {redraft::safetensors_dtype::f16, redraft::safetensors_dtype::bf16}) {
     CAPTURE(static_cast<int>(dtype));
     const fs::path dir = scratch_dir("half");
     redraft::save_draft_head(head, dir, dtype);
     const auto stored = redraft::read_safetensors(dir / "model.safetensors");
-    CHECK(stored.at("rnn_u.weight").stored_dtype == (dtype == redraft::safetensors_dtype::f16 ? "F16" : "BF16"));
+    CHECK(stored.at("rnn_u.weight").stored_dtype ==
+          (dtype == redraft::safetensors_dtype::f16 ? "F16" : "BF16"));
     const auto loaded = redraft::load_draft_head(backend, dir);
     for (const auto& name : head.parameter_names()) {
       const auto original = head.get_parameter(name);
@@ -100,7 +106,8 @@ TEST_CASE("checkpoint: f16 and bf16 storage round the weights once", "[draft][ch
 
 TEST_CASE("checkpoint: config.json fields", "[draft][checkpoint]") {
   using nlohmann::json;
-  const json base = {{"vocab_size", 10}, {"hidden_size", 4}, {"exit_dim", 8}, {"num_draft_layers", 1}};
+  const json base = {
+      {"vocab_size", 10}, {"hidden_size", 4}, {"exit_dim", 8}, {"num_draft_layers", 1}};
   auto c = redraft::draft_config_from_json(base);
   CHECK(c.recurrence == redraft::recurrence::silu);  // Apple's default
   CHECK(c.logit_top_k == 50);
@@ -113,7 +120,8 @@ TEST_CASE("checkpoint: config.json fields", "[draft][checkpoint]") {
   j["recurrence"] = "linear";
   CHECK(redraft::draft_config_from_json(j).recurrence == redraft::recurrence::linear);
   j["recurrence"] = "running_sum";
-  CHECK_THROWS_WITH(redraft::draft_config_from_json(j), Catch::Contains("'rnn' is true but 'recurrence' is 'running_sum'"));
+  CHECK_THROWS_WITH(redraft::draft_config_from_json(j),
+                    Catch::Contains("'rnn' is true but 'recurrence' is 'running_sum'"));
   j["recurrence"] = "tanh";
   CHECK_THROWS_WITH(redraft::draft_config_from_json(j), Catch::Contains("recurrence 'tanh'"));
   j = base;
@@ -125,7 +133,8 @@ TEST_CASE("checkpoint: config.json fields", "[draft][checkpoint]") {
   CHECK_THROWS_WITH(redraft::draft_config_from_json(j), Catch::Contains("no field 'exit_dim'"));
   j = base;
   j["hidden_size"] = "4";
-  CHECK_THROWS_WITH(redraft::draft_config_from_json(j), Catch::Contains("'hidden_size' = \"4\" is not an integer"));
+  CHECK_THROWS_WITH(redraft::draft_config_from_json(j),
+                    Catch::Contains("'hidden_size' = \"4\" is not an integer"));
   j = base;
   j["hidden_size"] = 4.5;
   CHECK_THROWS_AS(redraft::draft_config_from_json(j), redraft::error);
@@ -155,9 +164,10 @@ TEST_CASE("checkpoint: wrong tensors are reported exactly", "[draft][checkpoint]
                     Catch::Contains("tensor 'rnn_w.weight' [4, 4] is missing"));
   w = good;
   w["lm_head.1.weight"].shape = {10, 20};
-  CHECK_THROWS_WITH(redraft::make_draft_head(backend, config, w),
-                    Catch::Contains("tensor 'lm_head.1.weight' has shape [10, 20] but the config") &&
-                        Catch::Contains("needs [20, 10]"));
+  CHECK_THROWS_WITH(
+      redraft::make_draft_head(backend, config, w),
+      Catch::Contains("tensor 'lm_head.1.weight' has shape [10, 20] but the config") &&
+          Catch::Contains("needs [20, 10]"));
   w = good;
   w["lm_head.2.weight"] = w["lm_head.1.weight"];
   CHECK_THROWS_WITH(redraft::make_draft_head(backend, config, w),
@@ -185,7 +195,8 @@ TEST_CASE("checkpoint: wrong tensors are reported exactly", "[draft][checkpoint]
   CHECK_THROWS_WITH(redraft::load_draft_head(backend, dir), Catch::Contains("cannot open"));
   redraft::save_draft_head(redraft::make_draft_head(backend, config, good), dir);
   write_text(dir / "config.json", "{\"vocab_size\": 20,");
-  CHECK_THROWS_WITH(redraft::load_draft_head(backend, dir), Catch::Contains("config.json is not valid JSON"));
+  CHECK_THROWS_WITH(redraft::load_draft_head(backend, dir),
+                    Catch::Contains("config.json is not valid JSON"));
   write_text(dir / "config.json", redraft::draft_config_to_json(square).dump());
   CHECK_THROWS_WITH(redraft::load_draft_head(backend, dir),
                     Catch::Contains("model.safetensors: tensor 'lm_head.0.linear.weight' has shape "

@@ -1,17 +1,18 @@
-// Tests of the draft head's forward against the naive double reference (testing/reference_draft.hpp)
-// for every recurrence, with and without the input projection, on every backend.
+// Tests of the draft head's forward against the naive double reference
+// (testing/reference_draft.hpp) for every recurrence, with and without the input projection, on
+// every backend.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
 #include <random>
 #include <vector>
 
+#include "backends.hpp"
 #include "draft_test_util.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
 #include "redraft/draft/checkpoint.hpp"
 #include "redraft/draft/draft_head.hpp"
 #include "redraft/testing/reference_draft.hpp"
-#include "backends.hpp"
 #include "toy_backend.hpp"
 
 namespace {
@@ -88,7 +89,8 @@ TEMPLATE_TEST_CASE("draft_head: forward matches the double reference", "[draft]"
       expected_state.insert(expected_state.end(), ref_state[r].begin(), ref_state[r].end());
       const index_t hr = r / (rows / hidden_rows);
       const std::vector<double> h_row(hidden.begin() + hr * h, hidden.begin() + (hr + 1) * h);
-      const auto lp = redraft::testing::reference_draft_log_probs(config, weights, h_row, ref_state[r]);
+      const auto lp =
+          redraft::testing::reference_draft_log_probs(config, weights, h_row, ref_state[r]);
       expected_log_probs.insert(expected_log_probs.end(), lp.begin(), lp.end());
     }
     check_close(download(backend, state_buf), expected_state, 1e-5, "state");
@@ -151,8 +153,9 @@ TEST_CASE("draft_head: bad configs and parameters throw", "[draft]") {
       backend, redraft_test::make_config(10, 4, 8, 1, recurrence::running_sum));
   CHECK_FALSE(head.has_parameter("rnn_u.weight"));
   CHECK_FALSE(head.has_parameter("input_proj.weight"));  // E == 2H
-  CHECK(head.parameter_names() ==
-        std::vector<std::string>{"lm_head.0.linear.weight", "lm_head.0.linear.bias", "lm_head.1.weight"});
+  CHECK(head.parameter_names() == std::vector<std::string>{"lm_head.0.linear.weight",
+                                                           "lm_head.0.linear.bias",
+                                                           "lm_head.1.weight"});
   CHECK_THROWS_WITH(head.set_parameter("lm_head.0.linear.bias", std::vector<float>(7)),
                     Catch::Contains("'lm_head.0.linear.bias' has 8 elements but 7 values"));
   CHECK_THROWS_WITH(head.get_parameter("rnn_u.weight"),
@@ -183,7 +186,8 @@ TEMPLATE_TEST_CASE("draft_head: F16 and BF16 weights give the F32 head's output 
   // where both go through small_matmul; within float rounding elsewhere. The double reference on
   // the rounded values bounds both.
   using redraft::index_t;
-  const redraft::weight_format format = GENERATE(redraft::weight_format::f16, redraft::weight_format::bf16);
+  const redraft::weight_format format =
+      GENERATE(redraft::weight_format::f16, redraft::weight_format::bf16);
   CAPTURE(redraft::weight_format_name(format));
   const index_t v = 131, h = 12, e = 40, rows = 5;
   const auto config = redraft_test::make_config(v, h, e, 1, redraft::recurrence::silu, 20);
@@ -196,12 +200,13 @@ TEMPLATE_TEST_CASE("draft_head: F16 and BF16 weights give the F32 head's output 
   }
   TestType backend;
   const auto half_head = redraft::make_draft_head(backend, config, weights, "tensors", format);
-  const auto float_head = redraft::make_draft_head(backend, config, weights, "tensors",
-                                                   redraft::weight_format::f32);
+  const auto float_head =
+      redraft::make_draft_head(backend, config, weights, "tensors", redraft::weight_format::f32);
   REQUIRE(half_head.format() == format);
   if constexpr (redraft::backend_has_half_matmul_v<TestType, redraft::float16>) {
     REQUIRE(half_head.stored_format() == format);
-    REQUIRE_THROWS_WITH(half_head.parameter_view("lm_head.1.weight"), Catch::Contains("is stored as"));
+    REQUIRE_THROWS_WITH(half_head.parameter_view("lm_head.1.weight"),
+                        Catch::Contains("is stored as"));
   } else {
     REQUIRE(half_head.stored_format() == redraft::weight_format::f32);
   }
@@ -222,7 +227,8 @@ TEMPLATE_TEST_CASE("draft_head: F16 and BF16 weights give the F32 head's output 
     auto log_probs_buf = backend.template allocate<float>(rows * v);
     redraft::draft_head_workspace<TestType> ws;
     redraft::matrix_view<float> state(state_buf.data(), rows, h);
-    head.advance_state(redraft::matrix_view<const float>(embedded_buf.data(), rows, h), state, state, ws);
+    head.advance_state(redraft::matrix_view<const float>(embedded_buf.data(), rows, h), state,
+                       state, ws);
     head.log_probs(redraft::matrix_view<const float>(hidden_buf.data(), rows, h), state,
                    redraft::matrix_view<float>(log_probs_buf.data(), rows, v), ws);
     return download(backend, log_probs_buf);
@@ -236,8 +242,8 @@ TEMPLATE_TEST_CASE("draft_head: F16 and BF16 weights give the F32 head's output 
   for (index_t r = 0; r < rows; ++r) {
     const std::vector<double> e_row(embedded.begin() + r * h, embedded.begin() + (r + 1) * h);
     const std::vector<double> h_row(hidden.begin() + r * h, hidden.begin() + (r + 1) * h);
-    const auto s = redraft::testing::reference_draft_state(config, weights, e_row,
-                                                           std::vector<double>(static_cast<std::size_t>(h), 0.0));
+    const auto s = redraft::testing::reference_draft_state(
+        config, weights, e_row, std::vector<double>(static_cast<std::size_t>(h), 0.0));
     const auto lp = redraft::testing::reference_draft_log_probs(config, weights, h_row, s);
     expected.insert(expected.end(), lp.begin(), lp.end());
   }
@@ -246,10 +252,12 @@ TEMPLATE_TEST_CASE("draft_head: F16 and BF16 weights give the F32 head's output 
 
   SECTION("set_parameter rounds to the format") {
     auto head = redraft::make_draft_head(backend, config, weights, "tensors", format);
-    std::vector<float> values(static_cast<std::size_t>(h * h), 1.0f + 1.0f / 4096.0f);  // not a half value
+    std::vector<float> values(static_cast<std::size_t>(h * h),
+                              1.0f + 1.0f / 4096.0f);  // not a half value
     head.set_parameter("rnn_u.weight", values);
-    const float rounded = format == redraft::weight_format::f16 ? redraft::to_float(redraft::to_float16(values[0]))
-                                                                : redraft::to_float(redraft::to_bfloat16(values[0]));
+    const float rounded = format == redraft::weight_format::f16
+                              ? redraft::to_float(redraft::to_float16(values[0]))
+                              : redraft::to_float(redraft::to_bfloat16(values[0]));
     REQUIRE(rounded != values[0]);
     for (float x : head.get_parameter("rnn_u.weight")) REQUIRE(x == rounded);
   }
@@ -257,7 +265,8 @@ TEMPLATE_TEST_CASE("draft_head: F16 and BF16 weights give the F32 head's output 
 
 TEST_CASE("load_draft_head keeps the checkpoint's stored format", "[draft][half][io]") {
   const auto config = redraft_test::make_config(50, 8, 16, 1, redraft::recurrence::silu, 10);
-  const auto head = redraft::make_draft_head(redraft::cpu_backend{}, config, redraft_test::random_weights(config, 2));
+  const auto head = redraft::make_draft_head(redraft::cpu_backend{}, config,
+                                             redraft_test::random_weights(config, 2));
   REQUIRE(head.format() == redraft::weight_format::f32);  // F32 tensors
   const auto dir = std::filesystem::temp_directory_path() / "redraft_test_draft_head_f16";
   for (const auto dtype : {redraft::safetensors_dtype::f16, redraft::safetensors_dtype::bf16}) {
@@ -267,8 +276,8 @@ TEST_CASE("load_draft_head keeps the checkpoint's stored format", "[draft][half]
                                                                    : redraft::weight_format::bf16;
     REQUIRE(loaded.format() == expected);
     REQUIRE(loaded.stored_format() == expected);
-    REQUIRE(redraft::load_draft_head(redraft::cpu_backend{}, dir, redraft::weight_format::f32).format() ==
-            redraft::weight_format::f32);
+    REQUIRE(redraft::load_draft_head(redraft::cpu_backend{}, dir, redraft::weight_format::f32)
+                .format() == redraft::weight_format::f32);
   }
   std::filesystem::remove_all(dir);
 }

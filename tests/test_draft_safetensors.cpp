@@ -26,11 +26,13 @@ std::map<std::string, tensor_data> small_tensors() {
 }
 
 // A file image built by hand from the format's description, independent of the writer.
-std::vector<unsigned char> image(const std::string& header, const std::vector<unsigned char>& data) {
+std::vector<unsigned char> image(const std::string& header,
+                                 const std::vector<unsigned char>& data) {
   // NOTE: sized once and filled by index (g++ 12 reports a false array-bounds error on insert).
   std::vector<unsigned char> out(8 + header.size() + data.size());
   redraft::detail::write_u64_le(header.size(), out.data());
-  for (std::size_t i = 0; i < header.size(); ++i) out[8 + i] = static_cast<unsigned char>(header[i]);
+  for (std::size_t i = 0; i < header.size(); ++i)
+    out[8 + i] = static_cast<unsigned char>(header[i]);
   for (std::size_t i = 0; i < data.size(); ++i) out[8 + header.size() + i] = data[i];
   return out;
 }
@@ -59,7 +61,8 @@ void require_throws(const std::vector<unsigned char>& bytes, const std::string& 
 
 TEST_CASE("safetensors: round trip in memory and on disk, every dtype", "[safetensors]") {
   const auto tensors = small_tensors();
-  const auto dtype = GENERATE(safetensors_dtype::f32, safetensors_dtype::f16, safetensors_dtype::bf16);
+  const auto dtype =
+      GENERATE(safetensors_dtype::f32, safetensors_dtype::f16, safetensors_dtype::bf16);
   CAPTURE(static_cast<int>(dtype));
   const auto bytes = redraft::serialize_safetensors(tensors, dtype, {{"format", "pt"}});
   REQUIRE(redraft::detail::read_u64_le(bytes.data()) % 8 == 0);
@@ -90,10 +93,9 @@ TEST_CASE("safetensors: round trip in memory and on disk, every dtype", "[safete
 
 TEST_CASE("safetensors: reads a hand-made file", "[safetensors]") {
   // Tensors listed out of offset order and with padding spaces, as other writers may do.
-  const std::string header =
-      R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[4,12]},)"
-      R"("h":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},)"
-      R"("g":{"dtype":"BF16","shape":[1],"data_offsets":[2,4]}}   )";
+  const std::string header = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[4,12]},)"
+                             R"("h":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},)"
+                             R"("g":{"dtype":"BF16","shape":[1],"data_offsets":[2,4]}}   )";
   std::vector<unsigned char> data = {0x00, 0x3c, 0x80, 0xbf};  // f16 1.0, bf16 -1.0
   const auto w = f32_bytes({2.5f, -7.f});
   data.insert(data.end(), w.begin(), w.end());
@@ -120,7 +122,8 @@ TEST_CASE("safetensors: f16 and bf16 conversions are exact / round to nearest ev
       CHECK((m == 0 ? std::isinf(f) : std::isnan(f)));
       continue;
     }
-    const double magnitude = e == 0 ? std::ldexp(double(m), -24) : std::ldexp(1.0 + m / 1024.0, int(e) - 15);
+    const double magnitude =
+        e == 0 ? std::ldexp(double(m), -24) : std::ldexp(1.0 + m / 1024.0, int(e) - 15);
     const double expected = (h & 0x8000) ? -magnitude : magnitude;
     CAPTURE(h);
     REQUIRE(double(f) == expected);
@@ -158,7 +161,7 @@ TEST_CASE("safetensors: f16 and bf16 conversions are exact / round to nearest ev
       CHECK(no_closer(gb, bf16_to_float(static_cast<std::uint16_t>(rb - 1))));
     }
   }
-  CHECK(float_to_f16(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);  // tie -> even (down)
+  CHECK(float_to_f16(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);      // tie -> even (down)
   CHECK(float_to_f16(1.0f + 3 * std::ldexp(1.0f, -11)) == 0x3c02);  // tie -> even (up)
   CHECK(float_to_bf16(1.0f + std::ldexp(1.0f, -8)) == 0x3f80);
   CHECK(float_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)) == 0x3f82);
@@ -174,7 +177,8 @@ TEST_CASE("safetensors: truncation at every byte offset throws", "[safetensors][
   }
   // And the same through the file reader.
   const auto path = std::filesystem::temp_directory_path() / "redraft_test_truncated.safetensors";
-  for (std::size_t cut : {std::size_t{0}, std::size_t{5}, std::size_t{8}, std::size_t{20}, bytes.size() - 1}) {
+  for (std::size_t cut :
+       {std::size_t{0}, std::size_t{5}, std::size_t{8}, std::size_t{20}, bytes.size() - 1}) {
     CAPTURE(cut);
     {
       std::ofstream out(path, std::ios::binary);
@@ -210,7 +214,8 @@ TEST_CASE("safetensors: corrupting header bytes never crashes", "[safetensors][f
 
 TEST_CASE("safetensors: malformed headers throw naming the problem", "[safetensors]") {
   const auto data8 = f32_bytes({1.f, 2.f});
-  require_throws(image(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})", data8), "not valid JSON");
+  require_throws(image(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})", data8),
+                 "not valid JSON");
   require_throws(image(R"([1,2])", {}), "not a JSON object");
   require_throws(image(R"({"x":{"dtype":"I8","shape":[8],"data_offsets":[0,8]}})", data8),
                  "tensor 'x' has dtype 'I8'");
@@ -218,7 +223,8 @@ TEST_CASE("safetensors: malformed headers throw naming the problem", "[safetenso
                  "tensor 'x': shape [3] of F32 needs 12 bytes");
   require_throws(image(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", data8),
                  "run past the end");
-  require_throws(image(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data8), "reversed");
+  require_throws(image(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data8),
+                 "reversed");
   require_throws(image(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                        R"("y":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
                        data8),

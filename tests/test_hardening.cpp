@@ -38,10 +38,10 @@ tree<cpu_backend> small_tree(std::int32_t batch = 1) {
     for (std::int32_t t : {0, 1, 2, 3}) token.push_back(t);
     offsets.push_back(offsets.back() + 4);
   }
-  return build_tree_from_parents(cpu_backend{},
-                                 view<const std::int32_t, 1>(offsets.data(), batch + 1),
-                                 view<const std::int32_t, 1>(parent.data(), static_cast<index_t>(parent.size())),
-                                 view<const std::int32_t, 1>(token.data(), static_cast<index_t>(token.size())));
+  return build_tree_from_parents(
+      cpu_backend{}, view<const std::int32_t, 1>(offsets.data(), batch + 1),
+      view<const std::int32_t, 1>(parent.data(), static_cast<index_t>(parent.size())),
+      view<const std::int32_t, 1>(token.data(), static_cast<index_t>(token.size())));
 }
 
 }  // namespace
@@ -67,7 +67,8 @@ TEST_CASE("build_positions refuses base + depth beyond INT32_MAX instead of wrap
     const std::vector<std::int32_t> beams = {7, 8};  // [1, 1, 2]: depth 1
     const auto chain = build_tree(backend, view<const std::int32_t, 3>(beams.data(), 1, 1, 2));
     const std::vector<std::int32_t> base = {int32_max};
-    CHECK_THROWS_AS(build_positions(backend, chain, view<const std::int32_t, 1>(base.data(), 1)), error);
+    CHECK_THROWS_AS(build_positions(backend, chain, view<const std::int32_t, 1>(base.data(), 1)),
+                    error);
   }
 }
 
@@ -80,8 +81,9 @@ TEST_CASE("sampling verifiers refuse temperatures whose reciprocal overflows",
   const matrix_view<const float> lv(logits.data(), 4, 4);
   const float tiny = GENERATE(1e-39f, 2.9e-39f, std::numeric_limits<float>::denorm_min());
   CAPTURE(tiny);
-  CHECK_THROWS_WITH(verify_lossless(backend, t, lv, sampling_params{tiny, 0, 1.0f}, philox_uniforms{}),
-                    Contains("finite 1 / T"));
+  CHECK_THROWS_WITH(
+      verify_lossless(backend, t, lv, sampling_params{tiny, 0, 1.0f}, philox_uniforms{}),
+      Contains("finite 1 / T"));
   CHECK_THROWS_WITH(verify_typical(backend, t, lv, typical_params{tiny, 0.09f, 0.3f, false}),
                     Contains("finite 1 / T"));
   std::vector<float> scaled(logits);
@@ -89,13 +91,15 @@ TEST_CASE("sampling verifiers refuse temperatures whose reciprocal overflows",
                     Contains("finite 1 / T"));
   CHECK(scaled == logits);
   // The smallest normal float still works, and the walk stays well defined.
-  const auto a = to_host(backend, verify_lossless(backend, t, lv,
-                                                  sampling_params{std::numeric_limits<float>::min(), 0, 1.0f},
-                                                  philox_uniforms{1, 2}));
+  const auto a =
+      to_host(backend, verify_lossless(backend, t, lv,
+                                       sampling_params{std::numeric_limits<float>::min(), 0, 1.0f},
+                                       philox_uniforms{1, 2}));
   CHECK(a.next_token[0] >= 0);
 }
 
-TEST_CASE("verify_redrafter refuses a logit / temperature that overflows float", "[hardening][verify]") {
+TEST_CASE("verify_redrafter refuses a logit / temperature that overflows float",
+          "[hardening][verify]") {
   const cpu_backend backend;
   const std::vector<std::int32_t> beams = {0, 1, 0, 2};  // [1, 2, 2]
   const auto t = build_tree(backend, view<const std::int32_t, 3>(beams.data(), 1, 2, 2));
@@ -104,52 +108,72 @@ TEST_CASE("verify_redrafter refuses a logit / temperature that overflows float",
   std::vector<float> q(2 * 1 * 3, std::log(1.0f / 3.0f));
   redrafter_params params;
   params.temperature = 0.5f;
-  CHECK_THROWS_WITH(verify_redrafter(backend, t, matrix_view<const float>(logits.data(), t.total_nodes(), 3),
-                                     view<const float, 4>(q.data(), 1, 2, 1, 3), params, philox_uniforms{}),
-                    Contains("divided by the temperature overflows float"));
+  CHECK_THROWS_WITH(
+      verify_redrafter(backend, t, matrix_view<const float>(logits.data(), t.total_nodes(), 3),
+                       view<const float, 4>(q.data(), 1, 2, 1, 3), params, philox_uniforms{}),
+      Contains("divided by the temperature overflows float"));
   params.temperature = 1.0f;  // FLT_MAX / 1 is finite: accepted
-  const auto a = to_host(backend, verify_redrafter(backend, t, matrix_view<const float>(logits.data(), t.total_nodes(), 3),
-                                                   view<const float, 4>(q.data(), 1, 2, 1, 3), params,
-                                                   philox_uniforms{}));
+  const auto a = to_host(
+      backend,
+      verify_redrafter(backend, t, matrix_view<const float>(logits.data(), t.total_nodes(), 3),
+                       view<const float, 4>(q.data(), 1, 2, 1, 3), params, philox_uniforms{}));
   CHECK(a.next_token[0] >= 0);
 }
 
 TEST_CASE("config.json integers are range-checked before conversion", "[hardening][checkpoint]") {
-  const auto parse = [](const char* text) { return draft_config_from_json(nlohmann::json::parse(text), "c.json"); };
-  CHECK_THROWS_WITH(parse(R"({"vocab_size": 1e300, "hidden_size": 2, "exit_dim": 4, "num_draft_layers": 1})"),
-                    Contains("field 'vocab_size' = 1e+300 is not an integer"));
-  CHECK_THROWS_WITH(parse(R"({"vocab_size": 4, "hidden_size": 18446744073709551615, "exit_dim": 4, "num_draft_layers": 1})"),
-                    Contains("'hidden_size'"));
-  CHECK_THROWS_WITH(parse(R"({"vocab_size": 4, "hidden_size": 4611686018427387904, "exit_dim": 4, "num_draft_layers": 1})"),
-                    Contains("hidden_size 4611686018427387904 exceeds the limit"));
-  CHECK_THROWS_WITH(parse(R"({"vocab_size": 4, "hidden_size": 2, "exit_dim": 4, "num_draft_layers": 1000000000000})"),
-                    Contains("num_draft_layers 1000000000000 exceeds the limit 4096"));
-  CHECK(parse(R"({"vocab_size": 4.0, "hidden_size": 2, "exit_dim": 4, "num_draft_layers": 1})").vocab_size == 4);
+  const auto parse = [](const char* text) {
+    return draft_config_from_json(nlohmann::json::parse(text), "c.json");
+  };
+  CHECK_THROWS_WITH(
+      parse(R"({"vocab_size": 1e300, "hidden_size": 2, "exit_dim": 4, "num_draft_layers": 1})"),
+      Contains("field 'vocab_size' = 1e+300 is not an integer"));
+  CHECK_THROWS_WITH(
+      parse(
+          R"({"vocab_size": 4, "hidden_size": 18446744073709551615, "exit_dim": 4, "num_draft_layers": 1})"),
+      Contains("'hidden_size'"));
+  CHECK_THROWS_WITH(
+      parse(
+          R"({"vocab_size": 4, "hidden_size": 4611686018427387904, "exit_dim": 4, "num_draft_layers": 1})"),
+      Contains("hidden_size 4611686018427387904 exceeds the limit"));
+  CHECK_THROWS_WITH(
+      parse(
+          R"({"vocab_size": 4, "hidden_size": 2, "exit_dim": 4, "num_draft_layers": 1000000000000})"),
+      Contains("num_draft_layers 1000000000000 exceeds the limit 4096"));
+  CHECK(parse(R"({"vocab_size": 4.0, "hidden_size": 2, "exit_dim": 4, "num_draft_layers": 1})")
+            .vocab_size == 4);
 }
 
 TEST_CASE("the golden reader refuses integers its types cannot hold", "[hardening][conformance]") {
   using redraft::conformance::read_tensor;
   const auto tensor_json = [](const char* data) {
-    return nlohmann::json::parse(std::string(R"({"t": {"shape": [1], "dtype": "i32", "data": [)") + data + "]}}");
+    return nlohmann::json::parse(std::string(R"({"t": {"shape": [1], "dtype": "i32", "data": [)") +
+                                 data + "]}}");
   };
-  CHECK_THROWS_WITH(read_tensor<std::int32_t>(tensor_json("1e300"), "t"), Contains("is not an integer"));
-  CHECK_THROWS_WITH(read_tensor<std::int32_t>(tensor_json("2147483648"), "t"), Contains("is not an integer"));
-  CHECK_THROWS_WITH(read_tensor<std::int32_t>(tensor_json("1.5"), "t"), Contains("is not an integer"));
-  CHECK(read_tensor<std::int32_t>(tensor_json("-2147483648"), "t").data[0] == std::numeric_limits<std::int32_t>::min());
+  CHECK_THROWS_WITH(read_tensor<std::int32_t>(tensor_json("1e300"), "t"),
+                    Contains("is not an integer"));
+  CHECK_THROWS_WITH(read_tensor<std::int32_t>(tensor_json("2147483648"), "t"),
+                    Contains("is not an integer"));
+  CHECK_THROWS_WITH(read_tensor<std::int32_t>(tensor_json("1.5"), "t"),
+                    Contains("is not an integer"));
+  CHECK(read_tensor<std::int32_t>(tensor_json("-2147483648"), "t").data[0] ==
+        std::numeric_limits<std::int32_t>::min());
 }
 
 TEST_CASE("build_tree refuses beams of 2^31 tokens before reading them", "[hardening][limits]") {
   const std::int32_t one = 0;
   // The view claims [2^16, 2^8, 2^7] = 2^31 tokens over a single int: validation must not read.
-  CHECK_THROWS_WITH(build_tree(cpu_backend{}, view<const std::int32_t, 3>(&one, 1 << 16, 1 << 8, 1 << 7)),
-                    Contains("hold 2^31 or more tokens"));
-  CHECK_THROWS_WITH(build_tree_parallel(cpu_backend{}, view<const std::int32_t, 3>(&one, 1 << 16, 1 << 8, 1 << 7)),
+  CHECK_THROWS_WITH(
+      build_tree(cpu_backend{}, view<const std::int32_t, 3>(&one, 1 << 16, 1 << 8, 1 << 7)),
+      Contains("hold 2^31 or more tokens"));
+  CHECK_THROWS_WITH(build_tree_parallel(cpu_backend{},
+                                        view<const std::int32_t, 3>(&one, 1 << 16, 1 << 8, 1 << 7)),
                     Contains("more than int32 node indices"));
 }
 
 // ---- no partial output before a throw ----
 
-TEST_CASE("in-place entry points leave their buffer unchanged when they throw", "[hardening][contract]") {
+TEST_CASE("in-place entry points leave their buffer unchanged when they throw",
+          "[hardening][contract]") {
   const cpu_backend backend;
   SECTION("apply_kv_plan: a bad second request stops the whole plan") {
     std::vector<float> cache(2 * 1 * 2 * 1 * 8 * 1);  // [2 slots, 1 layer, 2, 1 head, 8, 1]
@@ -215,7 +239,8 @@ TEST_CASE("batch 1024: build_tree, masks and positions", "[hardening][limits]") 
     const std::size_t l = i % length;
     beams[i] = l == 0 ? 1 : static_cast<std::int32_t>((i / length) % width * (l % 2) + l);
   }
-  const auto t = build_tree(backend, view<const std::int32_t, 3>(beams.data(), batch, width, length));
+  const auto t =
+      build_tree(backend, view<const std::int32_t, 3>(beams.data(), batch, width, length));
   std::int64_t expected_dense = 0;
   for (std::int32_t b = 0; b < batch; ++b) {
     REQUIRE(t.num_nodes(b) == t.num_nodes(0));
@@ -226,24 +251,30 @@ TEST_CASE("batch 1024: build_tree, masks and positions", "[hardening][limits]") 
   const auto packed = build_packed_tree_mask(backend, t);
   CHECK(packed.words.size() == static_cast<index_t>(t.total_nodes()) * packed.words_per_row);
   std::vector<std::int32_t> base(batch);
-  for (std::int32_t b = 0; b < batch; ++b) base[static_cast<std::size_t>(b)] = int32_max - 4 - b % 3;
-  const auto positions = build_positions(backend, t, view<const std::int32_t, 1>(base.data(), batch));
+  for (std::int32_t b = 0; b < batch; ++b)
+    base[static_cast<std::size_t>(b)] = int32_max - 4 - b % 3;
+  const auto positions =
+      build_positions(backend, t, view<const std::int32_t, 1>(base.data(), batch));
   const std::int32_t last = t.total_nodes() - 1;
   CHECK(positions[last] == base.back() + t.depth[last]);
   // Row of the last node of the last request: its packed bits equal its dense row.
   const std::int32_t n = t.num_nodes(batch - 1), i = n - 1;
   for (std::int32_t j = 0; j < n; ++j) {
-    const bool bit = (packed.words[static_cast<index_t>(last) * packed.words_per_row + j / 32] >> (j % 32)) & 1u;
-    CHECK(bit == (dense.bits[dense.host_offsets[batch - 1] + static_cast<index_t>(i) * n + j] == 1));
+    const bool bit =
+        (packed.words[static_cast<index_t>(last) * packed.words_per_row + j / 32] >> (j % 32)) & 1u;
+    CHECK(bit ==
+          (dense.bits[dense.host_offsets[batch - 1] + static_cast<index_t>(i) * n + j] == 1));
   }
 }
 
-TEST_CASE("wide and long beams: thousands of nodes, packed rows of 127 words", "[hardening][limits]") {
+TEST_CASE("wide and long beams: thousands of nodes, packed rows of 127 words",
+          "[hardening][limits]") {
   const cpu_backend backend;
   constexpr std::int32_t width = 64, length = 64;  // all beams distinct after the root: 4033 nodes
   std::vector<std::int32_t> beams(static_cast<std::size_t>(width) * length);
   for (std::int32_t w = 0; w < width; ++w) {
-    for (std::int32_t l = 0; l < length; ++l) beams[static_cast<std::size_t>(w) * length + l] = l == 0 ? 0 : w * 1000 + l;
+    for (std::int32_t l = 0; l < length; ++l)
+      beams[static_cast<std::size_t>(w) * length + l] = l == 0 ? 0 : w * 1000 + l;
   }
   const auto t = build_tree(backend, view<const std::int32_t, 3>(beams.data(), 1, width, length));
   REQUIRE(t.total_nodes() == 1 + width * (length - 1));
@@ -256,7 +287,9 @@ TEST_CASE("wide and long beams: thousands of nodes, packed rows of 127 words", "
     bits += std::popcount(packed.words[static_cast<index_t>(last) * packed.words_per_row + k]);
   }
   CHECK(bits == length);
-  CHECK((packed.words[static_cast<index_t>(last) * packed.words_per_row + last / 32] >> (last % 32)) & 1u);
+  CHECK(
+      (packed.words[static_cast<index_t>(last) * packed.words_per_row + last / 32] >> (last % 32)) &
+      1u);
   const auto dense = build_dense_tree_mask(backend, t);
   CHECK(dense.host_offsets.back() == static_cast<std::int64_t>(t.total_nodes()) * t.total_nodes());
 }

@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "backends.hpp"
 #include "redraft/loop/hybrid_drafter.hpp"
 #include "redraft/loop/lookup_drafter.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
@@ -16,7 +17,6 @@
 #include "redraft/redraft.hpp"
 #include "redraft/testing/drafters.hpp"
 #include "redraft/testing/synthetic_target.hpp"
-#include "backends.hpp"
 
 using namespace redraft;
 
@@ -466,8 +466,8 @@ struct history_probe {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("the speculative decoder gives drafters each request's history", "[loop][lookup]",
-                   REDRAFT_TEST_BACKENDS) {
+TEMPLATE_TEST_CASE("the speculative decoder gives drafters each request's history",
+                   "[loop][lookup]", REDRAFT_TEST_BACKENDS) {
   redraft::testing::synthetic_target_config config;
   config.vocab_size = 16;
   using target = redraft::testing::basic_synthetic_target<TestType>;

@@ -693,7 +693,8 @@ TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mi
 
 // --- a hybrid drafter under a policy: the step's W is the hybrid's beam budget ---
 
-TEST_CASE("a hybrid drafter that follows the policy's W keeps greedy exact", "[loop][policy][hybrid]") {
+TEST_CASE("a hybrid drafter that follows the policy's W keeps greedy exact",
+          "[loop][policy][hybrid]") {
   const std::int32_t batch = GENERATE(1, 4);
   CAPTURE(batch);
   synthetic_target_config config;
@@ -783,9 +784,10 @@ TEST_CASE("lossless sampling with a hybrid drafter that follows the policy's W",
     speculative_decoder<cpu_backend, costed_target<synthetic_target>, decltype(drafter),
                         adaptive_policy, simulated_clock>
         decoder(cpu_backend{}, target, drafter, adaptive_policy(pc), clock);
-    const auto result = decoder.generate(
-        std::vector<generation_request>(static_cast<std::size_t>(runs), generation_request{prompt, n, -1, -1}),
-        options);
+    const auto result =
+        decoder.generate(std::vector<generation_request>(static_cast<std::size_t>(runs),
+                                                         generation_request{prompt, n, -1, -1}),
+                         options);
     counts.assign(law.size(), 0);
     for (const auto& tokens : result.tokens) {
       REQUIRE(static_cast<int>(tokens.size()) == n);

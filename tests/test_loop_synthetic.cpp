@@ -4,13 +4,13 @@
 // same backend), and on cuda_backend in the GPU tests (tests/cuda/).
 #include <catch2/catch.hpp>
 
+#include "backends.hpp"
 #include "redraft/loop/hybrid_drafter.hpp"
 #include "redraft/loop/lookup_drafter.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
 #include "redraft/loop/suffix_drafter.hpp"
 #include "redraft/testing/drafters.hpp"
 #include "redraft/testing/synthetic_target.hpp"
-#include "backends.hpp"
 
 using namespace redraft;
 using redraft::testing::basic_random_drafter;
@@ -35,14 +35,15 @@ std::vector<std::int32_t> greedy_reference(const Model& model, std::vector<std::
   return out;
 }
 
-std::vector<generation_request> make_requests(std::int32_t batch, std::int32_t vocab, std::uint64_t seed,
-                                              std::int32_t max_new) {
+std::vector<generation_request> make_requests(std::int32_t batch, std::int32_t vocab,
+                                              std::uint64_t seed, std::int32_t max_new) {
   std::vector<generation_request> requests;
   for (std::int32_t r = 0; r < batch; ++r) {
     const philox_stream s{seed, static_cast<std::uint32_t>(r), 99};
     generation_request q;
     const std::int32_t len = 1 + static_cast<std::int32_t>(s.bits(0) % 9);
-    for (std::int32_t i = 0; i < len; ++i) q.prompt.push_back(static_cast<std::int32_t>(s.bits(1 + i) % vocab));
+    for (std::int32_t i = 0; i < len; ++i)
+      q.prompt.push_back(static_cast<std::int32_t>(s.bits(1 + i) % vocab));
     q.max_new_tokens = max_new + r % 3;  // requests stop at different steps
     requests.push_back(q);
   }
@@ -51,7 +52,8 @@ std::vector<generation_request> make_requests(std::int32_t batch, std::int32_t v
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("speculative greedy equals plain greedy on the synthetic target", "[loop]", REDRAFT_TEST_BACKENDS) {
+TEMPLATE_TEST_CASE("speculative greedy equals plain greedy on the synthetic target", "[loop]",
+                   REDRAFT_TEST_BACKENDS) {
   const std::int32_t batch = GENERATE(1, 3, 8);
   const std::int32_t width = GENERATE(1, 4, 16);
   const std::int32_t length = GENERATE(2, 5, 8);
@@ -73,20 +75,26 @@ TEMPLATE_TEST_CASE("speculative greedy equals plain greedy on the synthetic targ
   generation_result result;
   if (oracle) {
     oracle_drafter<basic_synthetic_target<TestType>> drafter(shadow, config.num_slots, 3);
-    for (std::int32_t r = 0; r < batch; ++r) drafter.set_context(r, requests[static_cast<std::size_t>(r)].prompt);
-    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
-    result = decoder.generate(requests, options, [&](std::int32_t r, std::int32_t tok) { drafter.observe(r, tok); });
+    for (std::int32_t r = 0; r < batch; ++r)
+      drafter.set_context(r, requests[static_cast<std::size_t>(r)].prompt);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(
+        model.backend(), model, drafter);
+    result = decoder.generate(requests, options,
+                              [&](std::int32_t r, std::int32_t tok) { drafter.observe(r, tok); });
   } else {
     basic_random_drafter<TestType> drafter(backend, config.vocab_size, 5);
-    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(
+        model.backend(), model, drafter);
     result = decoder.generate(requests, options);
   }
   for (std::int32_t r = 0; r < batch; ++r) {
     CAPTURE(r);
     const auto& q = requests[static_cast<std::size_t>(r)];
-    CHECK(result.tokens[static_cast<std::size_t>(r)] == greedy_reference(model, q.prompt, q.max_new_tokens, q.eos_token));
+    CHECK(result.tokens[static_cast<std::size_t>(r)] ==
+          greedy_reference(model, q.prompt, q.max_new_tokens, q.eos_token));
     const auto& st = result.requests[static_cast<std::size_t>(r)];
-    CHECK(st.emitted == static_cast<std::int64_t>(result.tokens[static_cast<std::size_t>(r)].size()));
+    CHECK(st.emitted ==
+          static_cast<std::int64_t>(result.tokens[static_cast<std::size_t>(r)].size()));
     CHECK(st.accepted <= st.drafted);
     if (oracle && length > 2 && st.steps > 1) CHECK(st.tokens_per_step() > 1.5);
   }
@@ -124,8 +132,8 @@ std::vector<double> exact_law(const Model& model, const std::vector<std::int32_t
 
 // Pearson chi-square statistic of `counts` against `law`, pooling cells with expected count < 5.
 // Returns (statistic, degrees of freedom).
-std::pair<double, int> chi_square(const std::vector<std::int64_t>& counts, const std::vector<double>& law,
-                                  std::int64_t total) {
+std::pair<double, int> chi_square(const std::vector<std::int64_t>& counts,
+                                  const std::vector<double>& law, std::int64_t total) {
   double stat = 0, pooled_expected = 0;
   std::int64_t pooled_observed = 0;
   int cells = 0;
@@ -140,8 +148,8 @@ std::pair<double, int> chi_square(const std::vector<std::int64_t>& counts, const
     ++cells;
   }
   if (pooled_expected > 0) {
-    stat += (static_cast<double>(pooled_observed) - pooled_expected) * (static_cast<double>(pooled_observed) - pooled_expected) /
-            pooled_expected;
+    stat += (static_cast<double>(pooled_observed) - pooled_expected) *
+            (static_cast<double>(pooled_observed) - pooled_expected) / pooled_expected;
     ++cells;
   }
   return {stat, cells - 1};
@@ -154,14 +162,17 @@ double chi_square_quantile(int df, double z) {
 }
 
 template <class B, class Drafter>
-std::vector<std::int64_t> sample_first_tokens(basic_synthetic_target<B>& model, Drafter& drafter, const std::vector<std::int32_t>& prompt,
-                                              std::int32_t runs, int n, const decode_options& options) {
+std::vector<std::int64_t> sample_first_tokens(basic_synthetic_target<B>& model, Drafter& drafter,
+                                              const std::vector<std::int32_t>& prompt,
+                                              std::int32_t runs, int n,
+                                              const decode_options& options) {
   std::vector<generation_request> requests(static_cast<std::size_t>(runs));
   for (auto& q : requests) {
     q.prompt = prompt;
     q.max_new_tokens = n;
   }
-  speculative_decoder<B, basic_synthetic_target<B>, Drafter> decoder(model.backend(), model, drafter);
+  speculative_decoder<B, basic_synthetic_target<B>, Drafter> decoder(model.backend(), model,
+                                                                     drafter);
   const auto result = decoder.generate(requests, options);
   const std::int32_t vocab = model.vocab_size();
   std::size_t outcomes = 1;
@@ -170,7 +181,9 @@ std::vector<std::int64_t> sample_first_tokens(basic_synthetic_target<B>& model, 
   for (const auto& tokens : result.tokens) {
     REQUIRE(static_cast<int>(tokens.size()) == n);
     std::size_t index = 0;
-    for (int i = 0; i < n; ++i) index = index * static_cast<std::size_t>(vocab) + static_cast<std::size_t>(tokens[static_cast<std::size_t>(i)]);
+    for (int i = 0; i < n; ++i)
+      index = index * static_cast<std::size_t>(vocab) +
+              static_cast<std::size_t>(tokens[static_cast<std::size_t>(i)]);
     ++counts[index];
   }
   return counts;
@@ -178,7 +191,8 @@ std::vector<std::int64_t> sample_first_tokens(basic_synthetic_target<B>& model, 
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("speculative lossless sampling follows the target's law on the first tokens", "[loop][statistics]", REDRAFT_TEST_BACKENDS) {
+TEMPLATE_TEST_CASE("speculative lossless sampling follows the target's law on the first tokens",
+                   "[loop][statistics]", REDRAFT_TEST_BACKENDS) {
   synthetic_target_config config;
   config.vocab_size = 4;
   config.window = 2;
@@ -187,7 +201,8 @@ TEMPLATE_TEST_CASE("speculative lossless sampling follows the target's law on th
   const TestType backend{};
   basic_synthetic_target<TestType> model(backend, config);
   const std::vector<std::int32_t> prompt = {1, 2, 3};
-  const int n = 3;  // 64 outcomes: the first token from prefill, then at least two verification levels
+  const int n =
+      3;  // 64 outcomes: the first token from prefill, then at least two verification levels
   const auto law = exact_law(model, prompt, n);
   decode_options options;
   options.rule = verifier::lossless;
@@ -208,10 +223,13 @@ TEMPLATE_TEST_CASE("speculative lossless sampling follows the target's law on th
     oracle_drafter<basic_synthetic_target<TestType>> drafter(shadow, config.num_slots, 13);
     for (std::int32_t r = 0; r < 6000; ++r) drafter.set_context(r, prompt);
     std::vector<generation_request> requests(6000, generation_request{prompt, n, -1, -1});
-    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
-    const auto result = decoder.generate(requests, options, [&](std::int32_t r, std::int32_t t) { drafter.observe(r, t); });
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(
+        model.backend(), model, drafter);
+    const auto result = decoder.generate(
+        requests, options, [&](std::int32_t r, std::int32_t t) { drafter.observe(r, t); });
     std::vector<std::int64_t> counts(law.size(), 0);
-    for (const auto& tokens : result.tokens) ++counts[static_cast<std::size_t>((tokens[0] * 4 + tokens[1]) * 4 + tokens[2])];
+    for (const auto& tokens : result.tokens)
+      ++counts[static_cast<std::size_t>((tokens[0] * 4 + tokens[1]) * 4 + tokens[2])];
     const auto [stat, df] = chi_square(counts, law, 6000);
     CAPTURE(stat, df);
     CHECK(stat < chi_square_quantile(df, 5.5));
@@ -230,11 +248,15 @@ TEMPLATE_TEST_CASE("speculative lossless sampling follows the target's law on th
   }
 }
 
-TEMPLATE_TEST_CASE("speculative greedy equals plain greedy on the synthetic target with lookup, suffix and hybrid drafters", "[loop][lookup]", REDRAFT_TEST_BACKENDS) {
+TEMPLATE_TEST_CASE(
+    "speculative greedy equals plain greedy on the synthetic target with lookup, suffix and hybrid "
+    "drafters",
+    "[loop][lookup]", REDRAFT_TEST_BACKENDS) {
   const std::int32_t batch = GENERATE(1, 3, 8);
   const std::int32_t width = GENERATE(1, 4);
   const std::int32_t length = GENERATE(2, 5, 8);
-  const int kind = GENERATE(0, 1, 2, 3);  // lookup, suffix, hybrid random + lookup, hybrid oracle + suffix (capped)
+  const int kind = GENERATE(
+      0, 1, 2, 3);  // lookup, suffix, hybrid random + lookup, hybrid oracle + suffix (capped)
   CAPTURE(batch, width, length, kind);
   synthetic_target_config config;
   config.vocab_size = 24;
@@ -248,37 +270,50 @@ TEMPLATE_TEST_CASE("speculative greedy equals plain greedy on the synthetic targ
   options.beam_width = width;
   options.beam_length = length;
   // kind 2: the model source drafts at most 3 tokens (root included), the lookup runs to L.
-  const hybrid_options split{width - width / 2, width / 2, kind == 3 ? 1 + width * (length - 1) / 2 : 0, kind == 3,
-                             kind == 2 ? std::min(length, 3) : 0, 0};
+  const hybrid_options split{width - width / 2,
+                             width / 2,
+                             kind == 3 ? 1 + width * (length - 1) / 2 : 0,
+                             kind == 3,
+                             kind == 2 ? std::min(length, 3) : 0,
+                             0};
   generation_result result;
   if (kind == 0) {
     lookup_drafter<TestType> drafter(backend, lookup_options{2, 1, 8});
-    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(
+        model.backend(), model, drafter);
     result = decoder.generate(requests, options);
   } else if (kind == 1) {
     suffix_drafter<TestType> drafter(backend, suffix_options{6, 0.0f});
-    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(
+        model.backend(), model, drafter);
     result = decoder.generate(requests, options);
   } else if (kind == 2) {
     basic_random_drafter<TestType> random(backend, config.vocab_size, 5);
     lookup_drafter<TestType> lookup(backend);
-    hybrid_drafter<TestType, decltype(random), decltype(lookup)> drafter(backend, random, lookup, split);
-    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
+    hybrid_drafter<TestType, decltype(random), decltype(lookup)> drafter(backend, random, lookup,
+                                                                         split);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(
+        model.backend(), model, drafter);
     result = decoder.generate(requests, options);
   } else {
     oracle_drafter<basic_synthetic_target<TestType>> oracle(shadow, config.num_slots, 3);
-    for (std::int32_t r = 0; r < batch; ++r) oracle.set_context(r, requests[static_cast<std::size_t>(r)].prompt);
+    for (std::int32_t r = 0; r < batch; ++r)
+      oracle.set_context(r, requests[static_cast<std::size_t>(r)].prompt);
     suffix_drafter<TestType> suffix(backend, suffix_options{6, 0.0f});
-    hybrid_drafter<TestType, decltype(oracle), decltype(suffix)> drafter(backend, oracle, suffix, split);
-    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
-    result = decoder.generate(requests, options, [&](std::int32_t r, std::int32_t tok) { oracle.observe(r, tok); });
+    hybrid_drafter<TestType, decltype(oracle), decltype(suffix)> drafter(backend, oracle, suffix,
+                                                                         split);
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(
+        model.backend(), model, drafter);
+    result = decoder.generate(requests, options,
+                              [&](std::int32_t r, std::int32_t tok) { oracle.observe(r, tok); });
     for (const auto& st : result.steps) CHECK(st.nodes <= st.requests * split.max_nodes);
   }
   std::int64_t accepted = 0;
   for (std::int32_t r = 0; r < batch; ++r) {
     CAPTURE(r);
     const auto& q = requests[static_cast<std::size_t>(r)];
-    CHECK(result.tokens[static_cast<std::size_t>(r)] == greedy_reference(model, q.prompt, q.max_new_tokens, q.eos_token));
+    CHECK(result.tokens[static_cast<std::size_t>(r)] ==
+          greedy_reference(model, q.prompt, q.max_new_tokens, q.eos_token));
     accepted += result.requests[static_cast<std::size_t>(r)].accepted;
   }
   CHECK(result.requests[0].stop_reason == "eos");
@@ -287,7 +322,9 @@ TEMPLATE_TEST_CASE("speculative greedy equals plain greedy on the synthetic targ
   if (length > 2 && (kind == 3 || (batch > 1 && kind != 2))) CHECK(accepted > 0);
 }
 
-TEMPLATE_TEST_CASE("speculative lossless sampling with lookup and hybrid drafters follows the target's law", "[loop][statistics][lookup]", REDRAFT_TEST_BACKENDS) {
+TEMPLATE_TEST_CASE(
+    "speculative lossless sampling with lookup and hybrid drafters follows the target's law",
+    "[loop][statistics][lookup]", REDRAFT_TEST_BACKENDS) {
   synthetic_target_config config;
   config.vocab_size = 4;
   config.window = 2;
@@ -319,13 +356,16 @@ TEMPLATE_TEST_CASE("speculative lossless sampling with lookup and hybrid drafter
     hybrid_options budget{2, 1, 0, false, 0, 0};
     budget.first_min_acceptance = 0.5f;
     budget.second_min_acceptance = 0.5f;
-    hybrid_drafter<TestType, decltype(oracle), decltype(lookup)> drafter(backend, oracle, lookup, budget);
+    hybrid_drafter<TestType, decltype(oracle), decltype(lookup)> drafter(backend, oracle, lookup,
+                                                                         budget);
     std::vector<generation_request> requests(6000, generation_request{prompt, n + 2, -1, -1});
-    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(model.backend(), model, drafter);
-    const auto result =
-        decoder.generate(requests, options, [&](std::int32_t r, std::int32_t t) { oracle.observe(r, t); });
+    speculative_decoder<TestType, basic_synthetic_target<TestType>, decltype(drafter)> decoder(
+        model.backend(), model, drafter);
+    const auto result = decoder.generate(
+        requests, options, [&](std::int32_t r, std::int32_t t) { oracle.observe(r, t); });
     std::vector<std::int64_t> counts(law.size(), 0);
-    for (const auto& tokens : result.tokens) ++counts[static_cast<std::size_t>((tokens[0] * 4 + tokens[1]) * 4 + tokens[2])];
+    for (const auto& tokens : result.tokens)
+      ++counts[static_cast<std::size_t>((tokens[0] * 4 + tokens[1]) * 4 + tokens[2])];
     const auto [stat, df] = chi_square(counts, law, 6000);
     CAPTURE(stat, df);
     CHECK(stat < chi_square_quantile(df, 5.5));
@@ -354,7 +394,8 @@ struct wrong_root_drafter {
     std::vector<std::int32_t> beams(static_cast<std::size_t>(out.beams.size()));  // [R, W, L]
     backend.copy_to_host(out.beams.data(), out.beams.size(), beams.data());
     beams[0] = (beams[0] + 1) % 24;  // request 0, beam 0, position 0
-    for (index_t w = 1; w < in.beam_width; ++w) beams[static_cast<std::size_t>(w * in.beam_length)] = beams[0];
+    for (index_t w = 1; w < in.beam_width; ++w)
+      beams[static_cast<std::size_t>(w * in.beam_length)] = beams[0];
     backend.copy_from_host(beams.data(), out.beams.size(), out.beams.data());
     return out;
   }
@@ -362,13 +403,16 @@ struct wrong_root_drafter {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("the decoder reports a drafter whose beams do not start at the root", "[loop][errors]", REDRAFT_TEST_BACKENDS) {
+TEMPLATE_TEST_CASE("the decoder reports a drafter whose beams do not start at the root",
+                   "[loop][errors]", REDRAFT_TEST_BACKENDS) {
   synthetic_target_config config;
   config.vocab_size = 24;
   const TestType backend{};
   basic_synthetic_target<TestType> model(backend, config);
-  wrong_root_drafter<TestType> drafter{backend, basic_random_drafter<TestType>(backend, config.vocab_size, 1)};
-  speculative_decoder<TestType, basic_synthetic_target<TestType>, wrong_root_drafter<TestType>> decoder(model.backend(), model, drafter);
+  wrong_root_drafter<TestType> drafter{
+      backend, basic_random_drafter<TestType>(backend, config.vocab_size, 1)};
+  speculative_decoder<TestType, basic_synthetic_target<TestType>, wrong_root_drafter<TestType>>
+      decoder(model.backend(), model, drafter);
   CHECK_THROWS_WITH(decoder.generate({generation_request{{1, 2}, 8, -1, 0}}, decode_options{}),
                     Catch::Contains("the drafter's beams for request 0 start with token"));
 }

@@ -3,17 +3,17 @@
 // conditions, the KV cache left behind, and bad input. On every backend (the tiny Llama is
 // CPU-only, so there on the synthetic target): greedy output equals the target's definition (the
 // token choice itself is host code, the same on every backend).
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <map>
 #include <vector>
 
+#include "backends.hpp"
 #include "redraft/loop/plain_decoder.hpp"
 #include "redraft/testing/synthetic_target.hpp"
 #include "redraft/testing/tiny_llama.hpp"
-#include "backends.hpp"
 
 using namespace redraft;
 using redraft::testing::tiny_llama;
@@ -36,17 +36,19 @@ tiny_llama_config small_config(std::int32_t vocab = 40) {
 // Logits of the next token after `seq`, by prefilling the whole sequence (no verify, no commit).
 std::vector<float> next_logits(tiny_llama& model, const std::vector<std::int32_t>& seq) {
   const std::int32_t slot = 0, offsets[2] = {0, static_cast<std::int32_t>(seq.size())};
-  const model_output out = model.prefill(prefill_input{{&slot, 1}, {offsets, 2}, {seq.data(), static_cast<index_t>(seq.size())}});
+  const model_output out = model.prefill(
+      prefill_input{{&slot, 1}, {offsets, 2}, {seq.data(), static_cast<index_t>(seq.size())}});
   return std::vector<float>(out.logits.data(), out.logits.data() + out.logits.extent(1));
 }
 
 // Greedy decoding straight from the definition.
-std::vector<std::int32_t> greedy_reference(tiny_llama& model, std::vector<std::int32_t> seq, std::int32_t max_new,
-                                           std::int32_t eos) {
+std::vector<std::int32_t> greedy_reference(tiny_llama& model, std::vector<std::int32_t> seq,
+                                           std::int32_t max_new, std::int32_t eos) {
   std::vector<std::int32_t> out;
   while (static_cast<std::int32_t>(out.size()) < max_new) {
     const auto logits = next_logits(model, seq);
-    const auto best = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    const auto best =
+        static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     out.push_back(best);
     seq.push_back(best);
     if (best == eos) break;
@@ -54,14 +56,15 @@ std::vector<std::int32_t> greedy_reference(tiny_llama& model, std::vector<std::i
   return out;
 }
 
-std::vector<generation_request> make_requests(std::int32_t batch, std::int32_t vocab, std::uint64_t seed,
-                                              std::int32_t max_new) {
+std::vector<generation_request> make_requests(std::int32_t batch, std::int32_t vocab,
+                                              std::uint64_t seed, std::int32_t max_new) {
   std::vector<generation_request> requests;
   for (std::int32_t r = 0; r < batch; ++r) {
     const philox_stream s{seed, static_cast<std::uint32_t>(r), 77};
     generation_request q;
     const std::int32_t len = 1 + static_cast<std::int32_t>(s.bits(0) % 12);
-    for (std::int32_t i = 0; i < len; ++i) q.prompt.push_back(static_cast<std::int32_t>(s.bits(1 + i) % vocab));
+    for (std::int32_t i = 0; i < len; ++i)
+      q.prompt.push_back(static_cast<std::int32_t>(s.bits(1 + i) % vocab));
     q.max_new_tokens = max_new + r % 4;
     requests.push_back(q);
   }
@@ -78,7 +81,8 @@ std::vector<double> processed_law(const std::vector<float>& logits, const sampli
   std::sort(sorted.begin(), sorted.end(), std::greater<>());
   std::vector<bool> keep(v, true);
   if (sp.top_k > 0 && static_cast<std::size_t>(sp.top_k) < v) {
-    for (std::size_t i = 0; i < v; ++i) keep[i] = logits[i] >= sorted[static_cast<std::size_t>(sp.top_k) - 1];
+    for (std::size_t i = 0; i < v; ++i)
+      keep[i] = logits[i] >= sorted[static_cast<std::size_t>(sp.top_k) - 1];
   }
   const double max = static_cast<double>(sorted[0]);
   std::vector<double> p(v, 0.0);
@@ -105,7 +109,8 @@ std::vector<double> processed_law(const std::vector<float>& logits, const sampli
 
 // Chi-square statistic of counts against expected probabilities, pooling cells expected < 5;
 // returns {statistic, degrees of freedom}.
-std::pair<double, int> chi_square(const std::vector<std::int64_t>& counts, const std::vector<double>& law, std::int64_t n) {
+std::pair<double, int> chi_square(const std::vector<std::int64_t>& counts,
+                                  const std::vector<double>& law, std::int64_t n) {
   double stat = 0.0, pooled_expected = 0.0, pooled_count = 0.0;
   int cells = 0;
   for (std::size_t i = 0; i < law.size(); ++i) {
@@ -120,7 +125,8 @@ std::pair<double, int> chi_square(const std::vector<std::int64_t>& counts, const
     ++cells;
   }
   if (pooled_expected > 0.0) {
-    stat += (pooled_count - pooled_expected) * (pooled_count - pooled_expected) / std::max(pooled_expected, 1e-9);
+    stat += (pooled_count - pooled_expected) * (pooled_count - pooled_expected) /
+            std::max(pooled_expected, 1e-9);
     ++cells;
   }
   return {stat, cells - 1};
@@ -130,14 +136,18 @@ std::pair<double, int> chi_square(const std::vector<std::int64_t>& counts, const
 
 TEST_CASE("plain_choose_token: argmax and inverse CDF", "[plain_decoder]") {
   const std::vector<float> row{0.0f, 2.0f, 2.0f, std::log(2.0f)};
-  CHECK(plain_choose_token(row.data(), 4, verifier::greedy, {}, 0.0f) == 1);  // ties to the lower index
+  CHECK(plain_choose_token(row.data(), 4, verifier::greedy, {}, 0.0f) ==
+        1);  // ties to the lower index
   // p = [1, e^2, e^2, 2] / (3 + 2 e^2): the CDF crosses u * sum in token order.
   const double sum = 3.0 + 2.0 * std::exp(2.0);
   const sampling_params sp;
   CHECK(plain_choose_token(row.data(), 4, verifier::lossless, sp, 0.0f) == 0);
-  CHECK(plain_choose_token(row.data(), 4, verifier::lossless, sp, static_cast<float>(0.99 / sum)) == 0);
-  CHECK(plain_choose_token(row.data(), 4, verifier::lossless, sp, static_cast<float>(1.01 / sum)) == 1);
-  CHECK(plain_choose_token(row.data(), 4, verifier::lossless, sp, static_cast<float>((1.0 + std::exp(2.0) + 0.01) / sum)) == 2);
+  CHECK(plain_choose_token(row.data(), 4, verifier::lossless, sp, static_cast<float>(0.99 / sum)) ==
+        0);
+  CHECK(plain_choose_token(row.data(), 4, verifier::lossless, sp, static_cast<float>(1.01 / sum)) ==
+        1);
+  CHECK(plain_choose_token(row.data(), 4, verifier::lossless, sp,
+                           static_cast<float>((1.0 + std::exp(2.0) + 0.01) / sum)) == 2);
   CHECK(plain_choose_token(row.data(), 4, verifier::lossless, sp, 0.9999f) == 3);
   // top-k 1 keeps both tied maxima; u below one half picks the first.
   const sampling_params top1{1.0f, 1, 1.0f};
@@ -145,10 +155,12 @@ TEST_CASE("plain_choose_token: argmax and inverse CDF", "[plain_decoder]") {
   CHECK(plain_choose_token(row.data(), 4, verifier::lossless, top1, 0.49f) == 1);
   CHECK(plain_choose_token(row.data(), 4, verifier::lossless, top1, 0.51f) == 2);
   const std::vector<float> bad{0.0f, std::nanf("")};
-  CHECK_THROWS_WITH(plain_choose_token(bad.data(), 2, verifier::greedy, {}, 0.0f), Catch::Contains("column 1"));
+  CHECK_THROWS_WITH(plain_choose_token(bad.data(), 2, verifier::greedy, {}, 0.0f),
+                    Catch::Contains("column 1"));
 }
 
-TEST_CASE("plain_decoder: greedy output equals re-running the whole sequence every step", "[plain_decoder]") {
+TEST_CASE("plain_decoder: greedy output equals re-running the whole sequence every step",
+          "[plain_decoder]") {
   const std::int32_t batch = GENERATE(1, 3, 8);
   const std::uint64_t seed = GENERATE(1u, 2u);
   CAPTURE(batch, seed);
@@ -161,8 +173,8 @@ TEST_CASE("plain_decoder: greedy output equals re-running the whole sequence eve
   requests[0].eos_token = plain0[5];
   if (batch > 1) requests.back().max_new_tokens = 0;
   std::vector<std::pair<std::int32_t, std::int32_t>> streamed;
-  const generation_result result =
-      plain_decode(model, requests, {}, [&](std::int32_t r, std::int32_t t) { streamed.emplace_back(r, t); });
+  const generation_result result = plain_decode(
+      model, requests, {}, [&](std::int32_t r, std::int32_t t) { streamed.emplace_back(r, t); });
   std::map<std::int32_t, std::vector<std::int32_t>> by_request;
   for (const auto& [r, t] : streamed) by_request[r].push_back(t);
   for (std::int32_t r = 0; r < batch; ++r) {
@@ -197,15 +209,18 @@ TEST_CASE("plain_decoder: greedy output equals re-running the whole sequence eve
           for (index_t h = 0; h < a.extent(2); ++h)
             for (index_t p = 0; p < static_cast<index_t>(seq.size()); ++p)
               for (index_t e = 0; e < a.extent(4); ++e)
-                diff = std::max(diff, static_cast<double>(std::abs(a(l, kv, h, p, e) - b(l, kv, h, p, e))));
+                diff = std::max(
+                    diff, static_cast<double>(std::abs(a(l, kv, h, p, e) - b(l, kv, h, p, e))));
       CHECK(diff < 1e-5);
     }
   }
   CHECK(plain0[5] == result.tokens[0].back());
   CHECK(result.requests[0].stop_reason == "eos");
   CHECK(static_cast<std::int32_t>(result.steps.size()) ==
-        std::max_element(result.requests.begin(), result.requests.end(),
-                         [](const request_stats& x, const request_stats& y) { return x.steps < y.steps; })->steps);
+        std::max_element(
+            result.requests.begin(), result.requests.end(),
+            [](const request_stats& x, const request_stats& y) { return x.steps < y.steps; })
+            ->steps);
 }
 
 TEST_CASE("plain_decoder: sampling is seeded, per request, and follows the processed law",
@@ -215,8 +230,9 @@ TEST_CASE("plain_decoder: sampling is seeded, per request, and follows the proce
   const std::int32_t n = 3000;
   tiny_llama model = tiny_llama::random(config, 5, n);
   tiny_llama reference(config, model.weights(), 1);
-  const sampling_params sp = GENERATE(sampling_params{1.0f, 0, 1.0f}, sampling_params{0.7f, 4, 1.0f},
-                                      sampling_params{1.3f, 0, 0.8f});
+  const sampling_params sp =
+      GENERATE(sampling_params{1.0f, 0, 1.0f}, sampling_params{0.7f, 4, 1.0f},
+               sampling_params{1.3f, 0, 0.8f});
   CAPTURE(sp.temperature, sp.top_k, sp.top_p);
   decode_options options;
   options.rule = verifier::lossless;
@@ -273,7 +289,8 @@ TEST_CASE("plain_decoder: sampling is seeded, per request, and follows the proce
   CHECK(a.tokens != b.tokens);
 }
 
-TEST_CASE("plain_decoder: bad input throws before the model is touched", "[plain_decoder][errors]") {
+TEST_CASE("plain_decoder: bad input throws before the model is touched",
+          "[plain_decoder][errors]") {
   const tiny_llama_config config = small_config();
   tiny_llama model = tiny_llama::random(config, 9, 2);
   generation_request good;
@@ -284,7 +301,8 @@ TEST_CASE("plain_decoder: bad input throws before the model is touched", "[plain
 
   generation_request empty = good;
   empty.prompt.clear();
-  CHECK_THROWS_WITH(plain_decode(model, {good, empty}), Catch::Contains("request 1 has an empty prompt"));
+  CHECK_THROWS_WITH(plain_decode(model, {good, empty}),
+                    Catch::Contains("request 1 has an empty prompt"));
   generation_request too_long = good;
   too_long.max_new_tokens = 62;
   CHECK_THROWS_WITH(plain_decode(model, {good, too_long}), Catch::Contains("max_context is 64"));
@@ -323,7 +341,8 @@ TEMPLATE_TEST_CASE("plain_decoder on the synthetic target: greedy follows the de
     std::vector<std::int32_t> seq = q.prompt, expected;
     while (static_cast<std::int32_t>(expected.size()) < q.max_new_tokens) {
       const auto p = model.next_distribution(seq);
-      expected.push_back(static_cast<std::int32_t>(std::max_element(p.begin(), p.end()) - p.begin()));
+      expected.push_back(
+          static_cast<std::int32_t>(std::max_element(p.begin(), p.end()) - p.begin()));
       seq.push_back(expected.back());
     }
     CHECK(result.tokens[static_cast<std::size_t>(r)] == expected);

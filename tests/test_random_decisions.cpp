@@ -35,7 +35,8 @@ decision_inputs make_inputs(std::uint64_t seed) {
   in.length = 2 + static_cast<std::int32_t>(rng() % 4);
   in.vocab = 3 + static_cast<std::int32_t>(rng() % 12);
   in.beams = redraft_test::random_beams(rng, in.batch, in.width, in.length, 3);
-  const std::int64_t max_rows = static_cast<std::int64_t>(in.batch) * (1 + in.width * (in.length - 1));
+  const std::int64_t max_rows =
+      static_cast<std::int64_t>(in.batch) * (1 + in.width * (in.length - 1));
   in.logits = redraft_test::random_logits(rng, max_rows, in.vocab, rng() % 2 == 0);
   // Draft log-probs: a log_softmax of random logits per (b, w, k).
   const std::int64_t rows = static_cast<std::int64_t>(in.batch) * in.width * (in.length - 1);
@@ -56,11 +57,12 @@ template <class B>
 std::vector<host_acceptance> decisions(const decision_inputs& in) {
   const B backend;
   const auto beams = upload(backend, in.beams);
-  const tree<B> t = build_tree(
-      backend, view<const std::int32_t, 3>(beams.data(), in.batch, in.width, in.length));
+  const tree<B> t =
+      build_tree(backend, view<const std::int32_t, 3>(beams.data(), in.batch, in.width, in.length));
   const std::int32_t n = t.total_nodes();
   const auto logits = upload(
-      backend, std::vector<float>(in.logits.begin(), in.logits.begin() + static_cast<std::ptrdiff_t>(n) * in.vocab));
+      backend, std::vector<float>(in.logits.begin(),
+                                  in.logits.begin() + static_cast<std::ptrdiff_t>(n) * in.vocab));
   const auto draft = upload(backend, in.draft);
   const matrix_view<const float> lv(logits.data(), n, in.vocab);
   const philox_uniforms u{in.seed, in.step};
@@ -76,11 +78,11 @@ std::vector<host_acceptance> decisions(const decision_inputs& in) {
     redrafter_params rp;
     rp.temperature = temperature;
     rp.logit_top_k = 3;
-    out.push_back(to_host(
-        backend, verify_redrafter(backend, t, lv,
-                                  view<const float, 4>(draft.data(), in.batch, in.width,
-                                                       in.length - 1, in.vocab),
-                                  rp, u)));
+    out.push_back(
+        to_host(backend, verify_redrafter(backend, t, lv,
+                                          view<const float, 4>(draft.data(), in.batch, in.width,
+                                                               in.length - 1, in.vocab),
+                                          rp, u)));
     typical_params tp;
     tp.temperature = temperature;
     tp.sample_next_token = true;
@@ -120,7 +122,8 @@ TEST_CASE("Philox uniforms differ across seeds and steps (the decisions above ar
   for (std::uint64_t s = 2; s < 12 && !differs; ++s) {
     other.seed = s;
     const auto b = decisions<cpu_backend>(other);
-    for (std::size_t i = 0; i < a.size(); ++i) differs = differs || a[i].next_token != b[i].next_token;
+    for (std::size_t i = 0; i < a.size(); ++i)
+      differs = differs || a[i].next_token != b[i].next_token;
   }
   CHECK(differs);
 }

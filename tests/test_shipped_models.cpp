@@ -27,7 +27,8 @@ using redraft::testing::tiny_llama;
 namespace {
 
 // REDRAFT_GOLDEN_DIR is tests/data/golden; the shipped models live in <repo>/data.
-const std::filesystem::path data_dir = std::filesystem::path(REDRAFT_GOLDEN_DIR) / ".." / ".." / ".." / "data";
+const std::filesystem::path data_dir =
+    std::filesystem::path(REDRAFT_GOLDEN_DIR) / ".." / ".." / ".." / "data";
 const std::filesystem::path target_dir = data_dir / "models" / "kjv-target";
 const std::filesystem::path draft_dir = data_dir / "draft_heads" / "kjv";
 
@@ -57,8 +58,8 @@ TEST_CASE("the shipped KJV target reproduces PyTorch's logits", "[shipped][tiny_
     REQUIRE((row >= 0 && row < static_cast<std::int32_t>(prompt.size())));
     // Prefill of the prompt's first row + 1 tokens: its last row is position `row`.
     const std::vector<std::int32_t> slots{0}, offsets{0, row + 1};
-    const model_output out =
-        target.prefill(prefill_input{{slots.data(), 1}, {offsets.data(), 2}, {prompt.data(), row + 1}});
+    const model_output out = target.prefill(
+        prefill_input{{slots.data(), 1}, {offsets.data(), 2}, {prompt.data(), row + 1}});
     REQUIRE(out.logits.extent(1) == static_cast<index_t>(logits[k].size()));
     double max_diff = 0.0;
     for (index_t v = 0; v < out.logits.extent(1); ++v) {
@@ -72,7 +73,8 @@ TEST_CASE("the shipped KJV target reproduces PyTorch's logits", "[shipped][tiny_
   }
 }
 
-TEST_CASE("speculative greedy with the shipped KJV pair equals plain greedy", "[shipped][loop][e2e]") {
+TEST_CASE("speculative greedy with the shipped KJV pair equals plain greedy",
+          "[shipped][loop][e2e]") {
   REQUIRE(std::filesystem::exists(target_dir / "config.json"));
   REQUIRE(std::filesystem::exists(draft_dir / "config.json"));
   const std::int32_t width = GENERATE(1, 4);
@@ -97,7 +99,8 @@ TEST_CASE("speculative greedy with the shipped KJV pair equals plain greedy", "[
   plain_decoder<cpu_backend, tiny_llama> plain(cpu, baseline);
   const generation_result base = plain.generate(requests, options);
   draft_head_drafter<cpu_backend> drafter(head, target.embedding());
-  speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>> spec(cpu, target, drafter);
+  speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>> spec(cpu, target,
+                                                                                     drafter);
   const generation_result got = spec.generate(requests, options);
 
   for (std::size_t r = 0; r < requests.size(); ++r) {

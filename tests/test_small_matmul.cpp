@@ -287,7 +287,8 @@ TEST_CASE("small_matmul_nn matches the double product at edge sizes", "[small_ma
   SECTION("zero entries of x leave each row as if their terms were absent, bit for bit") {
     // x2 [M, 2K]: x's columns with a zero column after each; w2 [2K, N]: w's rows with an
     // arbitrary row after each (as masked attention probabilities and the values they skip).
-    std::vector<float> x2(static_cast<std::size_t>(m * 2 * k), 0.0f), w2(static_cast<std::size_t>(2 * k * n));
+    std::vector<float> x2(static_cast<std::size_t>(m * 2 * k), 0.0f),
+        w2(static_cast<std::size_t>(2 * k * n));
     for (index_t r = 0; r < m; ++r)
       for (index_t c = 0; c < k; ++c)
         x2[static_cast<std::size_t>(r * 2 * k + 2 * c)] = x[static_cast<std::size_t>(r * k + c)];

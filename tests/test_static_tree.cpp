@@ -4,8 +4,8 @@
 #include <random>
 #include <vector>
 
-#include "redraft/redraft.hpp"
 #include "backends.hpp"
+#include "redraft/redraft.hpp"
 #include "toy_backend.hpp"
 #include "tree_test_util.hpp"
 
@@ -16,7 +16,8 @@ using redraft_test::to_host;
 namespace {
 
 template <class B>
-typename B::template buffer<std::int32_t> upload(const B& backend, const std::vector<std::int32_t>& host) {
+typename B::template buffer<std::int32_t> upload(const B& backend,
+                                                 const std::vector<std::int32_t>& host) {
   auto out = backend.template allocate<std::int32_t>(static_cast<index_t>(host.size()));
   backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
   return out;
@@ -38,9 +39,9 @@ TEMPLATE_TEST_CASE("build_tree_from_choices fills a Medusa choice tree from top-
   const std::vector<std::int32_t> roots = {7, 8};
   const auto candidates_d = upload(backend, candidates);
   const auto roots_d = upload(backend, roots);
-  const tree<TestType> t = build_tree_from_choices(
-      backend, choices, vector_view<const std::int32_t>(roots_d.data(), 2),
-      view<const std::int32_t, 3>(candidates_d.data(), 2, 3, 3));
+  const tree<TestType> t =
+      build_tree_from_choices(backend, choices, vector_view<const std::int32_t>(roots_d.data(), 2),
+                              view<const std::int32_t, 3>(candidates_d.data(), 2, 3, 3));
   CHECK(t.batch == 2);
   CHECK(t.beam_width == 0);
   CHECK(t.beam_length == 0);
@@ -95,7 +96,8 @@ TEMPLATE_TEST_CASE("build_tree_from_choices rejects bad choice lists with redraf
   const auto roots_d = upload(backend, roots);
   const auto candidates_d = upload(backend, candidates);
   const auto build = [&](const choice_list& choices) {
-    return build_tree_from_choices(backend, choices, vector_view<const std::int32_t>(roots_d.data(), 1),
+    return build_tree_from_choices(backend, choices,
+                                   vector_view<const std::int32_t>(roots_d.data(), 1),
                                    view<const std::int32_t, 3>(candidates_d.data(), 1, 2, 2));
   };
   CHECK_NOTHROW(build({{0}, {1}, {1, 1}}));
@@ -103,27 +105,32 @@ TEMPLATE_TEST_CASE("build_tree_from_choices rejects bad choice lists with redraf
   CHECK_THROWS_WITH(build({{0}, {1, 1}}),
                     "build_tree_from_choices: choices[1] = {1, 1} has no parent: its parent path "
                     "{1} is missing from the list");
-  CHECK_THROWS_WITH(build({{1, 0}, {1}}),
-                    Catch::Contains("choices[0] = {1, 0} comes before its parent path {1} (choices[1])"));
+  CHECK_THROWS_WITH(
+      build({{1, 0}, {1}}),
+      Catch::Contains("choices[0] = {1, 0} comes before its parent path {1} (choices[1])"));
   CHECK_THROWS_WITH(build({{0}, {1}, {0}}), Catch::Contains("choices[2] = {0} repeats choices[0]"));
-  CHECK_THROWS_WITH(build({{0}, {2}}), Catch::Contains("choices[1] = {2} has rank 2 outside [0, 2)"));
+  CHECK_THROWS_WITH(build({{0}, {2}}),
+                    Catch::Contains("choices[1] = {2} has rank 2 outside [0, 2)"));
   CHECK_THROWS_WITH(build({{0}, {-1}}), Catch::Contains("has rank -1"));
   CHECK_THROWS_WITH(build({{0}, {}}), Catch::Contains("choices[1] is empty"));
   // Shape mismatch and bad tokens.
-  CHECK_THROWS_WITH(build_tree_from_choices(backend, choice_list{{0}},
-                                            vector_view<const std::int32_t>(roots_d.data(), 1),
-                                            view<const std::int32_t, 3>(candidates_d.data(), 2, 1, 2)),
-                    "build_tree_from_choices: candidates has batch 2 but root_tokens has 1");
+  CHECK_THROWS_WITH(
+      build_tree_from_choices(backend, choice_list{{0}},
+                              vector_view<const std::int32_t>(roots_d.data(), 1),
+                              view<const std::int32_t, 3>(candidates_d.data(), 2, 1, 2)),
+      "build_tree_from_choices: candidates has batch 2 but root_tokens has 1");
   const std::vector<std::int32_t> negative = {1, 2, -3, 4};
   const auto negative_d = upload(backend, negative);
-  CHECK_THROWS_WITH(build_tree_from_choices(backend, choice_list{{0}},
-                                            vector_view<const std::int32_t>(roots_d.data(), 1),
-                                            view<const std::int32_t, 3>(negative_d.data(), 1, 2, 2)),
-                    Catch::Contains("candidates[0, 1, 0] = -3 is not a valid token id"));
-  CHECK_THROWS_WITH(build_tree_from_choices(backend, choice_list{{0}},
-                                            vector_view<const std::int32_t>(negative_d.data() + 2, 1),
-                                            view<const std::int32_t, 3>(candidates_d.data(), 1, 2, 2)),
-                    Catch::Contains("root_tokens[0] = -3"));
+  CHECK_THROWS_WITH(
+      build_tree_from_choices(backend, choice_list{{0}},
+                              vector_view<const std::int32_t>(roots_d.data(), 1),
+                              view<const std::int32_t, 3>(negative_d.data(), 1, 2, 2)),
+      Catch::Contains("candidates[0, 1, 0] = -3 is not a valid token id"));
+  CHECK_THROWS_WITH(
+      build_tree_from_choices(backend, choice_list{{0}},
+                              vector_view<const std::int32_t>(negative_d.data() + 2, 1),
+                              view<const std::int32_t, 3>(candidates_d.data(), 1, 2, 2)),
+      Catch::Contains("root_tokens[0] = -3"));
 }
 
 TEMPLATE_TEST_CASE("build_tree_from_parents copies the tree and derives depths", "[tree][static]",
@@ -136,7 +143,8 @@ TEMPLATE_TEST_CASE("build_tree_from_parents copies the tree and derives depths",
     std::vector<std::int32_t> offsets{0}, parent, token;
     for (int b = 0; b < batch; ++b) {
       const int n = std::uniform_int_distribution<int>(1, 80)(rng);
-      const auto p = redraft_test::random_parents(rng, n, std::uniform_int_distribution<int>(1, 8)(rng));
+      const auto p =
+          redraft_test::random_parents(rng, n, std::uniform_int_distribution<int>(1, 8)(rng));
       parent.insert(parent.end(), p.begin(), p.end());
       for (int i = 0; i < n; ++i) token.push_back(std::uniform_int_distribution<int>(0, 50)(rng));
       offsets.push_back(offsets.back() + n);
@@ -158,9 +166,11 @@ TEMPLATE_TEST_CASE("build_tree_from_parents copies the tree and derives depths",
     CHECK(t.beam_to_node.size() == 0);
     // depth = number of parent links to the root, computed naively.
     for (int b = 0; b < batch; ++b) {
-      for (int i = offsets[static_cast<std::size_t>(b)]; i < offsets[static_cast<std::size_t>(b) + 1]; ++i) {
+      for (int i = offsets[static_cast<std::size_t>(b)];
+           i < offsets[static_cast<std::size_t>(b) + 1]; ++i) {
         int steps = 0;
-        for (int j = i - offsets[static_cast<std::size_t>(b)]; parent[static_cast<std::size_t>(offsets[static_cast<std::size_t>(b)] + j)] >= 0;
+        for (int j = i - offsets[static_cast<std::size_t>(b)];
+             parent[static_cast<std::size_t>(offsets[static_cast<std::size_t>(b)] + j)] >= 0;
              j = parent[static_cast<std::size_t>(offsets[static_cast<std::size_t>(b)] + j)]) {
           ++steps;
         }
@@ -173,28 +183,35 @@ TEMPLATE_TEST_CASE("build_tree_from_parents copies the tree and derives depths",
 TEMPLATE_TEST_CASE("build_tree_from_parents rejects malformed trees with redraft::error",
                    "[tree][static][errors]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
-  const auto build = [&](const std::vector<std::int32_t>& offsets, const std::vector<std::int32_t>& parent,
+  const auto build = [&](const std::vector<std::int32_t>& offsets,
+                         const std::vector<std::int32_t>& parent,
                          const std::vector<std::int32_t>& token) {
     const auto o = upload(backend, offsets);
     const auto p = upload(backend, parent);
     const auto k = upload(backend, token);
-    return build_tree_from_parents(backend, vector_view<const std::int32_t>(o.data(), static_cast<index_t>(offsets.size())),
-                                   vector_view<const std::int32_t>(p.data(), static_cast<index_t>(parent.size())),
-                                   vector_view<const std::int32_t>(k.data(), static_cast<index_t>(token.size())));
+    return build_tree_from_parents(
+        backend, vector_view<const std::int32_t>(o.data(), static_cast<index_t>(offsets.size())),
+        vector_view<const std::int32_t>(p.data(), static_cast<index_t>(parent.size())),
+        vector_view<const std::int32_t>(k.data(), static_cast<index_t>(token.size())));
   };
   CHECK_NOTHROW(build({0, 3}, {-1, 0, 0}, {1, 2, 3}));
-  CHECK_THROWS_WITH(build({0, 3}, {-1, 0, 2}, {1, 2, 3}),
-                    "build_tree_from_parents: parent[2] = 2 of node 2 of request 0 is outside [0, 2) "
-                    "(request-local, parents precede children)");
+  CHECK_THROWS_WITH(
+      build({0, 3}, {-1, 0, 2}, {1, 2, 3}),
+      "build_tree_from_parents: parent[2] = 2 of node 2 of request 0 is outside [0, 2) "
+      "(request-local, parents precede children)");
   CHECK_THROWS_WITH(build({0, 2, 4}, {-1, 0, -1, 2}, {1, 2, 3, 4}),
                     Catch::Contains("parent[3] = 2 of node 1 of request 1 is outside [0, 1)"));
-  CHECK_THROWS_WITH(build({0, 2}, {0, 0}, {1, 2}), Catch::Contains("parent[0] = 0 but node 0 of request 0"));
-  CHECK_THROWS_WITH(build({0, 3}, {-1, 0, 0}, {1, 2}), "build_tree_from_parents: parent has 3 entries but token has 2");
+  CHECK_THROWS_WITH(build({0, 2}, {0, 0}, {1, 2}),
+                    Catch::Contains("parent[0] = 0 but node 0 of request 0"));
+  CHECK_THROWS_WITH(build({0, 3}, {-1, 0, 0}, {1, 2}),
+                    "build_tree_from_parents: parent has 3 entries but token has 2");
   CHECK_THROWS_WITH(build({0, 2}, {-1, 0, 0}, {1, 2, 3}),
                     Catch::Contains("node_offsets[1] = 2 but parent/token have 3 nodes"));
-  CHECK_THROWS_WITH(build({0, 4}, {-1, 0, 0}, {1, 2, 3}), Catch::Contains("node_offsets[1] = 4 exceeds"));
+  CHECK_THROWS_WITH(build({0, 4}, {-1, 0, 0}, {1, 2, 3}),
+                    Catch::Contains("node_offsets[1] = 4 exceeds"));
   CHECK_THROWS_WITH(build({0, 0, 2}, {-1, 0}, {1, 2}), Catch::Contains("request 0 has 0 nodes"));
   CHECK_THROWS_WITH(build({1, 3}, {-1, 0, 0}, {1, 2, 3}), Catch::Contains("node_offsets[0] = 1"));
-  CHECK_THROWS_WITH(build({0, 2}, {-1, 0}, {1, -2}), Catch::Contains("token[1] = -2 is not a valid token id"));
+  CHECK_THROWS_WITH(build({0, 2}, {-1, 0}, {1, -2}),
+                    Catch::Contains("token[1] = -2 is not a valid token id"));
   CHECK_THROWS_WITH(build({}, {}, {}), Catch::Contains("node_offsets is empty"));
 }

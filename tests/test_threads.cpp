@@ -49,15 +49,17 @@ generation_result decode_alone(std::uint64_t seed, verifier rule) {
   draft_head<cpu_backend> head(cpu_backend{}, d);
   init_draft_head(head, 3);
   draft_head_drafter<cpu_backend> drafter(head, target.embedding());
-  speculative_decoder<cpu_backend, tiny_llama, decltype(drafter)> decoder(cpu_backend{}, target, drafter);
+  speculative_decoder<cpu_backend, tiny_llama, decltype(drafter)> decoder(cpu_backend{}, target,
+                                                                          drafter);
   decode_options options;
   options.beam_width = 3;
   options.beam_length = 4;
   options.rule = rule;
   options.seed = seed;
-  return decoder.generate({generation_request{{1, 2, 3}, 12, -1, 0},
-                           generation_request{{static_cast<std::int32_t>(seed % 60 + 1), 4}, 9, -1, 1}},
-                          options);
+  return decoder.generate(
+      {generation_request{{1, 2, 3}, 12, -1, 0},
+       generation_request{{static_cast<std::int32_t>(seed % 60 + 1), 4}, 9, -1, 1}},
+      options);
 }
 
 }  // namespace
@@ -102,7 +104,8 @@ TEST_CASE("pure entry points share read-only inputs across threads", "[threads]"
   const std::vector<std::int32_t> beams = {5, 1, 2, 5, 1, 3, 5, 4, 2};  // [1, 3, 3]
   const auto t = build_tree(backend, view<const std::int32_t, 3>(beams.data(), 1, 3, 3));
   std::vector<float> logits(static_cast<std::size_t>(t.total_nodes()) * 8);
-  for (std::size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>((i * 37) % 11) / 3.0f;
+  for (std::size_t i = 0; i < logits.size(); ++i)
+    logits[i] = static_cast<float>((i * 37) % 11) / 3.0f;
   const matrix_view<const float> lv(logits.data(), t.total_nodes(), 8);
   const std::vector<std::int32_t> base = {17};
 
@@ -114,9 +117,13 @@ TEST_CASE("pure entry points share read-only inputs across threads", "[threads]"
     const auto g = to_host(backend, verify_greedy(backend, t, lv));
     const auto l = to_host(backend, verify_lossless(backend, t, lv, sampling_params{0.8f, 0, 1.0f},
                                                     philox_uniforms{seed, 0}));
-    std::vector<std::int32_t> out = {again.total_nodes(), static_cast<std::int32_t>(dense.bits.size()),
-                                     static_cast<std::int32_t>(packed.words[1]), positions[2],
-                                     g.next_token[0], g.accepted_len[0], l.next_token[0],
+    std::vector<std::int32_t> out = {again.total_nodes(),
+                                     static_cast<std::int32_t>(dense.bits.size()),
+                                     static_cast<std::int32_t>(packed.words[1]),
+                                     positions[2],
+                                     g.next_token[0],
+                                     g.accepted_len[0],
+                                     l.next_token[0],
                                      l.accepted_len[0]};
     return out;
   };

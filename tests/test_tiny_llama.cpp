@@ -1,8 +1,8 @@
 // Tests of testing/tiny_llama.hpp: the reference target model honours tree masks for real, its
 // cache after commit equals plain decoding, prefill equals token-by-token decoding and the naive
 // double-precision forward pass, and bad input fails with clear errors and no side effects.
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -47,12 +47,14 @@ tiny_llama_config small_config(bool tied) {
 double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   REQUIRE(a.size() == b.size());
   double m = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(static_cast<double>(a[i]) - b[i]));
+  for (std::size_t i = 0; i < a.size(); ++i)
+    m = std::max(m, std::abs(static_cast<double>(a[i]) - b[i]));
   return m;
 }
 
 std::vector<float> copy_rows(matrix_view<const float> m, index_t first, index_t count) {
-  return std::vector<float>(m.data() + first * m.extent(1), m.data() + (first + count) * m.extent(1));
+  return std::vector<float>(m.data() + first * m.extent(1),
+                            m.data() + (first + count) * m.extent(1));
 }
 
 prompt_list random_prompts(std::mt19937& rng, int count, int max_len, int vocab) {
@@ -65,16 +67,17 @@ prompt_list random_prompts(std::mt19937& rng, int count, int max_len, int vocab)
 }
 
 // Prefills prompts[r] into slots[r]; returns the output (views into the model).
-model_output prefill(tiny_llama& model, const std::vector<std::int32_t>& slots, const prompt_list& prompts) {
+model_output prefill(tiny_llama& model, const std::vector<std::int32_t>& slots,
+                     const prompt_list& prompts) {
   std::vector<std::int32_t> offsets{0}, tokens;
   for (const auto& p : prompts) {
     tokens.insert(tokens.end(), p.begin(), p.end());
     offsets.push_back(static_cast<std::int32_t>(tokens.size()));
   }
-  return model.prefill(prefill_input{
-      vector_view<const std::int32_t>(slots.data(), slots.size()),
-      vector_view<const std::int32_t>(offsets.data(), offsets.size()),
-      vector_view<const std::int32_t>(tokens.data(), tokens.size())});
+  return model.prefill(
+      prefill_input{vector_view<const std::int32_t>(slots.data(), slots.size()),
+                    vector_view<const std::int32_t>(offsets.data(), offsets.size()),
+                    vector_view<const std::int32_t>(tokens.data(), tokens.size())});
 }
 
 // One-node decode of `token` at the slot's committed length; commits it. Returns the logits.
@@ -114,8 +117,8 @@ struct tree_batch {
   std::vector<std::int32_t> slots;
 };
 
-tree_batch random_trees(std::mt19937& rng, const tiny_llama& model, const std::vector<std::int32_t>& slots,
-                        int width, int length) {
+tree_batch random_trees(std::mt19937& rng, const tiny_llama& model,
+                        const std::vector<std::int32_t>& slots, int width, int length) {
   const cpu_backend backend;
   const int batch = static_cast<int>(slots.size());
   std::vector<std::int32_t> beams(static_cast<std::size_t>(batch * width * length));
@@ -136,7 +139,8 @@ tree_batch random_trees(std::mt19937& rng, const tiny_llama& model, const std::v
   out.packed = build_packed_tree_mask(backend, out.t);
   std::vector<std::int32_t> base;
   for (const std::int32_t s : slots) base.push_back(model.committed_length(s));
-  out.positions = build_positions(backend, out.t, vector_view<const std::int32_t>(base.data(), base.size()));
+  out.positions =
+      build_positions(backend, out.t, vector_view<const std::int32_t>(base.data(), base.size()));
   return out;
 }
 
@@ -199,7 +203,8 @@ TEST_CASE("tiny_llama: verifying a packed tree in one pass equals decoding each 
 
   for (int r = 0; r < batch; ++r) {
     const std::int32_t first = tb.t.host_node_offsets[static_cast<std::size_t>(r)];
-    const std::int32_t prompt_len = static_cast<std::int32_t>(prompts[static_cast<std::size_t>(r)].size());
+    const std::int32_t prompt_len =
+        static_cast<std::int32_t>(prompts[static_cast<std::size_t>(r)].size());
     CHECK(model.pending_length(slots[static_cast<std::size_t>(r)]) == tb.t.num_nodes(r));
     for (int u = 0; u < tb.t.num_nodes(r); ++u) {
       CAPTURE(r, u);
@@ -207,25 +212,31 @@ TEST_CASE("tiny_llama: verifying a packed tree in one pass equals decoding each 
       prefill(single, {0}, {prompts[static_cast<std::size_t>(r)]});
       std::vector<float> logits;
       for (const std::int32_t node : path) logits = decode_one(single, 0, tb.t.token[first + node]);
-      CHECK(max_abs_diff(logits, copy_rows(matrix_view<const float>(tree_logits.data(), tb.t.total_nodes(),
-                                                                     config.vocab_size),
-                                           first + u, 1)) < 2e-4);
+      CHECK(max_abs_diff(logits,
+                         copy_rows(matrix_view<const float>(tree_logits.data(), tb.t.total_nodes(),
+                                                            config.vocab_size),
+                                   first + u, 1)) < 2e-4);
       // The naive double forward pass of prompt + path agrees too.
       std::vector<std::int32_t> seq = prompts[static_cast<std::size_t>(r)], positions;
       for (const std::int32_t node : path) seq.push_back(tb.t.token[first + node]);
-      for (std::size_t i = 0; i < seq.size(); ++i) positions.push_back(static_cast<std::int32_t>(i));
+      for (std::size_t i = 0; i < seq.size(); ++i)
+        positions.push_back(static_cast<std::int32_t>(i));
       CHECK(tb.positions[first + u] == prompt_len + static_cast<std::int32_t>(path.size()) - 1);
       const auto ref = testing::reference_llama_forward(config, model.weights(), seq, positions);
       double diff = 0.0, hdiff = 0.0;
       for (int v = 0; v < config.vocab_size; ++v) {
-        diff = std::max(diff, std::abs(ref.logits[(seq.size() - 1) * static_cast<std::size_t>(config.vocab_size) +
-                                                  static_cast<std::size_t>(v)] -
-                                       tree_logits[static_cast<std::size_t>((first + u) * config.vocab_size + v)]));
+        diff = std::max(
+            diff,
+            std::abs(ref.logits[(seq.size() - 1) * static_cast<std::size_t>(config.vocab_size) +
+                                static_cast<std::size_t>(v)] -
+                     tree_logits[static_cast<std::size_t>((first + u) * config.vocab_size + v)]));
       }
       for (int e = 0; e < config.hidden_size; ++e) {
-        hdiff = std::max(hdiff, std::abs(ref.hidden[(seq.size() - 1) * static_cast<std::size_t>(config.hidden_size) +
-                                                    static_cast<std::size_t>(e)] -
-                                         tree_hidden[static_cast<std::size_t>((first + u) * config.hidden_size + e)]));
+        hdiff = std::max(
+            hdiff,
+            std::abs(ref.hidden[(seq.size() - 1) * static_cast<std::size_t>(config.hidden_size) +
+                                static_cast<std::size_t>(e)] -
+                     tree_hidden[static_cast<std::size_t>((first + u) * config.hidden_size + e)]));
       }
       CHECK(diff < 2e-4);
       CHECK(hdiff < 2e-4);
@@ -258,7 +269,8 @@ TEST_CASE("tiny_llama: dense, packed and parent-derived masks give identical out
   tb.packed = build_packed_tree_mask(backend, tb.t);
   std::vector<std::int32_t> base;
   for (const std::int32_t s : slots) base.push_back(model.committed_length(s));
-  tb.positions = build_positions(backend, tb.t, vector_view<const std::int32_t>(base.data(), base.size()));
+  tb.positions =
+      build_positions(backend, tb.t, vector_view<const std::int32_t>(base.data(), base.size()));
   if (width == 16) CHECK(tb.t.max_nodes() > 32);
 
   std::vector<std::vector<float>> logits, hidden;
@@ -277,12 +289,14 @@ TEST_CASE("tiny_llama: dense, packed and parent-derived masks give identical out
   std::vector<std::uint8_t> causal(tb.dense.bits.size(), 0);
   bool differs_from_tree = false;
   for (int r = 0; r < 3; ++r) {
-    const std::int64_t n = tb.t.num_nodes(r), at = tb.dense.host_offsets[static_cast<std::size_t>(r)];
+    const std::int64_t n = tb.t.num_nodes(r),
+                       at = tb.dense.host_offsets[static_cast<std::size_t>(r)];
     for (std::int64_t i = 0; i < n; ++i) {
       for (std::int64_t j = 0; j <= i; ++j) causal[static_cast<std::size_t>(at + i * n + j)] = 1;
     }
   }
-  for (std::size_t i = 0; i < causal.size(); ++i) differs_from_tree |= causal[i] != tb.dense.bits[static_cast<index_t>(i)];
+  for (std::size_t i = 0; i < causal.size(); ++i)
+    differs_from_tree |= causal[i] != tb.dense.bits[static_cast<index_t>(i)];
   verify_input in = make_verify_input(tb, mask_kind::dense);
   in.dense_mask = causal.data();
   const model_output out = model.verify(in);
@@ -333,7 +347,8 @@ TEST_CASE("tiny_llama: the KV cache after commit equals the cache of plain decod
     model.commit(plan);
     for (int r = 0; r < batch; ++r) {
       const std::int32_t slot = slots[static_cast<std::size_t>(r)];
-      for (const std::int32_t token : accepted_tokens[static_cast<std::size_t>(r)]) decode_one(plain, slot, token);
+      for (const std::int32_t token : accepted_tokens[static_cast<std::size_t>(r)])
+        decode_one(plain, slot, token);
       REQUIRE(model.committed_length(slot) == plain.committed_length(slot));
       CHECK(model.pending_length(slot) == 0);
       const auto a = model.kv_cache(slot), b = plain.kv_cache(slot);
@@ -343,7 +358,8 @@ TEST_CASE("tiny_llama: the KV cache after commit equals the cache of plain decod
           for (index_t h = 0; h < a.extent(2); ++h)
             for (index_t p = 0; p < model.committed_length(slot); ++p)
               for (index_t e = 0; e < a.extent(4); ++e)
-                diff = std::max(diff, static_cast<double>(std::abs(a(l, kv, h, p, e) - b(l, kv, h, p, e))));
+                diff = std::max(
+                    diff, static_cast<double>(std::abs(a(l, kv, h, p, e) - b(l, kv, h, p, e))));
       CAPTURE(r, slot);
       CHECK(diff < 1e-5);
     }
@@ -371,7 +387,8 @@ TEST_CASE("tiny_llama: prefill equals token-by-token decoding and the naive forw
   tiny_llama step(config, model.weights(), 1);
   for (std::size_t r = 0; r < prompts.size(); ++r) {
     CAPTURE(r, prompts[r].size());
-    CHECK(model.committed_length(static_cast<std::int32_t>(r)) == static_cast<std::int32_t>(prompts[r].size()));
+    CHECK(model.committed_length(static_cast<std::int32_t>(r)) ==
+          static_cast<std::int32_t>(prompts[r].size()));
     const auto row = [&](const std::vector<float>& all, int width) {
       return std::vector<float>(all.begin() + static_cast<std::ptrdiff_t>(r) * width,
                                 all.begin() + static_cast<std::ptrdiff_t>(r + 1) * width);
@@ -391,21 +408,30 @@ TEST_CASE("tiny_llama: prefill equals token-by-token decoding and the naive forw
         for (index_t h = 0; h < a.extent(2); ++h)
           for (index_t p = 0; p < static_cast<index_t>(prompts[r].size()) - 1; ++p)
             for (index_t e = 0; e < a.extent(4); ++e)
-              diff = std::max(diff, static_cast<double>(std::abs(a(l, kv, h, p, e) - b(l, kv, h, p, e))));
+              diff = std::max(diff,
+                              static_cast<double>(std::abs(a(l, kv, h, p, e) - b(l, kv, h, p, e))));
     CHECK(diff < 1e-5);
     // The naive double-precision forward pass.
     std::vector<std::int32_t> positions;
-    for (std::size_t i = 0; i < prompts[r].size(); ++i) positions.push_back(static_cast<std::int32_t>(i));
-    const auto ref = testing::reference_llama_forward(config, model.weights(), prompts[r], positions);
+    for (std::size_t i = 0; i < prompts[r].size(); ++i)
+      positions.push_back(static_cast<std::int32_t>(i));
+    const auto ref =
+        testing::reference_llama_forward(config, model.weights(), prompts[r], positions);
     double ldiff = 0.0, hdiff = 0.0;
     const std::size_t last = prompts[r].size() - 1;
     for (int v = 0; v < config.vocab_size; ++v) {
-      ldiff = std::max(ldiff, std::abs(ref.logits[last * static_cast<std::size_t>(config.vocab_size) + static_cast<std::size_t>(v)] -
-                                       batched[r * static_cast<std::size_t>(config.vocab_size) + static_cast<std::size_t>(v)]));
+      ldiff =
+          std::max(ldiff, std::abs(ref.logits[last * static_cast<std::size_t>(config.vocab_size) +
+                                              static_cast<std::size_t>(v)] -
+                                   batched[r * static_cast<std::size_t>(config.vocab_size) +
+                                           static_cast<std::size_t>(v)]));
     }
     for (int e = 0; e < config.hidden_size; ++e) {
-      hdiff = std::max(hdiff, std::abs(ref.hidden[last * static_cast<std::size_t>(config.hidden_size) + static_cast<std::size_t>(e)] -
-                                       batched_hidden[r * static_cast<std::size_t>(config.hidden_size) + static_cast<std::size_t>(e)]));
+      hdiff =
+          std::max(hdiff, std::abs(ref.hidden[last * static_cast<std::size_t>(config.hidden_size) +
+                                              static_cast<std::size_t>(e)] -
+                                   batched_hidden[r * static_cast<std::size_t>(config.hidden_size) +
+                                                  static_cast<std::size_t>(e)]));
     }
     CHECK(ldiff < 2e-4);
     CHECK(hdiff < 2e-4);
@@ -439,23 +465,26 @@ TEST_CASE("tiny_llama: random weights give varied, non-degenerate next-token dis
       if (p > 0) entropy -= p * std::log(p);
     }
     mean_entropy += entropy / contexts;
-    argmaxes.push_back(static_cast<std::int32_t>(std::max_element(row, row + config.vocab_size) - row));
+    argmaxes.push_back(
+        static_cast<std::int32_t>(std::max_element(row, row + config.vocab_size) - row));
     repeats += argmaxes.back() == prompt[0].back();
   }
   std::sort(argmaxes.begin(), argmaxes.end());
   const auto distinct = std::unique(argmaxes.begin(), argmaxes.end()) - argmaxes.begin();
   CAPTURE(mean_entropy, distinct, repeats);
-  CHECK(mean_entropy > 1.0);                          // not one-hot
-  CHECK(mean_entropy < std::log(256.0) - 0.5);        // not uniform
-  CHECK(distinct >= 10);                              // depends on the context
-  CHECK(repeats < contexts / 4);                      // does not just repeat its input
+  CHECK(mean_entropy > 1.0);                    // not one-hot
+  CHECK(mean_entropy < std::log(256.0) - 0.5);  // not uniform
+  CHECK(distinct >= 10);                        // depends on the context
+  CHECK(repeats < contexts / 4);                // does not just repeat its input
   // Deterministic in the seed.
   CHECK(testing::random_tiny_llama_weights(config, 99).layers[1].down_proj ==
         model.weights().layers[1].down_proj);
-  CHECK(testing::random_tiny_llama_weights(config, 100).embed_tokens != model.weights().embed_tokens);
+  CHECK(testing::random_tiny_llama_weights(config, 100).embed_tokens !=
+        model.weights().embed_tokens);
 }
 
-TEST_CASE("tiny_llama: bad input throws redraft::error and changes no slot", "[tiny_llama][errors]") {
+TEST_CASE("tiny_llama: bad input throws redraft::error and changes no slot",
+          "[tiny_llama][errors]") {
   const tiny_llama_config config = small_config(true);
   tiny_llama model = tiny_llama::random(config, 7, 2);
   const std::vector<std::int32_t> prompt{1, 2, 3};
@@ -463,13 +492,15 @@ TEST_CASE("tiny_llama: bad input throws redraft::error and changes no slot", "[t
   const std::vector<float> before = decode_one(model, 0, 5);  // committed 4
 
   // Prefill.
-  CHECK_THROWS_WITH(prefill(model, {2}, {prompt}), Catch::Contains("slot 2") && Catch::Contains("[0, 2)"));
+  CHECK_THROWS_WITH(prefill(model, {2}, {prompt}),
+                    Catch::Contains("slot 2") && Catch::Contains("[0, 2)"));
   CHECK_THROWS_WITH(prefill(model, {-1}, {prompt}), Catch::Contains("slot -1"));
   CHECK_THROWS_WITH(prefill(model, {1, 1}, {prompt, prompt}), Catch::Contains("listed twice"));
   CHECK_THROWS_WITH(prefill(model, {1}, {{}}), Catch::Contains("empty"));
   CHECK_THROWS_WITH(prefill(model, {1}, {std::vector<std::int32_t>(161, 1)}),
                     Catch::Contains("161 tokens") && Catch::Contains("max_context is 160"));
-  CHECK_THROWS_WITH(prefill(model, {1}, {{1, 40}}), Catch::Contains("tokens[1] = 40") && Catch::Contains("[0, 40)"));
+  CHECK_THROWS_WITH(prefill(model, {1}, {{1, 40}}),
+                    Catch::Contains("tokens[1] = 40") && Catch::Contains("[0, 40)"));
   CHECK_THROWS_WITH(prefill(model, {1}, {{-3}}), Catch::Contains("tokens[0] = -3"));
   // A failing batch leaves slot 0 alone even when the failure is in a later request.
   CHECK_THROWS_AS(prefill(model, {0, 1}, {prompt, {}}), redraft::error);
@@ -494,12 +525,15 @@ TEST_CASE("tiny_llama: bad input throws redraft::error and changes no slot", "[t
   {
     tree_batch bad = random_trees(rng, model, {0, 1}, 3, 4);
     bad.t.token[2] = 40;
-    CHECK_THROWS_WITH(model.verify(make_verify_input(bad, mask_kind::parent)), Catch::Contains("tree.token[2] = 40"));
+    CHECK_THROWS_WITH(model.verify(make_verify_input(bad, mask_kind::parent)),
+                      Catch::Contains("tree.token[2] = 40"));
     bad.t.token[2] = 1;
     bad.t.parent[2] = 2;
-    CHECK_THROWS_WITH(model.verify(make_verify_input(bad, mask_kind::parent)), Catch::Contains("does not precede"));
+    CHECK_THROWS_WITH(model.verify(make_verify_input(bad, mask_kind::parent)),
+                      Catch::Contains("does not precede"));
     bad.positions[0] = 160;
-    CHECK_THROWS_WITH(model.verify(make_verify_input(bad, mask_kind::dense)), Catch::Contains("positions[0] = 160"));
+    CHECK_THROWS_WITH(model.verify(make_verify_input(bad, mask_kind::dense)),
+                      Catch::Contains("positions[0] = 160"));
   }
   {
     verify_input in = make_verify_input(tb, mask_kind::packed);
@@ -509,7 +543,8 @@ TEST_CASE("tiny_llama: bad input throws redraft::error and changes no slot", "[t
   {
     tree_batch unknown = random_trees(rng, model, {0, 1}, 2, 3);
     unknown.slots = {0, 5};
-    CHECK_THROWS_WITH(model.verify(make_verify_input(unknown, mask_kind::dense)), Catch::Contains("slot 5"));
+    CHECK_THROWS_WITH(model.verify(make_verify_input(unknown, mask_kind::dense)),
+                      Catch::Contains("slot 5"));
   }
   {
     tiny_llama fresh = tiny_llama::random(config, 7, 2);
@@ -564,7 +599,8 @@ TEST_CASE("tiny_llama: bad input throws redraft::error and changes no slot", "[t
   // Weights that do not match the configuration.
   auto weights = model.weights();
   weights.layers[1].up_proj.pop_back();
-  CHECK_THROWS_WITH(tiny_llama(config, weights, 1), Catch::Contains("model.layers.1.mlp.up_proj.weight"));
+  CHECK_THROWS_WITH(tiny_llama(config, weights, 1),
+                    Catch::Contains("model.layers.1.mlp.up_proj.weight"));
   tiny_llama_config odd = config;
   odd.head_dim = 7;
   CHECK_THROWS_WITH(testing::random_tiny_llama_weights(odd, 1), Catch::Contains("head_dim 7"));
@@ -600,12 +636,15 @@ TEST_CASE("tiny_llama: save then load gives identical logits", "[tiny_llama][io]
   REQUIRE(std::filesystem::exists(dir.path / "config.json"));
   REQUIRE(std::filesystem::exists(dir.path / "model.safetensors"));
   const std::string json = read_text(dir.path / "config.json");
-  CHECK_THAT(json, Catch::Contains("\"num_hidden_layers\": 2") && Catch::Contains("\"rms_norm_eps\": 1e-05") &&
+  CHECK_THAT(json, Catch::Contains("\"num_hidden_layers\": 2") &&
+                       Catch::Contains("\"rms_norm_eps\": 1e-05") &&
                        Catch::Contains("\"max_position_embeddings\": 160"));
   const auto tensors = read_safetensors(dir.path / "model.safetensors");
   CHECK(tensors.count("lm_head.weight") == (tied ? 0u : 1u));
-  CHECK(tensors.at("model.layers.1.mlp.down_proj.weight").shape == std::vector<std::int64_t>{32, 48});
-  CHECK(tensors.at("model.layers.0.self_attn.q_proj.weight").shape == std::vector<std::int64_t>{32, 32});
+  CHECK(tensors.at("model.layers.1.mlp.down_proj.weight").shape ==
+        std::vector<std::int64_t>{32, 48});
+  CHECK(tensors.at("model.layers.0.self_attn.q_proj.weight").shape ==
+        std::vector<std::int64_t>{32, 32});
 
   tiny_llama loaded = testing::load_tiny_llama(dir.path, 2);
   CHECK(loaded.num_slots() == 2);
@@ -637,7 +676,10 @@ TEST_CASE("tiny_llama: loading a bad checkpoint names the problem", "[tiny_llama
   testing::save_tiny_llama(dir.path, model);
   const auto rewrite_config = [&](const std::string& field, const nlohmann::json& value) {
     nlohmann::json j = testing::tiny_llama_config_to_json(config);
-    if (value.is_discarded()) j.erase(field); else j[field] = value;
+    if (value.is_discarded())
+      j.erase(field);
+    else
+      j[field] = value;
     std::ofstream(dir.path / "config.json") << j.dump();
   };
   rewrite_config("num_key_value_heads", 2);
@@ -645,25 +687,28 @@ TEST_CASE("tiny_llama: loading a bad checkpoint names the problem", "[tiny_llama
   rewrite_config("hidden_size", nlohmann::json::value_t::discarded);
   CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("no \"hidden_size\""));
   rewrite_config("vocab_size", "40");
-  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("\"vocab_size\" is not an integer"));
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path),
+                    Catch::Contains("\"vocab_size\" is not an integer"));
   rewrite_config("intermediate_size", 50);
   CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path),
-                    Catch::Contains("model.layers.0.mlp.gate_proj.weight") && Catch::Contains("[48, 32]") &&
-                        Catch::Contains("[50, 32]"));
+                    Catch::Contains("model.layers.0.mlp.gate_proj.weight") &&
+                        Catch::Contains("[48, 32]") && Catch::Contains("[50, 32]"));
   rewrite_config("tie_word_embeddings", true);
   CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("lm_head.weight differs"));
   rewrite_config("num_hidden_layers", 3);
-  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("no tensor 'model.layers.2.input_layernorm.weight'"));
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path),
+                    Catch::Contains("no tensor 'model.layers.2.input_layernorm.weight'"));
   rewrite_config("num_hidden_layers", 1);
-  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("unexpected tensor 'model.layers.1."));
+  CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path),
+                    Catch::Contains("unexpected tensor 'model.layers.1."));
   rewrite_config("rope_scaling", nlohmann::json{{"type", "linear"}});
   CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("rope_scaling"));
   std::ofstream(dir.path / "config.json") << "{ not json";
   CHECK_THROWS_WITH(testing::load_tiny_llama(dir.path), Catch::Contains("is not valid JSON"));
   // A config.json from transformers with defaults left out loads (head_dim, rope_theta, eps).
-  nlohmann::json minimal{{"vocab_size", 40}, {"hidden_size", 32}, {"num_hidden_layers", 2},
-                         {"num_attention_heads", 4}, {"intermediate_size", 48},
-                         {"max_position_embeddings", 160}};
+  nlohmann::json minimal{{"vocab_size", 40},        {"hidden_size", 32},
+                         {"num_hidden_layers", 2},  {"num_attention_heads", 4},
+                         {"intermediate_size", 48}, {"max_position_embeddings", 160}};
   std::ofstream(dir.path / "config.json") << minimal.dump();
   const tiny_llama loaded = testing::load_tiny_llama(dir.path);
   CHECK(loaded.config().head_dim == 8);
@@ -683,7 +728,8 @@ TEST_CASE("tiny_llama: F16 and BF16 projections give the F32 model's logits on t
   // Norm weights rounded too, so a checkpoint saved in the format holds exactly this model.
   testing::tiny_llama_weights weights = testing::random_tiny_llama_weights(config, 43);
   const auto round = [&](std::vector<float>& values) {
-    for (float& v : values) v = format == weight_format::f16 ? to_float(to_float16(v)) : to_float(to_bfloat16(v));
+    for (float& v : values)
+      v = format == weight_format::f16 ? to_float(to_float16(v)) : to_float(to_bfloat16(v));
   };
   round(weights.norm);
   for (auto& lw : weights.layers) {
@@ -694,7 +740,8 @@ TEST_CASE("tiny_llama: F16 and BF16 projections give the F32 model's logits on t
   REQUIRE(half.format() == format);
   tiny_llama single(config, half.weights(), 1, weight_format::f32);
   for (const float v : half.weights().layers[0].q_proj) {
-    const float rounded = format == weight_format::f16 ? to_float(to_float16(v)) : to_float(to_bfloat16(v));
+    const float rounded =
+        format == weight_format::f16 ? to_float(to_float16(v)) : to_float(to_bfloat16(v));
     REQUIRE(v == rounded);
   }
   const prompt_list prompts{{1, 5, 9, 2, 33, 7}};
@@ -704,7 +751,9 @@ TEST_CASE("tiny_llama: F16 and BF16 projections give the F32 model's logits on t
 
   SECTION("a checkpoint stored in the format loads in it, with its exact values") {
     temp_dir dir(format == weight_format::f16 ? "f16" : "bf16");
-    testing::save_tiny_llama(dir.path, half, format == weight_format::f16 ? safetensors_dtype::f16 : safetensors_dtype::bf16);
+    testing::save_tiny_llama(
+        dir.path, half,
+        format == weight_format::f16 ? safetensors_dtype::f16 : safetensors_dtype::bf16);
     tiny_llama loaded = testing::load_tiny_llama(dir.path, 1);
     CHECK(loaded.format() == format);
     CHECK(copy_rows(prefill(loaded, {0}, prompts).logits, 0, 1) ==

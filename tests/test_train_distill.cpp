@@ -72,8 +72,10 @@ const distill_dataset& shared_data() {
 
 }  // namespace
 
-TEST_CASE("multi_step_loss: matches the drafter_loss golden cases and drafter_cross_entropy", "[train][loss]") {
-  const std::string file = GENERATE(std::string("drafter_loss_0.json"), std::string("drafter_loss_1.json"));
+TEST_CASE("multi_step_loss: matches the drafter_loss golden cases and drafter_cross_entropy",
+          "[train][loss]") {
+  const std::string file =
+      GENERATE(std::string("drafter_loss_0.json"), std::string("drafter_loss_1.json"));
   CAPTURE(file);
   std::ifstream in(std::string(REDRAFT_GOLDEN_DIR) + "/" + file);
   REQUIRE(in.good());
@@ -91,17 +93,19 @@ TEST_CASE("multi_step_loss: matches the drafter_loss golden cases and drafter_cr
     for (index_t ti = 0; ti < t; ++ti)
       for (index_t i = 0; i < n; ++i)
         if (ti + i + 2 < t)
-          step_labels[static_cast<std::size_t>((bi * t + ti) * n + i)] = labels[static_cast<std::size_t>(bi * t + ti + i + 2)];
+          step_labels[static_cast<std::size_t>((bi * t + ti) * n + i)] =
+              labels[static_cast<std::size_t>(bi * t + ti + i + 2)];
   draft_config dc;
   dc.vocab_size = v;
   dc.hidden_size = 1;
   dc.exit_dim = 2;
   dc.logit_top_k = v;
-  const distill_loss_stats got =
-      multi_step_loss<float>(logits.data(), b * t, n, step_labels.data(), nullptr, dc, distill_loss_options{});
+  const distill_loss_stats got = multi_step_loss<float>(logits.data(), b * t, n, step_labels.data(),
+                                                        nullptr, dc, distill_loss_options{});
   CHECK(got.loss == Approx(expected).epsilon(1e-5));
-  const drafter_loss_result ref = drafter_cross_entropy(view<const float, 4>(logits.data(), n, b, t, v),
-                                                        view<const std::int32_t, 2>(labels.data(), b, t));
+  const drafter_loss_result ref =
+      drafter_cross_entropy(view<const float, 4>(logits.data(), n, b, t, v),
+                            view<const std::int32_t, 2>(labels.data(), b, t));
   CHECK(got.loss == Approx(ref.loss).epsilon(1e-9));
   for (index_t i = 0; i < n; ++i) {
     CHECK(got.counted[static_cast<std::size_t>(i)] == ref.counted[static_cast<std::size_t>(i)]);
@@ -109,8 +113,9 @@ TEST_CASE("multi_step_loss: matches the drafter_loss golden cases and drafter_cr
   }
 }
 
-TEST_CASE("generate_distill_data: chain-pass hidden states and log-probs equal prefill of each prefix",
-          "[train][data]") {
+TEST_CASE(
+    "generate_distill_data: chain-pass hidden states and log-probs equal prefill of each prefix",
+    "[train][data]") {
   tiny_llama target = tiny_llama::random(tiny_config(), 5, 3);
   distill_data_options o;
   o.continuation_tokens = 20;
@@ -131,7 +136,8 @@ TEST_CASE("generate_distill_data: chain-pass hidden states and log-probs equal p
     const distill_sequence& s = data.sequences[2 * r];
     CHECK_FALSE(s.sampled);
     CHECK(data.sequences[2 * r + 1].sampled);
-    CHECK(std::vector<std::int32_t>(s.tokens.begin() + s.prompt_length, s.tokens.end()) == plain.tokens[r]);
+    CHECK(std::vector<std::int32_t>(s.tokens.begin() + s.prompt_length, s.tokens.end()) ==
+          plain.tokens[r]);
   }
   // Hidden state / log-probs at position t equal the last row of a prefill of tokens [0, t].
   for (const std::size_t si : {std::size_t(0), std::size_t(3)}) {
@@ -139,15 +145,18 @@ TEST_CASE("generate_distill_data: chain-pass hidden states and log-probs equal p
     for (const std::int32_t t : {0, 2, s.prompt_length, s.length() - 1}) {
       CAPTURE(si, t);
       const std::vector<std::int32_t> slot{0}, offsets{0, t + 1};
-      const model_output out = target.prefill(prefill_input{{slot.data(), 1}, {offsets.data(), 2}, {s.tokens.data(), t + 1}});
+      const model_output out = target.prefill(
+          prefill_input{{slot.data(), 1}, {offsets.data(), 2}, {s.tokens.data(), t + 1}});
       double lse = 0.0, max = -1e30;
       for (index_t v = 0; v < 256; ++v) max = std::max(max, static_cast<double>(out.logits(0, v)));
       for (index_t v = 0; v < 256; ++v) lse += std::exp(out.logits(0, v) - max);
       lse = max + std::log(lse);
       for (index_t k = 0; k < 32; ++k)
-        CHECK(s.hidden[static_cast<std::size_t>(t * 32 + k)] == Approx(out.hidden(0, k)).margin(2e-4));
+        CHECK(s.hidden[static_cast<std::size_t>(t * 32 + k)] ==
+              Approx(out.hidden(0, k)).margin(2e-4));
       for (index_t v = 0; v < 256; v += 17)
-        CHECK(s.log_probs[static_cast<std::size_t>(t * 256 + v)] == Approx(out.logits(0, v) - lse).margin(2e-4));
+        CHECK(s.log_probs[static_cast<std::size_t>(t * 256 + v)] ==
+              Approx(out.logits(0, v) - lse).margin(2e-4));
     }
   }
   // Deterministic.
@@ -155,7 +164,9 @@ TEST_CASE("generate_distill_data: chain-pass hidden states and log-probs equal p
   CHECK(generate_distill_data(again, prompts, o).fingerprint() == data.fingerprint());
 }
 
-TEST_CASE("assemble_distill_batch: teacher forcing, step i consumes x_{t+1+i} and predicts x_{t+2+i}", "[train][data]") {
+TEST_CASE(
+    "assemble_distill_batch: teacher forcing, step i consumes x_{t+1+i} and predicts x_{t+2+i}",
+    "[train][data]") {
   distill_dataset data;
   data.vocab_size = 10;
   data.hidden_size = 1;
@@ -177,7 +188,8 @@ TEST_CASE("assemble_distill_batch: teacher forcing, step i consumes x_{t+1+i} an
   CHECK(b.labels == std::vector<std::int32_t>{4, 5, 6, 6, -100, -100});
 }
 
-TEST_CASE("distill_trainer: an interrupted run resumes to bit-identical weights", "[train][resume]") {
+TEST_CASE("distill_trainer: an interrupted run resumes to bit-identical weights",
+          "[train][resume]") {
   const distill_dataset& data = shared_data();
   const draft_config dc = tiny_head(256, 32);
   const distill_loss_kind kind = GENERATE(distill_loss_kind::cross_entropy, distill_loss_kind::kl);
@@ -206,7 +218,8 @@ TEST_CASE("distill_trainer: an interrupted run resumes to bit-identical weights"
   // The saved checkpoints are identical too, and load into draft_head<cpu_backend>.
   const draft_head<cpu_backend> a = load_draft_head(cpu_backend{}, full_dir);
   const draft_head<cpu_backend> b = load_draft_head(cpu_backend{}, cut_dir);
-  for (const auto& name : a.parameter_names()) CHECK(a.get_parameter(name) == b.get_parameter(name));
+  for (const auto& name : a.parameter_names())
+    CHECK(a.get_parameter(name) == b.get_parameter(name));
   CHECK(parameters_from_head<float>(a).values() == full.parameters().values());
 
   // Resuming with a different option is refused with the option's name.
@@ -224,12 +237,14 @@ TEST_CASE("distill: bad input gives a clear redraft::error", "[train][errors]") 
   o.optimizer.total_steps = 4;
   SECTION("empty prompt set") {
     tiny_llama target = tiny_llama::random(tiny_config(), 3, 1);
-    CHECK_THROWS_WITH(generate_distill_data(target, {}, distill_data_options{}), Catch::Contains("prompt set is empty"));
+    CHECK_THROWS_WITH(generate_distill_data(target, {}, distill_data_options{}),
+                      Catch::Contains("prompt set is empty"));
     CHECK_THROWS_WITH(distill_trainer(distill_dataset{256, 32, {}, {}}, tiny_head(256, 32), o),
                       Catch::Contains("no sequence"));
   }
   SECTION("head and target sizes differ") {
-    CHECK_THROWS_WITH(distill_trainer(data, tiny_head(256, 48), o), Catch::Contains("hidden_size 48"));
+    CHECK_THROWS_WITH(distill_trainer(data, tiny_head(256, 48), o),
+                      Catch::Contains("hidden_size 48"));
   }
   SECTION("a checkpoint of another size") {
     const auto dir = temp_dir("mismatch");
@@ -246,7 +261,8 @@ TEST_CASE("distill: bad input gives a clear redraft::error", "[train][errors]") 
     distill_dataset hard = data;
     for (auto& s : hard.sequences) s.log_probs.clear();
     o.loss.kind = distill_loss_kind::kl;
-    CHECK_THROWS_WITH(distill_trainer(hard, tiny_head(256, 32), o), Catch::Contains("distributions"));
+    CHECK_THROWS_WITH(distill_trainer(hard, tiny_head(256, 32), o),
+                      Catch::Contains("distributions"));
   }
   SECTION("non-finite loss stops training and keeps the last good checkpoint") {
     const auto dir = temp_dir("nan");
@@ -257,7 +273,8 @@ TEST_CASE("distill: bad input gives a clear redraft::error", "[train][errors]") 
       distill_trainer t(poisoned, tiny_head(256, 32), o);
       t.train(dir, {}, 7);  // checkpoints at 3 and 6
     }
-    const std::vector<float> saved = load_draft_head(cpu_backend{}, dir).get_parameter("rnn_w.weight");
+    const std::vector<float> saved =
+        load_draft_head(cpu_backend{}, dir).get_parameter("rnn_w.weight");
     for (auto& s : poisoned.sequences) std::fill(s.hidden.begin(), s.hidden.end(), NAN);
     distill_trainer t(poisoned, tiny_head(256, 32), o);
     t.resume(dir);
@@ -272,7 +289,8 @@ TEST_CASE("distill: bad input gives a clear redraft::error", "[train][errors]") 
   }
 }
 
-TEST_CASE("distill_trainer: a short run raises top-1 accuracy and tokens per step on a tiny target", "[train][e2e]") {
+TEST_CASE("distill_trainer: a short run raises top-1 accuracy and tokens per step on a tiny target",
+          "[train][e2e]") {
   tiny_llama target = tiny_llama::random(tiny_config(), 3, 8);
   distill_data_options d;
   d.continuation_tokens = 96;
@@ -306,7 +324,8 @@ TEST_CASE("distill_trainer: a short run raises top-1 accuracy and tokens per ste
     requests[1].prompt = default_prompts(256)[5];
     for (auto& q : requests) q.max_new_tokens = 64;
     draft_head_drafter<cpu_backend> drafter(head, model.embedding());
-    speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>> spec(cpu_backend{}, model, drafter);
+    speculative_decoder<cpu_backend, tiny_llama, draft_head_drafter<cpu_backend>> spec(
+        cpu_backend{}, model, drafter);
     decode_options opt;
     opt.beam_width = 4;
     opt.beam_length = 5;

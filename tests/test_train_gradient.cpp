@@ -67,17 +67,21 @@ head_parameters<double> random_parameters(const draft_config& c, std::uint32_t s
   return p;
 }
 
-double loss_of(const head_parameters<double>& params, const problem& p, const distill_loss_options& options) {
+double loss_of(const head_parameters<double>& params, const problem& p,
+               const distill_loss_options& options) {
   head_workspace<double> ws;
-  return draft_head_loss(params, matrix_view<const float>(p.embedding.data(), p.config.vocab_size, p.config.hidden_size),
+  return draft_head_loss(params,
+                         matrix_view<const float>(p.embedding.data(), p.config.vocab_size,
+                                                  p.config.hidden_size),
                          p.batch, options, static_cast<head_parameters<double>*>(nullptr), ws)
       .loss;
 }
 
 }  // namespace
 
-TEST_CASE("draft_head_loss: gradient equals central finite differences for every tensor and variant",
-          "[train][gradient]") {
+TEST_CASE(
+    "draft_head_loss: gradient equals central finite differences for every tensor and variant",
+    "[train][gradient]") {
   const recurrence rec = GENERATE(recurrence::silu, recurrence::linear, recurrence::running_sum);
   const bool input_proj = GENERATE(false, true);
   const std::int64_t layers = GENERATE(0, 2);
@@ -105,9 +109,9 @@ TEST_CASE("draft_head_loss: gradient equals central finite differences for every
 
   head_parameters<double> grad(c);
   head_workspace<double> ws;
-  const distill_loss_stats stats =
-      draft_head_loss(params, matrix_view<const float>(p.embedding.data(), c.vocab_size, c.hidden_size), p.batch,
-                      options, &grad, ws);
+  const distill_loss_stats stats = draft_head_loss(
+      params, matrix_view<const float>(p.embedding.data(), c.vocab_size, c.hidden_size), p.batch,
+      options, &grad, ws);
   REQUIRE(std::isfinite(stats.loss));
   REQUIRE(stats.loss > 0.0);
 
@@ -131,7 +135,8 @@ TEST_CASE("draft_head_loss: gradient equals central finite differences for every
   }
 }
 
-TEST_CASE("draft_head_loss: the gradient check can fail (a wrong gradient is caught)", "[train][gradient]") {
+TEST_CASE("draft_head_loss: the gradient check can fail (a wrong gradient is caught)",
+          "[train][gradient]") {
   // Perturbing the analytic gradient of one tensor by 1e-4 of its norm must exceed the tolerance.
   draft_config c;
   c.vocab_size = 13;
@@ -143,8 +148,8 @@ TEST_CASE("draft_head_loss: the gradient check can fail (a wrong gradient is cau
   head_parameters<double> grad(c);
   head_workspace<double> ws;
   distill_loss_options options;
-  draft_head_loss(params, matrix_view<const float>(p.embedding.data(), c.vocab_size, c.hidden_size), p.batch, options,
-                  &grad, ws);
+  draft_head_loss(params, matrix_view<const float>(p.embedding.data(), c.vocab_size, c.hidden_size),
+                  p.batch, options, &grad, ws);
   const head_tensor& t = params.tensor("rnn_u.weight");
   grad.values()[static_cast<std::size_t>(t.offset)] += 1e-4;
   double diff2 = 0.0, norm2 = 0.0;
@@ -160,8 +165,9 @@ TEST_CASE("draft_head_loss: the gradient check can fail (a wrong gradient is cau
   CHECK(std::sqrt(diff2) / std::sqrt(norm2) > 1e-6);
 }
 
-TEST_CASE("draft_head_loss: the training forward reproduces draft_head<cpu_backend> after a round trip",
-          "[train][forward]") {
+TEST_CASE(
+    "draft_head_loss: the training forward reproduces draft_head<cpu_backend> after a round trip",
+    "[train][forward]") {
   const recurrence rec = GENERATE(recurrence::silu, recurrence::linear, recurrence::running_sum);
   const bool input_proj = GENERATE(false, true);
   const std::int64_t top_k = GENERATE(5, 100);
@@ -178,7 +184,8 @@ TEST_CASE("draft_head_loss: the training forward reproduces draft_head<cpu_backe
   head_parameters<float> params(c);
   {
     const head_parameters<double> d = random_parameters(c, 10);
-    for (std::size_t i = 0; i < d.values().size(); ++i) params.values()[i] = static_cast<float>(d.values()[i]);
+    for (std::size_t i = 0; i < d.values().size(); ++i)
+      params.values()[i] = static_cast<float>(d.values()[i]);
   }
   const cpu_backend cpu;
   const draft_head<cpu_backend> head = head_from_parameters(cpu, params);
@@ -189,17 +196,19 @@ TEST_CASE("draft_head_loss: the training forward reproduces draft_head<cpu_backe
   distill_loss_options options;
   options.top_k_warp = true;  // so the loss's log q is the head's warped log_probs
   const matrix_view<const float> embedding(p.embedding.data(), c.vocab_size, c.hidden_size);
-  draft_head_loss(params, embedding, p.batch, options, static_cast<head_parameters<float>*>(nullptr), ws);
+  draft_head_loss(params, embedding, p.batch, options,
+                  static_cast<head_parameters<float>*>(nullptr), ws);
 
   // The inference head, step by step, with the same teacher-forced tokens.
   draft_head_workspace<cpu_backend> hws;
-  std::vector<float> state(static_cast<std::size_t>(m * c.hidden_size), 0.0f), embedded(state.size()),
-      log_probs(static_cast<std::size_t>(m * c.vocab_size));
+  std::vector<float> state(static_cast<std::size_t>(m * c.hidden_size), 0.0f),
+      embedded(state.size()), log_probs(static_cast<std::size_t>(m * c.vocab_size));
   for (index_t i = 0; i < n; ++i) {
     for (index_t r = 0; r < m; ++r)
       for (index_t k = 0; k < c.hidden_size; ++k)
         embedded[static_cast<std::size_t>(r * c.hidden_size + k)] =
-            p.embedding[static_cast<std::size_t>(p.batch.inputs[static_cast<std::size_t>(r * n + i)] * c.hidden_size + k)];
+            p.embedding[static_cast<std::size_t>(
+                p.batch.inputs[static_cast<std::size_t>(r * n + i)] * c.hidden_size + k)];
     head.advance_state(matrix_view<const float>(embedded.data(), m, c.hidden_size),
                        matrix_view<const float>(state.data(), m, c.hidden_size),
                        matrix_view<float>(state.data(), m, c.hidden_size), hws);
@@ -211,15 +220,17 @@ TEST_CASE("draft_head_loss: the training forward reproduces draft_head<cpu_backe
       const float* z = ws.logits.data() + (i * m + r) * c.vocab_size;
       std::vector<double> sorted(z, z + c.vocab_size);
       std::sort(sorted.begin(), sorted.end(), std::greater<double>());
-      const double kth = top_k < c.vocab_size ? sorted[static_cast<std::size_t>(top_k - 1)] : -INFINITY;
+      const double kth =
+          top_k < c.vocab_size ? sorted[static_cast<std::size_t>(top_k - 1)] : -INFINITY;
       double sum = 0.0;
       for (index_t v = 0; v < c.vocab_size; ++v)
         if (z[v] >= kth) sum += std::exp(z[v] - sorted[0]);
       for (index_t v = 0; v < c.vocab_size; ++v) {
-        const double expect = z[v] >= kth ? z[v] - sorted[0] - std::log(sum)
-                                          : c.logit_mask_value - std::log(sum);
+        const double expect =
+            z[v] >= kth ? z[v] - sorted[0] - std::log(sum) : c.logit_mask_value - std::log(sum);
         CAPTURE(i, r, v);
-        CHECK(log_probs[static_cast<std::size_t>(r * c.vocab_size + v)] == Approx(expect).margin(1e-4));
+        CHECK(log_probs[static_cast<std::size_t>(r * c.vocab_size + v)] ==
+              Approx(expect).margin(1e-4));
       }
     }
   }

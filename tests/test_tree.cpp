@@ -7,9 +7,9 @@
 #include <random>
 #include <vector>
 
+#include "backends.hpp"
 #include "redraft/redraft.hpp"
 #include "redraft/testing/reference_tree.hpp"
-#include "backends.hpp"
 #include "toy_backend.hpp"
 #include "tree_test_util.hpp"
 
@@ -27,7 +27,8 @@ tree<B> build(form f, const B& backend, view<const std::int32_t, 3> beams) {
 }
 
 template <class B>
-typename B::template buffer<std::int32_t> upload(const B& backend, const std::vector<std::int32_t>& host) {
+typename B::template buffer<std::int32_t> upload(const B& backend,
+                                                 const std::vector<std::int32_t>& host) {
   auto out = backend.template allocate<std::int32_t>(static_cast<index_t>(host.size()));
   backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
   return out;
@@ -79,8 +80,9 @@ void check_against_reference(const host_tree& h, const std::vector<std::int32_t>
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("build_tree and build_tree_parallel equal the naive prefix reference on random beams",
-                   "[tree][build_tree]", REDRAFT_TEST_BACKENDS) {
+TEMPLATE_TEST_CASE(
+    "build_tree and build_tree_parallel equal the naive prefix reference on random beams",
+    "[tree][build_tree]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::uint32_t seed = GENERATE(1u, 2u, 3u, 4u);
   std::mt19937 rng(seed);
@@ -114,7 +116,8 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
   SECTION("the worked example: 3 beams of length 4") {
     const std::vector<std::int32_t> beams = {0, 2, 0, 4, 0, 2, 3, 3, 0, 2, 3, 3};
     const auto d = upload(backend, beams);
-    const host_tree h = to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 3, 4)));
+    const host_tree h =
+        to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 3, 4)));
     CHECK(h.token == std::vector<std::int32_t>{0, 2, 0, 4, 3, 3});
     CHECK(h.parent == std::vector<std::int32_t>{-1, 0, 1, 2, 1, 4});
     CHECK(h.depth == std::vector<std::int32_t>{0, 1, 2, 3, 2, 3});
@@ -125,7 +128,8 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
     CAPTURE(length);
     std::vector<std::int32_t> beams(static_cast<std::size_t>(length), 7);
     const auto d = upload(backend, beams);
-    const host_tree h = to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 1, length)));
+    const host_tree h =
+        to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 1, length)));
     REQUIRE(h.num_nodes(0) == length);
     for (int i = 0; i < length; ++i) {
       CHECK(h.parent[static_cast<std::size_t>(i)] == i - 1);
@@ -136,7 +140,8 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
   SECTION("L = 2: a star of the distinct first tokens") {
     const std::vector<std::int32_t> beams = {5, 1, 5, 2, 5, 1, 5, 3};  // [1, 4, 2]
     const auto d = upload(backend, beams);
-    const host_tree h = to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 4, 2)));
+    const host_tree h =
+        to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 4, 2)));
     CHECK(h.token == std::vector<std::int32_t>{5, 1, 2, 3});
     CHECK(h.parent == std::vector<std::int32_t>{-1, 0, 0, 0});
     CHECK(h.beam_to_node == std::vector<std::int32_t>{0, 1, 0, 2, 0, 1, 0, 3});
@@ -147,7 +152,8 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
     std::vector<std::int32_t> beams;
     for (int w = 0; w < width; ++w) beams.insert(beams.end(), {9, 4, 4, 1, 0});
     const auto d = upload(backend, beams);
-    const host_tree h = to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, width, 5)));
+    const host_tree h =
+        to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, width, 5)));
     CHECK(h.num_nodes(0) == 5);
     for (int w = 0; w < width; ++w) {
       for (int l = 0; l < 5; ++l) CHECK(h.beam_to_node[static_cast<std::size_t>(w * 5 + l)] == l);
@@ -163,8 +169,8 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
       for (int l = 1; l < length; ++l) beams.push_back(w);  // first drafted token differs
     }
     const auto d = upload(backend, beams);
-    const host_tree h =
-        to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, width, length)));
+    const host_tree h = to_host(
+        backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, width, length)));
     CHECK(h.num_nodes(0) == 1 + width * (length - 1));
     check_against_reference(h, beams, 1, width, length);
   }
@@ -184,7 +190,8 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
     const std::vector<std::int32_t> beams = {0, 2, 0, 4, 0, 2, 3, 3, 0, 2, 3, 3,
                                              8, 2, 0, 4, 8, 2, 3, 3, 8, 2, 3, 3};
     const auto d = upload(backend, beams);
-    const host_tree h = to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 2, 3, 4)));
+    const host_tree h =
+        to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 2, 3, 4)));
     CHECK(h.node_offsets == std::vector<std::int32_t>{0, 6, 12});
     CHECK(h.slice(h.parent, 1) == h.slice(h.parent, 0));
     CHECK(h.token[6] == 8);
@@ -202,13 +209,15 @@ TEMPLATE_TEST_CASE("build_tree rejects bad beams with redraft::error and leaves 
   tree<TestType> t = build(f, backend, view<const std::int32_t, 3>(good_d.data(), 1, 3, 4));
   const host_tree before = to_host(backend, t);
 
-  const auto expect_error = [&](const std::vector<std::int32_t>& beams, index_t batch, index_t width,
-                                index_t length, const std::string& message) {
+  const auto expect_error = [&](const std::vector<std::int32_t>& beams, index_t batch,
+                                index_t width, index_t length, const std::string& message) {
     const auto d = upload(backend, beams);
-    CHECK_THROWS_AS(t = build(f, backend, view<const std::int32_t, 3>(d.data(), batch, width, length)),
-                    redraft::error);
-    CHECK_THROWS_WITH(build(f, backend, view<const std::int32_t, 3>(d.data(), batch, width, length)),
-                      Catch::StartsWith(name) && Catch::Contains(message));
+    CHECK_THROWS_AS(
+        t = build(f, backend, view<const std::int32_t, 3>(d.data(), batch, width, length)),
+        redraft::error);
+    CHECK_THROWS_WITH(
+        build(f, backend, view<const std::int32_t, 3>(d.data(), batch, width, length)),
+        Catch::StartsWith(name) && Catch::Contains(message));
     const host_tree after = to_host(backend, t);
     CHECK(after.token == before.token);
     CHECK(after.beam_to_node == before.beam_to_node);
@@ -235,8 +244,8 @@ TEMPLATE_TEST_CASE("build_tree rejects bad beams with redraft::error and leaves 
 
 // Beams shorter than L (beam_lengths [B, W]): both forms equal a naive reference that inserts
 // each beam's first beam_lengths[b, w] tokens into a map from prefix to node, in order.
-TEMPLATE_TEST_CASE("build_tree with beam_lengths: both forms equal the prefix reference", "[tree][build_tree]",
-                   REDRAFT_TEST_BACKENDS) {
+TEMPLATE_TEST_CASE("build_tree with beam_lengths: both forms equal the prefix reference",
+                   "[tree][build_tree]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   std::mt19937 rng(17);
   for (int round = 0; round < 400; ++round) {
@@ -245,7 +254,8 @@ TEMPLATE_TEST_CASE("build_tree with beam_lengths: both forms equal the prefix re
     const int length = std::uniform_int_distribution<int>(2, 6)(rng);
     const int alphabet = std::uniform_int_distribution<int>(1, 3)(rng);
     CAPTURE(round, batch, width, length, alphabet);
-    std::vector<std::int32_t> beams = redraft_test::random_beams(rng, batch, width, length, alphabet);
+    std::vector<std::int32_t> beams =
+        redraft_test::random_beams(rng, batch, width, length, alphabet);
     std::vector<std::int32_t> lengths(static_cast<std::size_t>(batch * width));
     for (auto& n : lengths) n = std::uniform_int_distribution<int>(1, length)(rng);
     // Garbage past each length (even negative ids) must be ignored.
@@ -267,8 +277,8 @@ TEMPLATE_TEST_CASE("build_tree with beam_lengths: both forms equal the prefix re
     CHECK(parallel.beam_to_node == trie.beam_to_node);
     for (int b = 0; b < batch; ++b) {
       std::map<std::vector<std::int32_t>, std::int32_t> node_of{{{}, 0}};
-      std::vector<std::int32_t> token{beams[static_cast<std::size_t>(b * width * length)]}, parent{-1}, depth{0},
-          b2n;
+      std::vector<std::int32_t> token{beams[static_cast<std::size_t>(b * width * length)]},
+          parent{-1}, depth{0}, b2n;
       for (int w = 0; w < width; ++w) {
         const std::int32_t* beam = beams.data() + (b * width + w) * length;
         std::vector<std::int32_t> prefix;
@@ -299,7 +309,8 @@ TEMPLATE_TEST_CASE("build_tree with beam_lengths: both forms equal the prefix re
   }
 }
 
-TEMPLATE_TEST_CASE("build_tree rejects bad beam_lengths", "[tree][build_tree][errors]", REDRAFT_TEST_BACKENDS) {
+TEMPLATE_TEST_CASE("build_tree rejects bad beam_lengths", "[tree][build_tree][errors]",
+                   REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const form f = GENERATE(form::trie, form::parallel);
   const std::vector<std::int32_t> beams = {5, 1, 2, 5, 3, 4};  // [1, 2, 3]
@@ -312,18 +323,21 @@ TEMPLATE_TEST_CASE("build_tree rejects bad beam_lengths", "[tree][build_tree][er
   };
   CHECK_THROWS_WITH(run({0, 3}, 1, 2), Catch::Contains("beam_lengths[0, 0] = 0 is outside [1, 3]"));
   CHECK_THROWS_WITH(run({3, 4}, 1, 2), Catch::Contains("beam_lengths[0, 1] = 4 is outside [1, 3]"));
-  CHECK_THROWS_WITH(run({3, 3, 3}, 1, 3), Catch::Contains("beam_lengths is [1, 3], expected [1, 2]"));
+  CHECK_THROWS_WITH(run({3, 3, 3}, 1, 3),
+                    Catch::Contains("beam_lengths is [1, 3], expected [1, 2]"));
   // A negative token inside a beam's length is still an error; past it, ignored.
   const std::vector<std::int32_t> bad = {5, -2, 2, 5, 3, -7};
   const auto device_bad = upload(backend, bad);
   const auto d = upload(backend, std::vector<std::int32_t>{3, 2});
   const matrix_view<const std::int32_t> lv(d.data(), 1, 2);
   const view<const std::int32_t, 3> vb(device_bad.data(), 1, 2, 3);
-  CHECK_THROWS_WITH(f == form::trie ? build_tree(backend, vb, lv) : build_tree_parallel(backend, vb, lv),
-                    Catch::Contains("beams[0, 0, 1] = -2"));
+  CHECK_THROWS_WITH(
+      f == form::trie ? build_tree(backend, vb, lv) : build_tree_parallel(backend, vb, lv),
+      Catch::Contains("beams[0, 0, 1] = -2"));
   const auto d2 = upload(backend, std::vector<std::int32_t>{1, 2});
   const matrix_view<const std::int32_t> lv2(d2.data(), 1, 2);
-  const host_tree h = to_host(backend, f == form::trie ? build_tree(backend, vb, lv2) : build_tree_parallel(backend, vb, lv2));
+  const host_tree h = to_host(backend, f == form::trie ? build_tree(backend, vb, lv2)
+                                                       : build_tree_parallel(backend, vb, lv2));
   CHECK(h.token == std::vector<std::int32_t>{5, 3});
   CHECK(h.beam_to_node == std::vector<std::int32_t>{0, -1, -1, 0, 1, -1});
 }

@@ -6,9 +6,9 @@
 #include <random>
 #include <vector>
 
+#include "backends.hpp"
 #include "redraft/redraft.hpp"
 #include "redraft/testing/reference_tree.hpp"
-#include "backends.hpp"
 #include "toy_backend.hpp"
 #include "tree_test_util.hpp"
 
@@ -52,7 +52,8 @@ void check_masks(const B& backend, const tree<B>& t, std::mt19937& rng) {
   const auto packed = build_packed_tree_mask(backend, t);
   const auto with_context = build_attention_mask(backend, t, padding_v);
   const auto padded = build_padded_attention_mask(backend, t, padding_v);
-  const auto positions = build_positions(backend, t, vector_view<const std::int32_t>(base_d.data(), batch));
+  const auto positions =
+      build_positions(backend, t, vector_view<const std::int32_t>(base_d.data(), batch));
 
   const auto dense_bits = download<std::uint8_t>(backend, dense.bits);
   const auto dense_offsets = download<std::int64_t>(backend, dense.offsets);
@@ -95,12 +96,14 @@ void check_masks(const B& backend, const tree<B>& t, std::mt19937& rng) {
       CAPTURE(i);
       CHECK(pos[static_cast<std::size_t>(first + i)] ==
             base[static_cast<std::size_t>(b)] + h.depth[static_cast<std::size_t>(first + i)]);
-      const std::uint8_t* dense_row = dense_bits.data() + dense.host_offsets[static_cast<std::size_t>(b)] +
+      const std::uint8_t* dense_row = dense_bits.data() +
+                                      dense.host_offsets[static_cast<std::size_t>(b)] +
                                       static_cast<std::size_t>(i) * n;
       const std::uint8_t* context_row = context_bits.data() +
                                         with_context.host_offsets[static_cast<std::size_t>(b)] +
                                         static_cast<std::size_t>(i) * (context + n);
-      const std::uint32_t* packed_row = packed_words.data() + static_cast<std::size_t>(first + i) * words;
+      const std::uint32_t* packed_row =
+          packed_words.data() + static_cast<std::size_t>(first + i) * words;
       for (int c = 0; c < context; ++c) {
         const std::int32_t want = padding[static_cast<std::size_t>(b) * context + c];
         CHECK(context_row[c] == want);
@@ -138,13 +141,15 @@ TEMPLATE_TEST_CASE("masks and positions of random beam trees match the ancestor 
     CAPTURE(seed, round, batch, width, length, alphabet);
     const auto beams = redraft_test::random_beams(rng, batch, width, length, alphabet);
     const auto d = upload(backend, beams);
-    const tree<TestType> t = build_tree(backend, view<const std::int32_t, 3>(d.data(), batch, width, length));
+    const tree<TestType> t =
+        build_tree(backend, view<const std::int32_t, 3>(d.data(), batch, width, length));
     check_masks(backend, t, rng);
   }
 }
 
-TEMPLATE_TEST_CASE("masks of large parent-array trees (n > 32, > 64, > 128) match the ancestor walk",
-                   "[tree][masks]", REDRAFT_TEST_BACKENDS) {
+TEMPLATE_TEST_CASE(
+    "masks of large parent-array trees (n > 32, > 64, > 128) match the ancestor walk",
+    "[tree][masks]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const std::uint32_t seed = GENERATE(21u, 22u);
   const int locality = GENERATE(1, 3, 1000);  // chains, bushy, random recursive trees
@@ -187,7 +192,8 @@ TEMPLATE_TEST_CASE("masks of the worked example", "[tree][masks]", REDRAFT_TEST_
                                    0b110011, 0, 0});
   const std::vector<std::int32_t> padding = {0, 1, 1};  // [1, 3]: one left pad
   const auto padding_d = upload(backend, padding);
-  const auto mask = build_attention_mask(backend, t, view<const std::int32_t, 2>(padding_d.data(), 1, 3));
+  const auto mask =
+      build_attention_mask(backend, t, view<const std::int32_t, 2>(padding_d.data(), 1, 3));
   const auto bits = download<std::uint8_t>(backend, mask.bits);
   REQUIRE(bits.size() == 6u * 9u);
   // Row 5 (token 3 at depth 3 of beams 1 and 2): context 0 1 1, tree nodes {0, 1, 4, 5}.
@@ -195,7 +201,9 @@ TEMPLATE_TEST_CASE("masks of the worked example", "[tree][masks]", REDRAFT_TEST_
         std::vector<std::uint8_t>{0, 1, 1, 1, 1, 0, 0, 1, 1});
   const std::vector<std::int32_t> base = {2};
   const auto base_d = upload(backend, base);
-  CHECK(download<std::int32_t>(backend, build_positions(backend, t, vector_view<const std::int32_t>(base_d.data(), 1))) ==
+  CHECK(download<std::int32_t>(
+            backend,
+            build_positions(backend, t, vector_view<const std::int32_t>(base_d.data(), 1))) ==
         std::vector<std::int32_t>{2, 3, 4, 5, 4, 5});
 }
 
@@ -207,7 +215,8 @@ TEMPLATE_TEST_CASE("masks of an empty batch", "[tree][masks]", REDRAFT_TEST_BACK
   const auto packed = build_packed_tree_mask(backend, t);
   CHECK(packed.words_per_row == 0);
   CHECK(packed.words.size() == 0);
-  const auto padded = build_padded_attention_mask(backend, t, view<const std::int32_t, 2>(d.data(), 0, 4));
+  const auto padded =
+      build_padded_attention_mask(backend, t, view<const std::int32_t, 2>(d.data(), 0, 4));
   CHECK(padded.bits.size() == 0);
   CHECK(build_positions(backend, t, vector_view<const std::int32_t>(d.data(), 0)).size() == 0);
 }
@@ -223,25 +232,31 @@ TEMPLATE_TEST_CASE("mask and position builders reject bad input with redraft::er
   const std::vector<std::int32_t> pad_bad = {1, 2, 1, 1, 0, 1};
   const auto pad3_d = upload(backend, pad3);
   const auto pad_bad_d = upload(backend, pad_bad);
-  CHECK_THROWS_WITH(build_attention_mask(backend, t, view<const std::int32_t, 2>(pad3_d.data(), 1, 3)),
-                    "build_attention_mask: padding_mask has 1 rows but the tree has batch 2");
-  CHECK_THROWS_WITH(build_padded_attention_mask(backend, t, view<const std::int32_t, 2>(pad3_d.data(), 3, 1)),
-                    Catch::Contains("padding_mask has 3 rows but the tree has batch 2"));
-  CHECK_THROWS_WITH(build_attention_mask(backend, t, view<const std::int32_t, 2>(pad_bad_d.data(), 2, 3)),
-                    "build_attention_mask: padding_mask[0, 1] = 2 is not 0 or 1");
+  CHECK_THROWS_WITH(
+      build_attention_mask(backend, t, view<const std::int32_t, 2>(pad3_d.data(), 1, 3)),
+      "build_attention_mask: padding_mask has 1 rows but the tree has batch 2");
+  CHECK_THROWS_WITH(
+      build_padded_attention_mask(backend, t, view<const std::int32_t, 2>(pad3_d.data(), 3, 1)),
+      Catch::Contains("padding_mask has 3 rows but the tree has batch 2"));
+  CHECK_THROWS_WITH(
+      build_attention_mask(backend, t, view<const std::int32_t, 2>(pad_bad_d.data(), 2, 3)),
+      "build_attention_mask: padding_mask[0, 1] = 2 is not 0 or 1");
   const std::vector<std::int32_t> base_bad = {3, -1};
   const auto base_bad_d = upload(backend, base_bad);
-  CHECK_THROWS_WITH(build_positions(backend, t, vector_view<const std::int32_t>(base_bad_d.data(), 1)),
-                    "build_positions: base_positions has 1 entries but the tree has batch 2");
-  CHECK_THROWS_WITH(build_positions(backend, t, vector_view<const std::int32_t>(base_bad_d.data(), 2)),
-                    "build_positions: base_positions[1] = -1 is negative");
+  CHECK_THROWS_WITH(
+      build_positions(backend, t, vector_view<const std::int32_t>(base_bad_d.data(), 1)),
+      "build_positions: base_positions has 1 entries but the tree has batch 2");
+  CHECK_THROWS_WITH(
+      build_positions(backend, t, vector_view<const std::int32_t>(base_bad_d.data(), 2)),
+      "build_positions: base_positions[1] = -1 is negative");
   // A tree whose host offsets disagree with its batch (e.g. assembled by hand) is refused.
   tree<TestType> broken;
   broken.batch = 2;
   broken.host_node_offsets = {0, 6};
-  CHECK_THROWS_WITH(build_packed_tree_mask(backend, t, -1),
-                    "build_packed_tree_mask: words_per_row -1 cannot hold 6 nodes (needs at least 1, "
-                    "or 0 for that minimum)");
+  CHECK_THROWS_WITH(
+      build_packed_tree_mask(backend, t, -1),
+      "build_packed_tree_mask: words_per_row -1 cannot hold 6 nodes (needs at least 1, "
+      "or 0 for that minimum)");
   CHECK_THROWS_AS(build_dense_tree_mask(backend, broken), redraft::error);
   CHECK_THROWS_AS(build_packed_tree_mask(backend, broken), redraft::error);
 }

@@ -6,8 +6,8 @@
 #include <limits>
 #include <random>
 
-#include "redraft/redraft.hpp"
 #include "backends.hpp"
+#include "redraft/redraft.hpp"
 #include "toy_backend.hpp"
 #include "verify_test_util.hpp"
 
@@ -43,7 +43,8 @@ apple_greedy naive_greedy(const std::int32_t* beams, const std::int32_t* b2n, co
       r.best_beam = w;
     }
   }
-  for (std::int32_t k = 0; k <= r.accepted_len; ++k) r.nodes.push_back(b2n[r.best_beam * length + k]);
+  for (std::int32_t k = 0; k <= r.accepted_len; ++k)
+    r.nodes.push_back(b2n[r.best_beam * length + k]);
   r.next_token = naive_argmax(logits + r.nodes.back() * vocab, vocab);
   return r;
 }
@@ -65,29 +66,34 @@ TEMPLATE_TEST_CASE("verify_greedy equals the per-beam longest-match rule on rand
     CAPTURE(trial, batch, width, length, vocab, ties);
     const auto beams = redraft_test::random_beams(rng, batch, width, length, vocab);
     const auto beams_dev = upload(backend, beams);
-    const auto t = build_tree(backend, view<const std::int32_t, 3>(beams_dev.data(), batch, width, length));
+    const auto t =
+        build_tree(backend, view<const std::int32_t, 3>(beams_dev.data(), batch, width, length));
     auto logits = redraft_test::random_logits(rng, t.total_nodes(), vocab, ties);
     // Make matches likely: at some nodes, put the max on a child's token.
     const auto logits_dev = upload(backend, logits);
-    const auto result = to_host(
-        backend, verify_greedy(backend, t, matrix_view<const float>(logits_dev.data(), t.total_nodes(), vocab)));
+    const auto result =
+        to_host(backend,
+                verify_greedy(backend, t,
+                              matrix_view<const float>(logits_dev.data(), t.total_nodes(), vocab)));
     const auto b2n = redraft_test::download<TestType, std::int32_t>(backend, t.beam_to_node);
     REQUIRE(result.path_length == length);
     for (std::int32_t b = 0; b < batch; ++b) {
       CAPTURE(b);
       const std::int32_t off = t.host_node_offsets[static_cast<std::size_t>(b)];
-      const auto ref = naive_greedy(beams.data() + b * width * length, b2n.data() + b * width * length,
-                                    logits.data() + static_cast<std::ptrdiff_t>(off) * vocab, width,
-                                    length, vocab);
+      const auto ref = naive_greedy(
+          beams.data() + b * width * length, b2n.data() + b * width * length,
+          logits.data() + static_cast<std::ptrdiff_t>(off) * vocab, width, length, vocab);
       REQUIRE(result.accepted_len[static_cast<std::size_t>(b)] == ref.accepted_len);
       REQUIRE(result.best_beam[static_cast<std::size_t>(b)] == ref.best_beam);
       REQUIRE(result.next_token[static_cast<std::size_t>(b)] == ref.next_token);
       REQUIRE(result.hidden_row[static_cast<std::size_t>(b)] == off + ref.nodes.back());
       for (std::int32_t i = 0; i < length; ++i) {
-        const std::int32_t expected_node = i <= ref.accepted_len ? ref.nodes[static_cast<std::size_t>(i)] : -1;
+        const std::int32_t expected_node =
+            i <= ref.accepted_len ? ref.nodes[static_cast<std::size_t>(i)] : -1;
         REQUIRE(result.accepted_node(b, i) == expected_node);
         const std::int32_t expected_token =
-            i < ref.accepted_len ? beams[static_cast<std::size_t>((b * width + ref.best_beam) * length + i + 1)]
+            i < ref.accepted_len
+                ? beams[static_cast<std::size_t>((b * width + ref.best_beam) * length + i + 1)]
             : i == ref.accepted_len ? ref.next_token
                                     : -1;
         REQUIRE(result.emitted_token(b, i) == expected_token);
@@ -105,11 +111,15 @@ TEMPLATE_TEST_CASE("verify_greedy walks arbitrary trees (no beams): best_beam is
     std::vector<redraft_test::host_tree> trees;
     const std::int32_t batch = 1 + static_cast<std::int32_t>(rng() % 3);
     for (std::int32_t b = 0; b < batch; ++b)
-      trees.push_back(redraft_test::random_tree(rng, 1 + static_cast<std::int32_t>(rng() % 12), vocab, 4));
+      trees.push_back(
+          redraft_test::random_tree(rng, 1 + static_cast<std::int32_t>(rng() % 12), vocab, 4));
     const auto t = redraft_test::make_tree(backend, trees);
     const auto logits = redraft_test::random_logits(rng, t.total_nodes(), vocab, true);
     const auto logits_dev = upload(backend, logits);
-    const auto r = to_host(backend, verify_greedy(backend, t, matrix_view<const float>(logits_dev.data(), t.total_nodes(), vocab)));
+    const auto r =
+        to_host(backend,
+                verify_greedy(backend, t,
+                              matrix_view<const float>(logits_dev.data(), t.total_nodes(), vocab)));
     std::int32_t max_depth = 0;
     for (const auto& h : trees) {
       const auto d = h.depth();
@@ -119,14 +129,18 @@ TEMPLATE_TEST_CASE("verify_greedy walks arbitrary trees (no beams): best_beam is
     for (std::int32_t b = 0; b < batch; ++b) {
       CAPTURE(trial, b);
       const auto& h = trees[static_cast<std::size_t>(b)];
-      const float* base = logits.data() + static_cast<std::ptrdiff_t>(t.host_node_offsets[static_cast<std::size_t>(b)]) * vocab;
+      const float* base =
+          logits.data() +
+          static_cast<std::ptrdiff_t>(t.host_node_offsets[static_cast<std::size_t>(b)]) * vocab;
       // Naive walk: scan all nodes for the child.
       std::int32_t u = 0, len = 0;
       for (;;) {
         const std::int32_t x = naive_argmax(base + u * vocab, vocab);
         std::int32_t next = -1;
         for (std::int32_t c = 0; c < h.size(); ++c)
-          if (h.parent[static_cast<std::size_t>(c)] == u && h.token[static_cast<std::size_t>(c)] == x) next = c;
+          if (h.parent[static_cast<std::size_t>(c)] == u &&
+              h.token[static_cast<std::size_t>(c)] == x)
+            next = c;
         if (next < 0) {
           REQUIRE(r.next_token[static_cast<std::size_t>(b)] == x);
           break;
@@ -171,10 +185,12 @@ TEMPLATE_TEST_CASE("verify_greedy rejects bad input with a clear error", "[verif
   SECTION("+inf at the root") {
     logits[2] = std::numeric_limits<float>::infinity();
     dev = upload(backend, logits);
-    CHECK_THROWS_AS(verify_greedy(backend, t, matrix_view<const float>(dev.data(), 4, vocab)), redraft::error);
+    CHECK_THROWS_AS(verify_greedy(backend, t, matrix_view<const float>(dev.data(), 4, vocab)),
+                    redraft::error);
   }
   SECTION("a row of -inf only") {
-    for (int i = 0; i < vocab; ++i) logits[static_cast<std::size_t>(i)] = -std::numeric_limits<float>::infinity();
+    for (int i = 0; i < vocab; ++i)
+      logits[static_cast<std::size_t>(i)] = -std::numeric_limits<float>::infinity();
     dev = upload(backend, logits);
     CHECK_THROWS_WITH(verify_greedy(backend, t, matrix_view<const float>(dev.data(), 4, vocab)),
                       Catch::Contains("has no finite value"));
@@ -182,7 +198,8 @@ TEMPLATE_TEST_CASE("verify_greedy rejects bad input with a clear error", "[verif
   SECTION("-inf entries are allowed (masked vocabulary)") {
     logits[4] = -std::numeric_limits<float>::infinity();
     dev = upload(backend, logits);
-    const auto r = to_host(backend, verify_greedy(backend, t, matrix_view<const float>(dev.data(), 4, vocab)));
+    const auto r =
+        to_host(backend, verify_greedy(backend, t, matrix_view<const float>(dev.data(), 4, vocab)));
     CHECK(r.accepted_len[0] == 1);
     CHECK(r.next_token[0] == 0);  // node 1's row is all zero (and -inf not on it): argmax 0
   }

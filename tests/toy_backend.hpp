@@ -37,15 +37,25 @@ struct toy_backend {
   static constexpr bool memory_is_host_accessible = true;
 
   template <class T>
-  buffer<T> allocate(index_t n) const { return buffer<T>(n); }
+  buffer<T> allocate(index_t n) const {
+    return buffer<T>(n);
+  }
   template <class T>
-  void copy_to_host(const T* s, index_t n, T* d) const { std::copy(s, s + n, d); }
+  void copy_to_host(const T* s, index_t n, T* d) const {
+    std::copy(s, s + n, d);
+  }
   template <class T>
-  void copy_from_host(const T* s, index_t n, T* d) const { std::copy(s, s + n, d); }
+  void copy_from_host(const T* s, index_t n, T* d) const {
+    std::copy(s, s + n, d);
+  }
   template <class T>
-  void copy(const T* s, index_t n, T* d) const { std::copy(s, s + n, d); }
+  void copy(const T* s, index_t n, T* d) const {
+    std::copy(s, s + n, d);
+  }
   template <class T>
-  void fill(T* d, index_t n, T v) const { std::fill(d, d + n, v); }
+  void fill(T* d, index_t n, T v) const {
+    std::fill(d, d + n, v);
+  }
   void synchronize() const {}
 
   // Runs indices in reverse, so an algorithm that silently depends on order shows it.

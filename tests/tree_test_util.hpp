@@ -16,7 +16,8 @@ struct host_tree {
   std::vector<std::int32_t> node_offsets, token, parent, depth, beam_to_node;
 
   std::int32_t num_nodes(std::int32_t b) const {
-    return node_offsets[static_cast<std::size_t>(b) + 1] - node_offsets[static_cast<std::size_t>(b)];
+    return node_offsets[static_cast<std::size_t>(b) + 1] -
+           node_offsets[static_cast<std::size_t>(b)];
   }
   // Request b's slice of a per-node array.
   std::vector<std::int32_t> slice(const std::vector<std::int32_t>& a, std::int32_t b) const {
@@ -63,7 +64,8 @@ inline std::vector<std::int32_t> random_beams(std::mt19937& rng, int batch, int 
       if (w > 0 && std::uniform_int_distribution<int>(0, 2)(rng) > 0) {
         const int source = std::uniform_int_distribution<int>(0, w - 1)(rng);
         copied = std::uniform_int_distribution<int>(0, length - 1)(rng);
-        for (int l = 1; l <= copied; ++l) beam[l] = req[static_cast<std::size_t>(source) * length + l];
+        for (int l = 1; l <= copied; ++l)
+          beam[l] = req[static_cast<std::size_t>(source) * length + l];
       }
       for (int l = copied + 1; l < length; ++l) beam[l] = token(rng);
     }

@@ -34,7 +34,8 @@ struct host_tree {
   std::int32_t size() const { return static_cast<std::int32_t>(parent.size()); }
   std::vector<std::int32_t> depth() const {
     std::vector<std::int32_t> d(parent.size(), 0);
-    for (std::size_t i = 1; i < parent.size(); ++i) d[i] = d[static_cast<std::size_t>(parent[i])] + 1;
+    for (std::size_t i = 1; i < parent.size(); ++i)
+      d[i] = d[static_cast<std::size_t>(parent[i])] + 1;
     return d;
   }
   std::vector<std::int32_t> children(std::int32_t u) const {
@@ -79,7 +80,8 @@ inline host_tree random_tree(std::mt19937_64& rng, std::int32_t n, std::int32_t 
     const std::int32_t p = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(t.size()));
     if (depth[static_cast<std::size_t>(p)] >= max_depth) continue;
     std::vector<bool> used(static_cast<std::size_t>(vocab), false);
-    for (std::int32_t c : t.children(p)) used[static_cast<std::size_t>(t.token[static_cast<std::size_t>(c)])] = true;
+    for (std::int32_t c : t.children(p))
+      used[static_cast<std::size_t>(t.token[static_cast<std::size_t>(c)])] = true;
     std::vector<std::int32_t> free;
     for (std::int32_t v = 0; v < vocab; ++v)
       if (!used[static_cast<std::size_t>(v)]) free.push_back(v);
@@ -126,7 +128,8 @@ inline double chi_square_quantile(double k, double z) {
 }
 
 // G statistic 2 sum O ln(O / E) over cells with E > 0; cells with E == 0 and O > 0 give +inf.
-inline double g_statistic(const std::vector<double>& observed, const std::vector<double>& expected) {
+inline double g_statistic(const std::vector<double>& observed,
+                          const std::vector<double>& expected) {
   double g = 0.0;
   for (std::size_t i = 0; i < observed.size(); ++i) {
     if (observed[i] == 0.0) continue;

@@ -49,11 +49,14 @@ void usage() {
   std::printf(
       "usage: redraft-distill --out DIR [options]\n"
       "target and data:\n"
-      "  --target DIR          target checkpoint (Llama layout); default: redraft-demo's built-in model\n"
-      "  --prompts FILE        training prompts, one per line (bytes -> tokens); default: built-in prompts\n"
+      "  --target DIR          target checkpoint (Llama layout); default: redraft-demo's built-in "
+      "model\n"
+      "  --prompts FILE        training prompts, one per line (bytes -> tokens); default: built-in "
+      "prompts\n"
       "  --holdout K           hold out every K-th prompt for evaluation (default 8; 0: none)\n"
       "  --continuation N      tokens the target writes per prompt (default 128)\n"
-      "  --samples N           sampled continuations per prompt, besides the greedy one (default 3)\n"
+      "  --samples N           sampled continuations per prompt, besides the greedy one (default "
+      "3)\n"
       "  --temperature T       temperature of the samples (default 1: draws from p_target)\n"
       "  --slots N             sequences the target runs at once (default 16)\n"
       "draft head:\n"
@@ -74,8 +77,10 @@ void usage() {
       "  --loss ce|kl          Apple's multi-step cross-entropy (default) or KL(p_target || q)\n"
       "  --step-weights a,b,.. per-step loss weights (default all 1)\n"
       "  --top-k-warp          train on the head's top-k-warped distribution (default off)\n"
-      "  --seed S              init of the head and batch draws (default 7, redraft-demo's untrained head)\n"
-      "  --checkpoint-every N  steps between checkpoints (default 500; the last step always saves)\n"
+      "  --seed S              init of the head and batch draws (default 7, redraft-demo's "
+      "untrained head)\n"
+      "  --checkpoint-every N  steps between checkpoints (default 500; the last step always "
+      "saves)\n"
       "  --log-every N         steps between progress lines (default 100)\n"
       "  --quiet               no progress lines\n");
 }
@@ -176,12 +181,13 @@ int run(const flags& f) {
                           ? tiny_llama::random(redraft::testing::demo_target_config(),
                                                redraft::testing::demo_target_seed, f.data.slots)
                           : redraft::testing::load_tiny_llama(f.target_dir, f.data.slots);
-  std::vector<std::vector<std::int32_t>> prompts = f.prompts_file.empty()
-                                                       ? default_prompts(target.vocab_size())
-                                                       : load_prompt_file(f.prompts_file, target.vocab_size());
+  std::vector<std::vector<std::int32_t>> prompts =
+      f.prompts_file.empty() ? default_prompts(target.vocab_size())
+                             : load_prompt_file(f.prompts_file, target.vocab_size());
   std::vector<std::vector<std::int32_t>> train_prompts, eval_prompts;
   for (std::size_t p = 0; p < prompts.size(); ++p) {
-    const bool held = f.holdout > 0 && prompts.size() > 1 && (p + 1) % static_cast<std::size_t>(f.holdout) == 0;
+    const bool held =
+        f.holdout > 0 && prompts.size() > 1 && (p + 1) % static_cast<std::size_t>(f.holdout) == 0;
     (held ? eval_prompts : train_prompts).push_back(prompts[p]);
   }
   draft_config dc = redraft::testing::demo_draft_config(target.vocab_size(), target.hidden_size());
@@ -189,64 +195,80 @@ int run(const flags& f) {
   dc.num_draft_layers = f.layers;
   dc.recurrence = parse_recurrence(f.recurrence_name);
 
-  std::printf("target: %s (V %d, H %d)\n", f.target_dir.empty() ? "built-in reference model (redraft-demo's)" : f.target_dir.c_str(),
-              target.vocab_size(), target.hidden_size());
-  std::printf("draft head: E %lld, N %lld, recurrence %s, top-k %lld\n", static_cast<long long>(dc.exit_dim),
-              static_cast<long long>(dc.num_draft_layers), recurrence_name(dc.recurrence),
-              static_cast<long long>(dc.logit_top_k));
-  std::printf("prompts: %zu for training, %zu held out; per prompt %s%d sampled (T %.2f) continuations of %d tokens\n",
-              train_prompts.size(), eval_prompts.size(), f.data.greedy ? "1 greedy + " : "", f.data.samples_per_prompt,
-              static_cast<double>(f.data.sampling.temperature), f.data.continuation_tokens);
+  std::printf(
+      "target: %s (V %d, H %d)\n",
+      f.target_dir.empty() ? "built-in reference model (redraft-demo's)" : f.target_dir.c_str(),
+      target.vocab_size(), target.hidden_size());
+  std::printf("draft head: E %lld, N %lld, recurrence %s, top-k %lld\n",
+              static_cast<long long>(dc.exit_dim), static_cast<long long>(dc.num_draft_layers),
+              recurrence_name(dc.recurrence), static_cast<long long>(dc.logit_top_k));
+  std::printf(
+      "prompts: %zu for training, %zu held out; per prompt %s%d sampled (T %.2f) continuations of "
+      "%d tokens\n",
+      train_prompts.size(), eval_prompts.size(), f.data.greedy ? "1 greedy + " : "",
+      f.data.samples_per_prompt, static_cast<double>(f.data.sampling.temperature),
+      f.data.continuation_tokens);
 
   auto t0 = clock::now();
   const distill_dataset data = generate_distill_data(target, train_prompts, f.data);
   distill_data_options eval_options = f.data;
   eval_options.samples_per_prompt = 0;
-  const distill_dataset eval =
-      eval_prompts.empty() ? distill_dataset{} : generate_distill_data(target, eval_prompts, eval_options);
+  const distill_dataset eval = eval_prompts.empty()
+                                   ? distill_dataset{}
+                                   : generate_distill_data(target, eval_prompts, eval_options);
   const double data_s = std::chrono::duration<double>(clock::now() - t0).count();
-  std::printf("data: %zu sequences, %lld target-written tokens (+ %zu held-out sequences) in %.1f s (%.0f tokens/s)\n",
-              data.sequences.size(), static_cast<long long>(data.generated_tokens()), eval.sequences.size(), data_s,
-              static_cast<double>(data.generated_tokens() + eval.generated_tokens()) / data_s);
+  std::printf(
+      "data: %zu sequences, %lld target-written tokens (+ %zu held-out sequences) in %.1f s (%.0f "
+      "tokens/s)\n",
+      data.sequences.size(), static_cast<long long>(data.generated_tokens()), eval.sequences.size(),
+      data_s, static_cast<double>(data.generated_tokens() + eval.generated_tokens()) / data_s);
 
   distill_trainer trainer(data, dc, f.train);
   if (f.resume) {
     trainer.resume(f.out_dir);
-    std::printf("resumed from %s at step %lld\n", f.out_dir.c_str(), static_cast<long long>(trainer.step()));
+    std::printf("resumed from %s at step %lld\n", f.out_dir.c_str(),
+                static_cast<long long>(trainer.step()));
   }
-  std::printf("training: %lld steps x %d positions x next_n %d, loss %s, lr %g, %lld training positions\n\n",
-              static_cast<long long>(f.train.optimizer.total_steps), f.train.batch, f.train.next_n,
-              distill_loss_name(f.train.loss.kind), f.train.optimizer.learning_rate,
-              static_cast<long long>(trainer.positions()));
+  std::printf(
+      "training: %lld steps x %d positions x next_n %d, loss %s, lr %g, %lld training "
+      "positions\n\n",
+      static_cast<long long>(f.train.optimizer.total_steps), f.train.batch, f.train.next_n,
+      distill_loss_name(f.train.loss.kind), f.train.optimizer.learning_rate,
+      static_cast<long long>(trainer.positions()));
   const distill_loss_stats train_before = trainer.evaluate(data);
-  const distill_loss_stats eval_before = eval.sequences.empty() ? distill_loss_stats{} : trainer.evaluate(eval);
+  const distill_loss_stats eval_before =
+      eval.sequences.empty() ? distill_loss_stats{} : trainer.evaluate(eval);
 
   const auto report = [&](const distill_progress& p) {
     if (f.quiet) return;
-    std::printf("step %6lld/%lld  loss %8.4f  top-1", static_cast<long long>(p.step), static_cast<long long>(p.total_steps),
-                p.loss);
+    std::printf("step %6lld/%lld  loss %8.4f  top-1", static_cast<long long>(p.step),
+                static_cast<long long>(p.total_steps), p.loss);
     for (const double a : p.accuracy) std::printf(" %.3f", a);
-    std::printf("  lr %.2e  |g| %.3f  %.0f positions/s  %.0f tokens/s\n", p.learning_rate, p.grad_norm,
-                p.positions_per_s, p.tokens_per_s);
+    std::printf("  lr %.2e  |g| %.3f  %.0f positions/s  %.0f tokens/s\n", p.learning_rate,
+                p.grad_norm, p.positions_per_s, p.tokens_per_s);
     std::fflush(stdout);
   };
   trainer.train(f.out_dir, report);
 
-  std::printf("\n%s (step %lld): checkpoint in %s\n", f.resume ? "done" : "done", static_cast<long long>(trainer.step()),
-              f.out_dir.c_str());
-  print_accuracy(f.resume ? "training data, at resume:" : "training data, untrained:", train_before);
+  std::printf("\n%s (step %lld): checkpoint in %s\n", f.resume ? "done" : "done",
+              static_cast<long long>(trainer.step()), f.out_dir.c_str());
+  print_accuracy(f.resume ? "training data, at resume:" : "training data, untrained:",
+                 train_before);
   print_accuracy("training data, distilled:", trainer.evaluate(data));
   if (!eval.sequences.empty()) {
-    print_accuracy(f.resume ? "held-out prompts, at resume:" : "held-out prompts, untrained:", eval_before);
+    print_accuracy(f.resume ? "held-out prompts, at resume:" : "held-out prompts, untrained:",
+                   eval_before);
     print_accuracy("held-out prompts, distilled:", trainer.evaluate(eval));
   }
   const distill_timing& t = trainer.timing();
   const double total = t.total_s > 0 ? t.total_s : 1.0;
-  std::printf("time: data %.1f s; training %.1f s = forward %.0f%%, loss %.0f%%, backward %.0f%%, optimizer %.0f%%, "
-              "batches %.0f%%, checkpoints %.0f%%\n",
-              data_s, t.total_s, 100 * t.head.forward_s / total, 100 * t.head.loss_s / total,
-              100 * t.head.backward_s / total, 100 * t.optimizer_s / total, 100 * t.batch_s / total,
-              100 * t.checkpoint_s / total);
+  std::printf(
+      "time: data %.1f s; training %.1f s = forward %.0f%%, loss %.0f%%, backward %.0f%%, "
+      "optimizer %.0f%%, "
+      "batches %.0f%%, checkpoints %.0f%%\n",
+      data_s, t.total_s, 100 * t.head.forward_s / total, 100 * t.head.loss_s / total,
+      100 * t.head.backward_s / total, 100 * t.optimizer_s / total, 100 * t.batch_s / total,
+      100 * t.checkpoint_s / total);
   return 0;
 }
 

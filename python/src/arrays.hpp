@@ -185,8 +185,10 @@ ro_array<T> borrowed(const T* data, std::initializer_list<std::size_t> shape, nb
 // Logits rows in the caller's element type: float32, float16 or bfloat16, viewed without a copy
 // or a conversion pass (every verifier and logits op is templated on the row element).
 template <class T>
-using rows_of = std::variant<matrix_view<T>, matrix_view<std::conditional_t<std::is_const_v<T>, const half, half>>,
-                             matrix_view<std::conditional_t<std::is_const_v<T>, const bfloat16, bfloat16>>>;
+using rows_of =
+    std::variant<matrix_view<T>,
+                 matrix_view<std::conditional_t<std::is_const_v<T>, const half, half>>,
+                 matrix_view<std::conditional_t<std::is_const_v<T>, const bfloat16, bfloat16>>>;
 
 // A view of a [rows, V] logits array of any of the three element types (T: float or const float).
 template <class T, class A>

@@ -125,7 +125,8 @@ void bind_verify(nb::module_& m) {
       nb::arg("tree"), nb::arg("logits"), nb::arg("temperature") = 1.0f, nb::arg("top_k") = 0,
       nb::arg("top_p") = 1.0f, nb::arg("seed") = 0, nb::arg("step") = 0,
       nb::arg("uniforms") = nb::none(),
-      ("verify_lossless(tree, logits [n_total, V] float32/float16/bfloat16, temperature=1, top_k=0, top_p=1, "
+      ("verify_lossless(tree, logits [n_total, V] float32/float16/bfloat16, temperature=1, "
+       "top_k=0, top_p=1, "
        "seed=0, step=0, uniforms=None) -> Acceptance\n\n"
        "Lossless tree sampling: the output law equals sampling the target (after temperature, "
        "top-k, top-p). Draws 2 per depth: uniforms [B, >= 2 L].\n" REDRAFT_UNIFORMS_DOC));
@@ -179,7 +180,8 @@ void bind_verify(nb::module_& m) {
                    inout_logits(logits, "apply_temperature"));
       },
       nb::arg("logits"), nb::arg("temperature"),
-      "apply_temperature(logits [rows, V] float32/float16/bfloat16, temperature) -> None: logits /= T in place.");
+      "apply_temperature(logits [rows, V] float32/float16/bfloat16, temperature) -> None: logits "
+      "/= T in place.");
   m.def(
       "apply_top_k",
       [](const inout_array& logits, std::int32_t k, float mask_value) {
@@ -196,7 +198,8 @@ void bind_verify(nb::module_& m) {
                    inout_logits(logits, "warp_top_k"));
       },
       nb::arg("logits"), nb::arg("k") = 50, nb::arg("mask_value") = -50000.0f,
-      "warp_top_k(logits [rows, V] float32/float16/bfloat16, k=50, mask_value=-50000) -> None: ReDrafter's warp, in "
+      "warp_top_k(logits [rows, V] float32/float16/bfloat16, k=50, mask_value=-50000) -> None: "
+      "ReDrafter's warp, in "
       "place.");
   m.def(
       "apply_top_p",
@@ -213,13 +216,15 @@ void bind_verify(nb::module_& m) {
         return std::visit(
             [](auto in) {
               host_buffer<float> out(in.size());
-              to_log_probs(backend{}, in, matrix_view<float>(out.data(), in.extent(0), in.extent(1)));
+              to_log_probs(backend{}, in,
+                           matrix_view<float>(out.data(), in.extent(0), in.extent(1)));
               return own(std::move(out), {std::size_t(in.extent(0)), std::size_t(in.extent(1))});
             },
             logits_rows<const float>(logits, "to_log_probs", "logits", "[rows, V]"));
       },
       nb::arg("logits"),
-      "to_log_probs(logits [rows, V] float32/float16/bfloat16) -> [rows, V] float32: rowwise log_softmax.");
+      "to_log_probs(logits [rows, V] float32/float16/bfloat16) -> [rows, V] float32: rowwise "
+      "log_softmax.");
   m.def(
       "to_probs",
       [](const in_array& logits) {

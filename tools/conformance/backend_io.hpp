@@ -16,7 +16,8 @@ namespace redraft::conformance {
 template <class B, class T>
 typename B::template buffer<T> upload(const B& backend, const std::vector<T>& host) {
   auto out = backend.template allocate<T>(static_cast<index_t>(host.size()));
-  if (!host.empty()) backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
+  if (!host.empty())
+    backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
   return out;
 }
 

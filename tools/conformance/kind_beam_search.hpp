@@ -34,8 +34,9 @@ case_result run_beam_search(const json& c) {
   const tensor<std::int32_t> roots = read_tensor<std::int32_t>(in, "init_token");
   const auto width = read_scalar<std::int64_t>(in, "beam_width");
   const auto length = read_scalar<std::int64_t>(in, "beam_length");
-  REDRAFT_REQUIRE(embedding.shape.size() == 2 && hidden.shape.size() == 2 && roots.shape.size() == 1,
-                  "beam_search: embedding and prompt_state must be matrices, init_token a vector");
+  REDRAFT_REQUIRE(
+      embedding.shape.size() == 2 && hidden.shape.size() == 2 && roots.shape.size() == 1,
+      "beam_search: embedding and prompt_state must be matrices, init_token a vector");
 
   B backend;
   const draft_head<B> head = make_draft_head(backend, config, weights, "inputs.weights");

@@ -19,8 +19,7 @@ namespace redraft::conformance {
 
 // Packs node_logits [B, n_max, V] into [n_total, V] using the tree's node counts.
 template <class B>
-std::vector<float> pack_node_logits(const tree<B>& t,
-                                           const tensor<float>& node_logits) {
+std::vector<float> pack_node_logits(const tree<B>& t, const tensor<float>& node_logits) {
   const std::int64_t n_max = node_logits.dim(1), vocab = node_logits.dim(2);
   REDRAFT_REQUIRE(node_logits.dim(0) == t.batch, "node_logits has ", node_logits.dim(0),
                   " requests but beams have ", t.batch);
@@ -49,8 +48,9 @@ case_result run_greedy_accept(const json& c) {
                                                              beams.dim(1), beams.dim(2)));
   const auto packed = upload(cpu, pack_node_logits(t, node_logits));
   const auto result = to_host(
-      cpu, verify_greedy(cpu, t, matrix_view<const float>(packed.data(), t.total_nodes(),
-                                                          node_logits.dim(2))));
+      cpu,
+      verify_greedy(cpu, t,
+                    matrix_view<const float>(packed.data(), t.total_nodes(), node_logits.dim(2))));
   const std::int64_t batch = beams.dim(0), length = beams.dim(2);
   std::vector<std::int32_t> accepted_tokens(static_cast<std::size_t>(batch * (length - 1)), -1);
   for (std::int32_t b = 0; b < batch; ++b) {
@@ -59,7 +59,8 @@ case_result run_greedy_accept(const json& c) {
     }
   }
   for (const auto& mismatch :
-       {compare_exact("accepted_len", read_tensor<std::int32_t>(ex, "accepted_len"), result.accepted_len),
+       {compare_exact("accepted_len", read_tensor<std::int32_t>(ex, "accepted_len"),
+                      result.accepted_len),
         compare_exact("best_beam", read_tensor<std::int32_t>(ex, "best_beam"), result.best_beam),
         compare_exact("next_token", read_tensor<std::int32_t>(ex, "next_token"), result.next_token),
         compare_exact("accepted_nodes", read_tensor<std::int32_t>(ex, "accepted_nodes"),

@@ -24,20 +24,21 @@ namespace detail_pack {
 // Checks every `pack` output of tree t against the expected fields; returns the first mismatch.
 template <class B>
 std::optional<std::string> check_pack_outputs(const B& backend, const tree<B>& t,
-                                                     const tensor<std::int32_t>& padding_mask,
-                                                     const json& expected,
-                                                     const std::string& form) {
+                                              const tensor<std::int32_t>& padding_mask,
+                                              const json& expected, const std::string& form) {
   const std::int32_t batch = t.batch;
   const std::int32_t n_max = t.max_nodes();
   const std::vector<std::int32_t> t_token = download(backend, t.token);    // [n_total]
   const std::vector<std::int32_t> t_parent = download(backend, t.parent);  // [n_total]
   const std::vector<std::int32_t> t_depth = download(backend, t.depth);    // [n_total]
-  const auto at = [](const auto& host, std::int64_t i) { return host[static_cast<std::size_t>(i)]; };
+  const auto at = [](const auto& host, std::int64_t i) {
+    return host[static_cast<std::size_t>(i)];
+  };
 
-  std::vector<std::int32_t> num_nodes(static_cast<std::size_t>(batch));                 // [B]
-  std::vector<std::int32_t> tokens(static_cast<std::size_t>(batch) * n_max, -1);        // [B, n_max]
-  std::vector<std::int32_t> parent(tokens.size(), -1);                                  // [B, n_max]
-  std::vector<std::int32_t> depth(tokens.size(), -1);                                   // [B, n_max]
+  std::vector<std::int32_t> num_nodes(static_cast<std::size_t>(batch));           // [B]
+  std::vector<std::int32_t> tokens(static_cast<std::size_t>(batch) * n_max, -1);  // [B, n_max]
+  std::vector<std::int32_t> parent(tokens.size(), -1);                            // [B, n_max]
+  std::vector<std::int32_t> depth(tokens.size(), -1);                             // [B, n_max]
   for (std::int32_t b = 0; b < batch; ++b) {
     num_nodes[static_cast<std::size_t>(b)] = t.num_nodes(b);
     for (std::int32_t i = 0; i < t.num_nodes(b); ++i) {
@@ -55,8 +56,10 @@ std::optional<std::string> check_pack_outputs(const B& backend, const tree<B>& t
                                              padding_mask.dim(1));  // [B, P]
   const view<const std::int32_t, 2> no_context(pad_buffer.data(), padding_mask.dim(0),
                                                0);  // [B, 0]
-  const auto tree_mask_u8 = build_padded_attention_mask(backend, t, no_context);  // [B, n_max, n_max]
-  const auto attention_u8 = build_padded_attention_mask(backend, t, pad_view);    // [B, n_max, P + n_max]
+  const auto tree_mask_u8 =
+      build_padded_attention_mask(backend, t, no_context);  // [B, n_max, n_max]
+  const auto attention_u8 =
+      build_padded_attention_mask(backend, t, pad_view);  // [B, n_max, P + n_max]
   const std::vector<std::uint8_t> tree_mask_host = download(backend, tree_mask_u8.bits);
   const std::vector<std::uint8_t> attention_host = download(backend, attention_u8.bits);
   const std::vector<std::int32_t> tree_mask(tree_mask_host.begin(), tree_mask_host.end());
@@ -64,8 +67,10 @@ std::optional<std::string> check_pack_outputs(const B& backend, const tree<B>& t
 
   const auto packed = build_packed_tree_mask(backend, t);  // [n_total, words]
   const std::int32_t words = packed.words_per_row;
-  const std::vector<std::uint32_t> packed_host = download(backend, packed.words);  // [n_total, words]
-  std::vector<std::uint32_t> packed_padded(static_cast<std::size_t>(batch) * n_max * words, 0u);  // [B, n_max, words]
+  const std::vector<std::uint32_t> packed_host =
+      download(backend, packed.words);  // [n_total, words]
+  std::vector<std::uint32_t> packed_padded(static_cast<std::size_t>(batch) * n_max * words,
+                                           0u);  // [B, n_max, words]
   for (std::int32_t b = 0; b < batch; ++b) {
     for (std::int32_t i = 0; i < t.num_nodes(b); ++i) {
       const std::int64_t node = t.host_node_offsets[static_cast<std::size_t>(b)] + i;
@@ -106,7 +111,8 @@ case_result run_pack(const json& c) {
   const json& inputs = c.at("inputs");
   const json& expected = c.at("expected");
   const tensor<std::int32_t> beams = read_tensor<std::int32_t>(inputs, "beams");  // [B, W, L]
-  const tensor<std::int32_t> padding_mask = read_tensor<std::int32_t>(inputs, "padding_mask");  // [B, P]
+  const tensor<std::int32_t> padding_mask =
+      read_tensor<std::int32_t>(inputs, "padding_mask");  // [B, P]
   REDRAFT_REQUIRE(beams.shape.size() == 3, "beams must be [B, W, L]");
   REDRAFT_REQUIRE(padding_mask.shape.size() == 2 && padding_mask.dim(0) == beams.dim(0),
                   "padding_mask must be [B, P] with the batch of beams");
@@ -116,7 +122,8 @@ case_result run_pack(const json& c) {
   const view<const std::int32_t, 3> beam_view(beam_buffer.data(), beams.dim(0), beams.dim(1),
                                               beams.dim(2));
   const tree<B> trie = build_tree(backend, beam_view);
-  if (auto m = detail_pack::check_pack_outputs(backend, trie, padding_mask, expected, "build_tree:")) {
+  if (auto m =
+          detail_pack::check_pack_outputs(backend, trie, padding_mask, expected, "build_tree:")) {
     return case_result::fail(*m);
   }
   const tree<B> parallel = build_tree_parallel(backend, beam_view);

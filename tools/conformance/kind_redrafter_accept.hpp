@@ -27,9 +27,9 @@ case_result run_redrafter_accept(const json& c) {
   const tensor<float> draft = read_tensor<float>(in, "draft_log_probs");
   const tensor<float> u_accept = read_tensor<float>(in, "uniforms_accept");
   const tensor<float> u_sample = read_tensor<float>(in, "uniform_sample");
-  REDRAFT_REQUIRE(beams.shape.size() == 3 && node_logits.shape.size() == 3 &&
-                      draft.shape.size() == 4,
-                  "beams, node_logits, draft_log_probs must be rank 3, 3, 4");
+  REDRAFT_REQUIRE(
+      beams.shape.size() == 3 && node_logits.shape.size() == 3 && draft.shape.size() == 4,
+      "beams, node_logits, draft_log_probs must be rank 3, 3, 4");
   const std::int64_t batch = beams.dim(0), width = beams.dim(1), length = beams.dim(2);
   REDRAFT_REQUIRE(static_cast<std::int64_t>(u_accept.data.size()) == batch * width * (length - 1) &&
                       static_cast<std::int64_t>(u_sample.data.size()) == batch,
@@ -41,7 +41,8 @@ case_result run_redrafter_accept(const json& c) {
 
   const B cpu;
   const auto beam_buffer = upload(cpu, beams.data);
-  const auto t = build_tree(cpu, view<const std::int32_t, 3>(beam_buffer.data(), batch, width, length));
+  const auto t =
+      build_tree(cpu, view<const std::int32_t, 3>(beam_buffer.data(), batch, width, length));
   const auto packed = upload(cpu, pack_node_logits(t, node_logits));
   const auto draft_buffer = upload(cpu, draft.data);
   const std::int64_t draws = width * (length - 1) + 1;
@@ -51,7 +52,8 @@ case_result run_redrafter_accept(const json& c) {
       uniforms[static_cast<std::size_t>(b * draws + i)] =
           u_accept.data[static_cast<std::size_t>(b * (draws - 1) + i)];
     }
-    uniforms[static_cast<std::size_t>(b * draws + draws - 1)] = u_sample.data[static_cast<std::size_t>(b)];
+    uniforms[static_cast<std::size_t>(b * draws + draws - 1)] =
+        u_sample.data[static_cast<std::size_t>(b)];
   }
   const auto uniform_buffer = upload(cpu, uniforms);
   const auto result = to_host(
@@ -61,9 +63,11 @@ case_result run_redrafter_accept(const json& c) {
                                     draft.dim(3)),
                params, matrix_view<const float>(uniform_buffer.data(), batch, draws)));
   for (const auto& mismatch :
-       {compare_exact("accepted_len", read_tensor<std::int32_t>(ex, "accepted_len"), result.accepted_len),
+       {compare_exact("accepted_len", read_tensor<std::int32_t>(ex, "accepted_len"),
+                      result.accepted_len),
         compare_exact("best_beam", read_tensor<std::int32_t>(ex, "best_beam"), result.best_beam),
-        compare_exact("next_token", read_tensor<std::int32_t>(ex, "next_token"), result.next_token)}) {
+        compare_exact("next_token", read_tensor<std::int32_t>(ex, "next_token"),
+                      result.next_token)}) {
     if (mismatch) return case_result::fail(*mismatch);
   }
   return case_result::pass();

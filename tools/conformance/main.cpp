@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
     kinds = kinds_on<redraft::thrust_host_backend>();
 #endif
   } else {
-    std::fprintf(stderr, "redraft-conformance: unknown or unavailable backend '%s' (built with: cpu%s)\n",
+    std::fprintf(stderr,
+                 "redraft-conformance: unknown or unavailable backend '%s' (built with: cpu%s)\n",
                  backend.c_str(),
 #if defined(REDRAFT_CONFORMANCE_THRUST_HOST)
                  ", thrust_host"
@@ -78,7 +79,8 @@ int main(int argc, char** argv) {
 
   std::vector<fs::path> files;
   for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.is_regular_file() && entry.path().extension() == ".json") files.push_back(entry.path());
+    if (entry.is_regular_file() && entry.path().extension() == ".json")
+      files.push_back(entry.path());
   }
   std::sort(files.begin(), files.end());
 

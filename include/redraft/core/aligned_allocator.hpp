@@ -26,10 +26,10 @@ struct aligned_allocator {
 
   T* allocate(std::size_t n) {
     if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
-    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{buffer_alignment}));
+    return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{buffer_alignment}));
   }
   void deallocate(T* p, std::size_t) noexcept {
-    ::operator delete(p, std::align_val_t{buffer_alignment});
+    ::operator delete (p, std::align_val_t{buffer_alignment});
   }
 
   template <class U>

@@ -104,25 +104,23 @@ struct probe_functor {
 }  // namespace detail
 
 template <class B>
-concept Backend =
-    std::copyable<B> && detail::backend_buffer_of<B, float> &&
+concept Backend = std::copyable<B> && detail::backend_buffer_of<B, float> &&
     detail::backend_buffer_of<B, std::int32_t> && detail::backend_buffer_of<B, std::uint32_t> &&
     detail::backend_buffer_of<B, std::uint8_t> && detail::backend_buffer_of<B, std::int64_t> &&
-    requires(B b, index_t n, matrix_view<const float> x, matrix_view<float> y,
-             vector_view<float> v, vector_view<std::int32_t> iv,
-             vector_view<const std::int32_t> civ, matrix_view<std::int32_t> im, const float* bias,
-             int k) {
-      b.synchronize();
-      b.for_each_index(n, detail::probe_functor{});
-      b.matmul(x, x, bias, activation::silu, y);
-      b.row_max(x, v);
-      b.row_sum(x, v);
-      b.log_softmax(x, y);
-      b.row_argmax(x, iv);
-      b.row_top_k(x, k, y, im);
-      b.inclusive_scan(civ, iv);
-      b.gather_rows(x, civ, y);
-    };
+    requires(B b, index_t n, matrix_view<const float> x, matrix_view<float> y, vector_view<float> v,
+             vector_view<std::int32_t> iv, vector_view<const std::int32_t> civ,
+             matrix_view<std::int32_t> im, const float* bias, int k) {
+  b.synchronize();
+  b.for_each_index(n, detail::probe_functor{});
+  b.matmul(x, x, bias, activation::silu, y);
+  b.row_max(x, v);
+  b.row_sum(x, v);
+  b.log_softmax(x, y);
+  b.row_argmax(x, iv);
+  b.row_top_k(x, k, y, im);
+  b.inclusive_scan(civ, iv);
+  b.gather_rows(x, civ, y);
+};
 
 // Clause 8: true iff B declares `static constexpr bool memory_is_host_accessible = true`.
 template <class B>
@@ -137,15 +135,17 @@ inline constexpr bool backend_memory_is_host_accessible_v = [] {
 // Clause 9: true iff B offers matmul with matrix_view<const W> weights and buffers of W.
 template <class B, class W>
 inline constexpr bool backend_has_half_matmul_v =
-    (std::same_as<W, float16> || std::same_as<W, bfloat16>) &&
-    requires(B b, matrix_view<const float> x, matrix_view<const W> w, matrix_view<float> y,
-             const float* bias) {
-      b.matmul(x, w, bias, activation::none, y);
-      requires detail::backend_buffer_of<B, W>;
-    };
+    (std::same_as<W, float16> ||
+     std::same_as<W, bfloat16>)&&requires(B b, matrix_view<const float> x, matrix_view<const W> w,
+                                          matrix_view<float> y, const float* bias) {
+  b.matmul(x, w, bias, activation::none, y);
+  requires detail::backend_buffer_of<B, W>;
+};
 
 // Clause 10: true iff B offers run_fused for the step struct S.
 template <class B, class S>
-inline constexpr bool backend_has_fused_v = requires(const B& b, const S& s) { b.run_fused(s); };
+inline constexpr bool backend_has_fused_v = requires(const B& b, const S& s) {
+  b.run_fused(s);
+};
 
 }  // namespace redraft

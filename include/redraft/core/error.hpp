@@ -33,7 +33,7 @@ template <class... Args>
 
 // REDRAFT_REQUIRE(condition, message parts...): throws redraft::error when condition is false.
 // The message parts are only evaluated on failure.
-#define REDRAFT_REQUIRE(condition, ...)                              \
-  do {                                                               \
-    if (!(condition)) ::redraft::detail::throw_error(__VA_ARGS__);   \
+#define REDRAFT_REQUIRE(condition, ...)                            \
+  do {                                                             \
+    if (!(condition)) ::redraft::detail::throw_error(__VA_ARGS__); \
   } while (0)

@@ -30,11 +30,11 @@ struct tree {
   std::int32_t beam_width = 0;   // W (0 when the tree was not built from beams)
   std::int32_t beam_length = 0;  // L (0 when the tree was not built from beams)
 
-  int_buffer node_offsets;  // [B + 1], backend memory
-  int_buffer token;         // [n_total]
-  int_buffer parent;        // [n_total]
-  int_buffer depth;         // [n_total]
-  int_buffer beam_to_node;  // [B, W, L]
+  int_buffer node_offsets;   // [B + 1], backend memory
+  int_buffer token;          // [n_total]
+  int_buffer parent;         // [n_total]
+  int_buffer depth;          // [n_total]
+  int_buffer beam_to_node;   // [B, W, L]
   bool short_beams = false;  // built with beam_lengths: beams may end before L (beam_to_node -1)
 
   // NOTE: a host copy of node_offsets. Every consumer sizes its outputs (masks, logits rows) from
@@ -74,7 +74,7 @@ struct tree_view {
 
 template <class B>
 tree_view view_of(const tree<B>& t) {
-  return tree_view{t.batch,        t.beam_width,  t.beam_length, t.node_offsets.data(),
+  return tree_view{t.batch,        t.beam_width,    t.beam_length,  t.node_offsets.data(),
                    t.token.data(), t.parent.data(), t.depth.data(), t.beam_to_node.data()};
 }
 
@@ -89,9 +89,9 @@ namespace redraft {
 //   equal to, node i.
 template <class B>
 struct dense_tree_mask {
-  typename B::template buffer<std::uint8_t> bits;      // [sum_b n_b^2]
-  typename B::template buffer<std::int64_t> offsets;   // [B + 1]
-  std::vector<std::int64_t> host_offsets;              // [B + 1]
+  typename B::template buffer<std::uint8_t> bits;     // [sum_b n_b^2]
+  typename B::template buffer<std::int64_t> offsets;  // [B + 1]
+  std::vector<std::int64_t> host_offsets;             // [B + 1]
 };
 
 // Bit-packed (TensorRT-LLM's spec_decoding_packed_mask): one row per node, rows of consecutive

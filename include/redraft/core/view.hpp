@@ -26,14 +26,15 @@ class view {
 
   // view(p, e0, e1, ...): exactly Rank extents.
   template <class... Extents>
-    requires(sizeof...(Extents) == Rank && (std::is_integral_v<Extents> && ...))
-  REDRAFT_HOST_DEVICE constexpr view(T* data, Extents... extents)
+  requires(sizeof...(Extents) == Rank && (std::is_integral_v<Extents> && ...)) REDRAFT_HOST_DEVICE
+      constexpr view(T* data, Extents... extents)
       : data_(data), extents_{static_cast<index_t>(extents)...} {}
 
   // A view of T converts to a view of const T.
   template <class U>
-    requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
-  REDRAFT_HOST_DEVICE constexpr view(const view<U, Rank>& other) : data_(other.data()), extents_{} {
+  requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>) REDRAFT_HOST_DEVICE
+      constexpr view(const view<U, Rank>& other)
+      : data_(other.data()), extents_{} {
     for (int d = 0; d < Rank; ++d) extents_[d] = other.extent(d);
   }
 
@@ -47,8 +48,8 @@ class view {
   REDRAFT_HOST_DEVICE constexpr bool empty() const { return size() == 0; }
 
   template <class... Indices>
-    requires(sizeof...(Indices) == Rank)
-  REDRAFT_HOST_DEVICE constexpr T& operator()(Indices... indices) const {
+  requires(sizeof...(Indices) == Rank) REDRAFT_HOST_DEVICE constexpr T& operator()(
+      Indices... indices) const {
     const index_t idx[Rank] = {static_cast<index_t>(indices)...};
     index_t offset = 0;
     for (int d = 0; d < Rank; ++d) offset = offset * extents_[d] + idx[d];
@@ -59,9 +60,7 @@ class view {
   REDRAFT_HOST_DEVICE constexpr T& operator[](index_t flat) const { return data_[flat]; }
 
   // The sub-view at index i of the leading dimension: shape [e1, ..., eN-1].
-  REDRAFT_HOST_DEVICE constexpr view<T, Rank - 1> slice(index_t i) const
-    requires(Rank > 1)
-  {
+  REDRAFT_HOST_DEVICE constexpr view<T, Rank - 1> slice(index_t i) const requires(Rank > 1) {
     view<T, Rank - 1> out;
     index_t inner = 1;
     for (int d = 1; d < Rank; ++d) inner *= extents_[d];

@@ -6,7 +6,6 @@
 // ones through Eigen's GEMM.
 #pragma once
 
-#include "redraft/cpu/eigen.hpp"
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -15,6 +14,7 @@
 #include <numeric>
 #include <type_traits>
 #include <vector>
+#include "redraft/cpu/eigen.hpp"
 
 #include "redraft/core/aligned_allocator.hpp"
 #include "redraft/core/backend.hpp"
@@ -105,13 +105,15 @@ class cpu_backend {
   // Clause 9: the same product with weights stored as float16 or bfloat16, converted to float
   // as they are read (F32 accumulation). Any M goes through small_matmul.
   template <class W>
-    requires(std::same_as<W, float16> || std::same_as<W, bfloat16>)
-  void matmul(matrix_view<const float> x, matrix_view<const W> w, const float* bias,
-              activation act, matrix_view<float> y) const {
+  requires(std::same_as<W, float16> ||
+           std::same_as<W, bfloat16>) void matmul(matrix_view<const float> x,
+                                                  matrix_view<const W> w, const float* bias,
+                                                  activation act, matrix_view<float> y) const {
     matmul_impl(x, w, bias, act, y);
   }
 
-  // Rows up to which matmul uses small_matmul (measured crossover with Eigen's GEMM: docs/draft.md).
+  // Rows up to which matmul uses small_matmul (measured crossover with Eigen's GEMM:
+  // docs/draft.md).
   static constexpr index_t small_matmul_max_rows = 64;
 
   // Clause 7: row primitives.
@@ -134,9 +136,9 @@ class cpu_backend {
   // NOTE: the max is subtracted before exp so no term overflows; the sum is accumulated in
   // double so a row of 128k similar values loses no precision to the float accumulator.
   void log_softmax(matrix_view<const float> x, matrix_view<float> y) const {
-    REDRAFT_REQUIRE(x.extent(0) == y.extent(0) && x.extent(1) == y.extent(1),
-                    "log_softmax: x is [", x.extent(0), ", ", x.extent(1), "] but y is [",
-                    y.extent(0), ", ", y.extent(1), "]");
+    REDRAFT_REQUIRE(x.extent(0) == y.extent(0) && x.extent(1) == y.extent(1), "log_softmax: x is [",
+                    x.extent(0), ", ", x.extent(1), "] but y is [", y.extent(0), ", ", y.extent(1),
+                    "]");
     const index_t cols = x.extent(1);
     for (index_t r = 0; r < x.extent(0); ++r) {
       if (cols == 0) continue;
@@ -167,8 +169,8 @@ class cpu_backend {
     REDRAFT_REQUIRE(values.extent(0) == rows && values.extent(1) == k &&
                         indices.extent(0) == rows && indices.extent(1) == k,
                     "row_top_k: outputs must be [", rows, ", ", k, "], values are [",
-                    values.extent(0), ", ", values.extent(1), "] and indices [",
-                    indices.extent(0), ", ", indices.extent(1), "]");
+                    values.extent(0), ", ", values.extent(1), "] and indices [", indices.extent(0),
+                    ", ", indices.extent(1), "]");
     std::vector<std::int32_t> order(static_cast<std::size_t>(cols));
     for (index_t r = 0; r < rows; ++r) {
       const float* row = &x(r, 0);
@@ -197,12 +199,12 @@ class cpu_backend {
   void gather_rows(matrix_view<const float> x, vector_view<const std::int32_t> rows,
                    matrix_view<float> y) const {
     const index_t cols = x.extent(1);
-    REDRAFT_REQUIRE(y.extent(0) == rows.extent(0) && y.extent(1) == cols,
-                    "gather_rows: y is [", y.extent(0), ", ", y.extent(1), "] but expected [",
-                    rows.extent(0), ", ", cols, "]");
+    REDRAFT_REQUIRE(y.extent(0) == rows.extent(0) && y.extent(1) == cols, "gather_rows: y is [",
+                    y.extent(0), ", ", y.extent(1), "] but expected [", rows.extent(0), ", ", cols,
+                    "]");
     for (index_t i = 0; i < rows.extent(0); ++i) {
-      REDRAFT_REQUIRE(rows[i] >= 0 && rows[i] < x.extent(0), "gather_rows: index[", i, "] = ",
-                      rows[i], " is outside [0, ", x.extent(0), ")");
+      REDRAFT_REQUIRE(rows[i] >= 0 && rows[i] < x.extent(0), "gather_rows: index[", i,
+                      "] = ", rows[i], " is outside [0, ", x.extent(0), ")");
     }
     for (index_t i = 0; i < rows.extent(0); ++i) {
       if (cols > 0) std::memcpy(&y(i, 0), &x(rows[i], 0), static_cast<std::size_t>(cols) * 4);

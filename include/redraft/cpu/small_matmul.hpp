@@ -277,8 +277,8 @@ inline void small_matmul_nn(matrix_view<const float> x, matrix_view<const float>
     const index_t nv = std::min<index_t>(detail::small_matmul_nn_tile_vectors, vectors - v);
     for (index_t row = 0; row < m; row += tile_rows) {
       const index_t mb = std::min(tile_rows, m - row);
-      detail::small_matmul_nn_tiles[static_cast<std::size_t>(mb - 1)]
-                                   [static_cast<std::size_t>(nv - 1)](
+      detail::small_matmul_nn_tiles[static_cast<std::size_t>(mb - 1)][static_cast<std::size_t>(nv -
+                                                                                               1)](
           x.data() + row * k, k, w.data() + v * width, n, k, y.data() + row * n + v * width, n);
     }
   }

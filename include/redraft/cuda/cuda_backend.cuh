@@ -18,7 +18,8 @@
 //  * row primitives are the kernels of cuda/kernels/row_ops.cuh; verify_greedy, the three
 //    sampling verifiers and the packed tree mask have fused block-per-request kernels
 //    (kernels/verify_greedy.cuh, kernels/verify_sampling.cuh, kernels/tree_mask.cuh) that the
-//    generic entry points pick up; logits may be float, half or bfloat16 (half_interop.cuh); build_tree runs build_tree_parallel (clause 8: device memory).
+//    generic entry points pick up; logits may be float, half or bfloat16 (half_interop.cuh);
+//    build_tree runs build_tree_parallel (clause 8: device memory).
 // Errors of CUDA calls throw redraft::error naming the call, file and line (cuda_check.cuh).
 #pragma once
 
@@ -151,8 +152,8 @@ struct thrust_system_ops<thrust::system::cuda::tag> {
   static T* allocate(const context& c, index_t n) {
     if (n == 0) return nullptr;
     void* p = nullptr;
-    REDRAFT_CUDA_CHECK(cudaMallocFromPoolAsync(&p, static_cast<std::size_t>(n) * sizeof(T), c->pool(),
-                                               c->stream()));
+    REDRAFT_CUDA_CHECK(cudaMallocFromPoolAsync(&p, static_cast<std::size_t>(n) * sizeof(T),
+                                               c->pool(), c->stream()));
     return static_cast<T*>(p);
   }
   template <class T>
@@ -170,7 +171,9 @@ struct thrust_system_ops<thrust::system::cuda::tag> {
     REDRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(n) * sizeof(T),
                                        cudaMemcpyDefault, c->stream()));
   }
-  static void synchronize(const context& c) { REDRAFT_CUDA_CHECK(cudaStreamSynchronize(c->stream())); }
+  static void synchronize(const context& c) {
+    REDRAFT_CUDA_CHECK(cudaStreamSynchronize(c->stream()));
+  }
 
   // Row-major y[M, N] = x[M, K] w[N, K]^T is column-major y^T[N, M] = w^T' x^T: one SGEMM with
   // op(A) = T on w (ld K) and op(B) = N on x (ld K), ldc N.
@@ -182,8 +185,8 @@ struct thrust_system_ops<thrust::system::cuda::tag> {
                     "matmul: [", m, ", ", k, "] x [", n, ", ", k, "]^T exceeds cuBLAS's int sizes");
     const float one = 1.0f, zero = 0.0f;
     if (k == 0) {
-      REDRAFT_CUDA_CHECK(cudaMemsetAsync(y.data(), 0, static_cast<std::size_t>(m * n) * sizeof(float),
-                                         c->stream()));
+      REDRAFT_CUDA_CHECK(cudaMemsetAsync(
+          y.data(), 0, static_cast<std::size_t>(m * n) * sizeof(float), c->stream()));
     } else {
       REDRAFT_CUBLAS_CHECK(cublasSgemm(c->cublas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
                                        static_cast<int>(m), static_cast<int>(k), &one, w.data(),
@@ -198,16 +201,21 @@ struct thrust_system_ops<thrust::system::cuda::tag> {
   }
 
   static void row_max(const context& c, matrix_view<const float> x, vector_view<float> out) {
-    REDRAFT_CUDA_CHECK(kernels::launch_row_max(x.data(), x.extent(0), x.extent(1), out.data(), c->stream()));
+    REDRAFT_CUDA_CHECK(
+        kernels::launch_row_max(x.data(), x.extent(0), x.extent(1), out.data(), c->stream()));
   }
   static void row_sum(const context& c, matrix_view<const float> x, vector_view<float> out) {
-    REDRAFT_CUDA_CHECK(kernels::launch_row_sum(x.data(), x.extent(0), x.extent(1), out.data(), c->stream()));
+    REDRAFT_CUDA_CHECK(
+        kernels::launch_row_sum(x.data(), x.extent(0), x.extent(1), out.data(), c->stream()));
   }
   static void log_softmax(const context& c, matrix_view<const float> x, matrix_view<float> y) {
-    REDRAFT_CUDA_CHECK(kernels::launch_log_softmax(x.data(), y.data(), x.extent(0), x.extent(1), c->stream()));
+    REDRAFT_CUDA_CHECK(
+        kernels::launch_log_softmax(x.data(), y.data(), x.extent(0), x.extent(1), c->stream()));
   }
-  static void row_argmax(const context& c, matrix_view<const float> x, vector_view<std::int32_t> out) {
-    REDRAFT_CUDA_CHECK(kernels::launch_row_argmax(x.data(), x.extent(0), x.extent(1), out.data(), c->stream()));
+  static void row_argmax(const context& c, matrix_view<const float> x,
+                         vector_view<std::int32_t> out) {
+    REDRAFT_CUDA_CHECK(
+        kernels::launch_row_argmax(x.data(), x.extent(0), x.extent(1), out.data(), c->stream()));
   }
   static void row_top_k_block(const context& c, matrix_view<const float> x, int k,
                               matrix_view<float> values, matrix_view<std::int32_t> indices) {

@@ -32,17 +32,17 @@ namespace redraft::detail {
 
 // REDRAFT_CUDA_CHECK(call): evaluates a cudaError_t expression once; throws redraft::error if it
 // is not cudaSuccess.
-#define REDRAFT_CUDA_CHECK(call)                                                  \
-  do {                                                                            \
-    const cudaError_t redraft_status_ = (call);                                   \
-    if (redraft_status_ != cudaSuccess)                                           \
+#define REDRAFT_CUDA_CHECK(call)                                                       \
+  do {                                                                                 \
+    const cudaError_t redraft_status_ = (call);                                        \
+    if (redraft_status_ != cudaSuccess)                                                \
       ::redraft::detail::throw_cuda_error(redraft_status_, #call, __FILE__, __LINE__); \
   } while (0)
 
 // REDRAFT_CUBLAS_CHECK(call): the same for cublasStatus_t.
-#define REDRAFT_CUBLAS_CHECK(call)                                                  \
-  do {                                                                              \
-    const cublasStatus_t redraft_status_ = (call);                                  \
-    if (redraft_status_ != CUBLAS_STATUS_SUCCESS)                                   \
+#define REDRAFT_CUBLAS_CHECK(call)                                                       \
+  do {                                                                                   \
+    const cublasStatus_t redraft_status_ = (call);                                       \
+    if (redraft_status_ != CUBLAS_STATUS_SUCCESS)                                        \
       ::redraft::detail::throw_cublas_error(redraft_status_, #call, __FILE__, __LINE__); \
   } while (0)

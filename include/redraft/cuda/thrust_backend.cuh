@@ -181,8 +181,8 @@ struct twin_row_top_k {
   matrix_view<const float> x;
   matrix_view<float> values;
   matrix_view<std::int32_t> indices;
-  float* scratch_values;           // [rows, k]
-  std::int32_t* scratch_indices;   // [rows, k]
+  float* scratch_values;          // [rows, k]
+  std::int32_t* scratch_indices;  // [rows, k]
   int k;
   int threads;
   void operator()(index_t r) const {
@@ -203,13 +203,17 @@ struct twin_verify_greedy {
 template <class T>
 struct twin_verify_lossless {
   step::lossless_walk<T> walk;
-  void operator()(index_t b) const { block::host_lossless_request(walk, static_cast<std::int32_t>(b)); }
+  void operator()(index_t b) const {
+    block::host_lossless_request(walk, static_cast<std::int32_t>(b));
+  }
 };
 
 template <class T>
 struct twin_verify_typical {
   step::typical_walk<T> walk;
-  void operator()(index_t b) const { block::host_typical_request(walk, static_cast<std::int32_t>(b)); }
+  void operator()(index_t b) const {
+    block::host_typical_request(walk, static_cast<std::int32_t>(b));
+  }
 };
 
 template <class T>
@@ -248,9 +252,9 @@ struct top_k_sort_order {
 
 struct top_k_sort_extract {
   const float* x;
-  const index_t* order;  // [rows, cols] sorted flat indices
-  float* values;         // [rows, k]
-  std::int32_t* indices; // [rows, k]
+  const index_t* order;   // [rows, cols] sorted flat indices
+  float* values;          // [rows, k]
+  std::int32_t* indices;  // [rows, k]
   index_t cols;
   int k;
   REDRAFT_HOST_DEVICE void operator()(index_t i) const {
@@ -347,7 +351,7 @@ struct thrust_system_ops {
   static void row_top_k_block(const context& c, matrix_view<const float> x, int k,
                               matrix_view<float> values, matrix_view<std::int32_t> indices) {
     const index_t rows = x.extent(0);
-    std::vector<float> scratch_values(static_cast<std::size_t>(rows * k));        // [rows, k]
+    std::vector<float> scratch_values(static_cast<std::size_t>(rows * k));          // [rows, k]
     std::vector<std::int32_t> scratch_indices(static_cast<std::size_t>(rows * k));  // [rows, k]
     for_each_row(c, rows,
                  twin_row_top_k{x, values, indices, scratch_values.data(), scratch_indices.data(),
@@ -462,9 +466,9 @@ class thrust_backend {
   }
   // NOTE: as on the CPU, the normaliser is accumulated in double.
   void log_softmax(matrix_view<const float> x, matrix_view<float> y) const {
-    REDRAFT_REQUIRE(x.extent(0) == y.extent(0) && x.extent(1) == y.extent(1),
-                    "log_softmax: x is [", x.extent(0), ", ", x.extent(1), "] but y is [",
-                    y.extent(0), ", ", y.extent(1), "]");
+    REDRAFT_REQUIRE(x.extent(0) == y.extent(0) && x.extent(1) == y.extent(1), "log_softmax: x is [",
+                    x.extent(0), ", ", x.extent(1), "] but y is [", y.extent(0), ", ", y.extent(1),
+                    "]");
     if (x.extent(0) > 0 && x.extent(1) > 0) ops::log_softmax(context_, x, y);
   }
   void row_argmax(matrix_view<const float> x, vector_view<std::int32_t> out) const {
@@ -478,13 +482,13 @@ class thrust_backend {
                  matrix_view<std::int32_t> indices) const {
     const index_t rows = x.extent(0), cols = x.extent(1);
     REDRAFT_REQUIRE(k >= 0 && k <= cols, "row_top_k: k ", k, " is outside [0, ", cols, "]");
-    REDRAFT_REQUIRE(cols <= std::numeric_limits<std::int32_t>::max(), "row_top_k: rows have ",
-                    cols, " columns, more than int32 indices can number");
+    REDRAFT_REQUIRE(cols <= std::numeric_limits<std::int32_t>::max(), "row_top_k: rows have ", cols,
+                    " columns, more than int32 indices can number");
     REDRAFT_REQUIRE(values.extent(0) == rows && values.extent(1) == k &&
                         indices.extent(0) == rows && indices.extent(1) == k,
                     "row_top_k: outputs must be [", rows, ", ", k, "], values are [",
-                    values.extent(0), ", ", values.extent(1), "] and indices [",
-                    indices.extent(0), ", ", indices.extent(1), "]");
+                    values.extent(0), ", ", values.extent(1), "] and indices [", indices.extent(0),
+                    ", ", indices.extent(1), "]");
     if (rows == 0 || k == 0) return;
     if (k <= kernel_tuning::max_block_top_k) {
       ops::row_top_k_block(context_, x, k, values, indices);
@@ -528,7 +532,9 @@ class thrust_backend {
   }
   // build_packed_tree_mask's rows with one block per request, parents staged in shared memory
   // (cuda/kernels/tree_mask.cuh; host systems run its host-run twin). Same bits.
-  void run_fused(const step::packed_mask_rows& rows) const { ops::packed_tree_mask(context_, rows); }
+  void run_fused(const step::packed_mask_rows& rows) const {
+    ops::packed_tree_mask(context_, rows);
+  }
 
   void inclusive_scan(vector_view<const std::int32_t> in, vector_view<std::int32_t> out) const {
     REDRAFT_REQUIRE(in.extent(0) == out.extent(0), "inclusive_scan: input has ", in.extent(0),
@@ -542,13 +548,13 @@ class thrust_backend {
   void gather_rows(matrix_view<const float> x, vector_view<const std::int32_t> rows,
                    matrix_view<float> y) const {
     const index_t cols = x.extent(1);
-    REDRAFT_REQUIRE(y.extent(0) == rows.extent(0) && y.extent(1) == cols,
-                    "gather_rows: y is [", y.extent(0), ", ", y.extent(1), "] but expected [",
-                    rows.extent(0), ", ", cols, "]");
+    REDRAFT_REQUIRE(y.extent(0) == rows.extent(0) && y.extent(1) == cols, "gather_rows: y is [",
+                    y.extent(0), ", ", y.extent(1), "] but expected [", rows.extent(0), ", ", cols,
+                    "]");
     if constexpr (memory_is_host_accessible) {
       for (index_t i = 0; i < rows.extent(0); ++i) {
-        REDRAFT_REQUIRE(rows[i] >= 0 && rows[i] < x.extent(0), "gather_rows: index[", i, "] = ",
-                        rows[i], " is outside [0, ", x.extent(0), ")");
+        REDRAFT_REQUIRE(rows[i] >= 0 && rows[i] < x.extent(0), "gather_rows: index[", i,
+                        "] = ", rows[i], " is outside [0, ", x.extent(0), ")");
       }
     }
     for_each_index(y.size(), detail::gather_rows_functor{x, rows.data(), y});

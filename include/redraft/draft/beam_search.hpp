@@ -39,7 +39,7 @@ template <Backend B>
 struct beam_search_result {
   index_t batch = 0, beam_width = 0, beam_length = 0, vocab_size = 0;
   typename B::template buffer<std::int32_t> beams;  // [B, W, L] column 0 the root, best beam first
-  typename B::template buffer<float> scores;        // [B, W] sum of the chosen log-probs, descending
+  typename B::template buffer<float> scores;  // [B, W] sum of the chosen log-probs, descending
   // [B, W, L-1, V] log_probs[b, w, k] is the distribution that produced beams[b, w, k+1]
   // (after warp and log_softmax); empty unless options.want_log_probs.
   typename B::template buffer<float> log_probs;
@@ -98,7 +98,9 @@ struct add_beam_scores {
   const float* scores;
   float* out;
   index_t vocab;
-  REDRAFT_HOST_DEVICE void operator()(index_t f) const { out[f] = log_probs[f] + scores[f / vocab]; }
+  REDRAFT_HOST_DEVICE void operator()(index_t f) const {
+    out[f] = log_probs[f] + scores[f / vocab];
+  }
 };
 
 // For kept candidate (b, j): split its flat index into source beam and token.
@@ -149,9 +151,9 @@ struct assemble_beams {
 
 // out[b, j, k, v] = step_log_probs[k, b*W + ancestors[b, j, k], v]
 struct gather_log_probs {
-  const float* step_log_probs;     // [L-1, B*W, V]
-  const std::int32_t* ancestors;   // [B, W, L-1]
-  float* out;                      // [B, W, L-1, V]
+  const float* step_log_probs;    // [L-1, B*W, V]
+  const std::int32_t* ancestors;  // [B, W, L-1]
+  float* out;                     // [B, W, L-1, V]
   index_t width, steps, vocab, rows;
   REDRAFT_HOST_DEVICE void operator()(index_t f) const {
     const index_t v = f % vocab, bjk = f / vocab;
@@ -313,8 +315,8 @@ beam_search_result<B> beam_search(const draft_head<B>& head, matrix_view<const f
   result.vocab_size = v;
   result.beams = backend.template allocate<std::int32_t>(batch * width * length);
   result.scores = backend.template allocate<float>(batch * width);
-  result.log_probs =
-      backend.template allocate<float>(options.want_log_probs ? batch * width * (length - 1) * v : 0);
+  result.log_probs = backend.template allocate<float>(
+      options.want_log_probs ? batch * width * (length - 1) * v : 0);
   if (batch == 0) return result;
 
   const index_t rows = batch * width, steps = length - 1;

@@ -29,8 +29,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -45,14 +45,11 @@ namespace redraft {
 
 // The config.json object of a draft head.
 inline nlohmann::json draft_config_to_json(const draft_config& config) {
-  return nlohmann::json{{"vocab_size", config.vocab_size},
-                        {"hidden_size", config.hidden_size},
-                        {"exit_dim", config.exit_dim},
-                        {"num_draft_layers", config.num_draft_layers},
-                        {"rnn", config.has_rnn_weights()},
-                        {"recurrence", recurrence_name(config.recurrence)},
-                        {"logit_top_k", config.logit_top_k},
-                        {"logit_mask_value", config.logit_mask_value}};
+  return nlohmann::json{
+      {"vocab_size", config.vocab_size},   {"hidden_size", config.hidden_size},
+      {"exit_dim", config.exit_dim},       {"num_draft_layers", config.num_draft_layers},
+      {"rnn", config.has_rnn_weights()},   {"recurrence", recurrence_name(config.recurrence)},
+      {"logit_top_k", config.logit_top_k}, {"logit_mask_value", config.logit_mask_value}};
 }
 
 // Parses a config.json object (see the file comment); `source` names it in errors.
@@ -70,9 +67,8 @@ inline draft_config draft_config_from_json(const nlohmann::json& j,
     // unsigned value above INT64_MAX is refused rather than wrapped.
     const bool float_integer = v.is_number_float() && std::abs(v.get<double>()) < 0x1p62 &&
                                v.get<double>() == std::trunc(v.get<double>());
-    const bool in_range = v.is_number_unsigned()
-                              ? v.get<std::uint64_t>() <= std::uint64_t{1} << 62
-                              : v.is_number_integer() || float_integer;
+    const bool in_range = v.is_number_unsigned() ? v.get<std::uint64_t>() <= std::uint64_t{1} << 62
+                                                 : v.is_number_integer() || float_integer;
     REDRAFT_REQUIRE(in_range, "load_draft_head: ", source, ": field '", field, "' = ", v.dump(),
                     " is not an integer (or is beyond 2^62)");
     return float_integer ? static_cast<std::int64_t>(v.get<double>()) : v.get<std::int64_t>();
@@ -106,8 +102,9 @@ inline draft_config draft_config_from_json(const nlohmann::json& j,
     } catch (const error& e) {
       detail::throw_error("load_draft_head: ", source, ": ", e.what());
     }
-    REDRAFT_REQUIRE(!j.contains("rnn") || rnn == config.has_rnn_weights(), "load_draft_head: ",
-                    source, ": 'rnn' is ", rnn ? "true" : "false", " but 'recurrence' is '", name,
+    REDRAFT_REQUIRE(!j.contains("rnn") || rnn == config.has_rnn_weights(),
+                    "load_draft_head: ", source, ": 'rnn' is ", rnn ? "true" : "false",
+                    " but 'recurrence' is '", name,
                     "' (rnn true goes with silu or linear, false with running_sum)");
   }
   const std::string where = "load_draft_head: " + source;
@@ -127,8 +124,8 @@ inline std::vector<std::pair<std::string, std::vector<std::int64_t>>> draft_head
     out.push_back({"lm_head." + std::to_string(i) + ".linear.weight", {c.exit_dim, c.exit_dim}});
     out.push_back({"lm_head." + std::to_string(i) + ".linear.bias", {c.exit_dim}});
   }
-  out.push_back({"lm_head." + std::to_string(c.num_draft_layers) + ".weight",
-                 {c.vocab_size, c.exit_dim}});
+  out.push_back(
+      {"lm_head." + std::to_string(c.num_draft_layers) + ".weight", {c.vocab_size, c.exit_dim}});
   if (c.has_rnn_weights()) {
     out.push_back({"rnn_u.weight", {c.hidden_size, c.hidden_size}});
     out.push_back({"rnn_u.bias", {c.hidden_size}});
@@ -177,11 +174,11 @@ draft_head<B> make_draft_head(B backend, const draft_config& config,
     const tensor_data& t = it->second;
     REDRAFT_REQUIRE(t.shape == shape, "load_draft_head: ", source, ": tensor '", name,
                     "' has shape ", detail::shape_text(t.shape), " but the config (V ",
-                    config.vocab_size, ", H ", config.hidden_size, ", E ", config.exit_dim,
-                    ", N ", config.num_draft_layers, ") needs ", detail::shape_text(shape));
+                    config.vocab_size, ", H ", config.hidden_size, ", E ", config.exit_dim, ", N ",
+                    config.num_draft_layers, ") needs ", detail::shape_text(shape));
     REDRAFT_REQUIRE(t.stored_dtype == "F32" || t.stored_dtype == "F16" || t.stored_dtype == "BF16",
-                    "load_draft_head: ", source, ": tensor '", name, "' has dtype ",
-                    t.stored_dtype, " (F32, F16 or BF16 expected)");
+                    "load_draft_head: ", source, ": tensor '", name, "' has dtype ", t.stored_dtype,
+                    " (F32, F16 or BF16 expected)");
     REDRAFT_REQUIRE(static_cast<std::int64_t>(t.values.size()) == t.element_count(),
                     "load_draft_head: ", source, ": tensor '", name, "' has ", t.values.size(),
                     " values for shape ", detail::shape_text(t.shape));
@@ -229,8 +226,8 @@ draft_head<B> load_draft_head(B backend, const std::filesystem::path& directory,
   try {
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    detail::throw_error("load_draft_head: ", config_path.string(), " is not valid JSON (",
-                        e.what(), ")");
+    detail::throw_error("load_draft_head: ", config_path.string(), " is not valid JSON (", e.what(),
+                        ")");
   }
   const draft_config config = draft_config_from_json(j, config_path.string());
   return make_draft_head(std::move(backend), config, read_safetensors(weights_path),

@@ -34,9 +34,12 @@ enum class recurrence {
 // The name used in config.json ("silu", "linear", "running_sum").
 inline const char* recurrence_name(recurrence r) {
   switch (r) {
-    case recurrence::silu: return "silu";
-    case recurrence::linear: return "linear";
-    case recurrence::running_sum: return "running_sum";
+    case recurrence::silu:
+      return "silu";
+    case recurrence::linear:
+      return "linear";
+    case recurrence::running_sum:
+      return "running_sum";
   }
   return "unknown";
 }

@@ -79,8 +79,8 @@ struct add_activate {
 
 // z[r, c] -= row_max[r]
 struct subtract_row_max {
-  matrix_view<float> z;          // [M, V]
-  const float* row_max;          // [M]
+  matrix_view<float> z;  // [M, V]
+  const float* row_max;  // [M]
   REDRAFT_HOST_DEVICE void operator()(index_t flat) const {
     const index_t v = z.extent(1);
     z[flat] -= row_max[flat / v];
@@ -144,14 +144,14 @@ struct draft_head_workspace {
   using float_buffer = typename B::template buffer<float>;
   using int_buffer = typename B::template buffer<std::int32_t>;
 
-  index_t rows = 0;       // capacity in rows
-  float_buffer input;     // [rows, 2H]  concat(h, s)
-  float_buffer x;         // [rows, E]   residual stream (unused when E == 2H)
-  float_buffer tmp;       // [rows, max(E, H)]
-  float_buffer tmp2;      // [rows, H]
-  float_buffer row_max;   // [rows] row max, then the log-normaliser of the warped row
-  float_buffer top_values;       // [rows, k]
-  int_buffer top_indices;        // [rows, k]
+  index_t rows = 0;         // capacity in rows
+  float_buffer input;       // [rows, 2H]  concat(h, s)
+  float_buffer x;           // [rows, E]   residual stream (unused when E == 2H)
+  float_buffer tmp;         // [rows, max(E, H)]
+  float_buffer tmp2;        // [rows, H]
+  float_buffer row_max;     // [rows] row max, then the log-normaliser of the warped row
+  float_buffer top_values;  // [rows, k]
+  int_buffer top_indices;   // [rows, k]
 };
 
 template <Backend B>
@@ -175,7 +175,8 @@ class draft_head {
       input_proj_bias_ = add_parameter("input_proj.bias", {e});
     }
     for (index_t i = 0; i < config_.num_draft_layers; ++i) {
-      block_weight_.push_back(add_parameter("lm_head." + std::to_string(i) + ".linear.weight", {e, e}));
+      block_weight_.push_back(
+          add_parameter("lm_head." + std::to_string(i) + ".linear.weight", {e, e}));
       block_bias_.push_back(add_parameter("lm_head." + std::to_string(i) + ".linear.bias", {e}));
     }
     lm_head_ = add_parameter(lm_head_name(), {v, e});
@@ -219,16 +220,19 @@ class draft_head {
     }
     const auto upload = [&](auto& buffer, auto convert) {
       std::vector<decltype(convert(0.0f))> rounded(static_cast<std::size_t>(count));
-      for (index_t i = 0; i < count; ++i) rounded[static_cast<std::size_t>(i)] = convert(host_values[i]);
+      for (index_t i = 0; i < count; ++i)
+        rounded[static_cast<std::size_t>(i)] = convert(host_values[i]);
       backend_.copy_from_host(rounded.data(), count, buffer.data());
     };
     const auto round_f16 = [](float v) { return to_float(to_float16(v)); };
     const auto round_bf16 = [](float v) { return to_float(to_bfloat16(v)); };
     if constexpr (backend_has_half_matmul_v<B, float16>) {
-      if (stored_ == weight_format::f16) return upload(p.f16, [](float v) { return to_float16(v); });
+      if (stored_ == weight_format::f16)
+        return upload(p.f16, [](float v) { return to_float16(v); });
     }
     if constexpr (backend_has_half_matmul_v<B, bfloat16>) {
-      if (stored_ == weight_format::bf16) return upload(p.bf16, [](float v) { return to_bfloat16(v); });
+      if (stored_ == weight_format::bf16)
+        return upload(p.bf16, [](float v) { return to_bfloat16(v); });
     }
     if (format_ == weight_format::f16) return upload(p.values, round_f16);
     upload(p.values, round_bf16);
@@ -300,8 +304,8 @@ class draft_head {
     const index_t m = embedded.extent(0), h = config_.hidden_size;
     REDRAFT_REQUIRE(embedded.extent(1) == h && state.extent(1) == h && next_state.extent(1) == h,
                     "draft_head::advance_state: embedded, state and next_state must have ", h,
-                    " columns (hidden_size), they have ", embedded.extent(1), ", ",
-                    state.extent(1), ", ", next_state.extent(1));
+                    " columns (hidden_size), they have ", embedded.extent(1), ", ", state.extent(1),
+                    ", ", next_state.extent(1));
     REDRAFT_REQUIRE(state.extent(0) == m && next_state.extent(0) == m,
                     "draft_head::advance_state: embedded has ", m, " rows but state has ",
                     state.extent(0), " and next_state ", next_state.extent(0));
@@ -309,8 +313,8 @@ class draft_head {
     if (config_.recurrence == recurrence::running_sum) {
       // NOTE: e + s in this order, as the reference computes it (float addition commutes, so the
       // order only matters for documentation).
-      backend_.for_each_index(m * h, detail::add_activate{embedded.data(), state.data(),
-                                                          next_state.data(), false});
+      backend_.for_each_index(
+          m * h, detail::add_activate{embedded.data(), state.data(), next_state.data(), false});
       return;
     }
     matrix_view<float> from_embedding(ws.tmp.data(), m, h);  // [M, H]
@@ -348,8 +352,8 @@ class draft_head {
     reserve(ws, m);
     // concat(h, s)                                                      [M, 2H]
     matrix_view<float> input(ws.input.data(), m, 2 * h);
-    backend_.for_each_index(m * 2 * h, detail::concat_hidden_state{hidden, state, input,
-                                                                    m / hidden.extent(0)});
+    backend_.for_each_index(
+        m * 2 * h, detail::concat_hidden_state{hidden, state, input, m / hidden.extent(0)});
     // Optional input projection                                         [M, E]
     matrix_view<float> x = input;
     if (config_.has_input_proj()) {

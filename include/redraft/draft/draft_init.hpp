@@ -35,7 +35,8 @@ void init_draft_head(draft_head<B>& head, std::uint64_t seed, float gain = 1.0f)
     const philox_stream stream{seed, static_cast<std::uint32_t>(p), 0};
     std::vector<float> values(static_cast<std::size_t>(count));
     for (std::int64_t i = 0; i < count; ++i)
-      values[static_cast<std::size_t>(i)] = bound * (2.0f * stream.uniform(static_cast<std::uint64_t>(i)) - 1.0f);
+      values[static_cast<std::size_t>(i)] =
+          bound * (2.0f * stream.uniform(static_cast<std::uint64_t>(i)) - 1.0f);
     head.set_parameter(names[p], values);
   }
 }

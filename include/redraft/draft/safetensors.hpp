@@ -7,7 +7,8 @@
 //
 //   bytes [0, 8)          N, the header length, an unsigned 64-bit little-endian integer
 //   bytes [8, 8 + N)      a UTF-8 JSON object: for every tensor
-//                           "name": {"dtype": "F32", "shape": [d0, ...], "data_offsets": [begin, end]}
+//                           "name": {"dtype": "F32", "shape": [d0, ...], "data_offsets": [begin,
+//                           end]}
 //                         and optionally "__metadata__": {"key": "string value", ...}
 //   bytes [8 + N, EOF)    the data buffer; a tensor's bytes are [begin, end) relative to its start,
 //                         little-endian, row-major
@@ -45,9 +46,9 @@ namespace redraft {
 
 // One tensor as read from (or to be written to) a safetensors file.
 struct tensor_data {
-  std::vector<std::int64_t> shape;  // [d0, d1, ...]; empty for a scalar
-  std::vector<float> values;        // [prod(shape)], row-major
-  std::string stored_dtype = "F32"; // the dtype in the file ("F32", "F16", "BF16", "F64")
+  std::vector<std::int64_t> shape;   // [d0, d1, ...]; empty for a scalar
+  std::vector<float> values;         // [prod(shape)], row-major
+  std::string stored_dtype = "F32";  // the dtype in the file ("F32", "F16", "BF16", "F64")
 
   // prod(shape) (1 for a scalar).
   std::int64_t element_count() const {
@@ -60,8 +61,8 @@ struct tensor_data {
 // Storage types the writer offers.
 enum class safetensors_dtype { f32, f16, bf16 };
 
-// The weight format a model's tensors store its weight matrices (the 2-D tensors) in: F16 or BF16 when every
-// matrix has that dtype, else F32 (a mix, F32 or F64 tensors).
+// The weight format a model's tensors store its weight matrices (the 2-D tensors) in: F16 or BF16
+// when every matrix has that dtype, else F32 (a mix, F32 or F64 tensors).
 inline weight_format stored_weight_format(const std::map<std::string, tensor_data>& tensors) {
   std::string common;
   for (const auto& [name, t] : tensors) {
@@ -69,7 +70,9 @@ inline weight_format stored_weight_format(const std::map<std::string, tensor_dat
     if (common.empty()) common = t.stored_dtype;
     if (common != t.stored_dtype) return weight_format::f32;
   }
-  return common == "F16" ? weight_format::f16 : common == "BF16" ? weight_format::bf16 : weight_format::f32;
+  return common == "F16"    ? weight_format::f16
+         : common == "BF16" ? weight_format::bf16
+                            : weight_format::f32;
 }
 
 // A whole file: its tensors by name and the optional "__metadata__" string map.
@@ -117,8 +120,7 @@ inline nlohmann::json parse_safetensors_json(const char* header, std::size_t hea
   using json = nlohmann::json;
   std::set<std::string> seen;
   std::string duplicate;
-  const json::parser_callback_t on_event = [&](int depth, json::parse_event_t event,
-                                               json& parsed) {
+  const json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {
     if (event == json::parse_event_t::key && depth == 1) {
       const std::string key = parsed.get<std::string>();
       if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
@@ -265,9 +267,9 @@ inline tensor_data convert_safetensors_entry(const safetensors_entry& entry,
   for (std::size_t i = 0; i < count; ++i) {
     const unsigned char* p = bytes + i * size;
     if (entry.dtype == "F32") {
-      const std::uint32_t v = static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
-                              (static_cast<std::uint32_t>(p[2]) << 16) |
-                              (static_cast<std::uint32_t>(p[3]) << 24);
+      const std::uint32_t v =
+          static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
+          (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
       out.values[i] = std::bit_cast<float>(v);
     } else if (entry.dtype == "F16") {
       out.values[i] = f16_to_float(static_cast<std::uint16_t>(p[0] | (p[1] << 8)));
@@ -339,7 +341,8 @@ inline safetensors_file read_safetensors_file(const std::filesystem::path& path)
     raw.resize(static_cast<std::size_t>(e.end - e.begin));
     in.clear();
     in.seekg(static_cast<std::streamoff>(data_start + e.begin));
-    if (!raw.empty()) in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(raw.size()));
+    if (!raw.empty())
+      in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(raw.size()));
     REDRAFT_REQUIRE(in.good(), "read_safetensors: ", source, ": cannot read the bytes of tensor '",
                     e.name, "'");
     out.tensors.emplace(e.name, detail::convert_safetensors_entry(e, raw.data()));
@@ -366,8 +369,9 @@ inline std::vector<unsigned char> serialize_safetensors(
       REDRAFT_REQUIRE(d >= 0, "write_safetensors: tensor '", name, "' has negative extent ", d);
       count *= d;
     }
-    REDRAFT_REQUIRE(static_cast<std::int64_t>(t.values.size()) == count, "write_safetensors: tensor '",
-                    name, "' has ", t.values.size(), " values but its shape holds ", count);
+    REDRAFT_REQUIRE(static_cast<std::int64_t>(t.values.size()) == count,
+                    "write_safetensors: tensor '", name, "' has ", t.values.size(),
+                    " values but its shape holds ", count);
   }
   const char* dtype_name = dtype == safetensors_dtype::f32   ? "F32"
                            : dtype == safetensors_dtype::f16 ? "F16"
@@ -378,7 +382,8 @@ inline std::vector<unsigned char> serialize_safetensors(
   std::uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     const std::uint64_t bytes = t.values.size() * element_size;
-    header[name] = {{"dtype", dtype_name}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", dtype_name}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();
@@ -412,7 +417,8 @@ inline void write_safetensors(const std::filesystem::path& path,
   const std::vector<unsigned char> bytes = serialize_safetensors(tensors, dtype, metadata);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   REDRAFT_REQUIRE(out.good(), "write_safetensors: cannot open ", path.string(), " for writing");
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   out.close();
   REDRAFT_REQUIRE(out.good(), "write_safetensors: writing ", path.string(), " failed");
 }

@@ -46,11 +46,11 @@ inline kv_plan make_kv_plan(const host_acceptance& acceptance, std::span<const s
   std::vector<std::int32_t> sorted_slots(slots.begin(), slots.end());
   std::sort(sorted_slots.begin(), sorted_slots.end());
   for (std::int32_t b = 0; b < batch; ++b) {
-    REDRAFT_REQUIRE(slots[static_cast<std::size_t>(b)] >= 0, "make_kv_plan: slots[", b, "] = ",
-                    slots[static_cast<std::size_t>(b)], " is negative");
+    REDRAFT_REQUIRE(slots[static_cast<std::size_t>(b)] >= 0, "make_kv_plan: slots[", b,
+                    "] = ", slots[static_cast<std::size_t>(b)], " is negative");
     REDRAFT_REQUIRE(committed_lengths[static_cast<std::size_t>(b)] >= 0,
-                    "make_kv_plan: committed_lengths[", b, "] = ",
-                    committed_lengths[static_cast<std::size_t>(b)], " is negative");
+                    "make_kv_plan: committed_lengths[", b,
+                    "] = ", committed_lengths[static_cast<std::size_t>(b)], " is negative");
     if (b > 0) {
       REDRAFT_REQUIRE(sorted_slots[static_cast<std::size_t>(b)] !=
                           sorted_slots[static_cast<std::size_t>(b) - 1],
@@ -64,9 +64,9 @@ inline kv_plan make_kv_plan(const host_acceptance& acceptance, std::span<const s
                     ", 0] = ", acceptance.accepted_node(b, 0), " is not the root (0)");
     for (std::int32_t i = 1; i <= len; ++i) {
       REDRAFT_REQUIRE(acceptance.accepted_node(b, i) > acceptance.accepted_node(b, i - 1),
-                      "make_kv_plan: accepted_nodes[", b, ", ", i, "] = ",
-                      acceptance.accepted_node(b, i), " does not follow accepted_nodes[", b, ", ",
-                      i - 1, "] = ", acceptance.accepted_node(b, i - 1),
+                      "make_kv_plan: accepted_nodes[", b, ", ", i,
+                      "] = ", acceptance.accepted_node(b, i), " does not follow accepted_nodes[", b,
+                      ", ", i - 1, "] = ", acceptance.accepted_node(b, i - 1),
                       " in packed order (a path goes from parents to children)");
     }
   }
@@ -109,11 +109,11 @@ namespace detail {
 // (request, layer, K/V, head, d) touch disjoint elements, so those run in parallel.
 template <class T>
 struct kv_move_functor {
-  view<T, 6> cache;                      // [slots, layers, 2, heads, max_len, head_dim]
-  const std::int32_t* offsets;           // [R + 1]
-  const std::int32_t* slot;              // [R]
-  const std::int32_t* source_node;       // [n_keep]
-  const std::int32_t* destination;       // [n_keep]
+  view<T, 6> cache;                 // [slots, layers, 2, heads, max_len, head_dim]
+  const std::int32_t* offsets;      // [R + 1]
+  const std::int32_t* slot;         // [R]
+  const std::int32_t* source_node;  // [n_keep]
+  const std::int32_t* destination;  // [n_keep]
 
   REDRAFT_HOST_DEVICE void operator()(index_t i) const {
     const index_t head_dim = cache.extent(5), heads = cache.extent(3), layers = cache.extent(1);
@@ -157,8 +157,7 @@ void apply_kv_plan(const B& backend, const kv_plan& plan, view<T, 6> cache) {
   REDRAFT_REQUIRE(plan.offsets.size() == static_cast<std::size_t>(requests) + 1,
                   "apply_kv_plan: plan has ", requests, " slots but ", plan.offsets.size(),
                   " offsets (expected requests + 1)");
-  REDRAFT_REQUIRE(plan.source_node.size() == plan.destination.size() &&
-                      plan.offsets.front() == 0 &&
+  REDRAFT_REQUIRE(plan.source_node.size() == plan.destination.size() && plan.offsets.front() == 0 &&
                       plan.offsets.back() == static_cast<std::int32_t>(plan.source_node.size()),
                   "apply_kv_plan: plan has ", plan.source_node.size(), " sources, ",
                   plan.destination.size(), " destinations and offsets ending at ",
@@ -184,11 +183,12 @@ void apply_kv_plan(const B& backend, const kv_plan& plan, view<T, 6> cache) {
       REDRAFT_REQUIRE(dst == committed + (e - first), "apply_kv_plan: destination ", dst,
                       " of request ", r, " entry ", e - first, " is not committed length ",
                       committed, " + ", e - first);
-      REDRAFT_REQUIRE(src >= dst && (e == first || plan.source_node[static_cast<std::size_t>(e)] >
-                                                       plan.source_node[static_cast<std::size_t>(e) - 1]),
-                      "apply_kv_plan: source nodes of request ", r,
-                      " must strictly increase from the root (entry ", e - first, " has node ",
-                      plan.source_node[static_cast<std::size_t>(e)], ")");
+      REDRAFT_REQUIRE(
+          src >= dst && (e == first || plan.source_node[static_cast<std::size_t>(e)] >
+                                           plan.source_node[static_cast<std::size_t>(e) - 1]),
+          "apply_kv_plan: source nodes of request ", r,
+          " must strictly increase from the root (entry ", e - first, " has node ",
+          plan.source_node[static_cast<std::size_t>(e)], ")");
       REDRAFT_REQUIRE(src < max_len, "apply_kv_plan: request ", r, " reads position ", src,
                       " past max_len ", max_len);
     }
@@ -199,8 +199,8 @@ void apply_kv_plan(const B& backend, const kv_plan& plan, view<T, 6> cache) {
   const auto slot = to_backend(backend, plan.slot);                // [R]
   const auto source = to_backend(backend, plan.source_node);       // [n_keep]
   const auto destination = to_backend(backend, plan.destination);  // [n_keep]
-  const index_t work = static_cast<index_t>(requests) * cache.extent(1) * 2 * cache.extent(3) *
-                       cache.extent(5);
+  const index_t work =
+      static_cast<index_t>(requests) * cache.extent(1) * 2 * cache.extent(3) * cache.extent(5);
   backend.for_each_index(work, detail::kv_move_functor<T>{cache, offsets.data(), slot.data(),
                                                           source.data(), destination.data()});
 }

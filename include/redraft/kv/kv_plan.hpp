@@ -15,9 +15,11 @@
 namespace redraft {
 
 struct kv_plan {
-  std::vector<std::int32_t> offsets;      // [R + 1] CSR: request r's entries are [offsets[r], offsets[r+1])
-  std::vector<std::int32_t> slot;         // [R]     the KV slot (sequence) of each request in the engine
-  std::vector<std::int32_t> source_node;  // [n_keep] request-local packed node index to keep, root first
+  std::vector<std::int32_t>
+      offsets;  // [R + 1] CSR: request r's entries are [offsets[r], offsets[r+1])
+  std::vector<std::int32_t> slot;  // [R]     the KV slot (sequence) of each request in the engine
+  std::vector<std::int32_t>
+      source_node;  // [n_keep] request-local packed node index to keep, root first
   std::vector<std::int32_t> destination;  // [n_keep] absolute cache position it moves to
                                           //          (committed length of the request + i)
   std::int32_t num_requests() const { return static_cast<std::int32_t>(slot.size()); }

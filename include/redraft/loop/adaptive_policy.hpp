@@ -77,7 +77,7 @@ struct adaptive_policy_config {
   // sqrt(explore_steps / S), so probe time grows like the square root of the decoding time
   // (less exploration once the estimates are backed by many steps). 0: it never shrinks.
   std::int32_t explore_steps = 64;
-  double confidence = 1.0;         // optimistic acceptance = mean + confidence standard deviations
+  double confidence = 1.0;  // optimistic acceptance = mean + confidence standard deviations
   double cost_confidence =
       0.3;  // optimistic verify cost = mean (1 - cost_confidence / sqrt(1 + weight))
 };

@@ -507,19 +507,17 @@ class capturable_step {
     switch (options.rule) {
       case verifier::greedy:
         run(step::greedy_walk<float>{t, logits, first_child_.data(), next_sibling_.data(), out,
-                                          status});
+                                     status});
         break;
       case verifier::lossless:
         detail::check_sampling_params(fn, options.sampling);
-        run(step::lossless_walk<float>{t, logits, options.sampling, uniforms(),
-                                            first_child_.data(), next_sibling_.data(),
-                                            scratch_.data(), out, status});
+        run(step::lossless_walk<float>{t, logits, options.sampling, uniforms(), first_child_.data(),
+                                       next_sibling_.data(), scratch_.data(), out, status});
         break;
       case verifier::typical:
         detail::check_typical_params(fn, options.typical);
-        run(step::typical_walk<float>{t, logits, options.typical, uniforms(),
-                                           first_child_.data(), next_sibling_.data(),
-                                           scratch_.data(), out, status});
+        run(step::typical_walk<float>{t, logits, options.typical, uniforms(), first_child_.data(),
+                                      next_sibling_.data(), scratch_.data(), out, status});
         break;
       case verifier::redrafter: {
         REDRAFT_REQUIRE(
@@ -533,13 +531,12 @@ class capturable_step {
                         draft_log_probs.extent(1), ", ", draft_log_probs.extent(2), ", ",
                         draft_log_probs.extent(3), "], expected [", a, ", ", width_, ", ",
                         length_ - 1, ", ", vocab, "]");
-        const step::redrafter_rows<float> rows{
-            logits,      options.redrafter, threshold_.data(),
-            max_.data(), log_sum_.data(),   bad_.data()};
+        const step::redrafter_rows<float> rows{logits,      options.redrafter, threshold_.data(),
+                                               max_.data(), log_sum_.data(),   bad_.data()};
         step::run_step(backend_, rows);  // padding rows too: their results are not read
-        run(step::redrafter_walk<float>{t, logits, draft_log_probs, options.redrafter,
-                                             uniforms(), threshold_.data(), max_.data(),
-                                             log_sum_.data(), bad_.data(), out, status});
+        run(step::redrafter_walk<float>{t, logits, draft_log_probs, options.redrafter, uniforms(),
+                                        threshold_.data(), max_.data(), log_sum_.data(),
+                                        bad_.data(), out, status});
         break;
       }
     }
@@ -657,12 +654,12 @@ class capturable_step {
 
   step::acceptance_view acceptance_out() {
     return step::acceptance_view{length_,
-                                   field(layout_.accepted_len),
-                                   field(layout_.best_beam),
-                                   field(layout_.accepted_nodes),
-                                   field(layout_.emitted_tokens),
-                                   field(layout_.next_token),
-                                   field(layout_.hidden_row)};
+                                 field(layout_.accepted_len),
+                                 field(layout_.best_beam),
+                                 field(layout_.accepted_nodes),
+                                 field(layout_.emitted_tokens),
+                                 field(layout_.next_token),
+                                 field(layout_.hidden_row)};
   }
 
   // The walk: the backend's fused kernel when it has one (clause 10; one block per request on

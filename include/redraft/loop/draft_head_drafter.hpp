@@ -31,9 +31,9 @@ class draft_head_drafter {
     const index_t rows = in.roots.extent(0);
     auto roots = backend.template allocate<std::int32_t>(rows);  // [R]
     backend.copy_from_host(in.roots.data(), rows, roots.data());
-    beam_search_result<B> r = beam_search(head_, in.hidden, vector_view<const std::int32_t>(roots.data(), rows),
-                                          embedding_, in.beam_width, in.beam_length,
-                                          beam_search_options{in.want_log_probs}, &workspace_);
+    beam_search_result<B> r = beam_search(
+        head_, in.hidden, vector_view<const std::int32_t>(roots.data(), rows), embedding_,
+        in.beam_width, in.beam_length, beam_search_options{in.want_log_probs}, &workspace_);
     return draft_output<B>{std::move(r.beams), std::move(r.log_probs), {}};
   }
 

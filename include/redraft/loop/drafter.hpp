@@ -43,22 +43,29 @@
 namespace redraft {
 
 struct draft_input {
-  matrix_view<const float> hidden;        // [R, H] backend memory: target hidden state at the last accepted token
-  vector_view<const std::int32_t> roots;  // [R] host: root token of each request (the target's last next token)
-  vector_view<const std::int32_t> slots;  // [R] host: the requests' KV slots (for stateful drafters)
-  std::int32_t beam_width = 1;            // W
-  std::int32_t beam_length = 2;           // L, root included
+  matrix_view<const float>
+      hidden;  // [R, H] backend memory: target hidden state at the last accepted token
+  vector_view<const std::int32_t>
+      roots;  // [R] host: root token of each request (the target's last next token)
+  vector_view<const std::int32_t>
+      slots;                     // [R] host: the requests' KV slots (for stateful drafters)
+  std::int32_t beam_width = 1;   // W
+  std::int32_t beam_length = 2;  // L, root included
   bool want_log_probs = false;
-  // Optional, default-initialised: `draft_input{hidden, roots, slots, W, L, want_log_probs}` still compiles cleanly.
-  vector_view<const std::span<const std::int32_t>> history{};  // [R] host or empty: prompt + emitted tokens
-  vector_view<const std::uint8_t> history_fresh{};             // [R] host or empty: 1 = first draft of the request
-  std::int32_t max_nodes = 0;  // node cap per request tree, root included; 0: none (1 + W (L - 1) at most)
+  // Optional, default-initialised: `draft_input{hidden, roots, slots, W, L, want_log_probs}` still
+  // compiles cleanly.
+  vector_view<const std::span<const std::int32_t>>
+      history{};  // [R] host or empty: prompt + emitted tokens
+  vector_view<const std::uint8_t>
+      history_fresh{};  // [R] host or empty: 1 = first draft of the request
+  std::int32_t max_nodes =
+      0;  // node cap per request tree, root included; 0: none (1 + W (L - 1) at most)
 };
 
 template <class B>
 struct draft_output {
-  typename B::template buffer<std::int32_t> beams;         // [R, W, L]
-  typename B::template buffer<float> log_probs;            // [R, W, L-1, V] or empty
+  typename B::template buffer<std::int32_t> beams;           // [R, W, L]
+  typename B::template buffer<float> log_probs;              // [R, W, L-1, V] or empty
   typename B::template buffer<std::int32_t> beam_lengths{};  // [R, W] in [1, L], or empty: all L
 };
 

@@ -15,10 +15,10 @@ namespace redraft {
 
 // One sequence to continue.
 struct generation_request {
-  std::vector<std::int32_t> prompt;   // [prompt length], at least 1 token
-  std::int32_t max_new_tokens = 32;   // stop after this many emitted tokens (>= 0)
-  std::int32_t eos_token = -1;        // stop after emitting this token (-1: none)
-  std::int32_t slot = -1;             // the model's KV slot; -1: the request's index
+  std::vector<std::int32_t> prompt;  // [prompt length], at least 1 token
+  std::int32_t max_new_tokens = 32;  // stop after this many emitted tokens (>= 0)
+  std::int32_t eos_token = -1;       // stop after emitting this token (-1: none)
+  std::int32_t slot = -1;            // the model's KV slot; -1: the request's index
 };
 
 // Which verification rule decides acceptance (see docs/verify.md).
@@ -36,10 +36,10 @@ struct decode_options {
   std::int32_t beam_width = 4;   // W of fixed_policy (the default speculation policy)
   std::int32_t beam_length = 5;  // L of fixed_policy, root included
   verifier rule = verifier::greedy;
-  sampling_params sampling;      // lossless (and the first token when sampling)
-  redrafter_params redrafter;    // verifier::redrafter
-  typical_params typical;        // verifier::typical
-  std::uint64_t seed = 0;        // Philox seed: request r, step s draws from stream (seed, r, s)
+  sampling_params sampling;    // lossless (and the first token when sampling)
+  redrafter_params redrafter;  // verifier::redrafter
+  typical_params typical;      // verifier::typical
+  std::uint64_t seed = 0;      // Philox seed: request r, step s draws from stream (seed, r, s)
   tree_mask_format masks = tree_mask_format::both;
   // Time every phase of every step (step_stats). Timing synchronises the backend after each
   // phase; with false, and a speculation policy that does not need reports, the speculative
@@ -60,12 +60,14 @@ using token_callback = std::function<void(std::int32_t request, std::int32_t tok
 // Per-request counters. `accepted_at_depth[d]` counts the steps in which the drafted token at
 // depth d + 1 was accepted, so accepted_at_depth[d] / steps is the acceptance rate at depth d + 1.
 struct request_stats {
-  std::int32_t steps = 0;        // verification steps (the prefill's first token is not a step)
-  std::int64_t drafted = 0;      // drafted tokens offered: L - 1 of each step's shape (0 for plain steps)
-  std::int64_t accepted = 0;     // drafted tokens accepted
-  std::int64_t emitted = 0;      // tokens emitted, the first token from prefill included
-  std::vector<std::int64_t> accepted_at_depth;  // [L_max - 1], L_max: the largest L the policy may pick
-  std::string stop_reason;       // "eos" or "max_new_tokens"
+  std::int32_t steps = 0;  // verification steps (the prefill's first token is not a step)
+  std::int64_t drafted =
+      0;  // drafted tokens offered: L - 1 of each step's shape (0 for plain steps)
+  std::int64_t accepted = 0;  // drafted tokens accepted
+  std::int64_t emitted = 0;   // tokens emitted, the first token from prefill included
+  std::vector<std::int64_t>
+      accepted_at_depth;    // [L_max - 1], L_max: the largest L the policy may pick
+  std::string stop_reason;  // "eos" or "max_new_tokens"
 
   // Emitted tokens per verification step (the prefill's token excluded).
   double tokens_per_step() const { return steps == 0 ? 0.0 : double(emitted - 1) / steps; }
@@ -73,9 +75,9 @@ struct request_stats {
 
 // Per-step timings (seconds) and sizes.
 struct step_stats {
-  std::int32_t requests = 0;  // requests in the step
-  std::int32_t nodes = 0;     // packed tree nodes verified
-  std::int32_t emitted = 0;   // tokens emitted by the step
+  std::int32_t requests = 0;                     // requests in the step
+  std::int32_t nodes = 0;                        // packed tree nodes verified
+  std::int32_t emitted = 0;                      // tokens emitted by the step
   std::int32_t beam_width = 1, beam_length = 1;  // the step's draft shape (1, 1: a plain step)
   double draft_s = 0, tree_s = 0, target_s = 0, verify_s = 0, kv_s = 0;
   double total_s() const { return draft_s + tree_s + target_s + verify_s + kv_s; }

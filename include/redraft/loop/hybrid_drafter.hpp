@@ -164,11 +164,11 @@ class hybrid_drafter {
                     ": verifier::redrafter needs one draft distribution per beam, which merged "
                     "candidates do not "
                     "have; use verifier::greedy or verifier::lossless");
-    REDRAFT_REQUIRE(options_.follow_step_width ||
-                        in.beam_width == options_.first_beams + options_.second_beams,
-                    fn, ": beam_width ", in.beam_width, " must equal first_beams ",
-                    options_.first_beams, " + second_beams ", options_.second_beams,
-                    " (set decode_options::beam_width to the sum, or follow_step_width)");
+    REDRAFT_REQUIRE(
+        options_.follow_step_width || in.beam_width == options_.first_beams + options_.second_beams,
+        fn, ": beam_width ", in.beam_width, " must equal first_beams ", options_.first_beams,
+        " + second_beams ", options_.second_beams,
+        " (set decode_options::beam_width to the sum, or follow_step_width)");
     REDRAFT_REQUIRE(in.beam_width >= 1, fn, ": beam_width ", in.beam_width, " must be >= 1");
     REDRAFT_REQUIRE(in.beam_length >= 2, fn, ": beam_length ", in.beam_length, " must be >= 2");
     REDRAFT_REQUIRE(in.max_nodes >= 0, fn, ": max_nodes ", in.max_nodes,
@@ -179,7 +179,7 @@ class hybrid_drafter {
                                    : hybrid_beams{options_.first_beams, options_.second_beams};
     const auto length_of = [&](std::int32_t configured) {
       return options_.follow_step_width && configured > in.beam_length ? in.beam_length
-                                                                        : configured;
+                                                                       : configured;
     };
     std::vector<std::vector<draft_candidate>> a, b;
     if (beams.first > 0) a = ask(first_, in, beams.first, length_of(options_.first_length));

@@ -47,24 +47,27 @@ namespace redraft {
 // row: argmax (ties to the lower index) for verifier::greedy, otherwise the smallest token i with
 // cumsum(p)[i] > u * sum(p) for the processed distribution p of `sampling`. u in [0, 1).
 // Throws redraft::error for a row with NaN / +inf or without a finite logit. O(V).
-inline std::int32_t plain_choose_token(const float* row, index_t vocab, verifier rule, const sampling_params& sampling,
-                                       float u) {
+inline std::int32_t plain_choose_token(const float* row, index_t vocab, verifier rule,
+                                       const sampling_params& sampling, float u) {
   if (rule == verifier::greedy) {
     const row_ops::row_argmax_result best = row_ops::argmax_checked(row, vocab);
-    REDRAFT_REQUIRE(best.bad_column != -2, "plain_choose_token: the logits row has no finite logit");
-    REDRAFT_REQUIRE(best.bad_column == -1, "plain_choose_token: the logits row holds NaN or +inf at column ",
+    REDRAFT_REQUIRE(best.bad_column != -2,
+                    "plain_choose_token: the logits row has no finite logit");
+    REDRAFT_REQUIRE(best.bad_column == -1,
+                    "plain_choose_token: the logits row holds NaN or +inf at column ",
                     best.bad_column);
     return best.index;
   }
   const row_ops::processed_row p = row_ops::process_row(row, vocab, sampling);
   REDRAFT_REQUIRE(p.bad_column != -2, "plain_choose_token: the logits row has no finite logit");
-  REDRAFT_REQUIRE(p.ok(), "plain_choose_token: the logits row holds NaN or +inf at column ", p.bad_column);
+  REDRAFT_REQUIRE(p.ok(), "plain_choose_token: the logits row holds NaN or +inf at column ",
+                  p.bad_column);
   double residual = 0.0;
   return row_ops::sample_excluding(row, vocab, p, nullptr, 0, u, &residual);
 }
 
 template <Backend B, TargetModel M>
-  requires std::same_as<typename M::backend_type, B>
+requires std::same_as<typename M::backend_type, B>
 class plain_decoder {
  public:
   plain_decoder(B backend, M& model) : backend_(backend), model_(model) {}
@@ -73,7 +76,8 @@ class plain_decoder {
   // its index when -1). Returns the emitted tokens and statistics: per request `steps` (target
   // passes after the prefill) and `emitted`; per step the target (verify) and kv (commit) times.
   // drafted / accepted stay 0. See the file comment for semantics.
-  generation_result generate(const std::vector<generation_request>& requests, const decode_options& options = {},
+  generation_result generate(const std::vector<generation_request>& requests,
+                             const decode_options& options = {},
                              const token_callback& on_token = {}) {
     if (options.rule != verifier::greedy) detail::check_sampling_params(fn, options.sampling);
     run_state run(requests, options, on_token, detail::check_requests(fn, model_, requests, 0));
@@ -216,7 +220,8 @@ class plain_decoder {
 // (TargetModel clause 6; see plain_decoder::generate).
 template <TargetModel M>
 generation_result plain_decode(M& model, const std::vector<generation_request>& requests,
-                               const decode_options& options = {}, const token_callback& on_token = {}) {
+                               const decode_options& options = {},
+                               const token_callback& on_token = {}) {
   using B = typename M::backend_type;
   plain_decoder<B, M> decoder(model.backend(), model);
   return decoder.generate(requests, options, on_token);

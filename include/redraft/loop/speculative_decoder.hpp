@@ -6,8 +6,8 @@
 //     (W, L) = policy.choose(earlier steps)                 speculation policy (L = 1: plain step)
 //     draft W beams of L tokens from (h, root)              drafter.draft        [A, W, L]
 //     trie dedup, masks, positions                          build_tree, masks    n_total nodes
-//     one target pass over the packed tree tokens           model.verify         logits [n_total, V]
-//     accept the longest valid path, pick the next token    verify_<rule>        acceptance [A]
+//     one target pass over the packed tree tokens           model.verify         logits [n_total,
+//     V] accept the longest valid path, pick the next token    verify_<rule>        acceptance [A]
 //     keep the KV entries of the root + accepted nodes      model.commit(kv_plan)
 //     next root = next token, h = hidden at the last accepted node
 //     policy.observe(shape, nodes, phase times, acceptance by depth and beam rank)
@@ -63,12 +63,17 @@
 
 namespace redraft {
 
-template <Backend B, TargetModel M, class D, SpeculationPolicy P = fixed_policy, DecodeClock C = steady_seconds>
-  requires Drafter<D, B> && std::same_as<typename M::backend_type, B>
+template <Backend B, TargetModel M, class D, SpeculationPolicy P = fixed_policy,
+          DecodeClock C = steady_seconds>
+requires Drafter<D, B> && std::same_as<typename M::backend_type, B>
 class speculative_decoder {
  public:
   speculative_decoder(B backend, M& model, D& drafter, P policy = P{}, C clock = C{})
-      : backend_(backend), model_(model), drafter_(drafter), policy_(std::move(policy)), clock_(std::move(clock)) {}
+      : backend_(backend),
+        model_(model),
+        drafter_(drafter),
+        policy_(std::move(policy)),
+        clock_(std::move(clock)) {}
 
   // The policy, with what it has learned (it persists across generate() calls).
   P& policy() { return policy_; }
@@ -76,14 +81,15 @@ class speculative_decoder {
 
   // Generates continuations of `requests` (R of them, each on its own KV slot). Returns the
   // emitted tokens, per-request and per-step statistics. See the file comment for semantics.
-  generation_result generate(const std::vector<generation_request>& requests, const decode_options& options,
-                             const token_callback& on_token = {}) {
+  generation_result generate(const std::vector<generation_request>& requests,
+                             const decode_options& options, const token_callback& on_token = {}) {
     constexpr const char* fn = "speculative_decoder::generate";
     const std::int32_t max_length = static_cast<std::int32_t>(policy_.start(options));
-    REDRAFT_REQUIRE(max_length >= 1, fn, ": the speculation policy's start() returned beam_length ", max_length,
-                    " (must be at least 1)");
+    REDRAFT_REQUIRE(max_length >= 1, fn, ": the speculation policy's start() returned beam_length ",
+                    max_length, " (must be at least 1)");
     if (options.rule == verifier::lossless) detail::check_sampling_params(fn, options.sampling);
-    const std::vector<std::int32_t> slots = detail::check_requests(fn, model_, requests, max_length - 1);
+    const std::vector<std::int32_t> slots =
+        detail::check_requests(fn, model_, requests, max_length - 1);
     const bool reports = policy_.needs_reports();
     const bool timed = options.phase_timing || reports;
     const double run_start = clock_.now();
@@ -91,7 +97,8 @@ class speculative_decoder {
     const std::int32_t num_requests = static_cast<std::int32_t>(requests.size());
 
     generation_result result;
-    std::vector<detail::request_progress> progress = detail::start_progress(requests, slots, result, max_length);
+    std::vector<detail::request_progress> progress =
+        detail::start_progress(requests, slots, result, max_length);
     for (std::size_t r = 0; r < requests.size(); ++r) {  // the drafters' draft_input::history
       const generation_request& q = requests[r];
       progress[r].keep_history = true;
@@ -100,25 +107,30 @@ class speculative_decoder {
     }
 
     // h of every request (the target's hidden state at its last committed token): [R, H].
-    auto hidden_state = backend_.template allocate<float>(static_cast<index_t>(num_requests) * hidden_size);
+    auto hidden_state =
+        backend_.template allocate<float>(static_cast<index_t>(num_requests) * hidden_size);
 
     // --- prefill: the first token of every request with something to generate ---
     std::vector<std::int32_t> active = detail::running(progress);
     const double prefill_start = clock_.now();
     if (!active.empty()) {
       std::vector<std::int32_t> last_tokens;
-      for (std::int32_t r : active) last_tokens.push_back(requests[static_cast<std::size_t>(r)].prompt.back());
+      for (std::int32_t r : active)
+        last_tokens.push_back(requests[static_cast<std::size_t>(r)].prompt.back());
       const index_t a = static_cast<index_t>(active.size());
       const model_output out = detail::prefill_requests(fn, model_, requests, progress, active);
       // The first token: the verification rule applied to one-node trees (nothing drafted).
       const tree<B> t = one_node_trees(last_tokens);
-      const std::vector<std::int32_t> first = to_host(backend_, one_node_acceptance(t, out.logits, active, 0, options)).next_token;
+      const std::vector<std::int32_t> first =
+          to_host(backend_, one_node_acceptance(t, out.logits, active, 0, options)).next_token;
       for (index_t i = 0; i < a; ++i) {
         const std::int32_t r = active[static_cast<std::size_t>(i)];
-        backend_.copy(out.hidden.data() + i * hidden_size, hidden_size, hidden_state.data() + r * hidden_size);
+        backend_.copy(out.hidden.data() + i * hidden_size, hidden_size,
+                      hidden_state.data() + r * hidden_size);
         auto& p = progress[static_cast<std::size_t>(r)];
         p.root = first[static_cast<std::size_t>(i)];
-        p.emit(p.root, requests[static_cast<std::size_t>(r)], result.tokens[static_cast<std::size_t>(r)],
+        p.emit(p.root, requests[static_cast<std::size_t>(r)],
+               result.tokens[static_cast<std::size_t>(r)],
                result.requests[static_cast<std::size_t>(r)], on_token);
       }
     }
@@ -144,7 +156,8 @@ class speculative_decoder {
 
     // --- steps ---
     std::uint32_t step = 0;
-    std::vector<std::int32_t> accepted_rank, shared_prefix;  // the report's detail, [A, L-1] and [A, W]
+    std::vector<std::int32_t> accepted_rank,
+        shared_prefix;  // the report's detail, [A, L-1] and [A, W]
     for (active = detail::running(progress); !active.empty(); active = detail::running(progress)) {
       ++step;
       step_stats st;
@@ -160,17 +173,19 @@ class speculative_decoder {
         committed.push_back(p.committed);
         history.emplace_back(p.history);
         fresh.push_back(result.requests[static_cast<std::size_t>(r)].steps == 0 ? 1 : 0);
-        remaining.push_back(requests[static_cast<std::size_t>(r)].max_new_tokens -
-                            static_cast<std::int32_t>(result.tokens[static_cast<std::size_t>(r)].size()));
+        remaining.push_back(
+            requests[static_cast<std::size_t>(r)].max_new_tokens -
+            static_cast<std::int32_t>(result.tokens[static_cast<std::size_t>(r)].size()));
       }
 
       // The shape, from earlier steps only (nothing of this step is drawn yet).
       const draft_shape shape = policy_.choose(step_context{step, &options, {remaining.data(), a}});
-      REDRAFT_REQUIRE(shape.beam_width >= 1 && shape.beam_length >= 1 && shape.beam_length <= max_length &&
+      REDRAFT_REQUIRE(shape.beam_width >= 1 && shape.beam_length >= 1 &&
+                          shape.beam_length <= max_length &&
                           (shape.beam_length > 1 || shape.beam_width == 1),
-                      fn, ": the speculation policy chose beam_width ", shape.beam_width, ", beam_length ",
-                      shape.beam_length, " for step ", step, " (needs W >= 1 and 1 <= L <= ", max_length,
-                      ", and W = 1 when L = 1)");
+                      fn, ": the speculation policy chose beam_width ", shape.beam_width,
+                      ", beam_length ", shape.beam_length, " for step ", step,
+                      " (needs W >= 1 and 1 <= L <= ", max_length, ", and W = 1 when L = 1)");
       const std::int32_t width = shape.beam_width, length = shape.beam_length;
       st.beam_width = width;
       st.beam_length = length;
@@ -190,20 +205,25 @@ class speculative_decoder {
       if (shape.is_plain()) {
         t = one_node_trees(roots);
       } else {
-        drafted = draft(active, roots, aslots, history, fresh, hidden_state, num_requests, shape, options);
+        drafted = draft(active, roots, aslots, history, fresh, hidden_state, num_requests, shape,
+                        options);
         const double drafted_at = mark();
         st.draft_s = drafted_at - t0;
         t0 = drafted_at;
         const bool short_beams = drafted.beam_lengths.size() > 0;
-        t = build_tree(backend_, view<const std::int32_t, 3>(drafted.beams.data(), a, width, length),
-                       short_beams ? matrix_view<const std::int32_t>(drafted.beam_lengths.data(), a, width)
-                                   : matrix_view<const std::int32_t>());
+        t = build_tree(
+            backend_, view<const std::int32_t, 3>(drafted.beams.data(), a, width, length),
+            short_beams ? matrix_view<const std::int32_t>(drafted.beam_lengths.data(), a, width)
+                        : matrix_view<const std::int32_t>());
         check_roots(t, active, roots);
       }
       auto base = backend_.template allocate<std::int32_t>(a);
       backend_.copy_from_host(committed.data(), a, base.data());
-      const auto positions = build_positions(backend_, t, vector_view<const std::int32_t>(base.data(), a));
-      verify_input vin{{aslots.data(), a}, {t.host_node_offsets.data(), a + 1}, view_of(t),
+      const auto positions =
+          build_positions(backend_, t, vector_view<const std::int32_t>(base.data(), a));
+      verify_input vin{{aslots.data(), a},
+                       {t.host_node_offsets.data(), a + 1},
+                       view_of(t),
                        {positions.data(), t.total_nodes()}};
       dense_tree_mask<B> dense;
       packed_tree_mask<B> packed;
@@ -228,8 +248,9 @@ class speculative_decoder {
       st.target_s = t0 - t1;
 
       // Verify.
-      const host_acceptance acc = to_host(backend_, shape.is_plain() ? one_node_acceptance(t, out.logits, active, step, options)
-                                                                     : run_verifier(t, out.logits, drafted, active, step, options));
+      const host_acceptance acc = to_host(
+          backend_, shape.is_plain() ? one_node_acceptance(t, out.logits, active, step, options)
+                                     : run_verifier(t, out.logits, drafted, active, step, options));
       t1 = mark();
       st.verify_s = t1 - t0;
 
@@ -257,7 +278,8 @@ class speculative_decoder {
       if (plan.num_requests() > 0) model_.commit(plan);
       // h for the next step: the hidden state at each request's last accepted node.
       for (std::size_t i = 0; i < next_rows.size(); ++i) {
-        backend_.copy(out.hidden.data() + static_cast<index_t>(next_rows[i]) * hidden_size, hidden_size,
+        backend_.copy(out.hidden.data() + static_cast<index_t>(next_rows[i]) * hidden_size,
+                      hidden_size,
                       hidden_state.data() + static_cast<index_t>(next_requests[i]) * hidden_size);
       }
       st.kv_s = mark() - t1;
@@ -395,40 +417,48 @@ class speculative_decoder {
   // Uniforms [A, draws] for the requests of a step: request r draws from Philox (seed, r, step),
   // keyed by its index in the caller's list, so its stream does not depend on which other
   // requests are still running.
-  typename B::template buffer<float> step_uniforms(const std::vector<std::int32_t>& active, std::uint32_t step,
-                                                   index_t draws, std::uint64_t seed) const {
+  typename B::template buffer<float> step_uniforms(const std::vector<std::int32_t>& active,
+                                                   std::uint32_t step, index_t draws,
+                                                   std::uint64_t seed) const {
     std::vector<float> host(active.size() * static_cast<std::size_t>(draws));
     for (std::size_t i = 0; i < active.size(); ++i) {
       const philox_stream s{seed, static_cast<std::uint32_t>(active[i]), step};
-      for (index_t j = 0; j < draws; ++j) host[i * static_cast<std::size_t>(draws) + static_cast<std::size_t>(j)] = s.uniform(static_cast<std::uint64_t>(j));
+      for (index_t j = 0; j < draws; ++j)
+        host[i * static_cast<std::size_t>(draws) + static_cast<std::size_t>(j)] =
+            s.uniform(static_cast<std::uint64_t>(j));
     }
     return to_backend(backend_, host);
   }
 
-  acceptance<B> run_verifier(const tree<B>& t, matrix_view<const float> logits, const draft_output<B>& drafted,
+  acceptance<B> run_verifier(const tree<B>& t, matrix_view<const float> logits,
+                             const draft_output<B>& drafted,
                              const std::vector<std::int32_t>& active, std::uint32_t step,
                              const decode_options& options) const {
     const index_t a = static_cast<index_t>(active.size());
     // Enough draws for every rule: lossless uses 2 per depth, redrafter W (L-1) + 1.
-    const index_t draws = std::max<index_t>(2 * std::max(t.beam_length, 1),
-                                            static_cast<index_t>(t.beam_width) * std::max(t.beam_length - 1, 0) + 1);
+    const index_t draws =
+        std::max<index_t>(2 * std::max(t.beam_length, 1),
+                          static_cast<index_t>(t.beam_width) * std::max(t.beam_length - 1, 0) + 1);
     switch (options.rule) {
       case verifier::greedy:
         return verify_greedy(backend_, t, logits);
       case verifier::lossless: {
         const auto u = step_uniforms(active, step, draws, options.seed);
-        return verify_lossless(backend_, t, logits, options.sampling, matrix_view<const float>(u.data(), a, draws));
+        return verify_lossless(backend_, t, logits, options.sampling,
+                               matrix_view<const float>(u.data(), a, draws));
       }
       case verifier::redrafter: {
         const auto u = step_uniforms(active, step, draws, options.seed);
         const index_t vocab = logits.extent(1);
         return verify_redrafter(backend_, t, logits,
-                                view<const float, 4>(drafted.log_probs.data(), a, t.beam_width, t.beam_length - 1, vocab),
+                                view<const float, 4>(drafted.log_probs.data(), a, t.beam_width,
+                                                     t.beam_length - 1, vocab),
                                 options.redrafter, matrix_view<const float>(u.data(), a, draws));
       }
       case verifier::typical: {
         const auto u = step_uniforms(active, step, draws, options.seed);
-        return verify_typical(backend_, t, logits, options.typical, matrix_view<const float>(u.data(), a, draws));
+        return verify_typical(backend_, t, logits, options.typical,
+                              matrix_view<const float>(u.data(), a, draws));
       }
     }
     throw error("speculative_decoder: unknown verifier");
@@ -436,47 +466,63 @@ class speculative_decoder {
 
   // Drafts W beams of L tokens for the `active` requests from their hidden states [R, H] and
   // roots [A]; checks the drafter's output shapes.
-  draft_output<B> draft(const std::vector<std::int32_t>& active, const std::vector<std::int32_t>& roots,
+  draft_output<B> draft(const std::vector<std::int32_t>& active,
+                        const std::vector<std::int32_t>& roots,
                         const std::vector<std::int32_t>& aslots,
-                        const std::vector<std::span<const std::int32_t>>& history, const std::vector<std::uint8_t>& fresh,
+                        const std::vector<std::span<const std::int32_t>>& history,
+                        const std::vector<std::uint8_t>& fresh,
                         const typename B::template buffer<float>& hidden_state,
-                        std::int32_t num_requests, draft_shape shape, const decode_options& options) {
+                        std::int32_t num_requests, draft_shape shape,
+                        const decode_options& options) {
     constexpr const char* fn = "speculative_decoder::generate";
-    const index_t a = static_cast<index_t>(active.size()), hidden_size = model_.hidden_size(), vocab = model_.vocab_size();
+    const index_t a = static_cast<index_t>(active.size()), hidden_size = model_.hidden_size(),
+                  vocab = model_.vocab_size();
     const std::int32_t width = shape.beam_width, length = shape.beam_length;
     auto rows = backend_.template allocate<std::int32_t>(a);
     backend_.copy_from_host(active.data(), a, rows.data());
     auto h = backend_.template allocate<float>(a * hidden_size);  // [A, H]
     backend_.gather_rows(matrix_view<const float>(hidden_state.data(), num_requests, hidden_size),
-                         vector_view<const std::int32_t>(rows.data(), a), matrix_view<float>(h.data(), a, hidden_size));
+                         vector_view<const std::int32_t>(rows.data(), a),
+                         matrix_view<float>(h.data(), a, hidden_size));
     const bool want_log_probs = options.rule == verifier::redrafter;
-    draft_output<B> drafted = drafter_.draft(draft_input{matrix_view<const float>(h.data(), a, hidden_size),
-                                                         {roots.data(), a}, {aslots.data(), a}, width, length,
-                                                         want_log_probs, {history.data(), a}, {fresh.data(), a},
-                                                         0});
-    REDRAFT_REQUIRE(drafted.beams.size() == a * width * length, fn, ": the drafter returned ", drafted.beams.size(),
-                    " beam tokens, expected ", a * width * length, " ([", a, ", ", width, ", ", length, "])");
-    REDRAFT_REQUIRE(!want_log_probs || drafted.log_probs.size() == a * width * (length - 1) * vocab, fn,
-                    ": the drafter returned ", drafted.log_probs.size(), " log-probs, expected ",
-                    a * width * (length - 1) * vocab);
+    draft_output<B> drafted =
+        drafter_.draft(draft_input{matrix_view<const float>(h.data(), a, hidden_size),
+                                   {roots.data(), a},
+                                   {aslots.data(), a},
+                                   width,
+                                   length,
+                                   want_log_probs,
+                                   {history.data(), a},
+                                   {fresh.data(), a},
+                                   0});
+    REDRAFT_REQUIRE(drafted.beams.size() == a * width * length, fn, ": the drafter returned ",
+                    drafted.beams.size(), " beam tokens, expected ", a * width * length, " ([", a,
+                    ", ", width, ", ", length, "])");
+    REDRAFT_REQUIRE(!want_log_probs || drafted.log_probs.size() == a * width * (length - 1) * vocab,
+                    fn, ": the drafter returned ", drafted.log_probs.size(),
+                    " log-probs, expected ", a * width * (length - 1) * vocab);
     const bool short_beams = drafted.beam_lengths.size() > 0;
-    REDRAFT_REQUIRE(!short_beams || drafted.beam_lengths.size() == a * width, fn, ": the drafter returned ",
-                    drafted.beam_lengths.size(), " beam lengths, expected ", a * width, " ([", a, ", ", width,
-                    "]) or none");
-    REDRAFT_REQUIRE(!(short_beams && options.rule == verifier::redrafter), fn,
-                    ": verifier::redrafter reads every beam position's draft log-probs, but the drafter returned "
-                    "beams shorter than L (beam_lengths); use verifier::greedy or verifier::lossless");
+    REDRAFT_REQUIRE(!short_beams || drafted.beam_lengths.size() == a * width, fn,
+                    ": the drafter returned ", drafted.beam_lengths.size(),
+                    " beam lengths, expected ", a * width, " ([", a, ", ", width, "]) or none");
+    REDRAFT_REQUIRE(
+        !(short_beams && options.rule == verifier::redrafter), fn,
+        ": verifier::redrafter reads every beam position's draft log-probs, but the drafter "
+        "returned "
+        "beams shorter than L (beam_lengths); use verifier::greedy or verifier::lossless");
     return drafted;
   }
 
   // One transfer of the tree's tokens (n_total ints) checks every request's root; build_tree
   // already checked that the beams of a request share it.
-  void check_roots(const tree<B>& t, const std::vector<std::int32_t>& active, const std::vector<std::int32_t>& roots) const {
+  void check_roots(const tree<B>& t, const std::vector<std::int32_t>& active,
+                   const std::vector<std::int32_t>& roots) const {
     std::vector<std::int32_t> tokens(static_cast<std::size_t>(t.total_nodes()));
     backend_.copy_to_host(t.token.data(), t.total_nodes(), tokens.data());
     for (std::size_t i = 0; i < active.size(); ++i) {
       const std::int32_t root = tokens[static_cast<std::size_t>(t.host_node_offsets[i])];
-      REDRAFT_REQUIRE(root == roots[i], "speculative_decoder::generate: the drafter's beams for request ", active[i],
+      REDRAFT_REQUIRE(root == roots[i],
+                      "speculative_decoder::generate: the drafter's beams for request ", active[i],
                       " start with token ", root, " instead of the root ", roots[i]);
     }
   }
@@ -494,22 +540,26 @@ class speculative_decoder {
                                     const std::vector<std::int32_t>& active, std::uint32_t step,
                                     const decode_options& options) const {
     const index_t a = static_cast<index_t>(active.size());
-    if (options.rule == verifier::greedy || (options.rule == verifier::typical && !options.typical.sample_next_token))
+    if (options.rule == verifier::greedy ||
+        (options.rule == verifier::typical && !options.typical.sample_next_token))
       return verify_greedy(backend_, t, logits);
     const auto u = step_uniforms(active, step, 2, options.seed);
     sampling_params p = options.sampling;
-    if (options.rule == verifier::redrafter) p = {options.redrafter.temperature, options.redrafter.logit_top_k, 1.0f};
+    if (options.rule == verifier::redrafter)
+      p = {options.redrafter.temperature, options.redrafter.logit_top_k, 1.0f};
     if (options.rule == verifier::typical) p = {options.typical.temperature, 0, 1.0f};
     return verify_lossless(backend_, t, logits, p, matrix_view<const float>(u.data(), a, 2));
   }
 
   // The step report's acceptance detail (step_report): accepted_rank [A, L-1] and shared_prefix
   // [A, W], from the tree's beam_to_node [A, W, L] and the accepted nodes. O(A W L) host work.
-  void acceptance_detail(const tree<B>& t, const host_acceptance& acc, std::vector<std::int32_t>& accepted_rank,
+  void acceptance_detail(const tree<B>& t, const host_acceptance& acc,
+                         std::vector<std::int32_t>& accepted_rank,
                          std::vector<std::int32_t>& shared_prefix) const {
     const std::int32_t a = t.batch, width = t.beam_width, length = t.beam_length;
     std::vector<std::int32_t> beam_to_node(static_cast<std::size_t>(a) * width * length);
-    backend_.copy_to_host(t.beam_to_node.data(), static_cast<index_t>(beam_to_node.size()), beam_to_node.data());
+    backend_.copy_to_host(t.beam_to_node.data(), static_cast<index_t>(beam_to_node.size()),
+                          beam_to_node.data());
     accepted_rank.assign(static_cast<std::size_t>(a) * (length - 1), -1);
     shared_prefix.assign(static_cast<std::size_t>(a) * width, 0);
     std::vector<std::int32_t> owner;  // [n_r] lowest beam holding each node
@@ -517,13 +567,17 @@ class speculative_decoder {
       owner.assign(static_cast<std::size_t>(t.num_nodes(i)), -1);
       std::int32_t last_node = 0;  // the highest node created by beams 0..w-1
       for (std::int32_t w = 0; w < width; ++w) {
-        const std::int32_t* beam = beam_to_node.data() + (static_cast<std::size_t>(i) * width + w) * length;
+        const std::int32_t* beam =
+            beam_to_node.data() + (static_cast<std::size_t>(i) * width + w) * length;
         std::int32_t shared = 0;
         // beam_to_node is -1 past the end of a beam shorter than L (a drafter's beam_lengths).
-        while (shared + 1 < length && beam[shared + 1] >= 0 && beam[shared + 1] <= last_node && w > 0) ++shared;
+        while (shared + 1 < length && beam[shared + 1] >= 0 && beam[shared + 1] <= last_node &&
+               w > 0)
+          ++shared;
         shared_prefix[static_cast<std::size_t>(i) * width + w] = shared;
         for (std::int32_t l = 0; l < length && beam[l] >= 0; ++l) {
-          if (owner[static_cast<std::size_t>(beam[l])] < 0) owner[static_cast<std::size_t>(beam[l])] = w;
+          if (owner[static_cast<std::size_t>(beam[l])] < 0)
+            owner[static_cast<std::size_t>(beam[l])] = w;
           last_node = std::max(last_node, beam[l]);
         }
       }

@@ -32,8 +32,9 @@ namespace detail {
 
 // Log-probs [R, W, L-1, V] with log(0.9) at each proposed token and an even share of 0.1
 // elsewhere: a valid log-distribution whose argmax is the proposal. beams: [R, W, L] host.
-inline std::vector<float> smoothed_log_probs(const std::vector<std::int32_t>& beams, std::int32_t requests,
-                                             std::int32_t width, std::int32_t length, std::int32_t vocab) {
+inline std::vector<float> smoothed_log_probs(const std::vector<std::int32_t>& beams,
+                                             std::int32_t requests, std::int32_t width,
+                                             std::int32_t length, std::int32_t vocab) {
   std::vector<float> out(static_cast<std::size_t>(requests) * width * (length - 1) * vocab);
   const float other = std::log(0.1f / static_cast<float>(vocab - 1)), chosen = std::log(0.9f);
   for (index_t row = 0; row < static_cast<index_t>(requests) * width; ++row)
@@ -48,19 +49,21 @@ inline std::vector<float> smoothed_log_probs(const std::vector<std::int32_t>& be
 template <Backend B, class T>
 typename B::template buffer<T> upload(const B& backend, const std::vector<T>& host) {
   auto out = backend.template allocate<T>(static_cast<index_t>(host.size()));
-  if (!host.empty()) backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
+  if (!host.empty())
+    backend.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
   return out;
 }
 
 // The drafter's output on B: beams [R, W, L] and, when asked, their smoothed log-probs.
 template <Backend B>
-draft_output<B> upload_draft(const B& backend, const std::vector<std::int32_t>& beams, const draft_input& in,
-                             std::int32_t vocab) {
+draft_output<B> upload_draft(const B& backend, const std::vector<std::int32_t>& beams,
+                             const draft_input& in, std::int32_t vocab) {
   const auto requests = static_cast<std::int32_t>(in.roots.extent(0));
   draft_output<B> out;
   out.beams = upload(backend, beams);
   out.log_probs = in.want_log_probs
-                      ? upload(backend, smoothed_log_probs(beams, requests, in.beam_width, in.beam_length, vocab))
+                      ? upload(backend, smoothed_log_probs(beams, requests, in.beam_width,
+                                                           in.beam_length, vocab))
                       : backend.template allocate<float>(0);
   return out;
 }
@@ -86,21 +89,23 @@ class basic_random_drafter {
  public:
   basic_random_drafter(B backend, std::int32_t vocab_size, std::uint64_t seed)
       : backend_(backend), vocab_(vocab_size), seed_(seed) {}
-  basic_random_drafter(std::int32_t vocab_size, std::uint64_t seed)
-    requires std::same_as<B, cpu_backend>
+  basic_random_drafter(std::int32_t vocab_size,
+                       std::uint64_t seed) requires std::same_as<B, cpu_backend>
       : basic_random_drafter(cpu_backend{}, vocab_size, seed) {}
 
   draft_output<B> draft(const draft_input& in) {
     const std::int32_t requests = static_cast<std::int32_t>(in.roots.extent(0));
     const std::int32_t width = in.beam_width, length = in.beam_length;
-    std::vector<std::int32_t> beams(static_cast<std::size_t>(requests) * width * length);  // [R, W, L]
+    std::vector<std::int32_t> beams(static_cast<std::size_t>(requests) * width *
+                                    length);  // [R, W, L]
     for (std::int32_t r = 0; r < requests; ++r) {
       const philox_stream s{seed_, static_cast<std::uint32_t>(in.slots[r]), calls_};
       for (std::int32_t w = 0; w < width; ++w)
         for (std::int32_t l = 0; l < length; ++l) {
           const index_t i = (static_cast<index_t>(r) * width + w) * length + l;
           beams[static_cast<std::size_t>(i)] =
-              l == 0 ? in.roots[r] : static_cast<std::int32_t>(s.bits(static_cast<std::uint64_t>(i)) % vocab_);
+              l == 0 ? in.roots[r]
+                     : static_cast<std::int32_t>(s.bits(static_cast<std::uint64_t>(i)) % vocab_);
         }
     }
     ++calls_;
@@ -133,17 +138,21 @@ class oracle_drafter {
   void set_context(std::int32_t slot, std::vector<std::int32_t> tokens) {
     context_.at(static_cast<std::size_t>(slot)) = std::move(tokens);
   }
-  void observe(std::int32_t slot, std::int32_t token) { context_.at(static_cast<std::size_t>(slot)).push_back(token); }
+  void observe(std::int32_t slot, std::int32_t token) {
+    context_.at(static_cast<std::size_t>(slot)).push_back(token);
+  }
 
   draft_output<backend_type> draft(const draft_input& in) {
     const std::int32_t requests = static_cast<std::int32_t>(in.roots.extent(0));
     const std::int32_t width = in.beam_width, length = in.beam_length, vocab = shadow_.vocab_size();
-    std::vector<std::int32_t> beams(static_cast<std::size_t>(requests) * width * length);  // [R, W, L]
+    std::vector<std::int32_t> beams(static_cast<std::size_t>(requests) * width *
+                                    length);  // [R, W, L]
     for (std::int32_t r = 0; r < requests; ++r) {
       // Committed sequence = everything observed except the root (the last emitted token).
       const auto& seen = context_.at(static_cast<std::size_t>(in.slots[r]));
-      REDRAFT_REQUIRE(!seen.empty() && seen.back() == in.roots[r], "oracle_drafter: slot ", in.slots[r],
-                      " was not told its context (last observed token must be the root ", in.roots[r], ")");
+      REDRAFT_REQUIRE(
+          !seen.empty() && seen.back() == in.roots[r], "oracle_drafter: slot ", in.slots[r],
+          " was not told its context (last observed token must be the root ", in.roots[r], ")");
       const std::vector<std::int32_t> greedy = continue_greedy(seen, length - 1);
       const philox_stream s{seed_, static_cast<std::uint32_t>(in.slots[r]), calls_};
       for (std::int32_t w = 0; w < width; ++w) {
@@ -151,8 +160,11 @@ class oracle_drafter {
         beam[0] = in.roots[r];
         for (std::int32_t l = 1; l < length; ++l) beam[l] = greedy[static_cast<std::size_t>(l - 1)];
         if (w > 0) {  // perturb one depth so beams share a prefix and then diverge
-          const std::int32_t depth = 1 + static_cast<std::int32_t>(s.bits(2u * w) % static_cast<std::uint32_t>(length - 1));
-          beam[depth] = static_cast<std::int32_t>((beam[depth] + 1 + s.bits(2u * w + 1) % (vocab - 1)) % vocab);
+          const std::int32_t depth =
+              1 +
+              static_cast<std::int32_t>(s.bits(2u * w) % static_cast<std::uint32_t>(length - 1));
+          beam[depth] = static_cast<std::int32_t>(
+              (beam[depth] + 1 + s.bits(2u * w + 1) % (vocab - 1)) % vocab);
         }
       }
     }
@@ -162,10 +174,12 @@ class oracle_drafter {
 
  private:
   // The shadow model's greedy continuation of `sequence` by `count` tokens (slot 0 of the shadow).
-  std::vector<std::int32_t> continue_greedy(const std::vector<std::int32_t>& sequence, std::int32_t count) {
+  std::vector<std::int32_t> continue_greedy(const std::vector<std::int32_t>& sequence,
+                                            std::int32_t count) {
     const std::int32_t slot = 0, zero = 0, length = static_cast<std::int32_t>(sequence.size());
     const std::int32_t offsets[2] = {0, length};
-    model_output o = shadow_.prefill(prefill_input{{&slot, 1}, {offsets, 2}, {sequence.data(), length}});
+    model_output o =
+        shadow_.prefill(prefill_input{{&slot, 1}, {offsets, 2}, {sequence.data(), length}});
     std::vector<std::int32_t> out;
     std::vector<float> row(static_cast<std::size_t>(shadow_.vocab_size()));  // [V] host
     std::int32_t committed = length;
@@ -188,14 +202,16 @@ class oracle_drafter {
       const auto token = detail::upload(backend_, std::vector<std::int32_t>{best});
       const auto position = detail::upload(backend_, std::vector<std::int32_t>{committed});
       tree_view t{1, 0, 0, node_offsets.data(), token.data(), parent.data(), depth.data(), nullptr};
-      verify_input vin{{&slot, 1},           {host_node_offsets, 2}, t, {position.data(), 1},
-                       dense.data(),         dense_offsets.data(),   packed.data(), 1};
+      verify_input vin{
+          {&slot, 1},           {host_node_offsets, 2}, t, {position.data(), 1}, dense.data(),
+          dense_offsets.data(), packed.data(),          1};
       o = shadow_.verify(vin);
       kv_plan plan{{0, 1}, {slot}, {zero}, {committed}};
       shadow_.commit(plan);
       ++committed;
     }
-    while (static_cast<std::int32_t>(out.size()) < count) out.push_back(out.empty() ? 0 : out.back());
+    while (static_cast<std::int32_t>(out.size()) < count)
+      out.push_back(out.empty() ? 0 : out.back());
     return out;
   }
 

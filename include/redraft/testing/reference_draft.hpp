@@ -103,14 +103,16 @@ inline reference_beam_search_result reference_beam_search(
     const std::vector<float>& embedding, const std::vector<float>& hidden,
     const std::vector<std::int32_t>& roots, std::int64_t width, std::int64_t length) {
   const std::size_t batch = roots.size(), w_n = static_cast<std::size_t>(width);
-  const std::size_t l_n = static_cast<std::size_t>(length), v_n = static_cast<std::size_t>(config.vocab_size);
+  const std::size_t l_n = static_cast<std::size_t>(length),
+                    v_n = static_cast<std::size_t>(config.vocab_size);
   const std::size_t h_n = static_cast<std::size_t>(config.hidden_size);
   reference_beam_search_result out;
   out.beams.resize(batch * w_n * l_n);
   out.scores.resize(batch * w_n);
   out.log_probs.resize(batch * w_n * (l_n - 1) * v_n);
   for (std::size_t b = 0; b < batch; ++b) {
-    const std::vector<double> h(hidden.begin() + long(b * h_n), hidden.begin() + long((b + 1) * h_n));
+    const std::vector<double> h(hidden.begin() + long(b * h_n),
+                                hidden.begin() + long((b + 1) * h_n));
     struct beam {
       std::vector<std::int32_t> tokens;
       std::vector<double> state;
@@ -119,7 +121,10 @@ inline reference_beam_search_result reference_beam_search(
     };
     std::vector<beam> beams(w_n);
     for (std::size_t w = 0; w < w_n; ++w) {
-      beams[w] = {{roots[b]}, std::vector<double>(h_n, 0.0), {}, w == 0 ? 0.0 : double(config.logit_mask_value)};
+      beams[w] = {{roots[b]},
+                  std::vector<double>(h_n, 0.0),
+                  {},
+                  w == 0 ? 0.0 : double(config.logit_mask_value)};
     }
     for (std::size_t k = 1; k < l_n; ++k) {
       std::vector<std::vector<double>> step_log_probs(w_n);
@@ -130,7 +135,8 @@ inline reference_beam_search_result reference_beam_search(
         for (std::size_t i = 0; i < h_n; ++i) e[i] = embedding[token * h_n + i];
         beams[w].state = reference_draft_state(config, weights, e, beams[w].state);
         step_log_probs[w] = reference_draft_log_probs(config, weights, h, beams[w].state);
-        for (std::size_t v = 0; v < v_n; ++v) candidates[w * v_n + v] = beams[w].score + step_log_probs[w][v];
+        for (std::size_t v = 0; v < v_n; ++v)
+          candidates[w * v_n + v] = beams[w].score + step_log_probs[w][v];
       }
       std::vector<std::size_t> order(candidates.size());
       std::iota(order.begin(), order.end(), std::size_t{0});

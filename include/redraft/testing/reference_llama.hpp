@@ -25,11 +25,10 @@ struct reference_llama_output {
 // row i attends to every j with allowed[i * n + j] != 0 (an empty `allowed` means causal, j <= i).
 // Throws redraft::error for mismatched sizes, tokens outside [0, V), or a row that attends to
 // nothing.
-inline reference_llama_output reference_llama_forward(const tiny_llama_config& c,
-                                                      const tiny_llama_weights& w,
-                                                      const std::vector<std::int32_t>& tokens,
-                                                      const std::vector<std::int32_t>& positions,
-                                                      const std::vector<std::uint8_t>& allowed = {}) {
+inline reference_llama_output reference_llama_forward(
+    const tiny_llama_config& c, const tiny_llama_weights& w,
+    const std::vector<std::int32_t>& tokens, const std::vector<std::int32_t>& positions,
+    const std::vector<std::uint8_t>& allowed = {}) {
   const char* fn = "reference_llama_forward";
   check_weights(fn, c, w);
   const std::size_t n = tokens.size();
@@ -38,8 +37,8 @@ inline reference_llama_output reference_llama_forward(const tiny_llama_config& c
   REDRAFT_REQUIRE(allowed.empty() || allowed.size() == n * n, fn, ": allowed has ", allowed.size(),
                   " entries, expected ", n * n);
   for (std::size_t i = 0; i < n; ++i) {
-    REDRAFT_REQUIRE(tokens[i] >= 0 && tokens[i] < c.vocab_size, fn, ": tokens[", i, "] = ", tokens[i],
-                    " is outside [0, ", c.vocab_size, ")");
+    REDRAFT_REQUIRE(tokens[i] >= 0 && tokens[i] < c.vocab_size, fn, ": tokens[", i,
+                    "] = ", tokens[i], " is outside [0, ", c.vocab_size, ")");
   }
   const auto can_see = [&](std::size_t i, std::size_t j) {
     return allowed.empty() ? j <= i : allowed[i * n + j] != 0;
@@ -57,7 +56,8 @@ inline reference_llama_output reference_llama_forward(const tiny_llama_config& c
   const std::size_t vocab = static_cast<std::size_t>(c.vocab_size);
 
   // y[out] = W[out, in] x[in]
-  const auto matvec = [](const std::vector<float>& m, const std::vector<double>& x, std::size_t out) {
+  const auto matvec = [](const std::vector<float>& m, const std::vector<double>& x,
+                         std::size_t out) {
     std::vector<double> y(out, 0.0);
     const std::size_t in = x.size();
     for (std::size_t o = 0; o < out; ++o) {
@@ -70,7 +70,8 @@ inline reference_llama_output reference_llama_forward(const tiny_llama_config& c
   const auto rms_norm = [&](const std::vector<double>& x, const std::vector<float>& weight) {
     double ss = 0.0;
     for (double v : x) ss += v * v;
-    const double inv = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + static_cast<double>(c.rms_norm_eps));
+    const double inv =
+        1.0 / std::sqrt(ss / static_cast<double>(x.size()) + static_cast<double>(c.rms_norm_eps));
     std::vector<double> y(x.size());
     for (std::size_t k = 0; k < x.size(); ++k) y[k] = x[k] * inv * static_cast<double>(weight[k]);
     return y;
@@ -80,7 +81,8 @@ inline reference_llama_output reference_llama_forward(const tiny_llama_config& c
     for (std::size_t h = 0; h < heads; ++h) {
       for (std::size_t j = 0; j < hd / 2; ++j) {
         const double angle = static_cast<double>(p) *
-                             std::pow(static_cast<double>(c.rope_theta), -2.0 * static_cast<double>(j) / static_cast<double>(hd));
+                             std::pow(static_cast<double>(c.rope_theta),
+                                      -2.0 * static_cast<double>(j) / static_cast<double>(hd));
         const double a = v[h * hd + j], b = v[h * hd + j + hd / 2];
         v[h * hd + j] = a * std::cos(angle) - b * std::sin(angle);
         v[h * hd + j + hd / 2] = b * std::cos(angle) + a * std::sin(angle);

@@ -15,8 +15,8 @@
 #pragma once
 
 #include <chrono>
-#include <concepts>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <vector>
 
@@ -34,8 +34,8 @@ struct synthetic_target_config {
   std::int32_t hidden_size = 16;
   std::int32_t max_context = 4096;
   std::int32_t num_slots = 8;
-  std::int32_t window = 3;          // how many trailing tokens determine the next distribution
-  float logit_scale = 3.0f;         // spread of the logits (larger: peakier distributions)
+  std::int32_t window = 3;   // how many trailing tokens determine the next distribution
+  float logit_scale = 3.0f;  // spread of the logits (larger: peakier distributions)
   std::uint64_t seed = 1;
   std::chrono::nanoseconds verify_cost{0};  // busy-wait added to every prefill/verify call
 };
@@ -50,8 +50,8 @@ class basic_synthetic_target {
     REDRAFT_REQUIRE(config.vocab_size >= 2 && config.hidden_size >= 1 && config.window >= 1 &&
                         config.num_slots >= 1 && config.max_context >= 2,
                     "synthetic_target: invalid config (vocab_size ", config.vocab_size,
-                    ", hidden_size ", config.hidden_size, ", window ", config.window, ", num_slots ",
-                    config.num_slots, ", max_context ", config.max_context, ")");
+                    ", hidden_size ", config.hidden_size, ", window ", config.window,
+                    ", num_slots ", config.num_slots, ", max_context ", config.max_context, ")");
     std::vector<float> embedding(static_cast<std::size_t>(config.vocab_size) * config.hidden_size);
     const philox_stream s{config.seed, 0xE3Bu, 0};
     for (std::size_t i = 0; i < embedding.size(); ++i) embedding[i] = s.uniform(i) * 2.0f - 1.0f;
@@ -59,8 +59,8 @@ class basic_synthetic_target {
     slots_.resize(static_cast<std::size_t>(config.num_slots));
   }
   // The CPU model needs no handle from the caller.
-  explicit basic_synthetic_target(synthetic_target_config config)
-    requires std::same_as<B, cpu_backend>
+  explicit basic_synthetic_target(
+      synthetic_target_config config) requires std::same_as<B, cpu_backend>
       : basic_synthetic_target(cpu_backend{}, config) {}
 
   // The backend this model's work runs on (TargetModel clause 6).
@@ -81,19 +81,23 @@ class basic_synthetic_target {
 
   model_output prefill(const prefill_input& in) {
     const index_t requests = in.slots.extent(0);
-    REDRAFT_REQUIRE(in.token_offsets.extent(0) == requests + 1, "synthetic_target::prefill: token_offsets has ",
-                    in.token_offsets.extent(0), " entries, expected ", requests + 1);
+    REDRAFT_REQUIRE(in.token_offsets.extent(0) == requests + 1,
+                    "synthetic_target::prefill: token_offsets has ", in.token_offsets.extent(0),
+                    " entries, expected ", requests + 1);
     for (index_t r = 0; r < requests; ++r) {
       check_slot("prefill", in.slots[r]);
       const std::int32_t length = in.token_offsets[r + 1] - in.token_offsets[r];
-      REDRAFT_REQUIRE(length >= 1 && length <= config_.max_context, "synthetic_target::prefill: prompt ", r,
-                      " has length ", length, ", expected 1..", config_.max_context);
-      for (std::int32_t i = in.token_offsets[r]; i < in.token_offsets[r + 1]; ++i) check_token("prefill", in.tokens[i]);
+      REDRAFT_REQUIRE(length >= 1 && length <= config_.max_context,
+                      "synthetic_target::prefill: prompt ", r, " has length ", length,
+                      ", expected 1..", config_.max_context);
+      for (std::int32_t i = in.token_offsets[r]; i < in.token_offsets[r + 1]; ++i)
+        check_token("prefill", in.tokens[i]);
     }
     resize_outputs(requests);
     for (index_t r = 0; r < requests; ++r) {
       slot_state& s = slots_[static_cast<std::size_t>(in.slots[r])];
-      s.tokens.assign(in.tokens.data() + in.token_offsets[r], in.tokens.data() + in.token_offsets[r + 1]);
+      s.tokens.assign(in.tokens.data() + in.token_offsets[r],
+                      in.tokens.data() + in.token_offsets[r + 1]);
       s.pending.clear();
       write_row(r, s.tokens);
     }
@@ -103,11 +107,13 @@ class basic_synthetic_target {
 
   model_output verify(const verify_input& in) {
     const index_t requests = in.slots.extent(0);
-    REDRAFT_REQUIRE(in.host_node_offsets.extent(0) == requests + 1, "synthetic_target::verify: host_node_offsets has ",
+    REDRAFT_REQUIRE(in.host_node_offsets.extent(0) == requests + 1,
+                    "synthetic_target::verify: host_node_offsets has ",
                     in.host_node_offsets.extent(0), " entries, expected ", requests + 1);
     const index_t total = requests == 0 ? 0 : in.host_node_offsets[requests];
     // The tree and positions live in backend memory: read them through the backend.
-    const std::vector<std::int32_t> token = download(in.tree.token, total), parent = download(in.tree.parent, total),
+    const std::vector<std::int32_t> token = download(in.tree.token, total),
+                                    parent = download(in.tree.parent, total),
                                     depth = download(in.tree.depth, total),
                                     positions = download(in.positions.data(), total);
     for (index_t r = 0; r < requests; ++r) {
@@ -118,14 +124,16 @@ class basic_synthetic_target {
       for (std::int32_t i = 0; i < n; ++i) {
         const auto k = static_cast<std::size_t>(first + i);
         const std::int32_t p = parent[k];
-        REDRAFT_REQUIRE((i == 0 && p == -1) || (i > 0 && p >= 0 && p < i), "synthetic_target::verify: request ", r,
-                        " node ", i, " has parent ", p, " (packed order needs -1 at the root and parent < node)");
+        REDRAFT_REQUIRE((i == 0 && p == -1) || (i > 0 && p >= 0 && p < i),
+                        "synthetic_target::verify: request ", r, " node ", i, " has parent ", p,
+                        " (packed order needs -1 at the root and parent < node)");
         check_token("verify", token[k]);
         REDRAFT_REQUIRE(positions[k] == static_cast<std::int32_t>(s.tokens.size()) + depth[k],
-                        "synthetic_target::verify: request ", r, " node ", i, " has position ", positions[k],
-                        " but committed length + depth is ", s.tokens.size() + static_cast<std::size_t>(depth[k]));
-        REDRAFT_REQUIRE(positions[k] < config_.max_context, "synthetic_target::verify: position ", positions[k],
-                        " exceeds max_context ", config_.max_context);
+                        "synthetic_target::verify: request ", r, " node ", i, " has position ",
+                        positions[k], " but committed length + depth is ",
+                        s.tokens.size() + static_cast<std::size_t>(depth[k]));
+        REDRAFT_REQUIRE(positions[k] < config_.max_context, "synthetic_target::verify: position ",
+                        positions[k], " exceeds max_context ", config_.max_context);
       }
     }
     resize_outputs(total);
@@ -151,21 +159,28 @@ class basic_synthetic_target {
   void commit(const kv_plan& plan) {
     for (std::int32_t r = 0; r < plan.num_requests(); ++r) {
       check_slot("commit", plan.slot[static_cast<std::size_t>(r)]);
-      const slot_state& s = slots_[static_cast<std::size_t>(plan.slot[static_cast<std::size_t>(r)])];
-      for (std::int32_t e = plan.offsets[static_cast<std::size_t>(r)]; e < plan.offsets[static_cast<std::size_t>(r) + 1]; ++e) {
+      const slot_state& s =
+          slots_[static_cast<std::size_t>(plan.slot[static_cast<std::size_t>(r)])];
+      for (std::int32_t e = plan.offsets[static_cast<std::size_t>(r)];
+           e < plan.offsets[static_cast<std::size_t>(r) + 1]; ++e) {
         const std::int32_t node = plan.source_node[static_cast<std::size_t>(e)];
-        REDRAFT_REQUIRE(node >= 0 && node < static_cast<std::int32_t>(s.pending.size()), "synthetic_target::commit: request ",
-                        r, " keeps node ", node, " but the pending tree has ", s.pending.size(), " nodes");
+        REDRAFT_REQUIRE(node >= 0 && node < static_cast<std::int32_t>(s.pending.size()),
+                        "synthetic_target::commit: request ", r, " keeps node ", node,
+                        " but the pending tree has ", s.pending.size(), " nodes");
         REDRAFT_REQUIRE(plan.destination[static_cast<std::size_t>(e)] ==
-                            static_cast<std::int32_t>(s.tokens.size()) + (e - plan.offsets[static_cast<std::size_t>(r)]),
+                            static_cast<std::int32_t>(s.tokens.size()) +
+                                (e - plan.offsets[static_cast<std::size_t>(r)]),
                         "synthetic_target::commit: request ", r, " entry ", e, " goes to ",
-                        plan.destination[static_cast<std::size_t>(e)], " but the committed prefix ends at ", s.tokens.size());
+                        plan.destination[static_cast<std::size_t>(e)],
+                        " but the committed prefix ends at ", s.tokens.size());
       }
     }
     for (std::int32_t r = 0; r < plan.num_requests(); ++r) {
       slot_state& s = slots_[static_cast<std::size_t>(plan.slot[static_cast<std::size_t>(r)])];
-      for (std::int32_t e = plan.offsets[static_cast<std::size_t>(r)]; e < plan.offsets[static_cast<std::size_t>(r) + 1]; ++e)
-        s.tokens.push_back(s.pending[static_cast<std::size_t>(plan.source_node[static_cast<std::size_t>(e)])]);
+      for (std::int32_t e = plan.offsets[static_cast<std::size_t>(r)];
+           e < plan.offsets[static_cast<std::size_t>(r) + 1]; ++e)
+        s.tokens.push_back(
+            s.pending[static_cast<std::size_t>(plan.source_node[static_cast<std::size_t>(e)])]);
       s.pending.clear();
     }
   }
@@ -192,7 +207,8 @@ class basic_synthetic_target {
 
   std::uint64_t hash_of(const std::vector<std::int32_t>& seq) const {
     std::uint64_t h = 0x9E3779B97F4A7C15ull ^ config_.seed;
-    const std::size_t from = seq.size() > static_cast<std::size_t>(config_.window) ? seq.size() - config_.window : 0;
+    const std::size_t from =
+        seq.size() > static_cast<std::size_t>(config_.window) ? seq.size() - config_.window : 0;
     for (std::size_t i = from; i < seq.size(); ++i) {
       h ^= static_cast<std::uint32_t>(seq[i]) + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2);
       h *= 0xBF58476D1CE4E5B9ull;
@@ -213,7 +229,8 @@ class basic_synthetic_target {
     fill_logits(h, logits_.data() + row * config_.vocab_size);
     const philox_stream s{h, 0x41DDu, 0};
     for (std::int32_t j = 0; j < config_.hidden_size; ++j)
-      hidden_[static_cast<std::size_t>(row * config_.hidden_size + j)] = s.uniform(static_cast<std::uint64_t>(j)) * 2.0f - 1.0f;
+      hidden_[static_cast<std::size_t>(row * config_.hidden_size + j)] =
+          s.uniform(static_cast<std::uint64_t>(j)) * 2.0f - 1.0f;
   }
 
   void resize_outputs(index_t rows) {
@@ -230,7 +247,8 @@ class basic_synthetic_target {
   template <class T>
   typename B::template buffer<T> upload(const std::vector<T>& host) const {
     auto out = backend_.template allocate<T>(static_cast<index_t>(host.size()));
-    if (!host.empty()) backend_.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
+    if (!host.empty())
+      backend_.copy_from_host(host.data(), static_cast<index_t>(host.size()), out.data());
     return out;
   }
   std::vector<std::int32_t> download(const std::int32_t* src, index_t n) const {
@@ -239,12 +257,12 @@ class basic_synthetic_target {
     return out;
   }
   void check_slot(const char* fn, std::int32_t slot) const {
-    REDRAFT_REQUIRE(slot >= 0 && slot < config_.num_slots, "synthetic_target::", fn, ": slot ", slot,
-                    " is outside [0, ", config_.num_slots, ")");
+    REDRAFT_REQUIRE(slot >= 0 && slot < config_.num_slots, "synthetic_target::", fn, ": slot ",
+                    slot, " is outside [0, ", config_.num_slots, ")");
   }
   void check_token(const char* fn, std::int32_t token) const {
-    REDRAFT_REQUIRE(token >= 0 && token < config_.vocab_size, "synthetic_target::", fn, ": token ", token,
-                    " is outside [0, ", config_.vocab_size, ")");
+    REDRAFT_REQUIRE(token >= 0 && token < config_.vocab_size, "synthetic_target::", fn, ": token ",
+                    token, " is outside [0, ", config_.vocab_size, ")");
   }
   void spin() const {
     if (config_.verify_cost.count() <= 0) return;
@@ -257,8 +275,8 @@ class basic_synthetic_target {
   synthetic_target_config config_;
   typename B::template buffer<float> embedding_;  // [V, H] backend memory
   std::vector<slot_state> slots_;
-  std::vector<float> logits_;                              // [rows, V] host
-  std::vector<float> hidden_;                              // [rows, H] host
+  std::vector<float> logits_;                             // [rows, V] host
+  std::vector<float> hidden_;                             // [rows, H] host
   typename B::template buffer<float> logits_on_backend_;  // [rows, V] what prefill / verify return
   typename B::template buffer<float> hidden_on_backend_;  // [rows, H]
 };

@@ -30,7 +30,6 @@
 // apply_kv_plan's few small buffers). One core.
 #pragma once
 
-#include "redraft/cpu/eigen.hpp"
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -38,6 +37,7 @@
 #include <limits>
 #include <utility>
 #include <vector>
+#include "redraft/cpu/eigen.hpp"
 
 #include "redraft/core/aligned_allocator.hpp"
 #include "redraft/core/error.hpp"
@@ -79,7 +79,8 @@ class tiny_llama {
     // precision at every position (HF computes p * inv_freq in float32, which differs by up to
     // ~1e-4 radians at positions in the thousands).
     const std::int32_t half = config_.head_dim / 2;
-    rope_cos_.resize(static_cast<std::size_t>(config_.max_context) * static_cast<std::size_t>(half));
+    rope_cos_.resize(static_cast<std::size_t>(config_.max_context) *
+                     static_cast<std::size_t>(half));
     rope_sin_.resize(rope_cos_.size());
     for (std::int32_t p = 0; p < config_.max_context; ++p) {
       for (std::int32_t j = 0; j < half; ++j) {
@@ -129,9 +130,9 @@ class tiny_llama {
   // an empty prompt, a prompt longer than max_context, a token outside [0, V).
   model_output prefill(const prefill_input& in) {
     const std::int32_t requests = static_cast<std::int32_t>(in.slots.extent(0));
-    REDRAFT_REQUIRE(in.token_offsets.extent(0) == requests + 1, "tiny_llama::prefill: token_offsets has ",
-                    in.token_offsets.extent(0), " entries but there are ", requests,
-                    " slots (expected ", requests + 1, ")");
+    REDRAFT_REQUIRE(in.token_offsets.extent(0) == requests + 1,
+                    "tiny_llama::prefill: token_offsets has ", in.token_offsets.extent(0),
+                    " entries but there are ", requests, " slots (expected ", requests + 1, ")");
     REDRAFT_REQUIRE(requests == 0 || in.token_offsets[0] == 0,
                     "tiny_llama::prefill: token_offsets[0] is ", in.token_offsets[0], ", not 0");
     check_slots("tiny_llama::prefill", in.slots);
@@ -157,7 +158,8 @@ class tiny_llama {
     }
     forward(in.tokens.data(), positions_.data(), n_rows);
     for (std::int32_t r = 0; r < requests; ++r) {
-      committed_[static_cast<std::size_t>(in.slots[r])] = in.token_offsets[r + 1] - in.token_offsets[r];
+      committed_[static_cast<std::size_t>(in.slots[r])] =
+          in.token_offsets[r + 1] - in.token_offsets[r];
       pending_[static_cast<std::size_t>(in.slots[r])] = 0;
     }
     // Output rows: each prompt's last token.
@@ -193,7 +195,8 @@ class tiny_llama {
     build_tree_segments(in);
     forward(in.tree.token, in.positions.data(), n_total);
     for (std::int32_t r = 0; r < requests; ++r) {
-      pending_[static_cast<std::size_t>(in.slots[r])] = in.host_node_offsets[r + 1] - in.host_node_offsets[r];
+      pending_[static_cast<std::size_t>(in.slots[r])] =
+          in.host_node_offsets[r + 1] - in.host_node_offsets[r];
     }
     all_rows_.resize(static_cast<std::size_t>(n_total));
     for (std::int32_t i = 0; i < n_total; ++i) all_rows_[static_cast<std::size_t>(i)] = i;
@@ -220,7 +223,8 @@ class tiny_llama {
     if (plan_moves_entries(plan)) apply_kv_plan(backend(), plan, all_caches());
     for (std::int32_t r = 0; r < requests; ++r) {
       const std::size_t slot = static_cast<std::size_t>(plan.slot[static_cast<std::size_t>(r)]);
-      committed_[slot] += plan.offsets[static_cast<std::size_t>(r) + 1] - plan.offsets[static_cast<std::size_t>(r)];
+      committed_[slot] +=
+          plan.offsets[static_cast<std::size_t>(r) + 1] - plan.offsets[static_cast<std::size_t>(r)];
       pending_[slot] = 0;
     }
   }
@@ -262,7 +266,6 @@ class tiny_llama {
   const tiny_llama_weights& weights() const { return weights_; }
 
  private:
-
   // Rows [row_begin, row_begin + n) of a call belong to slot `slot`; their KV entries go to
   // positions base + j; row i attends to [0, base) and to rows j with mask[i * n + j] != 0
   // (causal j <= i when mask is null).
@@ -281,8 +284,8 @@ class tiny_llama {
     REDRAFT_REQUIRE(in.host_node_offsets.extent(0) == requests + 1, fn, ": host_node_offsets has ",
                     in.host_node_offsets.extent(0), " entries but there are ", requests,
                     " slots (expected ", requests + 1, ")");
-    REDRAFT_REQUIRE(in.tree.batch == requests, fn, ": tree.batch is ", in.tree.batch, " but there are ",
-                    requests, " slots");
+    REDRAFT_REQUIRE(in.tree.batch == requests, fn, ": tree.batch is ", in.tree.batch,
+                    " but there are ", requests, " slots");
     REDRAFT_REQUIRE(requests == 0 || in.host_node_offsets[0] == 0, fn, ": host_node_offsets[0] is ",
                     in.host_node_offsets[0], ", not 0");
     check_slots(fn, in.slots);
@@ -294,25 +297,27 @@ class tiny_llama {
       REDRAFT_REQUIRE(committed >= 1, fn, ": slot ", slot, " of request ", r,
                       " holds no sequence (prefill it first)");
       REDRAFT_REQUIRE(committed + n <= config_.max_context, fn, ": slot ", slot, " has ", committed,
-                      " committed entries and request ", r, "'s tree has ", n, " nodes, exceeding max_context ",
-                      config_.max_context);
+                      " committed entries and request ", r, "'s tree has ", n,
+                      " nodes, exceeding max_context ", config_.max_context);
       if (in.tree.node_offsets != nullptr) {
         REDRAFT_REQUIRE(in.tree.node_offsets[r + 1] == in.host_node_offsets[r + 1], fn,
                         ": tree.node_offsets[", r + 1, "] = ", in.tree.node_offsets[r + 1],
-                        " differs from host_node_offsets[", r + 1, "] = ", in.host_node_offsets[r + 1]);
+                        " differs from host_node_offsets[", r + 1,
+                        "] = ", in.host_node_offsets[r + 1]);
       }
     }
   }
 
   // Positions and tokens of the n_total packed nodes.
   void check_tree_nodes(const char* fn, const verify_input& in, std::int32_t n_total) const {
-    REDRAFT_REQUIRE(in.positions.extent(0) == n_total, fn, ": positions has ", in.positions.extent(0),
-                    " entries but the tree has ", n_total, " nodes");
+    REDRAFT_REQUIRE(in.positions.extent(0) == n_total, fn, ": positions has ",
+                    in.positions.extent(0), " entries but the tree has ", n_total, " nodes");
     REDRAFT_REQUIRE(n_total == 0 || in.tree.token != nullptr, fn, ": tree.token is null");
     check_tokens(fn, "tree.token", in.tree.token, n_total);
     for (std::int32_t i = 0; i < n_total; ++i) {
-      REDRAFT_REQUIRE(in.positions[i] >= 0 && in.positions[i] < config_.max_context, fn, ": positions[",
-                      i, "] = ", in.positions[i], " is outside [0, max_context ", config_.max_context, ")");
+      REDRAFT_REQUIRE(in.positions[i] >= 0 && in.positions[i] < config_.max_context, fn,
+                      ": positions[", i, "] = ", in.positions[i], " is outside [0, max_context ",
+                      config_.max_context, ")");
     }
   }
 
@@ -320,11 +325,13 @@ class tiny_llama {
   void check_tree_mask(const char* fn, const verify_input& in, std::int32_t n_total) const {
     const std::int32_t requests = static_cast<std::int32_t>(in.slots.extent(0));
     if (in.dense_mask != nullptr) {
-      REDRAFT_REQUIRE(in.dense_offsets != nullptr, fn, ": dense_mask is given without dense_offsets");
+      REDRAFT_REQUIRE(in.dense_offsets != nullptr, fn,
+                      ": dense_mask is given without dense_offsets");
       for (std::int32_t r = 0; r < requests; ++r) {
         const std::int64_t n = in.host_node_offsets[r + 1] - in.host_node_offsets[r];
         REDRAFT_REQUIRE(in.dense_offsets[r + 1] - in.dense_offsets[r] == n * n, fn,
-                        ": dense_offsets give request ", r, " ", in.dense_offsets[r + 1] - in.dense_offsets[r],
+                        ": dense_offsets give request ", r, " ",
+                        in.dense_offsets[r + 1] - in.dense_offsets[r],
                         " mask entries but its tree has ", n, " nodes (expected ", n * n, ")");
       }
     } else if (in.packed_mask != nullptr) {
@@ -335,13 +342,14 @@ class tiny_llama {
                         " nodes of request ", r, "'s tree");
       }
     } else {
-      REDRAFT_REQUIRE(n_total == 0 || in.tree.parent != nullptr, fn,
-                      ": no mask is given and tree.parent is null (nothing to derive the mask from)");
+      REDRAFT_REQUIRE(
+          n_total == 0 || in.tree.parent != nullptr, fn,
+          ": no mask is given and tree.parent is null (nothing to derive the mask from)");
       for (std::int32_t r = 0; r < requests; ++r) {
         const std::int32_t first = in.host_node_offsets[r];
         const std::int32_t n = in.host_node_offsets[r + 1] - first;
-        REDRAFT_REQUIRE(in.tree.parent[first] == -1, fn, ": the root of request ", r, " has parent ",
-                        in.tree.parent[first], " (expected -1)");
+        REDRAFT_REQUIRE(in.tree.parent[first] == -1, fn, ": the root of request ", r,
+                        " has parent ", in.tree.parent[first], " (expected -1)");
         for (std::int32_t i = 1; i < n; ++i) {
           const std::int32_t p = in.tree.parent[first + i];
           REDRAFT_REQUIRE(p >= 0 && p < i, fn, ": node ", i, " of request ", r, " has parent ", p,
@@ -358,7 +366,8 @@ class tiny_llama {
     segments_.clear();
     std::size_t mask_size = 0;
     for (std::int32_t r = 0; r < requests; ++r) {
-      const std::size_t n = static_cast<std::size_t>(in.host_node_offsets[r + 1] - in.host_node_offsets[r]);
+      const std::size_t n =
+          static_cast<std::size_t>(in.host_node_offsets[r + 1] - in.host_node_offsets[r]);
       mask_size += n * n;
     }
     if (in.dense_mask == nullptr) mask_scratch_.assign(mask_size, 0);
@@ -385,7 +394,8 @@ class tiny_llama {
         mask = out;
         mask_at += static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
       }
-      segments_.push_back(segment{in.slots[r], committed_[static_cast<std::size_t>(in.slots[r])], first, n, mask});
+      segments_.push_back(
+          segment{in.slots[r], committed_[static_cast<std::size_t>(in.slots[r])], first, n, mask});
     }
   }
 
@@ -393,13 +403,15 @@ class tiny_llama {
   // The plan against the slots' committed lengths and pending trees.
   void check_commit(const char* fn, const kv_plan& plan) {
     const std::int32_t requests = plan.num_requests();
-    REDRAFT_REQUIRE(plan.offsets.size() == static_cast<std::size_t>(requests) + 1, fn, ": plan.offsets has ",
-                    plan.offsets.size(), " entries but the plan has ", requests, " requests");
+    REDRAFT_REQUIRE(plan.offsets.size() == static_cast<std::size_t>(requests) + 1, fn,
+                    ": plan.offsets has ", plan.offsets.size(), " entries but the plan has ",
+                    requests, " requests");
     REDRAFT_REQUIRE(plan.offsets[0] == 0, fn, ": plan.offsets[0] is ", plan.offsets[0], ", not 0");
     REDRAFT_REQUIRE(plan.source_node.size() == static_cast<std::size_t>(plan.offsets.back()) &&
                         plan.destination.size() == plan.source_node.size(),
                     fn, ": plan.offsets end at ", plan.offsets.back(), " but source_node has ",
-                    plan.source_node.size(), " and destination ", plan.destination.size(), " entries");
+                    plan.source_node.size(), " and destination ", plan.destination.size(),
+                    " entries");
     check_slots(fn, vector_view<const std::int32_t>(plan.slot.data(), requests));
     for (std::int32_t r = 0; r < requests; ++r) {
       const std::int32_t slot = plan.slot[static_cast<std::size_t>(r)];
@@ -414,14 +426,16 @@ class tiny_llama {
       for (std::int32_t i = 0; i < n_keep; ++i) {
         const std::int32_t source = plan.source_node[static_cast<std::size_t>(begin + i)];
         const std::int32_t destination = plan.destination[static_cast<std::size_t>(begin + i)];
-        REDRAFT_REQUIRE(source >= 0 && source < pending, fn, ": source_node[", begin + i, "] = ",
-                        source, " is outside slot ", slot, "'s pending tree of ", pending, " nodes");
-        REDRAFT_REQUIRE(i == 0 || source > plan.source_node[static_cast<std::size_t>(begin + i - 1)], fn,
-                        ": source_node[", begin + i, "] = ", source, " does not follow source_node[",
-                        begin + i - 1, "] = ", plan.source_node[static_cast<std::size_t>(begin + i - 1)],
-                        " (a path's nodes increase in packed order)");
-        REDRAFT_REQUIRE(destination == committed + i, fn, ": destination[", begin + i, "] = ",
-                        destination, " but slot ", slot, " has ", committed,
+        REDRAFT_REQUIRE(source >= 0 && source < pending, fn, ": source_node[", begin + i,
+                        "] = ", source, " is outside slot ", slot, "'s pending tree of ", pending,
+                        " nodes");
+        REDRAFT_REQUIRE(
+            i == 0 || source > plan.source_node[static_cast<std::size_t>(begin + i - 1)], fn,
+            ": source_node[", begin + i, "] = ", source, " does not follow source_node[",
+            begin + i - 1, "] = ", plan.source_node[static_cast<std::size_t>(begin + i - 1)],
+            " (a path's nodes increase in packed order)");
+        REDRAFT_REQUIRE(destination == committed + i, fn, ": destination[", begin + i,
+                        "] = ", destination, " but slot ", slot, " has ", committed,
                         " committed entries (expected ", committed + i, ")");
       }
     }
@@ -458,16 +472,18 @@ class tiny_llama {
     }
   }
 
-  void check_tokens(const char* fn, const char* what, const std::int32_t* tokens, std::int32_t n) const {
+  void check_tokens(const char* fn, const char* what, const std::int32_t* tokens,
+                    std::int32_t n) const {
     for (std::int32_t i = 0; i < n; ++i) {
       REDRAFT_REQUIRE(tokens[i] >= 0 && tokens[i] < config_.vocab_size, fn, ": ", what, "[", i,
-                      "] = ", tokens[i], " is outside the vocabulary [0, ", config_.vocab_size, ")");
+                      "] = ", tokens[i], " is outside the vocabulary [0, ", config_.vocab_size,
+                      ")");
     }
   }
 
   float* cache_block(std::int32_t slot, std::int32_t layer, std::int32_t kv, std::int32_t head) {
-    const std::size_t block = static_cast<std::size_t>(config_.max_context) *
-                              static_cast<std::size_t>(config_.head_dim);
+    const std::size_t block =
+        static_cast<std::size_t>(config_.max_context) * static_cast<std::size_t>(config_.head_dim);
     return cache_.data() + slot_stride_ * static_cast<std::size_t>(slot) +
            ((static_cast<std::size_t>(layer) * 2 + static_cast<std::size_t>(kv)) *
                 static_cast<std::size_t>(config_.num_heads) +
@@ -476,7 +492,8 @@ class tiny_llama {
   }
 
   // out[n, H] = RMSNorm(x[n, H]) * weight[H]: x / sqrt(mean(x^2) + eps) * weight, per row.
-  void rms_norm(const float* x, std::int32_t n, const std::vector<float>& weight, float* out) const {
+  void rms_norm(const float* x, std::int32_t n, const std::vector<float>& weight,
+                float* out) const {
     const std::int32_t hs = config_.hidden_size;
     const Eigen::Map<const Eigen::ArrayXf> w(weight.data(), hs);
     for (std::int32_t r = 0; r < n; ++r) {
@@ -531,7 +548,8 @@ class tiny_llama {
       out.gate_up.push_back(stored({&lw.gate_proj, &lw.up_proj}));
       out.down.push_back(stored({&lw.down_proj}));
     }
-    out.lm_head = stored({config_.tie_word_embeddings ? &weights_.embed_tokens : &weights_.lm_head});
+    out.lm_head =
+        stored({config_.tie_word_embeddings ? &weights_.embed_tokens : &weights_.lm_head});
   }
 
   // Rotates the first and second halves of a head vector v[head_dim] at position p (HF Llama's
@@ -556,18 +574,18 @@ class tiny_llama {
   }
 
   template <class W>
-  void forward_with(const projections<W>& p, const std::int32_t* tokens, const std::int32_t* positions,
-                    std::int32_t n_rows) {
+  void forward_with(const projections<W>& p, const std::int32_t* tokens,
+                    const std::int32_t* positions, std::int32_t n_rows) {
     const std::int32_t hs = config_.hidden_size, d = config_.attention_width();
     const std::int32_t hd = config_.head_dim, heads = config_.num_heads;
     const std::int32_t inter = config_.intermediate_size;
     const std::size_t rows = static_cast<std::size_t>(n_rows);
-    x_.resize(rows * static_cast<std::size_t>(hs));            // [n, H] residual stream
-    normed_.resize(rows * static_cast<std::size_t>(hs));       // [n, H]
-    qkv_.resize(rows * 3 * static_cast<std::size_t>(d));       // [n, 3D]
-    attn_.resize(rows * static_cast<std::size_t>(d));          // [n, D]
+    x_.resize(rows * static_cast<std::size_t>(hs));               // [n, H] residual stream
+    normed_.resize(rows * static_cast<std::size_t>(hs));          // [n, H]
+    qkv_.resize(rows * 3 * static_cast<std::size_t>(d));          // [n, 3D]
+    attn_.resize(rows * static_cast<std::size_t>(d));             // [n, D]
     gate_up_.resize(rows * 2 * static_cast<std::size_t>(inter));  // [n, 2I]
-    act_.resize(rows * static_cast<std::size_t>(inter));       // [n, I]
+    act_.resize(rows * static_cast<std::size_t>(inter));          // [n, I]
     for (std::int32_t r = 0; r < n_rows; ++r) {
       std::memcpy(x_.data() + static_cast<std::size_t>(r) * hs,
                   weights_.embed_tokens.data() + static_cast<std::size_t>(tokens[r]) * hs,
@@ -578,7 +596,8 @@ class tiny_llama {
     for (std::int32_t l = 0; l < config_.num_layers; ++l) {
       const auto& lw = weights_.layers[static_cast<std::size_t>(l)];
       rms_norm(x_.data(), n_rows, lw.input_layernorm, normed_.data());
-      linear(normed_.data(), n_rows, hs, p.qkv[static_cast<std::size_t>(l)].data(), 3 * d, qkv_.data(), false);
+      linear(normed_.data(), n_rows, hs, p.qkv[static_cast<std::size_t>(l)].data(), 3 * d,
+             qkv_.data(), false);
       for (std::int32_t r = 0; r < n_rows; ++r) {
         float* row = qkv_.data() + static_cast<std::size_t>(r) * 3 * d;
         for (std::int32_t h = 0; h < heads; ++h) {
@@ -609,9 +628,9 @@ class tiny_llama {
                         static_cast<std::size_t>(hd) * sizeof(float));
           }
           scores_.resize(static_cast<std::size_t>(seg.n) * static_cast<std::size_t>(total));
-          small_matmul(matrix_view<const float>(q_head_.data(), seg.n, hd),     // [n, hd]
-                       matrix_view<const float>(k_cache, total, hd),            // [C + n, hd]
-                       matrix_view<float>(scores_.data(), seg.n, total));       // [n, C + n]
+          small_matmul(matrix_view<const float>(q_head_.data(), seg.n, hd),  // [n, hd]
+                       matrix_view<const float>(k_cache, total, hd),         // [C + n, hd]
+                       matrix_view<float>(scores_.data(), seg.n, total));    // [n, C + n]
           for (std::int32_t i = 0; i < seg.n; ++i) {
             float* srow = scores_.data() + static_cast<std::size_t>(i) * total;
             Eigen::Map<Eigen::ArrayXf> a(srow, total);
@@ -641,23 +660,27 @@ class tiny_llama {
       linear(normed_.data(), n_rows, hs, p.gate_up[static_cast<std::size_t>(l)].data(), 2 * inter,
              gate_up_.data(), false);
       for (std::int32_t r = 0; r < n_rows; ++r) {
-        const Eigen::Map<const Eigen::ArrayXf> g(gate_up_.data() + static_cast<std::size_t>(r) * 2 * inter, inter);
-        const Eigen::Map<const Eigen::ArrayXf> u(gate_up_.data() + static_cast<std::size_t>(r) * 2 * inter + inter,
-                                                 inter);
+        const Eigen::Map<const Eigen::ArrayXf> g(
+            gate_up_.data() + static_cast<std::size_t>(r) * 2 * inter, inter);
+        const Eigen::Map<const Eigen::ArrayXf> u(
+            gate_up_.data() + static_cast<std::size_t>(r) * 2 * inter + inter, inter);
         Eigen::Map<Eigen::ArrayXf>(act_.data() + static_cast<std::size_t>(r) * inter, inter) =
             g / (1.0f + (-g).exp()) * u;
       }
-      linear(act_.data(), n_rows, inter, p.down[static_cast<std::size_t>(l)].data(), hs, x_.data(), true);
+      linear(act_.data(), n_rows, inter, p.down[static_cast<std::size_t>(l)].data(), hs, x_.data(),
+             true);
     }
   }
 
-  // Final norm and LM head of the listed rows of the last forward(): hidden_ [m, H], logits_ [m, V].
+  // Final norm and LM head of the listed rows of the last forward(): hidden_ [m, H], logits_ [m,
+  // V].
   model_output head(const std::int32_t* rows, std::int32_t m) {
     const std::int32_t hs = config_.hidden_size, vocab = config_.vocab_size;
     gathered_.resize(static_cast<std::size_t>(m) * hs);
     for (std::int32_t r = 0; r < m; ++r) {
       std::memcpy(gathered_.data() + static_cast<std::size_t>(r) * hs,
-                  x_.data() + static_cast<std::size_t>(rows[r]) * hs, static_cast<std::size_t>(hs) * sizeof(float));
+                  x_.data() + static_cast<std::size_t>(rows[r]) * hs,
+                  static_cast<std::size_t>(hs) * sizeof(float));
     }
     hidden_.resize(static_cast<std::size_t>(m) * hs);
     logits_.resize(static_cast<std::size_t>(m) * vocab);
@@ -677,21 +700,22 @@ class tiny_llama {
   tiny_llama_weights weights_;
   backend_type backend_;
   weight_format format_ = weight_format::f32;
-  projections<float> f32_;      // filled when format_ is F32
-  projections<float16> f16_;    // ... F16
-  projections<bfloat16> bf16_;  // ... BF16
-  std::vector<float> rope_cos_, rope_sin_;        // [max_context, head_dim / 2]
-  std::size_t slot_stride_ = 0;                   // floats per slot cache
-  aligned_vector<float> cache_;                   // [slots, layers, 2, heads, max_context, hd]
-  std::vector<std::int32_t> committed_;           // [slots]
-  std::vector<std::int32_t> pending_;             // [slots]
+  projections<float> f32_;                  // filled when format_ is F32
+  projections<float16> f16_;                // ... F16
+  projections<bfloat16> bf16_;              // ... BF16
+  std::vector<float> rope_cos_, rope_sin_;  // [max_context, head_dim / 2]
+  std::size_t slot_stride_ = 0;             // floats per slot cache
+  aligned_vector<float> cache_;             // [slots, layers, 2, heads, max_context, hd]
+  std::vector<std::int32_t> committed_;     // [slots]
+  std::vector<std::int32_t> pending_;       // [slots]
 
   // Scratch, grown on demand and reused.
   std::vector<segment> segments_;
   std::vector<std::uint8_t> seen_, mask_scratch_;
   std::vector<std::int32_t> positions_, last_rows_, all_rows_;
   // 64-byte aligned (core/aligned_allocator.hpp), so results do not depend on where they landed.
-  aligned_vector<float> x_, normed_, qkv_, q_head_, head_out_, attn_, gate_up_, act_, scores_, gathered_;
+  aligned_vector<float> x_, normed_, qkv_, q_head_, head_out_, attn_, gate_up_, act_, scores_,
+      gathered_;
   aligned_vector<float> hidden_, logits_;
 };
 

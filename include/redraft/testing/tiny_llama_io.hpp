@@ -26,8 +26,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -91,8 +91,8 @@ inline tiny_llama_config tiny_llama_config_from_json(const nlohmann::json& j,
   };
   const auto number = [&](const char* field, float fallback) -> float {
     if (!j.contains(field)) return fallback;
-    REDRAFT_REQUIRE(j.at(field).is_number(), fn, ": ", source, ": \"", field, "\" is not a number (",
-                    j.at(field).dump(), ")");
+    REDRAFT_REQUIRE(j.at(field).is_number(), fn, ": ", source, ": \"", field,
+                    "\" is not a number (", j.at(field).dump(), ")");
     return j.at(field).get<float>();
   };
   tiny_llama_config c;
@@ -105,7 +105,7 @@ inline tiny_llama_config tiny_llama_config_from_json(const nlohmann::json& j,
   REDRAFT_REQUIRE(c.num_heads >= 1, fn, ": ", source, ": num_attention_heads ", c.num_heads,
                   " must be at least 1");
   c.head_dim = j.contains("head_dim") && !j.at("head_dim").is_null() ? integer("head_dim")
-                                                                      : c.hidden_size / c.num_heads;
+                                                                     : c.hidden_size / c.num_heads;
   if (j.contains("num_key_value_heads") && !j.at("num_key_value_heads").is_null()) {
     const std::int32_t kv_heads = integer("num_key_value_heads");
     REDRAFT_REQUIRE(kv_heads == c.num_heads, fn, ": ", source, ": num_key_value_heads ", kv_heads,
@@ -139,9 +139,11 @@ inline tiny_llama_config tiny_llama_config_from_json(const nlohmann::json& j,
 inline std::map<std::string, tensor_data> tiny_llama_tensors(const tiny_llama_config& c,
                                                              const tiny_llama_weights& w) {
   check_weights("save_tiny_llama", c, w);
-  const std::int64_t v = c.vocab_size, h = c.hidden_size, d = c.attention_width(), i = c.intermediate_size;
+  const std::int64_t v = c.vocab_size, h = c.hidden_size, d = c.attention_width(),
+                     i = c.intermediate_size;
   std::map<std::string, tensor_data> out;
-  const auto put = [&out](const std::string& name, std::vector<std::int64_t> shape, const std::vector<float>& values) {
+  const auto put = [&out](const std::string& name, std::vector<std::int64_t> shape,
+                          const std::vector<float>& values) {
     tensor_data t;
     t.shape = std::move(shape);
     t.values = values;
@@ -170,21 +172,23 @@ inline std::map<std::string, tensor_data> tiny_llama_tensors(const tiny_llama_co
 // must be present with its exact shape; an unexpected tensor is an error (naming it), except
 // HF's derived "model.layers.{i}.self_attn.rotary_emb.inv_freq" buffers and, with tied
 // embeddings, an "lm_head.weight" equal to the embedding table (some exporters write both).
-inline tiny_llama_weights tiny_llama_weights_from_tensors(const tiny_llama_config& c,
-                                                          std::map<std::string, tensor_data> tensors,
-                                                          const std::string& source = "model.safetensors") {
+inline tiny_llama_weights tiny_llama_weights_from_tensors(
+    const tiny_llama_config& c, std::map<std::string, tensor_data> tensors,
+    const std::string& source = "model.safetensors") {
   const char* fn = "load_tiny_llama";
   check_config(fn, c);
-  const std::int64_t v = c.vocab_size, h = c.hidden_size, d = c.attention_width(), i = c.intermediate_size;
+  const std::int64_t v = c.vocab_size, h = c.hidden_size, d = c.attention_width(),
+                     i = c.intermediate_size;
   const auto take = [&](const std::string& name, const std::vector<std::int64_t>& shape) {
     const auto it = tensors.find(name);
     REDRAFT_REQUIRE(it != tensors.end(), fn, ": ", source, " has no tensor '", name, "'");
     if (it->second.shape != shape) {
       std::string got, want;
-      for (const std::int64_t e : it->second.shape) got += (got.empty() ? "" : ", ") + std::to_string(e);
+      for (const std::int64_t e : it->second.shape)
+        got += (got.empty() ? "" : ", ") + std::to_string(e);
       for (const std::int64_t e : shape) want += (want.empty() ? "" : ", ") + std::to_string(e);
       ::redraft::detail::throw_error(fn, ": ", source, ": tensor '", name, "' has shape [", got,
-                          "] but the configuration implies [", want, "]");
+                                     "] but the configuration implies [", want, "]");
     }
     std::vector<float> values = std::move(it->second.values);
     tensors.erase(it);
@@ -211,8 +215,9 @@ inline tiny_llama_weights tiny_llama_weights_from_tensors(const tiny_llama_confi
   if (c.tie_word_embeddings) {
     const auto it = tensors.find("lm_head.weight");
     if (it != tensors.end()) {
-      REDRAFT_REQUIRE(it->second.values == w.embed_tokens, fn, ": ", source,
-                      ": tie_word_embeddings is set but lm_head.weight differs from model.embed_tokens.weight");
+      REDRAFT_REQUIRE(
+          it->second.values == w.embed_tokens, fn, ": ", source,
+          ": tie_word_embeddings is set but lm_head.weight differs from model.embed_tokens.weight");
       tensors.erase(it);
     }
   } else {
@@ -234,14 +239,16 @@ inline void save_tiny_llama(const std::filesystem::path& directory, const tiny_l
   const auto tensors = tiny_llama_tensors(config, weights);
   std::error_code ec;
   std::filesystem::create_directories(directory, ec);
-  REDRAFT_REQUIRE(!ec, "save_tiny_llama: cannot create ", directory.string(), " (", ec.message(), ")");
+  REDRAFT_REQUIRE(!ec, "save_tiny_llama: cannot create ", directory.string(), " (", ec.message(),
+                  ")");
   write_safetensors(directory / "model.safetensors", tensors, dtype, {{"format", "pt"}});
   std::ofstream out(directory / "config.json", std::ios::trunc);
   REDRAFT_REQUIRE(out.good(), "save_tiny_llama: cannot open ", (directory / "config.json").string(),
                   " for writing");
   out << tiny_llama_config_to_json(config).dump(2) << "\n";
   out.close();
-  REDRAFT_REQUIRE(out.good(), "save_tiny_llama: writing ", (directory / "config.json").string(), " failed");
+  REDRAFT_REQUIRE(out.good(), "save_tiny_llama: writing ", (directory / "config.json").string(),
+                  " failed");
 }
 
 inline void save_tiny_llama(const std::filesystem::path& directory, const tiny_llama& model,
@@ -258,7 +265,8 @@ inline tiny_llama_config load_tiny_llama_config(const std::filesystem::path& dir
   try {
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    ::redraft::detail::throw_error("load_tiny_llama: ", path.string(), " is not valid JSON: ", e.what());
+    ::redraft::detail::throw_error("load_tiny_llama: ", path.string(),
+                                   " is not valid JSON: ", e.what());
   }
   return tiny_llama_config_from_json(j, path.string());
 }
@@ -269,13 +277,16 @@ inline tiny_llama_config load_tiny_llama_config(const std::filesystem::path& dir
 // (stored_weight_format), so an F16 checkpoint is kept in F16 with its exact values. Throws
 // redraft::error naming the file and field or tensor for anything missing, malformed or
 // unsupported.
-inline tiny_llama load_tiny_llama(const std::filesystem::path& directory, std::int32_t num_slots = 1,
+inline tiny_llama load_tiny_llama(const std::filesystem::path& directory,
+                                  std::int32_t num_slots = 1,
                                   std::optional<weight_format> format = std::nullopt) {
   const tiny_llama_config config = load_tiny_llama_config(directory);
   const std::filesystem::path weights_path = directory / "model.safetensors";
   const auto tensors = read_safetensors(weights_path);
-  tiny_llama_weights weights = tiny_llama_weights_from_tensors(config, tensors, weights_path.string());
-  return tiny_llama(config, std::move(weights), num_slots, format.value_or(stored_weight_format(tensors)));
+  tiny_llama_weights weights =
+      tiny_llama_weights_from_tensors(config, tensors, weights_path.string());
+  return tiny_llama(config, std::move(weights), num_slots,
+                    format.value_or(stored_weight_format(tensors)));
 }
 
 }  // namespace redraft::testing

@@ -3,8 +3,8 @@
 //
 // The parameter set is Hugging Face's LlamaForCausalLM with multi-head attention (as many key/value
 // heads as query heads), no biases and SiLU-gated MLPs; every matrix is row-major in PyTorch's
-// [out, in] layout, so a tensor of a HF checkpoint maps onto a field one to one (tiny_llama_io.hpp).
-// Host memory only.
+// [out, in] layout, so a tensor of a HF checkpoint maps onto a field one to one
+// (tiny_llama_io.hpp). Host memory only.
 #pragma once
 
 #include <cmath>
@@ -78,7 +78,8 @@ inline void check_weights(const char* fn, const tiny_llama_config& c, const tiny
   const std::size_t h = static_cast<std::size_t>(c.hidden_size);
   const std::size_t d = static_cast<std::size_t>(c.attention_width());
   const std::size_t i = static_cast<std::size_t>(c.intermediate_size);
-  const auto expect = [fn](const std::vector<float>& t, std::size_t n, const char* name, int layer) {
+  const auto expect = [fn](const std::vector<float>& t, std::size_t n, const char* name,
+                           int layer) {
     if (layer >= 0) {
       REDRAFT_REQUIRE(t.size() == n, fn, ": model.layers.", layer, ".", name, " has ", t.size(),
                       " values but the configuration implies ", n);
@@ -168,15 +169,16 @@ inline tiny_llama_weights random_tiny_llama_weights(const tiny_llama_config& con
   w.embed_tokens = uniform(v * h, embedding_sigma);  // [V, H]
   for (std::int32_t l = 0; l < config.num_layers; ++l) {
     tiny_llama_layer_weights lw;
-    lw.input_layernorm = norm_weight(1.0f);                   // [H]
-    lw.q_proj = uniform(d * h, 1.5f * in_sigma);          // [D, H]
-    lw.k_proj = uniform(d * h, 1.5f * in_sigma);          // [D, H]
-    lw.v_proj = uniform(d * h, in_sigma);                 // [D, H]
+    lw.input_layernorm = norm_weight(1.0f);                                         // [H]
+    lw.q_proj = uniform(d * h, 1.5f * in_sigma);                                    // [D, H]
+    lw.k_proj = uniform(d * h, 1.5f * in_sigma);                                    // [D, H]
+    lw.v_proj = uniform(d * h, in_sigma);                                           // [D, H]
     lw.o_proj = uniform(h * d, residual_sigma / std::sqrt(static_cast<float>(d)));  // [H, D]
-    lw.post_attention_layernorm = norm_weight(1.0f);          // [H]
-    lw.gate_proj = uniform(i * h, in_sigma);              // [I, H]
-    lw.up_proj = uniform(i * h, in_sigma);                // [I, H]
-    lw.down_proj = uniform(h * i, residual_sigma / std::sqrt(0.5f * static_cast<float>(i)));  // [H, I]
+    lw.post_attention_layernorm = norm_weight(1.0f);                                // [H]
+    lw.gate_proj = uniform(i * h, in_sigma);                                        // [I, H]
+    lw.up_proj = uniform(i * h, in_sigma);                                          // [I, H]
+    lw.down_proj =
+        uniform(h * i, residual_sigma / std::sqrt(0.5f * static_cast<float>(i)));  // [H, I]
     w.layers.push_back(std::move(lw));
   }
   // NOTE: tied logits are (4 norm(h)) . e_v with e of sigma 0.75/sqrt(H): standard deviation ~3.

@@ -47,20 +47,24 @@ struct distill_sequence {
   std::vector<std::int32_t> tokens;  // [T] prompt + continuation
   std::int32_t prompt_length = 0;    // tokens [0, prompt_length) are the prompt
   bool sampled = false;              // continuation sampled (true) or greedy (false)
-  std::vector<float> hidden;         // [T, H] target's post-final-norm hidden state at each position
-  std::vector<float> log_probs;      // [T, V] log_softmax of the target's logits at each position
-                                     // (the distribution of token t + 1), or empty
+  std::vector<float> hidden;     // [T, H] target's post-final-norm hidden state at each position
+  std::vector<float> log_probs;  // [T, V] log_softmax of the target's logits at each position
+                                 // (the distribution of token t + 1), or empty
   std::int32_t length() const { return static_cast<std::int32_t>(tokens.size()); }
 };
 
 struct distill_dataset {
-  std::int32_t vocab_size = 0;               // V
-  std::int32_t hidden_size = 0;              // H
-  std::vector<float> embedding;              // [V, H] copy of the target's input embedding table
+  std::int32_t vocab_size = 0;   // V
+  std::int32_t hidden_size = 0;  // H
+  std::vector<float> embedding;  // [V, H] copy of the target's input embedding table
   std::vector<distill_sequence> sequences;
 
-  bool has_distributions() const { return !sequences.empty() && !sequences.front().log_probs.empty(); }
-  matrix_view<const float> embedding_view() const { return {embedding.data(), vocab_size, hidden_size}; }
+  bool has_distributions() const {
+    return !sequences.empty() && !sequences.front().log_probs.empty();
+  }
+  matrix_view<const float> embedding_view() const {
+    return {embedding.data(), vocab_size, hidden_size};
+  }
   // Continuation tokens in all sequences (what the target generated).
   std::int64_t generated_tokens() const {
     std::int64_t n = 0;
@@ -114,21 +118,26 @@ void check_distill_inputs(const M& model, const std::vector<std::vector<std::int
                           const distill_data_options& options) {
   constexpr const char* fn = "generate_distill_data";
   const std::int32_t vocab = model.vocab_size();
-  REDRAFT_REQUIRE(!prompts.empty(), fn, ": the prompt set is empty (give at least one training prompt)");
+  REDRAFT_REQUIRE(!prompts.empty(), fn,
+                  ": the prompt set is empty (give at least one training prompt)");
   REDRAFT_REQUIRE(options.slots >= 1, fn, ": slots ", options.slots, " must be at least 1");
-  REDRAFT_REQUIRE(options.continuation_tokens >= 1, fn, ": continuation_tokens ", options.continuation_tokens,
-                  " must be at least 1");
+  REDRAFT_REQUIRE(options.continuation_tokens >= 1, fn, ": continuation_tokens ",
+                  options.continuation_tokens, " must be at least 1");
   REDRAFT_REQUIRE(options.greedy || options.samples_per_prompt >= 1, fn,
                   ": neither greedy nor sampled continuations were requested");
-  REDRAFT_REQUIRE(options.samples_per_prompt >= 0, fn, ": samples_per_prompt ", options.samples_per_prompt,
-                  " is negative");
+  REDRAFT_REQUIRE(options.samples_per_prompt >= 0, fn, ": samples_per_prompt ",
+                  options.samples_per_prompt, " is negative");
   for (std::size_t p = 0; p < prompts.size(); ++p) {
     REDRAFT_REQUIRE(!prompts[p].empty(), fn, ": prompt ", p, " is empty");
-    REDRAFT_REQUIRE(static_cast<std::int64_t>(prompts[p].size()) + options.continuation_tokens <= model.max_context(),
-                    fn, ": prompt ", p, " has ", prompts[p].size(), " tokens; with ", options.continuation_tokens,
-                    " continuation tokens it exceeds the target's max_context ", model.max_context());
+    REDRAFT_REQUIRE(static_cast<std::int64_t>(prompts[p].size()) + options.continuation_tokens <=
+                        model.max_context(),
+                    fn, ": prompt ", p, " has ", prompts[p].size(), " tokens; with ",
+                    options.continuation_tokens,
+                    " continuation tokens it exceeds the target's max_context ",
+                    model.max_context());
     for (const std::int32_t t : prompts[p])
-      REDRAFT_REQUIRE(t >= 0 && t < vocab, fn, ": prompt ", p, " holds token ", t, " outside [0, ", vocab, ")");
+      REDRAFT_REQUIRE(t >= 0 && t < vocab, fn, ": prompt ", p, " holds token ", t, " outside [0, ",
+                      vocab, ")");
   }
 }
 
@@ -319,9 +328,12 @@ distill_dataset generate_distill_data(M& model,
 
 // Every non-empty line of `text` as a prompt of byte tokens (a trailing '\r' is dropped).
 // Throws redraft::error when vocab_size < 256 (bytes need ids 0..255).
-inline std::vector<std::vector<std::int32_t>> prompts_from_text(const std::string& text, std::int32_t vocab_size) {
-  REDRAFT_REQUIRE(vocab_size >= 256, "prompts_from_text: byte prompts need a vocabulary of at least 256 tokens, the "
-                  "target has ", vocab_size);
+inline std::vector<std::vector<std::int32_t>> prompts_from_text(const std::string& text,
+                                                                std::int32_t vocab_size) {
+  REDRAFT_REQUIRE(vocab_size >= 256,
+                  "prompts_from_text: byte prompts need a vocabulary of at least 256 tokens, the "
+                  "target has ",
+                  vocab_size);
   std::vector<std::vector<std::int32_t>> out;
   std::istringstream in(text);
   std::string line;
@@ -344,7 +356,8 @@ inline std::vector<std::vector<std::int32_t>> load_prompt_file(const std::filesy
   std::ostringstream text;
   text << in.rdbuf();
   auto prompts = prompts_from_text(text.str(), vocab_size);
-  REDRAFT_REQUIRE(!prompts.empty(), "load_prompt_file: ", path.string(), " holds no prompt (no non-empty line)");
+  REDRAFT_REQUIRE(!prompts.empty(), "load_prompt_file: ", path.string(),
+                  " holds no prompt (no non-empty line)");
   return prompts;
 }
 

@@ -51,7 +51,9 @@ enum class distill_loss_kind {
 };
 
 // "ce" / "kl".
-inline const char* distill_loss_name(distill_loss_kind k) { return k == distill_loss_kind::kl ? "kl" : "ce"; }
+inline const char* distill_loss_name(distill_loss_kind k) {
+  return k == distill_loss_kind::kl ? "kl" : "ce";
+}
 inline distill_loss_kind parse_distill_loss(const std::string& name) {
   if (name == "ce" || name == "cross_entropy") return distill_loss_kind::cross_entropy;
   if (name == "kl") return distill_loss_kind::kl;
@@ -60,9 +62,9 @@ inline distill_loss_kind parse_distill_loss(const std::string& name) {
 
 struct distill_loss_options {
   distill_loss_kind kind = distill_loss_kind::cross_entropy;
-  std::vector<double> step_weight;  // [next_n] w_i, or empty for all 1
-  bool top_k_warp = false;          // train on the warped q (see the file comment)
-  std::int32_t ignore_index = -100; // labels equal to it do not count
+  std::vector<double> step_weight;   // [next_n] w_i, or empty for all 1
+  bool top_k_warp = false;           // train on the warped q (see the file comment)
+  std::int32_t ignore_index = -100;  // labels equal to it do not count
 };
 
 // What a loss evaluation reports.
@@ -74,7 +76,8 @@ struct distill_loss_stats {
 
   // Top-1 accuracy of step i (0 when nothing counted).
   double accuracy(std::size_t i) const {
-    return counted[i] == 0 ? 0.0 : static_cast<double>(correct[i]) / static_cast<double>(counted[i]);
+    return counted[i] == 0 ? 0.0
+                           : static_cast<double>(correct[i]) / static_cast<double>(counted[i]);
   }
   // Accumulates another evaluation's counts (losses weighted by counts) into this one.
   void merge(const distill_loss_stats& o) {
@@ -87,7 +90,8 @@ struct distill_loss_stats {
       const std::int64_t n = counted[i] + o.counted[i];
       step_loss[i] = n == 0 ? 0.0
                             : (step_loss[i] * static_cast<double>(counted[i]) +
-                               o.step_loss[i] * static_cast<double>(o.counted[i])) / static_cast<double>(n);
+                               o.step_loss[i] * static_cast<double>(o.counted[i])) /
+                                  static_cast<double>(n);
       counted[i] = n;
       correct[i] += o.correct[i];
     }
@@ -105,9 +109,10 @@ struct row_loss_value {
 // written into grad [V]. label in [0, V); target_log_probs [V] (kl only). scratch: reused.
 // Complexity O(V) (+ an O(V) selection for the warp).
 template <class T>
-row_loss_value row_loss(const T* z, index_t vocab, std::int32_t label, const float* target_log_probs,
-                        const draft_config& config, const distill_loss_options& options, double scale,
-                        T* grad, std::vector<double>& scratch) {
+row_loss_value row_loss(const T* z, index_t vocab, std::int32_t label,
+                        const float* target_log_probs, const draft_config& config,
+                        const distill_loss_options& options, double scale, T* grad,
+                        std::vector<double>& scratch) {
   row_loss_value out;
   double max = static_cast<double>(z[0]);
   for (index_t v = 1; v < vocab; ++v) {
@@ -122,7 +127,8 @@ row_loss_value row_loss(const T* z, index_t vocab, std::int32_t label, const flo
   if (warp) {
     scratch.assign(z, z + vocab);
     const auto k = static_cast<std::ptrdiff_t>(config.logit_top_k);
-    std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.end(), std::greater<double>());
+    std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.end(),
+                     std::greater<double>());
     kth = scratch[static_cast<std::size_t>(k - 1)];
   }
   // q over the kept set, in double around the row max: q[v] = exp(z - lse), 0 when masked.
@@ -149,7 +155,8 @@ row_loss_value row_loss(const T* z, index_t vocab, std::int32_t label, const flo
       const bool kept = static_cast<double>(z[label]) >= kth;
       const index_t hot = kept ? label : out.argmax;
       for (index_t v = 0; v < vocab; ++v)
-        grad[v] = static_cast<T>(scale * (scratch[static_cast<std::size_t>(v)] / sum - (v == hot ? 1.0 : 0.0)));
+        grad[v] = static_cast<T>(
+            scale * (scratch[static_cast<std::size_t>(v)] / sum - (v == hot ? 1.0 : 0.0)));
     }
     return out;
   }
@@ -195,16 +202,17 @@ distill_loss_stats multi_step_loss(const T* logits, index_t rows_per_step, index
                                    T* grad_logits = nullptr) {
   const index_t m_rows = rows_per_step, vocab = config.vocab_size;
   REDRAFT_REQUIRE(next_n >= 1, "multi_step_loss: next_n ", next_n, " must be at least 1");
-  REDRAFT_REQUIRE(options.step_weight.empty() || static_cast<index_t>(options.step_weight.size()) == next_n,
-                  "multi_step_loss: step_weight has ", options.step_weight.size(), " entries but next_n is ",
-                  next_n);
+  REDRAFT_REQUIRE(
+      options.step_weight.empty() || static_cast<index_t>(options.step_weight.size()) == next_n,
+      "multi_step_loss: step_weight has ", options.step_weight.size(), " entries but next_n is ",
+      next_n);
   REDRAFT_REQUIRE(options.kind != distill_loss_kind::kl || target_log_probs != nullptr,
                   "multi_step_loss: the kl loss needs the target's log-probabilities (none given)");
   for (index_t i = 0; i < m_rows * next_n; ++i) {
     const std::int32_t y = labels[i];
-    REDRAFT_REQUIRE(y == options.ignore_index || (y >= 0 && y < vocab), "multi_step_loss: labels[", i / next_n,
-                    ", ", i % next_n, "] = ", y, " is outside [0, ", vocab, ") and is not ignore_index ",
-                    options.ignore_index);
+    REDRAFT_REQUIRE(y == options.ignore_index || (y >= 0 && y < vocab), "multi_step_loss: labels[",
+                    i / next_n, ", ", i % next_n, "] = ", y, " is outside [0, ", vocab,
+                    ") and is not ignore_index ", options.ignore_index);
   }
   distill_loss_stats out;
   out.step_loss.assign(static_cast<std::size_t>(next_n), 0.0);
@@ -212,7 +220,8 @@ distill_loss_stats multi_step_loss(const T* logits, index_t rows_per_step, index
   out.correct.assign(static_cast<std::size_t>(next_n), 0);
   std::vector<double> scratch;
   for (index_t i = 0; i < next_n; ++i) {
-    const double w = options.step_weight.empty() ? 1.0 : options.step_weight[static_cast<std::size_t>(i)];
+    const double w =
+        options.step_weight.empty() ? 1.0 : options.step_weight[static_cast<std::size_t>(i)];
     std::int64_t count = 0;
     for (index_t m = 0; m < m_rows; ++m) count += labels[m * next_n + i] != options.ignore_index;
     out.counted[static_cast<std::size_t>(i)] = count;
@@ -225,9 +234,11 @@ distill_loss_stats multi_step_loss(const T* logits, index_t rows_per_step, index
         if (g != nullptr) std::fill(g, g + vocab, T(0));
         continue;
       }
-      const float* p = target_log_probs == nullptr ? nullptr : target_log_probs + (m * next_n + i) * vocab;
-      const detail::row_loss_value r = detail::row_loss(logits + row * vocab, vocab, y, p, config, options,
-                                                        w / static_cast<double>(count), g, scratch);
+      const float* p =
+          target_log_probs == nullptr ? nullptr : target_log_probs + (m * next_n + i) * vocab;
+      const detail::row_loss_value r =
+          detail::row_loss(logits + row * vocab, vocab, y, p, config, options,
+                           w / static_cast<double>(count), g, scratch);
       sum += r.loss;
       out.correct[static_cast<std::size_t>(i)] += r.argmax == y;
     }

@@ -29,8 +29,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -55,22 +55,23 @@
 namespace redraft {
 
 struct distill_options {
-  std::int32_t next_n = 4;           // future steps trained per position (the beam length - 1 it serves)
-  distill_loss_options loss;         // kind (ce / kl), step weights, top-k warp
-  std::int32_t batch = 64;           // positions per step
-  adamw_options optimizer;           // learning rate schedule; optimizer.total_steps = training steps
-  std::uint64_t seed = 0;            // init of the head (init_draft_head) and the batch draws
-  std::int64_t checkpoint_every = 0; // 0: only at the last step
-  std::int64_t log_every = 100;      // progress callback period in steps
+  std::int32_t next_n = 4;    // future steps trained per position (the beam length - 1 it serves)
+  distill_loss_options loss;  // kind (ce / kl), step weights, top-k warp
+  std::int32_t batch = 64;    // positions per step
+  adamw_options optimizer;    // learning rate schedule; optimizer.total_steps = training steps
+  std::uint64_t seed = 0;     // init of the head (init_draft_head) and the batch draws
+  std::int64_t checkpoint_every = 0;  // 0: only at the last step
+  std::int64_t log_every = 100;       // progress callback period in steps
 
   // Throws redraft::error naming the first bad field.
   void validate() const {
     REDRAFT_REQUIRE(next_n >= 1, "distill: next_n ", next_n, " must be at least 1");
     REDRAFT_REQUIRE(batch >= 1, "distill: batch ", batch, " must be at least 1");
-    REDRAFT_REQUIRE(loss.step_weight.empty() || static_cast<std::int32_t>(loss.step_weight.size()) == next_n,
-                    "distill: ", loss.step_weight.size(), " step weights given for next_n ", next_n);
-    REDRAFT_REQUIRE(checkpoint_every >= 0 && log_every >= 0, "distill: checkpoint_every ", checkpoint_every,
-                    " and log_every ", log_every, " must be >= 0");
+    REDRAFT_REQUIRE(
+        loss.step_weight.empty() || static_cast<std::int32_t>(loss.step_weight.size()) == next_n,
+        "distill: ", loss.step_weight.size(), " step weights given for next_n ", next_n);
+    REDRAFT_REQUIRE(checkpoint_every >= 0 && log_every >= 0, "distill: checkpoint_every ",
+                    checkpoint_every, " and log_every ", log_every, " must be >= 0");
     optimizer.validate("distill");
   }
 };
@@ -89,10 +90,10 @@ using distill_progress_callback = std::function<void(const distill_progress&)>;
 
 // Where the time of train() went, in seconds.
 struct distill_timing {
-  double batch_s = 0.0;      // drawing and assembling batches
-  head_gradient_timing head; // forward, loss, backward
-  double optimizer_s = 0.0;  // clipping + AdamW
-  double checkpoint_s = 0.0; // writing checkpoints
+  double batch_s = 0.0;       // drawing and assembling batches
+  head_gradient_timing head;  // forward, loss, backward
+  double optimizer_s = 0.0;   // clipping + AdamW
+  double checkpoint_s = 0.0;  // writing checkpoints
   double total_s = 0.0;
 };
 
@@ -124,19 +125,24 @@ class distill_trainer {
   // init_draft_head(seed). Throws redraft::error when the config's V / H differ from the data's
   // target, the data holds no sequence or no training position, kl is asked of data without
   // distributions, or an option is invalid.
-  distill_trainer(const distill_dataset& data, const draft_config& config, const distill_options& options)
+  distill_trainer(const distill_dataset& data, const draft_config& config,
+                  const distill_options& options)
       : data_(data), options_(options), params_(config), grad_(config) {
     constexpr const char* fn = "distill_trainer";
     options_.validate();
     config.validate(fn);
-    REDRAFT_REQUIRE(!data.sequences.empty(), fn, ": the training data holds no sequence (empty prompt set?)");
-    REDRAFT_REQUIRE(config.vocab_size == data.vocab_size && config.hidden_size == data.hidden_size, fn,
-                    ": the draft head has vocab_size ", config.vocab_size, " and hidden_size ", config.hidden_size,
-                    " but the target model has ", data.vocab_size, " and ", data.hidden_size);
+    REDRAFT_REQUIRE(!data.sequences.empty(), fn,
+                    ": the training data holds no sequence (empty prompt set?)");
+    REDRAFT_REQUIRE(config.vocab_size == data.vocab_size && config.hidden_size == data.hidden_size,
+                    fn, ": the draft head has vocab_size ", config.vocab_size, " and hidden_size ",
+                    config.hidden_size, " but the target model has ", data.vocab_size, " and ",
+                    data.hidden_size);
     REDRAFT_REQUIRE(options_.loss.kind != distill_loss_kind::kl || data.has_distributions(), fn,
-                    ": the kl loss needs the target's distributions (generate the data with keep_distributions)");
+                    ": the kl loss needs the target's distributions (generate the data with "
+                    "keep_distributions)");
     anchors_ = distill_positions(data);
-    REDRAFT_REQUIRE(!anchors_.empty(), fn, ": no training position: every sequence needs at least 2 tokens after "
+    REDRAFT_REQUIRE(!anchors_.empty(), fn,
+                    ": no training position: every sequence needs at least 2 tokens after "
                     "its prompt's last-but-one token");
     draft_head<cpu_backend> head(cpu_backend{}, config);
     init_draft_head(head, options_.seed);
@@ -158,7 +164,8 @@ class distill_trainer {
     constexpr const char* fn = "distill_trainer::resume";
     const std::filesystem::path state_path = dir / "trainer_state.json";
     std::ifstream in(state_path);
-    REDRAFT_REQUIRE(in.good(), fn, ": cannot open ", state_path.string(), " (not a checkpoint of redraft-distill?)");
+    REDRAFT_REQUIRE(in.good(), fn, ": cannot open ", state_path.string(),
+                    " (not a checkpoint of redraft-distill?)");
     nlohmann::json state;
     try {
       state = nlohmann::json::parse(in);
@@ -167,26 +174,33 @@ class distill_trainer {
     }
     const draft_head<cpu_backend> head = load_draft_head(cpu_backend{}, dir);
     const draft_config& c = head.config();
-    REDRAFT_REQUIRE(c.vocab_size == data_.vocab_size && c.hidden_size == data_.hidden_size, fn, ": the checkpoint in ",
-                    dir.string(), " has vocab_size ", c.vocab_size, " and hidden_size ", c.hidden_size,
-                    " but the target model has ", data_.vocab_size, " and ", data_.hidden_size);
-    REDRAFT_REQUIRE(c == params_.config(), fn, ": the checkpoint's head config ", draft_config_to_json(c).dump(),
-                    " differs from the trainer's ", draft_config_to_json(params_.config()).dump());
+    REDRAFT_REQUIRE(c.vocab_size == data_.vocab_size && c.hidden_size == data_.hidden_size, fn,
+                    ": the checkpoint in ", dir.string(), " has vocab_size ", c.vocab_size,
+                    " and hidden_size ", c.hidden_size, " but the target model has ",
+                    data_.vocab_size, " and ", data_.hidden_size);
+    REDRAFT_REQUIRE(c == params_.config(), fn, ": the checkpoint's head config ",
+                    draft_config_to_json(c).dump(), " differs from the trainer's ",
+                    draft_config_to_json(params_.config()).dump());
     const nlohmann::json want = detail::distill_options_to_json(options_);
-    REDRAFT_REQUIRE(state.contains("options") && state.contains("step") && state.contains("data_fingerprint"), fn,
-                    ": ", state_path.string(), " lacks options, step or data_fingerprint");
+    REDRAFT_REQUIRE(
+        state.contains("options") && state.contains("step") && state.contains("data_fingerprint"),
+        fn, ": ", state_path.string(), " lacks options, step or data_fingerprint");
     for (const auto& [key, value] : want.items()) {
-      const nlohmann::json& saved = state["options"].contains(key) ? state["options"][key] : nlohmann::json();
-      REDRAFT_REQUIRE(saved == value, fn, ": option ", key, " is ", value.dump(), " but the checkpoint was trained with ",
-                      saved.dump(), " (resume with the same options)");
+      const nlohmann::json& saved =
+          state["options"].contains(key) ? state["options"][key] : nlohmann::json();
+      REDRAFT_REQUIRE(saved == value, fn, ": option ", key, " is ", value.dump(),
+                      " but the checkpoint was trained with ", saved.dump(),
+                      " (resume with the same options)");
     }
     REDRAFT_REQUIRE(state["data_fingerprint"].get<std::string>() == fingerprint_text(), fn,
-                    ": the training data differs from the checkpoint's (fingerprint ", fingerprint_text(), " vs ",
-                    state["data_fingerprint"].get<std::string>(), "): same target, prompts and data options needed");
+                    ": the training data differs from the checkpoint's (fingerprint ",
+                    fingerprint_text(), " vs ", state["data_fingerprint"].get<std::string>(),
+                    "): same target, prompts and data options needed");
     const std::int64_t step = state["step"].get<std::int64_t>();
     const safetensors_file opt = read_safetensors_file(dir / "optimizer.safetensors");
-    REDRAFT_REQUIRE(opt.metadata.count("step") && opt.metadata.at("step") == std::to_string(step), fn,
-                    ": optimizer.safetensors is of step ", opt.metadata.count("step") ? opt.metadata.at("step") : "?",
+    REDRAFT_REQUIRE(opt.metadata.count("step") && opt.metadata.at("step") == std::to_string(step),
+                    fn, ": optimizer.safetensors is of step ",
+                    opt.metadata.count("step") ? opt.metadata.at("step") : "?",
                     " but trainer_state.json of step ", step, " (an interrupted save?)");
     adamw_state s;
     s.step = step;
@@ -216,8 +230,10 @@ class distill_trainer {
         return std::vector<float>(v.begin() + t.offset, v.begin() + t.offset + t.count);
       };
       const std::vector<float> zeros(static_cast<std::size_t>(t.count), 0.0f);
-      moments["m." + t.name] = tensor_data{t.shape, state_.m.empty() ? zeros : slice(state_.m), "F32"};
-      moments["v." + t.name] = tensor_data{t.shape, state_.v.empty() ? zeros : slice(state_.v), "F32"};
+      moments["m." + t.name] =
+          tensor_data{t.shape, state_.m.empty() ? zeros : slice(state_.m), "F32"};
+      moments["v." + t.name] =
+          tensor_data{t.shape, state_.v.empty() ? zeros : slice(state_.v), "F32"};
     }
     write_safetensors(staging / "optimizer.safetensors", moments, safetensors_dtype::f32,
                       {{"step", std::to_string(state_.step)}});
@@ -231,13 +247,15 @@ class distill_trainer {
                              {"data_sequences", data_.sequences.size()},
                              {"training_positions", anchors_.size()}};
       out << j.dump(2) << "\n";
-      REDRAFT_REQUIRE(out.good(), "distill_trainer::save_checkpoint: writing trainer_state.json failed");
+      REDRAFT_REQUIRE(out.good(),
+                      "distill_trainer::save_checkpoint: writing trainer_state.json failed");
     }
-    for (const char* name : {"config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"}) {
+    for (const char* name :
+         {"config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"}) {
       std::error_code ec;
       std::filesystem::rename(staging / name, dir / name, ec);
-      REDRAFT_REQUIRE(!ec, "distill_trainer::save_checkpoint: cannot move ", (staging / name).string(), " to ",
-                      dir.string(), " (", ec.message(), ")");
+      REDRAFT_REQUIRE(!ec, "distill_trainer::save_checkpoint: cannot move ",
+                      (staging / name).string(), " to ", dir.string(), " (", ec.message(), ")");
     }
     std::filesystem::remove_all(staging);
   }
@@ -269,16 +287,17 @@ class distill_trainer {
       }
       assemble_distill_batch(data_, anchors_, which, options_.next_n, options_.loss, b);
       timing_.batch_s += std::chrono::duration<double>(clock::now() - t0).count();
-      const distill_loss_stats stats =
-          draft_head_loss(params_, data_.embedding_view(), b, options_.loss, &grad_, ws_, &timing_.head);
+      const distill_loss_stats stats = draft_head_loss(params_, data_.embedding_view(), b,
+                                                       options_.loss, &grad_, ws_, &timing_.head);
       t0 = clock::now();
       bool finite = std::isfinite(stats.loss);
       for (const float g : grad_.values()) finite = finite && std::isfinite(g);
       if (!finite) {
-        detail::throw_error("distill: the loss became non-finite (", stats.loss, ") at step ", k + 1,
-                            "; training stopped. ",
-                            out_dir.empty() ? std::string("No checkpoint directory was given.")
-                                            : "The last good checkpoint in " + out_dir.string() + " is kept.",
+        detail::throw_error("distill: the loss became non-finite (", stats.loss, ") at step ",
+                            k + 1, "; training stopped. ",
+                            out_dir.empty()
+                                ? std::string("No checkpoint directory was given.")
+                                : "The last good checkpoint in " + out_dir.string() + " is kept.",
                             " Try a lower learning rate (--lr).");
       }
       const adamw_update_info info = adamw_update(params_, grad_, state_, options_.optimizer);
@@ -288,8 +307,9 @@ class distill_trainer {
       window_lr = info.learning_rate;
       ++window_steps;
       const bool last = state_.step == total || state_.step == stop;
-      if (!out_dir.empty() && ((options_.checkpoint_every > 0 && state_.step % options_.checkpoint_every == 0) ||
-                               state_.step == total)) {
+      if (!out_dir.empty() &&
+          ((options_.checkpoint_every > 0 && state_.step % options_.checkpoint_every == 0) ||
+           state_.step == total)) {
         t0 = clock::now();
         save_checkpoint(out_dir);
         timing_.checkpoint_s += std::chrono::duration<double>(clock::now() - t0).count();

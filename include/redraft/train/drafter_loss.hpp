@@ -21,10 +21,10 @@
 namespace redraft {
 
 struct drafter_loss_result {
-  double loss = 0.0;                 // the weighted sum over steps
-  std::vector<double> step_loss;     // [next_n] mean cross-entropy of each step (0 if no label)
-  std::vector<std::int64_t> counted; // [next_n] labels counted per step
-  std::vector<std::int64_t> correct; // [next_n] counted labels that were the step's argmax (top-1)
+  double loss = 0.0;                  // the weighted sum over steps
+  std::vector<double> step_loss;      // [next_n] mean cross-entropy of each step (0 if no label)
+  std::vector<std::int64_t> counted;  // [next_n] labels counted per step
+  std::vector<std::int64_t> correct;  // [next_n] counted labels that were the step's argmax (top-1)
 };
 
 // logits      [next_n, B, T, V]  the draft head's logits (any offset; softmax is shift-invariant)
@@ -39,21 +39,24 @@ inline drafter_loss_result drafter_cross_entropy(view<const float, 4> logits,
                                                  view<float, 4> grad_logits = {}) {
   const index_t next_n = logits.extent(0), batch = logits.extent(1), seq = logits.extent(2),
                 vocab = logits.extent(3);
-  REDRAFT_REQUIRE(labels.extent(0) == batch && labels.extent(1) == seq, "drafter_cross_entropy: labels are [",
-                  labels.extent(0), ", ", labels.extent(1), "] but logits imply [", batch, ", ", seq, "]");
+  REDRAFT_REQUIRE(labels.extent(0) == batch && labels.extent(1) == seq,
+                  "drafter_cross_entropy: labels are [", labels.extent(0), ", ", labels.extent(1),
+                  "] but logits imply [", batch, ", ", seq, "]");
   REDRAFT_REQUIRE(step_weight.empty() || step_weight.extent(0) == next_n,
                   "drafter_cross_entropy: step_weight has ", step_weight.extent(0),
                   " entries but next_n is ", next_n);
   const bool want_grad = grad_logits.data() != nullptr;
   if (want_grad) {
     for (int d = 0; d < 4; ++d)
-      REDRAFT_REQUIRE(grad_logits.extent(d) == logits.extent(d), "drafter_cross_entropy: grad_logits extent ", d,
-                      " is ", grad_logits.extent(d), " but logits' is ", logits.extent(d));
+      REDRAFT_REQUIRE(grad_logits.extent(d) == logits.extent(d),
+                      "drafter_cross_entropy: grad_logits extent ", d, " is ",
+                      grad_logits.extent(d), " but logits' is ", logits.extent(d));
   }
   for (index_t i = 0; i < labels.size(); ++i) {
     const std::int32_t y = labels[i];
-    REDRAFT_REQUIRE(y == ignore_index || (y >= 0 && y < vocab), "drafter_cross_entropy: labels[", i / seq, ", ",
-                    i % seq, "] = ", y, " is outside [0, ", vocab, ") and is not ignore_index ", ignore_index);
+    REDRAFT_REQUIRE(y == ignore_index || (y >= 0 && y < vocab), "drafter_cross_entropy: labels[",
+                    i / seq, ", ", i % seq, "] = ", y, " is outside [0, ", vocab,
+                    ") and is not ignore_index ", ignore_index);
   }
 
   drafter_loss_result out;
@@ -94,7 +97,8 @@ inline drafter_loss_result drafter_cross_entropy(view<const float, 4> logits,
           float* g = &grad_logits(i, b, t, 0);
           const double scale = w / static_cast<double>(count);
           for (index_t v = 0; v < vocab; ++v)
-            g[v] = static_cast<float>(scale * (prob[static_cast<std::size_t>(v)] / z - (v == y ? 1.0 : 0.0)));
+            g[v] = static_cast<float>(
+                scale * (prob[static_cast<std::size_t>(v)] / z - (v == y ? 1.0 : 0.0)));
         }
       }
     }

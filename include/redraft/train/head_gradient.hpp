@@ -32,11 +32,11 @@
 // Host code (CPU training); T = float to train, double to check gradients.
 #pragma once
 
-#include "redraft/cpu/eigen.hpp"
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <vector>
+#include "redraft/cpu/eigen.hpp"
 
 #include "redraft/core/error.hpp"
 #include "redraft/core/view.hpp"
@@ -47,13 +47,14 @@ namespace redraft {
 
 // One batch of training positions, host memory.
 struct distill_batch {
-  index_t rows = 0;                       // M positions
-  index_t next_n = 0;                     // steps per position
-  std::vector<float> hidden;              // [M, H]   h_t
-  std::vector<std::int32_t> inputs;       // [M, next_n] token step i consumes (x_{t+1+i}); a valid
-                                          //          token id even where the label is ignored
-  std::vector<std::int32_t> labels;       // [M, next_n] token step i predicts (x_{t+2+i}) or ignore_index
-  std::vector<float> target_log_probs;    // [M, next_n, V] log p of that token (kl), or empty
+  index_t rows = 0;                  // M positions
+  index_t next_n = 0;                // steps per position
+  std::vector<float> hidden;         // [M, H]   h_t
+  std::vector<std::int32_t> inputs;  // [M, next_n] token step i consumes (x_{t+1+i}); a valid
+                                     //          token id even where the label is ignored
+  std::vector<std::int32_t>
+      labels;  // [M, next_n] token step i predicts (x_{t+2+i}) or ignore_index
+  std::vector<float> target_log_probs;  // [M, next_n, V] log p of that token (kl), or empty
 };
 
 // Seconds spent per phase (accumulated by draft_head_loss when given).
@@ -64,16 +65,16 @@ struct head_gradient_timing {
 // Activations kept between forward and backward; reuse one across calls (no allocation once grown).
 template <class T>
 struct head_workspace {
-  train_matrix<T> embedded;            // [next_n M, H]  e(x_{t+1+i})
-  train_matrix<T> hidden;              // [M, H]
-  train_matrix<T> pre_state;           // [next_n M, H]  a_i (silu / linear)
-  train_matrix<T> state;               // [next_n M, H]  s_{i+1}
-  train_matrix<T> input;               // [next_n M, 2H] u_i
-  std::vector<train_matrix<T>> x;      // N + 1 of [next_n M, E]  x^j
-  std::vector<train_matrix<T>> pre;    // N of [next_n M, E]      x^j W_j^T + b_j
-  train_matrix<T> logits;              // [next_n M, V]
-  train_matrix<T> grad_logits;         // [next_n M, V]
-  train_matrix<T> dx, dpre, dinput;    // backward scratch
+  train_matrix<T> embedded;          // [next_n M, H]  e(x_{t+1+i})
+  train_matrix<T> hidden;            // [M, H]
+  train_matrix<T> pre_state;         // [next_n M, H]  a_i (silu / linear)
+  train_matrix<T> state;             // [next_n M, H]  s_{i+1}
+  train_matrix<T> input;             // [next_n M, 2H] u_i
+  std::vector<train_matrix<T>> x;    // N + 1 of [next_n M, E]  x^j
+  std::vector<train_matrix<T>> pre;  // N of [next_n M, E]      x^j W_j^T + b_j
+  train_matrix<T> logits;            // [next_n M, V]
+  train_matrix<T> grad_logits;       // [next_n M, V]
+  train_matrix<T> dx, dpre, dinput;  // backward scratch
   train_matrix<T> dstate, carry, dpre_state;
 };
 
@@ -99,22 +100,27 @@ void check_head_batch(const head_parameters<T>& params, matrix_view<const float>
   const draft_config& c = params.config();
   const index_t m = batch.rows, n = batch.next_n, h = c.hidden_size, v = c.vocab_size, rows = m * n;
   REDRAFT_REQUIRE(embedding.extent(0) == v && embedding.extent(1) == h, fn, ": embedding is [",
-                  embedding.extent(0), ", ", embedding.extent(1), "] but the head needs [", v, ", ", h, "]");
-  REDRAFT_REQUIRE(m >= 1 && n >= 1, fn, ": the batch has ", m, " rows and next_n ", n, " (both must be >= 1)");
+                  embedding.extent(0), ", ", embedding.extent(1), "] but the head needs [", v, ", ",
+                  h, "]");
+  REDRAFT_REQUIRE(m >= 1 && n >= 1, fn, ": the batch has ", m, " rows and next_n ", n,
+                  " (both must be >= 1)");
   REDRAFT_REQUIRE(static_cast<index_t>(batch.hidden.size()) == m * h, fn, ": batch.hidden has ",
                   batch.hidden.size(), " values, expected rows * hidden_size = ", m * h);
-  REDRAFT_REQUIRE(static_cast<index_t>(batch.inputs.size()) == rows && static_cast<index_t>(batch.labels.size()) == rows,
-                  fn, ": batch.inputs / labels have ", batch.inputs.size(), " / ", batch.labels.size(),
-                  " entries, expected rows * next_n = ", rows);
-  REDRAFT_REQUIRE(batch.target_log_probs.empty() || static_cast<index_t>(batch.target_log_probs.size()) == rows * v,
-                  fn, ": batch.target_log_probs has ", batch.target_log_probs.size(), " values, expected ",
-                  rows * v);
+  REDRAFT_REQUIRE(static_cast<index_t>(batch.inputs.size()) == rows &&
+                      static_cast<index_t>(batch.labels.size()) == rows,
+                  fn, ": batch.inputs / labels have ", batch.inputs.size(), " / ",
+                  batch.labels.size(), " entries, expected rows * next_n = ", rows);
+  REDRAFT_REQUIRE(batch.target_log_probs.empty() ||
+                      static_cast<index_t>(batch.target_log_probs.size()) == rows * v,
+                  fn, ": batch.target_log_probs has ", batch.target_log_probs.size(),
+                  " values, expected ", rows * v);
   REDRAFT_REQUIRE(gradient == nullptr || gradient->config() == c, fn,
                   ": the gradient's config differs from the parameters' config");
   for (index_t i = 0; i < rows; ++i) {
-    REDRAFT_REQUIRE(batch.inputs[static_cast<std::size_t>(i)] >= 0 && batch.inputs[static_cast<std::size_t>(i)] < v,
-                    fn, ": batch.inputs[", i / n, ", ", i % n, "] = ", batch.inputs[static_cast<std::size_t>(i)],
-                    " is outside [0, ", v, ")");
+    REDRAFT_REQUIRE(batch.inputs[static_cast<std::size_t>(i)] >= 0 &&
+                        batch.inputs[static_cast<std::size_t>(i)] < v,
+                    fn, ": batch.inputs[", i / n, ", ", i % n,
+                    "] = ", batch.inputs[static_cast<std::size_t>(i)], " is outside [0, ", v, ")");
   }
 }
 
@@ -129,12 +135,15 @@ void head_forward_recurrence(const head_parameters<T>& params, matrix_view<const
   ws.embedded.resize(rows, h);  // [n M, H], row i M + r
   for (index_t i = 0; i < n; ++i)
     for (index_t r = 0; r < m; ++r) {
-      const float* src = embedding.data() + static_cast<index_t>(batch.inputs[static_cast<std::size_t>(r * n + i)]) * h;
+      const float* src =
+          embedding.data() +
+          static_cast<index_t>(batch.inputs[static_cast<std::size_t>(r * n + i)]) * h;
       T* dst = ws.embedded.data() + (i * m + r) * h;
       for (index_t k = 0; k < h; ++k) dst[k] = static_cast<T>(src[k]);
     }
   ws.hidden.resize(m, h);
-  for (index_t k = 0; k < m * h; ++k) ws.hidden.data()[k] = static_cast<T>(batch.hidden[static_cast<std::size_t>(k)]);
+  for (index_t k = 0; k < m * h; ++k)
+    ws.hidden.data()[k] = static_cast<T>(batch.hidden[static_cast<std::size_t>(k)]);
   ws.state.resize(rows, h);
   if (c.recurrence == recurrence::running_sum) {
     for (index_t i = 0; i < n; ++i) {
@@ -196,16 +205,17 @@ const train_matrix<T>& head_backward_blocks(const head_parameters<T>& params, in
                                             head_workspace<T>& ws, head_parameters<T>& g) {
   const draft_config& c = params.config();
   const index_t h = c.hidden_size, e = c.exit_dim, layers = c.num_draft_layers;
-  g.lm_head().noalias() = ws.grad_logits.transpose() * ws.x[static_cast<std::size_t>(layers)];  // [V, E]
+  g.lm_head().noalias() =
+      ws.grad_logits.transpose() * ws.x[static_cast<std::size_t>(layers)];  // [V, E]
   ws.dx.resize(rows, e);
   ws.dx.noalias() = ws.grad_logits * params.lm_head();  // [n M, E]
   for (index_t j = layers - 1; j >= 0; --j) {
     const std::size_t js = static_cast<std::size_t>(j);
     ws.dpre =
         ws.dx.cwiseProduct(ws.pre[js].unaryExpr([](T x) { return silu_grad(x); }));  // [n M, E]
-    g.block_weight(j).noalias() = ws.dpre.transpose() * ws.x[js];              // [E, E]
-    g.block_bias(j) = ws.dpre.colwise().sum().transpose();                     // [E]
-    ws.dx.noalias() += ws.dpre * params.block_weight(j);                       // dx^j
+    g.block_weight(j).noalias() = ws.dpre.transpose() * ws.x[js];                    // [E, E]
+    g.block_bias(j) = ws.dpre.colwise().sum().transpose();                           // [E]
+    ws.dx.noalias() += ws.dpre * params.block_weight(j);                             // dx^j
   }
   if (!c.has_input_proj()) return ws.dx;
   g.input_proj_weight().noalias() = ws.dx.transpose() * ws.input;  // [E, 2H]
@@ -283,7 +293,8 @@ distill_loss_stats draft_head_loss(const head_parameters<T>& params,
   gradient->set_zero();
   const train_matrix<T>& dinput = detail::head_backward_blocks(params, m * n, ws, *gradient);
   detail::head_backward_recurrence(params, m, n, dinput, ws, *gradient);
-  if (timing != nullptr) timing->backward_s += std::chrono::duration<double>(clock::now() - t2).count();
+  if (timing != nullptr)
+    timing->backward_s += std::chrono::duration<double>(clock::now() - t2).count();
   return stats;
 }
 

@@ -4,19 +4,19 @@
 // Training needs the weights, their gradients and the optimizer's moments in one identical
 // layout so the optimizer is a loop over a flat array. head_parameters<T> keeps every tensor of
 // a draft head (draft_head.hpp names, PyTorch [out, in] layouts, draft_head's parameter order)
-// back to back in one 64-byte aligned vector, and hands out Eigen maps of each. T is float for training
-// and double for the finite-difference gradient checks.
+// back to back in one 64-byte aligned vector, and hands out Eigen maps of each. T is float for
+// training and double for the finite-difference gradient checks.
 //
 // Conversions to and from draft_head<B> go through get_parameter / set_parameter (host copies),
 // so trained weights load into any backend's head. Host code only (CPU training).
 #pragma once
 
-#include "redraft/core/aligned_allocator.hpp"
-#include "redraft/cpu/eigen.hpp"
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
+#include "redraft/core/aligned_allocator.hpp"
+#include "redraft/cpu/eigen.hpp"
 
 #include "redraft/core/backend.hpp"
 #include "redraft/core/error.hpp"
@@ -97,7 +97,9 @@ class head_parameters {
   // ---- Eigen views of the tensors (weights [out, in], biases [out]) ----
   matrix_map input_proj_weight() { return weight(input_proj_weight_); }
   vector_map input_proj_bias() { return bias(input_proj_bias_); }
-  matrix_map block_weight(std::int64_t i) { return weight(block_weight_[static_cast<std::size_t>(i)]); }
+  matrix_map block_weight(std::int64_t i) {
+    return weight(block_weight_[static_cast<std::size_t>(i)]);
+  }
   vector_map block_bias(std::int64_t i) { return bias(block_bias_[static_cast<std::size_t>(i)]); }
   matrix_map lm_head() { return weight(lm_head_); }
   matrix_map rnn_w() { return weight(rnn_w_); }
@@ -108,7 +110,9 @@ class head_parameters {
   const_matrix_map block_weight(std::int64_t i) const {
     return weight(block_weight_[static_cast<std::size_t>(i)]);
   }
-  const_vector_map block_bias(std::int64_t i) const { return bias(block_bias_[static_cast<std::size_t>(i)]); }
+  const_vector_map block_bias(std::int64_t i) const {
+    return bias(block_bias_[static_cast<std::size_t>(i)]);
+  }
   const_matrix_map lm_head() const { return weight(lm_head_); }
   const_matrix_map rnn_w() const { return weight(rnn_w_); }
   const_matrix_map rnn_u() const { return weight(rnn_u_); }
@@ -147,7 +151,8 @@ head_parameters<T> parameters_from_head(const draft_head<B>& head) {
   for (const head_tensor& t : out.tensors()) {
     const std::vector<float> values = head.get_parameter(t.name);
     for (std::int64_t i = 0; i < t.count; ++i)
-      out.values()[static_cast<std::size_t>(t.offset + i)] = static_cast<T>(values[static_cast<std::size_t>(i)]);
+      out.values()[static_cast<std::size_t>(t.offset + i)] =
+          static_cast<T>(values[static_cast<std::size_t>(i)]);
   }
   return out;
 }
@@ -160,7 +165,8 @@ draft_head<B> head_from_parameters(B backend, const head_parameters<T>& params) 
   for (const head_tensor& t : params.tensors()) {
     values.resize(static_cast<std::size_t>(t.count));
     for (std::int64_t i = 0; i < t.count; ++i)
-      values[static_cast<std::size_t>(i)] = static_cast<float>(params.values()[static_cast<std::size_t>(t.offset + i)]);
+      values[static_cast<std::size_t>(i)] =
+          static_cast<float>(params.values()[static_cast<std::size_t>(t.offset + i)]);
     head.set_parameter(t.name, values);
   }
   return head;

@@ -32,9 +32,11 @@ namespace detail {
 
 // The sequential trie over host memory. Writes request-local indices.
 //   beams [B, W, L], lengths [B, W] or nullptr
-//   -> node_offsets [B + 1], token/parent/depth [n_total], beam_to_node [B, W, L] (-1 past a length)
-inline void build_tree_trie(const std::int32_t* beams, const std::int32_t* lengths, std::int32_t batch, std::int32_t width,
-                            std::int32_t length, std::vector<std::int32_t>& node_offsets,
+//   -> node_offsets [B + 1], token/parent/depth [n_total], beam_to_node [B, W, L] (-1 past a
+//   length)
+inline void build_tree_trie(const std::int32_t* beams, const std::int32_t* lengths,
+                            std::int32_t batch, std::int32_t width, std::int32_t length,
+                            std::vector<std::int32_t>& node_offsets,
                             std::vector<std::int32_t>& token, std::vector<std::int32_t>& parent,
                             std::vector<std::int32_t>& depth,
                             std::vector<std::int32_t>& beam_to_node) {
@@ -67,13 +69,16 @@ inline void build_tree_trie(const std::int32_t* beams, const std::int32_t* lengt
       std::int32_t node = 0;
       std::int32_t* b2n = beam_to_node.data() + (static_cast<std::int64_t>(b) * width + w) * length;
       b2n[0] = 0;
-      const std::int32_t valid = lengths == nullptr ? length : lengths[static_cast<std::int64_t>(b) * width + w];
+      const std::int32_t valid =
+          lengths == nullptr ? length : lengths[static_cast<std::int64_t>(b) * width + w];
       for (std::int32_t l = valid; l < length; ++l) b2n[l] = -1;
       for (std::int32_t l = 1; l < valid; ++l) {
         const std::int32_t tok = req[static_cast<std::int64_t>(w) * length + l];
-        const std::uint64_t key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(node)) << 32) |
-                                  static_cast<std::uint32_t>(tok);
-        std::size_t slot = static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> 40) & (capacity - 1);
+        const std::uint64_t key =
+            (static_cast<std::uint64_t>(static_cast<std::uint32_t>(node)) << 32) |
+            static_cast<std::uint32_t>(tok);
+        std::size_t slot =
+            static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> 40) & (capacity - 1);
         while (values[slot] != -1 && keys[slot] != key) slot = (slot + 1) & (capacity - 1);
         if (values[slot] == -1) {
           keys[slot] = key;

@@ -21,8 +21,8 @@
 
 #include <cstdint>
 #include <limits>
-#include <utility>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "redraft/core/backend.hpp"
@@ -138,7 +138,9 @@ struct beam_owner_functor {
   std::int32_t width;
   std::int32_t length;
 
-  REDRAFT_HOST_DEVICE std::int32_t valid(index_t bw) const { return lengths == nullptr ? length : lengths[bw]; }
+  REDRAFT_HOST_DEVICE std::int32_t valid(index_t bw) const {
+    return lengths == nullptr ? length : lengths[bw];
+  }
 
   REDRAFT_HOST_DEVICE void operator()(index_t bw) const {
     const index_t b = bw / width;
@@ -169,7 +171,7 @@ static_assert(std::is_trivially_copyable_v<beam_owner_functor>);
 // Pass 2b, one call per request and one more: node_offsets[b] = b + (nodes created before
 // request b), i.e. one root per request plus the drafted nodes.
 struct beam_node_offsets_functor {
-  const std::int32_t* rank;  // [B * W * (L-1)] inclusive scan of `created`
+  const std::int32_t* rank;    // [B * W * (L-1)] inclusive scan of `created`
   std::int32_t* node_offsets;  // [B + 1]
   index_t per_request;         // W * (L - 1)
 
@@ -305,16 +307,15 @@ tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
                                host_record.begin() + static_cast<std::ptrdiff_t>(batch) + 1);
 
   const index_t n_total = out.host_node_offsets.back();
-  out.token = backend.template allocate<std::int32_t>(n_total);                // [n_total]
-  out.parent = backend.template allocate<std::int32_t>(n_total);               // [n_total]
-  out.depth = backend.template allocate<std::int32_t>(n_total);                // [n_total]
-  out.beam_to_node = backend.template allocate<std::int32_t>(beams.size());    // [B, W, L]
+  out.token = backend.template allocate<std::int32_t>(n_total);              // [n_total]
+  out.parent = backend.template allocate<std::int32_t>(n_total);             // [n_total]
+  out.depth = backend.template allocate<std::int32_t>(n_total);              // [n_total]
+  out.beam_to_node = backend.template allocate<std::int32_t>(beams.size());  // [B, W, L]
   backend.for_each_index(
-      beams.size(),
-      detail::beam_scatter_functor{beams.data(), owner.data(), created.data(), rank.data(),
-                                   out.node_offsets.data(), out.beam_to_node.data(),
-                                   out.token.data(), out.parent.data(), out.depth.data(), w32,
-                                   l32});
+      beams.size(), detail::beam_scatter_functor{beams.data(), owner.data(), created.data(),
+                                                 rank.data(), out.node_offsets.data(),
+                                                 out.beam_to_node.data(), out.token.data(),
+                                                 out.parent.data(), out.depth.data(), w32, l32});
   return out;
 }
 

@@ -5,9 +5,10 @@
 // in backend memory by Backend::for_each_index functors, one call per output row:
 //
 //   build_dense_tree_mask     ragged [n_b, n_b] uint8 per request       (dense_tree_mask<B>)
-//   build_packed_tree_mask    [n_total, ceil(n_max / 32) or wider] uint32 rows (packed_tree_mask<B>)
-//   build_attention_mask      ragged [n_b, P + n_b] uint8 per request   (Apple ReDrafter layout)
-//   build_padded_attention_mask  [B, n_max, P + n_max] uint8            (golden `attention_mask`;
+//   build_packed_tree_mask    [n_total, ceil(n_max / 32) or wider] uint32 rows
+//   (packed_tree_mask<B>) build_attention_mask      ragged [n_b, P + n_b] uint8 per request (Apple
+//   ReDrafter layout) build_padded_attention_mask  [B, n_max, P + n_max] uint8            (golden
+//   `attention_mask`;
 //                                with P = 0 it is the golden padded `tree_mask`)
 //   build_positions           [n_total] int32: base position of the request + depth
 //
@@ -64,10 +65,10 @@ namespace detail {
 // P context entries copied from the padding mask, then 0 everywhere but the ancestors-or-self.
 struct dense_mask_row_functor {
   tree_view t;
-  const std::int64_t* offsets;      // [B + 1] start of each request's block in `out`
-  const std::int32_t* padding_mask; // [B, P] or nullptr when P = 0
+  const std::int64_t* offsets;       // [B + 1] start of each request's block in `out`
+  const std::int32_t* padding_mask;  // [B, P] or nullptr when P = 0
   std::uint8_t* out;
-  std::int32_t context_length;      // P
+  std::int32_t context_length;  // P
 
   REDRAFT_HOST_DEVICE void operator()(index_t node) const {
     const std::int32_t b = step::request_of_node(t.node_offsets, t.batch, node);
@@ -129,8 +130,8 @@ void check_tree(const char* fn, const tree<B>& t) {
                   ": tree has batch ", t.batch, " but ", t.host_node_offsets.size(),
                   " host node offsets (expected batch + 1)");
   for (std::int32_t b = 0; b < t.batch; ++b) {
-    REDRAFT_REQUIRE(t.num_nodes(b) >= 1, fn, ": request ", b, " of the tree has ",
-                    t.num_nodes(b), " nodes (every tree has at least its root)");
+    REDRAFT_REQUIRE(t.num_nodes(b) >= 1, fn, ": request ", b, " of the tree has ", t.num_nodes(b),
+                    " nodes (every tree has at least its root)");
   }
 }
 
@@ -174,9 +175,9 @@ dense_tree_mask<B> build_dense_tree_mask(const B& backend, const tree<B>& t) {
   dense_tree_mask<B> out;
   out.bits = backend.template allocate<std::uint8_t>(offsets.back());  // [sum n_b^2]
   out.offsets = to_backend(backend, offsets);                          // [B + 1]
-  backend.for_each_index(t.total_nodes(), detail::dense_mask_row_functor{
-                                              view_of(t), out.offsets.data(), nullptr,
-                                              out.bits.data(), 0});
+  backend.for_each_index(
+      t.total_nodes(),
+      detail::dense_mask_row_functor{view_of(t), out.offsets.data(), nullptr, out.bits.data(), 0});
   out.host_offsets = std::move(offsets);
   return out;
 }
@@ -243,11 +244,10 @@ context_tree_mask<B> build_attention_mask(const B& backend, const tree<B>& t,
   out.context_length = static_cast<std::int32_t>(context);
   out.bits = backend.template allocate<std::uint8_t>(offsets.back());  // [sum n_b (P + n_b)]
   out.offsets = to_backend(backend, offsets);                          // [B + 1]
-  backend.for_each_index(
-      t.total_nodes(),
-      detail::dense_mask_row_functor{view_of(t), out.offsets.data(),
-                                     context > 0 ? padding_mask.data() : nullptr,
-                                     out.bits.data(), out.context_length});
+  backend.for_each_index(t.total_nodes(),
+                         detail::dense_mask_row_functor{view_of(t), out.offsets.data(),
+                                                        context > 0 ? padding_mask.data() : nullptr,
+                                                        out.bits.data(), out.context_length});
   out.host_offsets = std::move(offsets);
   return out;
 }
@@ -274,11 +274,12 @@ padded_attention_mask<B> build_padded_attention_mask(const B& backend, const tre
   out.context_length = static_cast<std::int32_t>(padding_mask.extent(1));
   out.cols = out.context_length + out.rows;
   const index_t padded_rows = static_cast<index_t>(t.batch) * out.rows;
-  out.bits = backend.template allocate<std::uint8_t>(padded_rows * out.cols);  // [B, n_max, P + n_max]
-  backend.for_each_index(
-      padded_rows, detail::padded_mask_row_functor{
-                       view_of(t), out.context_length > 0 ? padding_mask.data() : nullptr,
-                       out.bits.data(), out.context_length, out.rows});
+  out.bits =
+      backend.template allocate<std::uint8_t>(padded_rows * out.cols);  // [B, n_max, P + n_max]
+  backend.for_each_index(padded_rows,
+                         detail::padded_mask_row_functor{
+                             view_of(t), out.context_length > 0 ? padding_mask.data() : nullptr,
+                             out.bits.data(), out.context_length, out.rows});
   return out;
 }
 
@@ -303,9 +304,8 @@ typename B::template buffer<std::int32_t> build_positions(
   std::vector<std::int32_t> host_base(static_cast<std::size_t>(t.batch));  // [B]
   backend.copy_to_host(base_positions.data(), t.batch, host_base.data());
   for (std::int32_t b = 0; b < t.batch; ++b) {
-    REDRAFT_REQUIRE(host_base[static_cast<std::size_t>(b)] >= 0,
-                    "build_positions: base_positions[", b, "] = ",
-                    host_base[static_cast<std::size_t>(b)], " is negative");
+    REDRAFT_REQUIRE(host_base[static_cast<std::size_t>(b)] >= 0, "build_positions: base_positions[",
+                    b, "] = ", host_base[static_cast<std::size_t>(b)], " is negative");
   }
   // NOTE: base + depth must not wrap int32. depth < n_b, so the cheap bound base + n_b - 1 clears
   // every realistic request; only a base within n_b of INT32_MAX pays for a host copy of that
@@ -324,8 +324,8 @@ typename B::template buffer<std::int32_t> build_positions(
   }
 
   auto positions = backend.template allocate<std::int32_t>(t.total_nodes());  // [n_total]
-  backend.for_each_index(t.total_nodes(), detail::positions_functor{view_of(t), base_positions.data(),
-                                                                    positions.data()});
+  backend.for_each_index(t.total_nodes(), detail::positions_functor{
+                                              view_of(t), base_positions.data(), positions.data()});
   return positions;
 }
 

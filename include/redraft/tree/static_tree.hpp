@@ -15,8 +15,8 @@
 #include <map>
 #include <sstream>
 #include <string>
-#include <utility>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "redraft/core/backend.hpp"
@@ -62,8 +62,9 @@ struct choice_fill_functor {
     }
     parent[flat] = shape_parent[i];
     depth[flat] = shape_depth[i];
-    token[flat] = i == 0 ? root_tokens[b]
-                         : candidates[(b * max_depth + (shape_depth[i] - 1)) * top_k + shape_rank[i]];
+    token[flat] = i == 0
+                      ? root_tokens[b]
+                      : candidates[(b * max_depth + (shape_depth[i] - 1)) * top_k + shape_rank[i]];
   }
 };
 static_assert(std::is_trivially_copyable_v<choice_fill_functor>);
@@ -110,7 +111,8 @@ static_assert(std::is_trivially_copyable_v<parent_depth_functor>);
 // path deeper than D, a duplicate path, a path whose parent path is missing or listed after it,
 // a root_tokens / candidates batch mismatch, or a token id < 0 (in root_tokens or candidates).
 template <Backend B>
-tree<B> build_tree_from_choices(const B& backend, const std::vector<std::vector<std::int32_t>>& choices,
+tree<B> build_tree_from_choices(const B& backend,
+                                const std::vector<std::vector<std::int32_t>>& choices,
                                 view<const std::int32_t, 1> root_tokens,
                                 view<const std::int32_t, 3> candidates) {
   const char* fn = "build_tree_from_choices";
@@ -131,25 +133,26 @@ tree<B> build_tree_from_choices(const B& backend, const std::vector<std::vector<
     const std::vector<std::int32_t>& path = choices[c];
     REDRAFT_REQUIRE(!path.empty(), fn, ": choices[", c,
                     "] is empty (the root is implicit; list only drafted nodes)");
-    REDRAFT_REQUIRE(static_cast<index_t>(path.size()) <= max_depth, fn, ": choices[", c, "] = ",
-                    detail::path_text(path), " has depth ", path.size(),
+    REDRAFT_REQUIRE(static_cast<index_t>(path.size()) <= max_depth, fn, ": choices[", c,
+                    "] = ", detail::path_text(path), " has depth ", path.size(),
                     " but candidates hold only ", max_depth, " depths");
     for (std::size_t k = 0; k < path.size(); ++k) {
-      REDRAFT_REQUIRE(path[k] >= 0 && path[k] < top_k, fn, ": choices[", c, "] = ",
-                      detail::path_text(path), " has rank ", path[k], " outside [0, ", top_k,
-                      ") (candidates hold top-", top_k, ")");
+      REDRAFT_REQUIRE(path[k] >= 0 && path[k] < top_k, fn, ": choices[", c,
+                      "] = ", detail::path_text(path), " has rank ", path[k], " outside [0, ",
+                      top_k, ") (candidates hold top-", top_k, ")");
     }
     const std::int32_t node = static_cast<std::int32_t>(c) + 1;
-    REDRAFT_REQUIRE(node_of_path.count(path) == 0, fn, ": choices[", c, "] = ",
-                    detail::path_text(path), " repeats choices[", node_of_path[path] - 1, "]");
+    REDRAFT_REQUIRE(node_of_path.count(path) == 0, fn, ": choices[", c,
+                    "] = ", detail::path_text(path), " repeats choices[", node_of_path[path] - 1,
+                    "]");
     std::int32_t parent_node = 0;
     if (path.size() > 1) {
       const std::vector<std::int32_t> parent_path(path.begin(), path.end() - 1);
       const auto it = node_of_path.find(parent_path);
       if (it == node_of_path.end()) {
         for (std::size_t later = c + 1; later < choices.size(); ++later) {
-          REDRAFT_REQUIRE(choices[later] != parent_path, fn, ": choices[", c, "] = ",
-                          detail::path_text(path), " comes before its parent path ",
+          REDRAFT_REQUIRE(choices[later] != parent_path, fn, ": choices[", c,
+                          "] = ", detail::path_text(path), " comes before its parent path ",
                           detail::path_text(parent_path), " (choices[", later,
                           "]); list parents before children");
         }
@@ -164,8 +167,9 @@ tree<B> build_tree_from_choices(const B& backend, const std::vector<std::vector<
     shape_depth[static_cast<std::size_t>(node)] = static_cast<std::int32_t>(path.size());
     shape_rank[static_cast<std::size_t>(node)] = path.back();
   }
-  std::vector<std::int32_t> host_roots(static_cast<std::size_t>(batch));              // [B]
-  std::vector<std::int32_t> host_candidates(static_cast<std::size_t>(candidates.size()));  // [B, D, K]
+  std::vector<std::int32_t> host_roots(static_cast<std::size_t>(batch));  // [B]
+  std::vector<std::int32_t> host_candidates(
+      static_cast<std::size_t>(candidates.size()));  // [B, D, K]
   backend.copy_to_host(root_tokens.data(), batch, host_roots.data());
   backend.copy_to_host(candidates.data(), candidates.size(), host_candidates.data());
   for (index_t b = 0; b < batch; ++b) {
@@ -175,8 +179,8 @@ tree<B> build_tree_from_choices(const B& backend, const std::vector<std::vector<
   }
   for (std::size_t k = 0; k < host_candidates.size(); ++k) {
     const index_t flat = static_cast<index_t>(k);
-    REDRAFT_REQUIRE(host_candidates[k] >= 0, fn, ": candidates[", flat / (max_depth * top_k),
-                    ", ", flat / top_k % max_depth, ", ", flat % top_k, "] = ", host_candidates[k],
+    REDRAFT_REQUIRE(host_candidates[k] >= 0, fn, ": candidates[", flat / (max_depth * top_k), ", ",
+                    flat / top_k % max_depth, ", ", flat % top_k, "] = ", host_candidates[k],
                     " is not a valid token id (must be >= 0)");
   }
 
@@ -215,7 +219,8 @@ tree<B> build_tree_from_choices(const B& backend, const std::vector<std::vector<
 //   parent       (n_total) int32, backend memory, request-local: -1 for node 0 (the root), and
 //                0 <= parent[i] < i for every other node (packed order: parents first)
 //   token        (n_total) int32, backend memory: token id of every node (>= 0)
-//   -> tree<B> holding copies of the three arrays plus depth (n_total) (root 0, child = parent + 1);
+//   -> tree<B> holding copies of the three arrays plus depth (n_total) (root 0, child = parent +
+//   1);
 //      beam_width = beam_length = 0 and an empty beam_to_node.
 //
 // Deterministic. O(n_total) host validation, then an O(n_total) for_each_index pass over requests.
@@ -234,7 +239,7 @@ tree<B> build_tree_from_parents(const B& backend, view<const std::int32_t, 1> no
   REDRAFT_REQUIRE(parent.extent(0) < (index_t{1} << 31), fn, ": ", parent.extent(0),
                   " nodes exceed int32 node indices");
   const index_t batch = node_offsets.extent(0) - 1;
-  std::vector<std::int32_t> host_offsets(static_cast<std::size_t>(batch) + 1);  // [B + 1]
+  std::vector<std::int32_t> host_offsets(static_cast<std::size_t>(batch) + 1);        // [B + 1]
   std::vector<std::int32_t> host_parent(static_cast<std::size_t>(parent.extent(0)));  // [n_total]
   std::vector<std::int32_t> host_token(static_cast<std::size_t>(token.extent(0)));    // [n_total]
   backend.copy_to_host(node_offsets.data(), batch + 1, host_offsets.data());
@@ -246,8 +251,8 @@ tree<B> build_tree_from_parents(const B& backend, view<const std::int32_t, 1> no
     const std::int32_t first = host_offsets[static_cast<std::size_t>(b)];
     const std::int32_t last = host_offsets[static_cast<std::size_t>(b) + 1];
     REDRAFT_REQUIRE(last > first, fn, ": request ", b, " has ", last - first,
-                    " nodes (node_offsets[", b, "] = ", first, ", node_offsets[", b + 1, "] = ",
-                    last, "); every request needs at least its root");
+                    " nodes (node_offsets[", b, "] = ", first, ", node_offsets[", b + 1,
+                    "] = ", last, "); every request needs at least its root");
     REDRAFT_REQUIRE(last <= parent.extent(0), fn, ": node_offsets[", b + 1, "] = ", last,
                     " exceeds the ", parent.extent(0), " nodes of parent/token");
     REDRAFT_REQUIRE(host_parent[static_cast<std::size_t>(first)] == -1, fn, ": parent[", first,
@@ -260,8 +265,9 @@ tree<B> build_tree_from_parents(const B& backend, view<const std::int32_t, 1> no
                       ") (request-local, parents precede children)");
     }
   }
-  REDRAFT_REQUIRE(host_offsets.back() == parent.extent(0), fn, ": node_offsets[", batch, "] = ",
-                  host_offsets.back(), " but parent/token have ", parent.extent(0), " nodes");
+  REDRAFT_REQUIRE(host_offsets.back() == parent.extent(0), fn, ": node_offsets[", batch,
+                  "] = ", host_offsets.back(), " but parent/token have ", parent.extent(0),
+                  " nodes");
   for (std::size_t i = 0; i < host_token.size(); ++i) {
     REDRAFT_REQUIRE(host_token[i] >= 0, fn, ": token[", i, "] = ", host_token[i],
                     " is not a valid token id (must be >= 0)");
@@ -279,7 +285,7 @@ tree<B> build_tree_from_parents(const B& backend, view<const std::int32_t, 1> no
   backend.copy(parent.data(), n_total, out.parent.data());
   backend.copy(token.data(), n_total, out.token.data());
   backend.for_each_index(batch, detail::parent_depth_functor{out.node_offsets.data(),
-                                                            out.parent.data(), out.depth.data()});
+                                                             out.parent.data(), out.depth.data()});
   out.host_node_offsets = std::move(host_offsets);
   return out;
 }

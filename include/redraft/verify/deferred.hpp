@@ -175,10 +175,10 @@ void verify_redrafter_deferred(const B& backend, const tree<B>& tree, matrix_vie
   auto& v = ws.buffers();
   step::run_step(backend, step::redrafter_rows<E>{logits, params, ws.threshold(), ws.max(),
                                                   ws.log_sum(), ws.bad_column()});
-  step::run_step(backend, step::redrafter_walk<E>{view_of(tree), logits, draft_log_probs, params,
-                                                  uniform_source(uniforms), ws.threshold(),
-                                                  ws.max(), ws.log_sum(), ws.bad_column(),
-                                                  v.out(), v.status_out()});
+  step::run_step(backend,
+                 step::redrafter_walk<E>{view_of(tree), logits, draft_log_probs, params,
+                                         uniform_source(uniforms), ws.threshold(), ws.max(),
+                                         ws.log_sum(), ws.bad_column(), v.out(), v.status_out()});
 }
 
 // check_verify_status(backend, fn, ws, tree): one transfer of the status record [batch, 3]; throws

@@ -61,7 +61,6 @@ inline void check_sampling_params(const char* fn, const sampling_params& p) {
 
 }  // namespace detail
 
-
 namespace detail {
 
 template <logit_element T>
@@ -138,8 +137,7 @@ void check_rows_finite(const B& backend, const char* fn, matrix_view<const T> lo
                         ? 0.0f
                         : to_float(host[static_cast<std::size_t>(r * vocab + s.bad_column)]),
                     " (NaN and +inf are not valid logits)");
-    REDRAFT_REQUIRE(s.any_finite || vocab == 0, fn, ": logits row ", r,
-                    " has no finite value");
+    REDRAFT_REQUIRE(s.any_finite || vocab == 0, fn, ": logits row ", r, " has no finite value");
   }
 }
 

@@ -53,21 +53,25 @@ namespace detail {
 // The checks verify_redrafter and verify_redrafter_deferred share (fn prefixes the messages): a
 // tree built from full beams, draft_log_probs [B, W, L-1, V], and usable parameters.
 template <Backend B>
-void check_redrafter_inputs(const char* fn, const tree<B>& tree, view<const float, 4> draft_log_probs,
-                            index_t vocab, const redrafter_params& params) {
+void check_redrafter_inputs(const char* fn, const tree<B>& tree,
+                            view<const float, 4> draft_log_probs, index_t vocab,
+                            const redrafter_params& params) {
   REDRAFT_REQUIRE(tree.beam_width > 0 && tree.beam_length >= 2, fn, ": the tree has beam_width ",
                   tree.beam_width, " and beam_length ", tree.beam_length,
                   " (it must be built by build_tree from beams)");
-  REDRAFT_REQUIRE(!tree.short_beams, fn,
-                  ": the tree was built with beam_lengths (beams shorter than L, e.g. from a "
-                  "model-free drafter); Apple's rule needs every beam position and its draft log-probs");
+  REDRAFT_REQUIRE(
+      !tree.short_beams, fn,
+      ": the tree was built with beam_lengths (beams shorter than L, e.g. from a "
+      "model-free drafter); Apple's rule needs every beam position and its draft log-probs");
   const index_t width = tree.beam_width, length = tree.beam_length;
   REDRAFT_REQUIRE(draft_log_probs.extent(0) == tree.batch && draft_log_probs.extent(1) == width &&
                       draft_log_probs.extent(2) == length - 1 && draft_log_probs.extent(3) == vocab,
-                  fn, ": draft_log_probs is [", draft_log_probs.extent(0), ", ", draft_log_probs.extent(1),
-                  ", ", draft_log_probs.extent(2), ", ", draft_log_probs.extent(3), "] but expected [",
-                  tree.batch, ", ", width, ", ", length - 1, ", ", vocab, "]");
-  REDRAFT_REQUIRE(temperature_is_usable(params.temperature), fn, ": temperature ", params.temperature,
+                  fn, ": draft_log_probs is [", draft_log_probs.extent(0), ", ",
+                  draft_log_probs.extent(1), ", ", draft_log_probs.extent(2), ", ",
+                  draft_log_probs.extent(3), "] but expected [", tree.batch, ", ", width, ", ",
+                  length - 1, ", ", vocab, "]");
+  REDRAFT_REQUIRE(temperature_is_usable(params.temperature), fn, ": temperature ",
+                  params.temperature,
                   " must be finite and > 0 with a finite 1 / T (use verify_greedy for T = 0)");
   REDRAFT_REQUIRE(params.logit_top_k >= 0, fn, ": logit_top_k ", params.logit_top_k,
                   " must be >= 0 (0 disables the warp)");
@@ -85,9 +89,11 @@ void check_redrafter_inputs(const char* fn, const tree<B>& tree, view<const floa
 //   uniforms: philox_uniforms or caller uniforms [B, >= W (L-1) + 1] (layout above).
 // Outputs: accepted_len, best_beam (Apple's: the first beam with the longest run), accepted
 //   nodes, emitted tokens, next token, hidden row.
-// Errors (redraft::error): a tree without beams or with short beams (beam_lengths), shape mismatches, temperature <= 0,
-//   logit_top_k < 0, uniforms of the wrong shape or outside [0, 1), NaN / +inf logits (or a logit / T overflowing float) in any row
-//   (every non-leaf row is read) or in the draft log-probs of a tested token.
+// Errors (redraft::error): a tree without beams or with short beams (beam_lengths), shape
+// mismatches, temperature <= 0,
+//   logit_top_k < 0, uniforms of the wrong shape or outside [0, 1), NaN / +inf logits (or a logit /
+//   T overflowing float) in any row (every non-leaf row is read) or in the draft log-probs of a
+//   tested token.
 // Determinism: a pure function of its inputs; identical decisions on every backend.
 // Complexity: every node's row is read 3 times (scan+top-k for k <= 64, max, log-sum), per
 //   request O(W L) tests, and 2 passes over one row (+ one q row) for the next token.
@@ -99,19 +105,20 @@ requires logit_element<std::remove_const_t<T>> acceptance<B> verify_redrafter(
   using E = std::remove_const_t<T>;
   const matrix_view<const E> logits(logits_in);
   detail::check_tree_and_logits("verify_redrafter", tree, logits);
-  detail::check_redrafter_inputs("verify_redrafter", tree, draft_log_probs, logits.extent(1), params);
+  detail::check_redrafter_inputs("verify_redrafter", tree, draft_log_probs, logits.extent(1),
+                                 params);
   const index_t width = tree.beam_width, length = tree.beam_length;
   detail::check_uniforms(backend, "verify_redrafter", uniforms, tree.batch,
                          width * (length - 1) + 1);
 
   auto v = detail::allocate_verify_buffers(backend, tree, tree.beam_length);
   const index_t nt = tree.total_nodes();
-  auto threshold = backend.template allocate<float>(nt);  // [n_total]
-  auto max = backend.template allocate<float>(nt);        // [n_total]
-  auto log_sum = backend.template allocate<float>(nt);    // [n_total]
-  auto bad = backend.template allocate<std::int32_t>(nt); // [n_total]
+  auto threshold = backend.template allocate<float>(nt);   // [n_total]
+  auto max = backend.template allocate<float>(nt);         // [n_total]
+  auto log_sum = backend.template allocate<float>(nt);     // [n_total]
+  auto bad = backend.template allocate<std::int32_t>(nt);  // [n_total]
   const step::redrafter_rows<E> rows{logits,     params,         threshold.data(),
-                                              max.data(), log_sum.data(), bad.data()};
+                                     max.data(), log_sum.data(), bad.data()};
   // A backend may compute the row statistics with one block per node.
   step::run_step(backend, rows);
   const step::redrafter_walk<E> walk{

@@ -29,10 +29,10 @@ struct verify_buffers {
   typename B::template buffer<std::int32_t> scratch;       // [n_total], verifier-specific
 
   step::acceptance_view out() {
-    return step::acceptance_view{result.path_length,        result.accepted_len.data(),
-                           result.best_beam.data(),   result.accepted_nodes.data(),
-                           result.emitted_tokens.data(), result.next_token.data(),
-                           result.hidden_row.data()};
+    return step::acceptance_view{result.path_length,           result.accepted_len.data(),
+                                 result.best_beam.data(),      result.accepted_nodes.data(),
+                                 result.emitted_tokens.data(), result.next_token.data(),
+                                 result.hidden_row.data()};
   }
   step::status_view status_out() { return step::status_view{status.data()}; }
 };
@@ -43,11 +43,12 @@ template <class Walk, class B, class E, class... Rule>
 Walk make_walk(verify_buffers<B>& v, const tree<B>& t, matrix_view<const E> logits,
                const Rule&... rule) {
   if constexpr (sizeof...(Rule) == 0) {
-    return Walk{view_of(t),           logits,  v.first_child.data(),
-                v.next_sibling.data(), v.out(), v.status_out()};
+    return Walk{view_of(t), logits,        v.first_child.data(), v.next_sibling.data(),
+                v.out(),    v.status_out()};
   } else {
-    return Walk{view_of(t),           logits,           rule...,  v.first_child.data(),
-                v.next_sibling.data(), v.scratch.data(), v.out(), v.status_out()};
+    return Walk{
+        view_of(t),       logits,  rule...,       v.first_child.data(), v.next_sibling.data(),
+        v.scratch.data(), v.out(), v.status_out()};
   }
 }
 
@@ -65,9 +66,10 @@ std::int32_t path_length_of(const B& backend, const tree<B>& t) {
 // The shared argument checks: the tree's shape and the logits matrix.
 template <class B, class T>
 void check_tree_and_logits(const char* fn, const tree<B>& t, matrix_view<const T> logits) {
-  REDRAFT_REQUIRE(t.batch >= 0 && t.host_node_offsets.size() == static_cast<std::size_t>(t.batch) + 1,
-                  fn, ": tree has batch ", t.batch, " but ", t.host_node_offsets.size(),
-                  " node offsets (expected batch + 1)");
+  REDRAFT_REQUIRE(
+      t.batch >= 0 && t.host_node_offsets.size() == static_cast<std::size_t>(t.batch) + 1, fn,
+      ": tree has batch ", t.batch, " but ", t.host_node_offsets.size(),
+      " node offsets (expected batch + 1)");
   for (std::int32_t b = 0; b < t.batch; ++b) {
     REDRAFT_REQUIRE(t.num_nodes(b) >= 1, fn, ": request ", b, " of the tree has ", t.num_nodes(b),
                     " nodes (every tree has at least the root)");
@@ -122,8 +124,9 @@ inline void throw_on_host_status(const char* fn, const std::int32_t* s, std::int
         throw_error(fn, ": tree parent ", detail, " of request ", b, ", node ", node,
                     " must precede the node (and be -1 only at the root)");
       case step::status_duplicate_sibling:
-        throw_error(fn, ": request ", b, ", node ", node, " repeats the token of an earlier child of node ",
-                    detail, " (duplicate sibling tokens)");
+        throw_error(fn, ": request ", b, ", node ", node,
+                    " repeats the token of an earlier child of node ", detail,
+                    " (duplicate sibling tokens)");
       case step::status_bad_depth:
         throw_error(fn, ": tree depth ", detail, " of request ", b, ", node ", node,
                     " is not its parent's depth + 1 (0 at the root)");

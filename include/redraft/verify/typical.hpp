@@ -42,10 +42,10 @@ namespace detail {
 
 // The parameter checks verify_typical and verify_typical_deferred share (fn prefixes the messages).
 inline void check_typical_params(const char* fn, const typical_params& params) {
-  REDRAFT_REQUIRE(temperature_is_usable(params.temperature), fn, ": temperature ", params.temperature,
-                  " must be finite and > 0 with a finite 1 / T");
-  REDRAFT_REQUIRE(std::isfinite(params.epsilon) && params.epsilon >= 0.0f, fn, ": epsilon ", params.epsilon,
-                  " must be finite and >= 0");
+  REDRAFT_REQUIRE(temperature_is_usable(params.temperature), fn, ": temperature ",
+                  params.temperature, " must be finite and > 0 with a finite 1 / T");
+  REDRAFT_REQUIRE(std::isfinite(params.epsilon) && params.epsilon >= 0.0f, fn, ": epsilon ",
+                  params.epsilon, " must be finite and >= 0");
   REDRAFT_REQUIRE(std::isfinite(params.delta) && params.delta >= 0.0f, fn, ": delta ", params.delta,
                   " must be finite and >= 0");
 }
@@ -78,7 +78,8 @@ requires logit_element<std::remove_const_t<T>> acceptance<B> verify_typical(
   auto v = detail::allocate_verify_buffers(backend, tree, path_length);
   // A backend may run the same walk fused (clause 10; e.g. CUDA: one block per request,
   // cuda/block/sampling_walk.cuh).
-  step::run_step(backend, detail::make_walk<step::typical_walk<E>>(v, tree, logits, params, uniforms));
+  step::run_step(backend,
+                 detail::make_walk<step::typical_walk<E>>(v, tree, logits, params, uniforms));
   detail::throw_on_status(backend, "verify_typical", v, tree);
   return std::move(v.result);
 }
@@ -86,12 +87,12 @@ requires logit_element<std::remove_const_t<T>> acceptance<B> verify_typical(
 // verify_typical(backend, tree, logits [n_total, V], params) -> acceptance: the argmax next token
 // (params.sample_next_token must be false; a sampled next token needs the caller's uniforms).
 template <Backend B, class T = const float>
-requires logit_element<std::remove_const_t<T>> acceptance<B> verify_typical(const B& backend, const tree<B>& tree,
-                                                                            matrix_view<T> logits,
-                                                                            const typical_params& params) {
-  REDRAFT_REQUIRE(!params.sample_next_token,
-                  "verify_typical: params.sample_next_token is true but no uniforms were given; pass "
-                  "philox_uniforms{seed, step} or caller uniforms [B, >= 1]");
+requires logit_element<std::remove_const_t<T>> acceptance<B> verify_typical(
+    const B& backend, const tree<B>& tree, matrix_view<T> logits, const typical_params& params) {
+  REDRAFT_REQUIRE(
+      !params.sample_next_token,
+      "verify_typical: params.sample_next_token is true but no uniforms were given; pass "
+      "philox_uniforms{seed, step} or caller uniforms [B, >= 1]");
   return verify_typical(backend, tree, logits, params, philox_uniforms{});
 }
 

@@ -41,7 +41,8 @@ struct best_of {
 
 // The identity of best_of: loses to every entry of a row, even to -inf at any column.
 REDRAFT_HOST_DEVICE inline best_entry no_entry() {
-  return best_entry{-std::numeric_limits<float>::infinity(), std::numeric_limits<std::int32_t>::max()};
+  return best_entry{-std::numeric_limits<float>::infinity(),
+                    std::numeric_limits<std::int32_t>::max()};
 }
 
 REDRAFT_HOST_DEVICE inline best_entry thread_best(const float* row, index_t cols, int tid,
@@ -75,8 +76,8 @@ REDRAFT_HOST_DEVICE inline float thread_sum(const float* row, index_t cols, int 
 }
 
 // sum of exp(x - max) in double, the log_softmax normaliser (the CPU backend's arithmetic).
-REDRAFT_HOST_DEVICE inline double thread_exp_sum(const float* row, index_t cols, float max,
-                                                 int tid, int threads) {
+REDRAFT_HOST_DEVICE inline double thread_exp_sum(const float* row, index_t cols, float max, int tid,
+                                                 int threads) {
   double s = 0.0;
   for (index_t c = tid; c < cols; c += threads) s += exp_hd(static_cast<double>(row[c] - max));
   return s;

@@ -233,7 +233,7 @@ void host_redrafter_request(const step::redrafter_walk<T>& f, std::int32_t b) {
   host_chunk_sums(w, vocab, sums);
   f.finish_request(b, best, best_run,
                    step::redrafter_next_token(w, vocab, sums, row_ops::fold_chunks(sums),
-                                                f.next_token_uniform(b)));
+                                              f.next_token_uniform(b)));
 }
 
 }  // namespace redraft::block

@@ -78,8 +78,8 @@ REDRAFT_HOST_DEVICE inline bool kept(const collect_flags& f, index_t equal_befor
 }
 
 // Phase 3: the sorted slot of kept entry i among k (values and columns in shared memory).
-REDRAFT_HOST_DEVICE inline int sorted_slot(const float* values, const std::int32_t* columns,
-                                           int k, int i) {
+REDRAFT_HOST_DEVICE inline int sorted_slot(const float* values, const std::int32_t* columns, int k,
+                                           int i) {
   int slot = 0;
   for (int j = 0; j < k; ++j) slot += beats(values[j], columns[j], values[i], columns[i]) ? 1 : 0;
   return slot;
@@ -89,8 +89,8 @@ REDRAFT_HOST_DEVICE inline int sorted_slot(const float* values, const std::int32
 //   row [cols]; 1 <= k <= cols; scratch_values / scratch_columns [k] (the block's shared memory);
 //   out_values / out_columns [k], sorted descending, ties to the lower column.
 inline void host_top_k_row(const float* row, index_t cols, int k, int threads,
-                           float* scratch_values, std::int32_t* scratch_columns,
-                           float* out_values, std::int32_t* out_columns) {
+                           float* scratch_values, std::int32_t* scratch_columns, float* out_values,
+                           std::int32_t* out_columns) {
   // Phase 1: radix select.
   std::uint32_t prefix = 0;
   index_t remaining = k;

@@ -12,8 +12,8 @@
 
 #include <cuda_runtime.h>
 
-#include <cub/block/block_scan.cuh>
 #include <cstdint>
+#include <cub/block/block_scan.cuh>
 
 #include "redraft/core/view.hpp"
 #include "redraft/cuda/block/row_reduce.cuh"
@@ -24,27 +24,30 @@
 namespace redraft::kernels {
 
 template <int Threads>
-__global__ void __launch_bounds__(Threads) row_max_kernel(const float* x, index_t cols, float* out) {
+__global__ void __launch_bounds__(Threads)
+    row_max_kernel(const float* x, index_t cols, float* out) {
   const float* row = x + static_cast<index_t>(blockIdx.x) * cols;
-  const float m = block_all_reduce<Threads>(
-      block::thread_max(row, cols, threadIdx.x, Threads), block::max_of{});
+  const float m = block_all_reduce<Threads>(block::thread_max(row, cols, threadIdx.x, Threads),
+                                            block::max_of{});
   if (threadIdx.x == 0) out[blockIdx.x] = m;
 }
 
 template <int Threads>
-__global__ void __launch_bounds__(Threads) row_sum_kernel(const float* x, index_t cols, float* out) {
+__global__ void __launch_bounds__(Threads)
+    row_sum_kernel(const float* x, index_t cols, float* out) {
   const float* row = x + static_cast<index_t>(blockIdx.x) * cols;
-  const float s = block_all_reduce<Threads>(
-      block::thread_sum(row, cols, threadIdx.x, Threads), block::sum_of<float>{});
+  const float s = block_all_reduce<Threads>(block::thread_sum(row, cols, threadIdx.x, Threads),
+                                            block::sum_of<float>{});
   if (threadIdx.x == 0) out[blockIdx.x] = s;
 }
 
 template <int Threads>
-__global__ void __launch_bounds__(Threads) log_softmax_kernel(const float* x, float* y, index_t cols) {
+__global__ void __launch_bounds__(Threads)
+    log_softmax_kernel(const float* x, float* y, index_t cols) {
   const float* in = x + static_cast<index_t>(blockIdx.x) * cols;
   float* out = y + static_cast<index_t>(blockIdx.x) * cols;
-  const float max = block_all_reduce<Threads>(
-      block::thread_max(in, cols, threadIdx.x, Threads), block::max_of{});
+  const float max =
+      block_all_reduce<Threads>(block::thread_max(in, cols, threadIdx.x, Threads), block::max_of{});
   const double sum = block_all_reduce<Threads>(
       block::thread_exp_sum(in, cols, max, threadIdx.x, Threads), block::sum_of<double>{});
   const float log_sum = static_cast<float>(::log(sum));
@@ -52,8 +55,8 @@ __global__ void __launch_bounds__(Threads) log_softmax_kernel(const float* x, fl
 }
 
 template <int Threads>
-__global__ void __launch_bounds__(Threads) row_argmax_kernel(const float* x, index_t cols,
-                                                             std::int32_t* out) {
+__global__ void __launch_bounds__(Threads)
+    row_argmax_kernel(const float* x, index_t cols, std::int32_t* out) {
   const float* row = x + static_cast<index_t>(blockIdx.x) * cols;
   const block::best_entry best = block_all_reduce<Threads>(
       block::thread_best(row, cols, threadIdx.x, Threads), block::best_of{});
@@ -62,8 +65,8 @@ __global__ void __launch_bounds__(Threads) row_argmax_kernel(const float* x, ind
 
 // Dynamic shared memory: k floats + k int32 (the candidates).
 template <int Threads>
-__global__ void __launch_bounds__(Threads) row_top_k_kernel(const float* x, index_t cols, int k,
-                                                            float* values, std::int32_t* indices) {
+__global__ void __launch_bounds__(Threads)
+    row_top_k_kernel(const float* x, index_t cols, int k, float* values, std::int32_t* indices) {
   using scan = cub::BlockScan<index_t, Threads>;
   __shared__ typename scan::TempStorage scan_storage;
   __shared__ std::uint32_t histogram[256];
@@ -152,8 +155,8 @@ inline cudaError_t launch_log_softmax(const float* x, float* y, index_t rows, in
   return cudaGetLastError();
 }
 
-inline cudaError_t launch_row_argmax(const float* x, index_t rows, index_t cols,
-                                     std::int32_t* out, cudaStream_t stream) {
+inline cudaError_t launch_row_argmax(const float* x, index_t rows, index_t cols, std::int32_t* out,
+                                     cudaStream_t stream) {
   constexpr int t = kernel_tuning::row_threads;
   row_argmax_kernel<t><<<static_cast<unsigned>(rows), t, 0, stream>>>(x, cols, out);
   return cudaGetLastError();
@@ -164,8 +167,8 @@ inline cudaError_t launch_row_top_k(const float* x, index_t rows, index_t cols, 
                                     float* values, std::int32_t* indices, cudaStream_t stream) {
   constexpr int t = kernel_tuning::row_threads;
   const std::size_t shared = static_cast<std::size_t>(k) * (sizeof(float) + sizeof(std::int32_t));
-  row_top_k_kernel<t><<<static_cast<unsigned>(rows), t, shared, stream>>>(x, cols, k, values,
-                                                                         indices);
+  row_top_k_kernel<t>
+      <<<static_cast<unsigned>(rows), t, shared, stream>>>(x, cols, k, values, indices);
   return cudaGetLastError();
 }
 

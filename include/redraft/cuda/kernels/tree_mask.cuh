@@ -30,8 +30,8 @@ __global__ void __launch_bounds__(Threads) packed_tree_mask_kernel(step::packed_
 }
 
 // max_nodes <= kernel_tuning::mask_max_nodes (the shared-memory stage).
-inline cudaError_t launch_packed_tree_mask(const step::packed_mask_rows& f,
-                                           std::int32_t max_nodes, cudaStream_t stream) {
+inline cudaError_t launch_packed_tree_mask(const step::packed_mask_rows& f, std::int32_t max_nodes,
+                                           cudaStream_t stream) {
   constexpr int t = kernel_tuning::mask_threads;
   const std::size_t shared = static_cast<std::size_t>(max_nodes) * sizeof(std::int32_t);
   packed_tree_mask_kernel<t><<<static_cast<unsigned>(f.t.batch), t, shared, stream>>>(f);

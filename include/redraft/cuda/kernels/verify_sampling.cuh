@@ -200,7 +200,7 @@ __global__ void __launch_bounds__(block::sampling_threads)
   if (threadIdx.x == 0) {
     f.finish_request(b, best, best_run,
                      step::redrafter_next_token(w, vocab, sums, row_ops::fold_chunks(sums),
-                                                  f.next_token_uniform(b)));
+                                                f.next_token_uniform(b)));
   }
 }
 
@@ -225,8 +225,8 @@ __global__ void __launch_bounds__(block::sampling_threads)
     if (threadIdx.x == 0) f.accept_max(node, m);
     return;
   }
-  sums[threadIdx.x] = row_ops::chunk_sum(step::redrafter_exp_term<T>{row, f.params, thr, m},
-                                         vocab, static_cast<int>(threadIdx.x));
+  sums[threadIdx.x] = row_ops::chunk_sum(step::redrafter_exp_term<T>{row, f.params, thr, m}, vocab,
+                                         static_cast<int>(threadIdx.x));
   __syncthreads();
   if (threadIdx.x == 0) f.record(node, thr, m, row_ops::fold_chunks(sums));
 }
