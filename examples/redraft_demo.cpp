@@ -96,7 +96,7 @@ void usage() {
       "                     lookup and suffix propose W candidates (docs/lookup.md)\n"
       "  --lookup-beams K   hybrid: candidates from the model-free source per step (default 2);\n"
       "                     the tree has W + K beams (fixed policy); under the adaptive policy\n"
-      "                     each step's W is split in the ratio --width : K\n"
+      "                     each step's W is split in the ratio 4 : K (hybrid_split)\n"
       "  --lookup-first     hybrid: the model-free candidates come first in the tree\n"
       "  --max-nodes N      hybrid: node cap per request tree, root included (default 0: none)\n"
       "  --min-acceptance A hybrid: cut the lookup candidates after the depths whose observed\n"
@@ -381,7 +381,7 @@ int run(const demo_flags& f) {
   hybrid_options split{f.width, f.lookup_beams, f.max_nodes, f.lookup_first, f.head_length, 0};
   split.second_min_acceptance = f.min_acceptance;
   // Under the adaptive policy the step's W is the hybrid's total beam budget, split in the ratio
-  // --width : --lookup-beams (hybrid_split).
+  // 4 (the default --width, which --policy adaptive does not take) : --lookup-beams (hybrid_split).
   split.follow_step_width = f.adaptive;
   generation_result got;
   if (f.drafter == "head") {
