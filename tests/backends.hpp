@@ -17,7 +17,7 @@
 #define REDRAFT_TEST_BACKENDS redraft::cuda_backend
 #define REDRAFT_TEST_NON_CPU_BACKENDS redraft::cuda_backend
 #elif defined(REDRAFT_TEST_THRUST_HOST)
-#include "redraft/cuda/thrust_backend.cuh"
+#include "redraft/cuda/thrust_backend.hpp"
 #define REDRAFT_TEST_BACKENDS \
   redraft::cpu_backend, redraft_test::toy_backend, redraft::thrust_host_backend
 #define REDRAFT_TEST_NON_CPU_BACKENDS redraft_test::toy_backend, redraft::thrust_host_backend

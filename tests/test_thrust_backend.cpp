@@ -1,4 +1,4 @@
-// Tests of cuda/thrust_backend.cuh on Thrust's host (CPP) system, and of the block helpers
+// Tests of cuda/thrust_backend.hpp on Thrust's host (CPP) system, and of the block helpers
 // (cuda/block/) whose host-run twins it runs: every Backend primitive against the CPU backend on
 // random matrices with many ties, edge sizes, the large-k fallback of row_top_k, the poisoned
 // fresh allocations, and the Backend clause 8 trait. Built only when the CCCL headers are found.

@@ -21,7 +21,7 @@
 #include "kind_redrafter_accept.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
 #if defined(REDRAFT_CONFORMANCE_THRUST_HOST)
-#include "redraft/cuda/thrust_backend.cuh"
+#include "redraft/cuda/thrust_backend.hpp"
 #endif
 
 namespace fs = std::filesystem;

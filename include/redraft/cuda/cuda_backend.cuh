@@ -42,7 +42,7 @@
 #include "redraft/cuda/kernels/tree_mask.cuh"
 #include "redraft/cuda/kernels/verify_greedy.cuh"
 #include "redraft/cuda/kernels/verify_sampling.cuh"
-#include "redraft/cuda/thrust_backend.cuh"
+#include "redraft/cuda/thrust_backend.hpp"
 
 namespace redraft {
 

@@ -6,7 +6,7 @@
 // row_ops::argmax_partial in a fused kernel), then `advance`, which records a bad row, descends
 // into the child holding the argmax token, or finishes the request. operator() runs the whole
 // loop on one thread; a fused backend runs `begin` and `advance` on one thread and the argmax
-// with many (cuda/block/greedy_walk.cuh). Both give the same outputs, bit for bit.
+// with many (cuda/block/greedy_walk.hpp). Both give the same outputs, bit for bit.
 #pragma once
 
 #include <cstdint>

@@ -4,7 +4,7 @@
 // packed_mask_row builds one row from a request's parent array; packed_mask_rows is the argument
 // struct of the whole mask: one invocation per global node (count() = n_total) builds that node's
 // row. A fused backend may instead run one block per request with the parents staged in shared
-// memory (cuda/block/tree_mask.cuh), calling the same packed_mask_row: same bits.
+// memory (cuda/block/tree_mask.hpp), calling the same packed_mask_row: same bits.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,6 @@
 // redraft/step/redrafter.hpp: the per-request walk of verify_redrafter's rule
 // (verify/redrafter.hpp), as steps over a small state, written once for the one-thread-per-request
-// functor (operator()) and the block-per-request kernels (cuda/block/sampling_walk.cuh), which
+// functor (operator()) and the block-per-request kernels (cuda/block/sampling_walk.hpp), which
 // split each step's row passes over the block in the same blocked summation order
 // (row_ops::blocked_sum) and so make the same decisions. The structs are the public arguments of a
 // fused backend's run_fused (clause 10 of core/backend.hpp); the rule, its proof and the entry
@@ -90,7 +90,7 @@ struct redrafter_rows {
 
   REDRAFT_HOST_DEVICE index_t count() const { return logits.extent(0); }
 
-  // The row as steps, shared with the block-per-node kernel (cuda/block/sampling_walk.cuh):
+  // The row as steps, shared with the block-per-node kernel (cuda/block/sampling_walk.hpp):
   // after the scan, whether the row is usable (else its bad_column is recorded).
   REDRAFT_HOST_DEVICE bool accept_scan(index_t node, const row_ops::row_scan& s) const {
     if (s.bad_column >= 0 || !s.any_finite) {

@@ -95,7 +95,7 @@ REDRAFT_HOST_DEVICE inline row_scan scan_row(const T* row, index_t vocab) {
 // ---- Radix select over order keys: 8-bit digits, most significant first ----
 //
 // The two pieces shared by the sequential radix_select below and the block top-k
-// (cuda/block/top_k.cuh): which histogram bin an element falls in, and which digit to fix.
+// (cuda/block/top_k.hpp): which histogram bin an element falls in, and which digit to fix.
 
 // The digit of `key` at `shift` (24, 16, 8, 0) when its higher digits equal `prefix`'s, else -1.
 REDRAFT_HOST_DEVICE inline int radix_digit(std::uint32_t key, std::uint32_t prefix, int shift) {
@@ -198,7 +198,7 @@ REDRAFT_HOST_DEVICE inline float kth_largest(const T* row, index_t vocab, std::i
 //
 // Every sum over a row that a sampling decision depends on (the normaliser, the top-p total, the
 // residual total, the inverse-CDF running sum, the entropy) is taken in one fixed order, so that
-// the CPU functors and the block-per-request CUDA kernels (cuda/block/sampling_walk.cuh), whose
+// the CPU functors and the block-per-request CUDA kernels (cuda/block/sampling_walk.hpp), whose
 // threads each own one chunk, add the same doubles in the same order and make bit-identical
 // decisions:
 //   the V columns are cut into sum_chunks contiguous chunks of chunk_size(V) = ceil(V / 256)

@@ -1,6 +1,6 @@
 // redraft/step/typical.hpp: the per-request walk of verify_typical's rule (verify/typical.hpp), as
 // steps over a small state, written once for the one-thread-per-request functor (operator()) and
-// the block-per-request kernels (cuda/block/sampling_walk.cuh), which split each step's row passes
+// the block-per-request kernels (cuda/block/sampling_walk.hpp), which split each step's row passes
 // over the block in the same blocked summation order (row_ops::blocked_sum) and so make the same
 // decisions. The structs are the public arguments of a fused backend's run_fused (clause 10 of
 // core/backend.hpp); the rule, its proof and the entry point are in the verify/ header.
@@ -57,7 +57,7 @@ struct typical_state {
 };
 
 // The rule as steps over a state, shared by the one-thread-per-request functor (operator()) and
-// the block-per-request kernels (cuda/block/sampling_walk.cuh), which compute the row sums with
+// the block-per-request kernels (cuda/block/sampling_walk.hpp), which compute the row sums with
 // the whole block in the same blocked order.
 template <logit_element T>
 struct typical_walk {

@@ -79,7 +79,7 @@ requires logit_element<std::remove_const_t<T>> acceptance<B> verify_lossless(
 
   auto v = detail::allocate_verify_buffers(backend, tree, path_length);
   // A backend may run the same walk fused (clause 10; e.g. CUDA: one block per request,
-  // cuda/block/sampling_walk.cuh).
+  // cuda/block/sampling_walk.hpp).
   step::run_step(backend,
                  detail::make_walk<step::lossless_walk<E>>(v, tree, logits, params, uniforms));
   detail::throw_on_status(backend, "verify_lossless", v, tree);

@@ -124,7 +124,7 @@ requires logit_element<std::remove_const_t<T>> acceptance<B> verify_redrafter(
   const step::redrafter_walk<E> walk{
       view_of(tree), logits,         draft_log_probs, params,  uniforms,      threshold.data(),
       max.data(),    log_sum.data(), bad.data(),      v.out(), v.status_out()};
-  // A backend may run the same walk with one block per request (cuda/block/sampling_walk.cuh).
+  // A backend may run the same walk with one block per request (cuda/block/sampling_walk.hpp).
   step::run_step(backend, walk);
   detail::throw_on_status(backend, "verify_redrafter", v, tree);
   return std::move(v.result);

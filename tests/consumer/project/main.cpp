@@ -2,7 +2,7 @@
 // backend and, when the package offers it, on the Thrust host backend.
 #include <redraft/redraft.hpp>
 #if CONSUMER_THRUST_HOST
-#include <redraft/cuda/thrust_backend.cuh>
+#include <redraft/cuda/thrust_backend.hpp>
 #endif
 
 #include <cstdio>

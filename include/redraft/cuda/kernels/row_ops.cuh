@@ -2,7 +2,7 @@
 //
 //   row_max / row_sum / row_argmax   one block-wide reduction of strided partials
 //   log_softmax                      max, then sum of exp in double, then one write pass
-//   row_top_k                        radix select + collect + rank sort (block/top_k.cuh), the
+//   row_top_k                        radix select + collect + rank sort (block/top_k.hpp), the
 //                                    k candidates in dynamic shared memory (k <= max_block_top_k)
 //
 // Layers: launch_* (cudaError_t, never throws; the backend wraps them in REDRAFT_CUDA_CHECK) ->
@@ -16,10 +16,10 @@
 #include <cub/block/block_scan.cuh>
 
 #include "redraft/core/view.hpp"
-#include "redraft/cuda/block/row_reduce.cuh"
-#include "redraft/cuda/block/top_k.cuh"
+#include "redraft/cuda/block/row_reduce.hpp"
+#include "redraft/cuda/block/top_k.hpp"
 #include "redraft/cuda/kernels/block_collectives.cuh"
-#include "redraft/cuda/tuning.cuh"
+#include "redraft/cuda/tuning.hpp"
 
 namespace redraft::kernels {
 

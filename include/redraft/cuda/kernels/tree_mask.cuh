@@ -4,15 +4,15 @@
 // The block stages its request's parents in shared memory (one coalesced read of n_b int32),
 // then thread t builds rows t, t + T, ...: zero words_per_row words, then one OR per ancestor,
 // all parent lookups in shared memory. Global traffic: n_b * 4 bytes in, n_b * words_per_row * 4
-// bytes out. Block logic: cuda/block/tree_mask.cuh. nvcc only.
+// bytes out. Block logic: cuda/block/tree_mask.hpp. nvcc only.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "redraft/cuda/block/tree_mask.cuh"
-#include "redraft/cuda/tuning.cuh"
+#include "redraft/cuda/block/tree_mask.hpp"
+#include "redraft/cuda/tuning.hpp"
 
 namespace redraft::kernels {
 

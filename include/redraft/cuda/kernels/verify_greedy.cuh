@@ -4,15 +4,15 @@
 // lists (O(n_b), global scratch) and makes each step's decision; all threads compute the
 // block-wide checked argmax of the current node's logits row (coalesced strided reads, one CUB
 // reduction). Only the rows on the accepted path are read: (accepted_len + 1) * V floats per
-// request. Block logic: cuda/block/greedy_walk.cuh (its host-run twin is what the Thrust host
+// request. Block logic: cuda/block/greedy_walk.hpp (its host-run twin is what the Thrust host
 // backend runs). nvcc only.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include "redraft/cuda/block/greedy_walk.cuh"
+#include "redraft/cuda/block/greedy_walk.hpp"
 #include "redraft/cuda/kernels/block_collectives.cuh"
-#include "redraft/cuda/tuning.cuh"
+#include "redraft/cuda/tuning.hpp"
 
 namespace redraft::kernels {
 

@@ -9,14 +9,14 @@
 // chunk order: the blocked order the functors use, so the decisions are the CPU's bit for bit).
 // Only the rows on the walked path are read. ReDrafter's per-node row statistics (warp threshold,
 // max, log-sum) get one block per node (redrafter_rows_kernel). Block logic and host-run twins:
-// cuda/block/sampling_walk.cuh. nvcc only.
+// cuda/block/sampling_walk.hpp. nvcc only.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <new>
 
-#include "redraft/cuda/block/sampling_walk.cuh"
+#include "redraft/cuda/block/sampling_walk.hpp"
 #include "redraft/cuda/kernels/block_collectives.cuh"
 
 namespace redraft::kernels {
@@ -40,7 +40,7 @@ __device__ row_ops::row_scan block_scan(const T* row, index_t vocab) {
 
 // The processed row of `row` into shared `p` (scan by the block, cut and fold by thread 0, chunk
 // sums by the block into `sums`). Ends with a barrier: every thread may read p.
-// The k-th largest value of the row by a block radix select (block/top_k.cuh; every thread gets
+// The k-th largest value of the row by a block radix select (block/top_k.hpp; every thread gets
 // it). Integer histograms with shared atomics: the counts, hence the result, are order-free.
 template <class T>
 __device__ float block_kth_largest(const T* row, index_t vocab, std::int32_t k) {

@@ -1,4 +1,4 @@
-// redraft/cuda/thrust_backend.cuh: the Backend concept on Thrust, templated on the Thrust system.
+// redraft/cuda/thrust_backend.hpp: the Backend concept on Thrust, templated on the Thrust system.
 //
 //   thrust_backend<System>   System a Thrust system tag. Buffers are allocated through the
 //                            system (thrust::malloc / thrust::free on host systems), for_each_index
@@ -50,12 +50,12 @@
 #include "redraft/core/macros.hpp"
 #include "redraft/core/math.hpp"
 #include "redraft/core/view.hpp"
-#include "redraft/cuda/block/greedy_walk.cuh"
-#include "redraft/cuda/block/row_reduce.cuh"
-#include "redraft/cuda/block/sampling_walk.cuh"
-#include "redraft/cuda/block/top_k.cuh"
-#include "redraft/cuda/block/tree_mask.cuh"
-#include "redraft/cuda/tuning.cuh"
+#include "redraft/cuda/block/greedy_walk.hpp"
+#include "redraft/cuda/block/row_reduce.hpp"
+#include "redraft/cuda/block/sampling_walk.hpp"
+#include "redraft/cuda/block/top_k.hpp"
+#include "redraft/cuda/block/tree_mask.hpp"
+#include "redraft/cuda/tuning.hpp"
 
 namespace redraft {
 
@@ -511,7 +511,7 @@ class thrust_backend {
   }
   // The sampling verifiers' walks with one block per request: row scans, normalisers and the
   // inverse CDF as block collectives in the blocked summation order
-  // (cuda/kernels/verify_sampling.cuh, block logic in cuda/block/sampling_walk.cuh; host systems
+  // (cuda/kernels/verify_sampling.cuh, block logic in cuda/block/sampling_walk.hpp; host systems
   // run its host-run twins). The same decisions as the generic steps.
   template <class T>
   void run_fused(const step::lossless_walk<T>& walk) const {

@@ -1,4 +1,4 @@
-// redraft/cuda/block/greedy_walk.cuh: greedy verification of one request by one block.
+// redraft/cuda/block/greedy_walk.hpp: greedy verification of one request by one block.
 //
 // The rule, outputs and step logic are step::greedy_walk's (step/greedy.hpp); the block splits
 // each step of the walk in two:
@@ -15,7 +15,7 @@
 
 #include <cstdint>
 
-#include "redraft/cuda/block/row_reduce.cuh"
+#include "redraft/cuda/block/row_reduce.hpp"
 #include "redraft/step/greedy.hpp"
 #include "redraft/step/row_ops.hpp"
 

@@ -1,4 +1,4 @@
-// redraft/cuda/block/tree_mask.cuh: the bit-packed ancestor mask of one request by one block.
+// redraft/cuda/block/tree_mask.hpp: the bit-packed ancestor mask of one request by one block.
 //
 // The block stages the request's parent array in shared memory once (n_b int32), then every
 // thread builds whole packed rows with step::packed_mask_row (step/packed_mask.hpp), walking

@@ -1,4 +1,4 @@
-// redraft/cuda/block/row_reduce.cuh: block-wide reductions over one row, written as per-thread
+// redraft/cuda/block/row_reduce.hpp: block-wide reductions over one row, written as per-thread
 // partials plus an associative combine, so the same logic runs in a CUDA block (partials in
 // registers, the combine through cub::BlockReduce) and in its host-run twin (the partials of a
 // simulated block computed one thread after another, then folded in thread order).

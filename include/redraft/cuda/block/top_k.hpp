@@ -1,4 +1,4 @@
-// redraft/cuda/block/top_k.cuh: the top-k of one row by one block, deterministic, sorted
+// redraft/cuda/block/top_k.hpp: the top-k of one row by one block, deterministic, sorted
 // descending with ties to the lower index, in three phases:
 //
 //   1. radix select (4 passes of 8-bit digits over order keys of the values): the key t of the
@@ -23,7 +23,7 @@
 #include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
 #include "redraft/core/view.hpp"
-#include "redraft/cuda/block/row_reduce.cuh"
+#include "redraft/cuda/block/row_reduce.hpp"
 #include "redraft/step/row_ops.hpp"
 
 namespace redraft::block {

@@ -1,4 +1,4 @@
-// redraft/cuda/tuning.cuh: launch parameters of every redraft kernel, in one place.
+// redraft/cuda/tuning.hpp: launch parameters of every redraft kernel, in one place.
 //
 // The block helpers (cuda/block/) are written for any block size; the kernels (cuda/kernels/)
 // instantiate them with these constants, and the host-run twins simulate blocks of the same size

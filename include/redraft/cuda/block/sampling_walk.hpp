@@ -1,4 +1,4 @@
-// redraft/cuda/block/sampling_walk.cuh: the sampling verifiers (lossless, ReDrafter-compatible,
+// redraft/cuda/block/sampling_walk.hpp: the sampling verifiers (lossless, ReDrafter-compatible,
 // typical) for one request by one block of row_ops::sum_chunks (256) threads.
 //
 // The rules and outputs are those of the verifiers' steps (step/lossless.hpp,
@@ -15,7 +15,7 @@
 //     chunk (row_ops::blocked_inverse_cdf): V / 256 reads instead of V;
 //   * the decisions (accept tests, descending, writing the outputs): one thread, the functor's
 //   code.
-//   * the top-k cut: a block radix select (block/top_k.cuh: 4 passes of 8-bit digits, integer
+//   * the top-k cut: a block radix select (block/top_k.hpp: 4 passes of 8-bit digits, integer
 //     histograms, so the count is order-free) gives the k-th largest value, the value
 //     row_ops::kth_largest returns.
 // NOTE: the top-p cut (a radix select weighted by probability mass, whose double histogram sums
@@ -31,8 +31,8 @@
 
 #include "redraft/core/half.hpp"
 #include "redraft/core/macros.hpp"
-#include "redraft/cuda/block/row_reduce.cuh"
-#include "redraft/cuda/block/top_k.cuh"
+#include "redraft/cuda/block/row_reduce.hpp"
+#include "redraft/cuda/block/top_k.hpp"
 #include "redraft/step/lossless.hpp"
 #include "redraft/step/redrafter.hpp"
 #include "redraft/step/row_ops.hpp"
