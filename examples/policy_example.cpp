@@ -20,7 +20,7 @@ using namespace redraft;
 
 namespace {
 
-struct step {
+struct observed_step {
   draft_shape shape;
   std::int32_t nodes;
   double draft_ms, verify_ms;
@@ -28,7 +28,7 @@ struct step {
   std::vector<std::int32_t> shared_prefix;  // [W]
 };
 
-void observe(adaptive_policy& policy, std::uint32_t index, const step& s) {
+void observe(adaptive_policy& policy, std::uint32_t index, const observed_step& s) {
   step_report r;
   r.step = index;
   r.shape = s.shape;
@@ -57,7 +57,7 @@ int main() {
   decode_options options;
   policy.start(options);
 
-  const std::vector<step> steps = {
+  const std::vector<observed_step> steps = {
       {draft_shape::plain(), 1, 0.0, 1.0, {}, {}}, {{1, 4}, 4, 0.3, 1.6, {0, 0, -1}, {0}},
       {draft_shape::plain(), 1, 0.0, 1.0, {}, {}}, {{1, 4}, 4, 0.3, 1.6, {0, 0, 0}, {0}},
       {{2, 4}, 6, 0.5, 2.0, {0, 1, 1}, {0, 1}},

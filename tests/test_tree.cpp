@@ -108,6 +108,31 @@ TEMPLATE_TEST_CASE(
   }
 }
 
+TEMPLATE_TEST_CASE(
+    "build_tree_parallel checks expected roots in its status transfer and names the request",
+    "[tree][build_tree][errors]", REDRAFT_TEST_BACKENDS) {
+  const TestType backend;
+  // Request 0 starts at 5, request 1 at 7 (two beams each, L = 3).
+  const std::vector<std::int32_t> beams = {5, 1, 2, 5, 1, 3, 7, 4, 4, 7, 0, 1};
+  const auto device_beams = upload(backend, beams);
+  const view<const std::int32_t, 3> v(device_beams.data(), 2, 2, 3);
+  const std::vector<std::int32_t> request_ids = {10, 11};
+  const auto good = upload(backend, std::vector<std::int32_t>{5, 7});
+  const host_tree plain = to_host(backend, build_tree_parallel(backend, v));
+  const host_tree checked =
+      to_host(backend, detail::build_tree_parallel_checked("caller", backend, v, {}, good.data(),
+                                                           request_ids.data()));
+  CHECK(checked.node_offsets == plain.node_offsets);
+  CHECK(checked.token == plain.token);
+  CHECK(checked.parent == plain.parent);
+  CHECK(checked.beam_to_node == plain.beam_to_node);
+  const auto wrong = upload(backend, std::vector<std::int32_t>{5, 8});
+  CHECK_THROWS_WITH(detail::build_tree_parallel_checked("caller", backend, v, {}, wrong.data(),
+                                                        request_ids.data()),
+                    "caller: the drafter's beams for request 11 start with token 7 instead of the "
+                    "root 8");
+}
+
 TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_BACKENDS) {
   const TestType backend;
   const form f = GENERATE(form::trie, form::parallel);

@@ -210,12 +210,7 @@ class speculative_decoder {
         const double drafted_at = mark();
         st.draft_s = drafted_at - t0;
         t0 = drafted_at;
-        const bool short_beams = drafted.beam_lengths.size() > 0;
-        t = build_tree(
-            backend_, view<const std::int32_t, 3>(drafted.beams.data(), a, width, length),
-            short_beams ? matrix_view<const std::int32_t>(drafted.beam_lengths.data(), a, width)
-                        : matrix_view<const std::int32_t>());
-        check_roots(t, active, roots);
+        t = tree_of(drafted, active, roots, a, width, length);
       }
       auto base = backend_.template allocate<std::int32_t>(a);
       backend_.copy_from_host(committed.data(), a, base.data());
@@ -515,15 +510,30 @@ class speculative_decoder {
 
   // One transfer of the tree's tokens (n_total ints) checks every request's root; build_tree
   // already checked that the beams of a request share it.
-  void check_roots(const tree<B>& t, const std::vector<std::int32_t>& active,
-                   const std::vector<std::int32_t>& roots) const {
-    std::vector<std::int32_t> tokens(static_cast<std::size_t>(t.total_nodes()));
-    backend_.copy_to_host(t.token.data(), t.total_nodes(), tokens.data());
-    for (std::size_t i = 0; i < active.size(); ++i) {
-      const std::int32_t root = tokens[static_cast<std::size_t>(t.host_node_offsets[i])];
-      REDRAFT_REQUIRE(root == roots[i],
-                      "speculative_decoder::generate: the drafter's beams for request ", active[i],
-                      " start with token ", root, " instead of the root ", roots[i]);
+  // The tree of the drafted beams, after checking that request i's beams start at roots[i].
+  // Host-accessible memory: the trie, then the roots read in place. Elsewhere (CUDA): the parallel
+  // build, which checks the roots in the status transfer it makes anyway (no read of the tree).
+  tree<B> tree_of(const draft_output<B>& drafted, const std::vector<std::int32_t>& active,
+                  const std::vector<std::int32_t>& roots, index_t a, index_t width,
+                  index_t length) const {
+    const view<const std::int32_t, 3> beams(drafted.beams.data(), a, width, length);
+    const matrix_view<const std::int32_t> lengths =
+        drafted.beam_lengths.size() > 0
+            ? matrix_view<const std::int32_t>(drafted.beam_lengths.data(), a, width)
+            : matrix_view<const std::int32_t>();
+    if constexpr (backend_memory_is_host_accessible_v<B>) {
+      tree<B> t = build_tree(backend_, beams, lengths);
+      for (std::size_t i = 0; i < active.size(); ++i) {
+        const std::int32_t root = t.token.data()[t.host_node_offsets[i]];
+        REDRAFT_REQUIRE(root == roots[i],
+                        "speculative_decoder::generate: the drafter's beams for request ",
+                        active[i], " start with token ", root, " instead of the root ", roots[i]);
+      }
+      return t;
+    } else {
+      const auto expected = to_backend(backend_, roots);  // [A]
+      return detail::build_tree_parallel_checked("speculative_decoder::generate", backend_, beams,
+                                                 lengths, expected.data(), active.data());
     }
   }
 

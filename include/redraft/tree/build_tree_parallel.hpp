@@ -236,27 +236,17 @@ static_assert(std::is_trivially_copyable_v<beam_scatter_functor>);
 
 }  // namespace detail
 
-// build_tree_parallel(backend, beams) -> tree<B>: the trie dedup of build_tree in parallel passes.
-//
-//   beams        (batch, beam_width, beam_length) int32, backend memory; column 0 the root token,
-//                equal across the beams of a request
-//   beam_lengths (batch, beam_width) int32 in [1, beam_length], backend memory, or empty (all
-//                beam_length): positions past a beam's length are ignored
-//   -> tree<B>:  node_offsets (batch + 1), token/parent/depth (n_total),
-//                beam_to_node (batch, beam_width, beam_length); n_b <= 1 + W (L - 1)
-//
-// Output: identical to build_tree(backend, beams), element for element (packed order, parents,
-// depths, beam_to_node). Deterministic: every pass writes each output element from one call, so
-// the result does not depend on the order or concurrency of for_each_index.
-// Complexity: O(B W^2 L) work in B*W-way parallel calls (the owner search), plus an O(B W L) scan
-// and scatter; the trie's O(B W L) is better on one CPU thread, this form is for wide hardware.
-// Scratch: 3 int32 arrays of B*W*L elements. One transfer: the node offsets and the beams' status.
-// Throws redraft::error, before any output is allocated, for beam_width < 1, beam_length < 2,
-// token ids < 0, differing root tokens within a request, or B*W*L >= 2^31.
+namespace detail {
+
+// build_tree_parallel with an optional check that request r's beams start at roots[r] (backend
+// memory [B], or nullptr), reported in the same status transfer as the other beam checks, so a
+// decoder validates its drafter's roots without reading the tree back. request_ids (host [B], or
+// nullptr) name the requests in that error. fn names the caller in every message.
 template <Backend B>
-tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
-                            matrix_view<const std::int32_t> beam_lengths = {}) {
-  constexpr const char* fn = "build_tree_parallel";
+tree<B> build_tree_parallel_checked(const char* fn, const B& backend,
+                                    view<const std::int32_t, 3> beams,
+                                    matrix_view<const std::int32_t> beam_lengths,
+                                    const std::int32_t* roots, const std::int32_t* request_ids) {
   const index_t batch = beams.extent(0), width = beams.extent(1), length = beams.extent(2);
   REDRAFT_REQUIRE(beams.size() < std::numeric_limits<std::int32_t>::max(), fn, ": beams hold ",
                   beams.size(), " tokens, more than int32 node indices can number");
@@ -280,7 +270,7 @@ tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
   auto valid_length = backend.template allocate<std::int32_t>(batch * width);  // [B, W]
   backend.for_each_index(
       batch, detail::beam_check_functor{beams.data(), short_beams ? beam_lengths.data() : nullptr,
-                                        nullptr, valid_length.data(), status, w32, l32});
+                                        roots, valid_length.data(), status, w32, l32});
   auto owner = backend.template allocate<std::int32_t>(beams.size());  // [B, W, L]
   auto created = backend.template allocate<std::int32_t>(drafted);     // [B, W, L-1]
   auto rank = backend.template allocate<std::int32_t>(drafted);        // [B, W, L-1]
@@ -294,7 +284,7 @@ tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
   std::vector<std::int32_t> host_record(static_cast<std::size_t>(record.size()));
   backend.copy_to_host(record.data(), record.size(), host_record.data());
   detail::throw_on_beam_status(fn, host_record.data() + batch + 1, static_cast<std::int32_t>(batch),
-                               nullptr);
+                               request_ids);
 
   tree<B> out;
   out.batch = static_cast<std::int32_t>(batch);
@@ -317,6 +307,32 @@ tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
                                                  out.beam_to_node.data(), out.token.data(),
                                                  out.parent.data(), out.depth.data(), w32, l32});
   return out;
+}
+
+}  // namespace detail
+
+// build_tree_parallel(backend, beams) -> tree<B>: the trie dedup of build_tree in parallel passes.
+//
+//   beams        (batch, beam_width, beam_length) int32, backend memory; column 0 the root token,
+//                equal across the beams of a request
+//   beam_lengths (batch, beam_width) int32 in [1, beam_length], backend memory, or empty (all
+//                beam_length): positions past a beam's length are ignored
+//   -> tree<B>:  node_offsets (batch + 1), token/parent/depth (n_total),
+//                beam_to_node (batch, beam_width, beam_length); n_b <= 1 + W (L - 1)
+//
+// Output: identical to build_tree(backend, beams), element for element (packed order, parents,
+// depths, beam_to_node). Deterministic: every pass writes each output element from one call, so
+// the result does not depend on the order or concurrency of for_each_index.
+// Complexity: O(B W^2 L) work in B*W-way parallel calls (the owner search), plus an O(B W L) scan
+// and scatter; the trie's O(B W L) is better on one CPU thread, this form is for wide hardware.
+// Scratch: 3 int32 arrays of B*W*L elements. One transfer: the node offsets and the beams' status.
+// Throws redraft::error, before any output is allocated, for beam_width < 1, beam_length < 2,
+// token ids < 0, differing root tokens within a request, or B*W*L >= 2^31.
+template <Backend B>
+tree<B> build_tree_parallel(const B& backend, view<const std::int32_t, 3> beams,
+                            matrix_view<const std::int32_t> beam_lengths = {}) {
+  return detail::build_tree_parallel_checked("build_tree_parallel", backend, beams, beam_lengths,
+                                             nullptr, nullptr);
 }
 
 }  // namespace redraft
