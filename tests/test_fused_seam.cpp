@@ -227,7 +227,7 @@ TEST_CASE("build_packed_tree_mask takes a backend's fused rows when offered",
 // CPU argmax (row_ops::argmax_checked), in any block reduction of row_ops::thread_argmax
 // partials (the fused kernels' and their host twins'), in the top-k order key and in
 // verify_greedy on every backend.
-TEST_CASE("-0 and +0 tie and go to the lower column in every argmax", "[verify][order]") {
+TEST_CASE("argmax ties between -0 and +0 go to the lower column everywhere", "[verify][order]") {
   const index_t vocab = GENERATE(as<index_t>{}, 2, 513, 1500);
   const index_t lo = GENERATE(as<index_t>{}, 0, 1, 600);
   if (lo + 1 >= vocab) return;
