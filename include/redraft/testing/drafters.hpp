@@ -68,20 +68,6 @@ draft_output<B> upload_draft(const B& backend, const std::vector<std::int32_t>& 
   return out;
 }
 
-// The backend handle of a target model.
-// TODO(backend-in-TargetModel): once TargetModel requires backend(), call it directly; a model
-// without it is a CPU model.
-template <TargetModel M>
-typename M::backend_type model_backend(M& model) {
-  if constexpr (requires { model.backend(); }) {
-    return model.backend();
-  } else {
-    static_assert(std::same_as<typename M::backend_type, cpu_backend>,
-                  "a non-CPU TargetModel must offer backend()");
-    return cpu_backend{};
-  }
-}
-
 }  // namespace detail
 
 template <Backend B>
@@ -131,7 +117,7 @@ class oracle_drafter {
 
   oracle_drafter(M& shadow, std::int32_t num_slots, std::uint64_t seed)
       : shadow_(shadow),
-        backend_(detail::model_backend(shadow)),
+        backend_(shadow.backend()),
         context_(static_cast<std::size_t>(num_slots)),
         seed_(seed) {}
 
