@@ -7,6 +7,8 @@
 //   I = 2  small_matmul, BF16 weights
 //   I = 3  Eigen GEMM, F32                    (cpu_backend::matmul above 64 rows)
 //   I = 4  Eigen dot product per output, F32  (what tiny_llama used up to 16 rows before)
+//   I = 5  packed_matmul, F32 weights         (cpu/packed_matmul.hpp; packed before the timing)
+//   I = 6  packed_matmul, F16 weights
 // Counters: floor_ratio = product time / time to stream the weight bytes once (1.0 = at the
 // floor); weight_GBps = weight bytes / product time; GFLOPs = 2 M N K / product time.
 // BM_stream_read: this core's streaming-read rate.
@@ -20,6 +22,7 @@
 
 #include "redraft/core/half.hpp"
 #include "redraft/cpu/eigen.hpp"
+#include "redraft/cpu/packed_matmul.hpp"
 #include "redraft/cpu/small_matmul.hpp"
 #include "stream_read.hpp"
 
@@ -53,14 +56,22 @@ void bm_matmul(benchmark::State& state) {
   std::vector<float> w32;
   std::vector<redraft::float16> w16;
   std::vector<redraft::bfloat16> wbf;
-  std::size_t weight_bytes = static_cast<std::size_t>(n * k) * (impl == 1 || impl == 2 ? 2 : 4);
-  if (impl == 1) {
+  const bool half = impl == 1 || impl == 2 || impl == 6;
+  const std::size_t weight_bytes = static_cast<std::size_t>(n * k) * (half ? 2 : 4);
+  if (impl == 1 || impl == 6) {
     w16 = random_weights<redraft::float16>(n * k, 1);
   } else if (impl == 2) {
     wbf = random_weights<redraft::bfloat16>(n * k, 1);
   } else {
     w32 = random_weights<float>(n * k, 1);
   }
+  redraft::packed_weights<float> p32;
+  redraft::packed_weights<redraft::float16> p16;
+  if (impl == 5)
+    p32 = redraft::packed_weights<float>(redraft::matrix_view<const float>(w32.data(), n, k));
+  if (impl == 6)
+    p16 = redraft::packed_weights<redraft::float16>(
+        redraft::matrix_view<const redraft::float16>(w16.data(), n, k));
   const std::vector<std::uint64_t> stream = redraft_bench::stream_buffer(weight_bytes);
   const redraft::matrix_view<const float> xv(x.data(), m, k);
   const redraft::matrix_view<float> yv(y.data(), m, n);
@@ -83,6 +94,12 @@ void bm_matmul(benchmark::State& state) {
         Eigen::Map<row_matrix>(y.data(), m, n).noalias() =
             Eigen::Map<const row_matrix>(x.data(), m, k) *
             Eigen::Map<const row_matrix>(w32.data(), n, k).transpose();
+        break;
+      case 5:
+        redraft::packed_matmul(xv, p32, yv);
+        break;
+      case 6:
+        redraft::packed_matmul(xv, p16, yv);
         break;
       default:
         for (index_t o = 0; o < n; ++o) {
@@ -110,13 +127,13 @@ void bm_matmul(benchmark::State& state) {
 // M = B x W rows, and the KJV target's MLP up-projection (K 256, N 1536, in cache).
 BENCHMARK(bm_matmul)
     ->ArgNames({"M", "K", "N", "I"})
-    ->ArgsProduct({{1, 8, 64, 128}, {2048}, {32000}, {0, 1, 3}})
+    ->ArgsProduct({{1, 8, 64, 128}, {2048}, {32000}, {0, 1, 3, 5, 6}})
     ->ArgsProduct({{1, 8}, {2048}, {32000}, {4}})
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(bm_matmul)
     ->ArgNames({"M", "K", "N", "I"})
-    ->ArgsProduct({{1, 2, 4, 8, 16, 32}, {256}, {1536}, {0, 1, 2, 3, 4}})
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32}, {256}, {1536}, {0, 1, 2, 3, 4, 5, 6}})
     ->MinTime(0.05)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(redraft_bench::BM_stream_read)->Iterations(5)->Unit(benchmark::kMillisecond);

@@ -228,8 +228,8 @@ TEST_CASE("build_packed_tree_mask takes a backend's fused rows when offered",
 // partials (the fused kernels' and their host twins'), in the top-k order key and in
 // verify_greedy on every backend.
 TEST_CASE("argmax ties between -0 and +0 go to the lower column everywhere", "[verify][order]") {
-  const index_t vocab = GENERATE(as<index_t>{}, 2, 513, 1500);
-  const index_t lo = GENERATE(as<index_t>{}, 0, 1, 600);
+  const index_t vocab = GENERATE(as<index_t>{}, 2, 513, 1500, 2049, 4200);
+  const index_t lo = GENERATE(as<index_t>{}, 0, 1, 600, 2100);
   if (lo + 1 >= vocab) return;
   const index_t hi = vocab - 1;
   const bool negative_first = GENERATE(true, false);
@@ -298,18 +298,28 @@ TEST_CASE("the one-pass argmax agrees with the block partials on non-finite and 
           "[verify][order]") {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
-  const index_t vocab = GENERATE(as<index_t>{}, 1, 511, 512, 513, 1700);
-  std::mt19937_64 rng(vocab);
-  for (int trial = 0; trial < 200; ++trial) {
+  // Sizes around the vector steps (16, 32, 64 floats) and the tiles (row_ops::argmax_tile).
+  const index_t tile = row_ops::argmax_tile;
+  const index_t vocab = GENERATE_COPY(as<index_t>{}, 1, 31, 32, 33, 511, 1700, tile - 1, tile,
+                                      tile + 1, 2 * tile + 70);
+  std::mt19937_64 rng(static_cast<std::uint64_t>(vocab));
+  for (int trial = 0; trial < 240; ++trial) {
     std::vector<float> row(static_cast<std::size_t>(vocab));
-    const int kind = trial % 5;  // 0 normal, 1 -inf heavy, 2 all -inf, 3 and 4: bad entries
+    // 0 normal, 1 -inf heavy, 2 all -inf, 3 and 4: bad entries, 5: a larger max at a random
+    // column and again at a later one (the tile holding it is not the first, and ties go low).
+    const int kind = trial % 6;
     for (float& v : row) {
       const auto r = rng() % 8;
       v = kind == 2 || (kind == 1 && r < 6) ? -inf : static_cast<float>(static_cast<int>(r) - 4);
       if (v == 0.0f && (rng() & 1u) != 0) v = -0.0f;
     }
+    if (kind == 5) {
+      const auto at = static_cast<std::size_t>(rng() % static_cast<std::uint64_t>(vocab));
+      row[at] = 7.5f;
+      row[at + (static_cast<std::size_t>(vocab) - 1 - at) / 2] = 7.5f;
+    }
     std::int64_t lowest_bad = -1;
-    if (kind >= 3) {
+    if (kind == 3 || kind == 4) {
       for (int k = 0; k < 2; ++k) {
         const auto at = static_cast<std::size_t>(rng() % static_cast<std::uint64_t>(vocab));
         const auto which = rng() % 3;
@@ -325,7 +335,7 @@ TEST_CASE("the one-pass argmax agrees with the block partials on non-finite and 
         7, [&](int t) { return row_ops::thread_argmax(row.data(), vocab, t, 7); },
         row_ops::argmax_combine{}));
     REQUIRE(cpu.bad_column == twin.bad_column);
-    if (kind >= 3) {
+    if (kind == 3 || kind == 4) {
       REQUIRE(cpu.bad_column == lowest_bad);
     } else if (std::all_of(row.begin(), row.end(), [&](float v) { return v == -inf; })) {
       REQUIRE(cpu.bad_column == -2);
@@ -335,5 +345,11 @@ TEST_CASE("the one-pass argmax agrees with the block partials on non-finite and 
       const auto first_max = std::max_element(row.begin(), row.end()) - row.begin();
       REQUIRE(cpu.index == first_max);
     }
+    // The same values in bfloat16 (every one is exact), through the element-generic tile loop.
+    std::vector<bfloat16> narrow;
+    for (const float v : row) narrow.push_back(from_float<bfloat16>(v));
+    const row_ops::row_argmax_result b16 = row_ops::argmax_checked(narrow.data(), vocab);
+    REQUIRE(b16.bad_column == cpu.bad_column);
+    REQUIRE(b16.index == cpu.index);
   }
 }

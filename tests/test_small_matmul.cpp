@@ -1,7 +1,8 @@
-// Tests of the CPU product kernel (cpu/small_matmul.hpp) and cpu_backend::matmul against a
-// double-precision reference, for float, float16 and bfloat16 weights, at edge sizes: M = 1, M
-// around the tile heights (4, 8) and the panel / small-M threshold (64), odd N (column tails of the
-// tiles up to 8 columns wide), K below, at and off multiples of the vector width (8 or 16); and
+// Tests of the CPU product kernels (cpu/small_matmul.hpp, cpu/packed_matmul.hpp) and
+// cpu_backend::matmul against a double-precision reference, for float, float16 and bfloat16
+// weights, at edge sizes: M = 1, M around the tile heights (4, 8) and the panel / small-M
+// threshold (64), odd N (column tails of the tiles up to 8 columns wide, of the packed panels of
+// 8 or 16 columns), K below, at and off multiples of the vector width (8 or 16); and
 // small_matmul_nn (x w with w [K, N]) likewise.
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -12,6 +13,7 @@
 #include "redraft/core/error.hpp"
 #include "redraft/core/half.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
+#include "redraft/cpu/packed_matmul.hpp"
 #include "redraft/cpu/simd.hpp"
 #include "redraft/cpu/small_matmul.hpp"
 
@@ -318,5 +320,116 @@ TEST_CASE("small_matmul_nn refuses shapes that disagree, writing nothing", "[sma
   REQUIRE_THROWS_WITH(
       redraft::small_matmul_nn(cm(x.data(), 2, 3), cm(w.data(), 3, 4), mm(y.data(), 2, 3)),
       Catch::Contains("y is [2, 3] but x * w is [2, 4]"));
+  for (float v : y) REQUIRE(v == -1.0f);
+}
+
+TEMPLATE_TEST_CASE("packed_weights lays w out in zero-padded column panels",
+                   "[small_matmul][packed]", float, redraft::float16, redraft::bfloat16) {
+  constexpr index_t width = redraft::packed_weights<TestType>::width;
+  const index_t n = GENERATE_COPY(as<index_t>{}, 1, width - 1, width, width + 1, 3 * width + 5);
+  const index_t k = GENERATE(1, 5, 17);
+  CAPTURE(n, k);
+  const problem p = make_problem<TestType>(1, n, k, static_cast<std::uint32_t>(n * 31 + k));
+  const std::vector<TestType> w = to_weights<TestType>(p.w);
+  const redraft::packed_weights<TestType> packed(
+      redraft::matrix_view<const TestType>(w.data(), n, k));
+  REQUIRE(packed.rows() == n);
+  REQUIRE(packed.cols() == k);
+  for (index_t panel = 0; panel < (n + width - 1) / width; ++panel) {
+    for (index_t c = 0; c < k; ++c) {
+      for (index_t j = 0; j < width; ++j) {
+        const index_t col = panel * width + j;
+        const float want = col < n ? p.w[static_cast<std::size_t>(col * k + c)] : 0.0f;
+        CAPTURE(panel, c, j);
+        REQUIRE(redraft::to_float(packed.panel(panel)[c * width + j]) == want);
+      }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("packed_matmul matches the double product at edge sizes",
+                   "[small_matmul][packed]", float, redraft::float16, redraft::bfloat16) {
+  const index_t m = GENERATE(1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 64, 65, 130);
+  const index_t n = GENERATE(1, 3, 7, 9, 15, 16, 17, 33, 49, 131);
+  const index_t k = GENERATE(1, 7, 8, 15, 16, 17, 100);
+  CAPTURE(m, n, k, redraft::detail::simd_isa::name);
+  const problem p =
+      make_problem<TestType>(m, n, k, static_cast<std::uint32_t>(m * 10007 + n * 101 + k + 7));
+  const std::vector<TestType> w = to_weights<TestType>(p.w);
+  const redraft::packed_weights<TestType> packed(
+      redraft::matrix_view<const TestType>(w.data(), n, k));
+  using cm = redraft::matrix_view<const float>;
+  using mm = redraft::matrix_view<float>;
+  std::vector<float> y(static_cast<std::size_t>(m * n), 123.0f);
+  redraft::packed_matmul(cm(p.x.data(), m, k), packed, mm(y.data(), m, n));
+  check_against_double(p, {}, false, y, m, n, k);
+
+  SECTION("accumulate adds to y") {
+    std::vector<float> acc(static_cast<std::size_t>(m * n), 0.0f);
+    redraft::packed_matmul(cm(p.x.data(), m, k), packed, mm(acc.data(), m, n), true);
+    redraft::packed_matmul(cm(p.x.data(), m, k), packed, mm(acc.data(), m, n), true);
+    for (std::size_t i = 0; i < acc.size(); ++i) {
+      CAPTURE(i);
+      REQUIRE(acc[i] == 2.0f * y[i]);  // 0 + s, then s + s: exact
+    }
+  }
+
+  SECTION("each row equals the row computed alone, bit for bit") {
+    std::vector<float> alone(static_cast<std::size_t>(n));
+    for (index_t r = 0; r < m; ++r) {
+      redraft::packed_matmul(cm(p.x.data() + r * k, 1, k), packed, mm(alone.data(), 1, n));
+      for (index_t c = 0; c < n; ++c) {
+        CAPTURE(r, c);
+        REQUIRE(alone[static_cast<std::size_t>(c)] == y[static_cast<std::size_t>(r * n + c)]);
+      }
+    }
+  }
+}
+
+TEST_CASE("half weights stay within their rounding of the float product, packed",
+          "[small_matmul][packed]") {
+  // As for small_matmul: float16 moves each weight by at most 2^-11 relative, bfloat16 by 2^-8.
+  const index_t m = 8, n = 37, k = 1000;
+  std::mt19937 rng(6);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(m * k)), w(static_cast<std::size_t>(n * k));
+  for (float& v : x) v = uniform(rng);
+  for (float& v : w) v = uniform(rng);
+  const auto run = [&](const auto& weights) {
+    using W = typename std::decay_t<decltype(weights)>::value_type;
+    std::vector<float> y(static_cast<std::size_t>(m * n));
+    redraft::packed_matmul(
+        redraft::matrix_view<const float>(x.data(), m, k),
+        redraft::packed_weights<W>(redraft::matrix_view<const W>(weights.data(), n, k)),
+        redraft::matrix_view<float>(y.data(), m, n));
+    return y;
+  };
+  const std::vector<float> y32 = run(w);
+  const std::vector<float> y16 = run(to_weights<redraft::float16>(w));
+  const std::vector<float> ybf = run(to_weights<redraft::bfloat16>(w));
+  const double gamma = 2.0 * static_cast<double>(k) * std::ldexp(1.0, -24);
+  for (index_t r = 0; r < m; ++r) {
+    for (index_t c = 0; c < n; ++c) {
+      double magnitude = 0.0;
+      for (index_t i = 0; i < k; ++i)
+        magnitude += std::abs(static_cast<double>(x[static_cast<std::size_t>(r * k + i)]) *
+                              w[static_cast<std::size_t>(c * k + i)]);
+      const std::size_t at = static_cast<std::size_t>(r * n + c);
+      CAPTURE(r, c, y32[at], y16[at], ybf[at], magnitude);
+      REQUIRE(std::abs(y16[at] - y32[at]) <= (std::ldexp(1.0, -11) + gamma) * magnitude);
+      REQUIRE(std::abs(ybf[at] - y32[at]) <= (std::ldexp(1.0, -8) + gamma) * magnitude);
+    }
+  }
+}
+
+TEST_CASE("packed_matmul refuses shapes that disagree, writing nothing", "[small_matmul][packed]") {
+  std::vector<float> x(8, 1.0f), w(12, 1.0f), y(8, -1.0f);
+  using cm = redraft::matrix_view<const float>;
+  using mm = redraft::matrix_view<float>;
+  const redraft::packed_weights<float> packed(cm(w.data(), 3, 4));  // [N 3, K 4]
+  REQUIRE_THROWS_WITH(redraft::packed_matmul(cm(x.data(), 2, 3), packed, mm(y.data(), 2, 3)),
+                      Catch::Contains("x has 3 columns but w has 4"));
+  REQUIRE_THROWS_WITH(redraft::packed_matmul(cm(x.data(), 2, 4), packed, mm(y.data(), 2, 4)),
+                      Catch::Contains("y is [2, 4] but x * w^T is [2, 3]"));
   for (float v : y) REQUIRE(v == -1.0f);
 }

@@ -49,6 +49,7 @@ struct simd_isa {
   static vec broadcast(float v) { return _mm512_set1_ps(v); }
   static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
   // Halving tree: lanes i + 8, then i + 4, i + 2, i + 1.
   static float sum(vec v) {
     const __m256 lo = _mm512_castps512_ps256(v);
@@ -109,6 +110,7 @@ struct simd_isa {
   static vec broadcast(float v) { return _mm256_set1_ps(v); }
   static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
   // Halving tree: lanes i + 4, then i + 2, i + 1.
   static float sum(vec v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -152,6 +154,10 @@ struct simd_isa {
   static vec fma(vec a, vec b, vec c) {
     for (int i = 0; i < 8; ++i) c.lane[i] += a.lane[i] * b.lane[i];
     return c;
+  }
+  static vec add(vec a, vec b) {
+    for (int i = 0; i < 8; ++i) a.lane[i] += b.lane[i];
+    return a;
   }
   // Halving tree: lanes i + 4, then i + 2, i + 1 (as on AVX2).
   static float sum(vec v) {

@@ -22,10 +22,11 @@
 // Every entry point validates all its inputs before it changes any state, so a request that fails
 // does not disturb the other requests of its batch.
 //
-// Performance: the projections go through the CPU backend's small_matmul (cpu/small_matmul.hpp:
-// each weight read once per call, every row's result independent of the others), with weights in
-// F32, F16 or BF16 (weight_format); attention's two products per request and head, q k^T and
-// p v, go through small_matmul and small_matmul_nn, every tree row at once. prefill and verify do
+// Performance: the projections go through packed_matmul (cpu/packed_matmul.hpp: the weights
+// packed once into column panels, each weight read once per call, every row's result independent
+// of the others), with weights in F32, F16 or BF16 (weight_format); attention's two products per
+// request and head, q k^T and p v, go through small_matmul and small_matmul_nn, every tree row at
+// once. prefill and verify do
 // not allocate once the scratch buffers have grown (commit stages a plan that moves entries in
 // apply_kv_plan's few small buffers). One core.
 #pragma once
@@ -43,6 +44,7 @@
 #include "redraft/core/error.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/cpu/cpu_backend.hpp"
+#include "redraft/cpu/packed_matmul.hpp"
 #include "redraft/cpu/small_matmul.hpp"
 #include "redraft/kv/compaction.hpp"
 #include "redraft/kv/kv_plan.hpp"
@@ -503,26 +505,28 @@ class tiny_llama {
     }
   }
 
-  // y[n, out] = x[n, in] w[out, in]^T (or += when accumulate), through the CPU backend's
-  // small_matmul for every n: each weight row is read once per 64 rows, and a row's result does
-  // not depend on how many rows share the call (a tree pass gives each node the logits a
-  // one-token step would).
+  // y[n, out] = x[n, in] w^T (or += when accumulate) for packed w [out, in], through
+  // packed_matmul for every n: each weight is read once per 64 rows, and a row's result does not
+  // depend on how many rows share the call (a tree pass gives each node the logits a one-token
+  // step would).
   template <weight_element W>
-  static void linear(const float* x, std::int32_t n, std::int32_t in, const W* w, std::int32_t out,
+  static void linear(const float* x, std::int32_t n, std::int32_t in, const packed_weights<W>& w,
                      float* y, bool accumulate) {
-    small_matmul(matrix_view<const float>(x, n, in), matrix_view<const W>(w, out, in),
-                 matrix_view<float>(y, n, out), accumulate);
+    packed_matmul(matrix_view<const float>(x, n, in), w,
+                  matrix_view<float>(y, n, static_cast<index_t>(w.rows())), accumulate);
   }
 
-  // The forward's copies of the projection matrices in one storage type W; q, k, v fused into
-  // one matrix and gate, up into another, so each is one product.
+  // The forward's copies of the projection matrices in one storage type W, packed for
+  // packed_matmul (cpu/packed_matmul.hpp: no lane sums, so short rows such as H = 256 run near
+  // the arithmetic peak); q, k, v fused into one matrix and gate, up into another, so each is one
+  // product.
   template <class W>
   struct projections {
-    std::vector<aligned_vector<W>> qkv;      // [layers][3D, H]
-    std::vector<aligned_vector<W>> o;        // [layers][H, D]
-    std::vector<aligned_vector<W>> gate_up;  // [layers][2I, H]
-    std::vector<aligned_vector<W>> down;     // [layers][H, I]
-    aligned_vector<W> lm_head;               // [V, H]
+    std::vector<packed_weights<W>> qkv;      // [layers] of [3D, H]
+    std::vector<packed_weights<W>> o;        // [layers] of [H, D]
+    std::vector<packed_weights<W>> gate_up;  // [layers] of [2I, H]
+    std::vector<packed_weights<W>> down;     // [layers] of [H, I]
+    packed_weights<W> lm_head;               // [V, H]
   };
 
   // Rounds every weight matrix of weights_ to the format (convert) and fills `out`.
@@ -531,25 +535,29 @@ class tiny_llama {
     const auto round = [&](std::vector<float>& m) {
       for (float& v : m) v = to_float(convert(v));
     };
-    const auto stored = [&](std::initializer_list<const std::vector<float>*> parts) {
-      aligned_vector<W> joined;
+    // The parts stacked row-wise ([sum of rows, cols]), converted and packed.
+    const auto stored = [&](std::initializer_list<const std::vector<float>*> parts, index_t cols) {
+      std::vector<W> joined;
       for (const std::vector<float>* part : parts)
         for (float v : *part) joined.push_back(convert(v));
-      return joined;
+      const index_t rows = static_cast<index_t>(joined.size()) / cols;
+      return packed_weights<W>(matrix_view<const W>(joined.data(), rows, cols));
     };
+    const index_t hs = config_.hidden_size, d = config_.attention_width();
+    const index_t inter = config_.intermediate_size;
     round(weights_.embed_tokens);
     round(weights_.lm_head);
     for (auto& lw : weights_.layers) {
       for (std::vector<float>* m : {&lw.q_proj, &lw.k_proj, &lw.v_proj, &lw.o_proj, &lw.gate_proj,
                                     &lw.up_proj, &lw.down_proj})
         round(*m);
-      out.qkv.push_back(stored({&lw.q_proj, &lw.k_proj, &lw.v_proj}));
-      out.o.push_back(stored({&lw.o_proj}));
-      out.gate_up.push_back(stored({&lw.gate_proj, &lw.up_proj}));
-      out.down.push_back(stored({&lw.down_proj}));
+      out.qkv.push_back(stored({&lw.q_proj, &lw.k_proj, &lw.v_proj}, hs));
+      out.o.push_back(stored({&lw.o_proj}, d));
+      out.gate_up.push_back(stored({&lw.gate_proj, &lw.up_proj}, hs));
+      out.down.push_back(stored({&lw.down_proj}, inter));
     }
     out.lm_head =
-        stored({config_.tie_word_embeddings ? &weights_.embed_tokens : &weights_.lm_head});
+        stored({config_.tie_word_embeddings ? &weights_.embed_tokens : &weights_.lm_head}, hs);
   }
 
   // Rotates the first and second halves of a head vector v[head_dim] at position p (HF Llama's
@@ -596,8 +604,7 @@ class tiny_llama {
     for (std::int32_t l = 0; l < config_.num_layers; ++l) {
       const auto& lw = weights_.layers[static_cast<std::size_t>(l)];
       rms_norm(x_.data(), n_rows, lw.input_layernorm, normed_.data());
-      linear(normed_.data(), n_rows, hs, p.qkv[static_cast<std::size_t>(l)].data(), 3 * d,
-             qkv_.data(), false);
+      linear(normed_.data(), n_rows, hs, p.qkv[static_cast<std::size_t>(l)], qkv_.data(), false);
       for (std::int32_t r = 0; r < n_rows; ++r) {
         float* row = qkv_.data() + static_cast<std::size_t>(r) * 3 * d;
         for (std::int32_t h = 0; h < heads; ++h) {
@@ -655,10 +662,10 @@ class tiny_llama {
           }
         }
       }
-      linear(attn_.data(), n_rows, d, p.o[static_cast<std::size_t>(l)].data(), hs, x_.data(), true);
+      linear(attn_.data(), n_rows, d, p.o[static_cast<std::size_t>(l)], x_.data(), true);
       rms_norm(x_.data(), n_rows, lw.post_attention_layernorm, normed_.data());
-      linear(normed_.data(), n_rows, hs, p.gate_up[static_cast<std::size_t>(l)].data(), 2 * inter,
-             gate_up_.data(), false);
+      linear(normed_.data(), n_rows, hs, p.gate_up[static_cast<std::size_t>(l)], gate_up_.data(),
+             false);
       for (std::int32_t r = 0; r < n_rows; ++r) {
         const Eigen::Map<const Eigen::ArrayXf> g(
             gate_up_.data() + static_cast<std::size_t>(r) * 2 * inter, inter);
@@ -667,8 +674,7 @@ class tiny_llama {
         Eigen::Map<Eigen::ArrayXf>(act_.data() + static_cast<std::size_t>(r) * inter, inter) =
             g / (1.0f + (-g).exp()) * u;
       }
-      linear(act_.data(), n_rows, inter, p.down[static_cast<std::size_t>(l)].data(), hs, x_.data(),
-             true);
+      linear(act_.data(), n_rows, inter, p.down[static_cast<std::size_t>(l)], x_.data(), true);
     }
   }
 
@@ -686,11 +692,11 @@ class tiny_llama {
     logits_.resize(static_cast<std::size_t>(m) * vocab);
     rms_norm(gathered_.data(), m, weights_.norm, hidden_.data());
     if (format_ == weight_format::f32) {
-      linear(hidden_.data(), m, hs, f32_.lm_head.data(), vocab, logits_.data(), false);
+      linear(hidden_.data(), m, hs, f32_.lm_head, logits_.data(), false);
     } else if (format_ == weight_format::f16) {
-      linear(hidden_.data(), m, hs, f16_.lm_head.data(), vocab, logits_.data(), false);
+      linear(hidden_.data(), m, hs, f16_.lm_head, logits_.data(), false);
     } else {
-      linear(hidden_.data(), m, hs, bf16_.lm_head.data(), vocab, logits_.data(), false);
+      linear(hidden_.data(), m, hs, bf16_.lm_head, logits_.data(), false);
     }
     return model_output{matrix_view<const float>(logits_.data(), m, vocab),
                         matrix_view<const float>(hidden_.data(), m, hs)};
