@@ -661,6 +661,67 @@ TEST_CASE("the adaptive policy falls back to plain steps when the tree costs too
   CHECK(w.efficiency > 0.97);
 }
 
+TEST_CASE(
+    "where nothing pays, probes are held to explore_free_fraction and the policy keeps "
+    "plain decoding's speed",
+    "[loop][policy]") {
+  // Every tree costs a little more than its tokens are worth (1 x 2 reaches 97% of plain's rate):
+  // near-break-even shapes whose optimistic estimates keep beating plain's, which a budget of
+  // 20% of the decoding time would let probes try again and again.
+  const scenario s{{0.45, 0.3, 0.3, 0.3, 0.3}, {1.0, 0.5}};
+  adaptive_policy_config pc = test_config();
+  pc.explore_fraction = 0.2;
+  pc.explore_steps = 0;
+  const std::int32_t batch = 2;
+  double margin = 0;
+  REQUIRE(best_of(true_rates(s, pc, batch), &margin) ==
+          std::pair<std::int32_t, std::int32_t>{1, 1});
+  REQUIRE(margin < 1.05);
+  const auto requests = make_requests(batch, 32, 1000);
+  // Speed relative to plain decoding on the same simulated clock, and the probes' share of time.
+  const auto run = [&](const adaptive_policy_config& config) {
+    simulated_setup bench(s, batch);
+    auto decoder = bench.decoder(adaptive_policy(config));
+    const generation_result result = decoder.generate(requests, decode_options{});
+    speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter, plain_policy,
+                        simulated_clock>
+        plain(cpu_backend{}, bench.target, bench.drafter, plain_policy{}, bench.clock);
+    const generation_result base = plain.generate(requests, decode_options{});
+    for (std::size_t r = 0; r < requests.size(); ++r) CHECK(result.tokens[r] == base.tokens[r]);
+    const adaptive_policy& p = decoder.policy();
+    double longest = 0;
+    for (const auto& st : result.steps) longest = std::max(longest, st.total_s());
+    // The budget's own guarantee: overrun by at most the last probe.
+    CHECK(p.probe_loss_s() <= p.probe_allowance() + longest);
+    return std::pair<double, double>{base.total_s / result.total_s,
+                                     p.probe_loss_s() / p.elapsed_s()};
+  };
+  const auto [speed, probe_share] = run(pc);
+  CAPTURE(speed, probe_share);
+  CHECK(probe_share <= 0.005 + 0.002);
+  CHECK(speed > 0.99);
+  // The same policy without the gain cap (a free fraction as large as the budget) probes more
+  // and loses speed: the cap is what holds it at plain decoding's speed.
+  adaptive_policy_config uncapped = pc;
+  uncapped.explore_free_fraction = 0.2;
+  const auto [speed_uncapped, probe_share_uncapped] = run(uncapped);
+  CAPTURE(speed_uncapped, probe_share_uncapped);
+  CHECK(probe_share_uncapped > 2 * probe_share + 0.005);
+  CHECK(speed_uncapped < speed - 0.005);
+  CHECK_THROWS_WITH(adaptive_policy([] {
+                      adaptive_policy_config bad;
+                      bad.explore_gain_share = 1.5;
+                      return bad;
+                    }()),
+                    Catch::Contains("explore_gain_share 1.5 must be in [0, 1]"));
+  CHECK_THROWS_WITH(adaptive_policy([] {
+                      adaptive_policy_config bad;
+                      bad.explore_free_fraction = -0.1;
+                      return bad;
+                    }()),
+                    Catch::Contains("explore_free_fraction -0.1 must be in [0, 1)"));
+}
+
 TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mid-run",
           "[loop][policy]") {
   // High acceptance at depths 1-3, then almost none (plain steps win), then high again: plain

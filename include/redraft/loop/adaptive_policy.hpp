@@ -35,7 +35,11 @@
 // that only shares the best's uncertainty is no probe), whose expected loss (its time minus the
 // time the best shape would need for its tokens) fits in the probe budget: explore_fraction of
 // the decoding time so far (shrinking as sqrt(explore_steps / steps) past explore_steps steps)
-// minus what earlier probes lost (signed: a lucky probe refunds).
+// minus what earlier probes lost (signed: a lucky probe refunds). With plain steps allowed the
+// budget is also capped by what speculation gained: explore_free_fraction of the decoding time
+// plus explore_gain_share of the time the other steps saved against plain decoding (each
+// speculative step's tokens at the measured plain cost per token, minus its time), so where
+// nothing pays, probes lose at most explore_free_fraction and the policy keeps plain speed.
 // Optimistic rate: acceptance at mean + `confidence` standard deviations (freshness-weighted),
 // and verify cost lowered by cost_confidence / sqrt(1 + weight of the bins near n), so a node
 // count measured long ago, or never, is measured again when it might pay. Probes therefore cost
@@ -80,6 +84,12 @@ struct adaptive_policy_config {
   double confidence = 1.0;  // optimistic acceptance = mean + confidence standard deviations
   double cost_confidence =
       0.3;  // optimistic verify cost = mean (1 - cost_confidence / sqrt(1 + weight))
+  // With plain steps allowed, probes are also paid from what speculation has gained: what they
+  // may lose never exceeds explore_free_fraction of the decoding time plus explore_gain_share of
+  // the time the policy's other steps saved against plain decoding (estimated, signed). Where
+  // nothing pays, the gain is zero or negative and exploration stays under the free fraction.
+  double explore_free_fraction = 0.005;
+  double explore_gain_share = 0.5;
 };
 
 // The estimate for one candidate shape (see the file comment).
@@ -127,6 +137,11 @@ class adaptive_policy {
                     " must be >= 0");
     REDRAFT_REQUIRE(config_.cost_confidence >= 0.0 && config_.cost_confidence < 1.0, fn,
                     ": cost_confidence ", config_.cost_confidence, " must be in [0, 1)");
+    REDRAFT_REQUIRE(config_.explore_free_fraction >= 0.0 && config_.explore_free_fraction < 1.0, fn,
+                    ": explore_free_fraction ", config_.explore_free_fraction,
+                    " must be in [0, 1)");
+    REDRAFT_REQUIRE(config_.explore_gain_share >= 0.0 && config_.explore_gain_share <= 1.0, fn,
+                    ": explore_gain_share ", config_.explore_gain_share, " must be in [0, 1]");
     const std::size_t cells = config_.widths.size() * static_cast<std::size_t>(max_depth());
     hits_.assign(cells, 0.0);
     seen_.assign(cells, 0.0);
@@ -160,7 +175,7 @@ class adaptive_policy {
     const double best_rate = best->rate();
     // The probe: the most promising shape among those the budget affords.
     const shape_estimate* probe = nullptr;
-    const double budget = explore_fraction_now() * elapsed_s_ - probe_loss_s_;
+    const double budget = probe_allowance() - probe_loss_s_;
     for (const auto& e : all) {
       // Only a shape that might beat the best even when the best is as good as it might be:
       // a neighbour that shares the best's cells and uncertainty is no probe.
@@ -181,6 +196,7 @@ class adaptive_policy {
       // Signed: a probe that beat the estimate refunds the budget (clamping at 0 would charge
       // every near-best probe for its noise).
       probe_loss_s_ += report.total_s() - report.emitted / last_best_rate_;
+    if (last_choice_ != policy_choice::probe) add_gain(report);
     add_cost(report.nodes, report.verify_cost_s());
     if (report.shape.is_plain()) return;
     const std::int32_t w_count = report.shape.beam_width, l_count = report.shape.beam_length;
@@ -332,6 +348,18 @@ class adaptive_policy {
   double probe_loss_s() const {
     return probe_loss_s_;
   }  // time probes lost against the best estimate
+  // Time the calibration and exploiting steps saved against plain decoding (signed, estimated
+  // with the plain step's measured cost at each step's batch).
+  double gain_s() const { return gain_s_; }
+  // What probes may lose in all so far (probe_loss_s() counts against it): explore_fraction of the
+  // decoding time, shrinking past explore_steps; with plain steps allowed, at most
+  // explore_free_fraction of it plus explore_gain_share of gain_s().
+  double probe_allowance() const {
+    const double allowance = explore_fraction_now() * elapsed_s_;
+    if (!config_.allow_plain) return allowance;  // no plain fallback to compare with
+    return std::min(allowance, config_.explore_free_fraction * elapsed_s_ +
+                                   config_.explore_gain_share * gain_s_);
+  }
 
  private:
   struct cost_bin {
@@ -416,6 +444,14 @@ class adaptive_policy {
     it->seconds += seconds;
   }
 
+  // A speculative step's saving: its tokens at the plain step's estimated cost per token for its
+  // batch (measured before this step's cost is added), minus its time. Plain steps save nothing.
+  void add_gain(const step_report& report) {
+    if (report.shape.is_plain() || report.requests <= 0 || cost_.empty()) return;
+    const double plain_per_token = verify_cost(report.requests) / report.requests;
+    gain_s_ += report.emitted * plain_per_token - report.total_s();
+  }
+
   void add_draft(draft_shape shape, std::int32_t requests, double seconds) {
     const double x1 = shape.beam_length - 1, x2 = x1 * shape.beam_width * requests;
     if (draft_samples_++ == 1) draft_ = regression{};  // the first drafting paid for allocations
@@ -489,7 +525,7 @@ class adaptive_policy {
   regression draft_;
   std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
   std::int64_t steps_ = 0;  // steps observed (all generate() calls)
-  double elapsed_s_ = 0, probe_loss_s_ = 0;
+  double elapsed_s_ = 0, probe_loss_s_ = 0, gain_s_ = 0;
   policy_choice last_choice_ = policy_choice::calibrate;
   std::array<std::int64_t, 3> choices_{};
   double last_best_rate_ = 0;
