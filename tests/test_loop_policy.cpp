@@ -503,8 +503,8 @@ struct simulated_setup {
   profile_drafter drafter;
 };
 
-// Runs `requests` requests of max_new tokens; `phase_of(total emitted)` may switch the drafter's
-// profile mid-run. Returns the per-step shapes.
+// Runs `requests` requests of max_new tokens; every tokens_per_phase emitted tokens the next
+// phase's acceptance profile and costs take over. Returns the per-step shapes.
 struct simulated_run {
   std::vector<step_stats> steps;
   std::vector<std::int64_t> emitted_before;  // tokens emitted before each step
@@ -529,6 +529,7 @@ simulated_run run_simulated(const std::vector<scenario>& phases, std::int64_t to
         emitted >= static_cast<std::int64_t>(phase + 1) * tokens_per_phase) {
       ++phase;
       drafter.set_profile(phases[phase].alpha);
+      drafter.set_cost(phases[phase].c0, phases[phase].c1);
       target.set_cost(phases[phase].verify);
     }
   });
@@ -720,6 +721,45 @@ TEST_CASE(
                       return bad;
                     }()),
                     Catch::Contains("explore_free_fraction -0.1 must be in [0, 1)"));
+}
+
+TEST_CASE("the adaptive policy keeps its choice when the machine slows down and speeds up",
+          "[loop][policy]") {
+  // Every cost (verify and draft) x 1.6 in alternate stretches, as when another process shares
+  // the core: the best shape does not change, but a shape measured in a fast stretch looks cheap
+  // in a slow one unless the policy tracks the machine's speed.
+  const scenario fast{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
+  scenario slow = fast;
+  slow.verify = {1.6, 0.16};
+  slow.c0 *= 1.6;
+  slow.c1 *= 1.6;
+  const std::int32_t batch = 4;
+  const auto rates = true_rates(fast, test_config(), batch);  // the same ranking in both
+  std::vector<scenario> phases;
+  for (int k = 0; k < 8; ++k) phases.push_back(k % 2 == 0 ? fast : slow);
+  const std::int64_t phase_tokens = 300;
+  const std::int32_t max_new = static_cast<std::int32_t>(8 * phase_tokens / batch + 40);
+  const auto efficiency = [&](double smoothing) {
+    adaptive_policy_config pc = test_config();
+    pc.speed_smoothing = smoothing;
+    const simulated_run run = run_simulated(phases, phase_tokens, pc, batch, max_new);
+    CHECK(run.exact);
+    // After the first phase (calibration and warm-up), to the end of the last.
+    const window_summary w = summarize(run, phase_tokens, 8 * phase_tokens, rates, batch);
+    CAPTURE(smoothing, w.modal.first, w.modal.second, w.share, w.steps);
+    CHECK(w.steps > 100);
+    return w.efficiency;
+  };
+  const double tracked = efficiency(0.1), untracked = efficiency(0.0);
+  CAPTURE(tracked, untracked);
+  CHECK(tracked > 0.95);
+  CHECK(tracked > untracked + 0.02);
+  CHECK_THROWS_WITH(adaptive_policy([] {
+                      adaptive_policy_config bad;
+                      bad.speed_smoothing = 1.0;
+                      return bad;
+                    }()),
+                    Catch::Contains("speed_smoothing 1 must be in [0, 1)"));
 }
 
 TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mid-run",

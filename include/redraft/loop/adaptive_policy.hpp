@@ -22,6 +22,12 @@
 //    so a cell never observed borrows from the narrower width or the depth trend.
 //  - nodes(W, L): the same counterfactual from step_report's shared_prefix; 1 + W (L - 1) before
 //    any data.
+// Machine speed: the costs are stored divided by a speed factor and estimated multiplied by it.
+// Each step whose node count has a warm measurement moves the factor towards its measured /
+// expected cost (geometric smoothing, weight speed_smoothing), so a slowdown that hits every
+// shape alike (another process on the core) changes one number, and a shape measured in a fast
+// stretch does not look cheap in a slow one: the choice between shapes depends on their
+// relative costs only.
 // Forgetting: a cell's (and a node count's) older observations lose weight by `decay` at each
 // step that observes it again, so a cell the policy stopped trying keeps its last value rather
 // than sliding to the prior; cost bins and the draft fit lose weight by `decay` at every step.
@@ -90,6 +96,11 @@ struct adaptive_policy_config {
   // nothing pays, the gain is zero or negative and exploration stays under the free fraction.
   double explore_free_fraction = 0.005;
   double explore_gain_share = 0.5;
+  // The weight of each step in the machine-speed factor, in [0, 1) (0: no speed tracking). Costs
+  // are stored divided by the factor and estimated multiplied by it, so a slowdown that hits every
+  // shape alike (another process, the clock frequency) moves this one number instead of making
+  // the shapes measured before it look cheap.
+  double speed_smoothing = 0.1;
 };
 
 // The estimate for one candidate shape (see the file comment).
@@ -142,6 +153,8 @@ class adaptive_policy {
                     " must be in [0, 1)");
     REDRAFT_REQUIRE(config_.explore_gain_share >= 0.0 && config_.explore_gain_share <= 1.0, fn,
                     ": explore_gain_share ", config_.explore_gain_share, " must be in [0, 1]");
+    REDRAFT_REQUIRE(config_.speed_smoothing >= 0.0 && config_.speed_smoothing < 1.0, fn,
+                    ": speed_smoothing ", config_.speed_smoothing, " must be in [0, 1)");
     const std::size_t cells = config_.widths.size() * static_cast<std::size_t>(max_depth());
     hits_.assign(cells, 0.0);
     seen_.assign(cells, 0.0);
@@ -196,11 +209,12 @@ class adaptive_policy {
       // Signed: a probe that beat the estimate refunds the budget (clamping at 0 would charge
       // every near-best probe for its noise).
       probe_loss_s_ += report.total_s() - report.emitted / last_best_rate_;
+    update_speed(report.nodes, report.verify_cost_s());
     if (last_choice_ != policy_choice::probe) add_gain(report);
-    add_cost(report.nodes, report.verify_cost_s());
+    add_cost(report.nodes, report.verify_cost_s() / speed_);
     if (report.shape.is_plain()) return;
     const std::int32_t w_count = report.shape.beam_width, l_count = report.shape.beam_length;
-    add_draft(report.shape, report.requests, report.draft_s);
+    add_draft(report.shape, report.requests, report.draft_s / speed_);
     if (report.accepted_len.extent(0) != report.requests) return;  // no acceptance detail
     const std::int32_t depth_count = max_depth();
     for (std::size_t j = 0; j < config_.widths.size() && config_.widths[j] <= w_count; ++j) {
@@ -278,40 +292,12 @@ class adaptive_policy {
     return out;
   }
 
-  // verify(n): seconds of a step outside drafting for n nodes in all; 0 before any measurement.
-  double verify_cost(double n) const {
-    if (cost_.empty()) return 0.0;
-    std::vector<std::pair<double, double>> pts;  // (n, seconds), ascending n
-    for (const auto& b : cost_) pts.emplace_back(b.n / b.weight, b.seconds / b.weight);
-    if (pts.size() == 1) return pts[0].second * n / pts[0].first;
-    if (n <= pts.front().first) {
-      const double slope =
-          std::max(0.0, (pts[1].second - pts[0].second) / (pts[1].first - pts[0].first));
-      return std::max(0.0, pts[0].second - slope * (pts[0].first - n));
-    }
-    for (std::size_t i = 1; i < pts.size(); ++i) {
-      if (n <= pts[i].first) {
-        const double f = (n - pts[i - 1].first) / (pts[i].first - pts[i - 1].first);
-        return pts[i - 1].second + f * (pts[i].second - pts[i - 1].second);
-      }
-    }
-    // Beyond the largest measured n: the steeper of the last segment and the least-squares line.
-    const auto& p = pts[pts.size() - 2];
-    const auto& q = pts.back();
-    double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (const auto& b : cost_) {
-      const double x = b.n / b.weight, y = b.seconds / b.weight;
-      sw += b.weight;
-      sx += b.weight * x;
-      sy += b.weight * y;
-      sxx += b.weight * x * x;
-      sxy += b.weight * x * y;
-    }
-    const double var = sxx - sx * sx / sw;
-    const double fit_slope = var > 0 ? (sxy - sx * sy / sw) / var : 0.0;
-    const double slope = std::max({0.0, (q.second - p.second) / (q.first - p.first), fit_slope});
-    return q.second + slope * (n - q.first);
-  }
+  // verify(n): seconds of a step outside drafting for n nodes in all, at the machine's current
+  // speed; 0 before any measurement.
+  double verify_cost(double n) const { return speed_ * cost_curve(n); }
+
+  // The machine-speed factor (1 at the start; see adaptive_policy_config::speed_smoothing).
+  double speed() const { return speed_; }
 
   // The weight of the measurements behind verify(n): the bins whose node counts lie within a
   // factor 1.5 of n (a neighbourhood, so shapes of similar size share their certainty).
@@ -330,7 +316,7 @@ class adaptive_policy {
     if (shape.is_plain() || draft_.w == 0.0) return 0.0;
     const double x1 = shape.beam_length - 1, x2 = x1 * shape.beam_width * requests;
     const auto [c0, c1] = draft_coefficients();
-    return c0 * x1 + c1 * x2;
+    return speed_ * (c0 * x1 + c1 * x2);
   }
 
   // q(W, d) = P(accepted >= d) with W = widths[j], 1 <= d <= L_max - 1: the mean estimate.
@@ -373,6 +359,43 @@ class adaptive_policy {
   struct regression {
     double w = 0, s11 = 0, s12 = 0, s22 = 0, s1y = 0, s2y = 0;
   };
+
+  // verify(n) in the units costs are stored in (seconds divided by the speed factor): a decayed
+  // mean per node count, interpolated piecewise linearly, extrapolated with the steepest of the
+  // last segment's slope and the least-squares slope.
+  double cost_curve(double n) const {
+    if (cost_.empty()) return 0.0;
+    std::vector<std::pair<double, double>> pts;  // (n, seconds), ascending n
+    for (const auto& b : cost_) pts.emplace_back(b.n / b.weight, b.seconds / b.weight);
+    if (pts.size() == 1) return pts[0].second * n / pts[0].first;
+    if (n <= pts.front().first) {
+      const double slope =
+          std::max(0.0, (pts[1].second - pts[0].second) / (pts[1].first - pts[0].first));
+      return std::max(0.0, pts[0].second - slope * (pts[0].first - n));
+    }
+    for (std::size_t i = 1; i < pts.size(); ++i) {
+      if (n <= pts[i].first) {
+        const double f = (n - pts[i - 1].first) / (pts[i].first - pts[i - 1].first);
+        return pts[i - 1].second + f * (pts[i].second - pts[i - 1].second);
+      }
+    }
+    // Beyond the largest measured n: the steeper of the last segment and the least-squares line.
+    const auto& p = pts[pts.size() - 2];
+    const auto& q = pts.back();
+    double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (const auto& b : cost_) {
+      const double x = b.n / b.weight, y = b.seconds / b.weight;
+      sw += b.weight;
+      sx += b.weight * x;
+      sy += b.weight * y;
+      sxx += b.weight * x * x;
+      sxy += b.weight * x * y;
+    }
+    const double var = sxx - sx * sx / sw;
+    const double fit_slope = var > 0 ? (sxy - sx * sy / sw) / var : 0.0;
+    const double slope = std::max({0.0, (q.second - p.second) / (q.first - p.first), fit_slope});
+    return q.second + slope * (n - q.first);
+  }
 
   std::int32_t max_depth() const { return config_.lengths.back() - 1; }
   std::size_t cell(std::size_t j, std::int32_t d) const {
@@ -442,6 +465,20 @@ class adaptive_policy {
     it->weight += 1.0;
     it->n += nodes;
     it->seconds += seconds;
+  }
+
+  // Moves the speed factor towards this step's measured / expected cost, where the step's node
+  // count already has a warm measurement (the bin's first sample is replaced, so at least two):
+  // geometric smoothing with weight speed_smoothing, a step counting at most a factor 2.
+  void update_speed(std::int32_t nodes, double seconds) {
+    if (config_.speed_smoothing == 0.0 || seconds <= 0.0) return;
+    const std::int32_t key = cost_key(nodes);
+    const auto it = std::lower_bound(cost_.begin(), cost_.end(), key,
+                                     [](const cost_bin& b, std::int32_t k) { return b.key < k; });
+    if (it == cost_.end() || it->key != key || it->samples < 2) return;
+    const double expected = speed_ * cost_curve(nodes);
+    if (expected <= 0.0) return;
+    speed_ *= std::pow(std::clamp(seconds / expected, 0.5, 2.0), config_.speed_smoothing);
   }
 
   // A speculative step's saving: its tokens at the plain step's estimated cost per token for its
@@ -526,6 +563,7 @@ class adaptive_policy {
   std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
   std::int64_t steps_ = 0;  // steps observed (all generate() calls)
   double elapsed_s_ = 0, probe_loss_s_ = 0, gain_s_ = 0;
+  double speed_ = 1.0;  // the machine-speed factor (speed_smoothing)
   policy_choice last_choice_ = policy_choice::calibrate;
   std::array<std::int64_t, 3> choices_{};
   double last_best_rate_ = 0;
