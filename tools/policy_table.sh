@@ -15,14 +15,17 @@
 #   "1 2 4 8 16"), WIDE_BATCH_WIDTHS (fixed W at batch > 1, default "1 2 4"), LENGTHS
 #   ("2 3 4 5 6"), OUT (default docs), TARGET, DRAFT, PROMPT, LOCK (default
 #   /tmp/redraft-cpu.lock, held exclusively during each block of runs; LOCK= runs without it),
-#   APPEND (1: add to the existing CSV, see below).
+#   APPEND (1: add to the existing CSV, see below), SUMMARY_ONLY (1: no runs, only the summary of
+#   the existing CSV).
 #
 # Every run of redraft-demo times plain decoding and speculative decoding DEMO_REPEAT times each in
 # one process, alternating which goes first (in a fresh process the first run pays for first-touch
 # memory and cold caches), so each speedup is a same-run ratio: total plain time over total
 # speculative time for the same tokens. The speculative decoder, and so the adaptive policy, persists
 # across the repeats of a run as in a server (the first repeat calibrates, later ones start from
-# what it learned). A cell's speedup is the median over its runs (sampling: run r uses seeds
+# what it learned). A cell's speedup is the median over the repeats of all its runs (each repeat a plain and a
+# speculative run next to each other in time; the median discards the repeats that a burst of
+# load on the machine hit on one side only) (sampling: run r uses seeds
 # (r - 1) DEMO_REPEAT + 1 .. r DEMO_REPEAT, the same for every cell and for the adaptive policy).
 # Runs are interleaved (all cells of repeat 1, then repeat 2, ...) so slow drift of the machine
 # hits every cell alike. Absolute speeds depend on the machine and on the target's CPU kernels;
@@ -55,7 +58,7 @@ echo "# $(date -u +%FT%TZ) $cpu, $(nproc) cores, $simd; TOKENS=$tokens REPEATS=$
 # APPEND=1 adds this invocation's runs to an existing docs/policy.csv (one mode and batch at a
 # time, e.g. MODES=greedy BATCHES=4 APPEND=1, so no lock is held for long); the summary covers
 # every row of the file.
-[[ "${APPEND:-0}" == 1 && -s "$csv" ]] || echo "mode,batch,policy,width,length,repeat,tokens_per_step,speedup,shapes,each" > "$csv"
+[[ ( "${APPEND:-0}" == 1 || "${SUMMARY_ONLY:-0}" == 1 ) && -s "$csv" ]] || echo "mode,batch,policy,width,length,repeat,tokens_per_step,speedup,shapes,each" > "$csv"
 
 # One run: prints "tokens_per_step speedup shapes each" (shapes: W x L:steps items joined by '|';
 # each: the speedup of every repeat inside the run, in order, joined by '|').
@@ -78,6 +81,7 @@ run_one() {
 }
 
 [[ -n "$lock" ]] && exec 9> "$lock"
+[[ "${SUMMARY_ONLY:-0}" == 1 ]] && repeats=0  # only the summary of the existing CSV
 for ((r = 1; r <= repeats; ++r)); do
   for mode in $modes; do
     for b in $batches; do
@@ -107,7 +111,9 @@ echo "| mode | batch | best fixed W x L | its speedup | adaptive speedup | adapt
 echo "|---|---|---|---|---|---|---|---|---|"
 awk -F, 'NR > 1 {
     key = $1 "," $2 "," $3 "," $4 "," $5
-    n[key]++; v[key, n[key]] = $8
+    # Every repeat of a run is its own same-run pair: a cell speedup is the median over all.
+    m = split($10 == "" ? $8 : $10, each, "|")
+    for (i = 1; i <= m; ++i) { n[key]++; v[key, n[key]] = each[i] }
     if ($3 == "adaptive") { split($10, e, "|"); nf[$1 "," $2]++; vf[$1 "," $2, nf[$1 "," $2]] = e[1]; split($9, items, "|"); for (i in items) { split(items[i], kv, ":"); steps[$1 "," $2, kv[1]] += kv[2]; total[$1 "," $2] += kv[2] } }
   }
   function median(key,   m, i, j, t, a) {
