@@ -42,7 +42,7 @@ using namespace redraft;
 using redraft::testing::tiny_llama;
 
 struct demo_flags {
-  std::int32_t width = 4, length = 5, batch = 1, max_tokens = 64;
+  std::int32_t width = 4, length = 5, batch = 1, max_tokens = 64, repeat = 1;
   float temperature = 0.0f;  // 0: greedy
   std::uint64_t seed = 1;
   std::string verifier_name;  // default: greedy at T = 0, lossless otherwise
@@ -75,6 +75,10 @@ void usage() {
       "  --lengths LIST     the adaptive policy's candidate L (default 2,3,4,5,6)\n"
       "  --batch B          requests decoded together (default 1)\n"
       "  --max-tokens N     tokens to generate per request (default 64)\n"
+      "  --repeat N         time plain and speculative decoding N times each, alternating which\n"
+      "                     runs first (default 1); the speculative decoder and its policy "
+      "persist\n"
+      "                     across the repeats, as in a server; repeat r samples with seed S + r\n"
       "  --temperature T    0 = greedy (default); > 0 samples\n"
       "  --seed S           Philox seed for sampling (default 1)\n"
       "  --verifier NAME    greedy | lossless | redrafter | typical\n"
@@ -155,6 +159,8 @@ demo_flags parse(int argc, char** argv) {
       f.batch = std::stoi(value());
     } else if (a == "--max-tokens") {
       f.max_tokens = std::stoi(value());
+    } else if (a == "--repeat") {
+      f.repeat = std::stoi(value());
     } else if (a == "--temperature") {
       f.temperature = std::stof(value());
     } else if (a == "--seed") {
@@ -206,6 +212,7 @@ demo_flags parse(int argc, char** argv) {
                   "redraft-demo: --widths / --lengths are the adaptive policy's "
                   "candidates; with a fixed shape use --width / --length");
   REDRAFT_REQUIRE(f.batch >= 1, "redraft-demo: --batch ", f.batch, " must be at least 1");
+  REDRAFT_REQUIRE(f.repeat >= 1, "redraft-demo: --repeat ", f.repeat, " must be at least 1");
   REDRAFT_REQUIRE(f.temperature >= 0.0f, "redraft-demo: --temperature ", f.temperature,
                   " must be >= 0");
   REDRAFT_REQUIRE(f.drafter == "head" || f.drafter == "lookup" || f.drafter == "suffix" ||
@@ -277,6 +284,44 @@ std::string as_text(const std::vector<std::int32_t>& tokens, std::int32_t vocab)
   }
   return out;
 }
+
+// Plain and speculative decoding timed over the demo's repeats.
+struct timed_runs {
+  // The first repeat's results (their tokens are printed), with every later repeat's statistics
+  // (steps and per-request counters) added.
+  generation_result base, got;
+  double plain_s = 0, spec_s = 0;  // all repeats
+  std::int64_t plain_tokens = 0, spec_tokens = 0;
+  std::vector<double> speedups;  // per repeat
+  bool identical = true;         // every repeat's speculative tokens equal plain decoding's
+
+  void add(const generation_result& b, const generation_result& g) {
+    plain_s += b.total_s;
+    spec_s += g.total_s;
+    plain_tokens += b.total_emitted();
+    spec_tokens += g.total_emitted();
+    speedups.push_back((static_cast<double>(g.total_emitted()) / g.total_s) /
+                       (static_cast<double>(b.total_emitted()) / b.total_s));
+    identical &= g.tokens == b.tokens;
+    if (speedups.size() == 1) {
+      base = b;
+      got = g;
+      return;
+    }
+    got.steps.insert(got.steps.end(), g.steps.begin(), g.steps.end());
+    for (std::size_t r = 0; r < got.requests.size(); ++r) {
+      auto& into = got.requests[r];
+      const auto& from = g.requests[r];
+      into.steps += from.steps;
+      into.emitted += from.emitted - 1;  // the prefill's token is not a step's
+      into.drafted += from.drafted;
+      into.accepted += from.accepted;
+      for (std::size_t d = 0; d < into.accepted_at_depth.size(); ++d)
+        into.accepted_at_depth[d] += from.accepted_at_depth[d];
+    }
+    got.prefill_s += g.prefill_s;
+  }
+};
 
 int run(const demo_flags& f) {
   const cpu_backend cpu;
@@ -352,28 +397,46 @@ int run(const demo_flags& f) {
   plain_decoder<cpu_backend, tiny_llama> plain(cpu, target);
   decode_options plain_options = options;
   if (options.rule != verifier::greedy) plain_options.rule = verifier::lossless;
-  const generation_result base = plain.generate(requests, plain_options);
 
+  // Both decoders f.repeat times, alternating which runs first: in a fresh process the first
+  // run pays for first-touch memory and cold caches, which would favour the second.
+  timed_runs runs;
+  const auto compare = [&](auto& spec) {
+    for (std::int32_t rep = 0; rep < f.repeat; ++rep) {
+      decode_options o = options, po = plain_options;
+      o.seed = po.seed = f.seed + static_cast<std::uint64_t>(rep);
+      generation_result b, g;
+      if (rep % 2 == 0) {
+        b = plain.generate(requests, po);
+        g = spec.generate(requests, o);
+      } else {
+        g = spec.generate(requests, o);
+        b = plain.generate(requests, po);
+      }
+      runs.add(b, g);
+    }
+  };
   const auto decode = [&](auto& drafter) {
     using drafter_type = std::remove_reference_t<decltype(drafter)>;
     if (f.plain_steps) {
       speculative_decoder<cpu_backend, tiny_llama, drafter_type, plain_policy> spec(cpu, target,
                                                                                     drafter);
-      return spec.generate(requests, options);
+      compare(spec);
+      return;
     }
     if (f.adaptive) {
       speculative_decoder<cpu_backend, tiny_llama, drafter_type, adaptive_policy> spec(
           cpu, target, drafter, adaptive_policy(f.policy));
-      generation_result r = spec.generate(requests, options);
+      compare(spec);
       const auto& why = spec.policy().choice_counts();
       std::printf(
           "policy steps: %lld calibration, %lld exploiting the best estimate, %lld probes\n",
           static_cast<long long>(why[0]), static_cast<long long>(why[1]),
           static_cast<long long>(why[2]));
-      return r;
+      return;
     }
     speculative_decoder<cpu_backend, tiny_llama, drafter_type> spec(cpu, target, drafter);
-    return spec.generate(requests, options);
+    compare(spec);
   };
   draft_head_drafter<cpu_backend> head_drafter(head, target.embedding());
   lookup_drafter<cpu_backend> lookup(cpu, lookup_options{f.ngram, 1, 32});
@@ -383,22 +446,22 @@ int run(const demo_flags& f) {
   // Under the adaptive policy the step's W is the hybrid's total beam budget, split in the ratio
   // 4 (the default --width, which --policy adaptive does not take) : --lookup-beams (hybrid_split).
   split.follow_step_width = f.adaptive;
-  generation_result got;
   if (f.drafter == "head") {
-    got = decode(head_drafter);
+    decode(head_drafter);
   } else if (f.drafter == "lookup") {
-    got = decode(lookup);
+    decode(lookup);
   } else if (f.drafter == "suffix") {
-    got = decode(suffix);
+    decode(suffix);
   } else if (f.drafter == "hybrid") {
     hybrid_drafter<cpu_backend, draft_head_drafter<cpu_backend>, lookup_drafter<cpu_backend>> h(
         cpu, head_drafter, lookup, split);
-    got = decode(h);
+    decode(h);
   } else {
     hybrid_drafter<cpu_backend, draft_head_drafter<cpu_backend>, suffix_drafter<cpu_backend>> h(
         cpu, head_drafter, suffix, split);
-    got = decode(h);
+    decode(h);
   }
+  const generation_result& got = runs.got;
 
   if (!f.quiet) {
     for (std::int32_t r = 0; r < f.batch; ++r) {
@@ -409,10 +472,7 @@ int run(const demo_flags& f) {
     }
     std::printf("\n");
   }
-  bool identical = true;
-  for (std::int32_t r = 0; r < f.batch; ++r)
-    identical &=
-        got.tokens[static_cast<std::size_t>(r)] == base.tokens[static_cast<std::size_t>(r)];
+  const bool identical = runs.identical;
 
   std::int64_t steps = 0, emitted = 0;
   std::vector<std::int64_t> at_depth(
@@ -470,11 +530,22 @@ int run(const demo_flags& f) {
       "%.1f ms)\n",
       100 * total.draft_s / t, 100 * total.tree_s / t, 100 * total.target_s / t,
       100 * total.verify_s / t, 100 * total.kv_s / t, 1e3 * got.prefill_s);
-  const double plain_rate = static_cast<double>(base.total_emitted()) / base.total_s;
-  const double spec_rate = static_cast<double>(got.total_emitted()) / got.total_s;
-  std::printf("plain decoding:       %8.1f tokens/s (%.3f s)\n", plain_rate, base.total_s);
-  std::printf("speculative decoding: %8.1f tokens/s (%.3f s)\n", spec_rate, got.total_s);
-  std::printf("speedup: %.2fx (same model, same run)\n", spec_rate / plain_rate);
+  const double plain_rate = static_cast<double>(runs.plain_tokens) / runs.plain_s;
+  const double spec_rate = static_cast<double>(runs.spec_tokens) / runs.spec_s;
+  std::printf("plain decoding:       %8.1f tokens/s (%.3f s)\n", plain_rate, runs.plain_s);
+  std::printf("speculative decoding: %8.1f tokens/s (%.3f s)\n", spec_rate, runs.spec_s);
+  if (f.repeat == 1) {
+    std::printf("speedup: %.2fx (same model, same run)\n", spec_rate / plain_rate);
+  } else {
+    std::string each;
+    for (const double x : runs.speedups) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, " %.2f", x);
+      each += buf;
+    }
+    std::printf("speedup: %.2fx (same model, same run; %d repeats in alternating order, each:%s)\n",
+                spec_rate / plain_rate, f.repeat, each.c_str());
+  }
   if (options.rule == verifier::greedy)
     std::printf("greedy output identical to plain decoding: %s\n", identical ? "yes" : "NO");
   return options.rule == verifier::greedy && !identical ? 1 : 0;

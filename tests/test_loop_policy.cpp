@@ -503,8 +503,8 @@ struct simulated_setup {
   profile_drafter drafter;
 };
 
-// Runs `requests` requests of max_new tokens; `phase_of(total emitted)` may switch the drafter's
-// profile mid-run. Returns the per-step shapes.
+// Runs `requests` requests of max_new tokens; every tokens_per_phase emitted tokens the next
+// phase's acceptance profile and costs take over. Returns the per-step shapes.
 struct simulated_run {
   std::vector<step_stats> steps;
   std::vector<std::int64_t> emitted_before;  // tokens emitted before each step
@@ -529,6 +529,7 @@ simulated_run run_simulated(const std::vector<scenario>& phases, std::int64_t to
         emitted >= static_cast<std::int64_t>(phase + 1) * tokens_per_phase) {
       ++phase;
       drafter.set_profile(phases[phase].alpha);
+      drafter.set_cost(phases[phase].c0, phases[phase].c1);
       target.set_cost(phases[phase].verify);
     }
   });
@@ -659,6 +660,106 @@ TEST_CASE("the adaptive policy falls back to plain steps when the tree costs too
   CHECK(w.modal == optimum);
   CHECK(w.share > 0.9);
   CHECK(w.efficiency > 0.97);
+}
+
+TEST_CASE(
+    "where nothing pays, probes are held to explore_free_fraction and the policy keeps "
+    "plain decoding's speed",
+    "[loop][policy]") {
+  // Every tree costs a little more than its tokens are worth (1 x 2 reaches 97% of plain's rate):
+  // near-break-even shapes whose optimistic estimates keep beating plain's, which a budget of
+  // 20% of the decoding time would let probes try again and again.
+  const scenario s{{0.45, 0.3, 0.3, 0.3, 0.3}, {1.0, 0.5}};
+  adaptive_policy_config pc = test_config();
+  pc.explore_fraction = 0.2;
+  pc.explore_steps = 0;
+  const std::int32_t batch = 2;
+  double margin = 0;
+  REQUIRE(best_of(true_rates(s, pc, batch), &margin) ==
+          std::pair<std::int32_t, std::int32_t>{1, 1});
+  REQUIRE(margin < 1.05);
+  const auto requests = make_requests(batch, 32, 1000);
+  // Speed relative to plain decoding on the same simulated clock, and the probes' share of time.
+  const auto run = [&](const adaptive_policy_config& config) {
+    simulated_setup bench(s, batch);
+    auto decoder = bench.decoder(adaptive_policy(config));
+    const generation_result result = decoder.generate(requests, decode_options{});
+    speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter, plain_policy,
+                        simulated_clock>
+        plain(cpu_backend{}, bench.target, bench.drafter, plain_policy{}, bench.clock);
+    const generation_result base = plain.generate(requests, decode_options{});
+    for (std::size_t r = 0; r < requests.size(); ++r) CHECK(result.tokens[r] == base.tokens[r]);
+    const adaptive_policy& p = decoder.policy();
+    double longest = 0;
+    for (const auto& st : result.steps) longest = std::max(longest, st.total_s());
+    // The budget's own guarantee: overrun by at most the last probe.
+    CHECK(p.probe_loss_s() <= p.probe_allowance() + longest);
+    return std::pair<double, double>{base.total_s / result.total_s,
+                                     p.probe_loss_s() / p.elapsed_s()};
+  };
+  const auto [speed, probe_share] = run(pc);
+  CAPTURE(speed, probe_share);
+  CHECK(probe_share <= 0.005 + 0.002);
+  CHECK(speed > 0.99);
+  // The same policy without the gain cap (a free fraction as large as the budget) probes more
+  // and loses speed: the cap is what holds it at plain decoding's speed.
+  adaptive_policy_config uncapped = pc;
+  uncapped.explore_free_fraction = 0.2;
+  const auto [speed_uncapped, probe_share_uncapped] = run(uncapped);
+  CAPTURE(speed_uncapped, probe_share_uncapped);
+  CHECK(probe_share_uncapped > 2 * probe_share + 0.005);
+  CHECK(speed_uncapped < speed - 0.005);
+  CHECK_THROWS_WITH(adaptive_policy([] {
+                      adaptive_policy_config bad;
+                      bad.explore_gain_share = 1.5;
+                      return bad;
+                    }()),
+                    Catch::Contains("explore_gain_share 1.5 must be in [0, 1]"));
+  CHECK_THROWS_WITH(adaptive_policy([] {
+                      adaptive_policy_config bad;
+                      bad.explore_free_fraction = -0.1;
+                      return bad;
+                    }()),
+                    Catch::Contains("explore_free_fraction -0.1 must be in [0, 1)"));
+}
+
+TEST_CASE("the adaptive policy keeps its choice when the machine slows down and speeds up",
+          "[loop][policy]") {
+  // Every cost (verify and draft) x 1.6 in alternate stretches, as when another process shares
+  // the core: the best shape does not change, but a shape measured in a fast stretch looks cheap
+  // in a slow one unless the policy tracks the machine's speed.
+  const scenario fast{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
+  scenario slow = fast;
+  slow.verify = {1.6, 0.16};
+  slow.c0 *= 1.6;
+  slow.c1 *= 1.6;
+  const std::int32_t batch = 4;
+  const auto rates = true_rates(fast, test_config(), batch);  // the same ranking in both
+  std::vector<scenario> phases;
+  for (int k = 0; k < 8; ++k) phases.push_back(k % 2 == 0 ? fast : slow);
+  const std::int64_t phase_tokens = 300;
+  const std::int32_t max_new = static_cast<std::int32_t>(8 * phase_tokens / batch + 40);
+  const auto efficiency = [&](double smoothing) {
+    adaptive_policy_config pc = test_config();
+    pc.speed_smoothing = smoothing;
+    const simulated_run run = run_simulated(phases, phase_tokens, pc, batch, max_new);
+    CHECK(run.exact);
+    // After the first phase (calibration and warm-up), to the end of the last.
+    const window_summary w = summarize(run, phase_tokens, 8 * phase_tokens, rates, batch);
+    CAPTURE(smoothing, w.modal.first, w.modal.second, w.share, w.steps);
+    CHECK(w.steps > 100);
+    return w.efficiency;
+  };
+  const double tracked = efficiency(0.1), untracked = efficiency(0.0);
+  CAPTURE(tracked, untracked);
+  CHECK(tracked > 0.95);
+  CHECK(tracked > untracked + 0.02);
+  CHECK_THROWS_WITH(adaptive_policy([] {
+                      adaptive_policy_config bad;
+                      bad.speed_smoothing = 1.0;
+                      return bad;
+                    }()),
+                    Catch::Contains("speed_smoothing 1 must be in [0, 1)"));
 }
 
 TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mid-run",

@@ -9,15 +9,24 @@
 #
 # usage: tools/policy_table.sh [BUILD_DIR]     (default: build; redraft-demo must be built)
 # environment: BATCHES (default "1 4 16"), MODES ("greedy sampling"), TOKENS (per request,
-#   default 160), REPEATS (runs per cell, default 3), WIDTHS (fixed W at batch 1, default
+#   default 160), DEMO_REPEAT (plain and speculative decoding timed this many times each inside
+#   one run of redraft-demo, alternating which goes first, default 5), REPEATS (runs per cell,
+#   default 1), WIDTHS (fixed W at batch 1, default
 #   "1 2 4 8 16"), WIDE_BATCH_WIDTHS (fixed W at batch > 1, default "1 2 4"), LENGTHS
 #   ("2 3 4 5 6"), OUT (default docs), TARGET, DRAFT, PROMPT, LOCK (default
 #   /tmp/redraft-cpu.lock, held exclusively during each block of runs; LOCK= runs without it),
-#   APPEND (1: add to the existing CSV, see below).
+#   APPEND (1: add to the existing CSV, see below), SUMMARY_ONLY (1: no runs, only the summary of
+#   the existing CSV).
 #
-# Every run of redraft-demo times plain decoding and speculative decoding back to back in one
-# process, so each speedup is a same-run ratio; a cell's speedup is the median over its runs
-# (sampling: seeds 1..REPEATS, the same seeds for every cell and for the adaptive policy).
+# Every run of redraft-demo times plain decoding and speculative decoding DEMO_REPEAT times each in
+# one process, alternating which goes first (in a fresh process the first run pays for first-touch
+# memory and cold caches), so each speedup is a same-run ratio: total plain time over total
+# speculative time for the same tokens. The speculative decoder, and so the adaptive policy, persists
+# across the repeats of a run as in a server (the first repeat calibrates, later ones start from
+# what it learned). A cell's speedup is the median over the repeats of all its runs (each repeat a plain and a
+# speculative run next to each other in time; the median discards the repeats that a burst of
+# load on the machine hit on one side only) (sampling: run r uses seeds
+# (r - 1) DEMO_REPEAT + 1 .. r DEMO_REPEAT, the same for every cell and for the adaptive policy).
 # Runs are interleaved (all cells of repeat 1, then repeat 2, ...) so slow drift of the machine
 # hits every cell alike. Absolute speeds depend on the machine and on the target's CPU kernels;
 # the script records `lscpu` model name and flags in its output.
@@ -30,7 +39,8 @@ out="${OUT:-$root/docs}"
 batches="${BATCHES:-1 4 16}"
 modes="${MODES:-greedy sampling}"
 tokens="${TOKENS:-160}"
-repeats="${REPEATS:-3}"
+repeats="${REPEATS:-1}"
+demo_repeat="${DEMO_REPEAT:-5}"
 widths="${WIDTHS:-1 2 4 8 16}"
 wide_batch_widths="${WIDE_BATCH_WIDTHS:-1 2 4}"
 lengths="${LENGTHS:-2 3 4 5 6}"
@@ -44,45 +54,51 @@ mkdir -p "$out"
 csv="$out/policy.csv"
 cpu="$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 simd="$(grep -o -w -m1 -E 'avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' || true)"
-echo "# $(date -u +%FT%TZ) $cpu, $(nproc) cores, $simd; TOKENS=$tokens REPEATS=$repeats" >&2
+echo "# $(date -u +%FT%TZ) $cpu, $(nproc) cores, $simd; TOKENS=$tokens REPEATS=$repeats DEMO_REPEAT=$demo_repeat" >&2
 # APPEND=1 adds this invocation's runs to an existing docs/policy.csv (one mode and batch at a
 # time, e.g. MODES=greedy BATCHES=4 APPEND=1, so no lock is held for long); the summary covers
 # every row of the file.
-[[ "${APPEND:-0}" == 1 && -s "$csv" ]] || echo "mode,batch,policy,width,length,repeat,tokens_per_step,speedup,shapes" > "$csv"
+[[ ( "${APPEND:-0}" == 1 || "${SUMMARY_ONLY:-0}" == 1 ) && -s "$csv" ]] || echo "mode,batch,policy,width,length,repeat,tokens_per_step,speedup,shapes,each" > "$csv"
 
-# One run: prints "tokens_per_step speedup shapes" (shapes: W x L:steps items joined by '|').
+# One run: prints "tokens_per_step speedup shapes each" (shapes: W x L:steps items joined by '|';
+# each: the speedup of every repeat inside the run, in order, joined by '|').
 run_one() {
   local mode=$1 batch=$2 repeat=$3
   shift 3
-  local args=(--target "$target" --draft "$draft" --batch "$batch" --max-tokens "$tokens" --prompt "$prompt" --quiet "$@")
-  [[ $mode == sampling ]] && args+=(--temperature 1 --verifier lossless --seed "$repeat")
+  local args=(--target "$target" --draft "$draft" --batch "$batch" --max-tokens "$tokens" --prompt "$prompt" --repeat "$demo_repeat" --quiet "$@")
+  [[ $mode == sampling ]] && args+=(--temperature 1 --verifier lossless --seed "$(( (repeat - 1) * demo_repeat + 1 ))")
   local text
   text="$("$demo" "${args[@]}")"
   awk '
     /^tokens per step:/ { tps = $4 }
     /^shapes/ { s = ""; for (i = 6; i <= NF; ++i) s = s (s == "" ? "" : "|") $i }
-    /^speedup:/ { sp = $2; sub(/x$/, "", sp) }
-    END { print tps, sp, s }' <<< "$text"
+    /^speedup:/ {
+      sp = $2; sub(/x$/, "", sp); e = ""; on = 0
+      for (i = 3; i <= NF; ++i) { if (on) { v = $i; sub(/\)$/, "", v); e = e (e == "" ? "" : "|") v } if ($i == "each:") on = 1 }
+      if (e == "") e = sp
+    }
+    END { print tps, sp, s, e }' <<< "$text"
 }
 
 [[ -n "$lock" ]] && exec 9> "$lock"
+[[ "${SUMMARY_ONLY:-0}" == 1 ]] && repeats=0  # only the summary of the existing CSV
 for ((r = 1; r <= repeats; ++r)); do
   for mode in $modes; do
     for b in $batches; do
       # One block (the adaptive policy and every fixed cell of one mode, batch and repeat) holds
       # the lock exclusively: no build runs beside it, and other jobs run between blocks.
       [[ -n "$lock" ]] && flock -x 9
-      read -r tps sp shapes < <(run_one "$mode" "$b" "$r" --policy adaptive)
-      echo "$mode,$b,adaptive,0,0,$r,$tps,$sp,$shapes" | tee -a "$csv" >&2
+      read -r tps sp shapes each < <(run_one "$mode" "$b" "$r" --policy adaptive)
+      echo "$mode,$b,adaptive,0,0,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
       # Every step plain through the speculative decoder: its overhead on the fallback step.
-      read -r tps sp shapes < <(run_one "$mode" "$b" "$r" --policy plain)
-      echo "$mode,$b,plain,1,1,$r,$tps,$sp,$shapes" | tee -a "$csv" >&2
+      read -r tps sp shapes each < <(run_one "$mode" "$b" "$r" --policy plain)
+      echo "$mode,$b,plain,1,1,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
       ws="$widths"
       [[ $b -gt 1 ]] && ws="$wide_batch_widths"
       for w in $ws; do
         for l in $lengths; do
-          read -r tps sp shapes < <(run_one "$mode" "$b" "$r" --width "$w" --length "$l")
-          echo "$mode,$b,fixed,$w,$l,$r,$tps,$sp,$shapes" | tee -a "$csv" >&2
+          read -r tps sp shapes each < <(run_one "$mode" "$b" "$r" --width "$w" --length "$l")
+          echo "$mode,$b,fixed,$w,$l,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
         done
       done
       [[ -n "$lock" ]] && flock -u 9
@@ -91,15 +107,24 @@ for ((r = 1; r <= repeats; ++r)); do
 done
 
 # The summary: medians per cell, the best fixed cell, the adaptive policy against it.
-echo "| mode | batch | best fixed W x L | its speedup | adaptive speedup | adaptive / best fixed | plain steps only | shapes the policy picked (share of steps) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| mode | batch | best fixed W x L | its speedup | adaptive speedup | adaptive / best fixed | adaptive, first call | plain steps only | shapes the policy picked (share of steps) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 awk -F, 'NR > 1 {
     key = $1 "," $2 "," $3 "," $4 "," $5
-    n[key]++; v[key, n[key]] = $8
-    if ($3 == "adaptive") { split($9, items, "|"); for (i in items) { split(items[i], kv, ":"); steps[$1 "," $2, kv[1]] += kv[2]; total[$1 "," $2] += kv[2] } }
+    # Every repeat of a run is its own same-run pair: a cell speedup is the median over all.
+    m = split($10 == "" ? $8 : $10, each, "|")
+    for (i = 1; i <= m; ++i) { n[key]++; v[key, n[key]] = each[i] }
+    if ($3 == "adaptive") { split($10, e, "|"); nf[$1 "," $2]++; vf[$1 "," $2, nf[$1 "," $2]] = e[1]; split($9, items, "|"); for (i in items) { split(items[i], kv, ":"); steps[$1 "," $2, kv[1]] += kv[2]; total[$1 "," $2] += kv[2] } }
   }
   function median(key,   m, i, j, t, a) {
     m = n[key]; for (i = 1; i <= m; ++i) a[i] = v[key, i] + 0
+    return sorted_median(a, m)
+  }
+  function first_median(mb,   m, i, a) {
+    m = nf[mb]; for (i = 1; i <= m; ++i) a[i] = vf[mb, i] + 0
+    return sorted_median(a, m)
+  }
+  function sorted_median(a, m,   i, j, t) {
     for (i = 1; i <= m; ++i) for (j = i + 1; j <= m; ++j) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
     return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
   }
@@ -118,7 +143,7 @@ awk -F, 'NR > 1 {
         if (list[top] / total[mb] >= 0.05) picked = picked (picked == "" ? "" : ", ") sprintf("%s %.0f%%", top == "plain" ? "plain" : top, 100 * list[top] / total[mb])
         delete list[top]
       }
-      printf "%s|%d|%s|%.2fx|%.2fx|%.3f|%.2fx|%s\n", f[1], f[2], cell[mb], best[mb], adaptive[mb], adaptive[mb] / best[mb], plainsteps[mb], picked
+      printf "%s|%d|%s|%.2fx|%.2fx|%.3f|%.2fx|%.2fx|%s\n", f[1], f[2], cell[mb], best[mb], adaptive[mb], adaptive[mb] / best[mb], first_median(mb), plainsteps[mb], picked
     }
   }' "$csv" | sort -t'|' -k1,1 -k2,2n | sed 's/|/ | /g; s/^/| /; s/$/ |/'
 echo "wrote $csv" >&2

@@ -22,6 +22,12 @@
 //    so a cell never observed borrows from the narrower width or the depth trend.
 //  - nodes(W, L): the same counterfactual from step_report's shared_prefix; 1 + W (L - 1) before
 //    any data.
+// Machine speed: the costs are stored divided by a speed factor and estimated multiplied by it.
+// Each step whose node count has a warm measurement moves the factor towards its measured /
+// expected cost (geometric smoothing, weight speed_smoothing), so a slowdown that hits every
+// shape alike (another process on the core) changes one number, and a shape measured in a fast
+// stretch does not look cheap in a slow one: the choice between shapes depends on their
+// relative costs only.
 // Forgetting: a cell's (and a node count's) older observations lose weight by `decay` at each
 // step that observes it again, so a cell the policy stopped trying keeps its last value rather
 // than sliding to the prior; cost bins and the draft fit lose weight by `decay` at every step.
@@ -35,7 +41,11 @@
 // that only shares the best's uncertainty is no probe), whose expected loss (its time minus the
 // time the best shape would need for its tokens) fits in the probe budget: explore_fraction of
 // the decoding time so far (shrinking as sqrt(explore_steps / steps) past explore_steps steps)
-// minus what earlier probes lost (signed: a lucky probe refunds).
+// minus what earlier probes lost (signed: a lucky probe refunds). With plain steps allowed the
+// budget is also capped by what speculation gained: explore_free_fraction of the decoding time
+// plus explore_gain_share of the time the other steps saved against plain decoding (each
+// speculative step's tokens at the measured plain cost per token, minus its time), so where
+// nothing pays, probes lose at most explore_free_fraction and the policy keeps plain speed.
 // Optimistic rate: acceptance at mean + `confidence` standard deviations (freshness-weighted),
 // and verify cost lowered by cost_confidence / sqrt(1 + weight of the bins near n), so a node
 // count measured long ago, or never, is measured again when it might pay. Probes therefore cost
@@ -80,6 +90,17 @@ struct adaptive_policy_config {
   double confidence = 1.0;  // optimistic acceptance = mean + confidence standard deviations
   double cost_confidence =
       0.3;  // optimistic verify cost = mean (1 - cost_confidence / sqrt(1 + weight))
+  // With plain steps allowed, probes are also paid from what speculation has gained: what they
+  // may lose never exceeds explore_free_fraction of the decoding time plus explore_gain_share of
+  // the time the policy's other steps saved against plain decoding (estimated, signed). Where
+  // nothing pays, the gain is zero or negative and exploration stays under the free fraction.
+  double explore_free_fraction = 0.005;
+  double explore_gain_share = 0.5;
+  // The weight of each step in the machine-speed factor, in [0, 1) (0: no speed tracking). Costs
+  // are stored divided by the factor and estimated multiplied by it, so a slowdown that hits every
+  // shape alike (another process, the clock frequency) moves this one number instead of making
+  // the shapes measured before it look cheap.
+  double speed_smoothing = 0.1;
 };
 
 // The estimate for one candidate shape (see the file comment).
@@ -127,6 +148,13 @@ class adaptive_policy {
                     " must be >= 0");
     REDRAFT_REQUIRE(config_.cost_confidence >= 0.0 && config_.cost_confidence < 1.0, fn,
                     ": cost_confidence ", config_.cost_confidence, " must be in [0, 1)");
+    REDRAFT_REQUIRE(config_.explore_free_fraction >= 0.0 && config_.explore_free_fraction < 1.0, fn,
+                    ": explore_free_fraction ", config_.explore_free_fraction,
+                    " must be in [0, 1)");
+    REDRAFT_REQUIRE(config_.explore_gain_share >= 0.0 && config_.explore_gain_share <= 1.0, fn,
+                    ": explore_gain_share ", config_.explore_gain_share, " must be in [0, 1]");
+    REDRAFT_REQUIRE(config_.speed_smoothing >= 0.0 && config_.speed_smoothing < 1.0, fn,
+                    ": speed_smoothing ", config_.speed_smoothing, " must be in [0, 1)");
     const std::size_t cells = config_.widths.size() * static_cast<std::size_t>(max_depth());
     hits_.assign(cells, 0.0);
     seen_.assign(cells, 0.0);
@@ -160,7 +188,7 @@ class adaptive_policy {
     const double best_rate = best->rate();
     // The probe: the most promising shape among those the budget affords.
     const shape_estimate* probe = nullptr;
-    const double budget = explore_fraction_now() * elapsed_s_ - probe_loss_s_;
+    const double budget = probe_allowance() - probe_loss_s_;
     for (const auto& e : all) {
       // Only a shape that might beat the best even when the best is as good as it might be:
       // a neighbour that shares the best's cells and uncertainty is no probe.
@@ -181,10 +209,12 @@ class adaptive_policy {
       // Signed: a probe that beat the estimate refunds the budget (clamping at 0 would charge
       // every near-best probe for its noise).
       probe_loss_s_ += report.total_s() - report.emitted / last_best_rate_;
-    add_cost(report.nodes, report.verify_cost_s());
+    update_speed(report.nodes, report.verify_cost_s());
+    if (last_choice_ != policy_choice::probe) add_gain(report);
+    add_cost(report.nodes, report.verify_cost_s() / speed_);
     if (report.shape.is_plain()) return;
     const std::int32_t w_count = report.shape.beam_width, l_count = report.shape.beam_length;
-    add_draft(report.shape, report.requests, report.draft_s);
+    add_draft(report.shape, report.requests, report.draft_s / speed_);
     if (report.accepted_len.extent(0) != report.requests) return;  // no acceptance detail
     const std::int32_t depth_count = max_depth();
     for (std::size_t j = 0; j < config_.widths.size() && config_.widths[j] <= w_count; ++j) {
@@ -262,8 +292,78 @@ class adaptive_policy {
     return out;
   }
 
-  // verify(n): seconds of a step outside drafting for n nodes in all; 0 before any measurement.
-  double verify_cost(double n) const {
+  // verify(n): seconds of a step outside drafting for n nodes in all, at the machine's current
+  // speed; 0 before any measurement.
+  double verify_cost(double n) const { return speed_ * cost_curve(n); }
+
+  // The machine-speed factor (1 at the start; see adaptive_policy_config::speed_smoothing).
+  double speed() const { return speed_; }
+
+  // The weight of the measurements behind verify(n): the bins whose node counts lie within a
+  // factor 1.5 of n (a neighbourhood, so shapes of similar size share their certainty).
+  double verify_cost_weight(double n) const {
+    double w = 0;
+    for (const auto& b : cost_) {
+      const double x = b.n / b.weight;
+      if (x <= 1.5 * n && n <= 1.5 * x) w += b.weight;
+    }
+    return w;
+  }
+
+  // draft(W, L, A): seconds of drafting a shape for A requests; 0 for plain steps and before any
+  // measurement.
+  double draft_cost(draft_shape shape, std::int32_t requests) const {
+    if (shape.is_plain() || draft_.w == 0.0) return 0.0;
+    const double x1 = shape.beam_length - 1, x2 = x1 * shape.beam_width * requests;
+    const auto [c0, c1] = draft_coefficients();
+    return speed_ * (c0 * x1 + c1 * x2);
+  }
+
+  // q(W, d) = P(accepted >= d) with W = widths[j], 1 <= d <= L_max - 1: the mean estimate.
+  double acceptance(std::size_t j, std::int32_t d) const {
+    return acceptance_estimates().mean[cell(j, d)];
+  }
+  double optimistic_acceptance(std::size_t j, std::int32_t d) const {
+    return acceptance_estimates().optimistic[cell(j, d)];
+  }
+
+  policy_choice last_choice() const { return last_choice_; }
+  // Steps chosen so far for each reason, indexed by policy_choice (calibrate, exploit, probe).
+  const std::array<std::int64_t, 3>& choice_counts() const { return choices_; }
+  double elapsed_s() const { return elapsed_s_; }  // decoding time observed (all steps)
+  double probe_loss_s() const {
+    return probe_loss_s_;
+  }  // time probes lost against the best estimate
+  // Time the calibration and exploiting steps saved against plain decoding (signed, estimated
+  // with the plain step's measured cost at each step's batch).
+  double gain_s() const { return gain_s_; }
+  // What probes may lose in all so far (probe_loss_s() counts against it): explore_fraction of the
+  // decoding time, shrinking past explore_steps; with plain steps allowed, at most
+  // explore_free_fraction of it plus explore_gain_share of gain_s().
+  double probe_allowance() const {
+    const double allowance = explore_fraction_now() * elapsed_s_;
+    if (!config_.allow_plain) return allowance;  // no plain fallback to compare with
+    return std::min(allowance, config_.explore_free_fraction * elapsed_s_ +
+                                   config_.explore_gain_share * gain_s_);
+  }
+
+ private:
+  struct cost_bin {
+    std::int32_t key = 0;
+    double weight = 0, n = 0, seconds = 0;  // weighted sums
+    std::int32_t samples = 0;
+  };
+  struct acceptance_table {
+    std::vector<double> mean, optimistic;  // [widths, L_max - 1]
+  };
+  struct regression {
+    double w = 0, s11 = 0, s12 = 0, s22 = 0, s1y = 0, s2y = 0;
+  };
+
+  // verify(n) in the units costs are stored in (seconds divided by the speed factor): a decayed
+  // mean per node count, interpolated piecewise linearly, extrapolated with the steepest of the
+  // last segment's slope and the least-squares slope.
+  double cost_curve(double n) const {
     if (cost_.empty()) return 0.0;
     std::vector<std::pair<double, double>> pts;  // (n, seconds), ascending n
     for (const auto& b : cost_) pts.emplace_back(b.n / b.weight, b.seconds / b.weight);
@@ -296,55 +396,6 @@ class adaptive_policy {
     const double slope = std::max({0.0, (q.second - p.second) / (q.first - p.first), fit_slope});
     return q.second + slope * (n - q.first);
   }
-
-  // The weight of the measurements behind verify(n): the bins whose node counts lie within a
-  // factor 1.5 of n (a neighbourhood, so shapes of similar size share their certainty).
-  double verify_cost_weight(double n) const {
-    double w = 0;
-    for (const auto& b : cost_) {
-      const double x = b.n / b.weight;
-      if (x <= 1.5 * n && n <= 1.5 * x) w += b.weight;
-    }
-    return w;
-  }
-
-  // draft(W, L, A): seconds of drafting a shape for A requests; 0 for plain steps and before any
-  // measurement.
-  double draft_cost(draft_shape shape, std::int32_t requests) const {
-    if (shape.is_plain() || draft_.w == 0.0) return 0.0;
-    const double x1 = shape.beam_length - 1, x2 = x1 * shape.beam_width * requests;
-    const auto [c0, c1] = draft_coefficients();
-    return c0 * x1 + c1 * x2;
-  }
-
-  // q(W, d) = P(accepted >= d) with W = widths[j], 1 <= d <= L_max - 1: the mean estimate.
-  double acceptance(std::size_t j, std::int32_t d) const {
-    return acceptance_estimates().mean[cell(j, d)];
-  }
-  double optimistic_acceptance(std::size_t j, std::int32_t d) const {
-    return acceptance_estimates().optimistic[cell(j, d)];
-  }
-
-  policy_choice last_choice() const { return last_choice_; }
-  // Steps chosen so far for each reason, indexed by policy_choice (calibrate, exploit, probe).
-  const std::array<std::int64_t, 3>& choice_counts() const { return choices_; }
-  double elapsed_s() const { return elapsed_s_; }  // decoding time observed (all steps)
-  double probe_loss_s() const {
-    return probe_loss_s_;
-  }  // time probes lost against the best estimate
-
- private:
-  struct cost_bin {
-    std::int32_t key = 0;
-    double weight = 0, n = 0, seconds = 0;  // weighted sums
-    std::int32_t samples = 0;
-  };
-  struct acceptance_table {
-    std::vector<double> mean, optimistic;  // [widths, L_max - 1]
-  };
-  struct regression {
-    double w = 0, s11 = 0, s12 = 0, s22 = 0, s1y = 0, s2y = 0;
-  };
 
   std::int32_t max_depth() const { return config_.lengths.back() - 1; }
   std::size_t cell(std::size_t j, std::int32_t d) const {
@@ -414,6 +465,28 @@ class adaptive_policy {
     it->weight += 1.0;
     it->n += nodes;
     it->seconds += seconds;
+  }
+
+  // Moves the speed factor towards this step's measured / expected cost, where the step's node
+  // count already has a warm measurement (the bin's first sample is replaced, so at least two):
+  // geometric smoothing with weight speed_smoothing, a step counting at most a factor 2.
+  void update_speed(std::int32_t nodes, double seconds) {
+    if (config_.speed_smoothing == 0.0 || seconds <= 0.0) return;
+    const std::int32_t key = cost_key(nodes);
+    const auto it = std::lower_bound(cost_.begin(), cost_.end(), key,
+                                     [](const cost_bin& b, std::int32_t k) { return b.key < k; });
+    if (it == cost_.end() || it->key != key || it->samples < 2) return;
+    const double expected = speed_ * cost_curve(nodes);
+    if (expected <= 0.0) return;
+    speed_ *= std::pow(std::clamp(seconds / expected, 0.5, 2.0), config_.speed_smoothing);
+  }
+
+  // A speculative step's saving: its tokens at the plain step's estimated cost per token for its
+  // batch (measured before this step's cost is added), minus its time. Plain steps save nothing.
+  void add_gain(const step_report& report) {
+    if (report.shape.is_plain() || report.requests <= 0 || cost_.empty()) return;
+    const double plain_per_token = verify_cost(report.requests) / report.requests;
+    gain_s_ += report.emitted * plain_per_token - report.total_s();
   }
 
   void add_draft(draft_shape shape, std::int32_t requests, double seconds) {
@@ -489,7 +562,8 @@ class adaptive_policy {
   regression draft_;
   std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
   std::int64_t steps_ = 0;  // steps observed (all generate() calls)
-  double elapsed_s_ = 0, probe_loss_s_ = 0;
+  double elapsed_s_ = 0, probe_loss_s_ = 0, gain_s_ = 0;
+  double speed_ = 1.0;  // the machine-speed factor (speed_smoothing)
   policy_choice last_choice_ = policy_choice::calibrate;
   std::array<std::int64_t, 3> choices_{};
   double last_best_rate_ = 0;

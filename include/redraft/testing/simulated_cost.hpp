@@ -87,6 +87,11 @@ class profile_drafter {
     set_profile(std::move(alpha));
   }
 
+  // The draft cost (L - 1)(c0 + c1 W A) from now on (a machine that slows down).
+  void set_cost(double c0, double c1) {
+    c0_ = c0;
+    c1_ = c1;
+  }
   void set_profile(std::vector<double> alpha) {
     for (std::size_t d = 0; d < alpha.size(); ++d)
       REDRAFT_REQUIRE(alpha[d] >= 0.0 && alpha[d] <= 1.0, "profile_drafter: alpha[", d,
