@@ -450,10 +450,15 @@ class adaptive_policy {
     return n <= 64 ? n : 64 + static_cast<std::int32_t>(std::floor(8.0 * std::log2(n / 64.0)));
   }
 
+  // The first bin whose key is >= key (cost_ is sorted by key).
+  std::vector<cost_bin>::iterator bin_at(std::int32_t key) {
+    return std::lower_bound(cost_.begin(), cost_.end(), key,
+                            [](const cost_bin& b, std::int32_t k) { return b.key < k; });
+  }
+
   void add_cost(std::int32_t nodes, double seconds) {
     const std::int32_t key = cost_key(nodes);
-    auto it = std::lower_bound(cost_.begin(), cost_.end(), key,
-                               [](const cost_bin& b, std::int32_t k) { return b.key < k; });
+    auto it = bin_at(key);
     if (it == cost_.end() || it->key != key) it = cost_.insert(it, cost_bin{key, 0, 0, 0, 0});
     // NOTE: a bin's first sample paid for first-touch allocations and cold caches; the second
     // replaces it.
@@ -473,8 +478,7 @@ class adaptive_policy {
   void update_speed(std::int32_t nodes, double seconds) {
     if (config_.speed_smoothing == 0.0 || seconds <= 0.0) return;
     const std::int32_t key = cost_key(nodes);
-    const auto it = std::lower_bound(cost_.begin(), cost_.end(), key,
-                                     [](const cost_bin& b, std::int32_t k) { return b.key < k; });
+    const auto it = bin_at(key);
     if (it == cost_.end() || it->key != key || it->samples < 2) return;
     const double expected = speed_ * cost_curve(nodes);
     if (expected <= 0.0) return;
