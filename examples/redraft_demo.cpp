@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -30,6 +31,7 @@
 #include "redraft/loop/hybrid_drafter.hpp"
 #include "redraft/loop/lookup_drafter.hpp"
 #include "redraft/loop/plain_decoder.hpp"
+#include "redraft/loop/policy_trace.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
 #include "redraft/loop/suffix_drafter.hpp"
 #include "redraft/testing/demo_models.hpp"
@@ -57,6 +59,7 @@ struct demo_flags {
   bool adaptive = true;           // --policy; --width / --length select fixed
   bool plain_steps = false;       // --policy plain
   adaptive_policy_config policy;  // --widths, --lengths: the adaptive policy's candidates
+  std::string policy_trace;       // --policy-trace: CSV of the adaptive policy's every step
 };
 
 void usage() {
@@ -73,6 +76,10 @@ void usage() {
       "  --widths LIST      the adaptive policy's candidate W, comma-separated (default "
       "1,2,4,8,16)\n"
       "  --lengths LIST     the adaptive policy's candidate L (default 2,3,4,5,6)\n"
+      "  --policy-trace FILE  write the adaptive policy's decisions as CSV: per step and\n"
+      "                     candidate shape, the choice (calibrate, exploit, probe), what the\n"
+      "                     step measured, and every candidate's estimate when it chose\n"
+      "                     (columns: include/redraft/loop/policy_trace.hpp; docs/loop.md)\n"
       "  --batch B          requests decoded together (default 1)\n"
       "  --max-tokens N     tokens to generate per request (default 64)\n"
       "  --repeat N         time plain and speculative decoding N times each, alternating which\n"
@@ -155,6 +162,8 @@ demo_flags parse(int argc, char** argv) {
     } else if (a == "--lengths") {
       f.policy.lengths = parse_list(a, value());
       candidates_given = true;
+    } else if (a == "--policy-trace") {
+      f.policy_trace = value();
     } else if (a == "--batch") {
       f.batch = std::stoi(value());
     } else if (a == "--max-tokens") {
@@ -211,6 +220,9 @@ demo_flags parse(int argc, char** argv) {
   REDRAFT_REQUIRE(f.adaptive || !candidates_given,
                   "redraft-demo: --widths / --lengths are the adaptive policy's "
                   "candidates; with a fixed shape use --width / --length");
+  REDRAFT_REQUIRE(f.adaptive || f.policy_trace.empty(),
+                  "redraft-demo: --policy-trace traces the adaptive policy; it does not combine "
+                  "with --policy fixed / plain or --width / --length");
   REDRAFT_REQUIRE(f.batch >= 1, "redraft-demo: --batch ", f.batch, " must be at least 1");
   REDRAFT_REQUIRE(f.repeat >= 1, "redraft-demo: --repeat ", f.repeat, " must be at least 1");
   REDRAFT_REQUIRE(f.temperature >= 0.0f, "redraft-demo: --temperature ", f.temperature,
@@ -400,8 +412,10 @@ int run(const demo_flags& f) {
   // Both decoders f.repeat times, alternating which runs first: in a fresh process the first
   // run pays for first-touch memory and cold caches, which would favour the second.
   timed_runs runs;
-  const auto compare = [&](auto& spec) {
+  // before_repeat(rep) runs before each repeat's pair (the trace's run label).
+  const auto compare = [&](auto& spec, const auto& before_repeat) {
     for (std::int32_t rep = 0; rep < f.repeat; ++rep) {
+      before_repeat(rep);
       decode_options o = options, po = plain_options;
       o.seed = po.seed = f.seed + static_cast<std::uint64_t>(rep);
       generation_result b, g;
@@ -415,27 +429,45 @@ int run(const demo_flags& f) {
       runs.add(b, g);
     }
   };
+  const auto no_label = [](std::int32_t) {};
   const auto decode = [&](auto& drafter) {
     using drafter_type = std::remove_reference_t<decltype(drafter)>;
     if (f.plain_steps) {
       speculative_decoder<cpu_backend, tiny_llama, drafter_type, plain_policy> spec(cpu, target,
                                                                                     drafter);
-      compare(spec);
+      compare(spec, no_label);
+      return;
+    }
+    const auto print_choices = [](const adaptive_policy& p) {
+      const auto& why = p.choice_counts();
+      std::printf(
+          "policy steps: %lld calibration, %lld exploiting the best estimate, %lld probes\n",
+          static_cast<long long>(why[0]), static_cast<long long>(why[1]),
+          static_cast<long long>(why[2]));
+    };
+    if (f.adaptive && !f.policy_trace.empty()) {
+      std::ofstream trace(f.policy_trace);
+      REDRAFT_REQUIRE(trace.good(), "redraft-demo: --policy-trace '", f.policy_trace,
+                      "' cannot be opened for writing");
+      speculative_decoder<cpu_backend, tiny_llama, drafter_type, traced_policy> spec(
+          cpu, target, drafter, traced_policy(adaptive_policy(f.policy)));
+      compare(spec, [&](std::int32_t rep) { spec.policy().set_run(rep); });
+      spec.policy().write_csv(trace);  // after the timed runs
+      trace.close();
+      REDRAFT_REQUIRE(!trace.fail(), "redraft-demo: writing --policy-trace '", f.policy_trace,
+                      "' failed");
+      print_choices(spec.policy().inner());
       return;
     }
     if (f.adaptive) {
       speculative_decoder<cpu_backend, tiny_llama, drafter_type, adaptive_policy> spec(
           cpu, target, drafter, adaptive_policy(f.policy));
-      compare(spec);
-      const auto& why = spec.policy().choice_counts();
-      std::printf(
-          "policy steps: %lld calibration, %lld exploiting the best estimate, %lld probes\n",
-          static_cast<long long>(why[0]), static_cast<long long>(why[1]),
-          static_cast<long long>(why[2]));
+      compare(spec, no_label);
+      print_choices(spec.policy());
       return;
     }
     speculative_decoder<cpu_backend, tiny_llama, drafter_type> spec(cpu, target, drafter);
-    compare(spec);
+    compare(spec, no_label);
   };
   draft_head_drafter<cpu_backend> head_drafter(head, target.embedding());
   lookup_drafter<cpu_backend> lookup(cpu, lookup_options{f.ngram, 1, 32});

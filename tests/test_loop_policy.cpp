@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "redraft/draft/draft_init.hpp"
 #include "redraft/loop/adaptive_policy.hpp"
@@ -14,6 +15,7 @@
 #include "redraft/loop/hybrid_drafter.hpp"
 #include "redraft/loop/lookup_drafter.hpp"
 #include "redraft/loop/plain_decoder.hpp"
+#include "redraft/loop/policy_trace.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
 #include "redraft/testing/drafters.hpp"
 #include "redraft/testing/simulated_cost.hpp"
@@ -972,4 +974,100 @@ TEST_CASE("the adaptive policy explores less once its estimates are backed by ma
   CHECK(shrinking < 0.75 * constant);
   CHECK_THROWS_WITH(adaptive_policy(adaptive_policy_config{{1}, {2}, true, 0.98, 0.03, -1}),
                     Catch::Contains("explore_steps -1 must be >= 0"));
+}
+
+TEST_CASE("traced_policy records every step's choice and estimates without changing them",
+          "[loop][policy][trace]") {
+  const scenario s{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
+  adaptive_policy_config pc = test_config();
+  pc.widths = {1, 2};  // 1 + 2 x 5 = 11 candidates
+  const std::size_t candidates = 11;
+  const auto requests = make_requests(2, 32, 40);
+  simulated_setup plain_bench(s, 2), traced_bench(s, 2);
+  auto untraced = plain_bench.decoder(adaptive_policy(pc));
+  const generation_result want = untraced.generate(requests, decode_options{});
+  speculative_decoder<cpu_backend, costed_target<synthetic_target>, profile_drafter, traced_policy,
+                      simulated_clock>
+      traced(cpu_backend{}, traced_bench.target, traced_bench.drafter,
+             traced_policy(adaptive_policy(pc)), traced_bench.clock);
+  traced.policy().set_run(7);
+  const generation_result got = traced.generate(requests, decode_options{});
+  // The same shapes, step by step, as the untraced policy on the same simulated clock.
+  REQUIRE(got.steps.size() == want.steps.size());
+  for (std::size_t k = 0; k < got.steps.size(); ++k) {
+    CHECK(got.steps[k].beam_width == want.steps[k].beam_width);
+    CHECK(got.steps[k].beam_length == want.steps[k].beam_length);
+  }
+  CHECK(traced.policy().inner().choice_counts() == untraced.policy().choice_counts());
+  const auto& records = traced.policy().records();
+  REQUIRE(records.size() == got.steps.size());
+  std::array<std::int64_t, 3> reasons{};
+  for (std::size_t k = 0; k < records.size(); ++k) {
+    const auto& r = records[k];
+    const step_stats& st = got.steps[k];
+    CAPTURE(k);
+    CHECK(r.run == 7);
+    CHECK(r.step == k + 1);
+    CHECK(r.shape.beam_width == st.beam_width);
+    CHECK(r.shape.beam_length == st.beam_length);
+    CHECK(r.nodes == st.nodes);
+    CHECK(r.emitted == st.emitted);
+    CHECK(r.draft_s == st.draft_s);
+    CHECK(r.verify_s == Approx(st.total_s() - st.draft_s));
+    REQUIRE(r.estimates.size() == candidates);
+    REQUIRE(r.cost_weight.size() == candidates);
+    CHECK(r.estimates.front().shape.is_plain());
+    for (const auto& e : r.estimates) CHECK(e.rate() <= r.estimates[r.best].rate());
+    // An exploiting step runs the best mean estimate.
+    if (r.choice == policy_choice::exploit) CHECK(r.estimates[r.best].shape == r.shape);
+    ++reasons[static_cast<std::size_t>(r.choice)];
+  }
+  CHECK(reasons == traced.policy().inner().choice_counts());
+  CHECK(reasons[0] == 3);
+  CHECK(reasons[1] > 0);
+
+  // The CSV: the header, then one row per step and candidate, the step's columns repeated.
+  std::ostringstream csv;
+  traced.policy().write_csv(csv);
+  std::istringstream lines(csv.str());
+  std::string line;
+  REQUIRE(std::getline(lines, line));
+  CHECK(line == traced_policy::header);
+  std::vector<std::vector<std::string>> rows;
+  while (std::getline(lines, line)) {
+    std::vector<std::string> cells;
+    std::stringstream in(line);
+    std::string cell;
+    while (std::getline(in, cell, ',')) cells.push_back(cell);
+    REQUIRE(cells.size() == 20);
+    rows.push_back(cells);
+  }
+  REQUIRE(rows.size() == records.size() * candidates);
+  for (std::size_t k = 0; k < records.size(); ++k) {
+    const auto& r = records[k];
+    std::int32_t best_rows = 0;
+    for (std::size_t c = 0; c < candidates; ++c) {
+      const auto& cells = rows[k * candidates + c];
+      CAPTURE(k, c);
+      CHECK(cells[0] == "7");
+      CHECK(cells[1] == std::to_string(k + 1));
+      CHECK(cells[2] == (r.choice == policy_choice::calibrate ? "calibrate"
+                         : r.choice == policy_choice::exploit ? "exploit"
+                                                              : "probe"));
+      CHECK(cells[3] == traced_policy::name(r.shape));
+      CHECK(std::stoi(cells[4]) == r.nodes);
+      CHECK(std::stoi(cells[5]) == r.emitted);
+      CHECK(std::stod(cells[7]) == Approx(r.verify_s).epsilon(1e-5));
+      CHECK(cells[11] == traced_policy::name(r.estimates[c].shape));
+      CHECK(std::stod(cells[12]) == Approx(r.estimates[c].tokens).epsilon(1e-5));
+      CHECK(std::stod(cells[16]) == Approx(r.estimates[c].rate()).epsilon(1e-5));
+      CHECK(std::stod(cells[17]) == Approx(r.estimates[c].optimistic_rate()).epsilon(1e-5));
+      best_rows += cells[19] == "1";
+      CHECK((cells[19] == "1") == (c == r.best));
+    }
+    CHECK(best_rows == 1);
+  }
+  CHECK(rows[0][11] == "plain");
+  CHECK(rows[1][11] == "1x2");
+  CHECK(rows[candidates - 1][11] == "2x6");
 }
