@@ -47,10 +47,11 @@
 // speculative step's tokens at the measured plain cost per token, minus its time), so where
 // nothing pays, probes lose at most explore_free_fraction and the policy keeps plain speed.
 // Optimistic rate: acceptance at mean + `confidence` standard deviations (freshness-weighted),
-// and verify cost lowered by cost_confidence / sqrt(1 + weight of the bins near n), so a node
-// count measured long ago, or never, is measured again when it might pay. Probes therefore cost
-// at most about explore_fraction of the time, an expensive tree is tried rarely, and a shape
-// whose acceptance went stale is tried again.
+// and verify cost lowered by cost_confidence / sqrt(1 + weight of the bins near n, at most 64
+// times the weight of the bins verify(n) is read from), so a node count measured long ago, or
+// never, is measured again when it might pay, even while a nearby count is measured every step.
+// Probes therefore cost at most about explore_fraction of the time, an expensive tree is tried
+// rarely, and a shape whose acceptance went stale is tried again.
 //
 // Persistence. Everything learned lives in the policy object: the speculative decoder keeps its
 // policy across generate() calls (speculative_decoder::policy()), so only the first call
@@ -300,14 +301,21 @@ class adaptive_policy {
   double speed() const { return speed_; }
 
   // The weight of the measurements behind verify(n): the bins whose node counts lie within a
-  // factor 1.5 of n (a neighbourhood, so shapes of similar size share their certainty).
+  // factor 1.5 of n (a neighbourhood, so shapes of similar size share their certainty), but at
+  // most neighbour_borrow times the weight of the bins verify(n) is read from (the bin at n;
+  // between two bins, their interpolation's 1 / ((1 - f)^2 / w_lo + f^2 / w_hi) for the fraction
+  // f of the way; beyond the measured counts, the nearest bin's). A count the policy runs every
+  // step thus vouches only for a while for a neighbouring count it stopped measuring: without the
+  // cap, a count measured only in a slow stretch stayed certain for good, its shapes looked slow
+  // and were never measured again (a lock-in on a shorter shape).
   double verify_cost_weight(double n) const {
-    double w = 0;
+    if (cost_.empty()) return 0.0;
+    double near = 0;
     for (const auto& b : cost_) {
       const double x = b.n / b.weight;
-      if (x <= 1.5 * n && n <= 1.5 * x) w += b.weight;
+      if (x <= 1.5 * n && n <= 1.5 * x) near += b.weight;
     }
-    return w;
+    return std::min(near, neighbour_borrow * read_weight(n));
   }
 
   // draft(W, L, A): seconds of drafting a shape for A requests; 0 for plain steps and before any
@@ -410,6 +418,24 @@ class adaptive_policy {
     ++choices_[static_cast<std::size_t>(why)];
     last_best_rate_ = best_rate;
     return shape;
+  }
+
+  // The certainty of a count is at most this many times that of the bins it is read from
+  // (verify_cost_weight()): a stale bin's weight decays by `decay` per step, so a neighbour stops
+  // vouching for it after about ln(neighbour_borrow) / -ln(decay) steps (200 at decay 0.98).
+  static constexpr double neighbour_borrow = 64.0;
+
+  // The weight of the bins verify(n) is read from (verify_cost_weight()).
+  double read_weight(double n) const {
+    const auto at = [](const cost_bin& b) { return b.n / b.weight; };
+    if (n <= at(cost_.front())) return cost_.front().weight;
+    for (std::size_t i = 1; i < cost_.size(); ++i) {
+      if (n <= at(cost_[i])) {
+        const double f = (n - at(cost_[i - 1])) / (at(cost_[i]) - at(cost_[i - 1]));
+        return 1.0 / ((1.0 - f) * (1.0 - f) / cost_[i - 1].weight + f * f / cost_[i].weight);
+      }
+    }
+    return cost_.back().weight;
   }
 
   // The factor that makes a verify cost optimistic: well measured costs are trusted, a cost
