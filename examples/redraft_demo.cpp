@@ -335,6 +335,13 @@ struct timed_runs {
 };
 
 int run(const demo_flags& f) {
+  // --policy-trace: opened before any work, so a bad path fails with no output.
+  std::ofstream trace;
+  if (!f.policy_trace.empty()) {
+    trace.open(f.policy_trace);
+    REDRAFT_REQUIRE(trace.good(), "redraft-demo: --policy-trace '", f.policy_trace,
+                    "' cannot be opened for writing");
+  }
   const cpu_backend cpu;
   tiny_llama target = f.target_dir.empty()
                           ? tiny_llama::random(redraft::testing::demo_target_config(),
@@ -446,9 +453,6 @@ int run(const demo_flags& f) {
           static_cast<long long>(why[2]));
     };
     if (f.adaptive && !f.policy_trace.empty()) {
-      std::ofstream trace(f.policy_trace);
-      REDRAFT_REQUIRE(trace.good(), "redraft-demo: --policy-trace '", f.policy_trace,
-                      "' cannot be opened for writing");
       speculative_decoder<cpu_backend, tiny_llama, drafter_type, traced_policy> spec(
           cpu, target, drafter, traced_policy(adaptive_policy(f.policy)));
       compare(spec, [&](std::int32_t rep) { spec.policy().set_run(rep); });
