@@ -260,6 +260,7 @@ class adaptive_policy {
     const std::int32_t a = static_cast<std::int32_t>(remaining.extent(0));
     const acceptance_table q = acceptance_estimates();
     std::vector<shape_estimate> out;
+    out.reserve(config_.widths.size() * config_.lengths.size() + 1);
     if (config_.allow_plain) {
       shape_estimate e;
       e.shape = draft_shape::plain();
@@ -364,37 +365,37 @@ class adaptive_policy {
   // mean per node count, interpolated piecewise linearly, extrapolated with the steepest of the
   // last segment's slope and the least-squares slope.
   double cost_curve(double n) const {
-    if (cost_.empty()) return 0.0;
-    std::vector<std::pair<double, double>> pts;  // (n, seconds), ascending n
-    for (const auto& b : cost_) pts.emplace_back(b.n / b.weight, b.seconds / b.weight);
-    if (pts.size() == 1) return pts[0].second * n / pts[0].first;
-    if (n <= pts.front().first) {
-      const double slope =
-          std::max(0.0, (pts[1].second - pts[0].second) / (pts[1].first - pts[0].first));
-      return std::max(0.0, pts[0].second - slope * (pts[0].first - n));
+    // The bins' mean (n, seconds), ascending n, read in place (this runs for every candidate of
+    // every step: no allocation).
+    const std::size_t m = cost_.size();
+    if (m == 0) return 0.0;
+    const auto x = [&](std::size_t i) { return cost_[i].n / cost_[i].weight; };
+    const auto y = [&](std::size_t i) { return cost_[i].seconds / cost_[i].weight; };
+    if (m == 1) return y(0) * n / x(0);
+    if (n <= x(0)) {
+      const double slope = std::max(0.0, (y(1) - y(0)) / (x(1) - x(0)));
+      return std::max(0.0, y(0) - slope * (x(0) - n));
     }
-    for (std::size_t i = 1; i < pts.size(); ++i) {
-      if (n <= pts[i].first) {
-        const double f = (n - pts[i - 1].first) / (pts[i].first - pts[i - 1].first);
-        return pts[i - 1].second + f * (pts[i].second - pts[i - 1].second);
+    for (std::size_t i = 1; i < m; ++i) {
+      if (n <= x(i)) {
+        const double f = (n - x(i - 1)) / (x(i) - x(i - 1));
+        return y(i - 1) + f * (y(i) - y(i - 1));
       }
     }
     // Beyond the largest measured n: the steeper of the last segment and the least-squares line.
-    const auto& p = pts[pts.size() - 2];
-    const auto& q = pts.back();
     double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (const auto& b : cost_) {
-      const double x = b.n / b.weight, y = b.seconds / b.weight;
-      sw += b.weight;
-      sx += b.weight * x;
-      sy += b.weight * y;
-      sxx += b.weight * x * x;
-      sxy += b.weight * x * y;
+    for (std::size_t i = 0; i < m; ++i) {
+      const double w = cost_[i].weight;
+      sw += w;
+      sx += w * x(i);
+      sy += w * y(i);
+      sxx += w * x(i) * x(i);
+      sxy += w * x(i) * y(i);
     }
     const double var = sxx - sx * sx / sw;
     const double fit_slope = var > 0 ? (sxy - sx * sy / sw) / var : 0.0;
-    const double slope = std::max({0.0, (q.second - p.second) / (q.first - p.first), fit_slope});
-    return q.second + slope * (n - q.first);
+    const double slope = std::max({0.0, (y(m - 1) - y(m - 2)) / (x(m - 1) - x(m - 2)), fit_slope});
+    return y(m - 1) + slope * (n - x(m - 1));
   }
 
   std::int32_t max_depth() const { return config_.lengths.back() - 1; }
