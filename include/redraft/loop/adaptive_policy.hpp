@@ -67,6 +67,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -303,11 +304,11 @@ class adaptive_policy {
   // The weight of the measurements behind verify(n): the bins whose node counts lie within a
   // factor 1.5 of n (a neighbourhood, so shapes of similar size share their certainty).
   double verify_cost_weight(double n) const {
+    // The bins' mean node counts ascend with their keys, so the neighbourhood is one run of bins.
+    auto it = std::partition_point(cost_.begin(), cost_.end(),
+                                   [&](const cost_bin& b) { return 1.5 * (b.n / b.weight) < n; });
     double w = 0;
-    for (const auto& b : cost_) {
-      const double x = b.n / b.weight;
-      if (x <= 1.5 * n && n <= 1.5 * x) w += b.weight;
-    }
+    for (; it != cost_.end() && it->n / it->weight <= 1.5 * n; ++it) w += it->weight;
     return w;
   }
 
@@ -366,7 +367,7 @@ class adaptive_policy {
   // last segment's slope and the least-squares slope.
   double cost_curve(double n) const {
     // The bins' mean (n, seconds), ascending n, read in place (this runs for every candidate of
-    // every step: no allocation).
+    // every step: no allocation, binary search).
     const std::size_t m = cost_.size();
     if (m == 0) return 0.0;
     const auto x = [&](std::size_t i) { return cost_[i].n / cost_[i].weight; };
@@ -376,26 +377,33 @@ class adaptive_policy {
       const double slope = std::max(0.0, (y(1) - y(0)) / (x(1) - x(0)));
       return std::max(0.0, y(0) - slope * (x(0) - n));
     }
-    for (std::size_t i = 1; i < m; ++i) {
-      if (n <= x(i)) {
-        const double f = (n - x(i - 1)) / (x(i) - x(i - 1));
-        return y(i - 1) + f * (y(i) - y(i - 1));
-      }
+    // The first bin at or above n (bins ascend in n).
+    const std::size_t i = static_cast<std::size_t>(
+        std::partition_point(cost_.begin(), cost_.end(),
+                             [&](const cost_bin& b) { return b.n / b.weight < n; }) -
+        cost_.begin());
+    if (i < m) {
+      const double f = (n - x(i - 1)) / (x(i) - x(i - 1));
+      return y(i - 1) + f * (y(i) - y(i - 1));
     }
     // Beyond the largest measured n: the steeper of the last segment and the least-squares line.
-    double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (std::size_t i = 0; i < m; ++i) {
-      const double w = cost_[i].weight;
-      sw += w;
-      sx += w * x(i);
-      sy += w * y(i);
-      sxx += w * x(i) * x(i);
-      sxy += w * x(i) * y(i);
+    // NOTE: cached until the next cost sample (decay scales a bin's sums alike, so it changes
+    // neither the means nor the fit): every candidate of a step shares it.
+    if (!beyond_slope_) {
+      double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+      for (std::size_t j = 0; j < m; ++j) {
+        const double w = cost_[j].weight;
+        sw += w;
+        sx += w * x(j);
+        sy += w * y(j);
+        sxx += w * x(j) * x(j);
+        sxy += w * x(j) * y(j);
+      }
+      const double var = sxx - sx * sx / sw;
+      const double fit_slope = var > 0 ? (sxy - sx * sy / sw) / var : 0.0;
+      beyond_slope_ = std::max({0.0, (y(m - 1) - y(m - 2)) / (x(m - 1) - x(m - 2)), fit_slope});
     }
-    const double var = sxx - sx * sx / sw;
-    const double fit_slope = var > 0 ? (sxy - sx * sy / sw) / var : 0.0;
-    const double slope = std::max({0.0, (y(m - 1) - y(m - 2)) / (x(m - 1) - x(m - 2)), fit_slope});
-    return y(m - 1) + slope * (n - x(m - 1));
+    return y(m - 1) + *beyond_slope_ * (n - x(m - 1));
   }
 
   std::int32_t max_depth() const { return config_.lengths.back() - 1; }
@@ -458,6 +466,7 @@ class adaptive_policy {
   }
 
   void add_cost(std::int32_t nodes, double seconds) {
+    beyond_slope_.reset();
     const std::int32_t key = cost_key(nodes);
     auto it = bin_at(key);
     if (it == cost_.end() || it->key != key) it = cost_.insert(it, cost_bin{key, 0, 0, 0, 0});
@@ -564,6 +573,7 @@ class adaptive_policy {
   std::vector<double> hits_, seen_, fresh_;
   std::vector<double> node_sum_, node_weight_;  // [widths, lengths] sums, decayed like hits_
   std::vector<cost_bin> cost_;                  // ascending key
+  mutable std::optional<double> beyond_slope_;  // cost_curve's slope past the last bin (cache)
   regression draft_;
   std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
   std::int64_t steps_ = 0;  // steps observed (all generate() calls)
