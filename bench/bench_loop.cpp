@@ -11,14 +11,19 @@
 //   demo's built-in target) with the untrained draft head (distilled 0) or the distilled head
 //   shipped in data/draft_heads/demo (distilled 1); counters `spec_tok_s`, `plain_tok_s` and
 //   `speedup` from both runs of each iteration.
+// BM_adaptive_policy_step/A: what the adaptive policy itself costs per step (choose + observe) for
+//   A requests, fed synthetic step reports (verify cost a + b n, every request accepting up to 3
+//   tokens) so that it reaches its steady state; time per step, to set against a plain step.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <vector>
 
 #include "redraft/draft/checkpoint.hpp"
 #include "redraft/draft/draft_init.hpp"
+#include "redraft/loop/adaptive_policy.hpp"
 #include "redraft/loop/draft_head_drafter.hpp"
 #include "redraft/loop/plain_decoder.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
@@ -155,5 +160,36 @@ BENCHMARK(BM_end_to_end)
     ->Args({8, 5, 1})
     ->Unit(benchmark::kMillisecond)
     ->Iterations(2);
+
+void BM_adaptive_policy_step(benchmark::State& state) {
+  const std::int32_t a = static_cast<std::int32_t>(state.range(0));
+  adaptive_policy policy;
+  decode_options options;
+  std::vector<std::int32_t> remaining(static_cast<std::size_t>(a), 1000);
+  std::vector<std::int32_t> accepted(static_cast<std::size_t>(a)),
+      rank(static_cast<std::size_t>(a) * 16, 0), shared(static_cast<std::size_t>(a) * 16, 0);
+  std::uint32_t step = 0;
+  for (auto _ : state) {
+    const step_context ctx{++step, &options, {remaining.data(), a}};
+    const draft_shape shape = policy.choose(ctx);
+    step_report r;
+    r.step = step;
+    r.shape = shape;
+    r.requests = a;
+    r.nodes = shape.is_plain() ? a : a * (1 + shape.beam_width * (shape.beam_length - 1));
+    const std::int32_t each = shape.is_plain() ? 0 : std::min(3, shape.beam_length - 1);
+    r.emitted = a * (1 + each);
+    r.target_s = 1e-4 * (3.0 + 0.3 * r.nodes);
+    r.draft_s = shape.is_plain() ? 0.0 : 2e-5 * (shape.beam_length - 1) * shape.beam_width * a;
+    if (!shape.is_plain()) {
+      std::fill(accepted.begin(), accepted.end(), each);
+      r.accepted_len = {accepted.data(), a};
+      r.accepted_rank = {rank.data(), a, shape.beam_length - 1};
+      r.shared_prefix = {shared.data(), a, shape.beam_width};
+    }
+    policy.observe(r);
+  }
+}
+BENCHMARK(BM_adaptive_policy_step)->ArgName("A")->Arg(1)->Arg(16)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

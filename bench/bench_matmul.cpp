@@ -123,6 +123,48 @@ void bm_matmul(benchmark::State& state) {
   state.counters["GFLOPs"] = 2e-9 * static_cast<double>(m * n * k) * iterations / product_seconds;
 }
 
+// What an 8-node tree costs against a one-token step in the projections alone: packed_matmul
+// with F16 weights at the KJV target's MLP shape (K 256, N 768, 0.4 MB), 8 rows against 1 row in
+// the same iterations. C copies of the matrix are used in turn: C = 1 keeps the weights in L2,
+// C = 40 (16 MB) makes every product stream its weights from L3 or memory, as the target's
+// forward does (7 MB of weights per step). Counters: rows8_vs_row1 = time(M 8) / time(M 1);
+// GFLOPs and weight_GBps of the 8-row and the 1-row product.
+void bm_tree_rows_vs_row(benchmark::State& state) {
+  const index_t k = 256, n = 768, copies = state.range(0);
+  const std::vector<redraft::float16> w = random_weights<redraft::float16>(n * k, 3);
+  std::vector<redraft::packed_weights<redraft::float16>> packed;
+  for (index_t c = 0; c < copies; ++c)
+    packed.emplace_back(redraft::matrix_view<const redraft::float16>(w.data(), n, k));
+  std::vector<float> x(static_cast<std::size_t>(8 * k), 0.01f), y(static_cast<std::size_t>(8 * n));
+  double seconds[2] = {0.0, 0.0};  // 8 rows, 1 row
+  std::size_t next = 0;
+  for (auto _ : state) {
+    for (int side = 0; side < 2; ++side) {
+      const index_t m = side == 0 ? 8 : 1;
+      const double t0 = redraft_bench::thread_seconds();
+      for (int rep = 0; rep < 50; ++rep) {
+        redraft::packed_matmul(redraft::matrix_view<const float>(x.data(), m, k),
+                               packed[next++ % packed.size()],
+                               redraft::matrix_view<float>(y.data(), m, n));
+        benchmark::DoNotOptimize(y.data());
+      }
+      seconds[side] += redraft_bench::thread_seconds() - t0;
+    }
+  }
+  const double products = 50.0 * static_cast<double>(state.iterations());
+  const double flop = 2.0 * static_cast<double>(n * k), bytes = 2.0 * static_cast<double>(n * k);
+  state.counters["rows8_vs_row1"] = seconds[0] / seconds[1];
+  state.counters["GFLOPs_8"] = 1e-9 * 8 * flop * products / seconds[0];
+  state.counters["GFLOPs_1"] = 1e-9 * flop * products / seconds[1];
+  state.counters["weight_GBps_1"] = 1e-9 * bytes * products / seconds[1];
+}
+BENCHMARK(bm_tree_rows_vs_row)
+    ->ArgName("C")
+    ->Arg(1)
+    ->Arg(40)
+    ->MinTime(0.3)
+    ->Unit(benchmark::kMicrosecond);
+
 // The vocabulary projection of the beam-search benchmark (K 2048, N 32000, 262 MB of F32) at
 // M = B x W rows, and the KJV target's MLP up-projection (K 256, N 1536, in cache).
 BENCHMARK(bm_matmul)

@@ -29,7 +29,9 @@ int main() {
   std::mt19937 rng(2024);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (const auto& name : head.parameter_names()) {
-    std::vector<float> values(static_cast<std::size_t>(head.parameter_view(name).size()));
+    std::size_t count = 1;
+    for (const std::int64_t d : head.parameter_shape(name)) count *= static_cast<std::size_t>(d);
+    std::vector<float> values(count);
     for (float& x : values) x = normal(rng) * (name == head.lm_head_name() ? 2.0f : 0.7f);
     head.set_parameter(name, values);
   }

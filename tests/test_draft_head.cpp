@@ -183,7 +183,7 @@ TEMPLATE_TEST_CASE("draft_head: F16 and BF16 weights give the F32 head's output 
   // A head in format F has weight matrices of F values. Stored 16-bit (CPU) or as floats (a
   // backend without half products), the products see the same values and accumulate in float,
   // so the output equals an F32 head loaded with the rounded values: bit for bit on the CPU,
-  // where both go through small_matmul; within float rounding elsewhere. The double reference on
+  // where both go through packed_matmul; within float rounding elsewhere. The double reference on
   // the rounded values bounds both.
   using redraft::index_t;
   const redraft::weight_format format =
@@ -206,7 +206,7 @@ TEMPLATE_TEST_CASE("draft_head: F16 and BF16 weights give the F32 head's output 
   if constexpr (redraft::backend_has_half_matmul_v<TestType, redraft::float16>) {
     REQUIRE(half_head.stored_format() == format);
     REQUIRE_THROWS_WITH(half_head.parameter_view("lm_head.1.weight"),
-                        Catch::Contains("is stored as"));
+                        Catch::Contains("use get_parameter"));
   } else {
     REQUIRE(half_head.stored_format() == redraft::weight_format::f32);
   }
@@ -280,4 +280,67 @@ TEST_CASE("load_draft_head keeps the checkpoint's stored format", "[draft][half]
                 .format() == redraft::weight_format::f32);
   }
   std::filesystem::remove_all(dir);
+}
+
+TEMPLATE_TEST_CASE("draft_head: a backend with packed weights holds the matrices packed only",
+                   "[draft][packed]", REDRAFT_TEST_BACKENDS) {
+  // On the CPU (Backend clause 11) every weight matrix lives in packed_matmul's panels: no
+  // float view of it remains, get_parameter unpacks the exact values, and each row of the
+  // forward is the same function of its inputs whatever the number of rows, also above 64 rows
+  // (where an unpacked float product would switch to Eigen's GEMM and its summation order).
+  using redraft::index_t;
+  const redraft::weight_format format =
+      GENERATE(redraft::weight_format::f32, redraft::weight_format::f16);
+  CAPTURE(redraft::weight_format_name(format));
+  const index_t v = 131, h = 12, e = 40, rows = 70;
+  const auto config = redraft_test::make_config(v, h, e, 1, redraft::recurrence::silu, 20);
+  auto weights = redraft_test::random_weights(config, 11);
+  for (auto& [name, t] : weights) {
+    if (t.shape.size() != 2 || format != redraft::weight_format::f16) continue;
+    for (float& x : t.values) x = redraft::to_float(redraft::to_float16(x));
+  }
+  TestType backend;
+  const auto head = redraft::make_draft_head(backend, config, weights, "tensors", format);
+  constexpr bool packs = redraft::backend_has_packed_matmul_v<TestType, float>;
+  if constexpr (packs) {
+    REQUIRE_THROWS_WITH(head.parameter_view("lm_head.1.weight"), Catch::Contains("stored packed"));
+    REQUIRE(head.parameter_view("rnn_u.bias").extent(1) == h);  // biases stay float buffers
+  }
+  for (const auto& [name, t] : weights) {
+    CAPTURE(name);
+    REQUIRE(head.get_parameter(name) == t.values);
+  }
+
+  std::mt19937 rng(5);
+  const auto hidden = redraft_test::random_values(rows * h, 1.0, rng);
+  const auto state = redraft_test::random_values(rows * h, 1.0, rng);
+  redraft::draft_head_workspace<TestType> ws;
+  // log_probs of rows [first, first + count) alone.
+  const auto run = [&](index_t first, index_t count) {
+    auto hidden_buf = upload(backend, std::vector<float>(hidden.begin() + first * h,
+                                                         hidden.begin() + (first + count) * h));
+    auto state_buf = upload(backend, std::vector<float>(state.begin() + first * h,
+                                                        state.begin() + (first + count) * h));
+    auto log_probs_buf = backend.template allocate<float>(count * v);
+    head.log_probs(redraft::matrix_view<const float>(hidden_buf.data(), count, h),
+                   redraft::matrix_view<const float>(state_buf.data(), count, h),
+                   redraft::matrix_view<float>(log_probs_buf.data(), count, v), ws);
+    return download(backend, log_probs_buf);
+  };
+  const std::vector<float> all = run(0, rows);
+  std::vector<double> expected;
+  for (index_t r = 0; r < rows; ++r) {
+    const std::vector<double> h_row(hidden.begin() + r * h, hidden.begin() + (r + 1) * h);
+    const std::vector<double> s_row(state.begin() + r * h, state.begin() + (r + 1) * h);
+    const auto lp = redraft::testing::reference_draft_log_probs(config, weights, h_row, s_row);
+    expected.insert(expected.end(), lp.begin(), lp.end());
+  }
+  check_close(all, expected, 1e-4, "log_probs");
+  if constexpr (packs) {
+    for (const index_t r : {index_t{0}, index_t{33}, rows - 1}) {
+      CAPTURE(r);
+      const std::vector<float> alone = run(r, 1);
+      REQUIRE(std::equal(alone.begin(), alone.end(), all.begin() + r * v));
+    }
+  }
 }

@@ -25,6 +25,10 @@ static_assert(redraft::backend_has_half_matmul_v<redraft::cpu_backend, redraft::
 static_assert(redraft::backend_has_half_matmul_v<redraft::cpu_backend, redraft::bfloat16>);
 static_assert(!redraft::backend_has_half_matmul_v<redraft_test::toy_backend, redraft::float16>);
 static_assert(!redraft::backend_has_half_matmul_v<redraft::cpu_backend, float>);
+// Clause 11 likewise: the CPU backend packs weights, the toy backend does not.
+static_assert(redraft::backend_has_packed_matmul_v<redraft::cpu_backend, float>);
+static_assert(redraft::backend_has_packed_matmul_v<redraft::cpu_backend, redraft::float16>);
+static_assert(!redraft::backend_has_packed_matmul_v<redraft_test::toy_backend, float>);
 
 namespace {
 
@@ -432,4 +436,57 @@ TEST_CASE("packed_matmul refuses shapes that disagree, writing nothing", "[small
   REQUIRE_THROWS_WITH(redraft::packed_matmul(cm(x.data(), 2, 4), packed, mm(y.data(), 2, 4)),
                       Catch::Contains("y is [2, 4] but x * w^T is [2, 3]"));
   for (float v : y) REQUIRE(v == -1.0f);
+}
+
+TEMPLATE_TEST_CASE("cpu_backend packed weights (clause 11): matmul with bias and SiLU, unpack",
+                   "[small_matmul][packed][cpu_backend]", float, redraft::float16,
+                   redraft::bfloat16) {
+  const index_t m = GENERATE(1, 5, 64, 65);
+  const index_t n = GENERATE(5, 40);
+  const index_t k = GENERATE(9, 48);
+  const bool silu = GENERATE(false, true);
+  CAPTURE(m, n, k, silu);
+  const problem p = make_problem<TestType>(m, n, k, static_cast<std::uint32_t>(m + 3 * n + 5 * k));
+  const std::vector<TestType> w = to_weights<TestType>(p.w);
+  std::vector<float> bias(static_cast<std::size_t>(n));
+  for (index_t c = 0; c < n; ++c)
+    bias[static_cast<std::size_t>(c)] = 0.25f * static_cast<float>(c % 5) - 0.5f;
+  const redraft::cpu_backend b;
+  const auto packed = b.pack(redraft::matrix_view<const TestType>(w.data(), n, k));
+  REQUIRE(packed.rows() == n);
+  REQUIRE(packed.cols() == k);
+  std::vector<float> y(static_cast<std::size_t>(m * n), 123.0f);
+  b.matmul(redraft::matrix_view<const float>(p.x.data(), m, k), packed, bias.data(),
+           silu ? redraft::activation::silu : redraft::activation::none,
+           redraft::matrix_view<float>(y.data(), m, n));
+  check_against_double(p, bias, silu, y, m, n, k);
+
+  // unpack gives the weights back exactly.
+  std::vector<TestType> back(w.size());
+  b.unpack(packed, redraft::matrix_view<TestType>(back.data(), n, k));
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    CAPTURE(i);
+    REQUIRE(redraft::to_float(back[i]) == redraft::to_float(w[i]));
+  }
+}
+
+TEST_CASE("cpu_backend packed matmul and unpack refuse shapes that disagree, writing nothing",
+          "[small_matmul][packed][cpu_backend]") {
+  std::vector<float> x(8, 1.0f), w(12, 1.0f), y(8, -1.0f);
+  using cm = redraft::matrix_view<const float>;
+  using mm = redraft::matrix_view<float>;
+  const redraft::cpu_backend b;
+  const auto packed = b.pack(cm(w.data(), 3, 4));  // [N 3, K 4]
+  REQUIRE_THROWS_WITH(
+      b.matmul(cm(x.data(), 2, 3), packed, nullptr, redraft::activation::none, mm(y.data(), 2, 3)),
+      Catch::Contains("matmul: x has 3 columns but w has 4"));
+  REQUIRE_THROWS_WITH(
+      b.matmul(cm(x.data(), 2, 4), packed, nullptr, redraft::activation::none, mm(y.data(), 2, 4)),
+      Catch::Contains("matmul: y is [2, 4] but x * w^T is [2, 3]"));
+  for (float v : y) REQUIRE(v == -1.0f);
+  std::vector<float> back(12, -1.0f);
+  REQUIRE_THROWS_WITH(b.unpack(packed, mm(back.data(), 4, 3)),
+                      Catch::Contains("packed_weights::unpack: w is [4, 3] but the packed matrix "
+                                      "is [3, 4]"));
+  for (float v : back) REQUIRE(v == -1.0f);
 }

@@ -58,6 +58,18 @@
 //     Entry points reach it only through step::run_step, which calls run_fused when present
 //     (and s.count() > 0) and for_each_index otherwise. Detect it through
 //     redraft::backend_has_fused_v<B, S>. The Thrust and CUDA backends offer all six.
+// 11. Optional: packed weights. For W = float and each W of clause 9 it offers, a backend may
+//     offer `typename B::template packed_matrix<W>`, a movable weight matrix [N, K] in a layout
+//     of the backend's choosing (e.g. the CPU's column panels, cpu/packed_matmul.hpp), with
+//     `rows()` (N) and `cols()` (K); `b.pack(w)` builds one from a matrix_view<const W> w [N, K]
+//     in backend memory; `b.unpack(p, w)` writes it back into a matrix_view<W> w [N, K]; and
+//     `b.matmul(x, p, bias, act, y)` is clause 6's product with the packed weights. Each output
+//     is the same function of its row of x whatever M is, so a row's result does not depend on
+//     the batch; its bits may differ from clause 6's (another order of summation). Users that
+//     multiply by the same weights at every step (the draft head, hence beam search) pack once
+//     when the weights are set and keep only the packed copy. Detect it through
+//     redraft::backend_has_packed_matmul_v<B, W>. The CPU backend offers it; the Thrust and CUDA
+//     backends do not.
 //
 // Buffer lifetime (clauses 2 and 4): destroying a buffer, or assigning over it, is ordered after
 // the work already issued on the handle that allocated it. Work that uses the buffer completes
@@ -140,6 +152,18 @@ inline constexpr bool backend_has_half_matmul_v =
                                           matrix_view<float> y, const float* bias) {
   b.matmul(x, w, bias, activation::none, y);
   requires detail::backend_buffer_of<B, W>;
+};
+
+// Clause 11: true iff B offers packed_matrix<W> with pack, unpack and its matmul.
+template <class B, class W>
+inline constexpr bool backend_has_packed_matmul_v = requires(
+    const B& b, matrix_view<const float> x, matrix_view<const W> w, matrix_view<W> w_out,
+    const typename B::template packed_matrix<W>& p, matrix_view<float> y, const float* bias) {
+  { b.pack(w) } -> std::same_as<typename B::template packed_matrix<W>>;
+  b.unpack(p, w_out);
+  b.matmul(x, p, bias, activation::none, y);
+  { p.rows() } -> std::convertible_to<index_t>;
+  { p.cols() } -> std::convertible_to<index_t>;
 };
 
 // Clause 10: true iff B offers run_fused for the step struct S.

@@ -3,7 +3,8 @@
 // Memory is ordinary host memory; for_each_index is a plain loop on the calling thread, so a
 // cpu_backend value may be used from several threads at once as long as each works on its own
 // buffers. Dense products of up to 64 rows go through small_matmul (cpu/small_matmul.hpp), larger
-// ones through Eigen's GEMM.
+// ones through Eigen's GEMM; products with packed weights (Backend clause 11) through
+// packed_matmul (cpu/packed_matmul.hpp), the kernel the draft head and the reference target use.
 #pragma once
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "redraft/core/error.hpp"
 #include "redraft/core/half.hpp"
 #include "redraft/core/view.hpp"
+#include "redraft/cpu/packed_matmul.hpp"
 #include "redraft/cpu/small_matmul.hpp"
 
 namespace redraft {
@@ -110,6 +112,31 @@ class cpu_backend {
                                                   matrix_view<const W> w, const float* bias,
                                                   activation act, matrix_view<float> y) const {
     matmul_impl(x, w, bias, act, y);
+  }
+
+  // Clause 11: weights packed into column panels (packed_matmul), W float, float16 or bfloat16.
+  // Any M goes through packed_matmul: each weight read once per 64 rows, no horizontal sums.
+  template <class W>
+  using packed_matrix = packed_weights<W>;
+
+  template <weight_element W>
+  packed_weights<W> pack(matrix_view<const W> w) const {
+    return packed_weights<W>(w);
+  }
+  template <weight_element W>
+  void unpack(const packed_weights<W>& packed, matrix_view<W> w) const {
+    packed.unpack(w);
+  }
+  template <weight_element W>
+  void matmul(matrix_view<const float> x, const packed_weights<W>& w, const float* bias,
+              activation act, matrix_view<float> y) const {
+    const index_t m = x.extent(0), k = x.extent(1), n = w.rows();
+    REDRAFT_REQUIRE(w.cols() == k, "matmul: x has ", k, " columns but w has ", w.cols());
+    REDRAFT_REQUIRE(y.extent(0) == m && y.extent(1) == n, "matmul: y is [", y.extent(0), ", ",
+                    y.extent(1), "] but x * w^T is [", m, ", ", n, "]");
+    if (m == 0 || n == 0) return;
+    packed_matmul(x, w, y);
+    add_bias_activate(bias, act, y);
   }
 
   // Rows up to which matmul uses small_matmul (measured crossover with Eigen's GEMM:
@@ -235,9 +262,14 @@ class cpu_backend {
     } else {
       small_matmul(x, w, y);
     }
-    mutable_map ym(y.data(), m, n);
+    add_bias_activate(bias, act, y);
+  }
+
+  // y = act(y + bias), the products' epilogue; bias [N] nullable.
+  static void add_bias_activate(const float* bias, activation act, matrix_view<float> y) {
+    mutable_map ym(y.data(), y.extent(0), y.extent(1));
     if (bias != nullptr) {
-      ym.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, n);
+      ym.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, y.extent(1));
     }
     if (act == activation::silu) {
       ym = ym.array() / (1.0f + (-ym.array()).exp());
@@ -254,5 +286,9 @@ static_assert(Backend<cpu_backend>, "cpu_backend must model redraft::Backend");
 static_assert(backend_has_half_matmul_v<cpu_backend, float16> &&
                   backend_has_half_matmul_v<cpu_backend, bfloat16>,
               "cpu_backend offers Backend clause 9 (half-precision weights)");
+static_assert(backend_has_packed_matmul_v<cpu_backend, float> &&
+                  backend_has_packed_matmul_v<cpu_backend, float16> &&
+                  backend_has_packed_matmul_v<cpu_backend, bfloat16>,
+              "cpu_backend offers Backend clause 11 (packed weights)");
 
 }  // namespace redraft

@@ -59,6 +59,17 @@ class packed_weights {
     }
   }
 
+  // Writes the matrix back in its [N, K] layout. Throws redraft::error when w is not [N, K].
+  void unpack(matrix_view<W> w) const {
+    REDRAFT_REQUIRE(w.extent(0) == n_ && w.extent(1) == k_, "packed_weights::unpack: w is [",
+                    w.extent(0), ", ", w.extent(1), "] but the packed matrix is [", n_, ", ", k_,
+                    "]");
+    for (index_t col = 0; col < n_; ++col) {
+      const W* panel = data_.data() + (col / width) * k_ * width + col % width;
+      for (index_t c = 0; c < k_; ++c) w(col, c) = panel[c * width];
+    }
+  }
+
   index_t rows() const { return n_; }  // N: output columns
   index_t cols() const { return k_; }  // K: input columns
   // Panel p [K, width].

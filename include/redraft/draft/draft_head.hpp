@@ -25,11 +25,19 @@
 // stay 16-bit in memory, halving the bytes each product streams; elsewhere the same values are
 // kept in float buffers. Either way every product accumulates in float, and the results are the
 // same. Biases are always float.
+//
+// Packed weights. On a backend with packed weights (Backend clause 11, e.g. the CPU) every weight
+// matrix is held only in the backend's packed layout, built when it is set (set_parameter,
+// load_draft_head), and every product goes through the backend's packed matmul: on the CPU that
+// is packed_matmul (cpu/packed_matmul.hpp), the kernel the reference target uses too, which reads
+// each weight once per step for all the beams' rows. get_parameter unpacks; parameter_view is for
+// float buffers only (biases, and weight matrices on backends without packing).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -135,6 +143,16 @@ struct half_weight_buffer<B, W, true> {
   using type = typename B::template buffer<W>;
 };
 
+// The backend's packed matrix of W weights when it packs them (clause 11), else empty.
+template <class B, class W, bool = backend_has_packed_matmul_v<B, W>>
+struct packed_weight_matrix {
+  struct type {};
+};
+template <class B, class W>
+struct packed_weight_matrix<B, W, true> {
+  using type = typename B::template packed_matrix<W>;
+};
+
 }  // namespace detail
 
 // Scratch buffers of the forward, for up to `rows` rows. Reuse one across calls (beam search
@@ -214,28 +232,33 @@ class draft_head {
     parameter& p = get("draft_head::set_parameter", name);
     REDRAFT_REQUIRE(count == p.count, "draft_head::set_parameter: '", name, "' has ", p.count,
                     " elements but ", count, " values were given");
-    if (!p.matrix || format_ == weight_format::f32) {
+    if (!p.matrix) {
       backend_.copy_from_host(host_values, count, p.values.data());
       return;
     }
-    const auto upload = [&](auto& buffer, auto convert) {
-      std::vector<decltype(convert(0.0f))> rounded(static_cast<std::size_t>(count));
+    // The values rounded to the head's format, in the type they are stored as.
+    const auto rounded = [&](auto convert) {
+      std::vector<decltype(convert(0.0f))> out(static_cast<std::size_t>(count));
       for (index_t i = 0; i < count; ++i)
-        rounded[static_cast<std::size_t>(i)] = convert(host_values[i]);
-      backend_.copy_from_host(rounded.data(), count, buffer.data());
+        out[static_cast<std::size_t>(i)] = convert(host_values[i]);
+      return out;
     };
-    const auto round_f16 = [](float v) { return to_float(to_float16(v)); };
-    const auto round_bf16 = [](float v) { return to_float(to_bfloat16(v)); };
     if constexpr (backend_has_half_matmul_v<B, float16>) {
       if (stored_ == weight_format::f16)
-        return upload(p.f16, [](float v) { return to_float16(v); });
+        return store_matrix(p, rounded([](float v) { return to_float16(v); }), p.f16, p.packed_f16);
     }
     if constexpr (backend_has_half_matmul_v<B, bfloat16>) {
       if (stored_ == weight_format::bf16)
-        return upload(p.bf16, [](float v) { return to_bfloat16(v); });
+        return store_matrix(p, rounded([](float v) { return to_bfloat16(v); }), p.bf16,
+                            p.packed_bf16);
     }
-    if (format_ == weight_format::f16) return upload(p.values, round_f16);
-    upload(p.values, round_bf16);
+    if (format_ == weight_format::f16)
+      return store_matrix(p, rounded([](float v) { return to_float(to_float16(v)); }), p.values,
+                          p.packed_f32);
+    if (format_ == weight_format::bf16)
+      return store_matrix(p, rounded([](float v) { return to_float(to_bfloat16(v)); }), p.values,
+                          p.packed_f32);
+    store_matrix(p, rounded([](float v) { return v; }), p.values, p.packed_f32);
   }
   void set_parameter(const std::string& name, const std::vector<float>& host_values) {
     set_parameter(name, host_values.data(), static_cast<index_t>(host_values.size()));
@@ -244,31 +267,35 @@ class draft_head {
   std::vector<float> get_parameter(const std::string& name) const {
     const parameter& p = get("draft_head::get_parameter", name);
     std::vector<float> out(static_cast<std::size_t>(p.count));
-    const auto download = [&](const auto& buffer) {
-      std::vector<std::decay_t<decltype(*buffer.data())>> stored(static_cast<std::size_t>(p.count));
-      backend_.copy_to_host(buffer.data(), p.count, stored.data());
+    if (!p.matrix) {
+      backend_.copy_to_host(p.values.data(), p.count, out.data());
+      return out;
+    }
+    with_matrix(p, [&](const auto& w, auto type) {
+      using W = typename decltype(type)::type;
+      // A packed matrix is unpacked into a backend buffer first.
+      typename B::template buffer<W> unpacked;
+      const W* values = nullptr;
+      if constexpr (std::is_same_v<std::decay_t<decltype(w)>, matrix_view<const W>>) {
+        values = w.data();
+      } else {
+        unpacked = backend_.template allocate<W>(p.count);
+        backend_.unpack(w, matrix_view<W>(unpacked.data(), p.shape[0], p.shape[1]));
+        values = unpacked.data();
+      }
+      std::vector<W> stored(static_cast<std::size_t>(p.count));
+      backend_.copy_to_host(values, p.count, stored.data());
       for (std::size_t i = 0; i < out.size(); ++i) out[i] = to_float(stored[i]);
-    };
-    if constexpr (backend_has_half_matmul_v<B, float16>) {
-      if (p.matrix && stored_ == weight_format::f16) {
-        download(p.f16);
-        return out;
-      }
-    }
-    if constexpr (backend_has_half_matmul_v<B, bfloat16>) {
-      if (p.matrix && stored_ == weight_format::bf16) {
-        download(p.bf16);
-        return out;
-      }
-    }
-    backend_.copy_to_host(p.values.data(), p.count, out.data());
+    });
     return out;
   }
   // A view of a float-stored parameter in backend memory, as a matrix [out, in] (biases as
-  // [1, out]). Throws redraft::error for a weight matrix stored as F16 / BF16 (get_parameter
-  // reads those).
+  // [1, out]). Throws redraft::error for a weight matrix stored as F16 / BF16 or packed
+  // (get_parameter reads those).
   matrix_view<const float> parameter_view(const std::string& name) const {
     const parameter& p = get("draft_head::parameter_view", name);
+    REDRAFT_REQUIRE(!p.packed, "draft_head::parameter_view: '", name,
+                    "' is stored packed for the backend's products (use get_parameter)");
     REDRAFT_REQUIRE(!p.matrix || stored_ == weight_format::f32, "draft_head::parameter_view: '",
                     name, "' is stored as ", weight_format_name(stored_),
                     ", not float (use get_parameter)");
@@ -400,9 +427,16 @@ class draft_head {
     std::vector<std::int64_t> shape;
     index_t count = 0;    // elements
     bool matrix = false;  // a weight matrix [out, in] (takes the head's format), else a bias
-    float_buffer values;  // [count] unless the matrix is stored as F16 / BF16
-    typename detail::half_weight_buffer<B, float16>::type f16;    // [count] when stored F16
-    typename detail::half_weight_buffer<B, bfloat16>::type bf16;  // [count] when stored BF16
+    bool packed = false;  // a weight matrix held only in the backend's packed layout
+    // Unpacked storage, [count]: values for biases and float matrices, f16 / bf16 for matrices
+    // stored as F16 / BF16.
+    float_buffer values;
+    typename detail::half_weight_buffer<B, float16>::type f16;
+    typename detail::half_weight_buffer<B, bfloat16>::type bf16;
+    // Packed storage [out, in] of the stored type (when packed).
+    typename detail::packed_weight_matrix<B, float>::type packed_f32;
+    typename detail::packed_weight_matrix<B, float16>::type packed_f16;
+    typename detail::packed_weight_matrix<B, bfloat16>::type packed_bf16;
   };
 
   bool top_k_in_use() const { return config_.logit_top_k < config_.vocab_size; }
@@ -415,20 +449,84 @@ class draft_head {
     p.matrix = shape.size() == 2;
     p.shape = std::move(shape);
     p.count = count;
-    const auto zeros = [&](auto& buffer, auto zero) {
-      buffer = backend_.template allocate<decltype(zero)>(count);
-      backend_.fill(buffer.data(), count, zero);
-    };
+    p.packed = p.matrix && packs_stored_format();
     bool half = false;
     if constexpr (backend_has_half_matmul_v<B, float16>) {
-      if (p.matrix && stored_ == weight_format::f16) zeros(p.f16, float16{}), half = true;
+      if (p.matrix && stored_ == weight_format::f16)
+        zero_matrix<float16>(p, p.f16, p.packed_f16), half = true;
     }
     if constexpr (backend_has_half_matmul_v<B, bfloat16>) {
-      if (p.matrix && stored_ == weight_format::bf16) zeros(p.bf16, bfloat16{}), half = true;
+      if (p.matrix && stored_ == weight_format::bf16)
+        zero_matrix<bfloat16>(p, p.bf16, p.packed_bf16), half = true;
     }
-    if (!half) zeros(p.values, 0.0f);
+    if (!half) zero_matrix<float>(p, p.values, p.packed_f32);
     parameters_.push_back(std::move(p));
     return parameters_.size() - 1;
+  }
+  // Zeros of the stored type W in the parameter's storage: packed when p.packed, else `buffer`.
+  template <class W, class Buffer, class Packed>
+  void zero_matrix(parameter& p, Buffer& buffer, Packed& packed) {
+    auto zeros = backend_.template allocate<W>(p.count);
+    backend_.fill(zeros.data(), p.count, W{});
+    if constexpr (backend_has_packed_matmul_v<B, W>) {
+      if (p.packed) {
+        packed = backend_.pack(matrix_view<const W>(zeros.data(), p.shape[0], p.shape[1]));
+        return;
+      }
+    }
+    buffer = std::move(zeros);
+  }
+  // Whether the backend packs weight matrices of the stored format (clause 11).
+  bool packs_stored_format() const {
+    switch (stored_) {
+      case weight_format::f16:
+        return backend_has_packed_matmul_v<B, float16>;
+      case weight_format::bf16:
+        return backend_has_packed_matmul_v<B, bfloat16>;
+      case weight_format::f32:
+        break;
+    }
+    return backend_has_packed_matmul_v<B, float>;
+  }
+  // Stores host values [count] of a weight matrix (already in the stored type W): packed through
+  // a backend staging buffer when p.packed, else into `buffer`.
+  template <class W, class Buffer, class Packed>
+  void store_matrix(parameter& p, const std::vector<W>& host, Buffer& buffer, Packed& packed) {
+    if constexpr (backend_has_packed_matmul_v<B, W>) {
+      if (p.packed) {
+        auto staging = backend_.template allocate<W>(p.count);
+        backend_.copy_from_host(host.data(), p.count, staging.data());
+        packed = backend_.pack(matrix_view<const W>(staging.data(), p.shape[0], p.shape[1]));
+        return;
+      }
+    }
+    backend_.copy_from_host(host.data(), p.count, buffer.data());
+  }
+  // Calls f(w, std::type_identity<W>{}) with the weight matrix p in its storage: the backend's
+  // packed matrix, or a matrix_view<const W> [out, in] of its buffer.
+  template <class F>
+  void with_matrix(const parameter& p, F&& f) const {
+    const index_t rows = p.shape[0], cols = p.shape[1];
+    if (stored_ == weight_format::f16) {
+      if constexpr (backend_has_packed_matmul_v<B, float16>) {
+        if (p.packed) return f(p.packed_f16, std::type_identity<float16>{});
+      }
+      if constexpr (backend_has_half_matmul_v<B, float16>)
+        return f(matrix_view<const float16>(p.f16.data(), rows, cols),
+                 std::type_identity<float16>{});
+    }
+    if (stored_ == weight_format::bf16) {
+      if constexpr (backend_has_packed_matmul_v<B, bfloat16>) {
+        if (p.packed) return f(p.packed_bf16, std::type_identity<bfloat16>{});
+      }
+      if constexpr (backend_has_half_matmul_v<B, bfloat16>)
+        return f(matrix_view<const bfloat16>(p.bf16.data(), rows, cols),
+                 std::type_identity<bfloat16>{});
+    }
+    if constexpr (backend_has_packed_matmul_v<B, float>) {
+      if (p.packed) return f(p.packed_f32, std::type_identity<float>{});
+    }
+    f(matrix_view<const float>(p.values.data(), rows, cols), std::type_identity<float>{});
   }
   const parameter* find(const std::string& name) const {
     for (const parameter& p : parameters_)
@@ -446,23 +544,8 @@ class draft_head {
   // y = act(x w^T + bias) for the weight matrix parameters_[index], in its stored format.
   void product(matrix_view<const float> x, std::size_t index, const float* bias_values,
                activation act, matrix_view<float> y) const {
-    const parameter& p = parameters_[index];
-    if constexpr (backend_has_half_matmul_v<B, float16>) {
-      if (stored_ == weight_format::f16) {
-        backend_.matmul(x, matrix_view<const float16>(p.f16.data(), p.shape[0], p.shape[1]),
-                        bias_values, act, y);
-        return;
-      }
-    }
-    if constexpr (backend_has_half_matmul_v<B, bfloat16>) {
-      if (stored_ == weight_format::bf16) {
-        backend_.matmul(x, matrix_view<const bfloat16>(p.bf16.data(), p.shape[0], p.shape[1]),
-                        bias_values, act, y);
-        return;
-      }
-    }
-    backend_.matmul(x, matrix_view<const float>(p.values.data(), p.shape[0], p.shape[1]),
-                    bias_values, act, y);
+    with_matrix(parameters_[index],
+                [&](const auto& w, auto) { backend_.matmul(x, w, bias_values, act, y); });
   }
   const float* bias(std::size_t index) const { return parameters_[index].values.data(); }
 

@@ -68,6 +68,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -261,6 +262,7 @@ class adaptive_policy {
     const std::int32_t a = static_cast<std::int32_t>(remaining.extent(0));
     const acceptance_table q = acceptance_estimates();
     std::vector<shape_estimate> out;
+    out.reserve(config_.widths.size() * config_.lengths.size() + 1);
     if (config_.allow_plain) {
       shape_estimate e;
       e.shape = draft_shape::plain();
@@ -310,11 +312,11 @@ class adaptive_policy {
   // and were never measured again (a lock-in on a shorter shape).
   double verify_cost_weight(double n) const {
     if (cost_.empty()) return 0.0;
+    // The bins' mean node counts ascend with their keys, so the neighbourhood is one run of bins.
+    auto it = std::partition_point(cost_.begin(), cost_.end(),
+                                   [&](const cost_bin& b) { return 1.5 * (b.n / b.weight) < n; });
     double near = 0;
-    for (const auto& b : cost_) {
-      const double x = b.n / b.weight;
-      if (x <= 1.5 * n && n <= 1.5 * x) near += b.weight;
-    }
+    for (; it != cost_.end() && it->n / it->weight <= 1.5 * n; ++it) near += it->weight;
     return std::min(near, neighbour_borrow * read_weight(n));
   }
 
@@ -372,37 +374,44 @@ class adaptive_policy {
   // mean per node count, interpolated piecewise linearly, extrapolated with the steepest of the
   // last segment's slope and the least-squares slope.
   double cost_curve(double n) const {
-    if (cost_.empty()) return 0.0;
-    std::vector<std::pair<double, double>> pts;  // (n, seconds), ascending n
-    for (const auto& b : cost_) pts.emplace_back(b.n / b.weight, b.seconds / b.weight);
-    if (pts.size() == 1) return pts[0].second * n / pts[0].first;
-    if (n <= pts.front().first) {
-      const double slope =
-          std::max(0.0, (pts[1].second - pts[0].second) / (pts[1].first - pts[0].first));
-      return std::max(0.0, pts[0].second - slope * (pts[0].first - n));
+    // The bins' mean (n, seconds), ascending n, read in place (this runs for every candidate of
+    // every step: no allocation, binary search).
+    const std::size_t m = cost_.size();
+    if (m == 0) return 0.0;
+    const auto x = [&](std::size_t i) { return cost_[i].n / cost_[i].weight; };
+    const auto y = [&](std::size_t i) { return cost_[i].seconds / cost_[i].weight; };
+    if (m == 1) return y(0) * n / x(0);
+    if (n <= x(0)) {
+      const double slope = std::max(0.0, (y(1) - y(0)) / (x(1) - x(0)));
+      return std::max(0.0, y(0) - slope * (x(0) - n));
     }
-    for (std::size_t i = 1; i < pts.size(); ++i) {
-      if (n <= pts[i].first) {
-        const double f = (n - pts[i - 1].first) / (pts[i].first - pts[i - 1].first);
-        return pts[i - 1].second + f * (pts[i].second - pts[i - 1].second);
-      }
+    // The first bin at or above n (bins ascend in n).
+    const std::size_t i = static_cast<std::size_t>(
+        std::partition_point(cost_.begin(), cost_.end(),
+                             [&](const cost_bin& b) { return b.n / b.weight < n; }) -
+        cost_.begin());
+    if (i < m) {
+      const double f = (n - x(i - 1)) / (x(i) - x(i - 1));
+      return y(i - 1) + f * (y(i) - y(i - 1));
     }
     // Beyond the largest measured n: the steeper of the last segment and the least-squares line.
-    const auto& p = pts[pts.size() - 2];
-    const auto& q = pts.back();
-    double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (const auto& b : cost_) {
-      const double x = b.n / b.weight, y = b.seconds / b.weight;
-      sw += b.weight;
-      sx += b.weight * x;
-      sy += b.weight * y;
-      sxx += b.weight * x * x;
-      sxy += b.weight * x * y;
+    // NOTE: cached until the next cost sample (decay scales a bin's sums alike, so it changes
+    // neither the means nor the fit): every candidate of a step shares it.
+    if (!beyond_slope_) {
+      double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+      for (std::size_t j = 0; j < m; ++j) {
+        const double w = cost_[j].weight;
+        sw += w;
+        sx += w * x(j);
+        sy += w * y(j);
+        sxx += w * x(j) * x(j);
+        sxy += w * x(j) * y(j);
+      }
+      const double var = sxx - sx * sx / sw;
+      const double fit_slope = var > 0 ? (sxy - sx * sy / sw) / var : 0.0;
+      beyond_slope_ = std::max({0.0, (y(m - 1) - y(m - 2)) / (x(m - 1) - x(m - 2)), fit_slope});
     }
-    const double var = sxx - sx * sx / sw;
-    const double fit_slope = var > 0 ? (sxy - sx * sy / sw) / var : 0.0;
-    const double slope = std::max({0.0, (q.second - p.second) / (q.first - p.first), fit_slope});
-    return q.second + slope * (n - q.first);
+    return y(m - 1) + *beyond_slope_ * (n - x(m - 1));
   }
 
   std::int32_t max_depth() const { return config_.lengths.back() - 1; }
@@ -429,13 +438,13 @@ class adaptive_policy {
   double read_weight(double n) const {
     const auto at = [](const cost_bin& b) { return b.n / b.weight; };
     if (n <= at(cost_.front())) return cost_.front().weight;
-    for (std::size_t i = 1; i < cost_.size(); ++i) {
-      if (n <= at(cost_[i])) {
-        const double f = (n - at(cost_[i - 1])) / (at(cost_[i]) - at(cost_[i - 1]));
-        return 1.0 / ((1.0 - f) * (1.0 - f) / cost_[i - 1].weight + f * f / cost_[i].weight);
-      }
-    }
-    return cost_.back().weight;
+    // The first bin at or above n (mean node counts ascend with the keys).
+    const auto hi = std::partition_point(cost_.begin(), cost_.end(),
+                                         [&](const cost_bin& b) { return at(b) < n; });
+    if (hi == cost_.end()) return cost_.back().weight;
+    const auto lo = hi - 1;
+    const double f = (n - at(*lo)) / (at(*hi) - at(*lo));
+    return 1.0 / ((1.0 - f) * (1.0 - f) / lo->weight + f * f / hi->weight);
   }
 
   // The factor that makes a verify cost optimistic: well measured costs are trusted, a cost
@@ -483,6 +492,7 @@ class adaptive_policy {
   }
 
   void add_cost(std::int32_t nodes, double seconds) {
+    beyond_slope_.reset();
     const std::int32_t key = cost_key(nodes);
     auto it = bin_at(key);
     if (it == cost_.end() || it->key != key) it = cost_.insert(it, cost_bin{key, 0, 0, 0, 0});
@@ -589,6 +599,7 @@ class adaptive_policy {
   std::vector<double> hits_, seen_, fresh_;
   std::vector<double> node_sum_, node_weight_;  // [widths, lengths] sums, decayed like hits_
   std::vector<cost_bin> cost_;                  // ascending key
+  mutable std::optional<double> beyond_slope_;  // cost_curve's slope past the last bin (cache)
   regression draft_;
   std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
   std::int64_t steps_ = 0;  // steps observed (all generate() calls)
