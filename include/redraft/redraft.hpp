@@ -57,6 +57,7 @@
 #include "redraft/loop/drafter.hpp"
 #include "redraft/loop/generation.hpp"
 #include "redraft/loop/plain_decoder.hpp"
+#include "redraft/loop/policy_trace.hpp"
 #include "redraft/loop/speculation_policy.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
 #include "redraft/loop/target_model.hpp"
