@@ -155,16 +155,27 @@ inline constexpr bool backend_has_half_matmul_v =
 };
 
 // Clause 11: true iff B offers packed_matrix<W> with pack, unpack and its matmul.
+namespace detail {
 template <class B, class W>
-inline constexpr bool backend_has_packed_matmul_v = requires(
-    const B& b, matrix_view<const float> x, matrix_view<const W> w, matrix_view<W> w_out,
-    const typename B::template packed_matrix<W>& p, matrix_view<float> y, const float* bias) {
+concept backend_packed_matrix_of = requires {
+  typename B::template packed_matrix<W>;
+};
+// NOTE: checked only once the type exists (the conjunction below): clang 14 reports a missing
+// packed_matrix named in a requires-expression's parameters as a hard error.
+template <class B, class W>
+concept backend_packed_matmul = backend_packed_matrix_of<B, W> &&
+    requires(const B& b, matrix_view<const float> x, matrix_view<const W> w, matrix_view<W> w_out,
+             const typename B::template packed_matrix<W>& p, matrix_view<float> y,
+             const float* bias) {
   { b.pack(w) } -> std::same_as<typename B::template packed_matrix<W>>;
   b.unpack(p, w_out);
   b.matmul(x, p, bias, activation::none, y);
   { p.rows() } -> std::convertible_to<index_t>;
   { p.cols() } -> std::convertible_to<index_t>;
 };
+}  // namespace detail
+template <class B, class W>
+inline constexpr bool backend_has_packed_matmul_v = detail::backend_packed_matmul<B, W>;
 
 // Clause 10: true iff B offers run_fused for the step struct S.
 template <class B, class S>
