@@ -280,7 +280,7 @@ class draft_head {
         values = w.data();
       } else {
         unpacked = backend_.template allocate<W>(p.count);
-        backend_.unpack(w, matrix_view<W>(unpacked.data(), p.shape[0], p.shape[1]));
+        unpack_matrix(w, matrix_view<W>(unpacked.data(), p.shape[0], p.shape[1]));
         values = unpacked.data();
       }
       std::vector<W> stored(static_cast<std::size_t>(p.count));
@@ -501,6 +501,13 @@ class draft_head {
       }
     }
     backend_.copy_from_host(host.data(), p.count, buffer.data());
+  }
+  // Writes a packed matrix back into [out, in] backend memory (reached only on packing backends).
+  // NOTE: a member template rather than code in get_parameter's generic lambda, where clang 14
+  // looks up `unpack` in B even in a discarded branch.
+  template <class Packed, class W>
+  void unpack_matrix(const Packed& packed, matrix_view<W> out) const {
+    if constexpr (backend_has_packed_matmul_v<B, W>) backend_.unpack(packed, out);
   }
   // Calls f(w, std::type_identity<W>{}) with the weight matrix p in its storage: the backend's
   // packed matrix, or a matrix_view<const W> [out, in] of its buffer.
