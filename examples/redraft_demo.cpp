@@ -542,9 +542,7 @@ int run(const demo_flags& f) {
   // The draft shapes the steps used, most used first ("plain": a plain step).
   std::map<std::string, int> shape_steps;
   for (const auto& s : got.steps)
-    ++shape_steps[s.beam_length == 1
-                      ? std::string("plain")
-                      : std::to_string(s.beam_width) + "x" + std::to_string(s.beam_length)];
+    ++shape_steps[redraft::traced_policy::name({s.beam_width, s.beam_length})];
   std::vector<std::pair<int, std::string>> by_use;
   for (const auto& [shape, n] : shape_steps) by_use.emplace_back(-n, shape);
   std::sort(by_use.begin(), by_use.end());
