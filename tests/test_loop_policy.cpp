@@ -789,8 +789,10 @@ TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mi
     CAPTURE(optimum.first, optimum.second, w.modal.first, w.modal.second, w.share, w.efficiency,
             w.steps);
     if (k < 2) {
+      // The rest: probes (plain steps among them: a cost the policy stopped measuring grows
+      // uncertain and is measured again) and 2 x 4, 5% behind.
       CHECK(w.modal == optimum);
-      CHECK(w.share > 0.6);
+      CHECK(w.share > 0.5);
     } else {
       // Back from the plain stretch, every speculative cost is stale and is measured again by
       // probes; in this half-phase window the policy splits its steps between the optimum 1 x 4
@@ -970,10 +972,15 @@ TEST_CASE("the adaptive policy explores less once its estimates are backed by ma
     double longest = 0;
     for (const auto& st : result.steps) longest = std::max(longest, st.total_s());
     const adaptive_policy& p = decoder.policy();
-    const double steps = static_cast<double>(result.steps.size());
-    const double fraction =
-        explore_steps > 0 && steps > explore_steps ? 0.03 * std::sqrt(explore_steps / steps) : 0.03;
-    CHECK(p.probe_loss_s() <= fraction * p.elapsed_s() + longest);
+    // Each step's time at its own step count's fraction.
+    double allowance = 0;
+    for (std::size_t k = 1; k <= result.steps.size(); ++k) {
+      const double fraction = explore_steps > 0 && k > static_cast<std::size_t>(explore_steps)
+                                  ? 0.03 * std::sqrt(explore_steps / static_cast<double>(k))
+                                  : 0.03;
+      allowance += fraction * result.steps[k - 1].total_s();
+    }
+    CHECK(p.probe_loss_s() <= allowance + longest);
     return p.probe_loss_s() / p.elapsed_s();  // the share of the time probes lost
   };
   const double shrinking = run(32), constant = run(0);
@@ -1125,6 +1132,25 @@ std::vector<draft_shape> drive_policy(adaptive_policy& p, const scenario& s, std
   return shapes;
 }
 
+// Over shapes[from..]: steps per L (W = 1 throughout; plain steps count as L = 1) and the mean
+// true rate of the chosen shapes relative to the optimum's.
+struct tail_summary {
+  std::map<std::int32_t, std::int32_t> count;
+  double efficiency = 0;
+};
+tail_summary summarize_tail(const std::vector<draft_shape>& shapes, std::size_t from,
+                            const std::map<std::pair<std::int32_t, std::int32_t>, double>& rates,
+                            std::pair<std::int32_t, std::int32_t> optimum) {
+  tail_summary t;
+  const double steps = static_cast<double>(shapes.size() - from);
+  for (std::size_t k = from; k < shapes.size(); ++k) {
+    ++t.count[shapes[k].beam_length];
+    t.efficiency +=
+        rates.at({shapes[k].beam_width, shapes[k].beam_length}) / rates.at(optimum) / steps;
+  }
+  return t;
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -1145,14 +1171,39 @@ TEST_CASE(
   const auto optimum = best_of(rates, &margin);
   REQUIRE(optimum == std::pair<std::int32_t, std::int32_t>{1, 5});
   adaptive_policy p(pc);
-  const auto shapes = drive_policy(p, normal, 800, 1.5, 5, {2, 2});
-  std::map<std::int32_t, std::int32_t> count;
-  double efficiency = 0;
-  for (std::size_t k = 400; k < shapes.size(); ++k) {
-    ++count[shapes[k].beam_length];
-    efficiency += rates.at({1, shapes[k].beam_length}) / rates.at(optimum) / 400.0;
-  }
+  auto [count, efficiency] =
+      summarize_tail(drive_policy(p, normal, 800, 1.5, 5, {2, 2}), 400, rates, optimum);
   CAPTURE(count[3], count[4], count[5], count[6], efficiency);
-  CHECK(count[5] > 300);
+  // 1 x 6 is 1% behind 1 x 5: the policy may split between the two, not fall back to 1 x 3.
+  CHECK(count[5] > 250);
+  CHECK(count[5] + count[6] > 370);
   CHECK(efficiency > 0.97);
+}
+
+TEST_CASE(
+    "a plain step measured only while the machine warmed up is measured again: no lock-out of "
+    "plain decoding",
+    "[loop][policy]") {
+  // Plain decoding is best here (1 x 2, the best tree, reaches 93% of its rate). The first 3
+  // steps, the calibration, run 1.6x slow (the process warming up), so plain decoding is measured
+  // at 1.6x its cost, and every tree at normal speed afterwards. Before the fix a verify cost's
+  // optimistic value was never more than 30% below its stale estimate: plain decoding's optimistic
+  // rate never beat 1 x 2's, it was never measured again, and the policy ran 1 x 2 to the end
+  // (93% of the optimum's rate).
+  const scenario normal{{0.3, 0.3, 0.3, 0.3, 0.3}, {1.0, 0.5}, 0.05, 0.05};
+  adaptive_policy_config pc;
+  pc.widths = {1};
+  const auto rates = true_rates(normal, pc, 1);
+  double margin = 0;
+  const auto optimum = best_of(rates, &margin);
+  REQUIRE(optimum == std::pair<std::int32_t, std::int32_t>{1, 1});
+  REQUIRE(margin < 1.1);
+  adaptive_policy p(pc);
+  auto [count, efficiency] =
+      summarize_tail(drive_policy(p, normal, 1000, 1.6, 3, {0, 0}), 500, rates, optimum);
+  const std::int32_t plain = count[1];
+  CAPTURE(plain, efficiency, p.verify_cost(1), normal.verify(1));
+  CHECK(plain > 400);
+  CHECK(efficiency > 0.98);
+  CHECK(p.verify_cost(1) == Approx(normal.verify(1)).epsilon(0.05));
 }

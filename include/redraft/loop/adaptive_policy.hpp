@@ -40,18 +40,19 @@
 // probe may pay: a shape whose optimistic rate beats the best's optimistic rate (so a neighbour
 // that only shares the best's uncertainty is no probe), whose expected loss (its time minus the
 // time the best shape would need for its tokens) fits in the probe budget: explore_fraction of
-// the decoding time so far (shrinking as sqrt(explore_steps / steps) past explore_steps steps)
-// minus what earlier probes lost (signed: a lucky probe refunds). With plain steps allowed the
-// budget is also capped by what speculation gained: explore_free_fraction of the decoding time
-// plus explore_gain_share of the time the other steps saved against plain decoding (each
-// speculative step's tokens at the measured plain cost per token, minus its time), so where
-// nothing pays, probes lose at most explore_free_fraction and the policy keeps plain speed.
-// Optimistic rate: acceptance at mean + `confidence` standard deviations (freshness-weighted),
-// and verify cost lowered by cost_confidence / sqrt(1 + weight of the bins near n, at most 64
-// times the weight of the bins verify(n) is read from), so a node count measured long ago, or
-// never, is measured again when it might pay, even while a nearby count is measured every step.
-// Probes therefore cost at most about explore_fraction of the time, an expensive tree is tried
-// rarely, and a shape whose acceptance went stale is tried again.
+// the decoding time so far (each step's time at the fraction of its own step number, which
+// shrinks as sqrt(explore_steps / step) past explore_steps steps) minus what earlier probes lost
+// (signed: a lucky probe refunds). With plain steps allowed the budget is also capped by what
+// speculation gained: explore_free_fraction of the decoding time plus explore_gain_share of the
+// time the other steps saved against plain decoding (each speculative step's tokens at the measured
+// plain cost per token, minus its time), so where nothing pays, probes lose at most
+// explore_free_fraction and the policy keeps plain speed. Optimistic rate: acceptance at mean +
+// `confidence` standard deviations (freshness-weighted), and verify cost times exp(-cost_confidence
+// / sqrt(w)), w the weight of the bins near n (at most 64 times the weight of the bins verify(n) is
+// read from), so a node count measured long ago, or never, is measured again when it might pay,
+// even while a nearby count is measured every step; plain steps included, whose cost has no other
+// uncertainty. Probes therefore cost at most about explore_fraction of the time, an expensive tree
+// is tried rarely, and a shape whose acceptance went stale is tried again.
 //
 // Persistence. Everything learned lives in the policy object: the speculative decoder keeps its
 // policy across generate() calls (speculative_decoder::policy()), so only the first call
@@ -90,8 +91,9 @@ struct adaptive_policy_config {
   // (less exploration once the estimates are backed by many steps). 0: it never shrinks.
   std::int32_t explore_steps = 64;
   double confidence = 1.0;  // optimistic acceptance = mean + confidence standard deviations
-  double cost_confidence =
-      0.3;  // optimistic verify cost = mean (1 - cost_confidence / sqrt(1 + weight))
+  // optimistic verify cost = mean exp(-cost_confidence / sqrt(weight)), weight the decayed
+  // number of measurements behind it (0 when never measured: optimistic cost 0)
+  double cost_confidence = 0.3;
   // With plain steps allowed, probes are also paid from what speculation has gained: what they
   // may lose never exceeds explore_free_fraction of the decoding time plus explore_gain_share of
   // the time the policy's other steps saved against plain decoding (estimated, signed). Where
@@ -207,6 +209,11 @@ class adaptive_policy {
     ++steps_;
     decay_all();
     elapsed_s_ += report.total_s();
+    // NOTE: each step adds its own time at the fraction of its own step count. Scaling all the
+    // time so far by today's shrunken fraction instead took back allowance that earlier probes
+    // had already spent, and a policy whose budget went negative that way could not probe when
+    // the acceptance changed (it stayed on plain steps for hundreds of steps).
+    allowance_s_ += explore_fraction_now() * report.total_s();
     if (last_choice_ == policy_choice::probe && last_best_rate_ > 0)
       // Signed: a probe that beat the estimate refunds the budget (clamping at 0 would charge
       // every near-best probe for its noise).
@@ -347,14 +354,14 @@ class adaptive_policy {
   // Time the calibration and exploiting steps saved against plain decoding (signed, estimated
   // with the plain step's measured cost at each step's batch).
   double gain_s() const { return gain_s_; }
-  // What probes may lose in all so far (probe_loss_s() counts against it): explore_fraction of the
-  // decoding time, shrinking past explore_steps; with plain steps allowed, at most
+  // What probes may lose in all so far (probe_loss_s() counts against it): each step's time at
+  // explore_fraction, shrinking past explore_steps (a step's share is fixed when it is observed);
+  // with plain steps allowed, at most
   // explore_free_fraction of it plus explore_gain_share of gain_s().
   double probe_allowance() const {
-    const double allowance = explore_fraction_now() * elapsed_s_;
-    if (!config_.allow_plain) return allowance;  // no plain fallback to compare with
-    return std::min(allowance, config_.explore_free_fraction * elapsed_s_ +
-                                   config_.explore_gain_share * gain_s_);
+    if (!config_.allow_plain) return allowance_s_;  // no plain fallback to compare with
+    return std::min(allowance_s_, config_.explore_free_fraction * elapsed_s_ +
+                                      config_.explore_gain_share * gain_s_);
   }
 
  private:
@@ -447,10 +454,20 @@ class adaptive_policy {
     return 1.0 / ((1.0 - f) * (1.0 - f) / lo->weight + f * f / hi->weight);
   }
 
-  // The factor that makes a verify cost optimistic: well measured costs are trusted, a cost
-  // measured once long ago (its weight decayed) or never is tried again when it might pay.
+  // The factor that makes a verify cost optimistic, exp(-cost_confidence / sqrt(w)) but at least
+  // 1/2: a lower bound on a positive cost measured with relative noise, from the weight w behind
+  // it. Well measured costs are trusted (w 4: 0.86, w 1: 0.74); the bound falls as w decays, to
+  // half the estimate (what a cost never measured near n gets), so a cost measured long ago is
+  // measured again when it might pay, even if it was measured up to 2x too high (the most one
+  // sample may count against its bin's mean, add_cost). A bound that falls to 0 instead would make
+  // every unmeasured tree look free and spend the probe budget on the largest of them.
+  // NOTE: the earlier bound, 1 - c / sqrt(1 + w), never
+  // went below 0.7: once plain decoding's only measurements came from the first steps of a run
+  // (measured 1.4x slow on an EPYC, the process still warming up), its optimistic rate never beat
+  // a tree's, it was never measured again, and the policy kept a tree 10% slower than plain.
   double cost_optimism(double n) const {
-    return 1.0 - config_.cost_confidence / std::sqrt(1.0 + verify_cost_weight(n));
+    const double w = verify_cost_weight(n);
+    return w > 0 ? std::max(0.5, std::exp(-config_.cost_confidence / std::sqrt(w))) : 0.5;
   }
 
   // explore_fraction, shrunk by sqrt(explore_steps / steps) past explore_steps steps.
@@ -604,7 +621,8 @@ class adaptive_policy {
   std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
   std::int64_t steps_ = 0;  // steps observed (all generate() calls)
   double elapsed_s_ = 0, probe_loss_s_ = 0, gain_s_ = 0;
-  double speed_ = 1.0;  // the machine-speed factor (speed_smoothing)
+  double allowance_s_ = 0;  // sum over steps of explore_fraction_now() x the step's time
+  double speed_ = 1.0;      // the machine-speed factor (speed_smoothing)
   policy_choice last_choice_ = policy_choice::calibrate;
   std::array<std::int64_t, 3> choices_{};
   double last_best_rate_ = 0;
