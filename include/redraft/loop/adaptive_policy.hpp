@@ -86,13 +86,13 @@ struct adaptive_policy_config {
   bool allow_plain = true;                           // plain steps (L = 1) are candidates
   double decay = 0.98;             // weight an observation keeps per later step, in (0, 1]
   double explore_fraction = 0.03;  // probes may lose at most this fraction of the decoding time
-  // ... of the first explore_steps steps; after S > explore_steps steps the fraction shrinks by
-  // sqrt(explore_steps / S), so probe time grows like the square root of the decoding time
+  // ... of the first explore_steps steps; step S > explore_steps adds its time at the fraction
+  // times sqrt(explore_steps / S), so probe time grows like the square root of the decoding time
   // (less exploration once the estimates are backed by many steps). 0: it never shrinks.
   std::int32_t explore_steps = 64;
   double confidence = 1.0;  // optimistic acceptance = mean + confidence standard deviations
-  // optimistic verify cost = mean exp(-cost_confidence / sqrt(weight)), weight the decayed
-  // number of measurements behind it (0 when never measured: optimistic cost 0)
+  // optimistic verify cost = mean max(1/2, exp(-cost_confidence / sqrt(weight))), weight the
+  // decayed number of measurements behind it (1/2 when never measured)
   double cost_confidence = 0.3;
   // With plain steps allowed, probes are also paid from what speculation has gained: what they
   // may lose never exceeds explore_free_fraction of the decoding time plus explore_gain_share of
@@ -461,10 +461,10 @@ class adaptive_policy {
   // measured again when it might pay, even if it was measured up to 2x too high (the most one
   // sample may count against its bin's mean, add_cost). A bound that falls to 0 instead would make
   // every unmeasured tree look free and spend the probe budget on the largest of them.
-  // NOTE: the earlier bound, 1 - c / sqrt(1 + w), never
-  // went below 0.7: once plain decoding's only measurements came from the first steps of a run
-  // (measured 1.4x slow on an EPYC, the process still warming up), its optimistic rate never beat
-  // a tree's, it was never measured again, and the policy kept a tree 10% slower than plain.
+  // NOTE: the earlier bound, 1 - c / sqrt(1 + w), never went below 0.7: once plain decoding's only
+  // measurements came from the first steps of a run (measured 1.4x slow on an EPYC, the process
+  // still warming up), its optimistic rate never beat a tree's, it was never measured again, and
+  // the policy kept a tree 10% slower than plain.
   double cost_optimism(double n) const {
     const double w = verify_cost_weight(n);
     return w > 0 ? std::max(0.5, std::exp(-config_.cost_confidence / std::sqrt(w))) : 0.5;
