@@ -1089,12 +1089,15 @@ TEST_CASE("traced_policy records every step's choice and estimates without chang
 namespace {
 
 // Drives an adaptive policy directly with step reports of one request (W = 1): verify cost
-// a + b n and draft cost (L - 1) c, both times `slow` for the first `slow_steps` steps; the step's
-// accepted length follows the profile alpha (P(accepted >= d) = alpha_1 ... alpha_d), except that
-// step `calibration_accepted.first` accepts calibration_accepted.second. Returns the shapes run.
+// a + b n and draft cost (L - 1) c, both times `slow` for the first `slow_steps` steps and times
+// `hiccup.second` at step `hiccup.first` (one step stalled by something else on the machine);
+// the step's accepted length follows the profile alpha (P(accepted >= d) = alpha_1 ...
+// alpha_d), except that step `forced.first` accepts forced.second. Returns the shapes run.
 std::vector<draft_shape> drive_policy(adaptive_policy& p, const scenario& s, std::int32_t steps,
                                       double slow, std::int32_t slow_steps,
-                                      std::pair<std::int32_t, std::int32_t> forced) {
+                                      std::pair<std::int32_t, std::int32_t> forced,
+                                      std::pair<std::int32_t, double> hiccup = {0, 1.0},
+                                      std::int32_t forced_steps = 1) {
   std::vector<draft_shape> shapes;
   const std::vector<std::int32_t> remaining{1 << 20};
   const decode_options options;
@@ -1103,14 +1106,15 @@ std::vector<draft_shape> drive_policy(adaptive_policy& p, const scenario& s, std
     const draft_shape shape =
         p.choose(step_context{static_cast<std::uint32_t>(k), &options, {remaining.data(), 1}});
     shapes.push_back(shape);
-    const double f = k <= slow_steps ? slow : 1.0;
+    const double f = (k <= slow_steps ? slow : 1.0) * (k == hiccup.first ? hiccup.second : 1.0);
     const std::int32_t drafted = shape.beam_length - 1;
     std::int32_t accepted = 0;
     const philox_stream u{5, 0, static_cast<std::uint32_t>(k)};
     while (accepted < drafted && u.uniform(static_cast<std::uint64_t>(accepted)) <
                                      s.alpha[static_cast<std::size_t>(accepted)])
       ++accepted;
-    if (k == forced.first) accepted = std::min(forced.second, drafted);
+    if (k >= forced.first && k < forced.first + forced_steps)
+      accepted = std::min(forced.second, drafted);
     step_report r;
     r.step = static_cast<std::uint32_t>(k);
     r.shape = shape;
@@ -1206,4 +1210,28 @@ TEST_CASE(
   CHECK(plain > 400);
   CHECK(efficiency > 0.98);
   CHECK(p.verify_cost(1) == Approx(normal.verify(1)).epsilon(0.05));
+}
+
+TEST_CASE("one stalled step does not hold the policy on plain steps", "[loop][policy]") {
+  // 1 x 3 is best, plain decoding at 77% of its rate. Steps 4-7 accept nothing (bad luck early,
+  // so plain looks best for a while) and step 7 stalls for 30x its cost (a page fault, another
+  // process), as in a KJV sampling run at batch 1. Before the fix the stall counted in full
+  // against what speculation had saved, the probe budget went deeply negative, and the policy ran
+  // plain steps to the end (all 800 steps below, 77% of the optimum's rate; without the stall 18
+  // plain steps, 98%); now a step counts at most twice its expected time in the policy's
+  // accounts, as a sample does in the cost bins.
+  const scenario normal{{0.5, 0.45, 0.3, 0.3, 0.3}, {1.0, 0.15}, 0.02, 0.02};
+  adaptive_policy_config pc;
+  pc.widths = {1};
+  const auto rates = true_rates(normal, pc, 1);
+  double margin = 0;
+  const auto optimum = best_of(rates, &margin);
+  CAPTURE(optimum.second, margin, rates.at({1, 1}) / rates.at(optimum));
+  REQUIRE(optimum.second > 1);
+  adaptive_policy p(pc);
+  auto [count, efficiency] = summarize_tail(
+      drive_policy(p, normal, 1000, 1.0, 0, {4, 0}, {7, 30.0}, 4), 200, rates, optimum);
+  CAPTURE(count[1], count[2], count[3], count[4], efficiency, p.gain_s(), p.probe_allowance());
+  CHECK(count[1] < 200);
+  CHECK(efficiency > 0.94);
 }

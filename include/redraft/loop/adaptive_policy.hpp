@@ -214,12 +214,13 @@ class adaptive_policy {
     // had already spent, and a policy whose budget went negative that way could not probe when
     // the acceptance changed (it stayed on plain steps for hundreds of steps).
     allowance_s_ += explore_fraction_now() * report.total_s();
+    const double seconds = accounted_time(report);
     if (last_choice_ == policy_choice::probe && last_best_rate_ > 0)
       // Signed: a probe that beat the estimate refunds the budget (clamping at 0 would charge
       // every near-best probe for its noise).
-      probe_loss_s_ += report.total_s() - report.emitted / last_best_rate_;
+      probe_loss_s_ += seconds - report.emitted / last_best_rate_;
     update_speed(report.nodes, report.verify_cost_s());
-    if (last_choice_ != policy_choice::probe) add_gain(report);
+    if (last_choice_ != policy_choice::probe) add_gain(report, seconds);
     add_cost(report.nodes, report.verify_cost_s() / speed_);
     if (report.shape.is_plain()) return;
     const std::int32_t w_count = report.shape.beam_width, l_count = report.shape.beam_length;
@@ -538,12 +539,24 @@ class adaptive_policy {
     speed_ *= std::pow(std::clamp(seconds / expected, 0.5, 2.0), config_.speed_smoothing);
   }
 
+  // The step's time as the probe and gain accounts count it: at most twice what the estimates
+  // (before this step's samples) expected of its shape and node count. NOTE: one step stalled by
+  // something else on the machine (a page fault, another process: a 4 ms step among 0.3 ms ones
+  // on the KJV pair) otherwise counted in full against what speculation had saved, drove the
+  // probe budget deeply negative and held the policy on plain steps for thousands of steps; the
+  // cost bins already cap a sample at twice their mean (add_cost).
+  double accounted_time(const step_report& report) const {
+    const double expected = draft_cost(report.shape, report.requests) + verify_cost(report.nodes);
+    return expected > 0 ? std::min(report.total_s(), 2.0 * expected) : report.total_s();
+  }
+
   // A speculative step's saving: its tokens at the plain step's estimated cost per token for its
-  // batch (measured before this step's cost is added), minus its time. Plain steps save nothing.
-  void add_gain(const step_report& report) {
+  // batch (measured before this step's cost is added), minus its accounted time. Plain steps save
+  // nothing.
+  void add_gain(const step_report& report, double seconds) {
     if (report.shape.is_plain() || report.requests <= 0 || cost_.empty()) return;
     const double plain_per_token = verify_cost(report.requests) / report.requests;
-    gain_s_ += report.emitted * plain_per_token - report.total_s();
+    gain_s_ += report.emitted * plain_per_token - seconds;
   }
 
   void add_draft(draft_shape shape, std::int32_t requests, double seconds) {
