@@ -1210,6 +1210,15 @@ TEST_CASE(
   CHECK(plain > 400);
   CHECK(efficiency > 0.98);
   CHECK(p.verify_cost(1) == Approx(normal.verify(1)).epsilon(0.05));
+  // cost_confidence 0 asks for no optimism: every optimistic verify cost is the estimate, at
+  // node counts never measured too (1 x 6's 6 nodes after calibration: only 1 and 6 measured,
+  // 1 x 3's 3 nodes have no bin within a factor 1.5).
+  pc.cost_confidence = 0.0;
+  adaptive_policy exact(pc);
+  drive_policy(exact, normal, 3, 1.0, 0, {0, 0});
+  const std::vector<std::int32_t> remaining{100};
+  for (const shape_estimate& e : exact.estimates({remaining.data(), 1}))
+    CHECK(e.optimistic_verify_s == e.verify_s);
 }
 
 TEST_CASE("one stalled step does not hold the policy on plain steps", "[loop][policy]") {

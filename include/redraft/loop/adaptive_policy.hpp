@@ -467,8 +467,9 @@ class adaptive_policy {
   // still warming up), its optimistic rate never beat a tree's, it was never measured again, and
   // the policy kept a tree 10% slower than plain.
   double cost_optimism(double n) const {
-    const double w = verify_cost_weight(n);
-    return w > 0 ? std::max(0.5, std::exp(-config_.cost_confidence / std::sqrt(w))) : 0.5;
+    const double c = config_.cost_confidence, w = verify_cost_weight(n);
+    if (c == 0.0) return 1.0;  // no optimism asked for, even where nothing was measured
+    return w > 0 ? std::max(0.5, std::exp(-c / std::sqrt(w))) : 0.5;
   }
 
   // explore_fraction, shrunk by sqrt(explore_steps / steps) past explore_steps steps.
