@@ -46,7 +46,9 @@
 // speculation gained: explore_free_fraction of the decoding time plus explore_gain_share of the
 // time the other steps saved against plain decoding (each speculative step's tokens at the measured
 // plain cost per token, minus its time), so where nothing pays, probes lose at most
-// explore_free_fraction and the policy keeps plain speed. Optimistic rate: acceptance at mean +
+// explore_free_fraction and the policy keeps plain speed; on top of both, a one-time grant of
+// explore_free_steps plain steps' time, so that a few unlucky early steps do not keep the policy
+// from looking again for hundreds of steps. Optimistic rate: acceptance at mean +
 // `confidence` standard deviations (freshness-weighted), and verify cost times exp(-cost_confidence
 // / sqrt(w)), w the weight of the bins near n (at most 64 times the weight of the bins verify(n) is
 // read from), so a node count measured long ago, or never, is measured again when it might pay,
@@ -100,6 +102,12 @@ struct adaptive_policy_config {
   // nothing pays, the gain is zero or negative and exploration stays under the free fraction.
   double explore_free_fraction = 0.005;
   double explore_gain_share = 0.5;
+  // ... and, with plain steps allowed, probes may always lose the time of this many plain steps
+  // (at the largest batch seen) on top of both bounds: a few unlucky early steps (a calibration
+  // tree or a first probe that accepted nothing) would otherwise leave the policy on plain steps
+  // until explore_free_fraction of the decoding time repaid them, which in a run of a few hundred
+  // steps is the whole run.
+  double explore_free_steps = 2.0;
   // The weight of each step in the machine-speed factor, in [0, 1) (0: no speed tracking). Costs
   // are stored divided by the factor and estimated multiplied by it, so a slowdown that hits every
   // shape alike (another process, the clock frequency) moves this one number instead of making
@@ -155,6 +163,8 @@ class adaptive_policy {
     REDRAFT_REQUIRE(config_.explore_free_fraction >= 0.0 && config_.explore_free_fraction < 1.0, fn,
                     ": explore_free_fraction ", config_.explore_free_fraction,
                     " must be in [0, 1)");
+    REDRAFT_REQUIRE(config_.explore_free_steps >= 0.0, fn, ": explore_free_steps ",
+                    config_.explore_free_steps, " must be >= 0");
     REDRAFT_REQUIRE(config_.explore_gain_share >= 0.0 && config_.explore_gain_share <= 1.0, fn,
                     ": explore_gain_share ", config_.explore_gain_share, " must be in [0, 1]");
     REDRAFT_REQUIRE(config_.speed_smoothing >= 0.0 && config_.speed_smoothing < 1.0, fn,
@@ -192,6 +202,11 @@ class adaptive_policy {
     const double best_rate = best->rate();
     // The probe: the most promising shape among those the budget affords.
     const shape_estimate* probe = nullptr;
+    // NOTE: the grant only grows (a budget that shrinks can leave the policy in a hole it needs
+    // hundreds of steps to climb out of); ctx.remaining's extent is the step's batch.
+    if (config_.allow_plain)
+      free_s_ = std::max(free_s_, config_.explore_free_steps *
+                                      verify_cost(static_cast<double>(ctx.remaining.extent(0))));
     const double budget = probe_allowance() - probe_loss_s_;
     for (const auto& e : all) {
       // Only a shape that might beat the best even when the best is as good as it might be:
@@ -357,12 +372,15 @@ class adaptive_policy {
   double gain_s() const { return gain_s_; }
   // What probes may lose in all so far (probe_loss_s() counts against it): each step's time at
   // explore_fraction, shrinking past explore_steps (a step's share is fixed when it is observed);
-  // with plain steps allowed, at most
-  // explore_free_fraction of it plus explore_gain_share of gain_s().
+  // with plain steps allowed, at most explore_free_fraction of it plus explore_gain_share of
+  // gain_s(), and probe_grant_s() on top.
+  // The grant probes may always spend, with plain steps allowed: explore_free_steps times the
+  // plain step's estimated time at the largest batch chosen for so far (0 before any).
+  double probe_grant_s() const { return free_s_; }
   double probe_allowance() const {
     if (!config_.allow_plain) return allowance_s_;  // no plain fallback to compare with
-    return std::min(allowance_s_, config_.explore_free_fraction * elapsed_s_ +
-                                      config_.explore_gain_share * gain_s_);
+    return free_s_ + std::min(allowance_s_, config_.explore_free_fraction * elapsed_s_ +
+                                                config_.explore_gain_share * gain_s_);
   }
 
  private:
@@ -636,6 +654,7 @@ class adaptive_policy {
   std::int64_t steps_ = 0;  // steps observed (all generate() calls)
   double elapsed_s_ = 0, probe_loss_s_ = 0, gain_s_ = 0;
   double allowance_s_ = 0;  // sum over steps of explore_fraction_now() x the step's time
+  double free_s_ = 0;       // explore_free_steps plain steps' time (the largest batch's so far)
   double speed_ = 1.0;      // the machine-speed factor (speed_smoothing)
   policy_choice last_choice_ = policy_choice::calibrate;
   std::array<std::int64_t, 3> choices_{};
