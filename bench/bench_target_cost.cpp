@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "redraft/draft/beam_search.hpp"
@@ -115,6 +116,38 @@ BENCHMARK(BM_draft)
     ->Args({4, 4})
     ->Args({4, 6})
     ->Args({16, 4})
+    ->Unit(benchmark::kMicrosecond);
+
+// Beam searches whose shape changes every call, as under the adaptive speculation policy (1 x 2,
+// 1 x 6, 2 x 3, 1 x 4 in turn, B = 1): one workspace for all (per_shape_workspace:0) against one
+// workspace per shape that never has to change (1). The ratio of the two is what a change of shape
+// costs beyond the search itself (the workspace's buffers only grow, so it should be about 1).
+// Measured on the AMD EPYC, KJV head, medians of 6 interleaved repetitions (`build/bench/
+// bench_target_cost --benchmark_filter=changing_shape --benchmark_repetitions=6
+// --benchmark_enable_random_interleaving=true`, 2026-12-02): one workspace 44.1 us, one per shape
+// 47.0 us; with the earlier workspace, reallocated at every change of shape, 46.2 us against
+// 43.6 us. At this head's size a reallocation is within the noise of a 45 us search.
+void BM_draft_changing_shape(benchmark::State& state) {
+  const bool per_shape = state.range(0) != 0;
+  const std::vector<std::pair<index_t, index_t>> shapes{{1, 2}, {1, 6}, {2, 3}, {1, 4}};
+  const draft_head<cpu_backend>& head = shared_head();
+  const tiny_llama& model = shared_target();
+  std::vector<float> hidden(static_cast<std::size_t>(model.hidden_size()), 0.5f);
+  const std::vector<std::int32_t> root{'A'};
+  std::vector<beam_search_workspace<cpu_backend>> ws(shapes.size());
+  std::size_t call = 0;
+  for (auto _ : state) {
+    const std::size_t k = call++ % shapes.size();
+    auto result = beam_search(head, matrix_view<const float>(hidden.data(), 1, model.hidden_size()),
+                              vector_view<const std::int32_t>(root.data(), 1), model.embedding(),
+                              shapes[k].first, shapes[k].second, {}, &ws[per_shape ? k : 0]);
+    benchmark::DoNotOptimize(result.beams.data());
+  }
+}
+BENCHMARK(BM_draft_changing_shape)
+    ->ArgName("per_shape_workspace")
+    ->Arg(0)
+    ->Arg(1)
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -61,7 +62,8 @@ struct beam_search_workspace {
   using int_buffer = typename B::template buffer<std::int32_t>;
 
   draft_head_workspace<B> head;
-  index_t rows = 0, steps = 0, vocab = 0, hidden = 0;  // sizes the buffers were made for
+  index_t rows = 0, steps = 0, vocab = 0, hidden = 0;  // the current call's sizes (buffers may
+                                                       // be larger: they only grow)
   bool with_history = false;
   float_buffer state;           // [B*W, H]
   float_buffer gathered_state;  // [B*W, H]
@@ -199,25 +201,31 @@ void check_beam_search_inputs(const draft_head<B>& head, matrix_view<const float
   }
 }
 
-// Phase 2: the workspace sized for rows = B*W beams of `steps` steps (kept when it already is).
+// A buffer of at least n elements: kept when it already is that large (its contents are scratch).
+template <Backend B, class Buffer>
+void ensure_capacity(const B& backend, Buffer& buffer, index_t n) {
+  using T = std::remove_cvref_t<decltype(*buffer.data())>;
+  if (static_cast<index_t>(buffer.size()) < n) buffer = backend.template allocate<T>(n);
+}
+
+// Phase 2: the workspace set up for rows = B*W beams of `steps` steps. Buffers only grow: a
+// decoder whose speculation policy changes W, L or the batch from step to step would otherwise
+// reallocate all of them at every change.
 template <Backend B>
 void prepare_beam_workspace(const B& backend, beam_search_workspace<B>& ws, index_t rows,
                             index_t steps, index_t v, index_t h, bool history) {
-  if (ws.rows == rows && ws.steps == steps && ws.vocab == v && ws.hidden == h &&
-      ws.with_history == history)
-    return;
-  ws.state = backend.template allocate<float>(rows * h);
-  ws.gathered_state = backend.template allocate<float>(rows * h);
-  ws.embedded = backend.template allocate<float>(rows * h);
-  ws.step_log_probs = backend.template allocate<float>((history ? steps : 1) * rows * v);
-  ws.candidates = backend.template allocate<float>(history ? rows * v : 0);
-  ws.scores = backend.template allocate<float>(rows);
-  ws.top_values = backend.template allocate<float>(rows);
-  ws.top_indices = backend.template allocate<std::int32_t>(rows);
-  ws.tokens = backend.template allocate<std::int32_t>(rows);
-  ws.source_rows = backend.template allocate<std::int32_t>(rows);
-  ws.history = backend.template allocate<std::int32_t>(2 * steps * rows);
-  ws.ancestors = backend.template allocate<std::int32_t>(rows * steps);
+  ensure_capacity(backend, ws.state, rows * h);
+  ensure_capacity(backend, ws.gathered_state, rows * h);
+  ensure_capacity(backend, ws.embedded, rows * h);
+  ensure_capacity(backend, ws.step_log_probs, (history ? steps : 1) * rows * v);
+  ensure_capacity(backend, ws.candidates, history ? rows * v : 0);
+  ensure_capacity(backend, ws.scores, rows);
+  ensure_capacity(backend, ws.top_values, rows);
+  ensure_capacity(backend, ws.top_indices, rows);
+  ensure_capacity(backend, ws.tokens, rows);
+  ensure_capacity(backend, ws.source_rows, rows);
+  ensure_capacity(backend, ws.history, 2 * steps * rows);
+  ensure_capacity(backend, ws.ancestors, rows * steps);
   ws.rows = rows;
   ws.steps = steps;
   ws.vocab = v;
