@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "redraft/loop/adaptive_policy.hpp"
+#include "redraft/loop/policy_trace.hpp"  // traced_policy::name: "plain", "1x4", ...
 
 using namespace redraft;
 
@@ -66,13 +67,10 @@ int main() {
   for (std::uint32_t i = 0; i < steps.size(); ++i) {
     // The decoder asks before every step; the first three are the calibration.
     const draft_shape asked = policy.choose(step_context{i + 1, &options, {&remaining, 1}});
-    std::printf(
-        "step %u: policy asks for %s%s, the step runs W %d, L %d\n", i + 1,
-        asked.is_plain()
-            ? "plain"
-            : (std::to_string(asked.beam_width) + "x" + std::to_string(asked.beam_length)).c_str(),
-        policy.last_choice() == policy_choice::calibrate ? " (calibration)" : "",
-        steps[i].shape.beam_width, steps[i].shape.beam_length);
+    std::printf("step %u: policy asks for %s%s, the step runs W %d, L %d\n", i + 1,
+                traced_policy::name(asked).c_str(),
+                policy.last_choice() == policy_choice::calibrate ? " (calibration)" : "",
+                steps[i].shape.beam_width, steps[i].shape.beam_length);
     observe(policy, i + 1, steps[i]);
   }
 
@@ -94,12 +92,8 @@ int main() {
   const auto estimates = policy.estimates({&remaining, 1});
   for (const auto& e : estimates) {
     std::printf("%-6s  %6.3f  %5.2f  %8.3f  %9.3f  %9.3f  %10.3f\n",
-                e.shape.is_plain() ? "plain"
-                                   : (std::to_string(e.shape.beam_width) + "x" +
-                                      std::to_string(e.shape.beam_length))
-                                         .c_str(),
-                e.tokens, e.nodes, 1e3 * e.draft_s, 1e3 * e.verify_s, e.rate() * 1e-3,
-                e.optimistic_rate() * 1e-3);
+                traced_policy::name(e.shape).c_str(), e.tokens, e.nodes, 1e3 * e.draft_s,
+                1e3 * e.verify_s, e.rate() * 1e-3, e.optimistic_rate() * 1e-3);
   }
   const draft_shape next = policy.choose(step_context{6, &options, {&remaining, 1}});
   std::printf(

@@ -370,13 +370,13 @@ class adaptive_policy {
   // Time the calibration and exploiting steps saved against plain decoding (signed, estimated
   // with the plain step's measured cost at each step's batch).
   double gain_s() const { return gain_s_; }
+  // The grant probes may always spend, with plain steps allowed: explore_free_steps times the
+  // plain step's estimated time at the largest batch chosen for so far (0 before any).
+  double probe_grant_s() const { return free_s_; }
   // What probes may lose in all so far (probe_loss_s() counts against it): each step's time at
   // explore_fraction, shrinking past explore_steps (a step's share is fixed when it is observed);
   // with plain steps allowed, at most explore_free_fraction of it plus explore_gain_share of
   // gain_s(), and probe_grant_s() on top.
-  // The grant probes may always spend, with plain steps allowed: explore_free_steps times the
-  // plain step's estimated time at the largest batch chosen for so far (0 before any).
-  double probe_grant_s() const { return free_s_; }
   double probe_allowance() const {
     if (!config_.allow_plain) return allowance_s_;  // no plain fallback to compare with
     return free_s_ + std::min(allowance_s_, config_.explore_free_fraction * elapsed_s_ +
