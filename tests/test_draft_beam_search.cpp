@@ -139,6 +139,10 @@ TEST_CASE("beam_search: a workspace serves calls of different shapes", "[draft][
   redraft::cpu_backend backend;
   const auto head = redraft::make_draft_head(backend, config, weights);
   redraft::beam_search_workspace<redraft::cpu_backend> ws;
+  // The buffers only grow: after the largest call (the second) none is reallocated.
+  const float *state_after_largest = nullptr, *gathered_after_largest = nullptr;
+  const std::int32_t* history_after_largest = nullptr;
+  int call = 0;
   for (const auto& [batch, width, length] : std::vector<std::tuple<index_t, index_t, index_t>>{
            {2, 4, 3}, {1, 8, 5}, {3, 2, 2}, {2, 4, 3}}) {
     CAPTURE(batch, width, length);
@@ -154,6 +158,17 @@ TEST_CASE("beam_search: a workspace serves calls of different shapes", "[draft][
           std::vector<int>(fresh.beams.begin(), fresh.beams.end()));
     CHECK(std::vector<float>(with_ws.log_probs.begin(), with_ws.log_probs.end()) ==
           std::vector<float>(fresh.log_probs.begin(), fresh.log_probs.end()));
+    // state and gathered_state trade places at every step but one; history never moves.
+    const float *state = ws.state.data(), *gathered = ws.gathered_state.data();
+    if (++call == 2) {
+      state_after_largest = state;
+      gathered_after_largest = gathered;
+      history_after_largest = ws.history.data();
+    } else if (call > 2) {
+      CHECK(((state == state_after_largest && gathered == gathered_after_largest) ||
+             (state == gathered_after_largest && gathered == state_after_largest)));
+      CHECK(ws.history.data() == history_after_largest);
+    }
   }
 }
 

@@ -818,7 +818,7 @@ TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mi
   for (std::size_t k = 0; k < phases.size(); ++k) {
     std::vector<double> e = efficiency[k];
     std::sort(e.begin(), e.end());
-    CAPTURE(k, modal_optimum[k], e[0], e[1], e[2], e[5]);
+    CAPTURE(k, modal_optimum[k], e[0], e[1], e[2], e[4]);
     if (k < 2) {
       // Every run: mostly the optimum (the rest: probes, plain steps among them, since a cost the
       // policy stopped measuring grows uncertain and is measured again, and 2 x 4, 5% behind).
@@ -831,7 +831,7 @@ TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mi
       // and the policy stays on plain steps through the whole third phase (0.73; the policy
       // before explore_free_steps did the same on this seed), and two more return late (0.87,
       // 0.89). A known limit, checked so it does not spread.
-      CHECK(e[5] > 0.95);  // the median run
+      CHECK(e[4] > 0.95);  // the lower of the two median runs
       CHECK(e[1] > 0.85);  // at most one run stays behind
     }
   }
@@ -1126,7 +1126,8 @@ namespace {
 // a + b n and draft cost (L - 1) c, both times `slow` for the first `slow_steps` steps and times
 // `hiccup.second` at step `hiccup.first` (one step stalled by something else on the machine);
 // the step's accepted length follows the profile alpha (P(accepted >= d) = alpha_1 ...
-// alpha_d), except that step `forced.first` accepts forced.second. Returns the shapes run.
+// alpha_d), except that the `forced_steps` steps from step `forced.first` on accept
+// forced.second each. Returns the shapes run.
 std::vector<draft_shape> drive_policy(adaptive_policy& p, const scenario& s, std::int32_t steps,
                                       double slow, std::int32_t slow_steps,
                                       std::pair<std::int32_t, std::int32_t> forced,
