@@ -829,10 +829,12 @@ TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mi
       // refresh it. Most runs return to the optimum 1 x 4 or 2 x 4 (5% behind), but not all: in
       // one of these ten (seed 4) the probes at the acceptance collapse lost more than the budget
       // and the policy stays on plain steps through the whole third phase (0.73; the policy
-      // before explore_free_steps did the same on this seed), and two more return late (0.87,
-      // 0.89). A known limit, checked so it does not spread.
-      CHECK(e[4] > 0.95);  // the lower of the two median runs
-      CHECK(e[1] > 0.85);  // at most one run stays behind
+      // before explore_free_steps did the same on this seed), and two more return late (0.85,
+      // 0.91). A known limit, checked so it does not spread. plain_margin slows the return: a
+      // tree's probes from a plain stretch are charged the margin (median 0.949, second lowest
+      // 0.846; 0.961 and 0.866 at plain_margin 0).
+      CHECK(e[4] > 0.94);  // the lower of the two median runs
+      CHECK(e[1] > 0.83);  // at most one run stays far behind
     }
   }
 }
@@ -1132,16 +1134,24 @@ std::vector<draft_shape> drive_policy(adaptive_policy& p, const scenario& s, std
                                       double slow, std::int32_t slow_steps,
                                       std::pair<std::int32_t, std::int32_t> forced,
                                       std::pair<std::int32_t, double> hiccup = {0, 1.0},
-                                      std::int32_t forced_steps = 1) {
+                                      std::int32_t forced_steps = 1, std::int32_t call_steps = 0,
+                                      double context_growth = 0.0) {
   std::vector<draft_shape> shapes;
   const std::vector<std::int32_t> remaining{1 << 20};
   const decode_options options;
   std::vector<std::int32_t> accepted_len(1), rank(8), shared(1, 0);
   for (std::int32_t k = 1; k <= steps; ++k) {
-    const draft_shape shape =
-        p.choose(step_context{static_cast<std::uint32_t>(k), &options, {remaining.data(), 1}});
+    // call_steps > 0: generate() calls of call_steps steps each (the step number restarts at 1),
+    // every cost growing by the factor 1 + context_growth over a call, as a step's cost grows
+    // with its requests' context.
+    const std::int32_t call_step = call_steps > 0 ? (k - 1) % call_steps + 1 : k;
+    const double context =
+        call_steps > 0 ? 1.0 + context_growth * (call_step - 1) / call_steps : 1.0;
+    const draft_shape shape = p.choose(
+        step_context{static_cast<std::uint32_t>(call_step), &options, {remaining.data(), 1}});
     shapes.push_back(shape);
-    const double f = (k <= slow_steps ? slow : 1.0) * (k == hiccup.first ? hiccup.second : 1.0);
+    const double f =
+        context * (k <= slow_steps ? slow : 1.0) * (k == hiccup.first ? hiccup.second : 1.0);
     const std::int32_t drafted = shape.beam_length - 1;
     std::int32_t accepted = 0;
     const philox_stream u{5, 0, static_cast<std::uint32_t>(k)};
@@ -1151,7 +1161,7 @@ std::vector<draft_shape> drive_policy(adaptive_policy& p, const scenario& s, std
     if (k >= forced.first && k < forced.first + forced_steps)
       accepted = std::min(forced.second, drafted);
     step_report r;
-    r.step = static_cast<std::uint32_t>(k);
+    r.step = static_cast<std::uint32_t>(call_step);
     r.shape = shape;
     r.requests = 1;
     r.nodes = shape.is_plain() ? 1 : 1 + drafted;
@@ -1315,4 +1325,76 @@ TEST_CASE("unlucky early steps do not hold the policy on plain steps", "[loop][p
                       return bad;
                     }()),
                     Catch::Contains("explore_free_steps -1 must be >= 0"));
+}
+
+TEST_CASE("plain_margin: a tree must beat plain decoding by the margin to be exploited",
+          "[loop][policy]") {
+  // 1 x 2 is the best shape, 6.4% ahead of plain decoding (1 x 3 and longer lose). Without a
+  // margin the policy exploits it. With the default margin (5%) it keeps plain steps: the tree's
+  // estimate, from the probes' few steps, puts its gain under the margin. That is the margin's
+  // price (here it gives up 6%); its use is on a real machine, where a tree's estimate rests on
+  // two noisy cost measurements and an acceptance estimate, so that where every tree is within a
+  // few percent of plain decoding the estimated winner is as likely slower than plain steps as
+  // faster. Either way the policy stays at plain decoding's speed or better.
+  const scenario near{{0.44, 0.3, 0.3, 0.3, 0.3}, {1.0, 0.5}, 0.02, 0.01};
+  const one_beam_case c = one_beam(near);
+  const double plain_share = c.rates.at({1, 1}) / c.rates.at(c.optimum);
+  CAPTURE(plain_share);
+  REQUIRE(c.optimum == std::pair<std::int32_t, std::int32_t>{1, 2});
+  REQUIRE((plain_share > 0.93 && plain_share < 0.95));
+  REQUIRE(c.config.plain_margin == 0.05);
+  const std::vector<std::int32_t> remaining{1 << 20};
+  const auto run = [&](const adaptive_policy_config& config, double* estimated_gain) {
+    adaptive_policy p(config);
+    const tail_summary t =
+        summarize_tail(drive_policy(p, near, 1000, 1.0, 0, {0, 0}), 200, c.rates, c.optimum);
+    const std::vector<shape_estimate> e = p.estimates({remaining.data(), 1});
+    *estimated_gain = e[1].rate() / e[0].rate();  // 1 x 2 (candidates: plain, 1 x 2, ...)
+    return t;
+  };
+  double gain = 0, gain_without = 0;
+  auto [with_margin, efficiency] = run(c.config, &gain);
+  adaptive_policy_config no_margin = c.config;
+  no_margin.plain_margin = 0.0;
+  auto [without_margin, efficiency_without] = run(no_margin, &gain_without);
+  CAPTURE(with_margin[1], with_margin[2], efficiency, gain, without_margin[1], without_margin[2],
+          efficiency_without, gain_without);
+  CHECK(without_margin[2] > 500);  // of 800: mostly the tree
+  CHECK(efficiency_without > 0.97);
+  CHECK(with_margin[1] > 700);  // mostly plain steps, a few probes
+  CHECK(gain < 1.05);           // held back by the rule: its estimate is within the margin
+  CHECK(efficiency > 0.99 * plain_share);  // plain decoding's speed, less under 1% of probes
+  CHECK_THROWS_WITH(adaptive_policy([] {
+                      adaptive_policy_config bad;
+                      bad.plain_margin = -0.01;
+                      return bad;
+                    }()),
+                    Catch::Contains("plain_margin -0.01 must be in [0, 1)"));
+}
+
+TEST_CASE("a new generate() call re-measures the machine's speed at its first warm step",
+          "[loop][policy]") {
+  // Calls of 150 steps whose costs double from a call's first step to its last (a step's cost
+  // grows with its requests' context: 1.5 ms to 3.1 ms per step over a 160-token call at batch 16
+  // on the KJV pair) and fall back at the next call. Carried over at speed_smoothing 0.1, the
+  // speed factor took ten steps to come down from the last call's end, and the costs measured in
+  // them were stored up to 2x too low.
+  const scenario s{{0.5, 0.45, 0.3, 0.3, 0.3}, {1.0, 0.15}, 0.02, 0.02};
+  const one_beam_case c = one_beam(s);
+  adaptive_policy p(c.config);
+  const std::int32_t call = 150;
+  drive_policy(p, s, call, 1.0, 0, {0, 0}, {0, 1.0}, 1, call, 1.0);
+  const double end_of_call = p.speed();
+  CAPTURE(end_of_call);
+  CHECK(end_of_call > 1.6);  // the factor followed the growth (to 2 at the last step, lagging)
+  // The next call's first step: the policy sees step 1 and resets the factor from the step's own
+  // measurement. drive_policy restarts at step 1 with costs x 1.
+  adaptive_policy next = p;
+  const draft_shape first = drive_policy(next, s, 1, 1.0, 0, {0, 0}, {0, 1.0}, 1, call, 1.0)[0];
+  const double nodes = first.is_plain() ? 1.0 : first.beam_length;
+  CAPTURE(next.speed(), nodes);
+  // Smoothing 0.1 alone would move it by a factor 0.5^0.1 = 0.93 at most.
+  CHECK(next.speed() < 0.6 * end_of_call);
+  // The step's own node count is now estimated at what it measured (costs x 1 again).
+  CHECK(next.verify_cost(nodes) == Approx(s.verify(nodes)).epsilon(0.02));
 }

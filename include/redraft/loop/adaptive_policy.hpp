@@ -27,7 +27,9 @@
 // expected cost (geometric smoothing, weight speed_smoothing), so a slowdown that hits every
 // shape alike (another process on the core) changes one number, and a shape measured in a fast
 // stretch does not look cheap in a slow one: the choice between shapes depends on their
-// relative costs only.
+// relative costs only. The first warm step of each generate() call sets the factor from its own
+// measurement instead: a step's cost grows with its requests' context, so a new call starts far
+// below where the last one ended.
 // Forgetting: a cell's (and a node count's) older observations lose weight by `decay` at each
 // step that observes it again, so a cell the policy stopped trying keeps its last value rather
 // than sliding to the prior; cost bins and the draft fit lose weight by `decay` at every step.
@@ -36,8 +38,11 @@
 //
 // Exploration. The first three steps of a fresh policy calibrate: plain, the narrowest and
 // longest candidate, plain again (a cost's first sample pays for first-touch allocations and
-// cold caches; the second replaces it). Then each step exploits the best mean estimate, unless a
-// probe may pay: a shape whose optimistic rate beats the best's optimistic rate (so a neighbour
+// cold caches; the second replaces it). Then each step exploits the best mean estimate (with
+// plain steps allowed, a tree's tokens count 1 / (1 + plain_margin) against a plain step's, in
+// the choice, in a probe's expected loss and in its charge: a tree must beat plain decoding by a
+// margin, since the noise of its estimate is a risk plain steps do not carry), unless a probe
+// may pay: a shape whose optimistic rate beats the best's optimistic rate (so a neighbour
 // that only shares the best's uncertainty is no probe), whose expected loss (its time minus the
 // time the best shape would need for its tokens) fits in the probe budget: explore_fraction of
 // the decoding time so far (each step's time at the fraction of its own step number, which
@@ -108,6 +113,15 @@ struct adaptive_policy_config {
   // until explore_free_fraction of the decoding time repaid them, which in a run of a few hundred
   // steps is the whole run.
   double explore_free_steps = 2.0;
+  // With plain steps allowed, a tree's tokens count 1 / (1 + plain_margin) when shapes are
+  // compared: a tree is exploited only when its estimated rate beats plain decoding's by more
+  // than this fraction, and a tree probed while plain steps are best is charged with its tokens
+  // counted at that worth. Why: a tree's estimate rests on two cost measurements and an
+  // acceptance estimate, a plain step's on one cost, so where every tree is within a few percent
+  // of plain decoding the estimated winner is as likely to be slower than plain steps as faster.
+  // The margin gives up at most that fraction of a gain too small to tell from noise, and keeps
+  // such runs at plain decoding's speed. 0: compare rates as estimated.
+  double plain_margin = 0.05;
   // The weight of each step in the machine-speed factor, in [0, 1) (0: no speed tracking). Costs
   // are stored divided by the factor and estimated multiplied by it, so a slowdown that hits every
   // shape alike (another process, the clock frequency) moves this one number instead of making
@@ -163,6 +177,8 @@ class adaptive_policy {
     REDRAFT_REQUIRE(config_.explore_free_fraction >= 0.0 && config_.explore_free_fraction < 1.0, fn,
                     ": explore_free_fraction ", config_.explore_free_fraction,
                     " must be in [0, 1)");
+    REDRAFT_REQUIRE(config_.plain_margin >= 0.0 && config_.plain_margin < 1.0, fn,
+                    ": plain_margin ", config_.plain_margin, " must be in [0, 1)");
     REDRAFT_REQUIRE(config_.explore_free_steps >= 0.0, fn, ": explore_free_steps ",
                     config_.explore_free_steps, " must be >= 0");
     REDRAFT_REQUIRE(config_.explore_gain_share >= 0.0 && config_.explore_gain_share <= 1.0, fn,
@@ -184,6 +200,9 @@ class adaptive_policy {
   bool needs_reports() const { return true; }
 
   draft_shape choose(const step_context& ctx) {
+    // A new generate() call: the speed factor carried over reflects the last call's end (its
+    // requests' long contexts), not this call's start (see update_speed).
+    if (ctx.step == 1) resync_speed_ = true;
     // Calibration, once per policy: plain, narrowest-longest, plain (the first sample of a
     // cost pays for first-touch allocations and cold caches: the second replaces it). The
     // narrowest-longest shape's cost keeps its first, pessimistic sample until it is measured
@@ -193,12 +212,12 @@ class adaptive_policy {
       ++calibration_steps_;
       return record(plain ? draft_shape::plain()
                           : draft_shape{config_.widths.front(), config_.lengths.back()},
-                    policy_choice::calibrate, 0);
+                    policy_choice::calibrate, 0, 1.0);
     }
     const std::vector<shape_estimate> all = estimates(ctx.remaining);
     const shape_estimate* best = &all.front();
     for (const auto& e : all)
-      if (e.rate() > best->rate()) best = &e;
+      if (adjusted_rate(e) > adjusted_rate(*best)) best = &e;
     const double best_rate = best->rate();
     // The probe: the most promising shape among those the budget affords.
     const shape_estimate* probe = nullptr;
@@ -211,13 +230,19 @@ class adaptive_policy {
     for (const auto& e : all) {
       // Only a shape that might beat the best even when the best is as good as it might be:
       // a neighbour that shares the best's cells and uncertainty is no probe.
-      if (e.shape == best->shape || e.optimistic_rate() <= best->optimistic_rate()) continue;
-      const double loss = expected_loss(e, best_rate);
+      // (Candidates other than the best share their worth against it, so the optimistic rate
+      // alone ranks them.)
+      const double worth = token_worth(e.shape, best->shape);
+      if (e.shape == best->shape || worth * e.optimistic_rate() <= best->optimistic_rate())
+        continue;
+      const double loss = expected_loss(e, worth, best_rate);
       if (loss > budget) continue;
       if (probe == nullptr || e.optimistic_rate() > probe->optimistic_rate()) probe = &e;
     }
-    if (probe != nullptr) return record(probe->shape, policy_choice::probe, best_rate);
-    return record(best->shape, policy_choice::exploit, best_rate);
+    if (probe != nullptr)
+      return record(probe->shape, policy_choice::probe, best_rate,
+                    token_worth(probe->shape, best->shape));
+    return record(best->shape, policy_choice::exploit, best_rate, 1.0);
   }
 
   void observe(const step_report& report) {
@@ -233,7 +258,7 @@ class adaptive_policy {
     if (last_choice_ == policy_choice::probe && last_best_rate_ > 0)
       // Signed: a probe that beat the estimate refunds the budget (clamping at 0 would charge
       // every near-best probe for its noise).
-      probe_loss_s_ += seconds - report.emitted / last_best_rate_;
+      probe_loss_s_ += seconds - report.emitted * last_worth_ / last_best_rate_;
     update_speed(report.nodes, report.verify_cost_s());
     if (last_choice_ != policy_choice::probe) add_gain(report, seconds);
     add_cost(report.nodes, report.verify_cost_s() / speed_);
@@ -360,6 +385,21 @@ class adaptive_policy {
     return acceptance_estimates().optimistic[cell(j, d)];
   }
 
+  // What a token of `shape` counts for against `reference`: 1 / (1 + plain_margin) for a tree
+  // against a plain step (with plain steps allowed), else 1. The margin is a tree's risk premium
+  // for taking a plain step's place; a plain step in a tree's place carries no such risk.
+  double token_worth(draft_shape shape, draft_shape reference) const {
+    return config_.allow_plain && !shape.is_plain() && reference.is_plain()
+               ? 1.0 / (1.0 + config_.plain_margin)
+               : 1.0;
+  }
+  // The rate an exploiting step maximises: e.rate(), a tree's discounted by token_worth against
+  // a plain step (so trees rank among themselves by their rates, and a tree wins over plain
+  // steps only when it beats them by more than plain_margin).
+  double adjusted_rate(const shape_estimate& e) const {
+    return e.rate() * token_worth(e.shape, draft_shape::plain());
+  }
+
   policy_choice last_choice() const { return last_choice_; }
   // Steps chosen so far for each reason, indexed by policy_choice (calibrate, exploit, probe).
   const std::array<std::int64_t, 3>& choice_counts() const { return choices_; }
@@ -448,10 +488,12 @@ class adaptive_policy {
     return j * config_.lengths.size() + k;
   }
 
-  draft_shape record(draft_shape shape, policy_choice why, double best_rate) {
+  // best_rate: the best shape's estimated rate; worth: token_worth of the chosen shape against it.
+  draft_shape record(draft_shape shape, policy_choice why, double best_rate, double worth) {
     last_choice_ = why;
     ++choices_[static_cast<std::size_t>(why)];
     last_best_rate_ = best_rate;
+    last_worth_ = worth;
     return shape;
   }
 
@@ -497,8 +539,10 @@ class adaptive_policy {
     return config_.explore_fraction * std::sqrt(k / static_cast<double>(steps_));
   }
 
-  static double expected_loss(const shape_estimate& e, double best_rate) {
-    return best_rate > 0 ? std::max(0.0, e.time_s() - e.tokens / best_rate) : 0.0;
+  // The time e needs beyond what the best shape would need for e's tokens, each token counted at
+  // `worth` (token_worth against the best).
+  static double expected_loss(const shape_estimate& e, double worth, double best_rate) {
+    return best_rate > 0 ? std::max(0.0, e.time_s() - worth * e.tokens / best_rate) : 0.0;
   }
 
   void decay_all() {
@@ -548,6 +592,13 @@ class adaptive_policy {
   // Moves the speed factor towards this step's measured / expected cost, where the step's node
   // count already has a warm measurement (the bin's first sample is replaced, so at least two):
   // geometric smoothing with weight speed_smoothing, a step counting at most a factor 2.
+  // The first such step of a generate() call moves the factor all the way (still at most a
+  // factor 2). NOTE: a step's cost grows with its requests' context (on the KJV pair at batch 16,
+  // from 1.5 ms at the first step of a 160-token call to 3.1 ms at the last), and falls back at
+  // the next call. Carried over at smoothing 0.1, the factor took 10 steps to fall from the last
+  // call's end; the costs stored in those steps came out 1.7x too low, so a tree measured at a
+  // call's start looked as cheap as plain steps measured mid-call, and the policy ran 1 x 2
+  // steps 15% slower than plain ones for whole calls.
   void update_speed(std::int32_t nodes, double seconds) {
     if (config_.speed_smoothing == 0.0 || seconds <= 0.0) return;
     const std::int32_t key = cost_key(nodes);
@@ -555,7 +606,9 @@ class adaptive_policy {
     if (it == cost_.end() || it->key != key || it->samples < 2) return;
     const double expected = speed_ * cost_curve(nodes);
     if (expected <= 0.0) return;
-    speed_ *= std::pow(std::clamp(seconds / expected, 0.5, 2.0), config_.speed_smoothing);
+    const double weight = resync_speed_ ? 1.0 : config_.speed_smoothing;
+    resync_speed_ = false;
+    speed_ *= std::pow(std::clamp(seconds / expected, 0.5, 2.0), weight);
   }
 
   // The step's time as the probe and gain accounts count it: at most twice what the estimates
@@ -653,12 +706,13 @@ class adaptive_policy {
   std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
   std::int64_t steps_ = 0;  // steps observed (all generate() calls)
   double elapsed_s_ = 0, probe_loss_s_ = 0, gain_s_ = 0;
-  double allowance_s_ = 0;  // sum over steps of explore_fraction_now() x the step's time
-  double free_s_ = 0;       // explore_free_steps plain steps' time (the largest batch's so far)
-  double speed_ = 1.0;      // the machine-speed factor (speed_smoothing)
+  double allowance_s_ = 0;     // sum over steps of explore_fraction_now() x the step's time
+  double free_s_ = 0;          // explore_free_steps plain steps' time (the largest batch's so far)
+  double speed_ = 1.0;         // the machine-speed factor (speed_smoothing)
+  bool resync_speed_ = false;  // a generate() call began: the next warm step sets speed_
   policy_choice last_choice_ = policy_choice::calibrate;
   std::array<std::int64_t, 3> choices_{};
-  double last_best_rate_ = 0;
+  double last_best_rate_ = 0, last_worth_ = 1;
 };
 
 static_assert(SpeculationPolicy<adaptive_policy>);

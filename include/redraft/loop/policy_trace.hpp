@@ -23,7 +23,9 @@
 //                  seconds, tokens per second, and the optimistic rate probes are chosen by
 //   cost_weight    the weight of the verify measurements near its node count
 //                  (adaptive_policy::verify_cost_weight)
-//   best           1 for the candidate with the best mean rate (what an exploiting step runs)
+//   best           1 for the candidate with the best adjusted rate (adaptive_policy::adjusted_rate:
+//                  the mean rate, a tree's discounted by plain_margin; what an exploiting step
+//                  runs)
 // Times in seconds of the decoder's clock. Tracing reads the policy after its choice and never
 // changes it: on the same step reports, a traced policy chooses exactly what the untraced one
 // would.
@@ -58,7 +60,7 @@ class traced_policy {
     double speed = 1, budget_s = 0, probe_loss_s = 0;
     std::vector<shape_estimate> estimates;  // [candidates] as estimates() returned them
     std::vector<double> cost_weight;        // [candidates] verify_cost_weight(nodes)
-    std::size_t best = 0;                   // the index of the best mean rate
+    std::size_t best = 0;                   // the index of the best adjusted rate
   };
 
   explicit traced_policy(adaptive_policy inner) : inner_(std::move(inner)) {}
@@ -108,7 +110,8 @@ class traced_policy {
     r.estimates = inner_.estimates(ctx.remaining);
     for (std::size_t c = 0; c < r.estimates.size(); ++c) {
       r.cost_weight.push_back(inner_.verify_cost_weight(r.estimates[c].nodes));
-      if (r.estimates[c].rate() > r.estimates[r.best].rate()) r.best = c;
+      if (inner_.adjusted_rate(r.estimates[c]) > inner_.adjusted_rate(r.estimates[r.best]))
+        r.best = c;
     }
     r.speed = inner_.speed();
     r.budget_s = inner_.probe_allowance();
