@@ -27,9 +27,9 @@
 // expected cost (geometric smoothing, weight speed_smoothing), so a slowdown that hits every
 // shape alike (another process on the core) changes one number, and a shape measured in a fast
 // stretch does not look cheap in a slow one: the choice between shapes depends on their
-// relative costs only. The first warm step of each generate() call sets the factor from its own
-// measurement instead: a step's cost grows with its requests' context, so a new call starts far
-// below where the last one ended.
+// relative costs only. The first warm step of a generate() call that follows a call of 16 steps
+// or more sets the factor from its own measurement instead: a step's cost grows with its
+// requests' context, so a new call starts far below where a long one ended.
 // Forgetting: a cell's (and a node count's) older observations lose weight by `decay` at each
 // step that observes it again, so a cell the policy stopped trying keeps its last value rather
 // than sliding to the prior; cost bins and the draft fit lose weight by `decay` at every step.
@@ -201,8 +201,15 @@ class adaptive_policy {
 
   draft_shape choose(const step_context& ctx) {
     // A new generate() call: the speed factor carried over reflects the last call's end (its
-    // requests' long contexts), not this call's start (see update_speed).
-    if (ctx.step == 1) resync_speed_ = true;
+    // requests' long contexts), not this call's start (see update_speed). NOTE: only after a call
+    // long enough for its context to have grown: a resynchronising step teaches its own cost bin
+    // nothing (the factor takes all of its news), so a caller whose calls last a step or two
+    // would otherwise stop the bins from learning.
+    if (ctx.step == 1) {
+      resync_speed_ = call_steps_ >= resync_after_steps;
+      call_steps_ = 0;
+    }
+    ++call_steps_;
     // Calibration, once per policy: plain, narrowest-longest, plain (the first sample of a
     // cost pays for first-touch allocations and cold caches: the second replaces it). The
     // narrowest-longest shape's cost keeps its first, pessimistic sample until it is measured
@@ -502,6 +509,10 @@ class adaptive_policy {
   // vouching for it after about ln(neighbour_borrow) / -ln(decay) steps (200 at decay 0.98).
   static constexpr double neighbour_borrow = 64.0;
 
+  // A generate() call resynchronises the speed factor only after a call of at least this many
+  // steps (choose()).
+  static constexpr std::int64_t resync_after_steps = 16;
+
   // The weight of the bins verify(n) is read from (verify_cost_weight()).
   double read_weight(double n) const {
     const auto at = [](const cost_bin& b) { return b.n / b.weight; };
@@ -710,6 +721,7 @@ class adaptive_policy {
   double free_s_ = 0;          // explore_free_steps plain steps' time (the largest batch's so far)
   double speed_ = 1.0;         // the machine-speed factor (speed_smoothing)
   bool resync_speed_ = false;  // a generate() call began: the next warm step sets speed_
+  std::int64_t call_steps_ = 0;  // steps chosen in the current generate() call
   policy_choice last_choice_ = policy_choice::calibrate;
   std::array<std::int64_t, 3> choices_{};
   double last_best_rate_ = 0, last_worth_ = 1;
