@@ -3,15 +3,17 @@
 # speedups over plain decoding, on the shipped KJV target and its distilled draft head, greedy and
 # sampling (T = 1, lossless verifier), at batch 1, 4 and 16. Writes docs/policy.csv (one row per
 # run) and prints, per mode and batch, the best fixed cell, the adaptive policy's median speedup,
-# their ratio, the speedup of the all-plain policy (the decoder's plain step against plain
-# decoding: its overhead on the adaptive policy's fallback) and the shapes the policy picked
-# (docs/results.md shows the table).
+# their ratio, the head-to-head ratio (the adaptive policy and the best fixed cell run next to
+# each other, round by round; see below), the lowest speedup of any adaptive run, the speedup of
+# the all-plain policy (the decoder's plain step against plain decoding: its overhead on the
+# adaptive policy's fallback) and the shapes the policy picked (docs/results.md shows the table).
 #
 # usage: tools/policy_table.sh [BUILD_DIR]     (default: build; redraft-demo must be built)
 # environment: BATCHES (default "1 4 16"), MODES ("greedy sampling"), TOKENS (per request,
 #   default 160), DEMO_REPEAT (plain and speculative decoding timed this many times each inside
 #   one run of redraft-demo, alternating which goes first, default 5), REPEATS (runs per cell,
-#   default 1), WIDTHS (fixed W at batch 1, default
+#   default 1), HEAD_TO_HEAD (rounds of the adaptive policy against the best fixed cell, run
+#   after the grid, default 4; 0: none), WIDTHS (fixed W at batch 1, default
 #   "1 2 4 8 16"), WIDE_BATCH_WIDTHS (fixed W at batch > 1, default "1 2 4"), LENGTHS
 #   ("2 3 4 5 6"), OUT (default docs), TARGET, DRAFT, PROMPT, LOCK (default
 #   /tmp/redraft-cpu.lock, held exclusively during each block of runs; LOCK= runs without it),
@@ -40,6 +42,7 @@ batches="${BATCHES:-1 4 16}"
 modes="${MODES:-greedy sampling}"
 tokens="${TOKENS:-160}"
 repeats="${REPEATS:-1}"
+head_to_head="${HEAD_TO_HEAD:-4}"
 demo_repeat="${DEMO_REPEAT:-5}"
 widths="${WIDTHS:-1 2 4 8 16}"
 wide_batch_widths="${WIDE_BATCH_WIDTHS:-1 2 4}"
@@ -106,11 +109,61 @@ for ((r = 1; r <= repeats; ++r)); do
   done
 done
 
+# Head to head: the adaptive policy against the best fixed cell of the grid above (the highest
+# median speedup among the fixed cells of its mode and batch), run by run: HEAD_TO_HEAD rounds of
+# one adaptive run and one run of that cell next to each other in time (alternating which goes
+# first; both sides the same seeds). Cells of the grid run minutes apart on a machine whose speed
+# drifts by more than the 5% the comparison is about; a round's two runs are seconds apart.
+best_fixed() {  # "W L" of the best fixed cell of mode $1, batch $2 in the CSV (grid rows only)
+  awk -F, -v mode="$1" -v batch="$2" '$1 == mode && $2 == batch && $3 == "fixed" {
+      key = $4 " " $5; m = split($10, e, "|"); for (i = 1; i <= m; ++i) { n[key]++; v[key, n[key]] = e[i] }
+    }
+    END {
+      for (key in n) {
+        m = n[key]; for (i = 1; i <= m; ++i) a[i] = v[key, i] + 0
+        for (i = 1; i <= m; ++i) for (j = i + 1; j <= m; ++j) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+        s = m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+        if (best == "" || s > bs) { best = key; bs = s }
+      }
+      print best
+    }' "$csv"
+}
+[[ "${SUMMARY_ONLY:-0}" == 1 ]] && head_to_head=0
+for ((r = 1; r <= head_to_head; ++r)); do
+  for mode in $modes; do
+    for b in $batches; do
+      read -r w l < <(best_fixed "$mode" "$b")
+      [[ -n "$w" ]] || { echo "policy_table.sh: no fixed cell for $mode batch $b in $csv" >&2; exit 1; }
+      [[ -n "$lock" ]] && flock -x 9
+      # Seeds of round r: those of grid repeat repeats + r (fresh text for both sides alike).
+      for side in $( ((r % 2)) && echo "adaptive fixed" || echo "fixed adaptive"); do
+        if [[ $side == adaptive ]]; then
+          read -r tps sp shapes each < <(run_one "$mode" "$b" "$((repeats + r))" --policy adaptive)
+          echo "$mode,$b,h2h_adaptive,0,0,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
+        else
+          read -r tps sp shapes each < <(run_one "$mode" "$b" "$((repeats + r))" --width "$w" --length "$l")
+          echo "$mode,$b,h2h_fixed,$w,$l,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
+        fi
+      done
+      [[ -n "$lock" ]] && flock -u 9
+    done
+  done
+done
+
 # The summary: medians per cell, the best fixed cell, the adaptive policy against it.
-echo "| mode | batch | best fixed W x L | its speedup | adaptive speedup | adaptive / best fixed | adaptive, first call | plain steps only | shapes the policy picked (share of steps) |"
-echo "|---|---|---|---|---|---|---|---|---|"
-awk -F, 'NR > 1 {
+echo "| mode | batch | best fixed W x L | its speedup | adaptive speedup | adaptive / best fixed | head to head (rounds) | adaptive, lowest run | adaptive, first call | plain steps only | shapes the policy picked (share of steps) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+awk -F, 'NR > 1 && $3 ~ /^h2h_/ {
+    # A head-to-head run: its median repeat, by mode and batch, side and round.
+    mb = $1 "," $2; m = split($10, e, "|"); for (i = 1; i <= m; ++i) a[i] = e[i] + 0
+    h[mb, $3, $6] = sorted_median(a, m); hr[mb, $6] = 1
+    if ($3 == "h2h_fixed") hcell[mb] = $4 " x " $5
+    else if (!(mb in lowest) || $8 + 0 < lowest[mb]) lowest[mb] = $8 + 0
+    next
+  }
+  NR > 1 {
     key = $1 "," $2 "," $3 "," $4 "," $5
+    if ($3 == "adaptive" && (!(($1 "," $2) in lowest) || $8 + 0 < lowest[$1 "," $2])) lowest[$1 "," $2] = $8 + 0
     # Every repeat of a run is its own same-run pair: a cell speedup is the median over all.
     m = split($10 == "" ? $8 : $10, each, "|")
     for (i = 1; i <= m; ++i) { n[key]++; v[key, n[key]] = each[i] }
@@ -143,7 +196,11 @@ awk -F, 'NR > 1 {
         if (list[top] / total[mb] >= 0.05) picked = picked (picked == "" ? "" : ", ") sprintf("%s %.0f%%", top == "plain" ? "plain" : top, 100 * list[top] / total[mb])
         delete list[top]
       }
-      printf "%s|%d|%s|%.2fx|%.2fx|%.3f|%.2fx|%.2fx|%s\n", f[1], f[2], cell[mb], best[mb], adaptive[mb], adaptive[mb] / best[mb], first_median(mb), plainsteps[mb], picked
+      # Head to head: the median over rounds of (adaptive run / fixed run), each run by its median repeat.
+      k = 0; delete ra
+      for (rk in hr) { split(rk, g, SUBSEP); if (g[1] == mb && ((mb, "h2h_adaptive", g[2]) in h) && ((mb, "h2h_fixed", g[2]) in h)) ra[++k] = h[mb, "h2h_adaptive", g[2]] / h[mb, "h2h_fixed", g[2]] }
+      h2h = k > 0 ? sprintf("%.3f vs %s (%d)", sorted_median(ra, k), hcell[mb], k) : "-"
+      printf "%s|%d|%s|%.2fx|%.2fx|%.3f|%s|%.2fx|%.2fx|%.2fx|%s\n", f[1], f[2], cell[mb], best[mb], adaptive[mb], adaptive[mb] / best[mb], h2h, lowest[mb], first_median(mb), plainsteps[mb], picked
     }
   }' "$csv" | sort -t'|' -k1,1 -k2,2n | sed 's/|/ | /g; s/^/| /; s/$/ |/'
 echo "wrote $csv" >&2
