@@ -129,19 +129,28 @@ best_fixed() {  # "W L" of the best fixed cell of mode $1, batch $2 in the CSV (
     }' "$csv"
 }
 [[ "${SUMMARY_ONLY:-0}" == 1 ]] && head_to_head=0
-for ((r = 1; r <= head_to_head; ++r)); do
+# With APPEND=1 the rounds continue the numbering (and the seeds) of the CSV's earlier rounds.
+declare -A first_round grid_repeats
+for mode in $modes; do
+  for b in $batches; do
+    first_round[$mode,$b]=$(awk -F, -v mode="$mode" -v batch="$b" '$1 == mode && $2 == batch && $3 ~ /^h2h_/ && $6 > m { m = $6 } END { print m + 0 }' "$csv")
+    grid_repeats[$mode,$b]=$(awk -F, -v mode="$mode" -v batch="$b" '$1 == mode && $2 == batch && $3 !~ /^h2h_/ && $6 > m { m = $6 } END { print m + 0 }' "$csv")
+  done
+done
+for ((i = 1; i <= head_to_head; ++i)); do
   for mode in $modes; do
     for b in $batches; do
+      r=$((first_round[$mode,$b] + i))
       read -r w l < <(best_fixed "$mode" "$b")
       [[ -n "$w" ]] || { echo "policy_table.sh: no fixed cell for $mode batch $b in $csv" >&2; exit 1; }
       [[ -n "$lock" ]] && flock -x 9
-      # Seeds of round r: those of grid repeat repeats + r (fresh text for both sides alike).
+      # Seeds of round r: those a grid repeat after the last would use (fresh text, both sides alike).
       for side in $( ((r % 2)) && echo "adaptive fixed" || echo "fixed adaptive"); do
         if [[ $side == adaptive ]]; then
-          read -r tps sp shapes each < <(run_one "$mode" "$b" "$((repeats + r))" --policy adaptive)
+          read -r tps sp shapes each < <(run_one "$mode" "$b" "$((grid_repeats[$mode,$b] + r))" --policy adaptive)
           echo "$mode,$b,h2h_adaptive,0,0,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
         else
-          read -r tps sp shapes each < <(run_one "$mode" "$b" "$((repeats + r))" --width "$w" --length "$l")
+          read -r tps sp shapes each < <(run_one "$mode" "$b" "$((grid_repeats[$mode,$b] + r))" --width "$w" --length "$l")
           echo "$mode,$b,h2h_fixed,$w,$l,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
         fi
       done
