@@ -959,7 +959,6 @@ TEST_CASE("the adaptive policy persists across generate() calls: no second calib
   const auto rates = true_rates(s, pc, batch);
   double best = 0;
   for (const auto& [shape, rate] : rates) best = std::max(best, rate);
-  simulated_setup bench(s, batch);
   // The mean true rate, relative to the optimum's, of a call's full-batch steps.
   const auto efficiency = [&](const generation_result& r) {
     double sum = 0;
@@ -971,27 +970,39 @@ TEST_CASE("the adaptive policy persists across generate() calls: no second calib
     }
     return steps ? sum / steps : 0.0;
   };
-  auto warm = bench.decoder(adaptive_policy(pc));
-  warm.generate(make_requests(batch, 32, 200), decode_options{});
-  const auto calibrated = warm.policy().choice_counts();
-  CHECK(calibrated[0] >= 2);  // calibration steps
-  // A short second call: the warm policy starts from what it learned, a fresh one calibrates.
-  const auto short_requests = make_requests(batch, 32, 24);
-  const generation_result again = warm.generate(short_requests, decode_options{});
-  CHECK(warm.policy().choice_counts()[0] == calibrated[0]);
-  auto fresh = bench.decoder(adaptive_policy(pc));
-  const generation_result first = fresh.generate(short_requests, decode_options{});
-  CHECK(fresh.policy().choice_counts()[0] == calibrated[0]);
-  CAPTURE(efficiency(again), efficiency(first));
-  CHECK(efficiency(again) > 0.93);
-  CHECK(efficiency(again) > efficiency(first) + 0.03);
-  // The policy is a value: a copy starts a new decoder where the old one left off.
-  auto copy = bench.decoder(warm.policy());
-  copy.generate(short_requests, decode_options{});
-  CHECK(copy.policy().choice_counts()[0] == calibrated[0]);
-  for (std::size_t r = 0; r < short_requests.size(); ++r)
-    CHECK(again.tokens[r] == greedy_reference(bench.model, short_requests[r].prompt,
-                                              short_requests[r].max_new_tokens, -1));
+  // Ten runs with different acceptance draws: a short call's handful of steps hangs on a few
+  // lucky or unlucky draws.
+  double again_mean = 0, first_mean = 0, again_min = 1;
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    CAPTURE(seed);
+    simulated_setup bench(s, batch, seed);
+    auto warm = bench.decoder(adaptive_policy(pc));
+    warm.generate(make_requests(batch, 32, 200), decode_options{});
+    const auto calibrated = warm.policy().choice_counts();
+    CHECK(calibrated[0] >= 2);  // calibration steps
+    // A short second call: the warm policy starts from what it learned, a fresh one calibrates.
+    const auto short_requests = make_requests(batch, 32, 24);
+    const generation_result again = warm.generate(short_requests, decode_options{});
+    CHECK(warm.policy().choice_counts()[0] == calibrated[0]);
+    auto fresh = bench.decoder(adaptive_policy(pc));
+    const generation_result first = fresh.generate(short_requests, decode_options{});
+    CHECK(fresh.policy().choice_counts()[0] == calibrated[0]);
+    again_min = std::min(again_min, efficiency(again));
+    again_mean += efficiency(again) / 10;
+    first_mean += efficiency(first) / 10;
+    // The policy is a value: a copy starts a new decoder where the old one left off.
+    auto copy = bench.decoder(warm.policy());
+    copy.generate(short_requests, decode_options{});
+    CHECK(copy.policy().choice_counts()[0] == calibrated[0]);
+    for (std::size_t r = 0; r < short_requests.size(); ++r)
+      CHECK(again.tokens[r] == greedy_reference(bench.model, short_requests[r].prompt,
+                                                short_requests[r].max_new_tokens, -1));
+  }
+  // The runs read 0.935-1.0 (a call of about eight steps, the last ones near the requests' ends).
+  CAPTURE(again_mean, again_min, first_mean);
+  CHECK(again_mean > 0.95);
+  CHECK(again_min > 0.9);
+  CHECK(again_mean > first_mean + 0.03);
 }
 
 TEST_CASE("the adaptive policy explores less once its estimates are backed by many steps",
@@ -1135,7 +1146,8 @@ std::vector<draft_shape> drive_policy(adaptive_policy& p, const scenario& s, std
                                       std::pair<std::int32_t, std::int32_t> forced,
                                       std::pair<std::int32_t, double> hiccup = {0, 1.0},
                                       std::int32_t forced_steps = 1, std::int32_t call_steps = 0,
-                                      double context_growth = 0.0) {
+                                      double context_growth = 0.0,
+                                      std::vector<policy_choice>* choices = nullptr) {
   std::vector<draft_shape> shapes;
   const std::vector<std::int32_t> remaining{1 << 20};
   const decode_options options;
@@ -1150,6 +1162,7 @@ std::vector<draft_shape> drive_policy(adaptive_policy& p, const scenario& s, std
     const draft_shape shape = p.choose(
         step_context{static_cast<std::uint32_t>(call_step), &options, {remaining.data(), 1}});
     shapes.push_back(shape);
+    if (choices != nullptr) choices->push_back(p.last_choice());
     const double f =
         context * (k <= slow_steps ? slow : 1.0) * (k == hiccup.first ? hiccup.second : 1.0);
     const std::int32_t drafted = shape.beam_length - 1;
@@ -1373,6 +1386,57 @@ TEST_CASE("plain_margin: a tree must beat plain decoding by the margin to be exp
                     Catch::Contains("plain_margin -0.01 must be in [0, 1)"));
 }
 
+TEST_CASE("a call's first steps are not stored at the last call's speed", "[loop][policy]") {
+  // One request; a plain step costs 1 ms and a 1 x 4 step 3 ms at a call's start, and a long
+  // call ends at twice that (its context grew), so the speed factor ends near 2. The next call
+  // starts with a 1 x 4 step, whose node count has one sample only (the calibration's, which the
+  // second replaces): it cannot re-measure the factor. Stored at the last call's factor, its 3 ms
+  // came out as 1.6 ms, 1 x 4 then looked half as dear as it is, and the factor was re-measured
+  // against that wrong value (on the KJV pair at sampling batch 16 the policy ran 1 x 3 for a
+  // whole call, 15-25% slower than plain steps). Held until the plain step re-measures the
+  // factor, it is stored at the call's own speed.
+  adaptive_policy_config config;
+  config.widths = {1};
+  config.lengths = {4};  // the one tree shape, so that plain steps are the best estimate
+  adaptive_policy p(config);
+  const decode_options options;
+  const std::vector<std::int32_t> remaining{1 << 20};
+  const auto step = [&](std::uint32_t k, draft_shape shape, double seconds) {
+    p.choose(step_context{k, &options, {remaining.data(), 1}});
+    step_report r;
+    r.step = k;
+    r.shape = shape;
+    r.requests = 1;
+    r.nodes = shape.is_plain() ? 1 : shape.beam_length;
+    r.emitted = r.nodes;   // a tree step accepts every drafted token
+    r.target_s = seconds;  // no acceptance detail: this test is about costs only
+    p.observe(r);
+  };
+  const draft_shape tree{1, 4};
+  const std::uint32_t call = 40;
+  step(1, draft_shape::plain(), 1e-3);
+  step(2, tree, 3e-3);
+  for (std::uint32_t k = 3; k <= call; ++k)
+    step(k, draft_shape::plain(), 1e-3 * (1.0 + static_cast<double>(k - 1) / (call - 1)));
+  const double end_of_call = p.speed();
+  CAPTURE(end_of_call);
+  REQUIRE(end_of_call > 1.3);  // the factor followed the growth, with its lag
+  // The next call.
+  p.choose(step_context{1, &options, {remaining.data(), 1}});
+  step_report r;
+  r.step = 1;
+  r.shape = tree;
+  r.requests = 1;
+  r.nodes = 4;
+  r.emitted = 4;
+  r.target_s = 3e-3;
+  p.observe(r);
+  step(2, draft_shape::plain(), 1e-3);
+  CAPTURE(p.speed(), p.verify_cost(1), p.verify_cost(4));
+  CHECK(p.speed() < 0.6 * end_of_call);
+  CHECK(p.verify_cost(4) / p.verify_cost(1) == Approx(3.0).epsilon(0.1));
+}
+
 TEST_CASE("a new generate() call re-measures the machine's speed at its first warm step",
           "[loop][policy]") {
   // Calls of 150 steps whose costs double from a call's first step to its last (a step's cost
@@ -1386,6 +1450,20 @@ TEST_CASE("a new generate() call re-measures the machine's speed at its first wa
   const std::int32_t call = 150;
   drive_policy(p, s, call, 1.0, 0, {0, 0}, {0, 1.0}, 1, call, 1.0);
   const double end_of_call = p.speed();
+  // Ten more such calls: no probe at a call's first step, where the factor waits for its
+  // re-measurement (a probe is mostly of a shape whose cost bin is cold, which cannot re-measure
+  // it), while the calls' other steps probe as before.
+  {
+    adaptive_policy more = p;
+    std::vector<policy_choice> choices;
+    drive_policy(more, s, 10 * call, 1.0, 0, {0, 0}, {0, 1.0}, 1, call, 1.0, &choices);
+    std::int32_t first_probes = 0, other_probes = 0;
+    for (std::size_t k = 0; k < choices.size(); ++k)
+      (k % call == 0 ? first_probes : other_probes) += choices[k] == policy_choice::probe;
+    CAPTURE(first_probes, other_probes);
+    CHECK(first_probes == 0);
+    CHECK(other_probes > 10);
+  }
   CAPTURE(end_of_call);
   CHECK(end_of_call > 1.5);  // the factor followed the growth (to 2 at the last step, lagging)
   // The next call's first step: the policy sees step 1 and resets the factor from the step's own

@@ -29,7 +29,9 @@
 // stretch does not look cheap in a slow one: the choice between shapes depends on their
 // relative costs only. The first warm step of a generate() call that follows a call of 16 steps
 // or more sets the factor from its own measurement instead: a step's cost grows with its
-// requests' context, so a new call starts far below where a long one ended.
+// requests' context, so a new call starts far below where a long one ended. Until that step, the
+// policy does not probe, and the costs of steps whose node count is cold are held and stored at
+// the re-measured factor.
 // Forgetting: a cell's (and a node count's) older observations lose weight by `decay` at each
 // step that observes it again, so a cell the policy stopped trying keeps its last value rather
 // than sliding to the prior; cost bins and the draft fit lose weight by `decay` at every step.
@@ -234,7 +236,11 @@ class adaptive_policy {
       free_s_ = std::max(free_s_, config_.explore_free_steps *
                                       verify_cost(static_cast<double>(ctx.remaining.extent(0))));
     const double budget = probe_allowance() - probe_loss_s_;
+    // NOTE: no probe while the speed factor waits for its re-measurement at a call's start: a
+    // probe is usually of a shape whose cost bin is cold, which cannot re-measure it, and the
+    // call's costs would be read at the last call's speed until a warm step came.
     for (const auto& e : all) {
+      if (resync_speed_) break;
       // Only a shape that might beat the best even when the best is as good as it might be:
       // a neighbour that shares the best's cells and uncertainty is no probe.
       // (Candidates other than the best share their worth against it, so the optimistic rate
@@ -268,10 +274,10 @@ class adaptive_policy {
       probe_loss_s_ += seconds - report.emitted * last_worth_ / last_best_rate_;
     update_speed(report.nodes, report.verify_cost_s());
     if (last_choice_ != policy_choice::probe) add_gain(report, seconds);
-    add_cost(report.nodes, report.verify_cost_s() / speed_);
+    store_costs(
+        {report.shape, report.requests, report.nodes, report.verify_cost_s(), report.draft_s});
     if (report.shape.is_plain()) return;
     const std::int32_t w_count = report.shape.beam_width, l_count = report.shape.beam_length;
-    add_draft(report.shape, report.requests, report.draft_s / speed_);
     if (report.accepted_len.extent(0) != report.requests) return;  // no acceptance detail
     const std::int32_t depth_count = max_depth();
     for (std::size_t j = 0; j < config_.widths.size() && config_.widths[j] <= w_count; ++j) {
@@ -512,6 +518,37 @@ class adaptive_policy {
   // A generate() call resynchronises the speed factor only after a call of at least this many
   // steps (choose()).
   static constexpr std::int64_t resync_after_steps = 16;
+  // ... and holds the costs of at most this many steps before the re-measurement (store_costs()).
+  static constexpr std::size_t max_held_steps = 4;
+
+  // One step's measured costs, in seconds of the clock.
+  struct cost_sample {
+    draft_shape shape;
+    std::int32_t requests = 0, nodes = 0;
+    double verify_s = 0, draft_s = 0;
+  };
+
+  // Stores a step's costs divided by the speed factor. While the factor waits for its
+  // re-measurement at a call's start (a step whose node count has a warm bin), the costs are held
+  // and stored once it comes, at the re-measured speed. NOTE: stored at the last call's speed,
+  // they came out up to 1.7x too low (a step's cost grows with the context, and falls back at a
+  // new call); a cold bin filled that way then re-measured the factor against its own wrong
+  // values, plain steps looked 1.7x dearer than they were, and the policy ran 1 x 3 for a whole
+  // call at sampling batch 16 on the KJV pair, 15-25% slower than plain steps. If no warm step
+  // comes within max_held_steps steps, the held costs are stored at the factor as it is.
+  void store_costs(const cost_sample& sample) {
+    if (resync_speed_ && held_.size() < max_held_steps) {
+      held_.push_back(sample);
+      return;
+    }
+    resync_speed_ = false;
+    held_.push_back(sample);
+    for (const cost_sample& c : held_) {
+      add_cost(c.nodes, c.verify_s / speed_);
+      if (!c.shape.is_plain()) add_draft(c.shape, c.requests, c.draft_s / speed_);
+    }
+    held_.clear();
+  }
 
   // The weight of the bins verify(n) is read from (verify_cost_weight()).
   double read_weight(double n) const {
@@ -721,7 +758,8 @@ class adaptive_policy {
   double free_s_ = 0;          // explore_free_steps plain steps' time (the largest batch's so far)
   double speed_ = 1.0;         // the machine-speed factor (speed_smoothing)
   bool resync_speed_ = false;  // a generate() call began: the next warm step sets speed_
-  std::int64_t call_steps_ = 0;  // steps chosen in the current generate() call
+  std::vector<cost_sample> held_;  // costs of the steps before that step (store_costs())
+  std::int64_t call_steps_ = 0;    // steps chosen in the current generate() call
   policy_choice last_choice_ = policy_choice::calibrate;
   std::array<std::int64_t, 3> choices_{};
   double last_best_rate_ = 0, last_worth_ = 1;
