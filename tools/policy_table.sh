@@ -3,17 +3,18 @@
 # speedups over plain decoding, on the shipped KJV target and its distilled draft head, greedy and
 # sampling (T = 1, lossless verifier), at batch 1, 4 and 16. Writes docs/policy.csv (one row per
 # run) and prints, per mode and batch, the best fixed cell, the adaptive policy's median speedup,
-# their ratio, the head-to-head ratio (the adaptive policy and the best fixed cell run next to
-# each other, round by round; see below), the lowest speedup of any adaptive run, the speedup of
-# the all-plain policy (the decoder's plain step against plain decoding: its overhead on the
-# adaptive policy's fallback) and the shapes the policy picked (docs/results.md shows the table).
+# their ratio, the head-to-head ratios (the adaptive policy, the best fixed cell and the all-plain
+# policy run next to each other, round by round; see below), the lowest speedup of any adaptive
+# run, the speedup of the all-plain policy (the decoder's plain step against plain decoding: its
+# overhead on the adaptive policy's fallback) and the shapes the policy picked (docs/results.md
+# shows the table).
 #
 # usage: tools/policy_table.sh [BUILD_DIR]     (default: build; redraft-demo must be built)
 # environment: BATCHES (default "1 4 16"), MODES ("greedy sampling"), TOKENS (per request,
 #   default 160), DEMO_REPEAT (plain and speculative decoding timed this many times each inside
 #   one run of redraft-demo, alternating which goes first, default 5), REPEATS (runs per cell,
-#   default 1), HEAD_TO_HEAD (rounds of the adaptive policy against the best fixed cell, run
-#   after the grid, default 4; 0: none), WIDTHS (fixed W at batch 1, default
+#   default 1), HEAD_TO_HEAD (rounds of the adaptive policy against the best fixed cell and the
+#   all-plain policy, run after the grid, default 4; 0: none), WIDTHS (fixed W at batch 1, default
 #   "1 2 4 8 16"), WIDE_BATCH_WIDTHS (fixed W at batch > 1, default "1 2 4"), LENGTHS
 #   ("2 3 4 5 6"), OUT (default docs), TARGET, DRAFT, PROMPT, LOCK (default
 #   /tmp/redraft-cpu.lock, held exclusively during each block of runs; LOCK= runs without it),
@@ -84,6 +85,22 @@ run_one() {
 }
 
 [[ -n "$lock" ]] && exec 9> "$lock"
+
+# awk functions both awk programs below use. sorted_median(a, m): sorts a[1..m] in place and
+# returns its median. median_ci(a, m): after sorted_median, the distribution-free 95% interval of
+# the median, "[lo, hi]" (order statistics k and m + 1 - k, k the largest with P(Bin(m, 1/2) < k)
+# <= 0.025; "" for fewer than 6 values, where no such k exists).
+awk_lib='
+  function sorted_median(a, m,   i, j, t) {
+    for (i = 1; i <= m; ++i) for (j = i + 1; j <= m; ++j) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  }
+  function median_ci(a, m,   k, term, cdf) {
+    term = 0.5 ^ m; cdf = 0; k = 0
+    while (k < m && cdf + term <= 0.025) { cdf += term; ++k; term = term * (m - k + 1) / k }
+    return k >= 1 ? sprintf("[%.3f, %.3f]", a[k], a[m + 1 - k]) : ""
+  }
+'
 [[ "${SUMMARY_ONLY:-0}" == 1 ]] && repeats=0  # only the summary of the existing CSV
 for ((r = 1; r <= repeats; ++r)); do
   for mode in $modes; do
@@ -110,19 +127,21 @@ for ((r = 1; r <= repeats; ++r)); do
 done
 
 # Head to head: the adaptive policy against the best fixed cell of the grid above (the highest
-# median speedup among the fixed cells of its mode and batch), run by run: HEAD_TO_HEAD rounds of
-# one adaptive run and one run of that cell next to each other in time (alternating which goes
-# first; both sides the same seeds). Cells of the grid run minutes apart on a machine whose speed
-# drifts by more than the 5% the comparison is about; a round's two runs are seconds apart.
+# median speedup among the fixed cells of its mode and batch) and against the all-plain policy,
+# run by run: HEAD_TO_HEAD rounds of one adaptive run, one run of that cell and one all-plain run
+# next to each other in time (odd rounds in that order, even rounds reversed; every side the same
+# seeds). Cells of the grid run minutes apart on a machine whose speed drifts by more than the 5%
+# the comparison is about; a round's runs are seconds apart. The all-plain side is the control
+# for "never slower than plain decoding": it is plain decoding measured against itself through
+# the speculative decoder, so its spread is what the measurement alone gives.
 best_fixed() {  # "W L" of the best fixed cell of mode $1, batch $2 in the CSV (grid rows only)
-  awk -F, -v mode="$1" -v batch="$2" '$1 == mode && $2 == batch && $3 == "fixed" {
+  awk -F, -v mode="$1" -v batch="$2" "$awk_lib"'$1 == mode && $2 == batch && $3 == "fixed" {
       key = $4 " " $5; m = split($10, e, "|"); for (i = 1; i <= m; ++i) { n[key]++; v[key, n[key]] = e[i] }
     }
     END {
       for (key in n) {
-        m = n[key]; for (i = 1; i <= m; ++i) a[i] = v[key, i] + 0
-        for (i = 1; i <= m; ++i) for (j = i + 1; j <= m; ++j) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-        s = m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+        m = n[key]; delete a; for (i = 1; i <= m; ++i) a[i] = v[key, i] + 0
+        s = sorted_median(a, m)
         if (best == "" || s > bs) { best = key; bs = s }
       }
       print best
@@ -144,15 +163,20 @@ for ((i = 1; i <= head_to_head; ++i)); do
       read -r w l < <(best_fixed "$mode" "$b")
       [[ -n "$w" ]] || { echo "policy_table.sh: no fixed cell for $mode batch $b in $csv" >&2; exit 1; }
       [[ -n "$lock" ]] && flock -x 9
-      # Seeds of round r: those a grid repeat after the last would use (fresh text, both sides alike).
-      for side in $( ((r % 2)) && echo "adaptive fixed" || echo "fixed adaptive"); do
-        if [[ $side == adaptive ]]; then
-          read -r tps sp shapes each < <(run_one "$mode" "$b" "$((grid_repeats[$mode,$b] + r))" --policy adaptive)
-          echo "$mode,$b,h2h_adaptive,0,0,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
-        else
-          read -r tps sp shapes each < <(run_one "$mode" "$b" "$((grid_repeats[$mode,$b] + r))" --width "$w" --length "$l")
-          echo "$mode,$b,h2h_fixed,$w,$l,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
-        fi
+      # Seeds of round r: those a grid repeat after the last would use (fresh text, every side alike).
+      seeds=$((grid_repeats[$mode,$b] + r))
+      for side in $( ((r % 2)) && echo "adaptive fixed plain" || echo "plain fixed adaptive"); do
+        case $side in
+          adaptive)
+            read -r tps sp shapes each < <(run_one "$mode" "$b" "$seeds" --policy adaptive)
+            echo "$mode,$b,h2h_adaptive,0,0,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2 ;;
+          fixed)
+            read -r tps sp shapes each < <(run_one "$mode" "$b" "$seeds" --width "$w" --length "$l")
+            echo "$mode,$b,h2h_fixed,$w,$l,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2 ;;
+          plain)
+            read -r tps sp shapes each < <(run_one "$mode" "$b" "$seeds" --policy plain)
+            echo "$mode,$b,h2h_plain,1,1,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2 ;;
+        esac
       done
       [[ -n "$lock" ]] && flock -u 9
     done
@@ -160,25 +184,27 @@ for ((i = 1; i <= head_to_head; ++i)); do
 done
 
 # The summary: medians per cell, the best fixed cell, the adaptive policy against it.
-echo "| mode | batch | best fixed W x L | its speedup | adaptive speedup | adaptive / best fixed | head to head (rounds) | adaptive, lowest run | adaptive, first call | plain steps only | shapes the policy picked (share of steps) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
-awk -F, 'NR > 1 && $3 ~ /^h2h_/ {
+echo "| mode | batch | best fixed W x L | its speedup | adaptive speedup | adaptive / best fixed | head to head: adaptive / best fixed (rounds) | head to head: adaptive / all-plain | adaptive, lowest run (all-plain's) | adaptive, first call | plain steps only | shapes the policy picked (share of steps) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+awk -F, "$awk_lib"'NR > 1 && $3 ~ /^h2h_/ {
     # A head-to-head run: its median repeat, by mode and batch, side and round.
-    mb = $1 "," $2; m = split($10, e, "|"); for (i = 1; i <= m; ++i) a[i] = e[i] + 0
+    mb = $1 "," $2; m = split($10, e, "|"); delete a; for (i = 1; i <= m; ++i) a[i] = e[i] + 0
     h[mb, $3, $6] = sorted_median(a, m); hr[mb, $6] = 1
     if ($3 == "h2h_fixed") hcell[mb] = $4 " x " $5
+    else if ($3 == "h2h_plain") { if (!(mb in lowest_plain) || $8 + 0 < lowest_plain[mb]) lowest_plain[mb] = $8 + 0 }
     else if (!(mb in lowest) || $8 + 0 < lowest[mb]) lowest[mb] = $8 + 0
     next
   }
   NR > 1 {
     key = $1 "," $2 "," $3 "," $4 "," $5
     if ($3 == "adaptive" && (!(($1 "," $2) in lowest) || $8 + 0 < lowest[$1 "," $2])) lowest[$1 "," $2] = $8 + 0
+    if ($3 == "plain" && (!(($1 "," $2) in lowest_plain) || $8 + 0 < lowest_plain[$1 "," $2])) lowest_plain[$1 "," $2] = $8 + 0
     # Every repeat of a run is its own same-run pair: a cell speedup is the median over all.
     m = split($10 == "" ? $8 : $10, each, "|")
     for (i = 1; i <= m; ++i) { n[key]++; v[key, n[key]] = each[i] }
     if ($3 == "adaptive") { split($10, e, "|"); nf[$1 "," $2]++; vf[$1 "," $2, nf[$1 "," $2]] = e[1]; split($9, items, "|"); for (i in items) { split(items[i], kv, ":"); steps[$1 "," $2, kv[1]] += kv[2]; total[$1 "," $2] += kv[2] } }
   }
-  function median(key,   m, i, j, t, a) {
+  function median(key,   m, i, a) {
     m = n[key]; for (i = 1; i <= m; ++i) a[i] = v[key, i] + 0
     return sorted_median(a, m)
   }
@@ -186,9 +212,14 @@ awk -F, 'NR > 1 && $3 ~ /^h2h_/ {
     m = nf[mb]; for (i = 1; i <= m; ++i) a[i] = vf[mb, i] + 0
     return sorted_median(a, m)
   }
-  function sorted_median(a, m,   i, j, t) {
-    for (i = 1; i <= m; ++i) for (j = i + 1; j <= m; ++j) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-    return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  # The median over the rounds where both sides ran of (side / other side), each run by its
+  # median repeat, with its 95% interval and the number of rounds: "median [lo, hi] (rounds)".
+  function head_to_head(mb, side, other,   k, rk, g, ra, med, ci) {
+    k = 0
+    for (rk in hr) { split(rk, g, SUBSEP); if (g[1] == mb && ((mb, side, g[2]) in h) && ((mb, other, g[2]) in h)) ra[++k] = h[mb, side, g[2]] / h[mb, other, g[2]] }
+    if (k == 0) return "-"
+    med = sorted_median(ra, k); ci = median_ci(ra, k)
+    return sprintf("%.3f%s (%d)", med, ci == "" ? "" : " " ci, k)
   }
   END {
     for (key in n) {
@@ -205,11 +236,10 @@ awk -F, 'NR > 1 && $3 ~ /^h2h_/ {
         if (list[top] / total[mb] >= 0.05) picked = picked (picked == "" ? "" : ", ") sprintf("%s %.0f%%", top == "plain" ? "plain" : top, 100 * list[top] / total[mb])
         delete list[top]
       }
-      # Head to head: the median over rounds of (adaptive run / fixed run), each run by its median repeat.
-      k = 0; delete ra
-      for (rk in hr) { split(rk, g, SUBSEP); if (g[1] == mb && ((mb, "h2h_adaptive", g[2]) in h) && ((mb, "h2h_fixed", g[2]) in h)) ra[++k] = h[mb, "h2h_adaptive", g[2]] / h[mb, "h2h_fixed", g[2]] }
-      h2h = k > 0 ? sprintf("%.3f vs %s (%d)", sorted_median(ra, k), hcell[mb], k) : "-"
-      printf "%s|%d|%s|%.2fx|%.2fx|%.3f|%s|%.2fx|%.2fx|%.2fx|%s\n", f[1], f[2], cell[mb], best[mb], adaptive[mb], adaptive[mb] / best[mb], h2h, lowest[mb], first_median(mb), plainsteps[mb], picked
+      h2h = head_to_head(mb, "h2h_adaptive", "h2h_fixed")
+      if (h2h != "-") h2h = h2h " vs " hcell[mb]
+      low = sprintf("%.2fx", lowest[mb]) ((mb in lowest_plain) ? sprintf(" (%.2fx)", lowest_plain[mb]) : "")
+      printf "%s|%d|%s|%.2fx|%.2fx|%.3f|%s|%s|%s|%.2fx|%.2fx|%s\n", f[1], f[2], cell[mb], best[mb], adaptive[mb], adaptive[mb] / best[mb], h2h, head_to_head(mb, "h2h_adaptive", "h2h_plain"), low, first_median(mb), plainsteps[mb], picked
     }
   }' "$csv" | sort -t'|' -k1,1 -k2,2n | sed 's/|/ | /g; s/^/| /; s/$/ |/'
 echo "wrote $csv" >&2
