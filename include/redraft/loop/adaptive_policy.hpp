@@ -239,18 +239,19 @@ class adaptive_policy {
     // NOTE: no probe while the speed factor waits for its re-measurement at a call's start: a
     // probe is usually of a shape whose cost bin is cold, which cannot re-measure it, and the
     // call's costs would be read at the last call's speed until a warm step came.
-    for (const auto& e : all) {
-      if (resync_speed_) break;
-      // Only a shape that might beat the best even when the best is as good as it might be:
-      // a neighbour that shares the best's cells and uncertainty is no probe.
-      // (Candidates other than the best share their worth against it, so the optimistic rate
-      // alone ranks them.)
-      const double worth = token_worth(e.shape, best->shape);
-      if (e.shape == best->shape || worth * e.optimistic_rate() <= best->optimistic_rate())
-        continue;
-      const double loss = expected_loss(e, worth, best_rate);
-      if (loss > budget) continue;
-      if (probe == nullptr || e.optimistic_rate() > probe->optimistic_rate()) probe = &e;
+    if (!resync_speed_) {
+      for (const auto& e : all) {
+        // Only a shape that might beat the best even when the best is as good as it might be:
+        // a neighbour that shares the best's cells and uncertainty is no probe.
+        // (Candidates other than the best share their worth against it, so the optimistic rate
+        // alone ranks them.)
+        const double worth = token_worth(e.shape, best->shape);
+        if (e.shape == best->shape || worth * e.optimistic_rate() <= best->optimistic_rate())
+          continue;
+        const double loss = expected_loss(e, worth, best_rate);
+        if (loss > budget) continue;
+        if (probe == nullptr || e.optimistic_rate() > probe->optimistic_rate()) probe = &e;
+      }
     }
     if (probe != nullptr)
       return record(probe->shape, policy_choice::probe, best_rate,
