@@ -839,6 +839,55 @@ TEST_CASE("the adaptive policy re-converges after the acceptance curve shifts mi
   }
 }
 
+TEST_CASE(
+    "the adaptive policy reads the verify cost at the step's context: plain steps first, "
+    "then a tree",
+    "[loop][policy]") {
+  // verify = a + b n + k C (C: the tokens the batch has committed). The context term is the same
+  // for every shape, so plain steps (fewest nodes) win while C is small and 1 x L trees once it is
+  // large (their tokens share it): with b = 5 and k = 0.01 the switch is near C = 450 (about 110
+  // tokens per request at batch 4). One speed factor cannot describe this: it scales every node
+  // count by the running shape's growth (with context_slope() held at 0 the test fails: the
+  // median run's early plain share is 0.77, one run's late tree share 0.39).
+  scenario s{{0.9, 0.9, 0.9, 0.9, 0.9}, {1.0, 5.0, 0.01}};
+  const adaptive_policy_config pc = test_config();
+  const std::int32_t batch = 4, max_new = 300;
+  std::vector<double> early_plain, late_tree, slope_error;
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    simulated_setup bench(s, batch, seed);
+    auto decoder = bench.decoder(adaptive_policy(pc));
+    const auto requests = make_requests(batch, bench.model.vocab_size(), max_new);
+    const auto result = decoder.generate(requests, decode_options{});
+    std::int64_t emitted = batch;  // the prefill's tokens
+    double early = 0, early_n = 0, late = 0, late_n = 0;
+    for (const auto& st : result.steps) {
+      const double per_request = static_cast<double>(emitted) / batch;
+      if (st.requests == batch && per_request >= 10 && per_request < 60) {
+        early += st.beam_length == 1;
+        ++early_n;
+      }
+      if (st.requests == batch && per_request >= 200 && per_request < 290) {
+        late += st.beam_length > 1;
+        ++late_n;
+      }
+      emitted += st.emitted;
+    }
+    REQUIRE((early_n > 20 && late_n > 10));
+    early_plain.push_back(early / early_n);
+    late_tree.push_back(late / late_n);
+    const adaptive_policy& p = decoder.policy();
+    slope_error.push_back(std::abs(p.context_slope() * p.speed() / s.verify.k - 1.0));
+  }
+  std::sort(early_plain.begin(), early_plain.end());
+  std::sort(late_tree.begin(), late_tree.end());
+  std::sort(slope_error.begin(), slope_error.end());
+  CAPTURE(early_plain, late_tree, slope_error);
+  CHECK(early_plain[2] > 0.8);  // the median run: mostly plain steps early
+  CHECK(late_tree[2] > 0.8);    // ... and mostly trees late
+  CHECK(late_tree[0] > 0.5);    // every run switches
+  CHECK(slope_error[4] < 0.1);  // the slope within 10% in every run
+}
+
 // --- a hybrid drafter under a policy: the step's W is the hybrid's beam budget ---
 
 TEST_CASE("a hybrid drafter that follows the policy's W keeps greedy exact",

@@ -6,13 +6,17 @@
 // For a candidate shape s = (W, L) and the A requests of the step (request i may still emit
 // rem_i tokens), the estimate is
 //   tokens(s) = sum_i (1 + sum_{d=1}^{min(L-1, rem_i-1)} q(W, d))   q(W, d) = P(accepted >= d | W)
-//   time(s)   = draft(W, L, A) + verify(n),  n = A * nodes(W, L)    nodes: mean tree size per
+//   time(s)   = draft(W, L, A) + verify(n, C),  n = A * nodes(W, L)    nodes: mean tree size per
 //   request rate(s)   = tokens(s) / time(s)
-// and a plain step has tokens = A, time = verify(A). The parts:
-//  - verify(n): the step's time outside drafting (tree, target pass, verification, KV commit) as
-//    a function of the batch's total node count n: a decayed mean per node count (geometric bins
-//    above 64; a sample counts at most twice its bin's mean), interpolated piecewise linearly,
-//    extrapolated with the steepest of the last segment's slope and the least-squares slope.
+// and a plain step has tokens = A, time = verify(A, C). The parts:
+//  - verify(n, C): the step's time outside drafting (tree, target pass, verification, KV commit)
+//    as a function of the batch's total node count n and the tokens its requests have in the KV
+//    cache, C (step_context::context_tokens): f(n) + kappa C. f is a decayed mean per node count
+//    (geometric bins above 64; a sample counts at most twice its bin's value), each bin read at C
+//    along kappa, interpolated piecewise linearly, extrapolated with the steepest of the last
+//    segment's slope and the least-squares slope. kappa, the cost of a context token, is the same
+//    for every node count (the attention reads each request's cache once for its whole tree); it
+//    is fitted on the changes between steps of one node count a few steps apart (context_slope()).
 //  - draft(W, L, A) = (L - 1) (c0 + c1 W A): beam search runs L - 1 head steps over W A rows;
 //    c0, c1 >= 0 by decayed least squares (c0 = 0 while W A has not varied).
 //  - q(W, d): a step of shape (W, L) tells, per request, how many tokens every narrower and
@@ -22,14 +26,15 @@
 //    so a cell never observed borrows from the narrower width or the depth trend.
 //  - nodes(W, L): the same counterfactual from step_report's shared_prefix; 1 + W (L - 1) before
 //    any data.
-// Machine speed: the costs are stored divided by a speed factor and estimated multiplied by it.
+// Machine speed: the costs (f and kappa) are stored divided by a speed factor and estimated
+// multiplied by it.
 // Each step whose node count has a warm measurement moves the factor towards its measured /
 // expected cost (geometric smoothing, weight speed_smoothing), so a slowdown that hits every
 // shape alike (another process on the core) changes one number, and a shape measured in a fast
 // stretch does not look cheap in a slow one: the choice between shapes depends on their
 // relative costs only. The first warm step of a generate() call that follows a call of 16 steps
-// or more sets the factor from its own measurement instead: a step's cost grows with its
-// requests' context, so a new call starts far below where a long one ended. Until that step, the
+// or more sets the factor from its own measurement instead (a guard from before kappa, when the
+// factor also carried the context's growth; with kappa it moves little there). Until that step, the
 // policy does not probe, and the costs of steps whose node count is cold are held and stored at
 // the re-measured factor.
 // Forgetting: a cell's (and a node count's) older observations lose weight by `decay` at each
@@ -212,6 +217,7 @@ class adaptive_policy {
       call_steps_ = 0;
     }
     ++call_steps_;
+    context_ = static_cast<double>(ctx.context_tokens);
     // Calibration, once per policy: plain, narrowest-longest, plain (the first sample of a
     // cost pays for first-touch allocations and cold caches: the second replaces it). The
     // narrowest-longest shape's cost keeps its first, pessimistic sample until it is measured
@@ -233,8 +239,9 @@ class adaptive_policy {
     // NOTE: the grant only grows (a budget that shrinks can leave the policy in a hole it needs
     // hundreds of steps to climb out of); ctx.remaining's extent is the step's batch.
     if (config_.allow_plain)
-      free_s_ = std::max(free_s_, config_.explore_free_steps *
-                                      verify_cost(static_cast<double>(ctx.remaining.extent(0))));
+      free_s_ = std::max(free_s_,
+                         config_.explore_free_steps *
+                             verify_cost(static_cast<double>(ctx.remaining.extent(0)), context_));
     const double budget = probe_allowance() - probe_loss_s_;
     // NOTE: no probe while the speed factor waits for its re-measurement at a call's start: a
     // probe is usually of a shape whose cost bin is cold, which cannot re-measure it, and the
@@ -273,10 +280,11 @@ class adaptive_policy {
       // Signed: a probe that beat the estimate refunds the budget (clamping at 0 would charge
       // every near-best probe for its noise).
       probe_loss_s_ += seconds - report.emitted * last_worth_ / last_best_rate_;
-    update_speed(report.nodes, report.verify_cost_s());
+    const double context = static_cast<double>(report.context_tokens);
+    update_speed(report.nodes, context, report.verify_cost_s());
     if (last_choice_ != policy_choice::probe) add_gain(report, seconds);
-    store_costs(
-        {report.shape, report.requests, report.nodes, report.verify_cost_s(), report.draft_s});
+    store_costs({report.shape, report.requests, report.nodes, context, report.verify_cost_s(),
+                 report.draft_s, steps_});
     if (report.shape.is_plain()) return;
     const std::int32_t w_count = report.shape.beam_width, l_count = report.shape.beam_length;
     if (report.accepted_len.extent(0) != report.requests) return;  // no acceptance detail
@@ -319,7 +327,7 @@ class adaptive_policy {
   // --- the estimator, for inspection (docs/loop.md's worked example, tests) ---
 
   // Estimates of every candidate (plain first when allowed) for requests that may still emit
-  // `remaining` [A] tokens each.
+  // `remaining` [A] tokens each, at the context of the latest step (context()).
   std::vector<shape_estimate> estimates(vector_view<const std::int32_t> remaining) const {
     const std::int32_t a = static_cast<std::int32_t>(remaining.extent(0));
     const acceptance_table q = acceptance_estimates();
@@ -330,7 +338,7 @@ class adaptive_policy {
       e.shape = draft_shape::plain();
       e.tokens = e.optimistic_tokens = a;
       e.nodes = a;
-      e.verify_s = verify_cost(a);
+      e.verify_s = verify_cost(a, context_);
       e.optimistic_verify_s = e.verify_s * cost_optimism(a);
       out.push_back(e);
     }
@@ -349,7 +357,7 @@ class adaptive_policy {
         }
         e.nodes = a * nodes_per_request(j, k);
         e.draft_s = draft_cost(e.shape, a);
-        e.verify_s = verify_cost(e.nodes);
+        e.verify_s = verify_cost(e.nodes, context_);
         e.optimistic_verify_s = e.verify_s * cost_optimism(e.nodes);
         out.push_back(e);
       }
@@ -357,9 +365,26 @@ class adaptive_policy {
     return out;
   }
 
-  // verify(n): seconds of a step outside drafting for n nodes in all, at the machine's current
-  // speed; 0 before any measurement.
-  double verify_cost(double n) const { return speed_ * cost_curve(n); }
+  // verify(n, C): seconds of a step outside drafting for n nodes in all, over C context tokens in
+  // all (step_context::context_tokens), at the machine's current speed; 0 before any measurement.
+  // Without C: at the context of the latest step.
+  double verify_cost(double n, double context) const { return speed_ * cost_curve(n, context); }
+  double verify_cost(double n) const { return verify_cost(n, context_); }
+
+  // The context of the latest step chosen or observed (step_context::context_tokens).
+  double context() const { return context_; }
+  // kappa: the verify cost's seconds per context token, in stored units (times speed() for
+  // seconds now); see cost_curve. The least-squares slope through the origin of (change of a
+  // node count's measured cost) over (change of the context) between two steps of the same node
+  // count at most max_pair_gap steps apart, each change divided by the speed factor of the later
+  // step, decayed by context_pair_decay per pair, at least 0. NOTE: first differences of steps
+  // close in time, not a regression on the stored costs: within one generate() call the context
+  // only grows, so a regression over a stretch of steps reads a drift of the machine's speed as
+  // a context slope, and the stored costs are divided by a speed factor that follows the running
+  // shape's growth, which hides the common part of it. Between steps a few apart the speed
+  // barely moves and its changes go both ways, while the context grows at every step and drops
+  // at every new call.
+  double context_slope() const { return pair_cc_ > 0 ? std::max(0.0, pair_cy_ / pair_cc_) : 0.0; }
 
   // The machine-speed factor (1 at the start; see adaptive_policy_config::speed_smoothing).
   double speed() const { return speed_; }
@@ -440,8 +465,11 @@ class adaptive_policy {
  private:
   struct cost_bin {
     std::int32_t key = 0;
-    double weight = 0, n = 0, seconds = 0;  // weighted sums
+    double weight = 0, n = 0, seconds = 0, c = 0;  // weighted sums: weight, nodes, seconds, context
     std::int32_t samples = 0;
+    // the latest sample, in seconds of the clock, for context_slope()
+    double last_seconds = 0, last_context = 0;
+    std::int64_t last_step = -1;
   };
   struct acceptance_table {
     std::vector<double> mean, optimistic;  // [widths, L_max - 1]
@@ -450,16 +478,29 @@ class adaptive_policy {
     double w = 0, s11 = 0, s12 = 0, s22 = 0, s1y = 0, s2y = 0;
   };
 
-  // verify(n) in the units costs are stored in (seconds divided by the speed factor): a decayed
-  // mean per node count, interpolated piecewise linearly, extrapolated with the steepest of the
-  // last segment's slope and the least-squares slope.
-  double cost_curve(double n) const {
-    // The bins' mean (n, seconds), ascending n, read in place (this runs for every candidate of
+  // verify(n, C) in the units costs are stored in (seconds divided by the speed factor): per node
+  // count, a decayed mean moved to context C along the common slope kappa (context_slope(): the
+  // bins' pooled within-bin least-squares slope of seconds over context, so a bin measured at
+  // other contexts than C is read at C), interpolated piecewise linearly in n, extrapolated with
+  // the steepest of the last segment's slope and the least-squares slope. NOTE: the context part
+  // is additive, not a factor: the attention reads each request's cache once for all of its tree
+  // nodes, so on the KJV pair at batch 16 a plain step grows 150% over a 160-token call and a
+  // 1 x 4 step 43%, by the same 1.6-2.3 ms per 100 tokens of every request's context.
+  double cost_curve(double n, double context) const {
+    // The bins' (n, seconds at C), ascending n, read in place (this runs for every candidate of
     // every step: no allocation, binary search).
     const std::size_t m = cost_.size();
     if (m == 0) return 0.0;
+    const double kappa = context_slope();
     const auto x = [&](std::size_t i) { return cost_[i].n / cost_[i].weight; };
-    const auto y = [&](std::size_t i) { return cost_[i].seconds / cost_[i].weight; };
+    const auto y = [&](std::size_t i) {
+      return (cost_[i].seconds + kappa * (context * cost_[i].weight - cost_[i].c)) /
+             cost_[i].weight;
+    };
+    return std::max(0.0, interpolate(n, m, x, y));
+  }
+  template <class X, class Y>
+  double interpolate(double n, std::size_t m, const X& x, const Y& y) const {
     if (m == 1) return y(0) * n / x(0);
     if (n <= x(0)) {
       const double slope = std::max(0.0, (y(1) - y(0)) / (x(1) - x(0)));
@@ -476,7 +517,8 @@ class adaptive_policy {
     }
     // Beyond the largest measured n: the steeper of the last segment and the least-squares line.
     // NOTE: cached until the next cost sample (decay scales a bin's sums alike, so it changes
-    // neither the means nor the fit): every candidate of a step shares it.
+    // neither the means nor the fit; the context moves every bin alike, so it changes neither
+    // slope): every candidate of every step until then shares it.
     if (!beyond_slope_) {
       double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
       for (std::size_t j = 0; j < m; ++j) {
@@ -521,12 +563,19 @@ class adaptive_policy {
   static constexpr std::int64_t resync_after_steps = 16;
   // ... and holds the costs of at most this many steps before the re-measurement (store_costs()).
   static constexpr std::size_t max_held_steps = 4;
+  // context_slope() pairs a bin's samples at most this many steps apart, and each pair's weight
+  // decays by context_pair_decay per later pair (a memory of a few hundred pairs: the slope is a
+  // property of the target, and one pair's change is mostly noise).
+  static constexpr std::int64_t max_pair_gap = 3;
+  static constexpr double context_pair_decay = 0.995;
+  static constexpr double pair_clip = 3.0;
 
   // One step's measured costs, in seconds of the clock.
   struct cost_sample {
     draft_shape shape;
     std::int32_t requests = 0, nodes = 0;
-    double verify_s = 0, draft_s = 0;
+    double context = 0, verify_s = 0, draft_s = 0;
+    std::int64_t step = 0;  // steps_ when observed
   };
 
   // Stores a step's costs divided by the speed factor. While the factor waits for its
@@ -545,7 +594,7 @@ class adaptive_policy {
     resync_speed_ = false;
     held_.push_back(sample);
     for (const cost_sample& c : held_) {
-      add_cost(c.nodes, c.verify_s / speed_);
+      add_cost(c.nodes, c.context, c.verify_s, c.step);
       if (!c.shape.is_plain()) add_draft(c.shape, c.requests, c.draft_s / speed_);
     }
     held_.clear();
@@ -601,6 +650,7 @@ class adaptive_policy {
       b.weight *= k;
       b.n *= k;
       b.seconds *= k;
+      b.c *= k;
     }
     draft_.w *= k;
     draft_.s11 *= k;
@@ -621,21 +671,59 @@ class adaptive_policy {
                             [](const cost_bin& b, std::int32_t k) { return b.key < k; });
   }
 
-  void add_cost(std::int32_t nodes, double seconds) {
+  // Adds a step's verify cost (seconds of the clock, measured at step `step` over `context`
+  // context tokens) to its node count's bin, divided by the speed factor, and its change since
+  // the bin's latest sample to context_slope()'s sums.
+  void add_cost(std::int32_t nodes, double context, double clock_seconds, std::int64_t step) {
+    const double kappa = context_slope();
+    double seconds = clock_seconds / speed_;
     beyond_slope_.reset();
     const std::int32_t key = cost_key(nodes);
     auto it = bin_at(key);
-    if (it == cost_.end() || it->key != key) it = cost_.insert(it, cost_bin{key, 0, 0, 0, 0});
+    if (it == cost_.end() || it->key != key) it = cost_.insert(it, cost_bin{key});
+    const auto value_at = [&](const cost_bin& b) {
+      return (b.seconds + kappa * (context * b.weight - b.c)) / b.weight;
+    };
+    if (it->last_step >= 0 && step - it->last_step <= max_pair_gap && context != it->last_context) {
+      const double dc = context - it->last_context;
+      const double value = it->weight > 0 ? value_at(*it) : seconds;
+      const double dy = (clock_seconds - it->last_seconds) / speed_;
+      // NOTE: robust: the change's residual against the current slope is clipped at pair_clip
+      // times the residuals' decayed mean size (relative to the bin's value). A step the machine
+      // slowed (another process, a stall) or a drift of its speed moves a pair by far more than
+      // the context does, once in a while and with either sign; unclipped, the latest such pair
+      // outweighed hundreds of ordinary ones and the slope swung with it (in the simulated test
+      // where every cost alternates 1x and 1.6x, the policy fell to 91% of the optimum's rate).
+      // Clipping the change itself instead cut the pairs across a new call or a finished request
+      // (a large drop of the context, and the most telling pairs) to the size of ordinary ones.
+      const double predicted = kappa * dc, residual = dy - predicted;
+      const double bound = pair_size_weight_ > 0  // (the mean's weights start at 0)
+                               ? pair_clip * pair_size_ / pair_size_weight_ * value
+                               : value;
+      pair_size_ =
+          context_pair_decay * pair_size_ + (1.0 - context_pair_decay) * std::abs(residual) / value;
+      pair_size_weight_ = context_pair_decay * pair_size_weight_ + (1.0 - context_pair_decay);
+      pair_cy_ =
+          context_pair_decay * pair_cy_ + dc * (predicted + std::clamp(residual, -bound, bound));
+      pair_cc_ = context_pair_decay * pair_cc_ + dc * dc;
+    }
     // NOTE: a bin's first sample paid for first-touch allocations and cold caches; the second
     // replaces it.
-    if (it->samples == 1) *it = cost_bin{key, 0, 0, 0, 1};
+    if (it->samples == 1) {
+      it->weight = it->n = it->seconds = it->c = 0;
+    }
     ++it->samples;
     // NOTE: one step slowed by something else on the machine (a page fault, another process)
-    // would otherwise move a bin for many steps: a sample counts at most 2x the bin's mean.
-    if (it->weight >= 1.0) seconds = std::min(seconds, 2.0 * it->seconds / it->weight);
+    // would otherwise move a bin for many steps: a sample counts at most 2x the bin's value at
+    // its context.
+    if (it->weight >= 1.0) seconds = std::min(seconds, 2.0 * value_at(*it));
     it->weight += 1.0;
     it->n += nodes;
     it->seconds += seconds;
+    it->c += context;
+    it->last_seconds = clock_seconds;
+    it->last_context = context;
+    it->last_step = step;
   }
 
   // Moves the speed factor towards this step's measured / expected cost, where the step's node
@@ -648,12 +736,12 @@ class adaptive_policy {
   // call's end; the costs stored in those steps came out 1.7x too low, so a tree measured at a
   // call's start looked as cheap as plain steps measured mid-call, and the policy ran 1 x 2
   // steps 15% slower than plain ones for whole calls.
-  void update_speed(std::int32_t nodes, double seconds) {
+  void update_speed(std::int32_t nodes, double context, double seconds) {
     if (config_.speed_smoothing == 0.0 || seconds <= 0.0) return;
     const std::int32_t key = cost_key(nodes);
     const auto it = bin_at(key);
     if (it == cost_.end() || it->key != key || it->samples < 2) return;
-    const double expected = speed_ * cost_curve(nodes);
+    const double expected = verify_cost(nodes, context);
     if (expected <= 0.0) return;
     const double weight = resync_speed_ ? 1.0 : config_.speed_smoothing;
     resync_speed_ = false;
@@ -667,7 +755,8 @@ class adaptive_policy {
   // probe budget deeply negative and held the policy on plain steps for thousands of steps; the
   // cost bins already cap a sample at twice their mean (add_cost).
   double accounted_time(const step_report& report) const {
-    const double expected = draft_cost(report.shape, report.requests) + verify_cost(report.nodes);
+    const double expected = draft_cost(report.shape, report.requests) +
+                            verify_cost(report.nodes, static_cast<double>(report.context_tokens));
     return expected > 0 ? std::min(report.total_s(), 2.0 * expected) : report.total_s();
   }
 
@@ -676,7 +765,8 @@ class adaptive_policy {
   // nothing.
   void add_gain(const step_report& report, double seconds) {
     if (report.shape.is_plain() || report.requests <= 0 || cost_.empty()) return;
-    const double plain_per_token = verify_cost(report.requests) / report.requests;
+    const double plain_per_token =
+        verify_cost(report.requests, static_cast<double>(report.context_tokens)) / report.requests;
     gain_s_ += report.emitted * plain_per_token - seconds;
   }
 
@@ -751,6 +841,9 @@ class adaptive_policy {
   std::vector<double> node_sum_, node_weight_;  // [widths, lengths] sums, decayed like hits_
   std::vector<cost_bin> cost_;                  // ascending key
   mutable std::optional<double> beyond_slope_;  // cost_curve's slope past the last bin (cache)
+  double pair_cy_ = 0, pair_cc_ = 0;  // context_slope()'s decayed sums of dC x dy and dC^2
+  double pair_size_ = 0, pair_size_weight_ = 0;  // decayed sum of |dy| / the bin's value, weight
+  double context_ = 0;                           // the latest step's context_tokens
   regression draft_;
   std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
   std::int64_t steps_ = 0;  // steps observed (all generate() calls)

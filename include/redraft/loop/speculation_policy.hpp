@@ -52,6 +52,9 @@ struct step_context {
   std::uint32_t step = 0;                     // 1-based; step 0 is the prefill's first token
   const decode_options* options = nullptr;    // the options of the generate() call
   vector_view<const std::int32_t> remaining;  // [A] tokens each running request may still emit
+  // Tokens in the KV cache of the running requests, all together (prompts and tokens emitted so
+  // far): what the target pass's attention reads besides the tree.
+  std::int64_t context_tokens = 0;
   std::int32_t requests() const { return static_cast<std::int32_t>(remaining.extent(0)); }
 };
 
@@ -78,6 +81,7 @@ struct step_report {
   vector_view<const std::int32_t> accepted_len;   // [A]
   matrix_view<const std::int32_t> accepted_rank;  // [A, L - 1]
   matrix_view<const std::int32_t> shared_prefix;  // [A, W]
+  std::int64_t context_tokens = 0;                // the step's step_context::context_tokens
 
   // Everything but drafting: tree, target pass, verification, emission and KV commit.
   double verify_cost_s() const { return tree_s + target_s + verify_s + kv_s; }

@@ -166,11 +166,13 @@ class speculative_decoder {
       std::vector<std::int32_t> aslots, roots, committed, remaining;
       std::vector<std::span<const std::int32_t>> history;  // [A] prompt + emitted tokens
       std::vector<std::uint8_t> fresh;                     // [A] 1 on a request's first draft
+      std::int64_t context_tokens = 0;                     // sum of committed
       for (std::int32_t r : active) {
         const auto& p = progress[static_cast<std::size_t>(r)];
         aslots.push_back(p.slot);
         roots.push_back(p.root);
         committed.push_back(p.committed);
+        context_tokens += p.committed;
         history.emplace_back(p.history);
         fresh.push_back(result.requests[static_cast<std::size_t>(r)].steps == 0 ? 1 : 0);
         remaining.push_back(
@@ -179,7 +181,8 @@ class speculative_decoder {
       }
 
       // The shape, from earlier steps only (nothing of this step is drawn yet).
-      const draft_shape shape = policy_.choose(step_context{step, &options, {remaining.data(), a}});
+      const draft_shape shape =
+          policy_.choose(step_context{step, &options, {remaining.data(), a}, context_tokens});
       REDRAFT_REQUIRE(shape.beam_width >= 1 && shape.beam_length >= 1 &&
                           shape.beam_length <= max_length &&
                           (shape.beam_length > 1 || shape.beam_width == 1),
@@ -193,7 +196,8 @@ class speculative_decoder {
         captured_step(*captured, captured_requests, requests, progress, result, active, roots,
                       aslots, history, fresh, hidden_state, shape, step, options, on_token, st);
         result.steps.push_back(st);
-        policy_.observe(report_of(step, shape, st));  // no detail: the policy needs no reports
+        // no detail: the policy needs no reports
+        policy_.observe(report_of(step, shape, st, context_tokens));
         continue;
       }
       captured_requests.clear();  // an ordinary step moves the requests on the host only
@@ -281,7 +285,7 @@ class speculative_decoder {
       result.steps.push_back(st);
 
       // Tell the policy.
-      step_report report = report_of(step, shape, st);
+      step_report report = report_of(step, shape, st, context_tokens);
       if (reports && !shape.is_plain()) {
         acceptance_detail(t, acc, accepted_rank, shared_prefix);
         report.accepted_len = {acc.accepted_len.data(), a};
@@ -297,8 +301,10 @@ class speculative_decoder {
 
  private:
   // The step report's sizes and phase times (the acceptance detail is the caller's).
-  static step_report report_of(std::uint32_t step, draft_shape shape, const step_stats& st) {
+  static step_report report_of(std::uint32_t step, draft_shape shape, const step_stats& st,
+                               std::int64_t context_tokens) {
     step_report report;
+    report.context_tokens = context_tokens;
     report.step = step;
     report.shape = shape;
     report.requests = st.requests;

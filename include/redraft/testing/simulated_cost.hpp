@@ -3,8 +3,9 @@
 // policies (no wall-clock time anywhere).
 //
 //   simulated_clock     a DecodeClock whose copies share one time, advanced explicitly
-//   costed_target<M>    forwards a TargetModel; each verify of n nodes advances the clock by
-//                       a + b n seconds (prefill by a + b * prompt tokens)
+//   costed_target<M>    forwards a TargetModel; each verify of n nodes over C committed tokens
+//                       (all requests together) advances the clock by a + b n + k C seconds
+//                       (prefill by a + b * prompt tokens)
 //   profile_drafter     proposes W beams against the synthetic target's greedy continuation:
 //                       each beam matches it for the first k tokens, with
 //                       P(k >= d) = alpha_1 ... alpha_d (independent across beams), then leaves it
@@ -39,10 +40,11 @@ class simulated_clock {
   std::shared_ptr<double> seconds_ = std::make_shared<double>(0.0);
 };
 
-// verify cost a + b n.
+// verify cost a + b n + k C, C the tokens committed before the pass (all requests together):
+// the attention over the cache, read once per request whatever its tree.
 struct linear_cost {
-  double a = 0, b = 0;
-  double operator()(double n) const { return a + b * n; }
+  double a = 0, b = 0, k = 0;
+  double operator()(double n, double context = 0) const { return a + b * n + k * context; }
 };
 
 template <TargetModel M>
@@ -63,8 +65,13 @@ class costed_target {
   }
   model_output verify(const verify_input& in) {
     const index_t requests = in.slots.extent(0);
+    // C: each request's first node is its root, at position = its committed length (the
+    // positions are host memory on the CPU backend, the only one these tests run on).
+    double context = 0;
+    if (cost_.k != 0)
+      for (index_t r = 0; r < requests; ++r) context += in.positions[in.host_node_offsets[r]];
     clock_.advance(
-        cost_(requests == 0 ? 0.0 : static_cast<double>(in.host_node_offsets[requests])));
+        cost_(requests == 0 ? 0.0 : static_cast<double>(in.host_node_offsets[requests]), context));
     return inner_.verify(in);
   }
   void commit(const kv_plan& plan) { inner_.commit(plan); }
