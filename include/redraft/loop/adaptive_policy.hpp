@@ -684,9 +684,10 @@ class adaptive_policy {
     const auto value_at = [&](const cost_bin& b) {
       return (b.seconds + kappa * (context * b.weight - b.c)) / b.weight;
     };
-    if (it->last_step >= 0 && step - it->last_step <= max_pair_gap && context != it->last_context) {
+    const double value = it->weight > 0 ? value_at(*it) : seconds;
+    if (it->last_step >= 0 && step - it->last_step <= max_pair_gap && context != it->last_context &&
+        value > 0) {
       const double dc = context - it->last_context;
-      const double value = it->weight > 0 ? value_at(*it) : seconds;
       const double dy = (clock_seconds - it->last_seconds) / speed_;
       // NOTE: robust: the change's residual against the current slope is clipped at pair_clip
       // times the residuals' decayed mean size (relative to the bin's value). A step the machine
