@@ -479,9 +479,9 @@ class adaptive_policy {
   };
 
   // verify(n, C) in the units costs are stored in (seconds divided by the speed factor): per node
-  // count, a decayed mean moved to context C along the common slope kappa (context_slope(): the
-  // bins' pooled within-bin least-squares slope of seconds over context, so a bin measured at
-  // other contexts than C is read at C), interpolated piecewise linearly in n, extrapolated with
+  // count, a decayed mean moved to context C along the common slope kappa (context_slope(), so a
+  // bin measured at other contexts than C is read at C; bin_value()), interpolated piecewise
+  // linearly in n, extrapolated with
   // the steepest of the last segment's slope and the least-squares slope. NOTE: the context part
   // is additive, not a factor: the attention reads each request's cache once for all of its tree
   // nodes, so on the KJV pair at batch 16 a plain step grows 150% over a 160-token call and a
@@ -493,11 +493,12 @@ class adaptive_policy {
     if (m == 0) return 0.0;
     const double kappa = context_slope();
     const auto x = [&](std::size_t i) { return cost_[i].n / cost_[i].weight; };
-    const auto y = [&](std::size_t i) {
-      return (cost_[i].seconds + kappa * (context * cost_[i].weight - cost_[i].c)) /
-             cost_[i].weight;
-    };
+    const auto y = [&](std::size_t i) { return bin_value(cost_[i], context, kappa); };
     return std::max(0.0, interpolate(n, m, x, y));
+  }
+  // A bin's decayed mean cost moved to context C along the slope kappa (stored units).
+  static double bin_value(const cost_bin& b, double context, double kappa) {
+    return (b.seconds + kappa * (context * b.weight - b.c)) / b.weight;
   }
   template <class X, class Y>
   double interpolate(double n, std::size_t m, const X& x, const Y& y) const {
@@ -681,10 +682,7 @@ class adaptive_policy {
     const std::int32_t key = cost_key(nodes);
     auto it = bin_at(key);
     if (it == cost_.end() || it->key != key) it = cost_.insert(it, cost_bin{key});
-    const auto value_at = [&](const cost_bin& b) {
-      return (b.seconds + kappa * (context * b.weight - b.c)) / b.weight;
-    };
-    const double value = it->weight > 0 ? value_at(*it) : seconds;
+    const double value = it->weight > 0 ? bin_value(*it, context, kappa) : seconds;
     if (it->last_step >= 0 && step - it->last_step <= max_pair_gap && context != it->last_context &&
         value > 0) {
       const double dc = context - it->last_context;
@@ -717,7 +715,7 @@ class adaptive_policy {
     // NOTE: one step slowed by something else on the machine (a page fault, another process)
     // would otherwise move a bin for many steps: a sample counts at most 2x the bin's value at
     // its context.
-    if (it->weight >= 1.0) seconds = std::min(seconds, 2.0 * value_at(*it));
+    if (it->weight >= 1.0) seconds = std::min(seconds, 2.0 * bin_value(*it, context, kappa));
     it->weight += 1.0;
     it->n += nodes;
     it->seconds += seconds;
