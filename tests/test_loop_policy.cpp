@@ -1124,6 +1124,16 @@ TEST_CASE("traced_policy records every step's choice and estimates without chang
     CHECK(r.emitted == st.emitted);
     CHECK(r.draft_s == st.draft_s);
     CHECK(r.verify_s == Approx(st.total_s() - st.draft_s));
+    // The context it chose at: the tokens in the KV cache, the prompts at the first step, then
+    // growing by the tokens each step emits while no request has finished.
+    if (k == 0) {
+      std::int64_t prompts = 0;
+      for (const auto& q : requests) prompts += static_cast<std::int64_t>(q.prompt.size());
+      CHECK(r.context == prompts);
+    } else if (st.requests == got.steps[k - 1].requests) {
+      CHECK(r.context == records[k - 1].context + records[k - 1].emitted);
+    }
+    CHECK(r.kappa >= 0);
     REQUIRE(r.estimates.size() == candidates);
     REQUIRE(r.cost_weight.size() == candidates);
     CHECK(r.estimates.front().shape.is_plain());
@@ -1149,7 +1159,7 @@ TEST_CASE("traced_policy records every step's choice and estimates without chang
     std::stringstream in(line);
     std::string cell;
     while (std::getline(in, cell, ',')) cells.push_back(cell);
-    REQUIRE(cells.size() == 20);
+    REQUIRE(cells.size() == 22);
     rows.push_back(cells);
   }
   REQUIRE(rows.size() == records.size() * candidates);
@@ -1168,18 +1178,20 @@ TEST_CASE("traced_policy records every step's choice and estimates without chang
       CHECK(std::stoi(cells[4]) == r.nodes);
       CHECK(std::stoi(cells[5]) == r.emitted);
       CHECK(std::stod(cells[7]) == Approx(r.verify_s).epsilon(1e-5));
-      CHECK(cells[11] == traced_policy::name(r.estimates[c].shape));
-      CHECK(std::stod(cells[12]) == Approx(r.estimates[c].tokens).epsilon(1e-5));
-      CHECK(std::stod(cells[16]) == Approx(r.estimates[c].rate()).epsilon(1e-5));
-      CHECK(std::stod(cells[17]) == Approx(r.estimates[c].optimistic_rate()).epsilon(1e-5));
-      best_rows += cells[19] == "1";
-      CHECK((cells[19] == "1") == (c == r.best));
+      CHECK(std::stoll(cells[11]) == r.context);
+      CHECK(std::stod(cells[12]) == Approx(r.kappa).epsilon(1e-5));
+      CHECK(cells[13] == traced_policy::name(r.estimates[c].shape));
+      CHECK(std::stod(cells[14]) == Approx(r.estimates[c].tokens).epsilon(1e-5));
+      CHECK(std::stod(cells[18]) == Approx(r.estimates[c].rate()).epsilon(1e-5));
+      CHECK(std::stod(cells[19]) == Approx(r.estimates[c].optimistic_rate()).epsilon(1e-5));
+      best_rows += cells[21] == "1";
+      CHECK((cells[21] == "1") == (c == r.best));
     }
     CHECK(best_rows == 1);
   }
-  CHECK(rows[0][11] == "plain");
-  CHECK(rows[1][11] == "1x2");
-  CHECK(rows[candidates - 1][11] == "2x6");
+  CHECK(rows[0][13] == "plain");
+  CHECK(rows[1][13] == "1x2");
+  CHECK(rows[candidates - 1][13] == "2x6");
 }
 
 namespace {

@@ -36,6 +36,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=tools/demo_common.sh
+source "$root/tools/demo_common.sh"  # demo_run, awk_lib
 build="${1:-$root/build}"
 demo="$build/examples/redraft-demo"
 out="${OUT:-$root/docs}"
@@ -64,43 +66,8 @@ echo "# $(date -u +%FT%TZ) $cpu, $(nproc) cores, $simd; TOKENS=$tokens REPEATS=$
 # every row of the file.
 [[ ( "${APPEND:-0}" == 1 || "${SUMMARY_ONLY:-0}" == 1 ) && -s "$csv" ]] || echo "mode,batch,policy,width,length,repeat,tokens_per_step,speedup,shapes,each" > "$csv"
 
-# One run: prints "tokens_per_step speedup shapes each" (shapes: W x L:steps items joined by '|';
-# each: the speedup of every repeat inside the run, in order, joined by '|').
-run_one() {
-  local mode=$1 batch=$2 repeat=$3
-  shift 3
-  local args=(--target "$target" --draft "$draft" --batch "$batch" --max-tokens "$tokens" --prompt "$prompt" --repeat "$demo_repeat" --quiet "$@")
-  [[ $mode == sampling ]] && args+=(--temperature 1 --verifier lossless --seed "$(( (repeat - 1) * demo_repeat + 1 ))")
-  local text
-  text="$("$demo" "${args[@]}")"
-  awk '
-    /^tokens per step:/ { tps = $4 }
-    /^shapes/ { s = ""; for (i = 6; i <= NF; ++i) s = s (s == "" ? "" : "|") $i }
-    /^speedup:/ {
-      sp = $2; sub(/x$/, "", sp); e = ""; on = 0
-      for (i = 3; i <= NF; ++i) { if (on) { v = $i; sub(/\)$/, "", v); e = e (e == "" ? "" : "|") v } if ($i == "each:") on = 1 }
-      if (e == "") e = sp
-    }
-    END { print tps, sp, s, e }' <<< "$text"
-}
-
 [[ -n "$lock" ]] && exec 9> "$lock"
 
-# awk functions both awk programs below use. sorted_median(a, m): sorts a[1..m] in place and
-# returns its median. median_ci(a, m): after sorted_median, the distribution-free 95% interval of
-# the median, "[lo, hi]" (order statistics k and m + 1 - k, k the largest with P(Bin(m, 1/2) < k)
-# <= 0.025; "" for fewer than 6 values, where no such k exists).
-awk_lib='
-  function sorted_median(a, m,   i, j, t) {
-    for (i = 1; i <= m; ++i) for (j = i + 1; j <= m; ++j) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-    return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-  }
-  function median_ci(a, m,   k, term, cdf) {
-    term = 0.5 ^ m; cdf = 0; k = 0
-    while (k < m && cdf + term <= 0.025) { cdf += term; ++k; term = term * (m - k + 1) / k }
-    return k >= 1 ? sprintf("[%.3f, %.3f]", a[k], a[m + 1 - k]) : ""
-  }
-'
 [[ "${SUMMARY_ONLY:-0}" == 1 ]] && repeats=0  # only the summary of the existing CSV
 for ((r = 1; r <= repeats; ++r)); do
   for mode in $modes; do
@@ -108,16 +75,16 @@ for ((r = 1; r <= repeats; ++r)); do
       # One block (the adaptive policy and every fixed cell of one mode, batch and repeat) holds
       # the lock exclusively: no build runs beside it, and other jobs run between blocks.
       [[ -n "$lock" ]] && flock -x 9
-      read -r tps sp shapes each < <(run_one "$mode" "$b" "$r" --policy adaptive)
+      read -r tps sp shapes each < <(demo_run "$demo" "$mode" "$b" "$r" --policy adaptive)
       echo "$mode,$b,adaptive,0,0,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
       # Every step plain through the speculative decoder: its overhead on the fallback step.
-      read -r tps sp shapes each < <(run_one "$mode" "$b" "$r" --policy plain)
+      read -r tps sp shapes each < <(demo_run "$demo" "$mode" "$b" "$r" --policy plain)
       echo "$mode,$b,plain,1,1,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
       ws="$widths"
       [[ $b -gt 1 ]] && ws="$wide_batch_widths"
       for w in $ws; do
         for l in $lengths; do
-          read -r tps sp shapes each < <(run_one "$mode" "$b" "$r" --width "$w" --length "$l")
+          read -r tps sp shapes each < <(demo_run "$demo" "$mode" "$b" "$r" --width "$w" --length "$l")
           echo "$mode,$b,fixed,$w,$l,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2
         done
       done
@@ -168,13 +135,13 @@ for ((i = 1; i <= head_to_head; ++i)); do
       for side in $( ((r % 2)) && echo "adaptive fixed plain" || echo "plain fixed adaptive"); do
         case $side in
           adaptive)
-            read -r tps sp shapes each < <(run_one "$mode" "$b" "$seeds" --policy adaptive)
+            read -r tps sp shapes each < <(demo_run "$demo" "$mode" "$b" "$seeds" --policy adaptive)
             echo "$mode,$b,h2h_adaptive,0,0,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2 ;;
           fixed)
-            read -r tps sp shapes each < <(run_one "$mode" "$b" "$seeds" --width "$w" --length "$l")
+            read -r tps sp shapes each < <(demo_run "$demo" "$mode" "$b" "$seeds" --width "$w" --length "$l")
             echo "$mode,$b,h2h_fixed,$w,$l,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2 ;;
           plain)
-            read -r tps sp shapes each < <(run_one "$mode" "$b" "$seeds" --policy plain)
+            read -r tps sp shapes each < <(demo_run "$demo" "$mode" "$b" "$seeds" --policy plain)
             echo "$mode,$b,h2h_plain,1,1,$r,$tps,$sp,$shapes,$each" | tee -a "$csv" >&2 ;;
         esac
       done

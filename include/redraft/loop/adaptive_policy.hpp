@@ -729,12 +729,14 @@ class adaptive_policy {
   // count already has a warm measurement (the bin's first sample is replaced, so at least two):
   // geometric smoothing with weight speed_smoothing, a step counting at most a factor 2.
   // The first such step of a generate() call moves the factor all the way (still at most a
-  // factor 2). NOTE: a step's cost grows with its requests' context (on the KJV pair at batch 16,
-  // from 1.5 ms at the first step of a 160-token call to 3.1 ms at the last), and falls back at
-  // the next call. Carried over at smoothing 0.1, the factor took 10 steps to fall from the last
-  // call's end; the costs stored in those steps came out 1.7x too low, so a tree measured at a
-  // call's start looked as cheap as plain steps measured mid-call, and the policy ran 1 x 2
-  // steps 15% slower than plain ones for whole calls.
+  // factor 2). NOTE: the expected cost is read at the step's context (verify(n, C) = f(n) +
+  // kappa C), so the factor only carries what changes every shape's cost alike. Before the
+  // context term it also carried the context's growth (on the KJV pair at batch 16 a step cost
+  // 1.5 ms at the first step of a 160-token call and 3.1 ms at the last): carried over at
+  // smoothing 0.1, it took 10 steps to fall from the last call's end, costs stored in those
+  // steps came out 1.7x too low, and the policy ran 1 x 2 steps 15% slower than plain ones for
+  // whole calls. The resynchronisation was the fix then; with kappa it moves the factor little
+  // and stays as a guard against a kappa not yet learnt (a policy's first calls).
   void update_speed(std::int32_t nodes, double context, double seconds) {
     if (config_.speed_smoothing == 0.0 || seconds <= 0.0) return;
     const std::int32_t key = cost_key(nodes);

@@ -17,6 +17,10 @@
 //   draft_s verify_s  the step's measured drafting time and everything else (verify_cost_s())
 //   speed          the policy's machine-speed factor when it chose (adaptive_policy::speed())
 //   budget_s probe_loss_s  the probe allowance and what probes had lost when it chose
+//   context        the batch's committed tokens when it chose (step_context::context_tokens), the
+//                  context its verify estimates are read at
+//   kappa          the verify cost's slope per context token when it chose, in stored units
+//                  (adaptive_policy::context_slope()): speed x kappa is seconds per token now
 //   candidate      this row's candidate shape
 //   tokens est_nodes est_draft_s est_verify_s rate optimistic_rate
 //                  its estimate (shape_estimate): expected tokens, nodes, drafting and verify
@@ -47,7 +51,8 @@ class traced_policy {
  public:
   static constexpr const char* header =
       "run,step,choice,shape,nodes,emitted,draft_s,verify_s,speed,budget_s,probe_loss_s,"
-      "candidate,tokens,est_nodes,est_draft_s,est_verify_s,rate,optimistic_rate,cost_weight,best";
+      "context,kappa,candidate,tokens,est_nodes,est_draft_s,est_verify_s,rate,optimistic_rate,cost_"
+      "weight,best";
 
   // One traced step: what the policy saw when it chose, and what the step measured.
   struct step_record {
@@ -58,6 +63,8 @@ class traced_policy {
     std::int32_t nodes = 0, emitted = 0;
     double draft_s = 0, verify_s = 0;
     double speed = 1, budget_s = 0, probe_loss_s = 0;
+    std::int64_t context = 0;               // step_context::context_tokens
+    double kappa = 0;                       // adaptive_policy::context_slope() when it chose
     std::vector<shape_estimate> estimates;  // [candidates] as estimates() returned them
     std::vector<double> cost_weight;        // [candidates] verify_cost_weight(nodes)
     std::size_t best = 0;                   // the index of the best adjusted rate
@@ -82,9 +89,10 @@ class traced_policy {
         out << r.run << ',' << r.step << ',' << why[static_cast<std::size_t>(r.choice)] << ','
             << name(r.shape) << ',' << r.nodes << ',' << r.emitted << ',' << r.draft_s << ','
             << r.verify_s << ',' << r.speed << ',' << r.budget_s << ',' << r.probe_loss_s << ','
-            << name(e.shape) << ',' << e.tokens << ',' << e.nodes << ',' << e.draft_s << ','
-            << e.verify_s << ',' << e.rate() << ',' << e.optimistic_rate() << ','
-            << r.cost_weight[c] << ',' << (c == r.best ? 1 : 0) << '\n';
+            << r.context << ',' << r.kappa << ',' << name(e.shape) << ',' << e.tokens << ','
+            << e.nodes << ',' << e.draft_s << ',' << e.verify_s << ',' << e.rate() << ','
+            << e.optimistic_rate() << ',' << r.cost_weight[c] << ',' << (c == r.best ? 1 : 0)
+            << '\n';
       }
     }
     out.precision(old_precision);
@@ -116,6 +124,8 @@ class traced_policy {
     r.speed = inner_.speed();
     r.budget_s = inner_.probe_allowance();
     r.probe_loss_s = inner_.probe_loss_s();
+    r.context = ctx.context_tokens;
+    r.kappa = inner_.context_slope();
     records_.push_back(std::move(r));
     return shape;
   }
