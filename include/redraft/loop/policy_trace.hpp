@@ -51,8 +51,8 @@ class traced_policy {
  public:
   static constexpr const char* header =
       "run,step,choice,shape,nodes,emitted,draft_s,verify_s,speed,budget_s,probe_loss_s,"
-      "context,kappa,candidate,tokens,est_nodes,est_draft_s,est_verify_s,rate,optimistic_rate,cost_"
-      "weight,best";
+      "context,kappa,candidate,tokens,est_nodes,est_draft_s,est_verify_s,rate,optimistic_rate,"
+      "cost_weight,best";
 
   // One traced step: what the policy saw when it chose, and what the step measured.
   struct step_record {
