@@ -12,7 +12,7 @@
 # environment: FLAGS_A, FLAGS_B (more flags for one side only, split at spaces), ROUNDS (default
 #   8), BATCHES ("1 4 16"), MODES ("greedy sampling"), TOKENS (per request, default 160),
 #   DEMO_REPEAT (plain and speculative decoding timed this many times each inside one run,
-#   default 5), OUT (the CSV, default demo_ab.csv in the current directory), TARGET, DRAFT,
+#   default 5), OUT (the CSV, default ${TMPDIR:-/tmp}/demo_ab.csv), TARGET, DRAFT,
 #   PROMPT, LOCK (default /tmp/redraft-cpu.lock, held exclusively during each round of one mode
 #   and batch; LOCK= runs without it).
 #
@@ -41,7 +41,7 @@ batches="${BATCHES:-1 4 16}"
 modes="${MODES:-greedy sampling}"
 tokens="${TOKENS:-160}"
 demo_repeat="${DEMO_REPEAT:-5}"
-csv="${OUT:-demo_ab.csv}"
+csv="${OUT:-${TMPDIR:-/tmp}/demo_ab.csv}"
 target="${TARGET:-$root/data/models/kjv-target}"
 draft="${DRAFT:-$root/data/draft_heads/kjv}"
 prompt="${PROMPT:-And it came to pass, when the king }"
