@@ -30,7 +30,8 @@ demo_run() {
 # awk functions, prepended to an awk program. sorted_median(a, m): sorts a[1..m] in place and
 # returns its median. median_ci(a, m): after sorted_median, the distribution-free 95% interval of
 # the median, "[lo, hi]" (order statistics k and m + 1 - k, k the largest with P(Bin(m, 1/2) < k)
-# <= 0.025; "" for fewer than 6 values, where no such k exists). (mawk: no apostrophes in here.)
+# <= 0.025; "" for fewer than 6 values, where no such k exists). No apostrophes inside: it is one
+# single-quoted shell string.
 # shellcheck disable=SC2034  # used by the scripts that source this file
 awk_lib='
   function sorted_median(a, m,   i, j, t) {
