@@ -1088,7 +1088,8 @@ TEST_CASE("the adaptive policy explores less once its estimates are backed by ma
 
 TEST_CASE("traced_policy records every step's choice and estimates without changing them",
           "[loop][policy][trace]") {
-  const scenario s{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1}};
+  // verify = 1 + 0.1 n + 0.001 C: a context term, so the trace's kappa has something to show.
+  const scenario s{{0.6, 0.95, 0.95, 0.2, 0.2}, {1.0, 0.1, 0.001}};
   adaptive_policy_config pc = test_config();
   pc.widths = {1, 2};  // 1 + 2 x 5 = 11 candidates
   const std::size_t candidates = 11;
@@ -1133,7 +1134,6 @@ TEST_CASE("traced_policy records every step's choice and estimates without chang
     } else if (st.requests == got.steps[k - 1].requests) {
       CHECK(r.context == records[k - 1].context + records[k - 1].emitted);
     }
-    CHECK(r.kappa >= 0);
     REQUIRE(r.estimates.size() == candidates);
     REQUIRE(r.cost_weight.size() == candidates);
     CHECK(r.estimates.front().shape.is_plain());
@@ -1142,6 +1142,10 @@ TEST_CASE("traced_policy records every step's choice and estimates without chang
     if (r.choice == policy_choice::exploit) CHECK(r.estimates[r.best].shape == r.shape);
     ++reasons[static_cast<std::size_t>(r.choice)];
   }
+  // kappa as the policy had it at each choice: 0 before any pair of same-shape steps, the
+  // simulated 0.001 s per context token (speed x kappa: seconds now) by the last step.
+  CHECK(records.front().kappa == 0);
+  CHECK(records.back().kappa * records.back().speed == Approx(0.001).epsilon(0.02));
   CHECK(reasons == traced.policy().inner().choice_counts());
   CHECK(reasons[0] == 3);
   CHECK(reasons[1] > 0);
