@@ -1406,6 +1406,86 @@ TEST_CASE("unlucky early steps do not hold the policy on plain steps", "[loop][p
                     Catch::Contains("explore_free_steps -1 must be >= 0"));
 }
 
+TEST_CASE("a batch whose requests accept alike does not hold the policy on plain steps",
+          "[loop][policy]") {
+  // A batch of 16 copies of one request (W = 1): each step draws one accepted length and every
+  // request accepts it, as copied greedy prompts do. 1 x 3 is best (plain decoding at 80% of its
+  // rate). Steps 4-6, the first after calibration, accept nothing anywhere: one such step at
+  // batch 16 loses more than the probe budget. Counted in full (token_floor_sigmas huge), the
+  // probe and gain accounts go deep into debt and the policy runs plain steps for most of the
+  // next 300; counted at least 5 standard deviations of independent requests under the estimate,
+  // it returns to trees.
+  const std::int32_t batch = 16;
+  const scenario s{{0.9, 0.8, 0.5, 0.4, 0.3}, {1.0, 0.05}, 0.02, 0.01};
+  adaptive_policy_config pc;
+  pc.widths = {1};
+  const auto rates = true_rates(s, pc, batch);
+  double margin = 0;
+  const auto optimum = best_of(rates, &margin);
+  CAPTURE(rates.at({1, 1}) / rates.at(optimum));
+  REQUIRE(optimum == std::pair<std::int32_t, std::int32_t>{1, 3});
+  REQUIRE(rates.at({1, 1}) / rates.at(optimum) < 0.85);
+  const auto run = [&](const adaptive_policy_config& config) {
+    adaptive_policy p(config);
+    const decode_options options;
+    const std::vector<std::int32_t> remaining(batch, 1 << 20);
+    std::vector<std::int32_t> accepted_len(batch), rank(batch * 8), shared(batch, 0);
+    std::int32_t plain = 0;
+    for (std::int32_t k = 1; k <= 306; ++k) {
+      const draft_shape shape = p.choose(
+          step_context{static_cast<std::uint32_t>(k), &options, {remaining.data(), batch}, 16 * k});
+      const std::int32_t drafted = shape.beam_length - 1;
+      std::int32_t accepted = 0;
+      const philox_stream u{9, 0, static_cast<std::uint32_t>(k)};
+      while (accepted < drafted && u.uniform(static_cast<std::uint64_t>(accepted)) <
+                                       s.alpha[static_cast<std::size_t>(accepted)])
+        ++accepted;
+      if (k >= 4 && k <= 6) accepted = 0;
+      if (k > 6) plain += shape.is_plain();
+      step_report r;
+      r.step = static_cast<std::uint32_t>(k);
+      r.shape = shape;
+      r.requests = batch;
+      r.nodes = batch * (shape.is_plain() ? 1 : 1 + drafted);
+      r.emitted = batch * (accepted + 1);
+      r.context_tokens = 16 * k;
+      r.draft_s = drafted * (s.c0 + s.c1 * batch);
+      r.target_s = s.verify(r.nodes);
+      if (!shape.is_plain()) {
+        for (std::int32_t i = 0; i < batch; ++i) {
+          accepted_len[static_cast<std::size_t>(i)] = accepted;
+          for (std::int32_t d = 0; d < drafted; ++d)
+            rank[static_cast<std::size_t>(i * drafted + d)] = d < accepted ? 0 : -1;
+        }
+        r.accepted_len = {accepted_len.data(), batch};
+        r.accepted_rank = {rank.data(), batch, drafted};
+        r.shared_prefix = {shared.data(), batch, 1};
+      }
+      p.observe(r);
+    }
+    return std::pair<std::int32_t, double>{plain, p.probe_realized_loss_s() - p.probe_loss_s()};
+  };
+  const auto [plain, forgiven] = run(pc);
+  adaptive_policy_config full = pc;
+  full.token_floor_sigmas = 1e9;
+  const auto [plain_full, forgiven_full] = run(full);
+  CAPTURE(plain, forgiven, plain_full, forgiven_full);
+  // With the floor the policy comes back after about 50 plain steps: the acceptance estimates
+  // count the 16 copies as 16 observations of nothing accepted, and a probe waits until their
+  // confidence has faded (54 here); counted in full, the accounts hold it on plain steps far
+  // longer (266 of 300).
+  CHECK(plain < 80);
+  CHECK(plain_full > 200);
+  CHECK(forgiven > 0);  // the floor counted some probe's tokens above what it emitted
+  CHECK(forgiven_full == Approx(0).margin(1e-12));  // counted in full: charged what they lost
+  CHECK_THROWS_WITH(adaptive_policy([] {
+                      adaptive_policy_config bad;
+                      bad.token_floor_sigmas = 0;
+                      return bad;
+                    }()),
+                    Catch::Contains("token_floor_sigmas 0 must be > 0"));
+}
+
 TEST_CASE("plain_margin: a tree must beat plain decoding by the margin to be exploited",
           "[loop][policy]") {
   // 1 x 2 is the best shape, 6.4% ahead of plain decoding (1 x 3 and longer lose). Without a

@@ -54,19 +54,20 @@
 // time the best shape would need for its tokens) fits in the probe budget: explore_fraction of
 // the decoding time so far (each step's time at the fraction of its own step number, which
 // shrinks as sqrt(explore_steps / step) past explore_steps steps) minus what earlier probes lost
-// (signed: a lucky probe refunds). With plain steps allowed the budget is also capped by what
-// speculation gained: explore_free_fraction of the decoding time plus explore_gain_share of the
-// time the other steps saved against plain decoding (each speculative step's tokens at the measured
-// plain cost per token, minus its time), so where nothing pays, probes lose at most
-// explore_free_fraction and the policy keeps plain speed; on top of both, a one-time grant of
-// explore_free_steps plain steps' time, so that a few unlucky early steps do not keep the policy
-// from looking again for hundreds of steps. Optimistic rate: acceptance at mean +
-// `confidence` standard deviations (freshness-weighted), and verify cost times exp(-cost_confidence
-// / sqrt(w)), w the weight of the bins near n (at most 64 times the weight of the bins verify(n) is
-// read from), so a node count measured long ago, or never, is measured again when it might pay,
-// even while a nearby count is measured every step; plain steps included, whose cost has no other
-// uncertainty. Probes therefore cost at most about explore_fraction of the time, an expensive tree
-// is tried rarely, and a shape whose acceptance went stale is tried again.
+// (signed: a lucky probe refunds; an unlucky one is counted at most token_floor_sigmas standard
+// deviations of its tokens below their estimate, since requests that draft alike accept alike).
+// With plain steps allowed the budget is also capped by what speculation gained: explore_free_fraction of the
+// decoding time plus explore_gain_share of the time the other steps saved against plain decoding
+// (each speculative step's tokens at the measured plain cost per token, minus its time), so where
+// nothing pays, probes lose at most explore_free_fraction and the policy keeps plain speed; on top
+// of both, a one-time grant of explore_free_steps plain steps' time, so that a few unlucky early
+// steps do not keep the policy from looking again for hundreds of steps. Optimistic rate:
+// acceptance at mean + `confidence` standard deviations (freshness-weighted), and verify cost times
+// exp(-cost_confidence / sqrt(w)), w the weight of the bins near n (at most 64 times the weight of
+// the bins verify(n) is read from), so a node count measured long ago, or never, is measured again
+// when it might pay, even while a nearby count is measured every step; plain steps included, whose
+// cost has no other uncertainty. Probes therefore cost at most about explore_fraction of the time,
+// an expensive tree is tried rarely, and a shape whose acceptance went stale is tried again.
 //
 // Persistence. Everything learned lives in the policy object: the speculative decoder keeps its
 // policy across generate() calls (speculative_decoder::policy()), so only the first call
@@ -134,12 +135,20 @@ struct adaptive_policy_config {
   // shape alike (another process, the clock frequency) moves this one number instead of making
   // the shapes measured before it look cheap.
   double speed_smoothing = 0.1;
+  // The probe and gain accounts count a step's emitted tokens as at least their expected number
+  // minus this many standard deviations, the requests taken as independent (> 0). Requests that
+  // draft alike accept alike (copied prompts, a shared system prompt), so one step in which no
+  // request accepted anything can cost several times the probe budget; the acceptance estimates
+  // take the step's outcome in full either way. At 5 an independent batch essentially never
+  // reaches the floor.
+  double token_floor_sigmas = 5.0;
 };
 
 // The estimate for one candidate shape (see the file comment).
 struct shape_estimate {
   draft_shape shape;
   double tokens = 0;               // expected emitted tokens, all requests
+  double tokens_sd = 0;            // their standard deviation, requests taken as independent
   double nodes = 0;                // expected tree nodes, all requests
   double draft_s = 0;              // expected drafting time
   double verify_s = 0;             // expected time of everything else
@@ -192,6 +201,8 @@ class adaptive_policy {
                     ": explore_gain_share ", config_.explore_gain_share, " must be in [0, 1]");
     REDRAFT_REQUIRE(config_.speed_smoothing >= 0.0 && config_.speed_smoothing < 1.0, fn,
                     ": speed_smoothing ", config_.speed_smoothing, " must be in [0, 1)");
+    REDRAFT_REQUIRE(config_.token_floor_sigmas > 0.0, fn, ": token_floor_sigmas ",
+                    config_.token_floor_sigmas, " must be > 0");
     const std::size_t cells = config_.widths.size() * static_cast<std::size_t>(max_depth());
     hits_.assign(cells, 0.0);
     seen_.assign(cells, 0.0);
@@ -260,10 +271,13 @@ class adaptive_policy {
         if (probe == nullptr || e.optimistic_rate() > probe->optimistic_rate()) probe = &e;
       }
     }
-    if (probe != nullptr)
-      return record(probe->shape, policy_choice::probe, best_rate,
-                    token_worth(probe->shape, best->shape));
-    return record(best->shape, policy_choice::exploit, best_rate, 1.0);
+    if (probe != nullptr) {
+      const double worth = token_worth(probe->shape, best->shape);
+      return record(probe->shape, policy_choice::probe, best_rate, worth,
+                    probe->tokens - config_.token_floor_sigmas * probe->tokens_sd);
+    }
+    return record(best->shape, policy_choice::exploit, best_rate, 1.0,
+                  best->tokens - config_.token_floor_sigmas * best->tokens_sd);
   }
 
   void observe(const step_report& report) {
@@ -276,10 +290,12 @@ class adaptive_policy {
     // the acceptance changed (it stayed on plain steps for hundreds of steps).
     allowance_s_ += explore_fraction_now() * report.total_s();
     const double seconds = accounted_time(report);
-    if (last_choice_ == policy_choice::probe && last_best_rate_ > 0)
+    if (last_choice_ == policy_choice::probe && last_best_rate_ > 0) {
       // Signed: a probe that beat the estimate refunds the budget (clamping at 0 would charge
       // every near-best probe for its noise).
-      probe_loss_s_ += seconds - report.emitted * last_worth_ / last_best_rate_;
+      probe_realized_loss_s_ += seconds - report.emitted * last_worth_ / last_best_rate_;
+      probe_loss_s_ += seconds - counted_tokens(report) * last_worth_ / last_best_rate_;
+    }
     const double context = static_cast<double>(report.context_tokens);
     update_speed(report.nodes, context, report.verify_cost_s());
     if (last_choice_ != policy_choice::probe) add_gain(report, seconds);
@@ -346,15 +362,23 @@ class adaptive_policy {
       for (std::size_t k = 0; k < config_.lengths.size(); ++k) {
         shape_estimate e;
         e.shape = {config_.widths[j], config_.lengths[k]};
+        double variance = 0;
         for (std::int32_t i = 0; i < a; ++i) {
           e.tokens += 1.0;
           e.optimistic_tokens += 1.0;
+          // A request's accepted count K: P(K >= d) = q(W, d), so E K = sum q and
+          // E K^2 = sum (2d - 1) q.
+          double mean = 0, square = 0;
           const std::int32_t depths = std::min(e.shape.beam_length - 1, remaining[i] - 1);
           for (std::int32_t d = 1; d <= depths; ++d) {
-            e.tokens += q.mean[cell(j, d)];
+            mean += q.mean[cell(j, d)];
+            square += (2.0 * d - 1.0) * q.mean[cell(j, d)];
             e.optimistic_tokens += q.optimistic[cell(j, d)];
           }
+          e.tokens += mean;
+          variance += std::max(0.0, square - mean * mean);
         }
+        e.tokens_sd = std::sqrt(variance);
         e.nodes = a * nodes_per_request(j, k);
         e.draft_s = draft_cost(e.shape, a);
         e.verify_s = verify_cost(e.nodes, context_);
@@ -443,9 +467,13 @@ class adaptive_policy {
   // Steps chosen so far for each reason, indexed by policy_choice (calibrate, exploit, probe).
   const std::array<std::int64_t, 3>& choice_counts() const { return choices_; }
   double elapsed_s() const { return elapsed_s_; }  // decoding time observed (all steps)
-  double probe_loss_s() const {
-    return probe_loss_s_;
-  }  // time probes lost against the best estimate
+  // What the probes were charged: each its time minus the time the best shape of the moment
+  // would have needed for its tokens (signed), its tokens counted at least at their expected
+  // number minus config().token_floor_sigmas standard deviations.
+  double probe_loss_s() const { return probe_loss_s_; }
+  // What the probes lost as measured (signed: a probe that beat the estimate counts negative),
+  // for inspection; the budget does not use it (see observe()).
+  double probe_realized_loss_s() const { return probe_realized_loss_s_; }
   // Time the calibration and exploiting steps saved against plain decoding (signed, estimated
   // with the plain step's measured cost at each step's batch).
   double gain_s() const { return gain_s_; }
@@ -545,12 +573,15 @@ class adaptive_policy {
     return j * config_.lengths.size() + k;
   }
 
-  // best_rate: the best shape's estimated rate; worth: token_worth of the chosen shape against it.
-  draft_shape record(draft_shape shape, policy_choice why, double best_rate, double worth) {
+  // best_rate: the best shape's estimated rate; worth: token_worth of the chosen shape against it;
+  // tokens_floor: the fewest tokens the accounts count the step for (counted_tokens()).
+  draft_shape record(draft_shape shape, policy_choice why, double best_rate, double worth,
+                     double tokens_floor = 0.0) {
     last_choice_ = why;
     ++choices_[static_cast<std::size_t>(why)];
     last_best_rate_ = best_rate;
     last_worth_ = worth;
+    last_tokens_floor_ = tokens_floor;
     return shape;
   }
 
@@ -768,7 +799,17 @@ class adaptive_policy {
     if (report.shape.is_plain() || report.requests <= 0 || cost_.empty()) return;
     const double plain_per_token =
         verify_cost(report.requests, static_cast<double>(report.context_tokens)) / report.requests;
-    gain_s_ += report.emitted * plain_per_token - seconds;
+    gain_s_ += counted_tokens(report) * plain_per_token - seconds;
+  }
+
+  // A step's emitted tokens as the probe and gain accounts count them: at least the expected
+  // number minus token_floor_sigmas standard deviations (adaptive_policy_config). NOTE: with
+  // copied greedy requests (the demo's batches) every request accepts the same tokens, and at
+  // batch 16 a 1 x 5 probe that accepted nothing anywhere lost 9 ms against a budget of 6.5 ms
+  // (an exploiting 1 x 6 step that did the same cost the gain 11 ms): the policy ran plain steps
+  // for the rest of a 110-step call.
+  double counted_tokens(const step_report& report) const {
+    return std::max<double>(report.emitted, last_tokens_floor_);
   }
 
   void add_draft(draft_shape shape, std::int32_t requests, double seconds) {
@@ -857,7 +898,8 @@ class adaptive_policy {
   std::int64_t call_steps_ = 0;    // steps chosen in the current generate() call
   policy_choice last_choice_ = policy_choice::calibrate;
   std::array<std::int64_t, 3> choices_{};
-  double last_best_rate_ = 0, last_worth_ = 1;
+  double last_best_rate_ = 0, last_worth_ = 1, last_tokens_floor_ = 0;
+  double probe_realized_loss_s_ = 0;
 };
 
 static_assert(SpeculationPolicy<adaptive_policy>);
