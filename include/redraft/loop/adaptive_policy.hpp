@@ -56,18 +56,19 @@
 // shrinks as sqrt(explore_steps / step) past explore_steps steps) minus what earlier probes lost
 // (signed: a lucky probe refunds; an unlucky one is counted at most token_floor_sigmas standard
 // deviations of its tokens below their estimate, since requests that draft alike accept alike).
-// With plain steps allowed the budget is also capped by what speculation gained: explore_free_fraction of the
-// decoding time plus explore_gain_share of the time the other steps saved against plain decoding
-// (each speculative step's tokens at the measured plain cost per token, minus its time), so where
-// nothing pays, probes lose at most explore_free_fraction and the policy keeps plain speed; on top
-// of both, a one-time grant of explore_free_steps plain steps' time, so that a few unlucky early
-// steps do not keep the policy from looking again for hundreds of steps. Optimistic rate:
-// acceptance at mean + `confidence` standard deviations (freshness-weighted), and verify cost times
-// exp(-cost_confidence / sqrt(w)), w the weight of the bins near n (at most 64 times the weight of
-// the bins verify(n) is read from), so a node count measured long ago, or never, is measured again
-// when it might pay, even while a nearby count is measured every step; plain steps included, whose
-// cost has no other uncertainty. Probes therefore cost at most about explore_fraction of the time,
-// an expensive tree is tried rarely, and a shape whose acceptance went stale is tried again.
+// With plain steps allowed the budget is also capped by what speculation gained:
+// explore_free_fraction of the decoding time plus explore_gain_share of the time the other steps
+// saved against plain decoding (each speculative step's tokens at the measured plain cost per
+// token, minus its time), so where nothing pays, probes lose at most explore_free_fraction and the
+// policy keeps plain speed; on top of both, a one-time grant of explore_free_steps plain steps'
+// time, so that a few unlucky early steps do not keep the policy from looking again for hundreds of
+// steps. Optimistic rate: acceptance at mean + `confidence` standard deviations
+// (freshness-weighted), and verify cost times exp(-cost_confidence / sqrt(w)), w the weight of the
+// bins near n (at most 64 times the weight of the bins verify(n) is read from), so a node count
+// measured long ago, or never, is measured again when it might pay, even while a nearby count is
+// measured every step; plain steps included, whose cost has no other uncertainty. Probes therefore
+// cost at most about explore_fraction of the time, an expensive tree is tried rarely, and a shape
+// whose acceptance went stale is tried again.
 //
 // Persistence. Everything learned lives in the policy object: the speculative decoder keeps its
 // policy across generate() calls (speculative_decoder::policy()), so only the first call

@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Summarises an adaptive policy trace (the CSV of `redraft-demo --policy-trace FILE`, columns in
+include/redraft/loop/policy_trace.hpp): what a run chose and why, read back from the CSV alone.
+
+usage: python3 tools/trace_summary.py TRACE.csv [--step RUN STEP] [--probes N]
+
+Prints
+  per call (the trace's `run`): steps, tokens, seconds, tokens/s; the shapes chosen (share of
+    steps); calibrate / exploit / probe counts; the plain steps a call opens with (before its
+    first tree, calibration excluded); at the call's last step the speed factor, kappa in
+    microseconds per context token (speed x kappa), the probe budget left (allowance minus
+    what probes were charged) and the charge;
+  per shape: steps, measured tokens/s (its emitted tokens over its time), and for its exploiting
+    steps the estimated tokens against the emitted ones (the acceptance estimates' bias);
+  the N probes with the largest measured loss: the step's time minus the time the best shape of
+    the moment would have needed for its tokens at its estimated rate (the budget is charged
+    this, its tokens counted at least at their floor), and the budget left when it was chosen;
+  with --step RUN STEP, every candidate's estimate at that step (the best marked *).
+Standard library only (no numpy), so it runs on any Python 3.
+"""
+import argparse
+import csv
+import sys
+from collections import Counter, OrderedDict
+
+
+def fnum(row, key):
+    return float(row[key])
+
+
+def load(path):
+    """Steps in trace order: (run, step) -> {'step': first row, 'candidates': [rows]}."""
+    steps = OrderedDict()
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            key = (int(row["run"]), int(row["step"]))
+            entry = steps.setdefault(key, {"step": row, "candidates": []})
+            entry["candidates"].append(row)
+    if not steps:
+        sys.exit(f"trace_summary: {path} has no rows")
+    for key, entry in steps.items():
+        best = [c for c in entry["candidates"] if c["best"] == "1"]
+        if len(best) > 1:
+            sys.exit(f"trace_summary: run {key[0]} step {key[1]} marks {len(best)} candidates best")
+        entry["best"] = best[0] if best else None
+    return steps
+
+
+def seconds(row):
+    return fnum(row, "draft_s") + fnum(row, "verify_s")
+
+
+def shares(counter, total):
+    return ", ".join(f"{k} {100.0 * v / total:.0f}%" for k, v in counter.most_common())
+
+
+def per_call(steps):
+    print("## per call")
+    print("| run | steps | tokens | seconds | tokens/s | shapes (share of steps) | calibrate / exploit "
+          "/ probe | opens with plain steps | speed | kappa us/token | budget left ms | probes "
+          "charged ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    runs = OrderedDict()
+    for (run, _), entry in steps.items():
+        runs.setdefault(run, []).append(entry["step"])
+    for run, rows in runs.items():
+        tokens = sum(int(r["emitted"]) for r in rows)
+        time = sum(seconds(r) for r in rows)
+        shapes = Counter(r["shape"] for r in rows)
+        choices = Counter(r["choice"] for r in rows)
+        opening = 0
+        for r in rows:
+            if r["choice"] == "calibrate":
+                continue
+            if r["shape"] != "plain":
+                break
+            opening += 1
+        last = rows[-1]
+        kappa_us = 1e6 * fnum(last, "speed") * fnum(last, "kappa")
+        left_ms = 1e3 * (fnum(last, "budget_s") - fnum(last, "probe_loss_s"))
+        print(f"| {run} | {len(rows)} | {tokens} | {time:.4f} | {tokens / time if time else 0:.0f} "
+              f"| {shares(shapes, len(rows))} | {choices['calibrate']} / {choices['exploit']} / "
+              f"{choices['probe']} | {opening} | {fnum(last, 'speed'):.3f} | {kappa_us:.3f} | "
+              f"{left_ms:.2f} | {1e3 * fnum(last, 'probe_loss_s'):.2f} |")
+
+
+def per_shape(steps):
+    print("\n## per shape")
+    print("| shape | steps | tokens/s measured | exploiting steps | tokens estimated | tokens "
+          "emitted | emitted / estimated |")
+    print("|---|---|---|---|---|---|---|")
+    stats = {}
+    for entry in steps.values():
+        r = entry["step"]
+        s = stats.setdefault(r["shape"], {"steps": 0, "tokens": 0, "time": 0.0, "n": 0,
+                                          "est": 0.0, "emitted": 0})
+        s["steps"] += 1
+        s["tokens"] += int(r["emitted"])
+        s["time"] += seconds(r)
+        if r["choice"] == "exploit":
+            chosen = next(c for c in entry["candidates"] if c["candidate"] == r["shape"])
+            s["n"] += 1
+            s["est"] += fnum(chosen, "tokens")
+            s["emitted"] += int(r["emitted"])
+    for shape, s in sorted(stats.items(), key=lambda kv: -kv[1]["steps"]):
+        rate = s["tokens"] / s["time"] if s["time"] else 0
+        ratio = f"{s['emitted'] / s['est']:.3f}" if s["est"] else "-"
+        print(f"| {shape} | {s['steps']} | {rate:.0f} | {s['n']} | {s['est']:.1f} | {s['emitted']} "
+              f"| {ratio} |")
+
+
+def probes(steps, count):
+    print(f"\n## the {count} probes with the largest measured loss")
+    print("| run | step | shape | seconds | emitted | tokens estimated | best then | best's rate "
+          "| loss ms | budget left when chosen ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for (run, step), entry in steps.items():
+        r = entry["step"]
+        best = entry["best"]
+        if r["choice"] != "probe" or best is None or fnum(best, "rate") <= 0:
+            continue
+        chosen = next(c for c in entry["candidates"] if c["candidate"] == r["shape"])
+        # What the policy charges before the token floor and plain_margin's worth (a tree probed
+        # while plain is best counts its tokens at 1 / 1.05): the step's time minus its tokens at
+        # the best shape's estimated rate.
+        loss = seconds(r) - int(r["emitted"]) / fnum(best, "rate")
+        left = fnum(r, "budget_s") - fnum(r, "probe_loss_s")
+        rows.append((loss, run, step, r, chosen, best, left))
+    rows.sort(key=lambda t: -t[0])
+    for loss, run, step, r, chosen, best, left in rows[:count]:
+        print(f"| {run} | {step} | {r['shape']} | {seconds(r):.5f} | {r['emitted']} | "
+              f"{fnum(chosen, 'tokens'):.1f} | {best['candidate']} | {fnum(best, 'rate'):.0f} | "
+              f"{1e3 * loss:.2f} | {1e3 * left:.2f} |")
+    if not rows:
+        print("(no probes)")
+
+
+def one_step(steps, run, step):
+    entry = steps.get((run, step))
+    if entry is None:
+        sys.exit(f"trace_summary: the trace has no run {run} step {step}")
+    r = entry["step"]
+    print(f"\n## run {run} step {step}: {r['choice']} {r['shape']}, measured {r['nodes']} nodes, "
+          f"{r['emitted']} tokens in {1e3 * seconds(r):.3f} ms; context {r['context']}, speed "
+          f"{fnum(r, 'speed'):.3f}")
+    print("| candidate | tokens | nodes | draft ms | verify ms | tokens/s | optimistic | cost "
+          "weight |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c in entry["candidates"]:
+        mark = "*" if c["best"] == "1" else ""
+        print(f"| {c['candidate']}{mark} | {fnum(c, 'tokens'):.2f} | {fnum(c, 'est_nodes'):.1f} | "
+              f"{1e3 * fnum(c, 'est_draft_s'):.3f} | {1e3 * fnum(c, 'est_verify_s'):.3f} | "
+              f"{fnum(c, 'rate'):.0f} | {fnum(c, 'optimistic_rate'):.0f} | "
+              f"{fnum(c, 'cost_weight'):.1f} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("trace")
+    parser.add_argument("--step", nargs=2, type=int, metavar=("RUN", "STEP"))
+    parser.add_argument("--probes", type=int, default=5)
+    args = parser.parse_args()
+    if args.probes < 0:
+        sys.exit(f"trace_summary: --probes {args.probes} must be >= 0")
+    steps = load(args.trace)
+    per_call(steps)
+    per_shape(steps)
+    probes(steps, args.probes)
+    if args.step:
+        one_step(steps, *args.step)
+
+
+if __name__ == "__main__":
+    main()
