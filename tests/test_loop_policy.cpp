@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "redraft/draft/draft_init.hpp"
 #include "redraft/loop/adaptive_policy.hpp"
@@ -1463,12 +1464,13 @@ TEST_CASE("a batch whose requests accept alike does not hold the policy on plain
       }
       p.observe(r);
     }
-    return std::pair<std::int32_t, double>{plain, p.probe_realized_loss_s() - p.probe_loss_s()};
+    return std::tuple<std::int32_t, double, adaptive_policy>{
+        plain, p.probe_realized_loss_s() - p.probe_loss_s(), p};
   };
-  const auto [plain, forgiven] = run(pc);
+  auto [plain, forgiven, policy] = run(pc);
   adaptive_policy_config full = pc;
   full.token_floor_sigmas = 1e9;
-  const auto [plain_full, forgiven_full] = run(full);
+  const auto [plain_full, forgiven_full, policy_full] = run(full);
   CAPTURE(plain, forgiven, plain_full, forgiven_full);
   // With the floor the policy comes back after about 50 plain steps: the acceptance estimates
   // count the 16 copies as 16 observations of nothing accepted, and a probe waits until their
@@ -1478,6 +1480,57 @@ TEST_CASE("a batch whose requests accept alike does not hold the policy on plain
   CHECK(plain_full > 200);
   CHECK(forgiven > 0);  // the floor counted some probe's tokens above what it emitted
   CHECK(forgiven_full == Approx(0).margin(1e-12));  // counted in full: charged what they lost
+  {
+    // A step the caller ran at another shape than the one chosen counts the tokens it emitted:
+    // the floor belongs to the chosen shape's estimate. The step accepts nothing, over a node
+    // count never measured (17), so the speed factor stays and the gain moves by exactly the
+    // tokens at the plain cost per token minus the step's time.
+    const decode_options options;
+    const std::vector<std::int32_t> remaining(batch, 1 << 20);
+    std::vector<std::int32_t> accepted_len(batch, 1), rank(batch * 8, 0), shared(batch, 0);
+    // Steps that accept one token per request until the policy exploits a tree.
+    std::uint32_t k = 307;
+    draft_shape chosen = draft_shape::plain();
+    for (;; ++k) {
+      REQUIRE(k < 400);
+      chosen = policy.choose(step_context{k, &options, {remaining.data(), batch}, 16 * k});
+      if (!chosen.is_plain() && policy.last_choice() == policy_choice::exploit) break;
+      step_report r;
+      r.step = k;
+      r.shape = chosen;
+      r.requests = batch;
+      r.context_tokens = 16 * k;
+      const std::int32_t drafted = chosen.beam_length - 1;
+      r.nodes = batch * (1 + drafted);
+      r.emitted = batch * (chosen.is_plain() ? 1 : 2);
+      r.draft_s = drafted * (s.c0 + s.c1 * batch);
+      r.target_s = s.verify(r.nodes);
+      if (!chosen.is_plain()) {
+        r.accepted_len = {accepted_len.data(), batch};
+        r.accepted_rank = {rank.data(), batch, drafted};
+        r.shared_prefix = {shared.data(), batch, 1};
+      }
+      policy.observe(r);
+    }
+    const std::int64_t context = 16 * k;
+    const draft_shape ran = chosen == draft_shape{1, 2} ? draft_shape{1, 3} : draft_shape{1, 2};
+    step_report r;
+    r.step = k;
+    r.shape = ran;
+    r.requests = batch;
+    r.nodes = 17;
+    r.emitted = batch;
+    r.context_tokens = context;
+    r.draft_s = (ran.beam_length - 1) * (s.c0 + s.c1 * batch);
+    r.target_s = s.verify(r.nodes);
+    const double c = static_cast<double>(context);
+    const double counted_s =
+        std::min(r.total_s(), 2.0 * (policy.draft_cost(ran, batch) + policy.verify_cost(17, c)));
+    const double expected_gain =
+        policy.gain_s() + batch * policy.verify_cost(batch, c) / batch - counted_s;
+    policy.observe(r);
+    CHECK(policy.gain_s() == Approx(expected_gain).epsilon(1e-9));
+  }
   CHECK_THROWS_WITH(adaptive_policy([] {
                       adaptive_policy_config bad;
                       bad.token_floor_sigmas = 0;

@@ -583,6 +583,7 @@ class adaptive_policy {
     last_best_rate_ = best_rate;
     last_worth_ = worth;
     last_tokens_floor_ = tokens_floor;
+    last_shape_ = shape;
     return shape;
   }
 
@@ -809,7 +810,9 @@ class adaptive_policy {
   // batch 16 a 1 x 5 probe that accepted nothing anywhere lost 9 ms against a budget of 6.5 ms
   // (an exploiting 1 x 6 step that did the same cost the gain 11 ms): the policy ran plain steps
   // for the rest of a 110-step call.
+  // A step of another shape than the one chosen (the caller overrode it) counts as emitted.
   double counted_tokens(const step_report& report) const {
+    if (report.shape != last_shape_) return report.emitted;
     return std::max<double>(report.emitted, last_tokens_floor_);
   }
 
@@ -900,6 +903,7 @@ class adaptive_policy {
   policy_choice last_choice_ = policy_choice::calibrate;
   std::array<std::int64_t, 3> choices_{};
   double last_best_rate_ = 0, last_worth_ = 1, last_tokens_floor_ = 0;
+  draft_shape last_shape_ = draft_shape::plain();  // the shape chosen last
   double probe_realized_loss_s_ = 0;
 };
 
