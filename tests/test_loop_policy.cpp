@@ -641,7 +641,7 @@ TEST_CASE("the adaptive policy picks the shape with the most expected tokens per
   // Ten runs with different acceptance draws: one run's choices hang on a few lucky or unlucky
   // steps, so a check on one seed passes or fails by chance when the policy changes a little.
   std::int32_t modal_optimum = 0;
-  double share = 0;
+  double share = 0, efficiency = 0;
   for (std::uint64_t seed = 1; seed <= 10; ++seed) {
     CAPTURE(seed);
     const simulated_run run = run_simulated({s}, 1 << 30, pc, batch, max_new, seed);
@@ -650,10 +650,13 @@ TEST_CASE("the adaptive policy picks the shape with the most expected tokens per
         summarize(run, batch * max_new / 5, batch * max_new * 9 / 10, rates, batch);
     CAPTURE(w.modal.first, w.modal.second, w.share, w.efficiency, w.steps);
     CHECK(w.steps > 30);
-    CHECK(w.efficiency > 0.95);
+    CHECK(w.efficiency > 0.94);
     modal_optimum += w.modal == optimum;
     share += w.share / 10;
+    efficiency += w.efficiency / 10;
   }
+  // Forty runs read 97.3% at batch 1 (lowest 94.2%) and 96.7% at batch 4 (lowest 94.2%).
+  CHECK(efficiency > 0.96);
   // At batch 4, 2 x 4 is 4% behind the optimum 1 x 4 and is the modal shape of a run now and then.
   CAPTURE(modal_optimum, share);
   CHECK(modal_optimum >= 8);
@@ -755,29 +758,31 @@ TEST_CASE("the adaptive policy keeps its choice when the machine slows down and 
   for (int k = 0; k < 8; ++k) phases.push_back(k % 2 == 0 ? fast : slow);
   const std::int64_t phase_tokens = 300;
   const std::int32_t max_new = static_cast<std::int32_t>(8 * phase_tokens / batch + 40);
-  // The mean efficiency of ten runs with different acceptance draws (one run's choices hang on a
-  // few lucky or unlucky steps).
+  // The mean efficiency of forty runs with different acceptance draws (one run's choices hang on
+  // a few lucky or unlucky steps).
   const auto efficiency = [&](double smoothing) {
     adaptive_policy_config pc = test_config();
     pc.speed_smoothing = smoothing;
     double mean = 0;
-    for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    for (std::uint64_t seed = 1; seed <= 40; ++seed) {
       const simulated_run run = run_simulated(phases, phase_tokens, pc, batch, max_new, seed);
       CHECK(run.exact);
       // After the first phase (calibration and warm-up), to the end of the last.
       const window_summary w = summarize(run, phase_tokens, 8 * phase_tokens, rates, batch);
       CAPTURE(smoothing, seed, w.modal.first, w.modal.second, w.share, w.steps);
       CHECK(w.steps > 100);
-      mean += w.efficiency / 10;
+      mean += w.efficiency / 40;
     }
     return mean;
   };
   const double tracked = efficiency(0.1), untracked = efficiency(0.0);
   CAPTURE(tracked, untracked);
   CHECK(tracked > 0.95);
-  // Ten runs read 95.9% against 94.4%: tracking helps, by less than one run suggested (98.4%
-  // against 96.0% at the default draws).
-  CHECK(tracked > untracked);
+  // Tracking costs nothing here, and does not measurably help either: forty runs read 95.3%
+  // tracked against 95.6% untracked (one run's efficiency spreads over 91-99%). With the
+  // acceptance estimated per depth rather than as products, it read 96.0% against 94.6%; an
+  // untracked policy then misjudged shapes measured in the other stretch more often.
+  CHECK(tracked > untracked - 0.01);
   CHECK_THROWS_WITH(adaptive_policy([] {
                       adaptive_policy_config bad;
                       bad.speed_smoothing = 1.0;
@@ -1207,13 +1212,11 @@ namespace {
 // the step's accepted length follows the profile alpha (P(accepted >= d) = alpha_1 ...
 // alpha_d), except that the `forced_steps` steps from step `forced.first` on accept
 // forced.second each. Returns the shapes run.
-std::vector<draft_shape> drive_policy(adaptive_policy& p, const scenario& s, std::int32_t steps,
-                                      double slow, std::int32_t slow_steps,
-                                      std::pair<std::int32_t, std::int32_t> forced,
-                                      std::pair<std::int32_t, double> hiccup = {0, 1.0},
-                                      std::int32_t forced_steps = 1, std::int32_t call_steps = 0,
-                                      double context_growth = 0.0,
-                                      std::vector<policy_choice>* choices = nullptr) {
+std::vector<draft_shape> drive_policy(
+    adaptive_policy& p, const scenario& s, std::int32_t steps, double slow, std::int32_t slow_steps,
+    std::pair<std::int32_t, std::int32_t> forced, std::pair<std::int32_t, double> hiccup = {0, 1.0},
+    std::int32_t forced_steps = 1, std::int32_t call_steps = 0, double context_growth = 0.0,
+    std::vector<policy_choice>* choices = nullptr, std::uint64_t seed = 5) {
   std::vector<draft_shape> shapes;
   const std::vector<std::int32_t> remaining{1 << 20};
   const decode_options options;
@@ -1233,7 +1236,7 @@ std::vector<draft_shape> drive_policy(adaptive_policy& p, const scenario& s, std
         context * (k <= slow_steps ? slow : 1.0) * (k == hiccup.first ? hiccup.second : 1.0);
     const std::int32_t drafted = shape.beam_length - 1;
     std::int32_t accepted = 0;
-    const philox_stream u{5, 0, static_cast<std::uint32_t>(k)};
+    const philox_stream u{seed, 0, static_cast<std::uint32_t>(k)};
     while (accepted < drafted && u.uniform(static_cast<std::uint64_t>(accepted)) <
                                      s.alpha[static_cast<std::size_t>(accepted)])
       ++accepted;
@@ -1411,7 +1414,7 @@ TEST_CASE("a batch whose requests accept alike does not hold the policy on plain
           "[loop][policy]") {
   // A batch of 16 copies of one request (W = 1): each step draws one accepted length and every
   // request accepts it, as copied greedy prompts do. 1 x 3 is best (plain decoding at 80% of its
-  // rate). Steps 4-6, the first after calibration, accept nothing anywhere: one such step at
+  // rate). The first four tree steps after calibration accept nothing anywhere: one such step at
   // batch 16 loses more than the probe budget. Counted in full (token_floor_sigmas huge), the
   // probe and gain accounts go deep into debt and the policy runs plain steps for most of the
   // next 300; counted at least 5 standard deviations of independent requests under the estimate,
@@ -1431,7 +1434,7 @@ TEST_CASE("a batch whose requests accept alike does not hold the policy on plain
     const decode_options options;
     const std::vector<std::int32_t> remaining(batch, 1 << 20);
     std::vector<std::int32_t> accepted_len(batch), rank(batch * 8), shared(batch, 0);
-    std::int32_t plain = 0;
+    std::int32_t plain = 0, failed = 0;
     for (std::int32_t k = 1; k <= 306; ++k) {
       const draft_shape shape = p.choose(
           step_context{static_cast<std::uint32_t>(k), &options, {remaining.data(), batch}, 16 * k});
@@ -1441,7 +1444,10 @@ TEST_CASE("a batch whose requests accept alike does not hold the policy on plain
       while (accepted < drafted && u.uniform(static_cast<std::uint64_t>(accepted)) <
                                        s.alpha[static_cast<std::size_t>(accepted)])
         ++accepted;
-      if (k >= 4 && k <= 6) accepted = 0;
+      if (k > 3 && !shape.is_plain() && failed < 4) {
+        accepted = 0;
+        ++failed;
+      }
       if (k > 6) plain += shape.is_plain();
       step_report r;
       r.step = static_cast<std::uint32_t>(k);
@@ -1474,8 +1480,12 @@ TEST_CASE("a batch whose requests accept alike does not hold the policy on plain
   CAPTURE(plain, forgiven, plain_full, forgiven_full);
   // With the floor the policy comes back after about 50 plain steps: the acceptance estimates
   // count the 16 copies as 16 observations of nothing accepted, and a probe waits until their
-  // confidence has faded (54 here); counted in full, the accounts hold it on plain steps far
-  // longer (266 of 300).
+  // confidence has faded (53 here); counted in full, the accounts hold it on plain steps far
+  // longer (296 of 300). Three such steps no longer need the floor (32 plain steps with it, 79
+  // without): they tell about depth 1 only, and the next probe is a short, cheap tree. With the
+  // acceptance estimated per depth rather than as a product of conditional rates, every deeper
+  // cell took the misses too, and three such steps held the policy on plain steps either way
+  // (297 of 300 with the floor, 299 without).
   CHECK(plain < 80);
   CHECK(plain_full > 200);
   CHECK(forgiven > 0);  // the floor counted some probe's tokens above what it emitted
@@ -1542,12 +1552,13 @@ TEST_CASE("a batch whose requests accept alike does not hold the policy on plain
 TEST_CASE("plain_margin: a tree must beat plain decoding by the margin to be exploited",
           "[loop][policy]") {
   // 1 x 2 is the best shape, 6.4% ahead of plain decoding (1 x 3 and longer lose). Without a
-  // margin the policy exploits it. With the default margin (5%) it keeps plain steps: the tree's
-  // estimate, from the probes' few steps, puts its gain under the margin. That is the margin's
-  // price (here it gives up 6%); its use is on a real machine, where a tree's estimate rests on
-  // two noisy cost measurements and an acceptance estimate, so that where every tree is within a
-  // few percent of plain decoding the estimated winner is as likely slower than plain steps as
-  // faster. Either way the policy stays at plain decoding's speed or better.
+  // margin the policy exploits it about half of the time (its estimate rests on about 50 steps,
+  // whose noise is the size of the 6%). With the default margin (5%) it keeps plain steps: the
+  // tree's estimate, from the probes' few steps, puts its gain under the margin. That is the
+  // margin's price (here it gives up 6%); its use is on a real machine, where a tree's estimate
+  // rests on two noisy cost measurements and an acceptance estimate, so that where every tree is
+  // within a few percent of plain decoding the estimated winner is as likely slower than plain
+  // steps as faster. Either way the policy stays at plain decoding's speed or better.
   const scenario near{{0.44, 0.3, 0.3, 0.3, 0.3}, {1.0, 0.5}, 0.02, 0.01};
   const one_beam_case c = one_beam(near);
   const double plain_share = c.rates.at({1, 1}) / c.rates.at(c.optimum);
@@ -1556,26 +1567,39 @@ TEST_CASE("plain_margin: a tree must beat plain decoding by the margin to be exp
   REQUIRE((plain_share > 0.93 && plain_share < 0.95));
   REQUIRE(c.config.plain_margin == 0.05);
   const std::vector<std::int32_t> remaining{1 << 20};
-  const auto run = [&](const adaptive_policy_config& config, double* estimated_gain) {
+  const auto run = [&](const adaptive_policy_config& config, std::uint64_t seed,
+                       double* estimated_gain) {
     adaptive_policy p(config);
-    const tail_summary t =
-        summarize_tail(drive_policy(p, near, 1000, 1.0, 0, {0, 0}), 200, c.rates, c.optimum);
+    const tail_summary t = summarize_tail(
+        drive_policy(p, near, 1000, 1.0, 0, {0, 0}, {0, 1.0}, 1, 0, 0.0, nullptr, seed), 200,
+        c.rates, c.optimum);
     const std::vector<shape_estimate> e = p.estimates({remaining.data(), 1});
     *estimated_gain = e[1].rate() / e[0].rate();  // 1 x 2 (candidates: plain, 1 x 2, ...)
     return t;
   };
-  double gain = 0, gain_without = 0;
-  auto [with_margin, efficiency] = run(c.config, &gain);
   adaptive_policy_config no_margin = c.config;
   no_margin.plain_margin = 0.0;
-  auto [without_margin, efficiency_without] = run(no_margin, &gain_without);
-  CAPTURE(with_margin[1], with_margin[2], efficiency, gain, without_margin[1], without_margin[2],
-          efficiency_without, gain_without);
-  CHECK(without_margin[2] > 500);  // of 800: mostly the tree
-  CHECK(efficiency_without > 0.97);
-  CHECK(with_margin[1] > 700);  // mostly plain steps, a few probes
-  CHECK(gain < 1.05);           // held back by the rule: its estimate is within the margin
-  CHECK(efficiency > 0.99 * plain_share);  // plain decoding's speed, less under 1% of probes
+  // Means of ten runs with different acceptance draws: which of two shapes 6% apart one run
+  // exploits hangs on a few lucky or unlucky steps (one run's tree share without the margin
+  // ranges from 1% to 90%).
+  double efficiency = 0, efficiency_without = 0, plain_with = 0, tree_without = 0, gain = 0;
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    double g = 0, g_without = 0;
+    const tail_summary with_margin = run(c.config, seed, &g);
+    const tail_summary without_margin = run(no_margin, seed, &g_without);
+    CAPTURE(seed, with_margin.efficiency, g, without_margin.efficiency, g_without);
+    CHECK(with_margin.efficiency > 0.99 * plain_share);  // plain speed, less under 1% of probes
+    efficiency += with_margin.efficiency / 10;
+    efficiency_without += without_margin.efficiency / 10;
+    plain_with += with_margin.count.count(1) ? with_margin.count.at(1) / 10.0 : 0.0;
+    tree_without += without_margin.count.count(2) ? without_margin.count.at(2) / 10.0 : 0.0;
+    gain += g / 10;
+  }
+  CAPTURE(efficiency, efficiency_without, plain_with, tree_without, gain);
+  CHECK(tree_without > 400);  // of 800: the tree about half of the time (two runs in ten: 1%)
+  CHECK(efficiency_without > efficiency + 0.01);
+  CHECK(plain_with > 600);  // mostly plain steps, a few probes
+  CHECK(gain < 1.05);       // held back by the rule: its estimate is within the margin
   CHECK_THROWS_WITH(adaptive_policy([] {
                       adaptive_policy_config bad;
                       bad.plain_margin = -0.01;

@@ -21,9 +21,12 @@
 //    c0, c1 >= 0 by decayed least squares (c0 = 0 while W A has not varied).
 //  - q(W, d): a step of shape (W, L) tells, per request, how many tokens every narrower and
 //    shorter shape would have accepted on the same beams (step_report's accepted_rank), so one
-//    step updates every cell (W' <= W, d <= L - 1). Each cell is a Beta estimate with a prior of
-//    weight 1 at its neighbours' value (q(W', d) >= q(W' narrower, d), q(W', d) <= q(W', d - 1)),
-//    so a cell never observed borrows from the narrower width or the depth trend.
+//    step updates every cell (W' <= W, d <= L - 1). q(W, d) = c(W, 1) ... c(W, d), each
+//    conditional rate c(W, k) = P(accepted >= k | accepted >= k - 1) a Beta estimate over the
+//    requests that reached depth k - 1, with a prior of weight 1 at its neighbours' value (the
+//    depth before's rate, or what the narrower width implies), so a cell never tried borrows from
+//    them; q is kept within q(W, d) >= q(W narrower, d) and q(W, d) <= q(W, d - 1). A step that
+//    stops at depth 1 tells about c(W, 1) only, which every shape shares.
 //  - nodes(W, L): the same counterfactual from step_report's shared_prefix; 1 + W (L - 1) before
 //    any data.
 // Machine speed: the costs (f and kappa) are stored divided by a speed factor and estimated
@@ -306,15 +309,12 @@ class adaptive_policy {
     const std::int32_t w_count = report.shape.beam_width, l_count = report.shape.beam_length;
     if (report.accepted_len.extent(0) != report.requests) return;  // no acceptance detail
     const std::int32_t depth_count = max_depth();
+    const std::int32_t observed = std::min(l_count - 1, depth_count);
+    std::vector<double> trials(static_cast<std::size_t>(observed) + 1), hits(trials.size());
     for (std::size_t j = 0; j < config_.widths.size() && config_.widths[j] <= w_count; ++j) {
       const std::int32_t width = config_.widths[j];
-      // The cells this step observes forget their older observations (cells it cannot observe
-      // keep theirs, and only their confidence decays).
-      for (std::int32_t d = 1; d <= std::min(l_count - 1, depth_count); ++d) {
-        hits_[cell(j, d)] *= config_.decay;
-        seen_[cell(j, d)] *= config_.decay;
-        fresh_[cell(j, d)] += report.requests;
-      }
+      std::fill(trials.begin(), trials.end(), 0.0);
+      std::fill(hits.begin(), hits.end(), 0.0);
       for (std::size_t k = 0; k < config_.lengths.size() && config_.lengths[k] <= l_count; ++k) {
         node_sum_[node_cell(j, k)] *= config_.decay;
         node_weight_[node_cell(j, k)] *= config_.decay;
@@ -324,9 +324,10 @@ class adaptive_policy {
         std::int32_t accepted = 0;
         for (std::int32_t d = 0; d < report.accepted_len[i]; ++d)
           if (report.accepted_rank(i, d) < width) ++accepted;
-        for (std::int32_t d = 1; d <= std::min(l_count - 1, depth_count); ++d) {
-          seen_[cell(j, d)] += 1.0;
-          if (accepted >= d) hits_[cell(j, d)] += 1.0;
+        // Depth d is a trial of the cell's conditional rate when depths 1..d-1 were accepted.
+        for (std::int32_t d = 1; d <= std::min(observed, accepted + 1); ++d) {
+          trials[static_cast<std::size_t>(d)] += 1.0;
+          if (accepted >= d) hits[static_cast<std::size_t>(d)] += 1.0;
         }
         // Nodes of every shorter candidate over the same beams.
         for (std::size_t k = 0; k < config_.lengths.size() && config_.lengths[k] <= l_count; ++k) {
@@ -337,6 +338,15 @@ class adaptive_policy {
           node_sum_[node_cell(j, k)] += nodes;
           node_weight_[node_cell(j, k)] += 1.0;
         }
+      }
+      // The cells this step tried forget their older trials (cells it did not try keep theirs,
+      // and only their confidence decays).
+      for (std::int32_t d = 1; d <= observed; ++d) {
+        const std::size_t c = cell(j, d), t = static_cast<std::size_t>(d);
+        if (trials[t] == 0.0) break;
+        hits_[c] = hits_[c] * config_.decay + hits[t];
+        seen_[c] = seen_[c] * config_.decay + trials[t];
+        fresh_[c] += trials[t];
       }
     }
   }
@@ -849,8 +859,12 @@ class adaptive_policy {
            (node_weight_[node_cell(j, k)] + prior_weight);
   }
 
-  // q(W, d) for every cell: a Beta estimate with a prior of weight 1 at its neighbours' value,
-  // kept within the bounds every cell obeys (more beams never accept less; deeper never more).
+  // q(W, d) for every cell, as the product of the conditional rates c(W, k) = P(accepted >= k |
+  // accepted >= k - 1), k = 1..d, each a Beta estimate with a prior of weight 1 at its
+  // neighbours' value; q kept within the bounds every cell obeys (more beams never accept less;
+  // deeper never more). A step that stops at depth 1 tells about c(W, 1) only, which every shape
+  // shares, so an unlucky step does not make one long shape look worse than the shorter ones.
+  // The standard deviation of q follows the product (delta method, the factors independent).
   acceptance_table acceptance_estimates() const {
     constexpr double prior_weight = 1.0;
     const std::int32_t depths = max_depth();
@@ -858,22 +872,28 @@ class adaptive_policy {
     t.mean.assign(hits_.size(), 0.0);
     t.optimistic.assign(hits_.size(), 0.0);
     for (std::size_t j = 0; j < config_.widths.size(); ++j) {
-      double prev = 1.0, prev2 = 1.0, prev_opt = 1.0;
+      double prev = 1.0, prev_var = 0.0, prev_cond = 0.5, prev_opt = 1.0;
       for (std::int32_t d = 1; d <= depths; ++d) {
         const std::size_t c = cell(j, d);
         const double narrower = j > 0 ? t.mean[cell(j - 1, d)] : 0.0;
         const double narrower_opt = j > 0 ? t.optimistic[cell(j - 1, d)] : 0.0;
-        // The prior: the narrower width's value, or the depth trend continued (0.5 at depth 1).
-        const double trend = d == 1 ? 0.5 : prev * (prev2 > 0 ? prev / prev2 : 0.0);
-        const double prior = std::max(narrower, trend);
-        double p = (hits_[c] + prior_weight * prior) / (seen_[c] + prior_weight);
-        p = std::min(std::max(p, narrower), prev);
-        const double sd = std::sqrt(p * (1.0 - p) / (std::min(seen_[c], fresh_[c]) + prior_weight));
-        const double opt = std::min(prev_opt, std::max(narrower_opt, p + config_.confidence * sd));
+        // The prior: the depth trend continued (the previous depth's conditional rate, 0.5 at
+        // depth 1), or what the narrower width's value implies.
+        double prior = prev_cond;
+        if (prev > 0.0) prior = std::max(prior, std::min(1.0, narrower / prev));
+        const double cond = (hits_[c] + prior_weight * prior) / (seen_[c] + prior_weight);
+        const double p = std::min(std::max(prev * cond, narrower), prev);
+        const double cond_kept = prev > 0.0 ? p / prev : 0.0;
+        const double cond_var =
+            cond * (1.0 - cond) / (std::min(seen_[c], fresh_[c]) + prior_weight);
+        const double var = cond_kept * cond_kept * prev_var + prev * prev * cond_var;
+        const double opt =
+            std::min(prev_opt, std::max(narrower_opt, p + config_.confidence * std::sqrt(var)));
         t.mean[c] = p;
         t.optimistic[c] = std::max(opt, p);
-        prev2 = prev;
         prev = p;
+        prev_var = var;
+        prev_cond = cond_kept;
         prev_opt = t.optimistic[c];
       }
     }
@@ -881,8 +901,9 @@ class adaptive_policy {
   }
 
   adaptive_policy_config config_;
-  // [widths, L_max - 1]: hits and observations, decayed at each step that observes the cell;
-  // fresh: observations decayed at every step (how recent the cell's data is).
+  // [widths, L_max - 1]: the conditional rate's hits and trials (requests that reached the depth
+  // before), decayed at each step that tries the cell; fresh: trials decayed at every step (how
+  // recent the cell's data is).
   std::vector<double> hits_, seen_, fresh_;
   std::vector<double> node_sum_, node_weight_;  // [widths, lengths] sums, decayed like hits_
   std::vector<cost_bin> cost_;                  // ascending key
