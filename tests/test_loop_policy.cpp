@@ -453,6 +453,17 @@ struct scenario {
   double c0 = 0.02, c1 = 0.01;  // draft cost (L - 1)(c0 + c1 W A)
 };
 
+// One request's accepted length over `drafted` drafted tokens (beam 0) under the profile alpha
+// (P(accepted >= d | accepted >= d - 1) = alpha[d - 1]), from the stream's draws 0, 1, ...
+std::int32_t draw_accepted(const std::vector<double>& alpha, std::int32_t drafted,
+                           const philox_stream& u) {
+  std::int32_t accepted = 0;
+  while (accepted < drafted && u.uniform(static_cast<std::uint64_t>(accepted)) <
+                                   alpha[static_cast<std::size_t>(accepted)])
+    ++accepted;
+  return accepted;
+}
+
 // The exact expected tokens per second of every candidate of `config` for A requests.
 std::map<std::pair<std::int32_t, std::int32_t>, double> true_rates(
     const scenario& s, const adaptive_policy_config& config, std::int32_t requests) {
@@ -1235,11 +1246,8 @@ std::vector<draft_shape> drive_policy(
     const double f =
         context * (k <= slow_steps ? slow : 1.0) * (k == hiccup.first ? hiccup.second : 1.0);
     const std::int32_t drafted = shape.beam_length - 1;
-    std::int32_t accepted = 0;
-    const philox_stream u{seed, 0, static_cast<std::uint32_t>(k)};
-    while (accepted < drafted && u.uniform(static_cast<std::uint64_t>(accepted)) <
-                                     s.alpha[static_cast<std::size_t>(accepted)])
-      ++accepted;
+    std::int32_t accepted =
+        draw_accepted(s.alpha, drafted, philox_stream{seed, 0, static_cast<std::uint32_t>(k)});
     if (k >= forced.first && k < forced.first + forced_steps)
       accepted = std::min(forced.second, drafted);
     step_report r;
@@ -1429,46 +1437,46 @@ TEST_CASE("a batch whose requests accept alike does not hold the policy on plain
   CAPTURE(rates.at({1, 1}) / rates.at(optimum));
   REQUIRE(optimum == std::pair<std::int32_t, std::int32_t>{1, 3});
   REQUIRE(rates.at({1, 1}) / rates.at(optimum) < 0.85);
+  const decode_options options;
+  const std::vector<std::int32_t> remaining(batch, 1 << 20);
+  // Step k's report: every request of the batch accepted `accepted` tokens, all on beam 0.
+  std::vector<std::int32_t> accepted_len(batch), rank(batch * 8), shared(batch, 0);
+  const auto copied_step = [&](std::uint32_t k, draft_shape shape, std::int32_t accepted) {
+    const std::int32_t drafted = shape.beam_length - 1;
+    step_report r;
+    r.step = k;
+    r.shape = shape;
+    r.requests = batch;
+    r.nodes = batch * (shape.is_plain() ? 1 : 1 + drafted);
+    r.emitted = batch * (accepted + 1);
+    r.context_tokens = 16 * k;
+    r.draft_s = drafted * (s.c0 + s.c1 * batch);
+    r.target_s = s.verify(r.nodes);
+    if (!shape.is_plain()) {
+      for (std::int32_t i = 0; i < batch; ++i) {
+        accepted_len[static_cast<std::size_t>(i)] = accepted;
+        for (std::int32_t d = 0; d < drafted; ++d)
+          rank[static_cast<std::size_t>(i * drafted + d)] = d < accepted ? 0 : -1;
+      }
+      r.accepted_len = {accepted_len.data(), batch};
+      r.accepted_rank = {rank.data(), batch, drafted};
+      r.shared_prefix = {shared.data(), batch, 1};
+    }
+    return r;
+  };
   const auto run = [&](const adaptive_policy_config& config) {
     adaptive_policy p(config);
-    const decode_options options;
-    const std::vector<std::int32_t> remaining(batch, 1 << 20);
-    std::vector<std::int32_t> accepted_len(batch), rank(batch * 8), shared(batch, 0);
     std::int32_t plain = 0, failed = 0;
-    for (std::int32_t k = 1; k <= 306; ++k) {
-      const draft_shape shape = p.choose(
-          step_context{static_cast<std::uint32_t>(k), &options, {remaining.data(), batch}, 16 * k});
-      const std::int32_t drafted = shape.beam_length - 1;
-      std::int32_t accepted = 0;
-      const philox_stream u{9, 0, static_cast<std::uint32_t>(k)};
-      while (accepted < drafted && u.uniform(static_cast<std::uint64_t>(accepted)) <
-                                       s.alpha[static_cast<std::size_t>(accepted)])
-        ++accepted;
+    for (std::uint32_t k = 1; k <= 306; ++k) {
+      const draft_shape shape =
+          p.choose(step_context{k, &options, {remaining.data(), batch}, 16 * k});
+      std::int32_t accepted = draw_accepted(s.alpha, shape.beam_length - 1, philox_stream{9, 0, k});
       if (k > 3 && !shape.is_plain() && failed < 4) {
         accepted = 0;
         ++failed;
       }
       if (k > 6) plain += shape.is_plain();
-      step_report r;
-      r.step = static_cast<std::uint32_t>(k);
-      r.shape = shape;
-      r.requests = batch;
-      r.nodes = batch * (shape.is_plain() ? 1 : 1 + drafted);
-      r.emitted = batch * (accepted + 1);
-      r.context_tokens = 16 * k;
-      r.draft_s = drafted * (s.c0 + s.c1 * batch);
-      r.target_s = s.verify(r.nodes);
-      if (!shape.is_plain()) {
-        for (std::int32_t i = 0; i < batch; ++i) {
-          accepted_len[static_cast<std::size_t>(i)] = accepted;
-          for (std::int32_t d = 0; d < drafted; ++d)
-            rank[static_cast<std::size_t>(i * drafted + d)] = d < accepted ? 0 : -1;
-        }
-        r.accepted_len = {accepted_len.data(), batch};
-        r.accepted_rank = {rank.data(), batch, drafted};
-        r.shared_prefix = {shared.data(), batch, 1};
-      }
-      p.observe(r);
+      p.observe(copied_step(k, shape, accepted));
     }
     return std::tuple<std::int32_t, double, adaptive_policy>{
         plain, p.probe_realized_loss_s() - p.probe_loss_s(), p};
@@ -1495,9 +1503,6 @@ TEST_CASE("a batch whose requests accept alike does not hold the policy on plain
     // the floor belongs to the chosen shape's estimate. The step accepts nothing, over a node
     // count never measured (17), so the speed factor stays and the gain moves by exactly the
     // tokens at the plain cost per token minus the step's time.
-    const decode_options options;
-    const std::vector<std::int32_t> remaining(batch, 1 << 20);
-    std::vector<std::int32_t> accepted_len(batch, 1), rank(batch * 8, 0), shared(batch, 0);
     // Steps that accept one token per request until the policy exploits a tree.
     std::uint32_t k = 307;
     draft_shape chosen = draft_shape::plain();
@@ -1505,33 +1510,12 @@ TEST_CASE("a batch whose requests accept alike does not hold the policy on plain
       REQUIRE(k < 400);
       chosen = policy.choose(step_context{k, &options, {remaining.data(), batch}, 16 * k});
       if (!chosen.is_plain() && policy.last_choice() == policy_choice::exploit) break;
-      step_report r;
-      r.step = k;
-      r.shape = chosen;
-      r.requests = batch;
-      r.context_tokens = 16 * k;
-      const std::int32_t drafted = chosen.beam_length - 1;
-      r.nodes = batch * (1 + drafted);
-      r.emitted = batch * (chosen.is_plain() ? 1 : 2);
-      r.draft_s = drafted * (s.c0 + s.c1 * batch);
-      r.target_s = s.verify(r.nodes);
-      if (!chosen.is_plain()) {
-        r.accepted_len = {accepted_len.data(), batch};
-        r.accepted_rank = {rank.data(), batch, drafted};
-        r.shared_prefix = {shared.data(), batch, 1};
-      }
-      policy.observe(r);
+      policy.observe(copied_step(k, chosen, chosen.is_plain() ? 0 : 1));
     }
     const std::int64_t context = 16 * k;
     const draft_shape ran = chosen == draft_shape{1, 2} ? draft_shape{1, 3} : draft_shape{1, 2};
-    step_report r;
-    r.step = k;
-    r.shape = ran;
-    r.requests = batch;
+    step_report r = copied_step(k, ran, 0);
     r.nodes = 17;
-    r.emitted = batch;
-    r.context_tokens = context;
-    r.draft_s = (ran.beam_length - 1) * (s.c0 + s.c1 * batch);
     r.target_s = s.verify(r.nodes);
     const double c = static_cast<double>(context);
     const double counted_s =
