@@ -1222,7 +1222,7 @@ namespace {
 // `hiccup.second` at step `hiccup.first` (one step stalled by something else on the machine);
 // the step's accepted length follows the profile alpha (P(accepted >= d) = alpha_1 ...
 // alpha_d), except that the `forced_steps` steps from step `forced.first` on accept
-// forced.second each. Returns the shapes run.
+// forced.second each; `seed` keys the acceptance draws. Returns the shapes run.
 std::vector<draft_shape> drive_policy(
     adaptive_policy& p, const scenario& s, std::int32_t steps, double slow, std::int32_t slow_steps,
     std::pair<std::int32_t, std::int32_t> forced, std::pair<std::int32_t, double> hiccup = {0, 1.0},
@@ -1489,11 +1489,11 @@ TEST_CASE("a batch whose requests accept alike does not hold the policy on plain
   // With the floor the policy comes back after about 50 plain steps: the acceptance estimates
   // count the 16 copies as 16 observations of nothing accepted, and a probe waits until their
   // confidence has faded (53 here); counted in full, the accounts hold it on plain steps far
-  // longer (296 of 300). Three such steps no longer need the floor (32 plain steps with it, 79
-  // without): they tell about depth 1 only, and the next probe is a short, cheap tree. With the
-  // acceptance estimated per depth rather than as a product of conditional rates, every deeper
-  // cell took the misses too, and three such steps held the policy on plain steps either way
-  // (297 of 300 with the floor, 299 without).
+  // longer (296 of 300). Three such steps (`failed < 3` in run) no longer need the floor (32 plain
+  // steps with it, 79 without): they tell about depth 1 only, and the next probe is a short, cheap
+  // tree. With the acceptance estimated per depth rather than as a product of conditional rates,
+  // every deeper cell took the misses too, and three such steps held the policy on plain steps
+  // either way (297 of 300 with the floor, 299 without).
   CHECK(plain < 80);
   CHECK(plain_full > 200);
   CHECK(forgiven > 0);  // the floor counted some probe's tokens above what it emitted
@@ -1580,7 +1580,7 @@ TEST_CASE("plain_margin: a tree must beat plain decoding by the margin to be exp
     gain += g / 10;
   }
   CAPTURE(efficiency, efficiency_without, plain_with, tree_without, gain);
-  CHECK(tree_without > 400);  // of 800: the tree about half of the time (two runs in ten: 1%)
+  CHECK(tree_without > 400);  // of 800: the tree about half of the time (two runs in ten: < 3%)
   CHECK(efficiency_without > efficiency + 0.01);
   CHECK(plain_with > 600);  // mostly plain steps, a few probes
   CHECK(gain < 1.05);       // held back by the rule: its estimate is within the margin
