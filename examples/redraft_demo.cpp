@@ -51,6 +51,9 @@ struct demo_flags {
   std::string target_dir, draft_dir;
   std::vector<std::string>
       prompts;  // --prompt; default: built-in prompts (KJV ones for the KJV pair)
+  // --prompts-file: the prompts come from a file, and each repeat takes the next batch of them
+  bool rotate_prompts = false;
+  std::string prompts_file;
   bool quiet = false, untrained = false, builtin = false, kjv = false;
   std::string drafter = "head";  // head | lookup | suffix | hybrid | hybrid-suffix
   std::int32_t lookup_beams = 2, max_nodes = 0, ngram = 3, head_length = 0;
@@ -100,6 +103,9 @@ void usage() {
       "                     else a deterministic untrained head\n"
       "  --untrained        use the deterministic untrained head (for comparisons)\n"
       "  --prompt TEXT      a prompt (repeat for several; requests cycle through them)\n"
+      "  --prompts-file F   prompts, one per line (empty lines skipped); not with --prompt;\n"
+      "                     repeat r decodes prompts r B .. r B + B - 1 (B = --batch, taken\n"
+      "                     cyclically), so each repeat decodes other text\n"
       "  --quiet            print only the summary\n"
       "  --drafter NAME     head (default) | lookup (prompt lookup / n-gram) | suffix (suffix "
       "trie)\n"
@@ -185,7 +191,21 @@ demo_flags parse(int argc, char** argv) {
     } else if (a == "--builtin") {
       f.builtin = true;
     } else if (a == "--prompt") {
+      REDRAFT_REQUIRE(!f.rotate_prompts, "redraft-demo: --prompt cannot follow --prompts-file '",
+                      f.prompts_file, "'");
       f.prompts.push_back(value());
+    } else if (a == "--prompts-file") {
+      const std::string path = value();
+      REDRAFT_REQUIRE(!f.rotate_prompts && f.prompts.empty(), "redraft-demo: --prompts-file '",
+                      path, "' cannot follow another --prompts-file or --prompt");
+      std::ifstream in(path);
+      REDRAFT_REQUIRE(in.good(), "redraft-demo: --prompts-file '", path, "' cannot be read");
+      for (std::string line; std::getline(in, line);)
+        if (!line.empty()) f.prompts.push_back(line);
+      REDRAFT_REQUIRE(!f.prompts.empty(), "redraft-demo: --prompts-file '", path,
+                      "' has no prompts");
+      f.rotate_prompts = true;
+      f.prompts_file = path;
     } else if (a == "--quiet") {
       f.quiet = true;
     } else if (a == "--drafter") {
@@ -353,18 +373,25 @@ int run(const demo_flags& f) {
       f.draft_dir.empty() ? draft_head<cpu_backend>(cpu, dc) : load_draft_head(cpu, f.draft_dir);
   if (f.draft_dir.empty()) init_draft_head(head, redraft::testing::demo_draft_seed);
 
-  std::vector<generation_request> requests;
-  for (std::int32_t r = 0; r < f.batch; ++r) {
-    generation_request q;
-    const std::string text = !f.prompts.empty()
-                                 ? f.prompts[static_cast<std::size_t>(r) % f.prompts.size()]
-                             : f.kjv ? kjv_prompts[r % 4]
-                                     : prompts[r % 4];
-    for (const char c : text)
-      q.prompt.push_back(static_cast<unsigned char>(c) % target.vocab_size());
-    q.max_new_tokens = f.max_tokens;
-    requests.push_back(q);
-  }
+  // The requests of repeat `rep` (the same for every repeat unless --prompts-file rotates them).
+  const auto make_requests = [&](std::int32_t rep) {
+    std::vector<generation_request> out;
+    const std::size_t first =
+        f.rotate_prompts ? static_cast<std::size_t>(rep) * static_cast<std::size_t>(f.batch) : 0;
+    for (std::int32_t r = 0; r < f.batch; ++r) {
+      generation_request q;
+      const std::string text =
+          !f.prompts.empty() ? f.prompts[(first + static_cast<std::size_t>(r)) % f.prompts.size()]
+          : f.kjv            ? kjv_prompts[r % 4]
+                             : prompts[r % 4];
+      for (const char c : text)
+        q.prompt.push_back(static_cast<unsigned char>(c) % target.vocab_size());
+      q.max_new_tokens = f.max_tokens;
+      out.push_back(q);
+    }
+    return out;
+  };
+  const std::vector<generation_request> requests = make_requests(0);  // the first repeat's
   const bool hybrid = f.drafter == "hybrid" || f.drafter == "hybrid-suffix";
   decode_options options;
   options.beam_width = hybrid ? f.width + f.lookup_beams : f.width;
@@ -405,11 +432,15 @@ int run(const demo_flags& f) {
   } else {
     std::printf("policy fixed, W %d, L %d", f.width, f.length);
   }
-  std::printf(", batch %d, %d tokens per request, verifier %s, temperature %g\n\n", f.batch,
+  std::printf(", batch %d, %d tokens per request, verifier %s, temperature %g\n", f.batch,
               f.max_tokens,
               f.verifier_name.empty() ? (f.temperature > 0 ? "lossless" : "greedy")
                                       : f.verifier_name.c_str(),
               static_cast<double>(f.temperature));
+  if (f.rotate_prompts)
+    std::printf("prompts: %zu from %s, repeat r decodes prompts %d r .. %d r + %d (cyclically)\n",
+                f.prompts.size(), f.prompts_file.c_str(), f.batch, f.batch, f.batch - 1);
+  std::printf("\n");
 
   // Plain decoding, the baseline (greedy when the speculative rule is greedy, else sampling).
   plain_decoder<cpu_backend, tiny_llama> plain(cpu, target);
@@ -423,15 +454,16 @@ int run(const demo_flags& f) {
   const auto compare = [&](auto& spec, const auto& before_repeat) {
     for (std::int32_t rep = 0; rep < f.repeat; ++rep) {
       before_repeat(rep);
+      const std::vector<generation_request> these = make_requests(rep);
       decode_options o = options, po = plain_options;
       o.seed = po.seed = f.seed + static_cast<std::uint64_t>(rep);
       generation_result b, g;
       if (rep % 2 == 0) {
-        b = plain.generate(requests, po);
-        g = spec.generate(requests, o);
+        b = plain.generate(these, po);
+        g = spec.generate(these, o);
       } else {
-        g = spec.generate(requests, o);
-        b = plain.generate(requests, po);
+        g = spec.generate(these, o);
+        b = plain.generate(these, po);
       }
       runs.add(b, g);
     }

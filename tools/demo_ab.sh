@@ -13,8 +13,9 @@
 #   8), BATCHES ("1 4 16"), MODES ("greedy sampling"), TOKENS (per request, default 160),
 #   DEMO_REPEAT (plain and speculative decoding timed this many times each inside one run,
 #   default 5), OUT (the CSV, default ${TMPDIR:-/tmp}/demo_ab.csv), TARGET, DRAFT,
-#   PROMPT, LOCK (default /tmp/redraft-cpu.lock, held exclusively during each round of one mode
-#   and batch; LOCK= runs without it).
+#   PROMPT, PROMPTS_FILE (redraft-demo --prompts-file: each repeat decodes the next batch of the
+#   file's prompts instead of PROMPT), LOCK (default /tmp/redraft-cpu.lock, held exclusively
+#   during each round of one mode and batch; LOCK= runs without it).
 #
 # A round runs A and B next to each other in time (odd rounds A first, even rounds B first), with
 # the same seeds; each run's speedup is the median of its DEMO_REPEAT same-run pairs (as in
@@ -45,11 +46,12 @@ csv="${OUT:-${TMPDIR:-/tmp}/demo_ab.csv}"
 target="${TARGET:-$root/data/models/kjv-target}"
 draft="${DRAFT:-$root/data/draft_heads/kjv}"
 prompt="${PROMPT:-And it came to pass, when the king }"
+prompts_file="${PROMPTS_FILE:-}"
 lock="${LOCK-/tmp/redraft-cpu.lock}"
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "demo_ab.sh: ROUNDS '$rounds' must be a positive integer" >&2; exit 1; }
 
 cpu="$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
-echo "# $(date -u +%FT%TZ) $cpu, $(nproc) cores; A: $demo_a ${flags_a[*]} | B: $demo_b ${flags_b[*]} | both: $* ; ROUNDS=$rounds DEMO_REPEAT=$demo_repeat TOKENS=$tokens" >&2
+echo "# $(date -u +%FT%TZ) $cpu, $(nproc) cores; A: $demo_a ${flags_a[*]} | B: $demo_b ${flags_b[*]} | both: $* ; ROUNDS=$rounds DEMO_REPEAT=$demo_repeat TOKENS=$tokens${prompts_file:+ PROMPTS_FILE=$prompts_file}" >&2
 echo "mode,batch,round,side,tokens_per_step,speedup,shapes,each" > "$csv"
 [[ -n "$lock" ]] && exec 9> "$lock"
 for ((r = 1; r <= rounds; ++r)); do

@@ -2,7 +2,8 @@
 # on its own): one timed run of redraft-demo on the KJV pair, and the awk functions their
 # summaries use for medians and their 95% intervals.
 #
-# The caller sets: target, draft, tokens, prompt, demo_repeat (see either script's header).
+# The caller sets: target, draft, tokens, prompt, prompts_file, demo_repeat (see either script's
+# header).
 
 # One run: demo_run DEMO MODE BATCH RUN [FLAGS...] prints "tokens_per_step speedup shapes each"
 # (shapes: W x L:steps items joined by '|'; each: the speedup of every repeat inside the run, in
@@ -12,7 +13,10 @@
 demo_run() {
   local demo=$1 mode=$2 batch=$3 run=$4
   shift 4
-  local args=(--target "$target" --draft "$draft" --batch "$batch" --max-tokens "$tokens" --prompt "$prompt" --repeat "$demo_repeat" --quiet "$@")
+  local args=(--target "$target" --draft "$draft" --batch "$batch" --max-tokens "$tokens" --repeat "$demo_repeat" --quiet "$@")
+  # PROMPTS_FILE: each repeat decodes the next batch of the file's prompts (redraft-demo
+  # --prompts-file); else every repeat decodes PROMPT.
+  if [[ -n "${prompts_file:-}" ]]; then args+=(--prompts-file "$prompts_file"); else args+=(--prompt "$prompt"); fi
   [[ $mode == sampling ]] && args+=(--temperature 1 --verifier lossless --seed "$(( (run - 1) * demo_repeat + 1 ))")
   local text
   text="$("$demo" "${args[@]}")"

@@ -16,7 +16,8 @@
 #   default 1), HEAD_TO_HEAD (rounds of the adaptive policy against the best fixed cell and the
 #   all-plain policy, run after the grid, default 4; 0: none), WIDTHS (fixed W at batch 1, default
 #   "1 2 4 8 16"), WIDE_BATCH_WIDTHS (fixed W at batch > 1, default "1 2 4"), LENGTHS
-#   ("2 3 4 5 6"), OUT (default docs), TARGET, DRAFT, PROMPT, LOCK (default
+#   ("2 3 4 5 6"), OUT (default docs), TARGET, DRAFT, PROMPT, PROMPTS_FILE (redraft-demo
+#   --prompts-file: each repeat decodes the next batch of the file's prompts), LOCK (default
 #   /tmp/redraft-cpu.lock, held exclusively during each block of runs; LOCK= runs without it),
 #   APPEND (1: add to the existing CSV, see below), SUMMARY_ONLY (1: no runs, only the summary of
 #   the existing CSV).
@@ -53,6 +54,7 @@ lengths="${LENGTHS:-2 3 4 5 6}"
 target="${TARGET:-$root/data/models/kjv-target}"
 draft="${DRAFT:-$root/data/draft_heads/kjv}"
 prompt="${PROMPT:-And it came to pass, when the king }"
+prompts_file="${PROMPTS_FILE:-}"
 lock="${LOCK-/tmp/redraft-cpu.lock}"
 
 [[ -x "$demo" ]] || { echo "policy_table.sh: $demo not found (cmake --build $build --target redraft-demo)" >&2; exit 1; }
@@ -60,7 +62,7 @@ mkdir -p "$out"
 csv="$out/policy.csv"
 cpu="$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 simd="$(grep -o -w -m1 -E 'avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' || true)"
-echo "# $(date -u +%FT%TZ) $cpu, $(nproc) cores, $simd; TOKENS=$tokens REPEATS=$repeats DEMO_REPEAT=$demo_repeat" >&2
+echo "# $(date -u +%FT%TZ) $cpu, $(nproc) cores, $simd; TOKENS=$tokens REPEATS=$repeats DEMO_REPEAT=$demo_repeat${prompts_file:+ PROMPTS_FILE=$prompts_file}" >&2
 # APPEND=1 adds this invocation's runs to an existing docs/policy.csv (one mode and batch at a
 # time, e.g. MODES=greedy BATCHES=4 APPEND=1, so no lock is held for long); the summary covers
 # every row of the file.
