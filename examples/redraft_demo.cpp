@@ -200,8 +200,10 @@ demo_flags parse(int argc, char** argv) {
                       path, "' cannot follow another --prompts-file or --prompt");
       std::ifstream in(path);
       REDRAFT_REQUIRE(in.good(), "redraft-demo: --prompts-file '", path, "' cannot be read");
-      for (std::string line; std::getline(in, line);)
+      for (std::string line; std::getline(in, line);) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();  // a file with CRLF lines
         if (!line.empty()) f.prompts.push_back(line);
+      }
       REDRAFT_REQUIRE(!f.prompts.empty(), "redraft-demo: --prompts-file '", path,
                       "' has no prompts");
       f.rotate_prompts = true;
