@@ -1217,39 +1217,48 @@ TEST_CASE("traced_policy records every step's choice and estimates without chang
 
 namespace {
 
+// What drive_policy() changes from a steady machine and the scenario's acceptance (the defaults:
+// nothing). Call sites name the fields they set: {.slow = 1.5, .slow_steps = 5}.
+struct drive_options {
+  double slow = 1.0;                                   // every cost times this ...
+  std::int32_t slow_steps = 0;                         // ... for the first slow_steps steps
+  std::pair<std::int32_t, std::int32_t> forced{0, 0};  // from step .first on, accept .second
+  std::int32_t forced_steps = 1;                       // ... for this many steps
+  std::pair<std::int32_t, double> hiccup{0, 1.0};  // step .first's costs times .second (a stall)
+  // > 0: generate() calls of call_steps steps each (the step number restarts at 1), every cost
+  // growing by the factor 1 + context_growth over a call, as a step's cost grows with its
+  // requests' context.
+  std::int32_t call_steps = 0;
+  double context_growth = 0.0;
+  std::vector<policy_choice>* choices = nullptr;  // when set, receives each step's reason
+  std::uint64_t seed = 5;                         // keys the acceptance draws
+};
+
 // Drives an adaptive policy directly with step reports of one request (W = 1): verify cost
-// a + b n and draft cost (L - 1) c, both times `slow` for the first `slow_steps` steps and times
-// `hiccup.second` at step `hiccup.first` (one step stalled by something else on the machine);
-// the step's accepted length follows the profile alpha (P(accepted >= d) = alpha_1 ...
-// alpha_d), except that the `forced_steps` steps from step `forced.first` on accept
-// forced.second each; `seed` keys the acceptance draws. Returns the shapes run.
-std::vector<draft_shape> drive_policy(
-    adaptive_policy& p, const scenario& s, std::int32_t steps, double slow, std::int32_t slow_steps,
-    std::pair<std::int32_t, std::int32_t> forced, std::pair<std::int32_t, double> hiccup = {0, 1.0},
-    std::int32_t forced_steps = 1, std::int32_t call_steps = 0, double context_growth = 0.0,
-    std::vector<policy_choice>* choices = nullptr, std::uint64_t seed = 5) {
+// a + b n and draft cost (L - 1) c, changed as `o` says; the step's accepted length follows the
+// profile alpha (P(accepted >= d) = alpha_1 ... alpha_d) except at the forced steps. Returns the
+// shapes run.
+std::vector<draft_shape> drive_policy(adaptive_policy& p, const scenario& s, std::int32_t steps,
+                                      const drive_options& o = {}) {
   std::vector<draft_shape> shapes;
   const std::vector<std::int32_t> remaining{1 << 20};
   const decode_options options;
   std::vector<std::int32_t> accepted_len(1), rank(8), shared(1, 0);
   for (std::int32_t k = 1; k <= steps; ++k) {
-    // call_steps > 0: generate() calls of call_steps steps each (the step number restarts at 1),
-    // every cost growing by the factor 1 + context_growth over a call, as a step's cost grows
-    // with its requests' context.
-    const std::int32_t call_step = call_steps > 0 ? (k - 1) % call_steps + 1 : k;
+    const std::int32_t call_step = o.call_steps > 0 ? (k - 1) % o.call_steps + 1 : k;
     const double context =
-        call_steps > 0 ? 1.0 + context_growth * (call_step - 1) / call_steps : 1.0;
+        o.call_steps > 0 ? 1.0 + o.context_growth * (call_step - 1) / o.call_steps : 1.0;
     const draft_shape shape = p.choose(
         step_context{static_cast<std::uint32_t>(call_step), &options, {remaining.data(), 1}});
     shapes.push_back(shape);
-    if (choices != nullptr) choices->push_back(p.last_choice());
-    const double f =
-        context * (k <= slow_steps ? slow : 1.0) * (k == hiccup.first ? hiccup.second : 1.0);
+    if (o.choices != nullptr) o.choices->push_back(p.last_choice());
+    const double f = context * (k <= o.slow_steps ? o.slow : 1.0) *
+                     (k == o.hiccup.first ? o.hiccup.second : 1.0);
     const std::int32_t drafted = shape.beam_length - 1;
     std::int32_t accepted =
-        draw_accepted(s.alpha, drafted, philox_stream{seed, 0, static_cast<std::uint32_t>(k)});
-    if (k >= forced.first && k < forced.first + forced_steps)
-      accepted = std::min(forced.second, drafted);
+        draw_accepted(s.alpha, drafted, philox_stream{o.seed, 0, static_cast<std::uint32_t>(k)});
+    if (k >= o.forced.first && k < o.forced.first + o.forced_steps)
+      accepted = std::min(o.forced.second, drafted);
     step_report r;
     r.step = static_cast<std::uint32_t>(call_step);
     r.shape = shape;
@@ -1323,7 +1332,8 @@ TEST_CASE(
   REQUIRE(c.optimum == std::pair<std::int32_t, std::int32_t>{1, 5});
   adaptive_policy p(c.config);
   auto [count, efficiency] =
-      summarize_tail(drive_policy(p, normal, 800, 1.5, 5, {2, 2}), 400, c.rates, c.optimum);
+      summarize_tail(drive_policy(p, normal, 800, {.slow = 1.5, .slow_steps = 5, .forced = {2, 2}}),
+                     400, c.rates, c.optimum);
   CAPTURE(count[3], count[4], count[5], count[6], efficiency);
   // 1 x 6 is 1% behind 1 x 5: the policy may split between the two, not fall back to 1 x 3.
   CHECK(count[5] > 250);
@@ -1346,8 +1356,8 @@ TEST_CASE(
   REQUIRE(c.optimum == std::pair<std::int32_t, std::int32_t>{1, 1});
   REQUIRE(c.margin < 1.1);
   adaptive_policy p(c.config);
-  auto [count, efficiency] =
-      summarize_tail(drive_policy(p, normal, 1000, 1.6, 3, {0, 0}), 500, c.rates, c.optimum);
+  auto [count, efficiency] = summarize_tail(
+      drive_policy(p, normal, 1000, {.slow = 1.6, .slow_steps = 3}), 500, c.rates, c.optimum);
   const std::int32_t plain = count[1];
   CAPTURE(plain, efficiency, p.verify_cost(1), normal.verify(1));
   CHECK(plain > 400);
@@ -1359,7 +1369,7 @@ TEST_CASE(
   adaptive_policy_config no_optimism = c.config;
   no_optimism.cost_confidence = 0.0;
   adaptive_policy exact(no_optimism);
-  drive_policy(exact, normal, 3, 1.0, 0, {0, 0});
+  drive_policy(exact, normal, 3);
   const std::vector<std::int32_t> remaining{100};
   for (const shape_estimate& e : exact.estimates({remaining.data(), 1}))
     CHECK(e.optimistic_verify_s == e.verify_s);
@@ -1379,7 +1389,8 @@ TEST_CASE("one stalled step does not hold the policy on plain steps", "[loop][po
   REQUIRE(c.optimum.second > 1);
   adaptive_policy p(c.config);
   auto [count, efficiency] = summarize_tail(
-      drive_policy(p, normal, 1000, 1.0, 0, {4, 0}, {7, 30.0}, 4), 200, c.rates, c.optimum);
+      drive_policy(p, normal, 1000, {.forced = {4, 0}, .forced_steps = 4, .hiccup = {7, 30.0}}),
+      200, c.rates, c.optimum);
   CAPTURE(count[1], count[2], count[3], count[4], efficiency, p.gain_s(), p.probe_allowance());
   CHECK(count[1] < 200);
   CHECK(efficiency > 0.94);
@@ -1398,7 +1409,7 @@ TEST_CASE("unlucky early steps do not hold the policy on plain steps", "[loop][p
   REQUIRE(c.optimum == std::pair<std::int32_t, std::int32_t>{1, 2});
   const auto plain_steps = [&](const adaptive_policy_config& config) {
     adaptive_policy p(config);
-    const auto shapes = drive_policy(p, normal, 200, 1.0, 0, {2, 0}, {0, 1.0}, 3);
+    const auto shapes = drive_policy(p, normal, 200, {.forced = {2, 0}, .forced_steps = 3});
     std::int32_t plain = 0;
     for (std::size_t k = 3; k < shapes.size(); ++k) plain += shapes[k].is_plain();
     return plain;
@@ -1554,9 +1565,8 @@ TEST_CASE("plain_margin: a tree must beat plain decoding by the margin to be exp
   const auto run = [&](const adaptive_policy_config& config, std::uint64_t seed,
                        double* estimated_gain) {
     adaptive_policy p(config);
-    const tail_summary t = summarize_tail(
-        drive_policy(p, near, 1000, 1.0, 0, {0, 0}, {0, 1.0}, 1, 0, 0.0, nullptr, seed), 200,
-        c.rates, c.optimum);
+    const tail_summary t =
+        summarize_tail(drive_policy(p, near, 1000, {.seed = seed}), 200, c.rates, c.optimum);
     const std::vector<shape_estimate> e = p.estimates({remaining.data(), 1});
     *estimated_gain = e[1].rate() / e[0].rate();  // 1 x 2 (candidates: plain, 1 x 2, ...)
     return t;
@@ -1654,7 +1664,7 @@ TEST_CASE("a new generate() call re-measures the machine's speed at its first wa
   const one_beam_case c = one_beam(s);
   adaptive_policy p(c.config);
   const std::int32_t call = 150;
-  drive_policy(p, s, call, 1.0, 0, {0, 0}, {0, 1.0}, 1, call, 1.0);
+  drive_policy(p, s, call, {.call_steps = call, .context_growth = 1.0});
   const double end_of_call = p.speed();
   // Ten more such calls: no probe at a call's first step, where the factor waits for its
   // re-measurement (a probe is mostly of a shape whose cost bin is cold, which cannot re-measure
@@ -1662,7 +1672,8 @@ TEST_CASE("a new generate() call re-measures the machine's speed at its first wa
   {
     adaptive_policy more = p;
     std::vector<policy_choice> choices;
-    drive_policy(more, s, 10 * call, 1.0, 0, {0, 0}, {0, 1.0}, 1, call, 1.0, &choices);
+    drive_policy(more, s, 10 * call,
+                 {.call_steps = call, .context_growth = 1.0, .choices = &choices});
     std::int32_t first_probes = 0, other_probes = 0;
     for (std::size_t k = 0; k < choices.size(); ++k)
       (k % call == 0 ? first_probes : other_probes) += choices[k] == policy_choice::probe;
@@ -1675,7 +1686,8 @@ TEST_CASE("a new generate() call re-measures the machine's speed at its first wa
   // The next call's first step: the policy sees step 1 and resets the factor from the step's own
   // measurement. drive_policy restarts at step 1 with costs x 1.
   adaptive_policy next = p;
-  const draft_shape first = drive_policy(next, s, 1, 1.0, 0, {0, 0}, {0, 1.0}, 1, call, 1.0)[0];
+  const draft_shape first =
+      drive_policy(next, s, 1, {.call_steps = call, .context_growth = 1.0})[0];
   const double nodes = first.is_plain() ? 1.0 : first.beam_length;
   CAPTURE(next.speed(), nodes);
   // Smoothing 0.1 alone would move it by a factor 0.5^0.1 = 0.93 at most.
@@ -1687,9 +1699,9 @@ TEST_CASE("a new generate() call re-measures the machine's speed at its first wa
   // steps, costs x 1 to x 1.875 within each; the next call's first step moves the factor by the
   // smoothing alone.
   adaptive_policy short_calls(c.config);
-  drive_policy(short_calls, s, 160, 1.0, 0, {0, 0}, {0, 1.0}, 1, 8, 1.0);
+  drive_policy(short_calls, s, 160, {.call_steps = 8, .context_growth = 1.0});
   const double before = short_calls.speed();
-  drive_policy(short_calls, s, 1, 1.0, 0, {0, 0}, {0, 1.0}, 1, 8, 1.0);
+  drive_policy(short_calls, s, 1, {.call_steps = 8, .context_growth = 1.0});
   CAPTURE(before, short_calls.speed());
   CHECK(short_calls.speed() >= 0.93 * before);
   CHECK(short_calls.speed() <= before);
