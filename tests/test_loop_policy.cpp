@@ -1220,11 +1220,12 @@ namespace {
 // What drive_policy() changes from a steady machine and the scenario's acceptance (the defaults:
 // nothing). Call sites name the fields they set: {.slow = 1.5, .slow_steps = 5}.
 struct drive_options {
-  double slow = 1.0;                                   // every cost times this ...
-  std::int32_t slow_steps = 0;                         // ... for the first slow_steps steps
-  std::pair<std::int32_t, std::int32_t> forced{0, 0};  // from step .first on, accept .second
-  std::int32_t forced_steps = 1;                       // ... for this many steps
-  std::pair<std::int32_t, double> hiccup{0, 1.0};  // step .first's costs times .second (a stall)
+  double slow = 1.0;            // every cost times this ...
+  std::int32_t slow_steps = 0;  // ... for the first slow_steps steps
+  std::pair<std::int32_t, std::int32_t> forced{0,
+                                               0};  // from step .first (0: none) on, accept .second
+  std::int32_t forced_steps = 1;                    // ... for this many steps
+  std::pair<std::int32_t, double> hiccup{0, 1.0};   // step .first's costs times .second (a stall)
   // > 0: generate() calls of call_steps steps each (the step number restarts at 1), every cost
   // growing by the factor 1 + context_growth over a call, as a step's cost grows with its
   // requests' context.

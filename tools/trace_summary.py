@@ -2,7 +2,7 @@
 """Summarises an adaptive policy trace (the CSV of `redraft-demo --policy-trace FILE`, columns in
 include/redraft/loop/policy_trace.hpp): what a run chose and why, read back from the CSV alone.
 
-usage: python3 tools/trace_summary.py TRACE.csv [--step RUN STEP] [--probes N]
+usage: python3 tools/trace_summary.py TRACE.csv [--step RUN STEP] [--probes N] [--costs]
 
 Prints
   per call (the trace's `run`): steps, tokens, seconds, tokens/s; the shapes chosen (share of
@@ -15,7 +15,10 @@ Prints
   the N probes with the largest measured loss: the step's time minus the time the best shape of
     the moment would have needed for its tokens at its estimated rate (the budget is charged
     this, its tokens counted at least at their floor), and the budget left when it was chosen;
-  with --step RUN STEP, every candidate's estimate at that step (the best marked *).
+  with --step RUN STEP, every candidate's estimate at that step (the best marked *);
+  with --costs, per call and measured node count: steps, median context, and the median measured
+    verify cost, as measured and divided by the step's speed factor (the units the policy stores
+    costs in), so drift between calls and between the counts' scales shows.
 Standard library only (no numpy), so it runs on any Python 3.
 """
 import argparse
@@ -155,11 +158,33 @@ def one_step(steps, run, step):
               f"{fnum(c, 'cost_weight'):.1f} |")
 
 
+def median(values):
+    v = sorted(values)
+    m = len(v)
+    return v[m // 2] if m % 2 else (v[m // 2 - 1] + v[m // 2]) / 2
+
+
+def costs(steps):
+    print("\n## measured verify cost per call and node count")
+    print("| run | nodes | steps | median context | median verify ms | median verify / speed ms |")
+    print("|---|---|---|---|---|---|")
+    groups = OrderedDict()
+    for (run, _), entry in sorted(steps.items()):
+        r = entry["step"]
+        groups.setdefault((run, int(r["nodes"])), []).append(r)
+    for (run, nodes), rows in sorted(groups.items()):
+        verify = [fnum(r, "verify_s") for r in rows]
+        stored = [fnum(r, "verify_s") / fnum(r, "speed") for r in rows]
+        print(f"| {run} | {nodes} | {len(rows)} | {median([fnum(r, 'context') for r in rows]):.0f} "
+              f"| {1e3 * median(verify):.3f} | {1e3 * median(stored):.3f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("trace")
     parser.add_argument("--step", nargs=2, type=int, metavar=("RUN", "STEP"))
     parser.add_argument("--probes", type=int, default=5)
+    parser.add_argument("--costs", action="store_true")
     args = parser.parse_args()
     if args.probes < 0:
         sys.exit(f"trace_summary: --probes {args.probes} must be >= 0")
@@ -167,6 +192,8 @@ def main():
     per_call(steps)
     per_shape(steps)
     probes(steps, args.probes)
+    if args.costs:
+        costs(steps)
     if args.step:
         one_step(steps, *args.step)
 
