@@ -1064,10 +1064,11 @@ TEST_CASE("the adaptive policy persists across generate() calls: no second calib
       CHECK(again.tokens[r] == greedy_reference(bench.model, short_requests[r].prompt,
                                                 short_requests[r].max_new_tokens, -1));
   }
-  // The runs read 0.935-1.0 (a call of about eight steps, the last ones near the requests' ends).
+  // The runs read 0.86-1.0 (a call of about eight steps, the last ones near the requests' ends;
+  // one probe of 4 x 6 among them costs 0.06), 0.96 on average.
   CAPTURE(again_mean, again_min, first_mean);
   CHECK(again_mean > 0.95);
-  CHECK(again_min > 0.9);
+  CHECK(again_min > 0.85);
   CHECK(again_mean > first_mean + 0.03);
 }
 
@@ -1605,9 +1606,10 @@ TEST_CASE("plain_margin: a tree must beat plain decoding by the margin to be exp
 
 TEST_CASE("a call's first steps are not stored at the last call's speed", "[loop][policy]") {
   // One request; a plain step costs 1 ms and a 1 x 4 step 3 ms at a call's start, and a long
-  // call ends at twice that (its context grew), so the speed factor ends near 2. The next call
-  // starts with a 1 x 4 step, whose node count has one sample only (the calibration's, which the
-  // second replaces): it cannot re-measure the factor. Stored at the last call's factor, its 3 ms
+  // call ends at twice that (its context grew), so the speed factor ends near 2. The next call's
+  // first measured step (its first step runs cold and teaches nothing) is a 1 x 4 step, whose
+  // node count has one sample only (the calibration's, which the second replaces): it cannot
+  // re-measure the factor. Stored at the last call's factor, its 3 ms
   // came out as 1.6 ms, 1 x 4 then looked half as dear as it is, and the factor was re-measured
   // against that wrong value (on the KJV pair at sampling batch 16 the policy ran 1 x 3 for a
   // whole call, 15-25% slower than plain steps). Held until the plain step re-measures the
@@ -1638,17 +1640,23 @@ TEST_CASE("a call's first steps are not stored at the last call's speed", "[loop
   const double end_of_call = p.speed();
   CAPTURE(end_of_call);
   REQUIRE(end_of_call > 1.3);  // the factor followed the growth, with its lag
-  // The next call.
-  p.choose(step_context{1, &options, {remaining.data(), 1}});
+  // The next call. Its first step runs cold (1.8x a warm plain step): its cost teaches nothing,
+  // neither the factor nor the bins.
+  const double cost1 = p.verify_cost(1), cost4 = p.verify_cost(4);
+  step(1, draft_shape::plain(), 1.8e-3);
+  CHECK(p.speed() == end_of_call);
+  CHECK(p.verify_cost(1) == cost1);
+  CHECK(p.verify_cost(4) == cost4);
+  p.choose(step_context{2, &options, {remaining.data(), 1}});
   step_report r;
-  r.step = 1;
+  r.step = 2;
   r.shape = tree;
   r.requests = 1;
   r.nodes = 4;
   r.emitted = 4;
   r.target_s = 3e-3;
   p.observe(r);
-  step(2, draft_shape::plain(), 1e-3);
+  step(3, draft_shape::plain(), 1e-3);
   CAPTURE(p.speed(), p.verify_cost(1), p.verify_cost(4));
   CHECK(p.speed() < 0.6 * end_of_call);
   CHECK(p.verify_cost(4) / p.verify_cost(1) == Approx(3.0).epsilon(0.1));
@@ -1684,11 +1692,12 @@ TEST_CASE("a new generate() call re-measures the machine's speed at its first wa
   }
   CAPTURE(end_of_call);
   CHECK(end_of_call > 1.5);  // the factor followed the growth (to 2 at the last step, lagging)
-  // The next call's first step: the policy sees step 1 and resets the factor from the step's own
-  // measurement. drive_policy restarts at step 1 with costs x 1.
+  // The next call's first warm step (its step 1 runs cold and teaches nothing; step 2): the
+  // policy resets the factor from the step's own measurement. drive_policy restarts at step 1
+  // with costs x 1 (x 1.007 at step 2).
   adaptive_policy next = p;
   const draft_shape first =
-      drive_policy(next, s, 1, {.call_steps = call, .context_growth = 1.0})[0];
+      drive_policy(next, s, 2, {.call_steps = call, .context_growth = 1.0})[1];
   const double nodes = first.is_plain() ? 1.0 : first.beam_length;
   CAPTURE(next.speed(), nodes);
   // Smoothing 0.1 alone would move it by a factor 0.5^0.1 = 0.93 at most.
@@ -1697,12 +1706,12 @@ TEST_CASE("a new generate() call re-measures the machine's speed at its first wa
   CHECK(next.verify_cost(nodes) == Approx(s.verify(nodes)).epsilon(0.02));
   // After calls too short for the context to grow (under 16 steps), no reset: a resetting step
   // teaches its own cost bin nothing, so short calls would stop the bins from learning. Calls of 8
-  // steps, costs x 1 to x 1.875 within each; the next call's first step moves the factor by the
-  // smoothing alone.
+  // steps, costs x 1 to x 1.875 within each; the next call's first warm step moves the factor by
+  // the smoothing alone.
   adaptive_policy short_calls(c.config);
   drive_policy(short_calls, s, 160, {.call_steps = 8, .context_growth = 1.0});
   const double before = short_calls.speed();
-  drive_policy(short_calls, s, 1, {.call_steps = 8, .context_growth = 1.0});
+  drive_policy(short_calls, s, 2, {.call_steps = 8, .context_growth = 1.0});
   CAPTURE(before, short_calls.speed());
   CHECK(short_calls.speed() >= 0.93 * before);
   CHECK(short_calls.speed() <= before);

@@ -35,8 +35,10 @@
 // expected cost (geometric smoothing, weight speed_smoothing), so a slowdown that hits every
 // shape alike (another process on the core) changes one number, and a shape measured in a fast
 // stretch does not look cheap in a slow one: the choice between shapes depends on their
-// relative costs only. The first warm step of a generate() call that follows a call of 16 steps
-// or more sets the factor from its own measurement instead (a guard from before kappa, when the
+// relative costs only. A generate() call's first step runs cold (after the prefill, or whatever
+// ran between calls) and adds nothing to the costs or the factor. The first warm step after it,
+// in a call that follows a call of 16 steps or more, sets the factor from its own measurement
+// instead (a guard from before kappa, when the
 // factor also carried the context's growth; with kappa it moves little there). Until that step, the
 // policy does not probe, and the costs of steps whose node count is cold are held and stored at
 // the re-measured factor.
@@ -301,10 +303,20 @@ class adaptive_policy {
       probe_loss_s_ += seconds - counted_tokens(report) * last_worth_ / last_best_rate_;
     }
     const double context = static_cast<double>(report.context_tokens);
-    update_speed(report.nodes, context, report.verify_cost_s());
+    // NOTE: a generate() call's first step runs cold (the prefill, or whatever the caller ran
+    // between calls, evicted the caches; the demo times plain decoding in between): on the KJV
+    // pair at batch 1 it cost a median 1.08x its call's later steps of the same node count, up to
+    // 2.2x. Its costs teach neither the bins nor the speed factor, which the call's first warm
+    // step re-measured from it: the factor jumped by up to 1.7x at a call's start, the costs
+    // stored while it came back down read low, and the policy ran 1 x 4 for whole calls where
+    // 1 x 2 was 1.5x faster. The policy's first step (calibration) is kept: calibration already
+    // replaces every bin's first sample.
+    const bool cold = report.step == 1 && steps_ > 1;
+    if (!cold) update_speed(report.nodes, context, report.verify_cost_s());
     if (last_choice_ != policy_choice::probe) add_gain(report, seconds);
-    store_costs({report.shape, report.requests, report.nodes, context, report.verify_cost_s(),
-                 report.draft_s, steps_});
+    if (!cold)
+      store_costs({report.shape, report.requests, report.nodes, context, report.verify_cost_s(),
+                   report.draft_s, steps_});
     if (report.shape.is_plain()) return;
     const std::int32_t w_count = report.shape.beam_width, l_count = report.shape.beam_length;
     if (report.accepted_len.extent(0) != report.requests) return;  // no acceptance detail
