@@ -381,7 +381,19 @@ class adaptive_policy {
       e.optimistic_verify_s = e.verify_s * cost_optimism(a);
       out.push_back(e);
     }
+    // Per width, over depths 1..D (index D): the sums a request that may accept up to D tokens
+    // adds. Its accepted count K has P(K >= d) = q(W, d), so E K = sum q and
+    // E K^2 = sum (2d - 1) q.
+    const std::size_t depth_count = static_cast<std::size_t>(max_depth());
+    std::vector<double> mean_sum(depth_count + 1), square_sum(depth_count + 1),
+        optimistic_sum(depth_count + 1);
     for (std::size_t j = 0; j < config_.widths.size(); ++j) {
+      for (std::int32_t d = 1; d <= max_depth(); ++d) {
+        const auto t = static_cast<std::size_t>(d);
+        mean_sum[t] = mean_sum[t - 1] + q.mean[cell(j, d)];
+        square_sum[t] = square_sum[t - 1] + (2.0 * d - 1.0) * q.mean[cell(j, d)];
+        optimistic_sum[t] = optimistic_sum[t - 1] + q.optimistic[cell(j, d)];
+      }
       for (std::size_t k = 0; k < config_.lengths.size(); ++k) {
         shape_estimate e;
         e.shape = {config_.widths[j], config_.lengths[k]};
@@ -389,15 +401,10 @@ class adaptive_policy {
         for (std::int32_t i = 0; i < a; ++i) {
           e.tokens += 1.0;
           e.optimistic_tokens += 1.0;
-          // A request's accepted count K: P(K >= d) = q(W, d), so E K = sum q and
-          // E K^2 = sum (2d - 1) q.
-          double mean = 0, square = 0;
-          const std::int32_t depths = std::min(e.shape.beam_length - 1, remaining[i] - 1);
-          for (std::int32_t d = 1; d <= depths; ++d) {
-            mean += q.mean[cell(j, d)];
-            square += (2.0 * d - 1.0) * q.mean[cell(j, d)];
-            e.optimistic_tokens += q.optimistic[cell(j, d)];
-          }
+          const auto depths = static_cast<std::size_t>(
+              std::max(0, std::min(e.shape.beam_length - 1, remaining[i] - 1)));
+          const double mean = mean_sum[depths], square = square_sum[depths];
+          e.optimistic_tokens += optimistic_sum[depths];
           e.tokens += mean;
           variance += std::max(0.0, square - mean * mean);
         }
@@ -446,11 +453,12 @@ class adaptive_policy {
   // and were never measured again (a lock-in on a shorter shape).
   double verify_cost_weight(double n) const {
     if (cost_.empty()) return 0.0;
+    const cost_points& pt = points(context_);
+    const std::size_t m = pt.x.size();
     // The bins' mean node counts ascend with their keys, so the neighbourhood is one run of bins.
-    auto it = std::partition_point(cost_.begin(), cost_.end(),
-                                   [&](const cost_bin& b) { return 1.5 * (b.n / b.weight) < n; });
+    std::size_t i = first_index(m, [&](std::size_t j) { return 1.5 * pt.x[j] < n; });
     double near = 0;
-    for (; it != cost_.end() && it->n / it->weight <= 1.5 * n; ++it) near += it->weight;
+    for (; i < m && pt.x[i] <= 1.5 * n; ++i) near += pt.w[i];
     return std::min(near, neighbour_borrow * read_weight(n));
   }
 
@@ -522,6 +530,15 @@ class adaptive_policy {
     double last_seconds = 0, last_context = 0;
     std::int64_t last_step = -1;
   };
+  // The bins as points at a context, ascending node count: x the bin's mean node count, y its
+  // cost read at the context (bin_value), w its weight. NOTE: cached until the bins, kappa or the
+  // context change (decay_all, add_cost): every candidate of a step reads the same points, and
+  // computing them per read (two divisions per bin visited) was most of choose()'s time.
+  struct cost_points {
+    std::vector<double> x, y, w;
+    double context = 0;
+    std::uint64_t version = 0;
+  };
   struct acceptance_table {
     std::vector<double> mean, optimistic;  // [widths, L_max - 1]
   };
@@ -538,31 +555,24 @@ class adaptive_policy {
   // nodes, so on the KJV pair at batch 16 a plain step grows 150% over a 160-token call and a
   // 1 x 4 step 43%, by the same 1.6-2.3 ms per 100 tokens of every request's context.
   double cost_curve(double n, double context) const {
-    // The bins' (n, seconds at C), ascending n, read in place (this runs for every candidate of
-    // every step: no allocation, binary search).
-    const std::size_t m = cost_.size();
-    if (m == 0) return 0.0;
-    const double kappa = context_slope();
-    const auto x = [&](std::size_t i) { return cost_[i].n / cost_[i].weight; };
-    const auto y = [&](std::size_t i) { return bin_value(cost_[i], context, kappa); };
-    return std::max(0.0, interpolate(n, m, x, y));
+    if (cost_.empty()) return 0.0;
+    return std::max(0.0, interpolate(n, points(context)));
   }
   // A bin's decayed mean cost moved to context C along the slope kappa (stored units).
   static double bin_value(const cost_bin& b, double context, double kappa) {
     return (b.seconds + kappa * (context * b.weight - b.c)) / b.weight;
   }
-  template <class X, class Y>
-  double interpolate(double n, std::size_t m, const X& x, const Y& y) const {
+  double interpolate(double n, const cost_points& pt) const {
+    const std::size_t m = pt.x.size();
+    const auto x = [&](std::size_t i) { return pt.x[i]; };
+    const auto y = [&](std::size_t i) { return pt.y[i]; };
     if (m == 1) return y(0) * n / x(0);
     if (n <= x(0)) {
       const double slope = std::max(0.0, (y(1) - y(0)) / (x(1) - x(0)));
       return std::max(0.0, y(0) - slope * (x(0) - n));
     }
     // The first bin at or above n (bins ascend in n).
-    const std::size_t i = static_cast<std::size_t>(
-        std::partition_point(cost_.begin(), cost_.end(),
-                             [&](const cost_bin& b) { return b.n / b.weight < n; }) -
-        cost_.begin());
+    const std::size_t i = first_index(m, [&](std::size_t j) { return x(j) < n; });
     if (i < m) {
       const double f = (n - x(i - 1)) / (x(i) - x(i - 1));
       return y(i - 1) + f * (y(i) - y(i - 1));
@@ -574,7 +584,7 @@ class adaptive_policy {
     if (!beyond_slope_) {
       double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
       for (std::size_t j = 0; j < m; ++j) {
-        const double w = cost_[j].weight;
+        const double w = pt.w[j];
         sw += w;
         sx += w * x(j);
         sy += w * y(j);
@@ -658,15 +668,47 @@ class adaptive_policy {
 
   // The weight of the bins verify(n) is read from (verify_cost_weight()).
   double read_weight(double n) const {
-    const auto at = [](const cost_bin& b) { return b.n / b.weight; };
-    if (n <= at(cost_.front())) return cost_.front().weight;
+    const cost_points& pt = points(context_);
+    const std::size_t m = pt.x.size();
+    if (n <= pt.x[0]) return pt.w[0];
     // The first bin at or above n (mean node counts ascend with the keys).
-    const auto hi = std::partition_point(cost_.begin(), cost_.end(),
-                                         [&](const cost_bin& b) { return at(b) < n; });
-    if (hi == cost_.end()) return cost_.back().weight;
-    const auto lo = hi - 1;
-    const double f = (n - at(*lo)) / (at(*hi) - at(*lo));
-    return 1.0 / ((1.0 - f) * (1.0 - f) / lo->weight + f * f / hi->weight);
+    const std::size_t hi = first_index(m, [&](std::size_t j) { return pt.x[j] < n; });
+    if (hi == m) return pt.w[m - 1];
+    const std::size_t lo = hi - 1;
+    const double f = (n - pt.x[lo]) / (pt.x[hi] - pt.x[lo]);
+    return 1.0 / ((1.0 - f) * (1.0 - f) / pt.w[lo] + f * f / pt.w[hi]);
+  }
+
+  // The cost_points at a context, from the cache while it is current.
+  const cost_points& points(double context) const {
+    if (points_.version == bins_version_ && points_.context == context) return points_;
+    const double kappa = context_slope();
+    const std::size_t m = cost_.size();
+    points_.x.resize(m);
+    points_.y.resize(m);
+    points_.w.resize(m);
+    for (std::size_t i = 0; i < m; ++i) {
+      points_.x[i] = cost_[i].n / cost_[i].weight;
+      points_.y[i] = bin_value(cost_[i], context, kappa);
+      points_.w[i] = cost_[i].weight;
+    }
+    points_.context = context;
+    points_.version = bins_version_;
+    return points_;
+  }
+
+  // The first i in [0, m) for which below(i) is false (below is true on a prefix).
+  template <class Below>
+  static std::size_t first_index(std::size_t m, const Below& below) {
+    std::size_t lo = 0, hi = m;
+    while (lo < hi) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      if (below(mid))
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    return lo;
   }
 
   // The factor that makes a verify cost optimistic, exp(-cost_confidence / sqrt(w)) but at least
@@ -700,6 +742,7 @@ class adaptive_policy {
   }
 
   void decay_all() {
+    ++bins_version_;
     const double k = config_.decay;
     for (double& x : fresh_) x *= k;
     for (auto& b : cost_) {
@@ -734,6 +777,7 @@ class adaptive_policy {
     const double kappa = context_slope();
     double seconds = clock_seconds / speed_;
     beyond_slope_.reset();
+    ++bins_version_;
     const std::int32_t key = cost_key(nodes);
     auto it = bin_at(key);
     if (it == cost_.end() || it->key != key) it = cost_.insert(it, cost_bin{key});
@@ -920,6 +964,8 @@ class adaptive_policy {
   std::vector<double> node_sum_, node_weight_;  // [widths, lengths] sums, decayed like hits_
   std::vector<cost_bin> cost_;                  // ascending key
   mutable std::optional<double> beyond_slope_;  // cost_curve's slope past the last bin (cache)
+  mutable cost_points points_;                  // points()' cache
+  std::uint64_t bins_version_ = 1;              // changes with every change of the bins or kappa
   double pair_cy_ = 0, pair_cc_ = 0;  // context_slope()'s decayed sums of dC x dy and dC^2
   double pair_size_ = 0, pair_size_weight_ = 0;  // decayed sum of |dy| / the bin's value, weight
   double context_ = 0;                           // the latest step's context_tokens
