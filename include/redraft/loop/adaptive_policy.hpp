@@ -84,6 +84,8 @@
 //
 // Determinism: a pure function of the step reports it observed; with a simulated clock
 // (DecodeClock) the choices of a run are reproducible. It never sees a step's random draws.
+// Threads: the const queries (estimates(), verify_cost(), ...) fill a cache of the cost bins, so
+// one policy object must not be read from two threads at once (copy it instead).
 #pragma once
 
 #include <algorithm>
