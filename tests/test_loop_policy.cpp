@@ -1706,13 +1706,14 @@ TEST_CASE("a new generate() call re-measures the machine's speed at its first wa
   CHECK(next.verify_cost(nodes) == Approx(s.verify(nodes)).epsilon(0.02));
   // After calls too short for the context to grow (under 16 steps), no reset: a resetting step
   // teaches its own cost bin nothing, so short calls would stop the bins from learning. Calls of 8
-  // steps, costs x 1 to x 1.875 within each; the next call's first warm step moves the factor by
-  // the smoothing alone.
+  // steps, costs x 1 to x 1.875 within each; the next call's first step moves the factor by the
+  // smoothing alone, and it does move it: after short calls step 1 is not skipped as cold (calls
+  // of a step or two would otherwise teach the costs nothing).
   adaptive_policy short_calls(c.config);
   drive_policy(short_calls, s, 160, {.call_steps = 8, .context_growth = 1.0});
   const double before = short_calls.speed();
-  drive_policy(short_calls, s, 2, {.call_steps = 8, .context_growth = 1.0});
+  drive_policy(short_calls, s, 1, {.call_steps = 8, .context_growth = 1.0});
   CAPTURE(before, short_calls.speed());
   CHECK(short_calls.speed() >= 0.93 * before);
-  CHECK(short_calls.speed() <= before);
+  CHECK(short_calls.speed() < before);
 }

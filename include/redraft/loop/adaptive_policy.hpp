@@ -35,11 +35,11 @@
 // expected cost (geometric smoothing, weight speed_smoothing), so a slowdown that hits every
 // shape alike (another process on the core) changes one number, and a shape measured in a fast
 // stretch does not look cheap in a slow one: the choice between shapes depends on their
-// relative costs only. A generate() call's first step runs cold (after the prefill, or whatever
-// ran between calls) and adds nothing to the costs or the factor. The first warm step after it,
-// in a call that follows a call of 16 steps or more, sets the factor from its own measurement
-// instead (a guard from before kappa, when the
-// factor also carried the context's growth; with kappa it moves little there). Until that step, the
+// relative costs only. In a generate() call that follows a call of 16 steps or more, the first
+// step runs cold (after the prefill, or whatever ran between calls) and adds nothing to the costs
+// or the factor, and the first warm step after it sets the factor from its own measurement
+// instead (a guard from before kappa, when the factor also carried the context's growth; with
+// kappa it moves little there). Until that step, the
 // policy does not probe, and the costs of steps whose node count is cold are held and stored at
 // the re-measured factor.
 // Forgetting: a cell's (and a node count's) older observations lose weight by `decay` at each
@@ -233,6 +233,7 @@ class adaptive_policy {
     // would otherwise stop the bins from learning.
     if (ctx.step == 1) {
       resync_speed_ = call_steps_ >= resync_after_steps;
+      cold_step_ = resync_speed_;
       call_steps_ = 0;
     }
     ++call_steps_;
@@ -310,10 +311,12 @@ class adaptive_policy {
     // pair at batch 1 it cost a median 1.08x its call's later steps of the same node count, up to
     // 2.2x. Its costs teach neither the bins nor the speed factor, which the call's first warm
     // step re-measured from it: the factor jumped by up to 1.7x at a call's start, the costs
-    // stored while it came back down read low, and the policy ran 1 x 4 for whole calls where
-    // 1 x 2 was 1.5x faster. The policy's first step (calibration) is kept: calibration already
-    // replaces every bin's first sample.
-    const bool cold = report.step == 1 && steps_ > 1;
+    // stored while it came back down read low, and the policy ran 1 x 4 for whole calls at 0.76
+    // of 1 x 2's rate. Only where the factor is re-measured (a call after one of 16 steps or
+    // more): a caller whose calls last a step or two would otherwise teach the costs nothing, and
+    // the policy's first step (calibration) replaces every bin's first sample anyway.
+    const bool cold = cold_step_;
+    cold_step_ = false;
     if (!cold) update_speed(report.nodes, context, report.verify_cost_s());
     if (last_choice_ != policy_choice::probe) add_gain(report, seconds);
     if (!cold)
@@ -979,6 +982,7 @@ class adaptive_policy {
   double free_s_ = 0;          // explore_free_steps plain steps' time (the largest batch's so far)
   double speed_ = 1.0;         // the machine-speed factor (speed_smoothing)
   bool resync_speed_ = false;  // a generate() call began: the next warm step sets speed_
+  bool cold_step_ = false;     // the step being chosen is such a call's first: observe() skips it
   std::vector<cost_sample> held_;  // costs of the steps before that step (store_costs())
   std::int64_t call_steps_ = 0;    // steps chosen in the current generate() call
   policy_choice last_choice_ = policy_choice::calibrate;
