@@ -3,6 +3,8 @@
 include/redraft/loop/policy_trace.hpp): what a run chose and why, read back from the CSV alone.
 
 usage: python3 tools/trace_summary.py TRACE.csv [--step RUN STEP] [--probes N] [--costs]
+                                      [--loss SHAPE]
+       python3 tools/trace_summary.py --loss SHAPE TRACE.csv [TRACE.csv ...]
 
 Prints
   per call (the trace's `run`): steps, tokens, seconds, tokens/s; the shapes chosen (share of
@@ -18,11 +20,21 @@ Prints
   with --step RUN STEP, every candidate's estimate at that step (the best marked *);
   with --costs, per call and measured node count: steps, median context, and the median measured
     verify cost, as measured and divided by the step's speed factor (the units the policy stores
-    costs in), so drift between calls and between the counts' scales shows.
+    costs in), so drift between calls and between the counts' scales shows;
+  with --loss SHAPE (e.g. 1x2), where the time went against running SHAPE alone: each step's
+    time minus the time SHAPE would have needed for its tokens, at the rate SHAPE's exploiting
+    steps reached in the same call (their tokens over their time, the call's first step left
+    out), summed by cause: a call's first step (it runs cold), calibration, probes and
+    exploiting steps, each per shape, as a share of all the decoding time. Negative: faster
+    than SHAPE. Calls with fewer than 3 exploiting steps of SHAPE are left out (no rate to
+    compare with). It is a same-process estimate: it cannot see what SHAPE run alone would have
+    accepted differently (on text that loops, where steps begin changes what they accept).
+    With several traces, only this table is printed, summed over all of them.
 Standard library only (no numpy), so it runs on any Python 3.
 """
 import argparse
 import csv
+import re
 import sys
 from collections import Counter, OrderedDict
 
@@ -179,21 +191,70 @@ def costs(steps):
               f"| {1e3 * median(verify):.3f} | {1e3 * median(stored):.3f} |")
 
 
+def time_lost(traces, reference):
+    print(f"\n## time lost against {reference} (its exploiting steps' rate in each call)")
+    lost, count = Counter(), Counter()
+    total, calls, skipped = 0.0, 0, 0
+    for steps in traces:
+        runs = OrderedDict()
+        for (run, _), entry in steps.items():
+            runs.setdefault(run, []).append(entry["step"])
+        for rows in runs.values():
+            ref = [r for r in rows if r["shape"] == reference and r["choice"] == "exploit"
+                   and int(r["step"]) > 1]
+            ref_time = sum(seconds(r) for r in ref)
+            if len(ref) < 3 or ref_time <= 0:
+                skipped += 1
+                continue
+            calls += 1
+            rate = sum(int(r["emitted"]) for r in ref) / ref_time
+            for r in rows:
+                cause = "first step" if int(r["step"]) == 1 else r["choice"]
+                key = (cause, r["shape"])
+                lost[key] += seconds(r) - int(r["emitted"]) / rate
+                count[key] += 1
+                total += seconds(r)
+    print(f"{calls} calls compared, {skipped} left out (fewer than 3 exploiting steps of "
+          f"{reference})")
+    if not calls:
+        return
+    print("| cause | shape | steps | time lost ms | share of the decoding time |")
+    print("|---|---|---|---|---|")
+    order = {"first step": 0, "calibrate": 1, "probe": 2, "exploit": 3}
+    for (cause, shape), value in sorted(lost.items(), key=lambda kv: (order[kv[0][0]], -kv[1])):
+        print(f"| {cause} | {shape} | {count[(cause, shape)]} | {1e3 * value:.2f} | "
+              f"{100.0 * value / total:.2f}% |")
+    print(f"| all | | {sum(count.values())} | {1e3 * sum(lost.values()):.2f} | "
+          f"{100.0 * sum(lost.values()) / total:.2f}% |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("trace")
+    parser.add_argument("trace", nargs="+")
     parser.add_argument("--step", nargs=2, type=int, metavar=("RUN", "STEP"))
     parser.add_argument("--probes", type=int, default=5)
     parser.add_argument("--costs", action="store_true")
+    parser.add_argument("--loss", metavar="SHAPE")
     args = parser.parse_args()
     if args.probes < 0:
         sys.exit(f"trace_summary: --probes {args.probes} must be >= 0")
-    steps = load(args.trace)
+    shape = re.compile(r"plain|[1-9][0-9]*x[1-9][0-9]*")
+    if args.loss is not None and not shape.fullmatch(args.loss):
+        sys.exit(f"trace_summary: --loss {args.loss!r} is not a shape ('plain' or WxL, e.g. 1x2)")
+    if len(args.trace) > 1:
+        if args.loss is None or args.step or args.costs:
+            sys.exit(f"trace_summary: {len(args.trace)} traces given; several traces take --loss "
+                     "SHAPE alone (the other tables read one trace)")
+        time_lost([load(t) for t in args.trace], args.loss)
+        return
+    steps = load(args.trace[0])
     per_call(steps)
     per_shape(steps)
     probes(steps, args.probes)
     if args.costs:
         costs(steps)
+    if args.loss is not None:
+        time_lost([steps], args.loss)
     if args.step:
         one_step(steps, *args.step)
 
