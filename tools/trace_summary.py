@@ -22,13 +22,16 @@ Prints
     verify cost, as measured and divided by the step's speed factor (the units the policy stores
     costs in), so drift between calls and between the counts' scales shows;
   with --loss SHAPE (e.g. 1x2), where the time went against running SHAPE alone: each step's
-    time minus the time SHAPE would have needed for its tokens, at the rate SHAPE's exploiting
-    steps reached in the same call (their tokens over their time, the call's first step left
-    out), summed by cause: a call's first step (it runs cold), calibration, probes and
+    time minus the time SHAPE would have needed for its tokens, at the rate of the 8 exploiting
+    steps of SHAPE nearest to it in the same call (their tokens over their time; the call's
+    first step and the step itself left out; nearest, because a step's cost grows with its
+    context), summed by cause: a call's first step (it runs cold), calibration, probes and
     exploiting steps, each per shape, as a share of all the decoding time. Negative: faster
-    than SHAPE. Calls with fewer than 3 exploiting steps of SHAPE are left out (no rate to
+    than SHAPE. Calls with fewer than 4 exploiting steps of SHAPE are left out (no rate to
     compare with). It is a same-process estimate: it cannot see what SHAPE run alone would have
-    accepted differently (on text that loops, where steps begin changes what they accept).
+    accepted differently (on text that loops, where steps begin changes what they accept), and
+    where SHAPE ran only early or only late in a call, the other end is compared with a rate
+    from another context.
     With several traces, only this table is printed, summed over all of them.
 Standard library only (no numpy), so it runs on any Python 3.
 """
@@ -191,8 +194,17 @@ def costs(steps):
               f"| {1e3 * median(verify):.3f} | {1e3 * median(stored):.3f} |")
 
 
+def local_rate(ref, step, nearest=8):
+    """Tokens per second of the `nearest` reference steps closest to `step` in its call (itself
+    left out): a step's cost grows with its context, so a rate from the call's start would make
+    late steps look slow."""
+    near = sorted((r for r in ref if int(r["step"]) != step),
+                  key=lambda r: abs(int(r["step"]) - step))[:nearest]
+    return sum(int(r["emitted"]) for r in near) / sum(seconds(r) for r in near)
+
+
 def time_lost(traces, reference):
-    print(f"\n## time lost against {reference} (its exploiting steps' rate in each call)")
+    print(f"\n## time lost against {reference} (the rate of its nearest exploiting steps)")
     lost, count = Counter(), Counter()
     total, calls, skipped = 0.0, 0, 0
     for steps in traces:
@@ -203,24 +215,26 @@ def time_lost(traces, reference):
             ref = [r for r in rows if r["shape"] == reference and r["choice"] == "exploit"
                    and int(r["step"]) > 1]
             ref_time = sum(seconds(r) for r in ref)
-            if len(ref) < 3 or ref_time <= 0:
+            if len(ref) < 4 or ref_time <= 0:
                 skipped += 1
                 continue
             calls += 1
-            rate = sum(int(r["emitted"]) for r in ref) / ref_time
             for r in rows:
+                rate = local_rate(ref, int(r["step"]))
                 cause = "first step" if int(r["step"]) == 1 else r["choice"]
                 key = (cause, r["shape"])
                 lost[key] += seconds(r) - int(r["emitted"]) / rate
                 count[key] += 1
                 total += seconds(r)
-    print(f"{calls} calls compared, {skipped} left out (fewer than 3 exploiting steps of "
+    print(f"{calls} calls compared, {skipped} left out (fewer than 4 exploiting steps of "
           f"{reference})")
     if not calls:
         return
     print("| cause | shape | steps | time lost ms | share of the decoding time |")
     print("|---|---|---|---|---|")
     order = {"first step": 0, "calibrate": 1, "probe": 2, "exploit": 3}
+    for key in lost:  # sums that cancel print as 0, not -0
+        lost[key] = round(lost[key], 12) + 0.0
     for (cause, shape), value in sorted(lost.items(), key=lambda kv: (order[kv[0][0]], -kv[1])):
         print(f"| {cause} | {shape} | {count[(cause, shape)]} | {1e3 * value:.2f} | "
               f"{100.0 * value / total:.2f}% |")
