@@ -20,7 +20,9 @@ Prints
   with --step RUN STEP, every candidate's estimate at that step (the best marked *);
   with --costs, per call and measured node count: steps, median context, and the median measured
     verify cost, as measured and divided by the step's speed factor (the units the policy stores
-    costs in), so drift between calls and between the counts' scales shows;
+    costs in), so drift between calls and between the counts' scales shows, and the measured
+    cost's least-squares slope over the context in the call (us per context token; '-' for fewer
+    than 8 steps or a context spread under 100 tokens);
   with --loss SHAPE (e.g. 1x2), where the time went against running SHAPE alone: each step's
     time minus the time SHAPE would have needed for its tokens, at the rate of the 8 exploiting
     steps of SHAPE nearest to it in the same call (their tokens over their time; the call's
@@ -72,16 +74,21 @@ def shares(counter, total):
     return ", ".join(f"{k} {100.0 * v / total:.0f}%" for k, v in counter.most_common())
 
 
+def calls(steps):
+    """The trace's calls in order: run -> its steps' first rows, in step order."""
+    runs = OrderedDict()
+    for (run, _), entry in steps.items():
+        runs.setdefault(run, []).append(entry["step"])
+    return runs
+
+
 def per_call(steps):
     print("## per call")
     print("| run | steps | tokens | seconds | tokens/s | shapes (share of steps) | calibrate / exploit "
           "/ probe | opens with plain steps | speed | kappa us/token | budget left ms | probes "
           "charged ms |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    runs = OrderedDict()
-    for (run, _), entry in steps.items():
-        runs.setdefault(run, []).append(entry["step"])
-    for run, rows in runs.items():
+    for run, rows in calls(steps).items():
         tokens = sum(int(r["emitted"]) for r in rows)
         time = sum(seconds(r) for r in rows)
         shapes = Counter(r["shape"] for r in rows)
@@ -179,10 +186,29 @@ def median(values):
     return v[m // 2] if m % 2 else (v[m // 2 - 1] + v[m // 2]) / 2
 
 
+def context_slope(rows):
+    """Least-squares slope of the measured verify cost over the context, in us per context token,
+    over a call's steps of one node count (its first, cold step left out); None where fewer than
+    8 steps or a context spread under 100 tokens leave it to the noise. NOTE: a regression over a
+    call also reads a drift of the machine's speed as context; the policy's kappa uses pairs of
+    steps a few apart instead (docs/loop.md)."""
+    points = [(fnum(r, "context"), fnum(r, "verify_s")) for r in rows if int(r["step"]) > 1]
+    if len(points) < 8:
+        return None
+    xs = [c for c, _ in points]
+    if max(xs) - min(xs) < 100:
+        return None
+    mx = sum(xs) / len(xs)
+    my = sum(y for _, y in points) / len(points)
+    return 1e6 * (sum((c - mx) * (y - my) for c, y in points) /
+                  sum((c - mx) ** 2 for c in xs))
+
+
 def costs(steps):
     print("\n## measured verify cost per call and node count")
-    print("| run | nodes | steps | median context | median verify ms | median verify / speed ms |")
-    print("|---|---|---|---|---|---|")
+    print("| run | nodes | steps | median context | median verify ms | median verify / speed ms | "
+          "context slope us/token |")
+    print("|---|---|---|---|---|---|---|")
     groups = OrderedDict()
     for (run, _), entry in sorted(steps.items()):
         r = entry["step"]
@@ -190,8 +216,10 @@ def costs(steps):
     for (run, nodes), rows in sorted(groups.items()):
         verify = [fnum(r, "verify_s") for r in rows]
         stored = [fnum(r, "verify_s") / fnum(r, "speed") for r in rows]
+        slope = context_slope(rows)
         print(f"| {run} | {nodes} | {len(rows)} | {median([fnum(r, 'context') for r in rows]):.0f} "
-              f"| {1e3 * median(verify):.3f} | {1e3 * median(stored):.3f} |")
+              f"| {1e3 * median(verify):.3f} | {1e3 * median(stored):.3f} | "
+              f"{'-' if slope is None else f'{slope:.2f}'} |")
 
 
 def local_rate(ref, step, nearest=8):
@@ -206,19 +234,16 @@ def local_rate(ref, step, nearest=8):
 def time_lost(traces, reference):
     print(f"\n## time lost against {reference} (the rate of its nearest exploiting steps)")
     lost, count = Counter(), Counter()
-    total, calls, skipped = 0.0, 0, 0
+    total, compared, skipped = 0.0, 0, 0
     for steps in traces:
-        runs = OrderedDict()
-        for (run, _), entry in steps.items():
-            runs.setdefault(run, []).append(entry["step"])
-        for rows in runs.values():
+        for rows in calls(steps).values():
             ref = [r for r in rows if r["shape"] == reference and r["choice"] == "exploit"
                    and int(r["step"]) > 1]
             ref_time = sum(seconds(r) for r in ref)
             if len(ref) < 4 or ref_time <= 0:
                 skipped += 1
                 continue
-            calls += 1
+            compared += 1
             for r in rows:
                 rate = local_rate(ref, int(r["step"]))
                 cause = "first step" if int(r["step"]) == 1 else r["choice"]
@@ -226,9 +251,9 @@ def time_lost(traces, reference):
                 lost[key] += seconds(r) - int(r["emitted"]) / rate
                 count[key] += 1
                 total += seconds(r)
-    print(f"{calls} calls compared, {skipped} left out (fewer than 4 exploiting steps of "
+    print(f"{compared} calls compared, {skipped} left out (fewer than 4 exploiting steps of "
           f"{reference})")
-    if not calls:
+    if not compared:
         return
     print("| cause | shape | steps | time lost ms | share of the decoding time |")
     print("|---|---|---|---|---|")
