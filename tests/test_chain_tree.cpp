@@ -42,7 +42,7 @@ TEMPLATE_TEST_CASE("build_chain_tree: paths with lower-triangular masks and posi
   std::vector<std::int32_t> offsets{0, 3, 4, 44}, tokens;
   for (std::int32_t i = 0; i < 44; ++i) tokens.push_back((i * 7) % 13);
   const tree<TestType> t = build_chain_tree(backend, tokens, offsets);
-  const redraft_test::host_tree h = to_host(backend, t);
+  const redraft_test::host_tree_copy h = to_host(backend, t);
   CHECK(t.batch == 3);
   CHECK(t.beam_width == 0);
   CHECK(t.host_node_offsets == offsets);
@@ -95,7 +95,7 @@ TEMPLATE_TEST_CASE("build_one_node_tree: one root per request", "[tree][chain]",
   const TestType backend{};
   const std::vector<std::int32_t> roots{9, 0, 5, 5};
   const tree<TestType> t = build_one_node_tree(backend, roots);
-  const redraft_test::host_tree h = to_host(backend, t);
+  const redraft_test::host_tree_copy h = to_host(backend, t);
   CHECK(t.batch == 4);
   CHECK(h.node_offsets == std::vector<std::int32_t>{0, 1, 2, 3, 4});
   CHECK(h.token == roots);

@@ -10,7 +10,7 @@
 #include "tree_test_util.hpp"
 
 using namespace redraft;
-using redraft_test::host_tree;
+using redraft_test::host_tree_copy;
 using redraft_test::to_host;
 
 namespace {
@@ -47,7 +47,7 @@ TEMPLATE_TEST_CASE("build_tree_from_choices fills a Medusa choice tree from top-
   CHECK(t.beam_length == 0);
   CHECK(t.beam_to_node.size() == 0);
   CHECK(t.host_node_offsets == std::vector<std::int32_t>{0, 7, 14});
-  const host_tree h = to_host(backend, t);
+  const host_tree_copy h = to_host(backend, t);
   CHECK(h.node_offsets == t.host_node_offsets);
   CHECK(h.slice(h.parent, 0) == std::vector<std::int32_t>{-1, 0, 0, 1, 1, 2, 3});
   CHECK(h.slice(h.parent, 1) == std::vector<std::int32_t>{-1, 0, 0, 1, 1, 2, 3});
@@ -157,7 +157,7 @@ TEMPLATE_TEST_CASE("build_tree_from_parents copies the tree and derives depths",
         backend, vector_view<const std::int32_t>(offsets_d.data(), batch + 1),
         vector_view<const std::int32_t>(parent_d.data(), static_cast<index_t>(parent.size())),
         vector_view<const std::int32_t>(token_d.data(), static_cast<index_t>(token.size())));
-    const host_tree h = to_host(backend, t);
+    const host_tree_copy h = to_host(backend, t);
     CHECK(t.host_node_offsets == offsets);
     CHECK(h.node_offsets == offsets);
     CHECK(h.parent == parent);

@@ -14,7 +14,7 @@
 #include "tree_test_util.hpp"
 
 using namespace redraft;
-using redraft_test::host_tree;
+using redraft_test::host_tree_copy;
 using redraft_test::to_host;
 
 namespace {
@@ -35,8 +35,8 @@ typename B::template buffer<std::int32_t> upload(const B& backend,
 }
 
 // Checks tree h (built from beams [B, W, L]) against the reference and the tree invariants.
-void check_against_reference(const host_tree& h, const std::vector<std::int32_t>& beams, int batch,
-                             int width, int length) {
+void check_against_reference(const host_tree_copy& h, const std::vector<std::int32_t>& beams,
+                             int batch, int width, int length) {
   REQUIRE(h.batch == batch);
   REQUIRE(h.beam_width == width);
   REQUIRE(h.beam_length == length);
@@ -78,6 +78,15 @@ void check_against_reference(const host_tree& h, const std::vector<std::int32_t>
   }
 }
 
+// Two trees equal array for array (the parallel form against the trie).
+void check_identical(const host_tree_copy& a, const host_tree_copy& b) {
+  CHECK(a.node_offsets == b.node_offsets);
+  CHECK(a.token == b.token);
+  CHECK(a.parent == b.parent);
+  CHECK(a.depth == b.depth);
+  CHECK(a.beam_to_node == b.beam_to_node);
+}
+
 }  // namespace
 
 TEMPLATE_TEST_CASE(
@@ -96,15 +105,11 @@ TEMPLATE_TEST_CASE(
         redraft_test::random_beams(rng, batch, width, length, alphabet);
     const auto device_beams = upload(backend, beams);
     const view<const std::int32_t, 3> v(device_beams.data(), batch, width, length);
-    const host_tree trie = to_host(backend, build_tree(backend, v));
-    const host_tree parallel = to_host(backend, build_tree_parallel(backend, v));
+    const host_tree_copy trie = to_host(backend, build_tree(backend, v));
+    const host_tree_copy parallel = to_host(backend, build_tree_parallel(backend, v));
     check_against_reference(trie, beams, batch, width, length);
     // The parallel form is identical to the trie, array for array.
-    CHECK(parallel.node_offsets == trie.node_offsets);
-    CHECK(parallel.token == trie.token);
-    CHECK(parallel.parent == trie.parent);
-    CHECK(parallel.depth == trie.depth);
-    CHECK(parallel.beam_to_node == trie.beam_to_node);
+    check_identical(parallel, trie);
   }
 }
 
@@ -118,8 +123,8 @@ TEMPLATE_TEST_CASE(
   const view<const std::int32_t, 3> v(device_beams.data(), 2, 2, 3);
   const std::vector<std::int32_t> request_ids = {10, 11};
   const auto good = upload(backend, std::vector<std::int32_t>{5, 7});
-  const host_tree plain = to_host(backend, build_tree_parallel(backend, v));
-  const host_tree checked =
+  const host_tree_copy plain = to_host(backend, build_tree_parallel(backend, v));
+  const host_tree_copy checked =
       to_host(backend, detail::build_tree_parallel_checked("caller", backend, v, {}, good.data(),
                                                            request_ids.data()));
   CHECK(checked.node_offsets == plain.node_offsets);
@@ -141,7 +146,7 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
   SECTION("the worked example: 3 beams of length 4") {
     const std::vector<std::int32_t> beams = {0, 2, 0, 4, 0, 2, 3, 3, 0, 2, 3, 3};
     const auto d = upload(backend, beams);
-    const host_tree h =
+    const host_tree_copy h =
         to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 3, 4)));
     CHECK(h.token == std::vector<std::int32_t>{0, 2, 0, 4, 3, 3});
     CHECK(h.parent == std::vector<std::int32_t>{-1, 0, 1, 2, 1, 4});
@@ -153,7 +158,7 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
     CAPTURE(length);
     std::vector<std::int32_t> beams(static_cast<std::size_t>(length), 7);
     const auto d = upload(backend, beams);
-    const host_tree h =
+    const host_tree_copy h =
         to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 1, length)));
     REQUIRE(h.num_nodes(0) == length);
     for (int i = 0; i < length; ++i) {
@@ -165,7 +170,7 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
   SECTION("L = 2: a star of the distinct first tokens") {
     const std::vector<std::int32_t> beams = {5, 1, 5, 2, 5, 1, 5, 3};  // [1, 4, 2]
     const auto d = upload(backend, beams);
-    const host_tree h =
+    const host_tree_copy h =
         to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, 4, 2)));
     CHECK(h.token == std::vector<std::int32_t>{5, 1, 2, 3});
     CHECK(h.parent == std::vector<std::int32_t>{-1, 0, 0, 0});
@@ -177,7 +182,7 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
     std::vector<std::int32_t> beams;
     for (int w = 0; w < width; ++w) beams.insert(beams.end(), {9, 4, 4, 1, 0});
     const auto d = upload(backend, beams);
-    const host_tree h =
+    const host_tree_copy h =
         to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, width, 5)));
     CHECK(h.num_nodes(0) == 5);
     for (int w = 0; w < width; ++w) {
@@ -194,7 +199,7 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
       for (int l = 1; l < length; ++l) beams.push_back(w);  // first drafted token differs
     }
     const auto d = upload(backend, beams);
-    const host_tree h = to_host(
+    const host_tree_copy h = to_host(
         backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 1, width, length)));
     CHECK(h.num_nodes(0) == 1 + width * (length - 1));
     check_against_reference(h, beams, 1, width, length);
@@ -205,7 +210,7 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
     CHECK(t.batch == 0);
     CHECK(t.total_nodes() == 0);
     CHECK(t.max_nodes() == 0);
-    const host_tree h = to_host(backend, t);
+    const host_tree_copy h = to_host(backend, t);
     CHECK(h.node_offsets == std::vector<std::int32_t>{0});
     CHECK(h.token.empty());
     CHECK(h.beam_to_node.empty());
@@ -215,7 +220,7 @@ TEMPLATE_TEST_CASE("build_tree edge cases", "[tree][build_tree]", REDRAFT_TEST_B
     const std::vector<std::int32_t> beams = {0, 2, 0, 4, 0, 2, 3, 3, 0, 2, 3, 3,
                                              8, 2, 0, 4, 8, 2, 3, 3, 8, 2, 3, 3};
     const auto d = upload(backend, beams);
-    const host_tree h =
+    const host_tree_copy h =
         to_host(backend, build(f, backend, view<const std::int32_t, 3>(d.data(), 2, 3, 4)));
     CHECK(h.node_offsets == std::vector<std::int32_t>{0, 6, 12});
     CHECK(h.slice(h.parent, 1) == h.slice(h.parent, 0));
@@ -232,7 +237,7 @@ TEMPLATE_TEST_CASE("build_tree rejects bad beams with redraft::error and leaves 
   const std::vector<std::int32_t> good = {0, 2, 0, 4, 0, 2, 3, 3, 0, 2, 3, 3};
   const auto good_d = upload(backend, good);
   tree<TestType> t = build(f, backend, view<const std::int32_t, 3>(good_d.data(), 1, 3, 4));
-  const host_tree before = to_host(backend, t);
+  const host_tree_copy before = to_host(backend, t);
 
   const auto expect_error = [&](const std::vector<std::int32_t>& beams, index_t batch,
                                 index_t width, index_t length, const std::string& message) {
@@ -243,7 +248,7 @@ TEMPLATE_TEST_CASE("build_tree rejects bad beams with redraft::error and leaves 
     CHECK_THROWS_WITH(
         build(f, backend, view<const std::int32_t, 3>(d.data(), batch, width, length)),
         Catch::StartsWith(name) && Catch::Contains(message));
-    const host_tree after = to_host(backend, t);
+    const host_tree_copy after = to_host(backend, t);
     CHECK(after.token == before.token);
     CHECK(after.beam_to_node == before.beam_to_node);
   };
@@ -293,13 +298,9 @@ TEMPLATE_TEST_CASE("build_tree with beam_lengths: both forms equal the prefix re
     const matrix_view<const std::int32_t> lv(device_lengths.data(), batch, width);
     const tree<TestType> built = build_tree(backend, v, lv);
     CHECK(built.short_beams == (batch > 0));
-    const host_tree trie = to_host(backend, built);
-    const host_tree parallel = to_host(backend, build_tree_parallel(backend, v, lv));
-    CHECK(parallel.node_offsets == trie.node_offsets);
-    CHECK(parallel.token == trie.token);
-    CHECK(parallel.parent == trie.parent);
-    CHECK(parallel.depth == trie.depth);
-    CHECK(parallel.beam_to_node == trie.beam_to_node);
+    const host_tree_copy trie = to_host(backend, built);
+    const host_tree_copy parallel = to_host(backend, build_tree_parallel(backend, v, lv));
+    check_identical(parallel, trie);
     for (int b = 0; b < batch; ++b) {
       std::map<std::vector<std::int32_t>, std::int32_t> node_of{{{}, 0}};
       std::vector<std::int32_t> token{beams[static_cast<std::size_t>(b * width * length)]},
@@ -361,8 +362,54 @@ TEMPLATE_TEST_CASE("build_tree rejects bad beam_lengths", "[tree][build_tree][er
       Catch::Contains("beams[0, 0, 1] = -2"));
   const auto d2 = upload(backend, std::vector<std::int32_t>{1, 2});
   const matrix_view<const std::int32_t> lv2(d2.data(), 1, 2);
-  const host_tree h = to_host(backend, f == form::trie ? build_tree(backend, vb, lv2)
-                                                       : build_tree_parallel(backend, vb, lv2));
+  const host_tree_copy h =
+      to_host(backend, f == form::trie ? build_tree(backend, vb, lv2)
+                                       : build_tree_parallel(backend, vb, lv2));
   CHECK(h.token == std::vector<std::int32_t>{5, 3});
   CHECK(h.beam_to_node == std::vector<std::int32_t>{0, -1, -1, 0, 1, -1});
+}
+
+// cpu_backend declaring its memory not host-accessible (Backend clause 8), so build_tree takes the
+// path it takes on a GPU (the parallel form, no copy of the beams to the host); the memory is still
+// the host's, so the test runs on any machine. (A named namespace, unique to this file: the GPU
+// test program links several test sources, and clang warns on clause 8's constant in a class of
+// internal linkage.)
+namespace test_tree_device_memory {
+struct device_memory_cpu_backend : cpu_backend {
+  static constexpr bool memory_is_host_accessible = false;
+};
+static_assert(Backend<device_memory_cpu_backend>);
+static_assert(!backend_memory_is_host_accessible_v<device_memory_cpu_backend>);
+}  // namespace test_tree_device_memory
+
+TEST_CASE("build_tree on device memory equals the trie and names build_tree in its errors",
+          "[tree][build_tree][errors]") {
+  using test_tree_device_memory::device_memory_cpu_backend;
+  const device_memory_cpu_backend device;
+  const cpu_backend cpu;
+  std::mt19937 rng(11);
+  const std::vector<std::int32_t> beams = redraft_test::random_beams(rng, 3, 5, 4, 3);
+  const auto d = upload(cpu, beams);  // the same host memory for both backends
+  const view<const std::int32_t, 3> v(d.data(), 3, 5, 4);
+  const host_tree_copy got = to_host(device, build_tree(device, v));
+  const host_tree_copy trie = to_host(cpu, build_tree(cpu, v));
+  check_identical(got, trie);
+
+  // Errors name the function the caller called, not the form it dispatched to.
+  CHECK_THROWS_WITH(
+      build_tree(device, view<const std::int32_t, 3>(d.data(), 1, 3, 1)),
+      Catch::StartsWith("build_tree: ") && Catch::Contains("beam_length 1 must be at least 2"));
+  CHECK_THROWS_WITH(
+      build_tree(device, view<const std::int32_t, 3>(d.data(), 1, 0, 4)),
+      Catch::StartsWith("build_tree: ") && Catch::Contains("beam_width 0 must be at least 1"));
+  std::vector<std::int32_t> bad = beams;
+  bad[6] = -3;  // beams[0, 1, 2]
+  const auto d_bad = upload(cpu, bad);
+  CHECK_THROWS_WITH(build_tree(device, view<const std::int32_t, 3>(d_bad.data(), 3, 5, 4)),
+                    Catch::StartsWith("build_tree: ") &&
+                        Catch::Contains("beams[0, 1, 2] = -3 is not a valid token id"));
+  const auto lengths = upload(cpu, std::vector<std::int32_t>{4, 4, 4});
+  CHECK_THROWS_WITH(build_tree(device, v, matrix_view<const std::int32_t>(lengths.data(), 1, 3)),
+                    Catch::StartsWith("build_tree: ") &&
+                        Catch::Contains("beam_lengths is [1, 3], expected [3, 5]"));
 }

@@ -13,7 +13,7 @@
 #include "tree_test_util.hpp"
 
 using namespace redraft;
-using redraft_test::host_tree;
+using redraft_test::host_tree_copy;
 using redraft_test::to_host;
 
 namespace {
@@ -35,7 +35,7 @@ std::vector<T> download(const B& backend, const Buffer& buffer) {
 // Checks every mask and the positions of tree t against the ancestor walk.
 template <class B>
 void check_masks(const B& backend, const tree<B>& t, std::mt19937& rng) {
-  const host_tree h = to_host(backend, t);
+  const host_tree_copy h = to_host(backend, t);
   const int batch = t.batch;
   const int n_max = t.max_nodes();
   const int context = std::uniform_int_distribution<int>(0, 6)(rng);

@@ -11,7 +11,10 @@
 namespace redraft_test {
 
 // Host copy of a tree<B>.
-struct host_tree {
+// NOTE: not named host_tree: verify_test_util.hpp has a different redraft_test::host_tree, and
+// redraft_cuda_tests links sources of both into one program, where two classes of one name break
+// the one-definition rule (the linker kept one destructor for both; the tree tests crashed in it).
+struct host_tree_copy {
   std::int32_t batch = 0, beam_width = 0, beam_length = 0;
   std::vector<std::int32_t> node_offsets, token, parent, depth, beam_to_node;
 
@@ -34,8 +37,8 @@ std::vector<std::int32_t> to_host(const B& backend, const Buffer& buffer) {
 }
 
 template <class B>
-host_tree to_host(const B& backend, const redraft::tree<B>& t) {
-  host_tree h;
+host_tree_copy to_host(const B& backend, const redraft::tree<B>& t) {
+  host_tree_copy h;
   h.batch = t.batch;
   h.beam_width = t.beam_width;
   h.beam_length = t.beam_length;

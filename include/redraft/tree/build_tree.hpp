@@ -108,12 +108,14 @@ inline void build_tree_trie(const std::int32_t* beams, const std::int32_t* lengt
 //
 // Where backend memory is not host-accessible (Backend clause 8, e.g. CUDA) build_tree returns
 // build_tree_parallel(backend, beams), which is identical element for element and keeps the
-// work on the device; the trie below runs only on host-accessible memory.
+// work on the device (its errors still name build_tree); the trie below runs only on
+// host-accessible memory.
 template <Backend B>
 tree<B> build_tree(const B& backend, view<const std::int32_t, 3> beams,
                    matrix_view<const std::int32_t> beam_lengths = {}) {
   if constexpr (!backend_memory_is_host_accessible_v<B>) {
-    return build_tree_parallel(backend, beams, beam_lengths);
+    return detail::build_tree_parallel_checked("build_tree", backend, beams, beam_lengths, nullptr,
+                                               nullptr);
   }
   const index_t batch = beams.extent(0), width = beams.extent(1), length = beams.extent(2);
   // NOTE: node indices and node_offsets are int32 and n_total <= B W L, so B W L < 2^31 keeps

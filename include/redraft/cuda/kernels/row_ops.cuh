@@ -63,7 +63,14 @@ __global__ void __launch_bounds__(Threads)
   if (threadIdx.x == 0) out[blockIdx.x] = best.index;
 }
 
-// Dynamic shared memory: k floats + k int32 (the candidates).
+// Dynamic shared memory: top_k_slots(k) floats + top_k_slots(k) int32 (the candidates).
+//
+// NOTE: nvcc (CUDA 13.0, sm_90) unrolls sorted_slot's loop by 4 and reads the remainder of the
+// candidate values with one 16-byte LDS.128, up to 3 floats past entry k - 1 (compute-sanitizer's
+// memcheck reported the over-read on an H200 with k = 1). Rounding each array up to a multiple of
+// 4 entries keeps every such read inside the allocation; the padding is never written or used.
+__host__ __device__ constexpr int top_k_slots(int k) { return (k + 3) / 4 * 4; }
+
 template <int Threads>
 __global__ void __launch_bounds__(Threads)
     row_top_k_kernel(const float* x, index_t cols, int k, float* values, std::int32_t* indices) {
@@ -72,9 +79,9 @@ __global__ void __launch_bounds__(Threads)
   __shared__ std::uint32_t histogram[256];
   __shared__ std::uint32_t prefix;
   __shared__ index_t remaining;
-  extern __shared__ unsigned char candidates_raw[];
+  extern __shared__ __align__(16) unsigned char candidates_raw[];
   float* cand_values = reinterpret_cast<float*>(candidates_raw);
-  std::int32_t* cand_columns = reinterpret_cast<std::int32_t*>(cand_values + k);
+  std::int32_t* cand_columns = reinterpret_cast<std::int32_t*>(cand_values + top_k_slots(k));
   const int tid = threadIdx.x;
   const float* row = x + static_cast<index_t>(blockIdx.x) * cols;
 
@@ -166,7 +173,8 @@ inline cudaError_t launch_row_argmax(const float* x, index_t rows, index_t cols,
 inline cudaError_t launch_row_top_k(const float* x, index_t rows, index_t cols, int k,
                                     float* values, std::int32_t* indices, cudaStream_t stream) {
   constexpr int t = kernel_tuning::row_threads;
-  const std::size_t shared = static_cast<std::size_t>(k) * (sizeof(float) + sizeof(std::int32_t));
+  const std::size_t shared =
+      static_cast<std::size_t>(top_k_slots(k)) * (sizeof(float) + sizeof(std::int32_t));
   row_top_k_kernel<t>
       <<<static_cast<unsigned>(rows), t, shared, stream>>>(x, cols, k, values, indices);
   return cudaGetLastError();
