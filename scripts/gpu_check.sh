@@ -4,7 +4,7 @@
 # (every CUDA output against the CPU backend, float / half / bfloat16 logits), then bench_cuda at
 # the shapes docs/cuda.md reports. Everything it prints also goes to $OUT (default
 # <build>/gpu_check): gpu.txt (the GPU), build.log, cases.txt (one line per test case), test.log,
-# bench.json / bench.txt, memcheck.txt / memcheck.log.
+# bench.json / bench.txt, memcheck.txt / memcheck.log, ncu.txt.
 #
 #   scripts/gpu_check.sh [build-dir]        (default build-gpu)
 #   REDRAFT_GPU_CHECK_SECONDS=N             total limit, default 540 (the build takes most of it)
@@ -12,6 +12,8 @@
 #   REDRAFT_GPU_CHECK_MEMCHECK=N            then run each test case under compute-sanitizer
 #                                           memcheck, N seconds at most, within the total limit
 #                                           (default 0: not run)
+#   REDRAFT_GPU_CHECK_NCU=1                 then time each kernel of a few shapes' timed calls
+#                                           under ncu (ncu.txt)
 #   REDRAFT_GPU_CHECK_PREBUILT=1            skip the build: run the binaries already in
 #                                           <build-dir> (built on another machine with nvcc for
 #                                           this GPU's architecture and copied here, so device
@@ -111,6 +113,31 @@ if [ "$memcheck_cap" != 0 ]; then
     fi
   done < "$names"
   rm -f "$case_log"
+fi
+
+# Optional: the kernels of the timed calls of a few reported shapes under Nsight Compute
+# (REDRAFT_GPU_CHECK_NCU=1): one table per shape in ncu.txt (tools/ncu_kernels.py: launches, time
+# and share per kernel, kernel time per call), to set against bench.txt's event-timed wall time.
+# bench_cuda marks each timed call as the NVTX range redraft_timed, so the set-up is left out.
+if [ "${REDRAFT_GPU_CHECK_NCU:-0}" = 1 ]; then
+  : > "$out/ncu.txt"
+  for shape in BM_cuda_tree_masks/64/16/ BM_cuda_verify_greedy/1/16/128256/ \
+               BM_cuda_verify_lossless/1/16/128256/ BM_cuda_beam_search/1/4/32000/2/; do
+    [ "$(left)" -gt 10 ] || { echo "== ncu: out of time before $shape" | tee -a "$out/ncu.txt"; break; }
+    csv=$(mktemp)
+    run=$(mktemp)
+    rc=0
+    timeout "$(limit_left)" ncu --clock-control none --nvtx --nvtx-include 'redraft_timed/' \
+      --metrics gpu__time_duration.sum --csv --print-units base \
+      "$build/bench/bench_cuda" --benchmark_filter="^$shape" --benchmark_min_time=0.001 \
+      --benchmark_out="$run" --benchmark_out_format=json > "$csv" 2>&1 || rc=$?
+    calls=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["benchmarks"][0]["iterations"])' "$run" 2>/dev/null || echo "")
+    {
+      echo "== $shape (ncu status $rc, ${calls:-?} timed calls)"
+      python3 tools/ncu_kernels.py "$csv" ${calls:+--calls "$calls"} 2>&1 || tail -5 "$csv"
+    } | tee -a "$out/ncu.txt"
+    rm -f "$csv" "$run"
+  done
 fi
 
 echo "== done, $(left) s left; results in $out"
