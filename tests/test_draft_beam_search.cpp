@@ -133,6 +133,51 @@ TEMPLATE_TEST_CASE("beam_search: matches the naive reference", "[draft][beam_sea
   }
 }
 
+TEMPLATE_TEST_CASE("beam_search: each beam's top W, merged, is the top W of the request's row",
+                   "[draft][beam_search]", REDRAFT_TEST_BACKENDS) {
+  // Candidates drawn from five values (+0 and -0 among them), so ties cross beams and the W-th
+  // place: the merge must give row_top_k over each request's whole W*V row, bit for bit.
+  const index_t width = GENERATE(1, 2, 5);
+  const index_t batch = 3, v = 13, rows = batch * width;
+  const std::uint32_t seed = GENERATE(1u, 2u, 3u);
+  CAPTURE(width, seed);
+  const float pool[] = {1.5f, 0.0f, -0.0f, -2.0f, -50000.0f};
+  std::mt19937 rng(seed);
+  std::vector<float> candidates(static_cast<std::size_t>(rows * v));
+  for (float& c : candidates) c = pool[rng() % 5];
+  TestType backend;
+  const auto x = upload(backend, candidates);
+  auto beam_values = backend.template allocate<float>(rows * width);
+  auto beam_tokens = backend.template allocate<std::int32_t>(rows * width);
+  auto merged_values = backend.template allocate<float>(batch * width);
+  auto merged_indices = backend.template allocate<std::int32_t>(batch * width);
+  backend.row_top_k(redraft::matrix_view<const float>(x.data(), rows, v), static_cast<int>(width),
+                    redraft::matrix_view<float>(beam_values.data(), rows, width),
+                    redraft::matrix_view<std::int32_t>(beam_tokens.data(), rows, width));
+  backend.for_each_index(
+      rows * width,
+      redraft::detail::merge_beam_tops{
+          redraft::matrix_view<const float>(beam_values.data(), rows, width),
+          redraft::matrix_view<const std::int32_t>(beam_tokens.data(), rows, width),
+          redraft::matrix_view<float>(merged_values.data(), batch, width),
+          redraft::matrix_view<std::int32_t>(merged_indices.data(), batch, width), v});
+  auto whole_values = backend.template allocate<float>(batch * width);
+  auto whole_indices = backend.template allocate<std::int32_t>(batch * width);
+  backend.row_top_k(redraft::matrix_view<const float>(x.data(), batch, width * v),
+                    static_cast<int>(width),
+                    redraft::matrix_view<float>(whole_values.data(), batch, width),
+                    redraft::matrix_view<std::int32_t>(whole_indices.data(), batch, width));
+  CHECK(download<std::int32_t>(backend, merged_indices) ==
+        download<std::int32_t>(backend, whole_indices));
+  const auto merged = download<float>(backend, merged_values);
+  const auto whole = download<float>(backend, whole_values);
+  for (std::size_t i = 0; i < merged.size(); ++i) {
+    CAPTURE(i, merged[i], whole[i]);
+    CHECK(std::signbit(merged[i]) == std::signbit(whole[i]));
+    CHECK(merged[i] == whole[i]);
+  }
+}
+
 TEST_CASE("beam_search: a workspace serves calls of different shapes", "[draft][beam_search]") {
   const auto config = redraft_test::make_config(40, 4, 16, 1, redraft::recurrence::silu, 20);
   const auto weights = redraft_test::random_weights(config, 3);

@@ -132,6 +132,78 @@ TEMPLATE_TEST_CASE("draft_head: the top-k warp keeps ties with the k-th largest"
   CHECK(lp[4] == Approx(-50000.0 - lse));
 }
 
+TEMPLATE_TEST_CASE("draft_head: the warp's normaliser counts ties past the k-th across chunks",
+                   "[draft]", REDRAFT_TEST_BACKENDS) {
+  // V = 700 columns (three chunks of the normaliser's first pass), logits = the first column of
+  // lm_head as in the test above. Ties with the k-th largest lie in every chunk, most of them past
+  // the top-k list; with kth = 0 half of them are -0, which ties with +0.
+  const bool zero_kth = GENERATE(false, true);
+  CAPTURE(zero_kth);
+  const redraft::index_t v = 700, k = 5;
+  const float tie = zero_kth ? 0.0f : 2.0f;
+  std::vector<float> logits(static_cast<std::size_t>(v), -3.0f);
+  logits[0] = 4.0f;
+  logits[1] = logits[300] = logits[650] = 3.0f;
+  redraft::index_t ties = 0;
+  for (redraft::index_t c = 10; c < v; c += 7) {
+    if (logits[static_cast<std::size_t>(c)] != -3.0f) continue;
+    logits[static_cast<std::size_t>(c)] = zero_kth && ties % 2 == 1 ? -0.0f : tie;
+    ++ties;
+  }
+  std::vector<float> lm_head(static_cast<std::size_t>(2 * v), 0.0f);
+  for (redraft::index_t c = 0; c < v; ++c) lm_head[static_cast<std::size_t>(2 * c)] = logits[c];
+  const auto config = redraft_test::make_config(v, 1, 2, 0, redraft::recurrence::running_sum, k);
+  const auto run = [&](auto backend) {
+    using B = decltype(backend);
+    redraft::draft_head<B> head(backend, config);
+    head.set_parameter("lm_head.0.weight", lm_head);
+    std::vector<float> one = {1.0f}, zero = {0.0f};
+    auto h = upload(backend, one);
+    auto s = upload(backend, zero);
+    auto out = backend.template allocate<float>(v);
+    redraft::draft_head_workspace<B> ws;
+    head.log_probs(redraft::matrix_view<const float>(h.data(), 1, 1),
+                   redraft::matrix_view<const float>(s.data(), 1, 1),
+                   redraft::matrix_view<float>(out.data(), 1, v), ws);
+    return download(backend, out);
+  };
+  const auto lp = run(TestType{});
+  // After subtracting the max 4: one 0, three -1, `ties` entries at tie - 4.
+  const double lse = std::log(1.0 + 3 * std::exp(-1.0) + ties * std::exp(tie - 4.0));
+  for (redraft::index_t c = 0; c < v; ++c) {
+    const float x = logits[static_cast<std::size_t>(c)];
+    CAPTURE(c, x);
+    const double expected = x < tie ? -50000.0 - lse : (x - 4.0) - lse;
+    CHECK(lp[static_cast<std::size_t>(c)] == Approx(expected).epsilon(1e-6));
+  }
+  // The same bits as the CPU backend: the normaliser's sum has one order on every backend.
+  CHECK(lp == run(redraft::cpu_backend{}));
+}
+
+TEST_CASE("draft_head: a NaN among the warp's survivors makes the normaliser NaN", "[draft]") {
+  // One row of 600 columns, top-2 list {1, 0}: a NaN past the list survives (!(NaN < 0)), as in a
+  // sum over the survivors; NaNs only in the list are counted once.
+  const redraft::index_t v = 600;
+  std::vector<float> z(static_cast<std::size_t>(v), -1.0f);
+  z[5] = 0.0f;
+  z[7] = 1.0f;
+  const std::vector<float> top = {1.0f, 0.0f};
+  const auto log_sum = [&](const std::vector<float>& row) {
+    const redraft::index_t chunks = redraft::detail::warp_chunks(v);
+    std::vector<std::int32_t> counts(static_cast<std::size_t>(2 * chunks));
+    const redraft::matrix_view<const float> zv(row.data(), 1, v), tv(top.data(), 1, 2);
+    const redraft::matrix_view<std::int32_t> cv(counts.data(), 1, 2 * chunks);
+    for (redraft::index_t c = 0; c < chunks; ++c)
+      redraft::detail::warp_survivor_counts{zv, tv, cv}(c);
+    float out = 0.0f;
+    redraft::detail::warp_log_sum{tv, cv, &out}(0);
+    return out;
+  };
+  CHECK(log_sum(z) == Approx(std::log(1.0 + std::exp(-1.0))));
+  z[555] = std::nanf("");
+  CHECK(std::isnan(log_sum(z)));
+}
+
 TEST_CASE("draft_head: bad configs and parameters throw", "[draft]") {
   redraft::cpu_backend backend;
   using redraft::recurrence;

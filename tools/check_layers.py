@@ -17,7 +17,7 @@ ALLOWED = {
     "step": {"core"},
     "cpu": {"core"},
     "cuda": {"core", "step"},
-    "draft": {"core"},
+    "draft": {"core", "step"},
     "tree": {"core", "step"},
     "verify": {"core", "step"},
     "kv": {"core", "step", "verify"},

@@ -10,6 +10,9 @@
 //     candidate = scores[b, w] + logp[b*W + w, v]                [B, W*V]
 //     keep the top W candidates of each row, sorted descending, ties to the lower flat index f:
 //       source beam = f / V, token = f % V, scores = the kept candidates
+//       (computed as each beam's own top W, then the top W of those W*W: a candidate among its
+//       request's top W has fewer than W candidates of its own beam above it, so the per-beam
+//       selection runs over B*W rows of V columns in parallel instead of B rows of W*V)
 //     reorder s by source beam; tokens = the kept tokens
 //
 // Each step is one batched matmul chain over all B*W rows (never a loop over beams). Scores are
@@ -26,6 +29,7 @@
 #include "redraft/core/error.hpp"
 #include "redraft/core/view.hpp"
 #include "redraft/draft/draft_head.hpp"
+#include "redraft/step/row_ops.hpp"
 
 namespace redraft {
 
@@ -65,18 +69,20 @@ struct beam_search_workspace {
   index_t rows = 0, steps = 0, vocab = 0, hidden = 0;  // the current call's sizes (buffers may
                                                        // be larger: they only grow)
   bool with_history = false;
-  float_buffer state;           // [B*W, H]
-  float_buffer gathered_state;  // [B*W, H]
-  float_buffer embedded;        // [B*W, H]
-  float_buffer step_log_probs;  // [L-1, B*W, V] with log-probs wanted, else [1, B*W, V]
-  float_buffer candidates;      // [B, W*V] (only with log-probs wanted; else step_log_probs)
-  float_buffer scores;          // [B, W]
-  float_buffer top_values;      // [B, W]
-  int_buffer top_indices;       // [B, W]
-  int_buffer tokens;            // [B*W]
-  int_buffer source_rows;       // [B*W]
-  int_buffer history;           // [2, L-1, B, W] chosen token, then source beam, per step
-  int_buffer ancestors;         // [B, W, L-1]
+  float_buffer state;            // [B*W, H]
+  float_buffer gathered_state;   // [B*W, H]
+  float_buffer embedded;         // [B*W, H]
+  float_buffer step_log_probs;   // [L-1, B*W, V] with log-probs wanted, else [1, B*W, V]
+  float_buffer candidates;       // [B, W*V] (only with log-probs wanted; else step_log_probs)
+  float_buffer scores;           // [B, W]
+  float_buffer beam_top_values;  // [B*W, W] each beam's top W candidates, sorted descending
+  int_buffer beam_top_tokens;    // [B*W, W] their tokens
+  float_buffer top_values;       // [B, W]
+  int_buffer top_indices;        // [B, W] flat index beam * V + token
+  int_buffer tokens;             // [B*W]
+  int_buffer source_rows;        // [B*W]
+  int_buffer history;            // [2, L-1, B, W] chosen token, then source beam, per step
+  int_buffer ancestors;          // [B, W, L-1]
 };
 
 namespace detail {
@@ -102,6 +108,37 @@ struct add_beam_scores {
   index_t vocab;
   REDRAFT_HOST_DEVICE void operator()(index_t f) const {
     out[f] = log_probs[f] + scores[f / vocab];
+  }
+};
+
+// The request's top W candidates from each beam's top W: candidate (b, j, i), the i-th best of beam
+// j, goes to slot r of request b when exactly r of the request's W*W listed candidates beat it
+// (r < W), in row_top_k's order over the request's whole row of W*V candidates: the greater value
+// (order key: -0 and +0 tie), then the lower flat index j*V + token. Counting every listed
+// candidate, not only the other beams' (whose lists are sorted), keeps the ranks a permutation even
+// for lists a backend returned in another order (NaN), so every slot is written once.
+struct merge_beam_tops {
+  matrix_view<const float> beam_values;         // [B*W, W]
+  matrix_view<const std::int32_t> beam_tokens;  // [B*W, W]
+  matrix_view<float> top_values;                // [B, W]
+  matrix_view<std::int32_t> top_indices;        // [B, W]
+  index_t vocab;
+  REDRAFT_HOST_DEVICE void operator()(index_t f) const {
+    const index_t width = top_values.extent(1), per_request = width * width;
+    const index_t b = f / per_request, j = (f % per_request) / width, i = f % width;
+    const std::uint32_t key = row_ops::order_key(beam_values(b * width + j, i));
+    const index_t flat = j * vocab + beam_tokens(b * width + j, i);
+    index_t rank = 0;
+    for (index_t jj = 0; jj < width; ++jj)
+      for (index_t ii = 0; ii < width; ++ii) {
+        const std::uint32_t other = row_ops::order_key(beam_values(b * width + jj, ii));
+        const index_t other_flat = jj * vocab + beam_tokens(b * width + jj, ii);
+        rank += other > key || (other == key && other_flat < flat);
+      }
+    if (rank < width) {
+      top_values(b, rank) = beam_values(b * width + j, i);
+      top_indices(b, rank) = static_cast<std::int32_t>(flat);
+    }
   }
 };
 
@@ -213,13 +250,15 @@ void ensure_capacity(const B& backend, Buffer& buffer, index_t n) {
 // reallocate all of them at every change.
 template <Backend B>
 void prepare_beam_workspace(const B& backend, beam_search_workspace<B>& ws, index_t rows,
-                            index_t steps, index_t v, index_t h, bool history) {
+                            index_t width, index_t steps, index_t v, index_t h, bool history) {
   ensure_capacity(backend, ws.state, rows * h);
   ensure_capacity(backend, ws.gathered_state, rows * h);
   ensure_capacity(backend, ws.embedded, rows * h);
   ensure_capacity(backend, ws.step_log_probs, (history ? steps : 1) * rows * v);
   ensure_capacity(backend, ws.candidates, history ? rows * v : 0);
   ensure_capacity(backend, ws.scores, rows);
+  ensure_capacity(backend, ws.beam_top_values, rows * width);
+  ensure_capacity(backend, ws.beam_top_tokens, rows * width);
   ensure_capacity(backend, ws.top_values, rows);
   ensure_capacity(backend, ws.top_indices, rows);
   ensure_capacity(backend, ws.tokens, rows);
@@ -254,9 +293,16 @@ void beam_search_step(const draft_head<B>& head, matrix_view<const float> hidden
   // log-probs must survive for the output, so the candidates get their own buffer.
   float* candidates = history ? ws.candidates.data() : step;  // [B, W*V]
   backend.for_each_index(rows * v, add_beam_scores{step, ws.scores.data(), candidates, v});
-  backend.row_top_k(matrix_view<const float>(candidates, batch, width * v), static_cast<int>(width),
-                    matrix_view<float>(ws.top_values.data(), batch, width),
-                    matrix_view<std::int32_t>(ws.top_indices.data(), batch, width));
+  // The top W of each request's W*V candidates: each beam's top W over its V, then the merge.
+  const matrix_view<float> beam_values(ws.beam_top_values.data(), rows, width);         // [B*W, W]
+  const matrix_view<std::int32_t> beam_tokens(ws.beam_top_tokens.data(), rows, width);  // [B*W, W]
+  backend.row_top_k(matrix_view<const float>(candidates, rows, v), static_cast<int>(width),
+                    beam_values, beam_tokens);
+  backend.for_each_index(
+      rows * width,
+      merge_beam_tops{beam_values, beam_tokens,
+                      matrix_view<float>(ws.top_values.data(), batch, width),
+                      matrix_view<std::int32_t>(ws.top_indices.data(), batch, width), v});
   std::int32_t* step_tokens = ws.history.data() + (k - 1) * rows;           // [B*W]
   std::int32_t* step_sources = ws.history.data() + (steps + k - 1) * rows;  // [B*W]
   const matrix_view<const float> top_values(ws.top_values.data(), batch, width);
@@ -330,7 +376,7 @@ beam_search_result<B> beam_search(const draft_head<B>& head, matrix_view<const f
   const index_t rows = batch * width, steps = length - 1;
   beam_search_workspace<B> local;
   beam_search_workspace<B>& ws = workspace != nullptr ? *workspace : local;
-  detail::prepare_beam_workspace(backend, ws, rows, steps, v, h, options.want_log_probs);
+  detail::prepare_beam_workspace(backend, ws, rows, width, steps, v, h, options.want_log_probs);
   head.reserve(ws.head, rows);
 
   backend.fill(ws.state.data(), rows * h, 0.0f);  // s_0 = 0

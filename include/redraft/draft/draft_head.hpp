@@ -95,23 +95,71 @@ struct subtract_row_max {
   }
 };
 
-// Per row r: log_sum[r] = log(sum over the entries that survive the warp of exp(z - top0)),
-// top0 = top_values[r, 0] the row max. Survivors are the entries >= the k-th largest.
-// NOTE: masked entries would add exp(mask_value - top0) = exp(-50000) = 0 even in double, so
-// summing only the survivors gives the same value as a log_softmax of the masked row, while
-// computing about k exponentials per row instead of V.
-struct warp_log_sum {
+// The top-k warp's log-normaliser, log(sum over the survivors of exp(z - top0)), survivors being
+// the entries >= the k-th largest (top0 = top_values[r, 0], the row max). Two passes, so that no
+// thread walks a whole row: one thread per row over V columns serialised the draft head on a GPU
+// (a few rows of 32k-128k columns, each read by one thread).
+//  1. warp_survivor_counts, one index per (row, chunk of warp_chunk columns): how many entries
+//     of the chunk survive and how many are NaN (exact integers, whatever the split);
+//  2. warp_log_sum, one index per row: the k listed top values' terms, in the list's order, plus
+//     the survivors the list left out, which equal the k-th largest (ties past the k-th: each adds
+//     exp(kth - top0)) or are NaN (the sum is NaN, as a sum over the survivors would be).
+// The sum's order depends only on the top-k list and the counts, so every backend gives the same
+// bits. NOTE: masked entries would add exp(mask_value - top0) = exp(-50000) = 0 even in double,
+// so summing the survivors gives the log_softmax of the masked row, from about k exponentials per
+// row instead of V.
+inline constexpr index_t warp_chunk = 256;
+
+// The number of warp_chunk-column chunks of a row of `vocab` columns.
+REDRAFT_HOST_DEVICE inline index_t warp_chunks(index_t vocab) {
+  return (vocab + warp_chunk - 1) / warp_chunk;
+}
+
+struct warp_survivor_counts {
   matrix_view<const float> z;           // [M, V], max already subtracted
   matrix_view<const float> top_values;  // [M, k], sorted descending
-  float* log_sum;                       // [M]
-  REDRAFT_HOST_DEVICE void operator()(index_t row) const {
+  matrix_view<std::int32_t> counts;     // [M, 2 C], C = warp_chunks(V): survivors, then NaNs
+  REDRAFT_HOST_DEVICE void operator()(index_t flat) const {
+    const index_t chunks = counts.extent(1) / 2, row = flat / chunks, chunk = flat % chunks;
     const float kth = top_values(row, top_values.extent(1) - 1);
+    const index_t begin = chunk * warp_chunk;
+    const index_t end = begin + warp_chunk < z.extent(1) ? begin + warp_chunk : z.extent(1);
+    std::int32_t survivors = 0, nans = 0;
+    for (index_t c = begin; c < end; ++c) {
+      const float x = z(row, c);
+      survivors += !(x < kth);
+      nans += x != x;
+    }
+    counts(row, chunk) = survivors;
+    counts(row, chunks + chunk) = nans;
+  }
+};
+
+struct warp_log_sum {
+  matrix_view<const float> top_values;     // [M, k], sorted descending
+  matrix_view<const std::int32_t> counts;  // [M, 2 C] from warp_survivor_counts
+  float* log_sum;                          // [M]
+  REDRAFT_HOST_DEVICE void operator()(index_t row) const {
+    const index_t k = top_values.extent(1), chunks = counts.extent(1) / 2;
+    const float kth = top_values(row, k - 1);
     const float top = top_values(row, 0);
     double sum = 0.0;
-    for (index_t c = 0; c < z.extent(1); ++c) {
-      const float x = z(row, c);
-      if (!(x < kth)) sum += exp_hd(static_cast<double>(x - top));
+    index_t listed_nans = 0;
+    for (index_t j = 0; j < k; ++j) {
+      const float x = top_values(row, j);
+      sum += exp_hd(static_cast<double>(x - top));
+      listed_nans += x != x;
     }
+    index_t survivors = 0, nans = 0;
+    for (index_t c = 0; c < chunks; ++c) {
+      survivors += counts(row, c);
+      nans += counts(row, chunks + c);
+    }
+    // Every listed value survives, so survivors >= k.
+    if (nans > listed_nans)
+      sum = static_cast<double>(NAN);
+    else
+      sum += static_cast<double>(survivors - k) * exp_hd(static_cast<double>(kth - top));
     log_sum[row] = static_cast<float>(log_hd(sum));
   }
 };
@@ -170,6 +218,7 @@ struct draft_head_workspace {
   float_buffer row_max;     // [rows] row max, then the log-normaliser of the warped row
   float_buffer top_values;  // [rows, k]
   int_buffer top_indices;   // [rows, k]
+  int_buffer warp_counts;   // [rows, 2 ceil(V / 256)] survivors and NaNs per chunk of the warp
 };
 
 template <Backend B>
@@ -318,6 +367,8 @@ class draft_head {
     ws.row_max = backend_.template allocate<float>(rows);
     ws.top_values = backend_.template allocate<float>(rows * k);
     ws.top_indices = backend_.template allocate<std::int32_t>(rows * k);
+    ws.warp_counts = backend_.template allocate<std::int32_t>(
+        k > 0 ? rows * 2 * detail::warp_chunks(config_.vocab_size) : 0);
     ws.rows = rows;
   }
 
@@ -408,7 +459,11 @@ class draft_head {
       matrix_view<std::int32_t> top_indices(ws.top_indices.data(), m, k);
       backend_.row_top_k(log_probs, k, top_values, top_indices);
       // NOTE: the warp and log_softmax are fused: the normaliser needs only the ~k survivors.
-      backend_.for_each_index(m, detail::warp_log_sum{log_probs, top_values, row_max.data()});
+      const index_t chunks = detail::warp_chunks(v);
+      matrix_view<std::int32_t> counts(ws.warp_counts.data(), m, 2 * chunks);
+      backend_.for_each_index(m * chunks,
+                              detail::warp_survivor_counts{log_probs, top_values, counts});
+      backend_.for_each_index(m, detail::warp_log_sum{top_values, counts, row_max.data()});
       backend_.for_each_index(m * v, detail::warp_log_softmax{log_probs, top_values, row_max.data(),
                                                               config_.logit_mask_value});
     } else {
