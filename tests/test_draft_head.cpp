@@ -132,10 +132,10 @@ TEMPLATE_TEST_CASE("draft_head: the top-k warp keeps ties with the k-th largest"
   CHECK(lp[4] == Approx(-50000.0 - lse));
 }
 
-TEMPLATE_TEST_CASE("draft_head: the warp's normaliser counts ties past the k-th across chunks",
+TEMPLATE_TEST_CASE("draft_head: the warp's normaliser counts ties past the k-th in every slice",
                    "[draft]", REDRAFT_TEST_BACKENDS) {
-  // V = 700 columns (three chunks of the normaliser's first pass), logits = the first column of
-  // lm_head as in the test above. Ties with the k-th largest lie in every chunk, most of them past
+  // V = 700 columns (three slices of the normaliser's first pass), logits = the first column of
+  // lm_head as in the test above. Ties with the k-th largest lie in every slice, most of them past
   // the top-k list; with kth = 0 half of them are -0, which ties with +0.
   const bool zero_kth = GENERATE(false, true);
   CAPTURE(zero_kth);
@@ -189,11 +189,11 @@ TEST_CASE("draft_head: a NaN among the warp's survivors makes the normaliser NaN
   z[7] = 1.0f;
   const std::vector<float> top = {1.0f, 0.0f};
   const auto log_sum = [&](const std::vector<float>& row) {
-    const redraft::index_t chunks = redraft::detail::warp_chunks(v);
-    std::vector<std::int32_t> counts(static_cast<std::size_t>(2 * chunks));
+    const redraft::index_t slices = redraft::detail::warp_slices(v);
+    std::vector<std::int32_t> counts(static_cast<std::size_t>(2 * slices));
     const redraft::matrix_view<const float> zv(row.data(), 1, v), tv(top.data(), 1, 2);
-    const redraft::matrix_view<std::int32_t> cv(counts.data(), 1, 2 * chunks);
-    for (redraft::index_t c = 0; c < chunks; ++c)
+    const redraft::matrix_view<std::int32_t> cv(counts.data(), 1, 2 * slices);
+    for (redraft::index_t c = 0; c < slices; ++c)
       redraft::detail::warp_survivor_counts{zv, tv, cv}(c);
     float out = 0.0f;
     redraft::detail::warp_log_sum{tv, cv, &out}(0);

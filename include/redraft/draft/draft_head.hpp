@@ -99,8 +99,10 @@ struct subtract_row_max {
 // the entries >= the k-th largest (top0 = top_values[r, 0], the row max). Two passes, so that no
 // thread walks a whole row: one thread per row over V columns serialised the draft head on a GPU
 // (a few rows of 32k-128k columns, each read by one thread).
-//  1. warp_survivor_counts, one index per (row, chunk of warp_chunk columns): how many entries
-//     of the chunk survive and how many are NaN (exact integers, whatever the split);
+//  1. warp_survivor_counts, one index per (row, slice): how many entries of the slice survive and
+//     how many are NaN (exact integers, whatever the split). A row has C = ceil(V / 256) slices,
+//     slice s the columns s, s + C, s + 2C, ...: neighbouring indices read neighbouring columns,
+//     so a GPU warp's loads coalesce (a CPU reads each cache line from L1 for 16 slices in turn).
 //  2. warp_log_sum, one index per row: the k listed top values' terms, in the list's order, plus
 //     the survivors the list left out, which equal the k-th largest (ties past the k-th: each adds
 //     exp(kth - top0)) or are NaN (the sum is NaN, as a sum over the survivors would be).
@@ -108,30 +110,28 @@ struct subtract_row_max {
 // bits. NOTE: masked entries would add exp(mask_value - top0) = exp(-50000) = 0 even in double,
 // so summing the survivors gives the log_softmax of the masked row, from about k exponentials per
 // row instead of V.
-inline constexpr index_t warp_chunk = 256;
+inline constexpr index_t warp_slice_columns = 256;
 
-// The number of warp_chunk-column chunks of a row of `vocab` columns.
-REDRAFT_HOST_DEVICE inline index_t warp_chunks(index_t vocab) {
-  return (vocab + warp_chunk - 1) / warp_chunk;
+// The number of slices of a row of `vocab` columns (about warp_slice_columns columns each).
+REDRAFT_HOST_DEVICE inline index_t warp_slices(index_t vocab) {
+  return (vocab + warp_slice_columns - 1) / warp_slice_columns;
 }
 
 struct warp_survivor_counts {
   matrix_view<const float> z;           // [M, V], max already subtracted
   matrix_view<const float> top_values;  // [M, k], sorted descending
-  matrix_view<std::int32_t> counts;     // [M, 2 C], C = warp_chunks(V): survivors, then NaNs
+  matrix_view<std::int32_t> counts;     // [M, 2 C], C = warp_slices(V): survivors, then NaNs
   REDRAFT_HOST_DEVICE void operator()(index_t flat) const {
-    const index_t chunks = counts.extent(1) / 2, row = flat / chunks, chunk = flat % chunks;
+    const index_t slices = counts.extent(1) / 2, row = flat / slices, slice = flat % slices;
     const float kth = top_values(row, top_values.extent(1) - 1);
-    const index_t begin = chunk * warp_chunk;
-    const index_t end = begin + warp_chunk < z.extent(1) ? begin + warp_chunk : z.extent(1);
     std::int32_t survivors = 0, nans = 0;
-    for (index_t c = begin; c < end; ++c) {
+    for (index_t c = slice; c < z.extent(1); c += slices) {
       const float x = z(row, c);
       survivors += !(x < kth);
       nans += x != x;
     }
-    counts(row, chunk) = survivors;
-    counts(row, chunks + chunk) = nans;
+    counts(row, slice) = survivors;
+    counts(row, slices + slice) = nans;
   }
 };
 
@@ -140,7 +140,7 @@ struct warp_log_sum {
   matrix_view<const std::int32_t> counts;  // [M, 2 C] from warp_survivor_counts
   float* log_sum;                          // [M]
   REDRAFT_HOST_DEVICE void operator()(index_t row) const {
-    const index_t k = top_values.extent(1), chunks = counts.extent(1) / 2;
+    const index_t k = top_values.extent(1), slices = counts.extent(1) / 2;
     const float kth = top_values(row, k - 1);
     const float top = top_values(row, 0);
     double sum = 0.0;
@@ -151,9 +151,9 @@ struct warp_log_sum {
       listed_nans += x != x;
     }
     index_t survivors = 0, nans = 0;
-    for (index_t c = 0; c < chunks; ++c) {
+    for (index_t c = 0; c < slices; ++c) {
       survivors += counts(row, c);
-      nans += counts(row, chunks + c);
+      nans += counts(row, slices + c);
     }
     // Every listed value survives, so survivors >= k.
     if (nans > listed_nans)
@@ -218,7 +218,7 @@ struct draft_head_workspace {
   float_buffer row_max;     // [rows] row max, then the log-normaliser of the warped row
   float_buffer top_values;  // [rows, k]
   int_buffer top_indices;   // [rows, k]
-  int_buffer warp_counts;   // [rows, 2 ceil(V / 256)] survivors and NaNs per chunk of the warp
+  int_buffer warp_counts;   // [rows, 2 ceil(V / 256)] survivors and NaNs per slice of the warp
 };
 
 template <Backend B>
@@ -368,7 +368,7 @@ class draft_head {
     ws.top_values = backend_.template allocate<float>(rows * k);
     ws.top_indices = backend_.template allocate<std::int32_t>(rows * k);
     ws.warp_counts = backend_.template allocate<std::int32_t>(
-        k > 0 ? rows * 2 * detail::warp_chunks(config_.vocab_size) : 0);
+        k > 0 ? rows * 2 * detail::warp_slices(config_.vocab_size) : 0);
     ws.rows = rows;
   }
 
@@ -459,9 +459,9 @@ class draft_head {
       matrix_view<std::int32_t> top_indices(ws.top_indices.data(), m, k);
       backend_.row_top_k(log_probs, k, top_values, top_indices);
       // NOTE: the warp and log_softmax are fused: the normaliser needs only the ~k survivors.
-      const index_t chunks = detail::warp_chunks(v);
-      matrix_view<std::int32_t> counts(ws.warp_counts.data(), m, 2 * chunks);
-      backend_.for_each_index(m * chunks,
+      const index_t slices = detail::warp_slices(v);
+      matrix_view<std::int32_t> counts(ws.warp_counts.data(), m, 2 * slices);
+      backend_.for_each_index(m * slices,
                               detail::warp_survivor_counts{log_probs, top_values, counts});
       backend_.for_each_index(m, detail::warp_log_sum{top_values, counts, row_max.data()});
       backend_.for_each_index(m * v, detail::warp_log_softmax{log_probs, top_values, row_max.data(),
