@@ -176,7 +176,8 @@ TEMPLATE_TEST_CASE("draft_head: the warp's normaliser counts ties past the k-th 
     const double expected = x < tie ? -50000.0 - lse : (x - 4.0) - lse;
     CHECK(lp[static_cast<std::size_t>(c)] == Approx(expected).epsilon(1e-6));
   }
-  // The same bits as the CPU backend: the normaliser's sum has one order on every backend.
+  // The same bits as the CPU backend: the normaliser's sum has one order on every backend (for
+  // the CPU backend itself, a second run: determinism).
   CHECK(lp == run(redraft::cpu_backend{}));
 }
 

@@ -505,10 +505,10 @@ REDRAFT_HOST_DEVICE inline row_argmax_result finish_argmax(const argmax_partial&
 // on a GPU). Combined over the block with argmax_combine and finished with finish_argmax, it is
 // argmax_checked's result.
 // NOTE: four partials over columns c, c + threads, c + 2 threads, c + 3 threads, their four loads
-// issued before any compare: a GPU thread then keeps four reads in flight instead of one. On an
-// H200 one block of 256 threads read a 128k-column row at about 11 GB/s with one partial, a third
-// of an SM's share of the chip's bandwidth (docs/cuda.md). argmax_combine is associative and
-// commutative, so the grouping does not change the result.
+// issued before any compare, so a GPU thread can keep four reads in flight (not yet measured on
+// a GPU). On an H200 one block of 256 threads read a 128k-column row at about 11 GB/s with one
+// partial, a third of an SM's share of the chip's bandwidth (docs/cuda.md). argmax_combine is
+// associative and commutative, so the grouping does not change the result.
 template <logit_element T>
 REDRAFT_HOST_DEVICE inline argmax_partial thread_argmax(const T* row, index_t vocab, int tid,
                                                         int threads) {
