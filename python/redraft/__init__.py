@@ -12,13 +12,15 @@ Components (shapes in each docstring): trees (``build_tree``, ``build_tree_from_
 ``build_positions``), verifiers (``verify_greedy``, ``verify_lossless``, ``verify_redrafter``,
 ``verify_typical``) and logits processing, KV plans (``make_kv_plan``, ``apply_kv_plan``), the
 draft head (``DraftHead.load``, ``beam_search``), the distillation losses
-(``drafter_cross_entropy``, ``distill_loss``) and the loop (``SpeculativeDecoder``).
+(``drafter_cross_entropy``, ``distill_loss``) and the loop (``SpeculativeDecoder``, with a
+fixed draft shape, plain steps, or an ``AdaptivePolicy`` that picks each step's shape).
 
 ``redraft.hf`` adapts Hugging Face causal LMs as targets.
 """
 
 from ._redraft import (
     Acceptance,
+    AdaptivePolicy,
     DecodeOptions,
     DraftHead,
     GenerationResult,

@@ -18,6 +18,7 @@
 
 #include "arrays.hpp"
 #include "bindings.hpp"
+#include "policy.hpp"
 #include "redraft/loop/draft_head_drafter.hpp"
 #include "redraft/loop/speculative_decoder.hpp"
 
@@ -221,11 +222,17 @@ std::vector<std::int32_t> prompt_of(nb::handle p, std::size_t r) {
   return out;
 }
 
-// SpeculativeDecoder(target, drafter, options): see the class docstring.
+// SpeculativeDecoder(target, drafter, options, policy): see the class docstring.
 class py_speculative_decoder {
  public:
-  py_speculative_decoder(nb::object target, nb::object drafter, decode_options options)
-      : target_(std::move(target)), drafter_(std::move(drafter)), options_(options) {}
+  py_speculative_decoder(nb::object target, nb::object drafter, decode_options options,
+                         nb::object policy)
+      : target_(std::move(target)),
+        drafter_(std::move(drafter)),
+        options_(options),
+        policy_(std::move(policy)) {
+    call_policy::of(policy_);  // a policy that is not one fails here, not at the first generate()
+  }
 
   generation_result generate(nb::handle prompts, nb::handle max_new_tokens, std::int32_t eos_token,
                              const std::optional<std::vector<std::int32_t>>& slots,
@@ -266,21 +273,24 @@ class py_speculative_decoder {
                       " and hidden_size ", head->config().hidden_size, " but the target has ",
                       model.vocab_size(), " and ", model.hidden_size());
       draft_head_drafter<backend> d(*head, model.embedding());
-      return speculative_decoder<backend, py_target, draft_head_drafter<backend>>(backend{}, model,
-                                                                                  d)
+      return speculative_decoder<backend, py_target, draft_head_drafter<backend>, call_policy>(
+                 backend{}, model, d, call_policy::of(policy_))
           .generate(requests, options_, callback);
     }
     py_drafter d(drafter_);
-    return speculative_decoder<backend, py_target, py_drafter>(backend{}, model, d)
+    return speculative_decoder<backend, py_target, py_drafter, call_policy>(
+               backend{}, model, d, call_policy::of(policy_))
         .generate(requests, options_, callback);
   }
 
   decode_options& options() { return options_; }
+  nb::object policy() const { return policy_; }
 
  private:
   using head_t = draft_head<backend>;
   nb::object target_, drafter_;
   decode_options options_;
+  nb::object policy_;  // "fixed", "plain" or an AdaptivePolicy (kept referenced: it outlives calls)
 };
 
 static_assert(TargetModel<py_target>);
@@ -375,6 +385,9 @@ void bind_loop(nb::module_& m) {
       .def_ro("requests", &step_stats::requests)
       .def_ro("nodes", &step_stats::nodes, "packed tree nodes verified")
       .def_ro("emitted", &step_stats::emitted)
+      .def_ro("beam_width", &step_stats::beam_width, "the step's W (1 on a plain step)")
+      .def_ro("beam_length", &step_stats::beam_length,
+              "the step's L, root included (1 on a plain step: nothing drafted)")
       .def_ro("draft_s", &step_stats::draft_s)
       .def_ro("tree_s", &step_stats::tree_s)
       .def_ro("target_s", &step_stats::target_s)
@@ -404,7 +417,7 @@ void bind_loop(nb::module_& m) {
 
   nb::class_<py_speculative_decoder>(
       m, "SpeculativeDecoder",
-      "SpeculativeDecoder(target, drafter, options=DecodeOptions())\n\n"
+      "SpeculativeDecoder(target, drafter, options=DecodeOptions(), policy='fixed')\n\n"
       "The speculative decoding loop of the C++ library (prefill, then per step: draft W beams of "
       "L tokens, "
       "merge them into a tree, one target pass over the tree, accept, commit the accepted KV "
@@ -413,10 +426,17 @@ void bind_loop(nb::module_& m) {
       "drafter: a DraftHead (it reads the target's embedding()), or any object with\n"
       "  draft(hidden [R, H] float32, roots [R] int32, slots [R] int32, beam_width, beam_length, "
       "want_log_probs) -> beams [R, W, L] int32 (column 0 = roots) or (beams, log_probs [R, W, "
-      "L-1, V]).")
-      .def(nb::init<nb::object, nb::object, decode_options>(), nb::arg("target"),
-           nb::arg("drafter"), nb::arg("options") = decode_options{})
+      "L-1, V]).\n"
+      "policy: which draft shape each step uses: 'fixed' (options' beam_width and beam_length "
+      "every step), 'plain' (every step plain, nothing drafted) or an AdaptivePolicy (chooses W x "
+      "L, or a plain step, from measured costs and acceptance; it keeps what it learned across "
+      "generate() calls, so keep one decoder or pass the same policy object to the next).")
+      .def(nb::init<nb::object, nb::object, decode_options, nb::object>(), nb::arg("target"),
+           nb::arg("drafter"), nb::arg("options") = decode_options{},
+           nb::arg("policy") = nb::str("fixed"))
       .def_prop_ro("options", &py_speculative_decoder::options, nb::rv_policy::reference_internal)
+      .def_prop_ro("policy", &py_speculative_decoder::policy,
+                   "'fixed', 'plain' or the AdaptivePolicy the decoder uses")
       .def("generate", &py_speculative_decoder::generate, nb::arg("prompts"),
            nb::arg("max_new_tokens") = 32, nb::arg("eos_token") = -1, nb::arg("slots") = nb::none(),
            nb::arg("on_token") = nb::none(),

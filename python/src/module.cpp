@@ -30,5 +30,6 @@ NB_MODULE(_redraft, m) {
   redraft::python::bind_tree(m);
   redraft::python::bind_verify(m);
   redraft::python::bind_draft(m);
+  redraft::python::bind_policy(m);
   redraft::python::bind_loop(m);
 }

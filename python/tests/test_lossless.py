@@ -2,19 +2,11 @@
 its uniforms, and a seeded check of SpeculativeDecoder's sampled output through a Python target
 and a Python drafter."""
 
-import itertools
-
 import numpy as np
 import pytest
 
 import redraft
-
-V = 4
-
-
-def softmax(x):
-    e = np.exp(x - x.max())
-    return e / e.sum()
+from markov import V, MarkovTarget, markov_chi_square, softmax
 
 
 def enumerate_outcomes(parent, tokens, p, path_length):
@@ -88,41 +80,6 @@ def test_verify_lossless_exact_law(temperature):
     assert checked == V * len(node_of)
 
 
-class MarkovTarget:
-    """A bigram target over V tokens: the logits after token t are table[t]; hidden = one-hot."""
-
-    vocab_size = V
-    hidden_size = V
-    max_context = 64
-
-    def __init__(self, table):
-        self.table = table  # [V, V] float32
-        self.commits = 0
-        self.committed = {}
-
-    def embedding(self):
-        return np.eye(V, dtype=np.float32)
-
-    def prefill(self, slots, token_offsets, tokens):
-        last = tokens[token_offsets[1:] - 1]
-        for r, s in enumerate(slots):
-            self.committed[int(s)] = int(token_offsets[r + 1] - token_offsets[r])
-        return self.table[last], np.eye(V, dtype=np.float32)[last]
-
-    def verify(self, batch):
-        for r, s in enumerate(batch.slots):
-            first = batch.node_offsets[r]
-            assert batch.positions[first] == self.committed[int(s)]  # root at the committed length
-        assert (batch.positions - batch.depths == np.repeat(batch.positions[batch.node_offsets[:-1]],
-                                                            np.diff(batch.node_offsets))).all()
-        return self.table[batch.tokens], np.eye(V, dtype=np.float32)[batch.tokens]
-
-    def commit(self, plan):
-        self.commits += 1
-        for r, s in enumerate(plan.slot):
-            self.committed[int(s)] = int(plan.destination[plan.offsets[r + 1] - 1]) + 1
-
-
 class ShiftDrafter:
     """Proposes two beams per request: root, root+1, root+2 and root, root+3, root (mod V)."""
 
@@ -151,10 +108,7 @@ def test_speculative_sampling_follows_the_target_law():
     assert target.commits > 0
     # Pearson chi-square over the 64 sequences of 3 tokens; 63 degrees of freedom, the 0.999
     # quantile is 103.4. The seeds are fixed, so the test is deterministic.
-    chi2 = 0.0
-    for seq in itertools.product(range(V), repeat=3):
-        expected = runs * p[prompt_last, seq[0]] * p[seq[0], seq[1]] * p[seq[1], seq[2]]
-        chi2 += (counts.get(seq, 0) - expected) ** 2 / expected
+    chi2 = markov_chi_square(counts, p, prompt_last, 3)
     assert chi2 < 103.4, chi2
 
 
