@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -233,6 +234,32 @@ TEST_CASE("half conversions are exact on the way in", "[small_matmul][half]") {
   }
   REQUIRE(redraft::to_float(redraft::bfloat16::from_bits(0x3f80)) == 1.0f);
   REQUIRE(redraft::to_bfloat16(1.0f).bits == 0x3f80);
+}
+
+TEMPLATE_TEST_CASE("simd_isa::load widens every 16-bit encoding to to_float's bits",
+                   "[small_matmul][half]", redraft::float16, redraft::bfloat16) {
+  // Every pattern, signed zeros and NaN payloads included, in vectors of isa::width lanes: the
+  // vector conversion (F16C, AVX-512, SSE2 integer operations) must be to_float lane by lane,
+  // except that F16C and AVX-512 quiet a signalling NaN (they set the float's quiet bit, 1 << 22,
+  // which to_float keeps as the half had it).
+  using isa = redraft::detail::simd_isa;
+  CAPTURE(isa::name);
+  std::vector<TestType> all(0x10000u);
+  for (std::uint32_t bits = 0; bits < 0x10000u; ++bits)
+    all[bits] = TestType::from_bits(static_cast<std::uint16_t>(bits));
+  float lanes[isa::width];
+  for (std::uint32_t first = 0; first < 0x10000u; first += isa::width) {
+    isa::store(lanes, isa::load(all.data() + first));
+    for (int i = 0; i < isa::width; ++i) {
+      const float expected = redraft::to_float(all[first + static_cast<std::uint32_t>(i)]);
+      std::uint32_t got_bits = 0, expected_bits = 0;
+      std::memcpy(&got_bits, &lanes[i], 4);
+      std::memcpy(&expected_bits, &expected, 4);
+      CAPTURE(first + static_cast<std::uint32_t>(i));
+      const std::uint32_t quiet = std::isnan(expected) ? 0x00400000u : 0u;
+      REQUIRE((got_bits | quiet) == (expected_bits | quiet));
+    }
+  }
 }
 
 TEST_CASE("simd_isa::sum4 gives sum's bits for each of four vectors", "[small_matmul]") {

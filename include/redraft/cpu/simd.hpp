@@ -4,16 +4,19 @@
 // One struct, simd_isa, chosen at compile time from the compiler's target macros:
 //   AVX-512F          16 floats per vector (__m512), F16 through vcvtph2ps
 //   AVX2 + FMA        8 floats per vector (__m256), F16 through F16C when present
+//   SSE2              8 floats in two __m128 (every x86-64 CPU: the baseline a build without
+//                     -march gets), F16 widened with integer vector operations; the same
+//                     arithmetic as the portable path (a multiply, then an add), so the same bits
 //   anything else     8 floats in a plain array: a portable path for any compiler and CPU
-//                     (SSE2-only x86-64, ARM, ...), which the compiler vectorises as it can
+//                     (ARM, ...), which the compiler vectorises as it can
 // Every operation has a fixed order of arithmetic, so a product computed through simd_isa gives
 // the same bits every time in one binary, whatever the alignment of its operands (unlike Eigen's
 // reductions, whose peeling depends on alignment). Different instruction sets round differently
 // (FMA versus a separate multiply and add), so bits can differ between builds.
 //
-// NOTE: chosen at compile time, not by runtime dispatch: the benchmarks, examples and the demo
-// are built with -march=native (REDRAFT_NATIVE_ARCH), which selects the widest path; a portable
-// build (tests, a distribution package) gets a correct path for its baseline.
+// NOTE: chosen at compile time, not by runtime dispatch: the repository's binaries and the Python
+// package are built with -march=native (REDRAFT_NATIVE_ARCH), which selects the widest path; a
+// build for baseline x86-64 (a distribution's package, a portable wheel) gets the SSE2 path.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +24,7 @@
 
 #include "redraft/core/half.hpp"
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__)) || defined(__SSE2__)
 #include "redraft/cpu/eigen.hpp"  // <immintrin.h>, included once behind the warning boundary
 #endif
 
@@ -116,6 +119,73 @@ struct simd_isa {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static void sum4(const vec* v, float* out) {
+    for (int j = 0; j < 4; ++j) out[j] = sum(v[j]);
+  }
+};
+
+#elif defined(__SSE2__)
+
+// NOTE: without it, a build for baseline x86-64 took the portable path below, and GCC 12 compiled
+// its F16 loads to scalar, branching conversions stored to memory lane by lane: the draft head's
+// beam search ran 19x slower than the AVX-512 path on the same machine, 5x with this path
+// (docs/draft.md).
+struct simd_isa {
+  static constexpr const char* name = "sse2";
+  static constexpr int width = 8;
+  static constexpr int registers = 16;  // as the portable path: the same tiles, the same bits
+  struct vec {
+    __m128 lo, hi;  // lanes 0-3, 4-7
+  };
+
+  static vec zero() { return {_mm_setzero_ps(), _mm_setzero_ps()}; }
+  static vec load(const float* p) { return {_mm_loadu_ps(p), _mm_loadu_ps(p + 4)}; }
+  // Four F16 values, zero-extended to 32-bit lanes, to float: exactly to_float lane by lane, every
+  // case computed and then selected (signed compares: SSE2 has no unsigned ones, and a
+  // magnitude fits in 15 bits).
+  static __m128 half4(__m128i u) {
+    const __m128i sign = _mm_slli_epi32(_mm_and_si128(u, _mm_set1_epi32(0x8000)), 16);
+    const __m128i magnitude = _mm_and_si128(u, _mm_set1_epi32(0x7FFF));
+    // Normal: exponent rebiased by 112; infinity or NaN (magnitude >= 0x7C00): by 224.
+    const __m128i special = _mm_cmpgt_epi32(magnitude, _mm_set1_epi32(0x7BFF));
+    const __m128i normal =
+        _mm_add_epi32(_mm_add_epi32(_mm_slli_epi32(magnitude, 13), _mm_set1_epi32(0x38000000)),
+                      _mm_and_si128(special, _mm_set1_epi32(0x38000000)));
+    // Zero or subnormal (magnitude < 0x400): mantissa * 2^-24, exact in float.
+    const __m128i small = _mm_castps_si128(
+        _mm_mul_ps(_mm_cvtepi32_ps(magnitude), _mm_set1_ps(5.9604644775390625e-8f)));
+    const __m128i tiny = _mm_cmplt_epi32(magnitude, _mm_set1_epi32(0x400));
+    const __m128i bits = _mm_or_si128(
+        sign, _mm_or_si128(_mm_and_si128(tiny, small), _mm_andnot_si128(tiny, normal)));
+    return _mm_castsi128_ps(bits);
+  }
+  static vec load(const half* p) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i zero = _mm_setzero_si128();
+    return {half4(_mm_unpacklo_epi16(raw, zero)), half4(_mm_unpackhi_epi16(raw, zero))};
+  }
+  static vec load(const bfloat16* p) {  // the 16 bits become the float's top half
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i zero = _mm_setzero_si128();
+    return {_mm_castsi128_ps(_mm_unpacklo_epi16(zero, raw)),
+            _mm_castsi128_ps(_mm_unpackhi_epi16(zero, raw))};
+  }
+  static vec broadcast(float v) { return {_mm_set1_ps(v), _mm_set1_ps(v)}; }
+  static void store(float* p, vec v) {
+    _mm_storeu_ps(p, v.lo);
+    _mm_storeu_ps(p + 4, v.hi);
+  }
+  static vec fma(vec a, vec b, vec c) {  // c + a * b, rounded twice as in the portable path
+    return {_mm_add_ps(c.lo, _mm_mul_ps(a.lo, b.lo)), _mm_add_ps(c.hi, _mm_mul_ps(a.hi, b.hi))};
+  }
+  static vec add(vec a, vec b) { return {_mm_add_ps(a.lo, b.lo), _mm_add_ps(a.hi, b.hi)}; }
+  // Halving tree: lanes i + 4, then i + 2, i + 1 (as on AVX2 and the portable path).
+  static float sum(vec v) {
+    __m128 s = _mm_add_ps(v.lo, v.hi);
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
     return _mm_cvtss_f32(s);
   }
   static void sum4(const vec* v, float* out) {
