@@ -4,6 +4,7 @@
 # nothing and rebuilds nothing unless a source changed.
 #   REDRAFT_PY_VENV=DIR        the virtual environment (default build-python/venv)
 #   REDRAFT_TORCH_THREADS=N    torch threads in the tests (default 1)
+#   REDRAFT_NATIVE_ARCH=OFF    build the extension for baseline x86-64 instead of -march=native
 #   extra arguments go to pytest, e.g. `bash scripts/python_tests.sh -k hf -x`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,9 @@ if [ "$(cat "$package_stamp" 2>/dev/null)" != "$sources" ]; then
   echo "building and installing the redraft Python package (log: build-python/pip-install.log)"
   launcher=()
   command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  # -march=native unless REDRAFT_NATIVE_ARCH=OFF (python/CMakeLists.txt; passed every time, since
+  # the build directory's CMake cache would keep an earlier OFF)
+  launcher+=("-DREDRAFT_NATIVE_ARCH=${REDRAFT_NATIVE_ARCH:-ON}")
   if ! CMAKE_ARGS="${launcher[*]}" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
       "$python" -m pip install -v --disable-pip-version-check --no-build-isolation --no-deps . \
       > build-python/pip-install.log 2>&1; then

@@ -54,6 +54,7 @@ from ._redraft import (
     verify_typical,
     warp_top_k,
 )
+from ._redraft import _simd_isa  # the CPU kernels' instruction set: "avx512", "avx2", "sse2", "portable"
 from .target import TargetModel
 
 __all__ = [name for name in dir() if not name.startswith("_")]

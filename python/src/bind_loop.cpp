@@ -273,13 +273,17 @@ class py_speculative_decoder {
                       " and hidden_size ", head->config().hidden_size, " but the target has ",
                       model.vocab_size(), " and ", model.hidden_size());
       draft_head_drafter<backend> d(*head, model.embedding());
+      const call_policy policy = call_policy::of(policy_);
+      const policy_in_use in_use(policy);
       return speculative_decoder<backend, py_target, draft_head_drafter<backend>, call_policy>(
-                 backend{}, model, d, call_policy::of(policy_))
+                 backend{}, model, d, policy)
           .generate(requests, options_, callback);
     }
     py_drafter d(drafter_);
-    return speculative_decoder<backend, py_target, py_drafter, call_policy>(
-               backend{}, model, d, call_policy::of(policy_))
+    const call_policy policy = call_policy::of(policy_);
+    const policy_in_use in_use(policy);
+    return speculative_decoder<backend, py_target, py_drafter, call_policy>(backend{}, model, d,
+                                                                            policy)
         .generate(requests, options_, callback);
   }
 

@@ -10,6 +10,7 @@
 #include "arrays.hpp"
 #include "bindings.hpp"
 #include "redraft/core/error.hpp"
+#include "redraft/cpu/simd.hpp"
 
 namespace nb = nanobind;
 
@@ -27,6 +28,9 @@ NB_MODULE(_redraft, m) {
       "_data_address",
       [](const redraft::python::in_array& a) { return reinterpret_cast<std::uintptr_t>(a.data()); },
       nb::arg("array"), "The address of an input array's first element as the C++ side sees it.");
+  // The CPU product kernels' instruction set, chosen when the extension was compiled
+  // (REDRAFT_NATIVE_ARCH in python/CMakeLists.txt): "avx512", "avx2", "sse2" or "portable".
+  m.attr("_simd_isa") = redraft::detail::simd_isa::name;
   redraft::python::bind_tree(m);
   redraft::python::bind_verify(m);
   redraft::python::bind_draft(m);

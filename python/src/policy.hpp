@@ -13,6 +13,7 @@
 #include <nanobind/stl/string.h>
 
 #include <string>
+#include <unordered_set>
 
 #include "redraft/core/error.hpp"
 #include "redraft/loop/adaptive_policy.hpp"
@@ -36,12 +37,16 @@ class call_policy {
         p.plain_ = true;
         return p;
       }
-    } else {
-      name = nb::cast<std::string>(nb::repr(policy));
+      detail::throw_error("SpeculativeDecoder: policy '", name,
+                          "' is not 'fixed', 'plain' or an AdaptivePolicy instance");
     }
-    detail::throw_error("SpeculativeDecoder: policy '", name,
-                        "' is not 'fixed', 'plain' or an AdaptivePolicy");
+    detail::throw_error("SpeculativeDecoder: policy ", nb::cast<std::string>(nb::repr(policy)),
+                        " (", nb::cast<std::string>(nb::type_name(policy.type())),
+                        ") is not 'fixed', 'plain' or an AdaptivePolicy instance");
   }
+
+  // The AdaptivePolicy this call uses, or nullptr.
+  adaptive_policy* adaptive() const { return adaptive_; }
 
   std::int32_t start(const decode_options& options) {
     if (adaptive_) return adaptive_->start(options);
@@ -63,5 +68,33 @@ class call_policy {
 };
 
 static_assert(SpeculationPolicy<call_policy>);
+
+// Marks an AdaptivePolicy as in use for one generate() call. NOTE: a policy's observe() reads what
+// its choose() left for the step (the choice, the shape, whether the step ran cold), so two calls
+// that interleave (threads whose decoders share one policy while torch releases the GIL inside a
+// forward pass, or an on_token callback that calls generate() again) would charge one call's steps
+// to the other's choices. The second call fails instead. Only touched with the GIL held.
+class policy_in_use {
+ public:
+  explicit policy_in_use(const call_policy& policy) : adaptive_(policy.adaptive()) {
+    if (adaptive_ == nullptr) return;
+    REDRAFT_REQUIRE(busy().insert(adaptive_).second,
+                    "SpeculativeDecoder.generate: the AdaptivePolicy is in use by another "
+                    "generate() call (another thread, or a callback of this call); give each "
+                    "decoder that runs at the same time its own policy (policy.copy())");
+  }
+  ~policy_in_use() {
+    if (adaptive_ != nullptr) busy().erase(adaptive_);
+  }
+  policy_in_use(const policy_in_use&) = delete;
+  policy_in_use& operator=(const policy_in_use&) = delete;
+
+ private:
+  static std::unordered_set<const adaptive_policy*>& busy() {
+    static std::unordered_set<const adaptive_policy*> in_use;
+    return in_use;
+  }
+  const adaptive_policy* adaptive_;
+};
 
 }  // namespace redraft::python

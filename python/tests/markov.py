@@ -13,18 +13,34 @@ def softmax(x):
     return e / e.sum()
 
 
-def markov_chi_square(counts, p, last, length):
+def markov_chi_square(counts, p, last, length, pool_below=0.0):
     """Pearson's chi-square of `counts` {token tuple: runs} against the bigram law p [V, V] of the
-    `length` tokens that follow token `last` (V^length - 1 degrees of freedom)."""
+    `length` tokens that follow token `last`, and its degrees of freedom. Sequences expected
+    fewer than `pool_below` times are pooled into one cell (rare cells give the statistic a
+    heavy tail, so a bound from the chi-square law would be too tight)."""
     runs = sum(counts.values())
-    chi2 = 0.0
+    chi2, cells, pooled_count, pooled_expected = 0.0, 0, 0, 0.0
     for seq in itertools.product(range(V), repeat=length):
         expected, prev = float(runs), last
         for t in seq:
             expected *= p[prev, t]
             prev = t
+        if expected < pool_below:
+            pooled_count += counts.get(seq, 0)
+            pooled_expected += expected
+            continue
         chi2 += (counts.get(seq, 0) - expected) ** 2 / expected
-    return chi2
+        cells += 1
+    if pooled_expected > 0:
+        chi2 += (pooled_count - pooled_expected) ** 2 / pooled_expected
+        cells += 1
+    return chi2, cells - 1
+
+
+def chi_square_bound(df, sigmas):
+    """The chi-square quantile `sigmas` standard normal deviations up (Wilson-Hilferty)."""
+    c = 2.0 / (9.0 * df)
+    return df * (1.0 - c + sigmas * c ** 0.5) ** 3
 
 
 class MarkovTarget:

@@ -24,13 +24,16 @@
 
 #include "redraft/core/half.hpp"
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__)) || defined(__SSE2__)
+// REDRAFT_SIMD_PORTABLE forces the portable path whatever the target (the tests run it on x86-64,
+// where every compiler targets at least SSE2).
+#if !defined(REDRAFT_SIMD_PORTABLE) && \
+    (defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__)) || defined(__SSE2__))
 #include "redraft/cpu/eigen.hpp"  // <immintrin.h>, included once behind the warning boundary
 #endif
 
 namespace redraft::detail {
 
-#if defined(__AVX512F__)
+#if !defined(REDRAFT_SIMD_PORTABLE) && defined(__AVX512F__)
 
 struct simd_isa {
   static constexpr const char* name = "avx512";
@@ -86,7 +89,7 @@ struct simd_isa {
   }
 };
 
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif !defined(REDRAFT_SIMD_PORTABLE) && defined(__AVX2__) && defined(__FMA__)
 
 struct simd_isa {
   static constexpr const char* name = "avx2";
@@ -126,7 +129,7 @@ struct simd_isa {
   }
 };
 
-#elif defined(__SSE2__)
+#elif !defined(REDRAFT_SIMD_PORTABLE) && defined(__SSE2__)
 
 // NOTE: without it, a build for baseline x86-64 took the portable path below, and GCC 12 compiled
 // its F16 loads to scalar, branching conversions stored to memory lane by lane: the draft head's
@@ -135,7 +138,9 @@ struct simd_isa {
 struct simd_isa {
   static constexpr const char* name = "sse2";
   static constexpr int width = 8;
-  static constexpr int registers = 16;  // as the portable path: the same tiles, the same bits
+  // As the portable path plans (a vec is two of SSE2's 16 registers, so wide tiles spill; the
+  // bits do not depend on the tiles, small_matmul.hpp).
+  static constexpr int registers = 16;
   struct vec {
     __m128 lo, hi;  // lanes 0-3, 4-7
   };
@@ -177,7 +182,9 @@ struct simd_isa {
     _mm_storeu_ps(p, v.lo);
     _mm_storeu_ps(p + 4, v.hi);
   }
-  static vec fma(vec a, vec b, vec c) {  // c + a * b, rounded twice as in the portable path
+  // c + a * b, rounded twice as in the portable path. (A compiler told the CPU has FMA but not
+  // AVX2, e.g. -march=bdver2, may contract it under -ffp-contract=fast, GCC's default in GNU mode.)
+  static vec fma(vec a, vec b, vec c) {
     return {_mm_add_ps(c.lo, _mm_mul_ps(a.lo, b.lo)), _mm_add_ps(c.hi, _mm_mul_ps(a.hi, b.hi))};
   }
   static vec add(vec a, vec b) { return {_mm_add_ps(a.lo, b.lo), _mm_add_ps(a.hi, b.hi)}; }
