@@ -19,18 +19,6 @@ namespace nb = nanobind;
 
 namespace {
 
-const char* choice_name(policy_choice c) {
-  switch (c) {
-    case policy_choice::calibrate:
-      return "calibrate";
-    case policy_choice::exploit:
-      return "exploit";
-    case policy_choice::probe:
-      return "probe";
-  }
-  return "?";
-}
-
 std::string list_repr(const std::vector<std::int32_t>& v) {
   std::string s = "[";
   for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
@@ -108,14 +96,15 @@ void bind_policy(nb::module_& m) {
             const auto& counts = p.choice_counts();
             for (const policy_choice c :
                  {policy_choice::calibrate, policy_choice::exploit, policy_choice::probe})
-              out[choice_name(c)] = counts[static_cast<std::size_t>(c)];
+              out[policy_choice_name(c)] = counts[static_cast<std::size_t>(c)];
             return out;
           },
           "steps chosen so far, by reason: {'calibrate': 3 once per policy (plain, the "
           "narrowest-longest tree, plain), 'exploit': the best estimate, 'probe': another shape "
           "that might beat it}")
       .def_prop_ro(
-          "last_choice", [](const adaptive_policy& p) { return choice_name(p.last_choice()); },
+          "last_choice",
+          [](const adaptive_policy& p) { return policy_choice_name(p.last_choice()); },
           "why the last step's shape was chosen: 'calibrate', 'exploit' or 'probe'")
       .def_prop_ro("elapsed_s", &adaptive_policy::elapsed_s, "decoding time observed (all steps)")
       .def_prop_ro("gain_s", &adaptive_policy::gain_s,

@@ -173,6 +173,12 @@ struct shape_estimate {
 // Why a shape was chosen.
 enum class policy_choice { calibrate, exploit, probe };
 
+// "calibrate", "exploit" or "probe" (the policy trace's `choice` column, Python's names).
+inline const char* policy_choice_name(policy_choice c) {
+  static constexpr const char* names[] = {"calibrate", "exploit", "probe"};
+  return names[static_cast<std::size_t>(c)];
+}
+
 class adaptive_policy {
  public:
   explicit adaptive_policy(adaptive_policy_config config = {}) : config_(std::move(config)) {

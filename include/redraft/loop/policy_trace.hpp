@@ -80,19 +80,17 @@ class traced_policy {
 
   // The header line, then C rows per recorded step (C candidates).
   void write_csv(std::ostream& out) const {
-    static constexpr const char* why[] = {"calibrate", "exploit", "probe"};
     const auto old_precision = out.precision(6);
     out << header << '\n';
     for (const step_record& r : records_) {
       for (std::size_t c = 0; c < r.estimates.size(); ++c) {
         const shape_estimate& e = r.estimates[c];
-        out << r.run << ',' << r.step << ',' << why[static_cast<std::size_t>(r.choice)] << ','
-            << name(r.shape) << ',' << r.nodes << ',' << r.emitted << ',' << r.draft_s << ','
-            << r.verify_s << ',' << r.speed << ',' << r.budget_s << ',' << r.probe_loss_s << ','
-            << r.context << ',' << r.kappa << ',' << name(e.shape) << ',' << e.tokens << ','
-            << e.nodes << ',' << e.draft_s << ',' << e.verify_s << ',' << e.rate() << ','
-            << e.optimistic_rate() << ',' << r.cost_weight[c] << ',' << (c == r.best ? 1 : 0)
-            << '\n';
+        out << r.run << ',' << r.step << ',' << policy_choice_name(r.choice) << ',' << name(r.shape)
+            << ',' << r.nodes << ',' << r.emitted << ',' << r.draft_s << ',' << r.verify_s << ','
+            << r.speed << ',' << r.budget_s << ',' << r.probe_loss_s << ',' << r.context << ','
+            << r.kappa << ',' << name(e.shape) << ',' << e.tokens << ',' << e.nodes << ','
+            << e.draft_s << ',' << e.verify_s << ',' << e.rate() << ',' << e.optimistic_rate()
+            << ',' << r.cost_weight[c] << ',' << (c == r.best ? 1 : 0) << '\n';
       }
     }
     out.precision(old_precision);
