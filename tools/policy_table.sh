@@ -96,7 +96,8 @@ for ((r = 1; r <= repeats; ++r)); do
 done
 
 # Head to head: the adaptive policy against the best fixed cell of the grid above (the highest
-# median speedup among the fixed cells of its mode and batch) and against the all-plain policy,
+# median speedup among the fixed cells of its mode and batch; a tie goes to the narrower, then
+# shorter cell, as in the summary) and against the all-plain policy,
 # run by run: HEAD_TO_HEAD rounds of one adaptive run, one run of that cell and one all-plain run
 # next to each other in time (odd rounds in that order, even rounds reversed; every side the same
 # seeds). Cells of the grid run minutes apart on a machine whose speed drifts by more than the 5%
@@ -110,8 +111,11 @@ best_fixed() {  # "W L" of the best fixed cell of mode $1, batch $2 in the CSV (
     END {
       for (key in n) {
         m = n[key]; delete a; for (i = 1; i <= m; ++i) a[i] = v[key, i] + 0
-        s = sorted_median(a, m)
-        if (best == "" || s > bs) { best = key; bs = s }
+        s = sorted_median(a, m); split(key, wl, " ")
+        # Ties go to the narrower, then shorter cell (the summary below breaks them alike).
+        if (best == "" || s > bs || (s == bs && (wl[1] < bw || (wl[1] == bw && wl[2] < bl)))) {
+          best = key; bs = s; bw = wl[1] + 0; bl = wl[2] + 0
+        }
       }
       print best
     }' "$csv"
@@ -193,7 +197,12 @@ awk -F, "$awk_lib"'NR > 1 && $3 ~ /^h2h_/ {
   END {
     for (key in n) {
       split(key, f, ","); mb = f[1] "," f[2]
-      if (f[3] == "fixed") { s = median(key); if (!(mb in best) || s > best[mb]) { best[mb] = s; cell[mb] = f[4] " x " f[5] } }
+      if (f[3] == "fixed") {
+        s = median(key); w = f[4] + 0; l = f[5] + 0
+        if (!(mb in best) || s > best[mb] || (s == best[mb] && (w < bw[mb] || (w == bw[mb] && l < bl[mb])))) {
+          best[mb] = s; cell[mb] = f[4] " x " f[5]; bw[mb] = w; bl[mb] = l
+        }
+      }
       else if (f[3] == "plain") plainsteps[mb] = median(key)
       else adaptive[mb] = median(key)
     }
