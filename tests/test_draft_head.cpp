@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "backends.hpp"
@@ -276,7 +277,11 @@ TEMPLATE_TEST_CASE("draft_head: F16 and BF16 weights give the F32 head's output 
   const auto float_head =
       redraft::make_draft_head(backend, config, weights, "tensors", redraft::weight_format::f32);
   REQUIRE(half_head.format() == format);
-  if constexpr (redraft::backend_has_half_matmul_v<TestType, redraft::float16>) {
+  const bool keeps_half =
+      format == redraft::weight_format::f16
+          ? redraft::backend_prefers_half_weights_v<TestType, redraft::float16>
+          : redraft::backend_prefers_half_weights_v<TestType, redraft::bfloat16>;
+  if (keeps_half) {
     REQUIRE(half_head.stored_format() == format);
     REQUIRE_THROWS_WITH(half_head.parameter_view("lm_head.1.weight"),
                         Catch::Contains("use get_parameter"));
@@ -336,6 +341,67 @@ TEMPLATE_TEST_CASE("draft_head: F16 and BF16 weights give the F32 head's output 
   }
 }
 
+namespace {
+// The CPU backend as built without a hardware F16 conversion sees it: F16 products offered
+// (clause 9), F16 weights declined.
+struct cpu_backend_declining_f16 : redraft::cpu_backend {
+  template <class W>
+  static constexpr bool prefers_half_weights = !std::is_same_v<W, redraft::float16>;
+};
+// ... and as built with one (AVX-512F or F16C), whatever this build's target.
+struct cpu_backend_keeping_f16 : redraft::cpu_backend {
+  template <class W>
+  static constexpr bool prefers_half_weights = true;
+};
+}  // namespace
+
+TEST_CASE("draft_head keeps F16 weights as floats where the backend declines them, same output",
+          "[draft][half]") {
+  using redraft::float16;
+  using redraft::index_t;
+  STATIC_REQUIRE(redraft::backend_has_half_matmul_v<cpu_backend_declining_f16, float16>);
+  STATIC_REQUIRE_FALSE(redraft::backend_prefers_half_weights_v<cpu_backend_declining_f16, float16>);
+  STATIC_REQUIRE(
+      redraft::backend_prefers_half_weights_v<cpu_backend_declining_f16, redraft::bfloat16>);
+  // The CPU backend declines F16 exactly where simd_isa has no hardware F16 conversion.
+  STATIC_REQUIRE(redraft::backend_prefers_half_weights_v<redraft::cpu_backend, float16> ==
+                 redraft::detail::simd_isa::fast_f16);
+  STATIC_REQUIRE(redraft::backend_prefers_half_weights_v<redraft::cpu_backend, redraft::bfloat16>);
+
+  const index_t v = 131, h = 12, e = 40, rows = 5;
+  const auto config = redraft_test::make_config(v, h, e, 1, redraft::recurrence::silu, 20);
+  auto weights = redraft_test::random_weights(config, 11);
+  for (auto& [name, t] : weights)
+    if (t.shape.size() == 2)
+      for (float& x : t.values) x = redraft::to_float(redraft::to_float16(x));
+  const auto declined = redraft::make_draft_head(cpu_backend_declining_f16{}, config, weights,
+                                                 "tensors", redraft::weight_format::f16);
+  REQUIRE(declined.format() == redraft::weight_format::f16);
+  REQUIRE(declined.stored_format() == redraft::weight_format::f32);
+  for (const auto& [name, t] : weights) REQUIRE(declined.get_parameter(name) == t.values);
+
+  // F16 weights held as F16 (a one-instruction conversion in every product) and as floats give
+  // the same bits: each product widens the same values and accumulates in the same order.
+  const auto kept = redraft::make_draft_head(cpu_backend_keeping_f16{}, config, weights, "tensors",
+                                             redraft::weight_format::f16);
+  REQUIRE(kept.stored_format() == redraft::weight_format::f16);
+  std::mt19937 rng(5);
+  const auto hidden = redraft_test::random_values(rows * h, 1.0, rng);
+  const auto embedded = redraft_test::random_values(rows * h, 1.0, rng);
+  const auto run = [&](const auto& head) {
+    std::vector<float> state(static_cast<std::size_t>(rows * h), 0.0f);
+    std::vector<float> log_probs(static_cast<std::size_t>(rows * v));
+    redraft::draft_head_workspace<std::remove_cvref_t<decltype(head.backend())>> ws;
+    redraft::matrix_view<float> state_view(state.data(), rows, h);
+    head.advance_state(redraft::matrix_view<const float>(embedded.data(), rows, h), state_view,
+                       state_view, ws);
+    head.log_probs(redraft::matrix_view<const float>(hidden.data(), rows, h), state_view,
+                   redraft::matrix_view<float>(log_probs.data(), rows, v), ws);
+    return log_probs;
+  };
+  REQUIRE(run(declined) == run(kept));
+}
+
 TEST_CASE("load_draft_head keeps the checkpoint's stored format", "[draft][half][io]") {
   const auto config = redraft_test::make_config(50, 8, 16, 1, redraft::recurrence::silu, 10);
   const auto head = redraft::make_draft_head(redraft::cpu_backend{}, config,
@@ -348,7 +414,11 @@ TEST_CASE("load_draft_head keeps the checkpoint's stored format", "[draft][half]
     const auto expected = dtype == redraft::safetensors_dtype::f16 ? redraft::weight_format::f16
                                                                    : redraft::weight_format::bf16;
     REQUIRE(loaded.format() == expected);
-    REQUIRE(loaded.stored_format() == expected);
+    const bool keeps_half =
+        dtype == redraft::safetensors_dtype::f16
+            ? redraft::backend_prefers_half_weights_v<redraft::cpu_backend, redraft::float16>
+            : redraft::backend_prefers_half_weights_v<redraft::cpu_backend, redraft::bfloat16>;
+    REQUIRE(loaded.stored_format() == (keeps_half ? expected : redraft::weight_format::f32));
     REQUIRE(redraft::load_draft_head(redraft::cpu_backend{}, dir, redraft::weight_format::f32)
                 .format() == redraft::weight_format::f32);
   }

@@ -46,7 +46,12 @@
 //     such as the draft head then keep W weights in backend memory (half the bytes to stream per
 //     product); on a backend without it they keep the same values in float buffers. Detect it
 //     through redraft::backend_has_half_matmul_v<B, W>. The CPU backend offers it; the Thrust
-//     and CUDA backends do not (yet).
+//     and CUDA backends do not (yet). A backend whose W products are slower than its float
+//     products (converting each weight costs more than streaming twice the bytes) may say so
+//     with `template <class W> static constexpr bool prefers_half_weights`; users then keep
+//     float buffers there as well. Read through redraft::backend_prefers_half_weights_v<B, W>
+//     (clause 9 offered and not declined). The CPU backend declines F16 on builds without a
+//     hardware F16 conversion (baseline x86-64: the SSE2 path of cpu/simd.hpp).
 // 10. Optional: fused steps. The hot data-parallel steps are public argument structs in step/
 //     (namespace redraft::step): greedy_walk<T>, lossless_walk<T>, typical_walk<T>,
 //     redrafter_walk<T>, redrafter_rows<T> (T the logits' element type) and packed_mask_rows.
@@ -153,6 +158,19 @@ inline constexpr bool backend_has_half_matmul_v =
   b.matmul(x, w, bias, activation::none, y);
   requires detail::backend_buffer_of<B, W>;
 };
+
+// Clause 9, as users holding weights read it: true iff B multiplies W weights (above) and does
+// not decline them with B::prefers_half_weights<W> = false.
+template <class B, class W>
+inline constexpr bool backend_prefers_half_weights_v = [] {
+  if constexpr (!backend_has_half_matmul_v<B, W>) {
+    return false;
+  } else if constexpr (requires { B::template prefers_half_weights<W>; }) {
+    return static_cast<bool>(B::template prefers_half_weights<W>);
+  } else {
+    return true;
+  }
+}();
 
 // Clause 11: true iff B offers packed_matrix<W> with pack, unpack and its matmul.
 namespace detail {

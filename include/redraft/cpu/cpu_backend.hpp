@@ -114,6 +114,14 @@ class cpu_backend {
     matmul_impl(x, w, bias, act, y);
   }
 
+  // Clause 9's preference: F16 weights only where an F16 load is a hardware conversion. On the
+  // SSE2 and portable paths (a build without -march) converting each F16 weight as it is read
+  // costs more than streaming a float: the draft head's beam search ran 4x faster with float
+  // copies of its F16 weights there (docs/draft.md). BF16 widens with a shift everywhere.
+  template <class W>
+  static constexpr bool prefers_half_weights =
+      !std::same_as<W, float16> || detail::simd_isa::fast_f16;
+
   // Clause 11: weights packed into column panels (packed_matmul), W float, float16 or bfloat16.
   // Any M goes through packed_matmul: each weight read once per 64 rows, no horizontal sums.
   template <class W>

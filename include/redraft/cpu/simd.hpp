@@ -13,6 +13,9 @@
 // the same bits every time in one binary, whatever the alignment of its operands (unlike Eigen's
 // reductions, whose peeling depends on alignment). Different instruction sets round differently
 // (FMA versus a separate multiply and add), so bits can differ between builds.
+// fast_f16: whether an F16 load is a hardware conversion (AVX-512F, F16C). Where it is not, the
+// CPU backend asks holders of many F16 weights (the draft head) to keep them as floats
+// (cpu_backend::prefers_half_weights): twice the bytes, but no conversion per use.
 //
 // NOTE: chosen at compile time, not by runtime dispatch: the repository's binaries and the Python
 // package are built with -march=native (REDRAFT_NATIVE_ARCH), which selects the widest path; a
@@ -38,7 +41,8 @@ namespace redraft::detail {
 struct simd_isa {
   static constexpr const char* name = "avx512";
   static constexpr int width = 16;
-  static constexpr int registers = 32;  // vector registers the product's tiles may plan for
+  static constexpr bool fast_f16 = true;  // vcvtph2ps: one instruction per 16 values
+  static constexpr int registers = 32;    // vector registers the product's tiles may plan for
   using vec = __m512;
 
   static vec zero() { return _mm512_setzero_ps(); }
@@ -94,6 +98,11 @@ struct simd_isa {
 struct simd_isa {
   static constexpr const char* name = "avx2";
   static constexpr int width = 8;
+#if defined(__F16C__)
+  static constexpr bool fast_f16 = true;
+#else
+  static constexpr bool fast_f16 = false;
+#endif
   static constexpr int registers = 16;
   using vec = __m256;
 
@@ -138,6 +147,7 @@ struct simd_isa {
 struct simd_isa {
   static constexpr const char* name = "sse2";
   static constexpr int width = 8;
+  static constexpr bool fast_f16 = false;  // about 16 integer operations per 4 values
   // As the portable path plans (a vec is two of SSE2's 16 registers, so wide tiles spill; the
   // bits do not depend on the tiles, small_matmul.hpp).
   static constexpr int registers = 16;
@@ -205,6 +215,7 @@ struct simd_isa {
 struct simd_isa {
   static constexpr const char* name = "portable";
   static constexpr int width = 8;
+  static constexpr bool fast_f16 = false;
   static constexpr int registers = 16;
   struct vec {
     float lane[8];

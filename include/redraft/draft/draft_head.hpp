@@ -22,9 +22,10 @@
 // Weight format. The weight matrices (input_proj, the blocks, the vocabulary projection, rnn_u,
 // rnn_w) hold values of the head's weight_format: F32, or F16 / BF16 as checkpoints store them.
 // On a backend with half-precision products (Backend clause 9, e.g. the CPU) F16 / BF16 matrices
-// stay 16-bit in memory, halving the bytes each product streams; elsewhere the same values are
-// kept in float buffers. Either way every product accumulates in float, and the results are the
-// same. Biases are always float.
+// stay 16-bit in memory, halving the bytes each product streams; elsewhere, and where the backend
+// declines a format (the CPU declines F16 on builds without a hardware F16 conversion), the same
+// values are kept in float buffers. Either way every product accumulates in float, and the results
+// are the same. Biases are always float.
 //
 // Packed weights. On a backend with packed weights (Backend clause 11, e.g. the CPU) every weight
 // matrix is held only in the backend's packed layout, built when it is set (set_parameter,
@@ -232,8 +233,8 @@ class draft_head {
   draft_head(B backend, draft_config config, weight_format format = weight_format::f32)
       : backend_(std::move(backend)), config_(config), format_(format) {
     config_.validate("draft_head");
-    if ((format_ == weight_format::f16 && backend_has_half_matmul_v<B, float16>) ||
-        (format_ == weight_format::bf16 && backend_has_half_matmul_v<B, bfloat16>)) {
+    if ((format_ == weight_format::f16 && backend_prefers_half_weights_v<B, float16>) ||
+        (format_ == weight_format::bf16 && backend_prefers_half_weights_v<B, bfloat16>)) {
       stored_ = format_;
     }
     const index_t v = config_.vocab_size, h = config_.hidden_size, e = config_.exit_dim;
@@ -256,7 +257,8 @@ class draft_head {
 
   const draft_config& config() const { return config_; }
   // The format of the weight matrices' values, and the one they are stored in: equal on a
-  // backend with half-precision products, f32 storage of half values elsewhere.
+  // backend with half-precision products that prefers them (backend_prefers_half_weights_v),
+  // f32 storage of half values elsewhere.
   weight_format format() const { return format_; }
   weight_format stored_format() const { return stored_; }
   const B& backend() const { return backend_; }
