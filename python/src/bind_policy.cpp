@@ -65,7 +65,17 @@ void bind_policy(nb::module_& m) {
             c.plain_margin = plain_margin;
             c.speed_smoothing = speed_smoothing;
             c.token_floor_sigmas = token_floor_sigmas;
-            new (p) adaptive_policy(std::move(c));  // checks every field (ValueError)
+            // The C++ constructor checks every field; its errors name the C++ class, which a
+            // Python caller never wrote, so they are re-raised under the Python class's name.
+            try {
+              new (p) adaptive_policy(std::move(c));
+            } catch (const redraft::error& e) {
+              std::string message = e.what();
+              const std::string cpp_name = "adaptive_policy";
+              if (message.starts_with(cpp_name))
+                message.replace(0, cpp_name.size(), "AdaptivePolicy");
+              throw nb::value_error(message.c_str());
+            }
           },
           nb::kw_only(), nb::arg("widths") = d.widths, nb::arg("lengths") = d.lengths,
           nb::arg("allow_plain") = d.allow_plain, nb::arg("decay") = d.decay,

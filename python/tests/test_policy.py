@@ -153,13 +153,13 @@ def test_policy_errors_name_the_argument():
         redraft.SpeculativeDecoder(MarkovTarget(table), AnyShapeDrafter(), policy=3)
     with pytest.raises(ValueError, match=r"policy <class 'redraft._redraft.AdaptivePolicy'> \(.*\) is not 'fixed', 'plain' or an AdaptivePolicy instance"):
         redraft.SpeculativeDecoder(MarkovTarget(table), AnyShapeDrafter(), policy=redraft.AdaptivePolicy)
-    with pytest.raises(ValueError, match=r"widths must be ascending and >= 1 \(widths\[1\] = 1\)"):
+    with pytest.raises(ValueError, match=r"^AdaptivePolicy: widths must be ascending and >= 1 \(widths\[1\] = 1\)"):
         redraft.AdaptivePolicy(widths=[2, 1])
     with pytest.raises(ValueError, match=r"lengths must be ascending and >= 2 \(lengths\[0\] = 1\)"):
         redraft.AdaptivePolicy(lengths=[1, 2])
     with pytest.raises(ValueError, match=r"widths and lengths need at least one candidate each"):
         redraft.AdaptivePolicy(widths=[])
-    with pytest.raises(ValueError, match=r"decay 0 must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"^AdaptivePolicy: decay 0 must be in \(0, 1\]"):
         redraft.AdaptivePolicy(decay=0)
     with pytest.raises(TypeError):
         redraft.AdaptivePolicy([1, 2])  # keyword-only
