@@ -100,8 +100,8 @@ int main() {
       "\nstep 6: %s %dx%d (probe budget %.3f ms: %g plain steps' time, %.3f ms, plus the smaller "
       "of 3%% of %.1f ms observed and 0.5%% of it plus half of the %.3f ms saved against plain; "
       "%.3f ms spent)\n",
-      policy.last_choice() == policy_choice::probe ? "probe" : "exploit", next.beam_width,
-      next.beam_length, 1e3 * policy.probe_allowance(), policy.config().explore_free_steps,
+      policy_choice_name(policy.last_choice()), next.beam_width, next.beam_length,
+      1e3 * policy.probe_allowance(), policy.config().explore_free_steps,
       1e3 * policy.probe_grant_s(), 1e3 * policy.elapsed_s(), 1e3 * policy.gain_s(),
       1e3 * policy.probe_loss_s());
   return 0;
