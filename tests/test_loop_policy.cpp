@@ -1409,20 +1409,41 @@ TEST_CASE("unlucky early steps do not hold the policy on plain steps", "[loop][p
   const one_beam_case c = one_beam(normal);
   CAPTURE(c.rates.at({1, 1}) / c.rates.at(c.optimum));
   REQUIRE(c.optimum == std::pair<std::int32_t, std::int32_t>{1, 2});
-  const auto plain_steps = [&](const adaptive_policy_config& config) {
+  // Plain steps from step `from` (1-based) to 200, steps 2 .. unlucky + 1 accepting nothing.
+  const auto plain_steps = [&](const adaptive_policy_config& config, std::int32_t unlucky,
+                               std::size_t from) {
     adaptive_policy p(config);
-    const auto shapes = drive_policy(p, normal, 200, {.forced = {2, 0}, .forced_steps = 3});
+    const auto shapes = drive_policy(p, normal, 200, {.forced = {2, 0}, .forced_steps = unlucky});
     std::int32_t plain = 0;
-    for (std::size_t k = 3; k < shapes.size(); ++k) plain += shapes[k].is_plain();
+    for (std::size_t k = from - 1; k < shapes.size(); ++k) plain += shapes[k].is_plain();
     return plain;
   };
-  const std::int32_t with_grant = plain_steps(c.config);
+  const std::int32_t with_grant = plain_steps(c.config, 3, 4);
   adaptive_policy_config no_grant = c.config;
   no_grant.explore_free_steps = 0;
-  const std::int32_t without_grant = plain_steps(no_grant);
+  const std::int32_t without_grant = plain_steps(no_grant, 3, 4);
   CAPTURE(with_grant, without_grant);
   CHECK(with_grant < 20);
   CHECK(without_grant > 100);
+
+  // More unlucky steps than the grant covers (every tree of steps 2-9 accepts nothing, the
+  // calibration's and the first probes: as in a KJV demo run at sampling batch 1 that then held
+  // the policy on plain steps for ~450 steps). Probes chosen before depth 1 has
+  // explore_free_trials observations cost the budget nothing, so the policy probes again once
+  // the luck turns.
+  const std::int32_t with_free_trials = plain_steps(c.config, 8, 11);
+  adaptive_policy_config charged = c.config;
+  charged.explore_free_trials = 0;
+  const std::int32_t without_free_trials = plain_steps(charged, 8, 11);
+  CAPTURE(with_free_trials, without_free_trials);
+  CHECK(with_free_trials < 20);
+  CHECK(without_free_trials > 100);
+  CHECK_THROWS_WITH(adaptive_policy([] {
+                      adaptive_policy_config bad;
+                      bad.explore_free_trials = -2;
+                      return bad;
+                    }()),
+                    Catch::Contains("explore_free_trials -2 must be >= 0"));
   CHECK_THROWS_WITH(adaptive_policy([] {
                       adaptive_policy_config bad;
                       bad.explore_free_steps = -1;

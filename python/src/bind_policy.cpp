@@ -48,8 +48,8 @@ void bind_policy(nb::module_& m) {
              std::vector<std::int32_t> lengths, bool allow_plain, double decay,
              double explore_fraction, std::int32_t explore_steps, double confidence,
              double cost_confidence, double explore_free_fraction, double explore_gain_share,
-             double explore_free_steps, double plain_margin, double speed_smoothing,
-             double token_floor_sigmas) {
+             double explore_free_steps, double explore_free_trials, double plain_margin,
+             double speed_smoothing, double token_floor_sigmas) {
             adaptive_policy_config c;
             c.widths = std::move(widths);
             c.lengths = std::move(lengths);
@@ -62,6 +62,7 @@ void bind_policy(nb::module_& m) {
             c.explore_free_fraction = explore_free_fraction;
             c.explore_gain_share = explore_gain_share;
             c.explore_free_steps = explore_free_steps;
+            c.explore_free_trials = explore_free_trials;
             c.plain_margin = plain_margin;
             c.speed_smoothing = speed_smoothing;
             c.token_floor_sigmas = token_floor_sigmas;
@@ -85,6 +86,7 @@ void bind_policy(nb::module_& m) {
           nb::arg("explore_free_fraction") = d.explore_free_fraction,
           nb::arg("explore_gain_share") = d.explore_gain_share,
           nb::arg("explore_free_steps") = d.explore_free_steps,
+          nb::arg("explore_free_trials") = d.explore_free_trials,
           nb::arg("plain_margin") = d.plain_margin, nb::arg("speed_smoothing") = d.speed_smoothing,
           nb::arg("token_floor_sigmas") = d.token_floor_sigmas)
       .def_prop_ro(

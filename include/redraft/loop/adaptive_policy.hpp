@@ -67,13 +67,14 @@
 // token, minus its time), so where nothing pays, probes lose at most explore_free_fraction and the
 // policy keeps plain speed; on top of both, a one-time grant of explore_free_steps plain steps'
 // time, so that a few unlucky early steps do not keep the policy from looking again for hundreds of
-// steps. Optimistic rate: acceptance at mean + `confidence` standard deviations
-// (freshness-weighted), and verify cost times exp(-cost_confidence / sqrt(w)), w the weight of the
-// bins near n (at most 64 times the weight of the bins verify(n) is read from), so a node count
-// measured long ago, or never, is measured again when it might pay, even while a nearby count is
-// measured every step; plain steps included, whose cost has no other uncertainty. Probes therefore
-// cost at most about explore_fraction of the time, an expensive tree is tried rarely, and a shape
-// whose acceptance went stale is tried again.
+// steps; and probes are not charged at all until depth 1 of the narrowest width has
+// explore_free_trials request observations (at batch 1, the first few tree steps). Optimistic rate:
+// acceptance at mean + `confidence` standard deviations (freshness-weighted), and verify cost times
+// exp(-cost_confidence / sqrt(w)), w the weight of the bins near n (at most 64 times the weight of
+// the bins verify(n) is read from), so a node count measured long ago, or never, is measured again
+// when it might pay, even while a nearby count is measured every step; plain steps included, whose
+// cost has no other uncertainty. Probes therefore cost at most about explore_fraction of the time,
+// an expensive tree is tried rarely, and a shape whose acceptance went stale is tried again.
 //
 // Persistence. Everything learned lives in the policy object: the speculative decoder keeps its
 // policy across generate() calls (speculative_decoder::policy()), so only the first call
@@ -129,6 +130,13 @@ struct adaptive_policy_config {
   // until explore_free_fraction of the decoding time repaid them, which in a run of a few hundred
   // steps is the whole run.
   double explore_free_steps = 2.0;
+  // ... and probes cost the budget nothing until the narrowest candidate width's depth-1
+  // acceptance has this many request observations (counted without decay): before that, a tree
+  // that accepted nothing may have been unlucky rather than bad. At batch 1 under sampling, five
+  // such tree steps at a run's start spent the grant and held the policy on plain steps for
+  // about 450 steps; at a batch of this size or more the calibration step alone makes the count.
+  // 0: every probe is charged.
+  double explore_free_trials = 8.0;
   // With plain steps allowed, a tree's tokens count 1 / (1 + plain_margin) when shapes are
   // compared: a tree is exploited only when its estimated rate beats plain decoding's by more
   // than this fraction, and a tree probed while plain steps are best is charged with its tokens
@@ -211,6 +219,8 @@ class adaptive_policy {
                     ": plain_margin ", config_.plain_margin, " must be in [0, 1)");
     REDRAFT_REQUIRE(config_.explore_free_steps >= 0.0, fn, ": explore_free_steps ",
                     config_.explore_free_steps, " must be >= 0");
+    REDRAFT_REQUIRE(config_.explore_free_trials >= 0.0, fn, ": explore_free_trials ",
+                    config_.explore_free_trials, " must be >= 0");
     REDRAFT_REQUIRE(config_.explore_gain_share >= 0.0 && config_.explore_gain_share <= 1.0, fn,
                     ": explore_gain_share ", config_.explore_gain_share, " must be in [0, 1]");
     REDRAFT_REQUIRE(config_.speed_smoothing >= 0.0 && config_.speed_smoothing < 1.0, fn,
@@ -309,7 +319,8 @@ class adaptive_policy {
       // Signed: a probe that beat the estimate refunds the budget (clamping at 0 would charge
       // every near-best probe for its noise).
       probe_realized_loss_s_ += seconds - report.emitted * last_worth_ / last_best_rate_;
-      probe_loss_s_ += seconds - counted_tokens(report) * last_worth_ / last_best_rate_;
+      if (depth1_trials_ >= config_.explore_free_trials)
+        probe_loss_s_ += seconds - counted_tokens(report) * last_worth_ / last_best_rate_;
     }
     const double context = static_cast<double>(report.context_tokens);
     // NOTE: a generate() call's first step runs cold (the prefill, or whatever the caller ran
@@ -367,6 +378,7 @@ class adaptive_policy {
       for (std::int32_t d = 1; d <= observed; ++d) {
         const std::size_t c = cell(j, d), t = static_cast<std::size_t>(d);
         if (trials[t] == 0.0) break;
+        if (j == 0 && d == 1) depth1_trials_ += trials[t];
         hits_[c] = hits_[c] * config_.decay + hits[t];
         seen_[c] = seen_[c] * config_.decay + trials[t];
         fresh_[c] += trials[t];
@@ -984,6 +996,7 @@ class adaptive_policy {
   std::int32_t draft_samples_ = 0, calibration_steps_ = 0;
   std::int64_t steps_ = 0;  // steps observed (all generate() calls)
   double elapsed_s_ = 0, probe_loss_s_ = 0, gain_s_ = 0;
+  double depth1_trials_ = 0;   // requests observed at depth 1 of the narrowest width, undecayed
   double allowance_s_ = 0;     // sum over steps of explore_fraction_now() x the step's time
   double free_s_ = 0;          // explore_free_steps plain steps' time (the largest batch's so far)
   double speed_ = 1.0;         // the machine-speed factor (speed_smoothing)
