@@ -116,8 +116,9 @@ class cpu_backend {
 
   // Clause 9's preference: F16 weights only where an F16 load is a hardware conversion. On the
   // SSE2 and portable paths (a build without -march) converting each F16 weight as it is read
-  // costs more than streaming a float: the draft head's beam search ran 4x faster with float
-  // copies of its F16 weights there (docs/draft.md). BF16 widens with a shift everywhere.
+  // costs more than streaming a float: the draft head's beam search ran 2x faster with float
+  // copies of its F16 weights there on a production-shaped head, 3.4-3.8x on the shipped KJV
+  // head (docs/draft.md). BF16 widens with a shift everywhere.
   template <class W>
   static constexpr bool prefers_half_weights =
       !std::same_as<W, float16> || detail::simd_isa::fast_f16;
